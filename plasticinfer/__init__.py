@@ -1,0 +1,74 @@
+"""plasticinfer: infer synaptic plasticity rules from data, and discover rules that give networks a function.
+
+Everything public is importable from here; modules with a leading underscore are private.
+"""
+
+from ._errors import (
+    DataError as DataError,
+    FitDivergedError as FitDivergedError,
+    ModelError as ModelError,
+    PlasticInferError as PlasticInferError,
+)
+from ._trial_data import TrialData as TrialData
+
+# --- core engine (rules, networks, simulation, fitting) ---
+from ._fit import FitResult as FitResult, fit as fit, fit_independent as fit_independent, trainable_filter as trainable_filter
+from ._io import write_netcdf as write_netcdf
+from ._metrics import (
+    HeldOutScore as HeldOutScore,
+    coefficient_error as coefficient_error,
+    cosine_similarity as cosine_similarity,
+    heldout_r2 as heldout_r2,
+    r2_score as r2_score,
+)
+from ._model import PlasticityModel as PlasticityModel
+from ._networks import (
+    AbstractNetwork as AbstractNetwork,
+    ChoiceCircuit as ChoiceCircuit,
+    FeedForward as FeedForward,
+    MultiLayer as MultiLayer,
+    Recurrent as Recurrent,
+    one_hot_cues as one_hot_cues,
+    sparse_cues as sparse_cues,
+)
+from ._observation import (
+    AbstractObservationModel as AbstractObservationModel,
+    BernoulliChoice as BernoulliChoice,
+    GaussianActivity as GaussianActivity,
+    PoissonCounts as PoissonCounts,
+)
+from ._rules import (
+    AbstractRule as AbstractRule,
+    CovarianceRule as CovarianceRule,
+    MLPRule as MLPRule,
+    Monomial as Monomial,
+    TaylorRule as TaylorRule,
+    all_monomials as all_monomials,
+    bcm as bcm,
+    covariance as covariance,
+    hebbian as hebbian,
+    oja as oja,
+    rescorla_wagner as rescorla_wagner,
+    reward_modulated_hebbian as reward_modulated_hebbian,
+    weight_decay as weight_decay,
+)
+from ._simulate import Trajectory as Trajectory, simulate as simulate
+from ._synthetic import (
+    GaussianInputs as GaussianInputs,
+    SyntheticActivity as SyntheticActivity,
+    SyntheticChoices as SyntheticChoices,
+    block_schedule as block_schedule,
+    make_activity_data as make_activity_data,
+    make_choice_data as make_choice_data,
+    simulate_choices as simulate_choices,
+)
+
+# --- data layer ---
+
+# --- bayes and comparison ---
+
+# --- discovery ---
+
+# --- meta-learning (feedback alignment) ---
+
+__version__ = "0.1.0"

@@ -1,0 +1,139 @@
+"""`PlasticityModel`: a rule inside a network, an observation model, and initial weights."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._errors import ModelError
+from ._networks import AbstractNetwork
+from ._observation import AbstractObservationModel
+from ._rules import AbstractRule, TaylorRule
+from ._simulate import Trajectory, simulate
+from ._trial_data import TrialData
+
+
+class PlasticityModel(eqx.Module):
+    """The differentiable model a fit works on.
+
+    Attributes:
+        rule: the plasticity rule (or a dict of rules keyed by weight name).
+        network: the network.
+        observation: the observation model.
+        initial_weights: dict of initial weight matrices with a leading ``trajectory`` axis
+            (one set of initial weights per learning trajectory). A fit learns them unless
+            told not to (``fit(..., fit_initial_weights=False)``).
+    """
+
+    rule: Any
+    network: AbstractNetwork
+    observation: AbstractObservationModel
+    initial_weights: dict[str, Array]
+
+    def __check_init__(self):
+        shapes = self.network.weight_shapes()
+        if set(self.initial_weights) != set(shapes):
+            raise ModelError(
+                f"initial_weights has names {sorted(self.initial_weights)}; the network needs {sorted(shapes)}"
+            )
+        n = None
+        for name, shape in shapes.items():
+            w = self.initial_weights[name]
+            if tuple(w.shape[1:]) != tuple(shape):
+                raise ModelError(
+                    f"initial_weights[{name!r}] has shape {tuple(w.shape)}; expected (trajectory,) + {tuple(shape)}. "
+                    "Use PlasticityModel.create(...) to broadcast one set of weights to every trajectory."
+                )
+            if n is None:
+                n = w.shape[0]
+            elif w.shape[0] != n:
+                raise ModelError("all initial weight matrices must have the same number of trajectories")
+
+    @classmethod
+    def create(
+        cls,
+        rule,
+        network: AbstractNetwork,
+        observation: AbstractObservationModel,
+        *,
+        n_trajectories: int = 1,
+        initial_weights: Mapping[str, Array] | None = None,
+        key: PRNGKeyArray | None = None,
+        init_scale: float = 0.1,
+    ) -> "PlasticityModel":
+        """Build a model with initial weights given (one set, broadcast) or drawn as ``init_scale·N(0,1)``."""
+        shapes = network.weight_shapes()
+        if initial_weights is None:
+            if key is None:
+                raise ModelError("give either initial_weights or a PRNG key to draw them")
+            keys = jax.random.split(key, n_trajectories)
+            w0 = jax.vmap(lambda k: network.init_weights(k, init_scale))(keys)
+        else:
+            w0 = {}
+            for name, shape in shapes.items():
+                if name not in initial_weights:
+                    raise ModelError(f"initial_weights lacks {name!r}; the network needs {sorted(shapes)}")
+                w = jnp.asarray(initial_weights[name])
+                if tuple(w.shape) == tuple(shape):
+                    w = jnp.broadcast_to(w, (n_trajectories,) + tuple(shape))
+                w0[name] = w
+        return cls(rule, network, observation, w0)
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(next(iter(self.initial_weights.values())).shape[0])
+
+    def simulate_trajectory(self, index: int, trials: dict[str, Array], **kwargs) -> Trajectory:
+        """Simulate trajectory ``index`` (its own initial weights) on one trajectory's trials."""
+        w0 = {k: v[index] for k, v in self.initial_weights.items()}
+        return simulate(self.rule, self.network, w0, trials, **kwargs)
+
+    def simulate(self, inputs: dict[str, Array], **kwargs) -> Trajectory:
+        """Simulate every trajectory; ``inputs`` leaves have leading (trajectory, trial) axes."""
+        self._check_data_inputs(inputs)
+        return jax.vmap(lambda w0, trials: simulate(self.rule, self.network, w0, trials, **kwargs))(
+            self.initial_weights, inputs
+        )
+
+    def log_likelihood(self, data: TrialData, *, checkpoint: bool | int = True) -> Float[Array, "trajectory trial"]:
+        """Log-likelihood of every trial (summed over the neurons/entries within it)."""
+        self._check_data_inputs(data.inputs)
+        if data.n_trajectories != self.n_trajectories:
+            raise ModelError(
+                f"data has {data.n_trajectories} trajectories but the model has initial weights for "
+                f"{self.n_trajectories}; build the model with n_trajectories={data.n_trajectories}"
+            )
+        mask = jnp.broadcast_to(data.mask, data.observations.shape)
+
+        def one(w0, trials, obs, m):
+            traj = simulate(self.rule, self.network, w0, trials, checkpoint=checkpoint)
+            return jax.vmap(self.observation.trial_log_prob)(traj.outputs, obs, m)
+
+        return jax.vmap(one)(self.initial_weights, data.inputs, data.observations, mask)
+
+    def penalty(self) -> Float[Array, ""]:
+        """L1 penalty of the rule's sparse coefficients."""
+        rules = self.rule.values() if isinstance(self.rule, Mapping) else [self.rule]
+        total = jnp.zeros(())
+        for r in rules:
+            if isinstance(r, AbstractRule):
+                total = total + r.penalty()
+        return total
+
+    def _check_data_inputs(self, inputs):
+        for name, leaf in inputs.items():
+            if leaf.shape[0] != self.n_trajectories:
+                raise ModelError(
+                    f"inputs[{name!r}] has {leaf.shape[0]} trajectories but the model has {self.n_trajectories}"
+                )
+
+    def taylor_rules(self) -> dict[str, TaylorRule]:
+        """The model's Taylor rules by weight name (``"rule"`` for a single rule)."""
+        if isinstance(self.rule, Mapping):
+            return {k: v for k, v in self.rule.items() if isinstance(v, TaylorRule)}
+        return {"rule": self.rule} if isinstance(self.rule, TaylorRule) else {}

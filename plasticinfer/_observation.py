@@ -1,0 +1,120 @@
+"""Observation models: the likelihood of what was measured given the network's output."""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+_LOG_2PI = 1.8378770664093453
+
+
+class AbstractObservationModel(eqx.Module):
+    """Turns a network output into a distribution over the measurement."""
+
+    @abc.abstractmethod
+    def log_prob(self, output: Array, observation: Array) -> Array:
+        """Elementwise log-probability, broadcast to ``observation``'s shape."""
+
+    @abc.abstractmethod
+    def sample(self, key: PRNGKeyArray, output: Array) -> Array:
+        """Draw a measurement."""
+
+    def penalty(self) -> Float[Array, ""]:
+        return jnp.zeros(())
+
+    def trial_log_prob(self, output, observation, mask) -> Float[Array, ""]:
+        """Log-probability of one trial's observation, summed over masked-in entries.
+
+        Masked-out entries (unrecorded neurons, padded trials) are replaced before the
+        density is evaluated, so NaNs there never reach values or gradients.
+        """
+        mask = jnp.broadcast_to(mask, observation.shape)
+        safe_obs = jnp.where(mask, observation, jnp.zeros((), observation.dtype))
+        lp = self.log_prob(output, safe_obs)
+        return jnp.sum(jnp.where(mask, lp, jnp.zeros((), lp.dtype)))
+
+
+class GaussianActivity(AbstractObservationModel):
+    """Recorded activity = network activity + N(0, σ²) noise; σ per neuron or shared, fitted by default.
+
+    Attributes:
+        log_sigma: log of the noise scale (a scalar, or one entry per neuron).
+        learn_sigma: whether a fit may change σ.
+    """
+
+    log_sigma: Float[Array, "..."]
+    learn_sigma: bool = eqx.field(static=True)
+
+    def __init__(self, sigma: float | Array = 0.1, *, learn_sigma: bool = True):
+        self.log_sigma = jnp.log(jnp.asarray(sigma, dtype=float))
+        self.learn_sigma = learn_sigma
+
+    @property
+    def sigma(self) -> Array:
+        ls = self.log_sigma if self.learn_sigma else jax.lax.stop_gradient(self.log_sigma)
+        return jnp.exp(ls)
+
+    def log_prob(self, output, observation):
+        sigma = self.sigma
+        z = (observation - output) / sigma
+        return -0.5 * z * z - jnp.log(sigma) - 0.5 * _LOG_2PI
+
+    def sample(self, key, output):
+        return output + self.sigma * jax.random.normal(key, output.shape, output.dtype)
+
+
+class BernoulliChoice(AbstractObservationModel):
+    """Binary choice (option 1 vs option 0) from the network's drives.
+
+    P(choice = 1) = sigmoid(β·(d₁ − d₀) + bias), with inverse temperature β and bias fitted.
+    The observation is the chosen option's index (0 or 1).
+    """
+
+    log_inverse_temperature: Float[Array, ""]
+    bias: Float[Array, ""]
+    learn_temperature: bool = eqx.field(static=True)
+
+    def __init__(self, inverse_temperature: float = 1.0, bias: float = 0.0, *, learn_temperature: bool = True):
+        self.log_inverse_temperature = jnp.log(jnp.asarray(inverse_temperature, dtype=float))
+        self.bias = jnp.asarray(bias, dtype=float)
+        self.learn_temperature = learn_temperature
+
+    @property
+    def inverse_temperature(self) -> Array:
+        lt = self.log_inverse_temperature
+        return jnp.exp(lt if self.learn_temperature else jax.lax.stop_gradient(lt))
+
+    def logit(self, drives: Array) -> Array:
+        return self.inverse_temperature * (drives[..., 1] - drives[..., 0]) + self.bias
+
+    def probability(self, drives: Array) -> Array:
+        """P(choice = 1) for each trial."""
+        return jax.nn.sigmoid(self.logit(drives))
+
+    def log_prob(self, output, observation):
+        logit = self.logit(output)
+        obs = observation.astype(logit.dtype)
+        return obs * jax.nn.log_sigmoid(logit) + (1 - obs) * jax.nn.log_sigmoid(-logit)
+
+    def sample(self, key, output):
+        return jax.random.bernoulli(key, self.probability(output)).astype(jnp.int32)
+
+
+class PoissonCounts(AbstractObservationModel):
+    """Spike counts ~ Poisson(rate · dt) with rate = softplus(activity) (a non-negative link)."""
+
+    dt: float = eqx.field(static=True, default=1.0)
+
+    def rate(self, output):
+        return jax.nn.softplus(output) * self.dt
+
+    def log_prob(self, output, observation):
+        lam = self.rate(output)
+        return observation * jnp.log(lam + 1e-12) - lam - jax.scipy.special.gammaln(observation + 1.0)
+
+    def sample(self, key, output):
+        return jax.random.poisson(key, self.rate(output), output.shape).astype(output.dtype)

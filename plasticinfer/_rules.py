@@ -1,0 +1,508 @@
+"""Plasticity rules: the function that maps local quantities to a weight change.
+
+A rule is called as ``rule(pre, post, weight, reward)`` on whole matrices at once:
+
+- ``pre``: presynaptic activity, shape ``(batch, n_pre)``;
+- ``post``: postsynaptic activity, shape ``(batch, n_post)``;
+- ``weight``: the weight matrix, shape ``(n_post, n_pre)``;
+- ``reward``: reward signal per sample, shape ``(batch,)``;
+
+and returns ``Δw`` of shape ``(n_post, n_pre)``, averaged over the batch (the
+"batch-mean update"). Any Equinox module with that signature can serve as a rule.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._errors import ModelError
+
+VARIABLES: tuple[str, ...] = ("x", "y", "w", "r")
+_VAR_DESCRIPTION = {"x": "presynaptic activity", "y": "postsynaptic activity", "w": "weight", "r": "reward"}
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+_FROM_SUPERSCRIPT = {v: k for k, v in zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")}
+
+
+class AbstractRule(eqx.Module):
+    """A plasticity rule acting on a whole weight matrix."""
+
+    @abc.abstractmethod
+    def __call__(
+        self,
+        pre: Float[Array, "batch pre"],
+        post: Float[Array, "batch post"],
+        weight: Float[Array, "post pre"],
+        reward: Float[Array, " batch"],
+    ) -> Float[Array, "post pre"]:
+        """Return the weight change Δw (batch mean)."""
+
+    def penalty(self) -> Float[Array, ""]:
+        """L1 norm of the sparsity-penalised parameters (zero for rules without such)."""
+        return jnp.zeros(())
+
+
+# --------------------------------------------------------------------------------------
+# Monomials
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, order=True)
+class Monomial:
+    """The monomial x^a · y^b · w^c · r^d, named like ``"x*y^2*w"`` (``"1"`` for the constant)."""
+
+    x: int = 0
+    y: int = 0
+    w: int = 0
+    r: int = 0
+
+    def __post_init__(self):
+        for v in VARIABLES:
+            p = getattr(self, v)
+            if not isinstance(p, (int, np.integer)) or p < 0:
+                raise ModelError(f"power of {v} must be a non-negative integer, got {p!r}")
+
+    @property
+    def powers(self) -> tuple[int, int, int, int]:
+        return (self.x, self.y, self.w, self.r)
+
+    @property
+    def degree(self) -> int:
+        return sum(self.powers)
+
+    @property
+    def name(self) -> str:
+        parts = [v if p == 1 else f"{v}^{p}" for v, p in zip(VARIABLES, self.powers) if p > 0]
+        return "*".join(parts) if parts else "1"
+
+    def pretty(self) -> str:
+        parts = [v if p == 1 else f"{v}{str(p).translate(_SUPERSCRIPT)}" for v, p in zip(VARIABLES, self.powers) if p > 0]
+        return "·".join(parts) if parts else "1"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def evaluate(self, x, y, w, r):
+        """Reference value x^a y^b w^c r^d by plain multiplication (for tests and docs)."""
+        out = 1.0
+        for val, p in zip((x, y, w, r), self.powers):
+            for _ in range(p):
+                out = out * val
+        return out
+
+    @classmethod
+    def parse(cls, text: str) -> "Monomial":
+        """Parse ``"x*y^2"``, ``"x·y²"``, ``"x y**2"`` or ``"1"`` into a monomial."""
+        s = text.strip()
+        s = "".join(f"^{_FROM_SUPERSCRIPT[c]}" if c in _FROM_SUPERSCRIPT else c for c in s)
+        s = s.replace("**", "^")
+        if s in ("1", ""):
+            if s == "":
+                raise ModelError("empty term name; use '1' for the constant term")
+            return cls()
+        powers = dict.fromkeys(VARIABLES, 0)
+        for factor in re.split(r"[\*·\s]+", s):
+            if not factor:
+                continue
+            m = re.fullmatch(r"([xywr])(?:\^(\d+))?", factor)
+            if m is None:
+                raise ModelError(
+                    f"cannot parse term {text!r}: factor {factor!r} is not one of x, y, w, r with an optional "
+                    "power (write terms like 'x*y', 'y^2*w', 'x*r'; x=pre, y=post, w=weight, r=reward)"
+                )
+            powers[m.group(1)] += int(m.group(2) or 1)
+        return cls(**powers)
+
+
+def _as_monomial(term: "Monomial | str") -> Monomial:
+    return term if isinstance(term, Monomial) else Monomial.parse(term)
+
+
+def all_monomials(
+    variables: Sequence[str] = ("x", "y", "w"), max_power: int = 2, max_degree: int | None = None
+) -> tuple[Monomial, ...]:
+    """Every monomial in ``variables`` with each power ≤ ``max_power`` and total degree ≤ ``max_degree``.
+
+    Ordered by total degree, then lexicographically by (x, y, w, r) powers.
+    """
+    variables = tuple(variables)
+    unknown = set(variables) - set(VARIABLES)
+    if unknown:
+        raise ModelError(f"unknown variables {sorted(unknown)}; choose from {VARIABLES} ({_VAR_DESCRIPTION})")
+    out = []
+    for powers in itertools.product(range(max_power + 1), repeat=len(variables)):
+        kw = dict(zip(variables, powers))
+        m = Monomial(**kw)
+        if max_degree is None or m.degree <= max_degree:
+            out.append(m)
+    return tuple(sorted(out, key=lambda m: (m.degree, tuple(-p for p in m.powers))))
+
+
+def _powers(v: Array, n: int) -> Array:
+    """Stack v^0, …, v^(n-1) along a new axis 1 by repeated multiplication (finite gradient at 0)."""
+    out = [jnp.ones_like(v)]
+    for _ in range(1, n):
+        out.append(out[-1] * v)
+    return jnp.stack(out, axis=1)
+
+
+# --------------------------------------------------------------------------------------
+# Taylor rule
+# --------------------------------------------------------------------------------------
+
+
+class TaylorRule(AbstractRule):
+    """Δw = η · Σ_k θ_k · x^a_k · y^b_k · w^c_k · r^d_k over a set of named monomials.
+
+    Build one with :meth:`full` (every monomial up to a truncation), :meth:`from_terms`
+    (a dict of named terms) or :meth:`from_equation` (``"x*y - y^2*w"``).
+
+    Attributes:
+        coeffs: one coefficient θ_k per term.
+        terms: the monomials, in the order of ``coeffs``.
+        fixed: per term, whether the coefficient is held fixed (no gradient flows to it).
+        learning_rate: the overall rate η (not fitted).
+    """
+
+    coeffs: Float[Array, " terms"]
+    terms: tuple[Monomial, ...] = eqx.field(static=True)
+    fixed: tuple[bool, ...] = eqx.field(static=True)
+    learning_rate: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        terms: Sequence[Monomial | str],
+        coeffs: Float[Array, " terms"] | Sequence[float] | None = None,
+        *,
+        fixed: Iterable[Monomial | str] = (),
+        learning_rate: float = 1.0,
+    ):
+        terms = tuple(_as_monomial(t) for t in terms)
+        if len(set(terms)) != len(terms):
+            dup = sorted({t.name for t in terms if terms.count(t) > 1})
+            raise ModelError(f"TaylorRule terms must be distinct; repeated: {dup}")
+        if len(terms) == 0:
+            raise ModelError("TaylorRule needs at least one term")
+        if coeffs is None:
+            coeffs = jnp.zeros(len(terms))
+        coeffs = jnp.asarray(coeffs)
+        if not jnp.issubdtype(coeffs.dtype, jnp.floating):
+            coeffs = coeffs.astype(float)
+        if coeffs.shape != (len(terms),):
+            raise ModelError(f"TaylorRule got {len(terms)} terms but coeffs of shape {coeffs.shape}")
+        fixed_set = {_as_monomial(t) for t in fixed}
+        missing = fixed_set - set(terms)
+        if missing:
+            raise ModelError(f"cannot fix terms that are not in the rule: {sorted(m.name for m in missing)}")
+        self.terms = terms
+        self.coeffs = coeffs
+        self.fixed = tuple(t in fixed_set for t in terms)
+        self.learning_rate = float(learning_rate)
+
+    # ---- constructors --------------------------------------------------------------
+
+    @classmethod
+    def full(
+        cls,
+        variables: Sequence[str] = ("x", "y", "w"),
+        max_power: int = 2,
+        max_degree: int | None = None,
+        *,
+        init: float | Mapping[str, float] = 0.0,
+        exclude: Iterable[Monomial | str] = (),
+        learning_rate: float = 1.0,
+    ) -> "TaylorRule":
+        """Every monomial of ``variables`` up to ``max_power`` per variable (and ``max_degree`` in total).
+
+        ``variables=("x","y","w","r"), max_power=2`` gives the 81-term rule. ``exclude``
+        masks terms out (e.g. ``exclude=["1"]`` drops the constant).
+        """
+        excl = {_as_monomial(t) for t in exclude}
+        terms = tuple(m for m in all_monomials(variables, max_power, max_degree) if m not in excl)
+        if isinstance(init, Mapping):
+            values = {_as_monomial(k): float(v) for k, v in init.items()}
+            unknown = set(values) - set(terms)
+            if unknown:
+                raise ModelError(f"init names terms not in the rule: {sorted(m.name for m in unknown)}")
+            coeffs = [values.get(t, 0.0) for t in terms]
+        else:
+            coeffs = [float(init)] * len(terms)
+        return cls(terms, jnp.asarray(coeffs), learning_rate=learning_rate)
+
+    @classmethod
+    def from_terms(
+        cls, coefficients: Mapping[str | Monomial, float], *, fixed: Iterable[str | Monomial] = (), learning_rate: float = 1.0
+    ) -> "TaylorRule":
+        """A rule with exactly the given named terms, e.g. ``{"x*y": 1.0, "y^2*w": -1.0}``."""
+        terms = [_as_monomial(k) for k in coefficients]
+        return cls(terms, jnp.asarray([float(v) for v in coefficients.values()]), fixed=fixed, learning_rate=learning_rate)
+
+    @classmethod
+    def from_equation(cls, equation: str, *, learning_rate: float = 1.0) -> "TaylorRule":
+        """Parse ``"x*y - y^2*w"``, ``"Δw = 0.5·x·r − 0.05·w"`` (signs are kept)."""
+        s = equation.replace("−", "-").replace("Δw", "").replace("dw", "")
+        s = s.split("=", 1)[-1].strip()
+        if not s:
+            raise ModelError(f"empty rule equation {equation!r}")
+        tokens = re.findall(r"[+-]?[^+-]+", s.replace(" ", ""))
+        coefficients: dict[Monomial, float] = {}
+        for tok in tokens:
+            m = re.fullmatch(r"([+-]?)(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)?[\*·]?(.*)", tok)
+            if m is None:
+                raise ModelError(f"cannot parse {tok!r} in rule equation {equation!r}")
+            sign = -1.0 if m.group(1) == "-" else 1.0
+            value = float(m.group(2)) if m.group(2) else 1.0
+            body = m.group(3) or "1"
+            mono = Monomial.parse(body)
+            coefficients[mono] = coefficients.get(mono, 0.0) + sign * value
+        return cls(list(coefficients), jnp.asarray(list(coefficients.values())), learning_rate=learning_rate)
+
+    # ---- inspection ----------------------------------------------------------------
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.terms)
+
+    @property
+    def coefficients(self) -> dict[str, float]:
+        """Coefficients by term name (host floats)."""
+        values = np.asarray(self.coeffs)
+        return {n: float(v) for n, v in zip(self.names, values)}
+
+    def coefficient(self, term: str | Monomial) -> Array:
+        mono = _as_monomial(term)
+        if mono not in self.terms:
+            raise ModelError(f"term {mono.name!r} is not in the rule; its terms are {list(self.names)}")
+        return self.coeffs[self.terms.index(mono)]
+
+    def with_coefficients(self, values: Mapping[str | Monomial, float]) -> "TaylorRule":
+        """A copy with some coefficients replaced by name (terms must exist)."""
+        new = self.coeffs
+        for k, v in values.items():
+            mono = _as_monomial(k)
+            if mono not in self.terms:
+                raise ModelError(f"term {mono.name!r} is not in the rule; its terms are {list(self.names)}")
+            new = new.at[self.terms.index(mono)].set(v)
+        return eqx.tree_at(lambda r: r.coeffs, self, new)
+
+    def with_fixed(self, terms: Iterable[str | Monomial]) -> "TaylorRule":
+        """A copy in which the named terms are held fixed at their current values."""
+        return TaylorRule(self.terms, self.coeffs, fixed=[t for t, f in zip(self.terms, self.fixed) if f] + list(terms), learning_rate=self.learning_rate)
+
+    def without(self, terms: Iterable[str | Monomial]) -> "TaylorRule":
+        """A copy with the named terms masked out (removed)."""
+        drop = {_as_monomial(t) for t in terms}
+        keep = [i for i, t in enumerate(self.terms) if t not in drop]
+        return TaylorRule(
+            [self.terms[i] for i in keep],
+            self.coeffs[np.asarray(keep, dtype=int)],
+            fixed=[self.terms[i] for i in keep if self.fixed[i]],
+            learning_rate=self.learning_rate,
+        )
+
+    def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
+        """``"Δw = 1.000·x·y − 1.000·y²·w"`` over the terms whose |θ| > threshold."""
+        parts = []
+        for t, c in zip(self.terms, np.asarray(self.coeffs)):
+            if abs(c) <= threshold or (threshold == 0.0 and c == 0.0):
+                continue
+            sign = "−" if c < 0 else "+"
+            body = "" if t.degree == 0 else "·" + t.pretty()
+            parts.append((sign, f"{abs(c):.{precision}f}{body}"))
+        if not parts:
+            rhs = "0"
+        else:
+            rhs = ("−" if parts[0][0] == "−" else "") + parts[0][1]
+            rhs += "".join(f" {s} {p}" for s, p in parts[1:])
+        lr = "" if self.learning_rate == 1.0 else f"{self.learning_rate:g}·("
+        return f"Δw = {lr}{rhs}{')' if lr else ''}"
+
+    def __str__(self) -> str:
+        return self.equation()
+
+    def warnings_for(self, *, binary_reward: bool = False) -> list[str]:
+        """Identifiability warnings, e.g. terms differing only in the power of r when r is binary."""
+        msgs = []
+        if binary_reward:
+            groups: dict[tuple, list[str]] = {}
+            for t in self.terms:
+                if t.r > 0:
+                    groups.setdefault((t.x, t.y, t.w), []).append(t.name)
+            for names in groups.values():
+                if len(names) > 1:
+                    msgs.append(
+                        f"terms {names} differ only in the power of r; with binary rewards r^k = r, so the data "
+                        "cannot tell them apart. Keep one (use rule.without([...]))."
+                    )
+        return msgs
+
+    # ---- evaluation ----------------------------------------------------------------
+
+    def _dense(self) -> Array:
+        """The coefficient tensor θ[a, b, c, d] (powers of x, y, w, r)."""
+        coeffs = self.coeffs
+        if any(self.fixed):
+            fixed = jnp.asarray(self.fixed)
+            coeffs = jnp.where(fixed, jax.lax.stop_gradient(coeffs), coeffs)
+        shape = tuple(max(t.powers[i] for t in self.terms) + 1 for i in range(4))
+        idx = tuple(np.asarray([t.powers[i] for t in self.terms], dtype=int) for i in range(4))
+        return jnp.zeros(shape, coeffs.dtype).at[idx].add(coeffs)
+
+    def __call__(self, pre, post, weight, reward):
+        pre, post, reward = _batched(pre, post, reward)
+        theta = self._dense()
+        A, Bp, C, D = theta.shape
+        n_batch = pre.shape[0]
+        xp = _powers(pre, A)  # (B, A, pre)
+        yp = _powers(post, Bp)  # (B, Bp, post)
+        rp = _powers(reward, D)  # (B, D)
+        xr = xp[:, :, None, :] * rp[:, None, :, None]  # (B, A, D, pre)
+        z = jnp.einsum("abcd,nadj->nbcj", theta, xr)  # (B, Bp, C, pre)
+        g = jnp.einsum("nbi,nbcj->cij", yp, z) / n_batch  # (C, post, pre)
+        dw = g[0]
+        wc = weight
+        for c in range(1, C):
+            dw = dw + wc * g[c]
+            if c + 1 < C:
+                wc = wc * weight
+        return self.learning_rate * dw
+
+    def penalty(self):
+        free = ~np.asarray(self.fixed)
+        return jnp.sum(jnp.abs(self.coeffs) * free)
+
+
+def _batched(pre, post, reward):
+    pre = jnp.atleast_2d(pre)
+    post = jnp.atleast_2d(post)
+    if pre.shape[0] != post.shape[0]:
+        raise ModelError(f"pre has batch {pre.shape[0]} but post has batch {post.shape[0]}")
+    reward = jnp.broadcast_to(jnp.asarray(reward, dtype=pre.dtype), (pre.shape[0],))
+    return pre, post, reward
+
+
+# --------------------------------------------------------------------------------------
+# MLP rule
+# --------------------------------------------------------------------------------------
+
+
+class MLPRule(AbstractRule):
+    """Δw_ij = η · MLP(x_j, y_i, w_ij, r) per synapse (batch mean), over chosen variables."""
+
+    mlp: eqx.nn.MLP
+    variables: tuple[str, ...] = eqx.field(static=True)
+    learning_rate: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        variables: Sequence[str] = ("x", "y", "w", "r"),
+        width: int = 16,
+        depth: int = 2,
+        *,
+        key: PRNGKeyArray,
+        activation: Callable = jax.nn.tanh,
+        learning_rate: float = 1.0,
+        final_scale: float = 0.01,
+    ):
+        variables = tuple(variables)
+        if not variables or set(variables) - set(VARIABLES):
+            raise ModelError(f"MLPRule variables must be a non-empty subset of {VARIABLES}; got {variables}")
+        mlp = eqx.nn.MLP(len(variables), "scalar", width, depth, activation=activation, key=key)
+        last = mlp.layers[-1]
+        mlp = eqx.tree_at(lambda m: m.layers[-1].weight, mlp, last.weight * final_scale)
+        self.mlp = mlp
+        self.variables = variables
+        self.learning_rate = float(learning_rate)
+
+    def __call__(self, pre, post, weight, reward):
+        pre, post, reward = _batched(pre, post, reward)
+        n_batch = pre.shape[0]
+        shape = (n_batch,) + weight.shape
+        feats = {
+            "x": jnp.broadcast_to(pre[:, None, :], shape),
+            "y": jnp.broadcast_to(post[:, :, None], shape),
+            "w": jnp.broadcast_to(weight[None], shape),
+            "r": jnp.broadcast_to(reward[:, None, None], shape),
+        }
+        z = jnp.stack([feats[v] for v in self.variables], axis=-1).reshape(-1, len(self.variables))
+        out = jax.vmap(self.mlp)(z).reshape(shape)
+        return self.learning_rate * out.mean(0)
+
+
+class CovarianceRule(AbstractRule):
+    """Δw = η · mean_batch (x − x̄)(y − ȳ), with x̄, ȳ the batch means (needs batch > 1)."""
+
+    coeff: Float[Array, ""]
+    learning_rate: float = eqx.field(static=True)
+
+    def __init__(self, coeff: float = 1.0, *, learning_rate: float = 1.0):
+        self.coeff = jnp.asarray(coeff, dtype=float)
+        self.learning_rate = float(learning_rate)
+
+    def __call__(self, pre, post, weight, reward):
+        pre, post, _ = _batched(pre, post, reward)
+        xc = pre - pre.mean(0)
+        yc = post - post.mean(0)
+        return self.learning_rate * self.coeff * (yc.T @ xc) / pre.shape[0]
+
+
+# --------------------------------------------------------------------------------------
+# Classic rules (all Taylor rules with named terms, so they can be compared and fitted)
+# --------------------------------------------------------------------------------------
+
+
+def hebbian(rate: float = 1.0) -> TaylorRule:
+    """Plain Hebb: Δw = θ·x·y."""
+    return TaylorRule.from_terms({"x*y": rate})
+
+
+def oja(rate: float = 1.0) -> TaylorRule:
+    """Oja's rule: Δw = θ·(x·y − y²·w); finds the first principal component."""
+    return TaylorRule.from_terms({"x*y": rate, "y^2*w": -rate})
+
+
+def covariance(x_mean: float, y_mean: float, rate: float = 1.0) -> TaylorRule:
+    """Covariance rule with fixed means: (x − x̄)(y − ȳ) = x·y − ȳ·x − x̄·y + x̄ȳ."""
+    return TaylorRule.from_terms({"x*y": rate, "x": -rate * y_mean, "y": -rate * x_mean, "1": rate * x_mean * y_mean})
+
+
+def bcm(threshold: float, rate: float = 1.0) -> TaylorRule:
+    """BCM-like rule with a fixed threshold: Δw = θ·x·y·(y − θ_M)."""
+    return TaylorRule.from_terms({"x*y^2": rate, "x*y": -rate * threshold})
+
+
+def reward_modulated_hebbian(rate: float = 1.0, baseline: float | None = None) -> TaylorRule:
+    """Δw = θ·x·r, or θ·x·(r − r̄) with a fixed baseline r̄.
+
+    For a *running* expected reward E[r], use this rule with a network that passes
+    r − E[r] as the reward (e.g. ``ChoiceCircuit(reward_expectation=True)``).
+    """
+    if baseline is None:
+        return TaylorRule.from_terms({"x*r": rate})
+    return TaylorRule.from_terms({"x*r": rate, "x": -rate * baseline})
+
+
+def weight_decay(rate: float) -> TaylorRule:
+    """Δw = −rate·w (pass a positive rate)."""
+    return TaylorRule.from_terms({"w": -rate})
+
+
+def rescorla_wagner(alpha: float, forgetting: float = 0.0) -> TaylorRule:
+    """Rescorla–Wagner as a Taylor rule on the chosen option's value: Δw = α·x·r − α·x·w − forgetting·w.
+
+    With one-hot inputs, x·w is the chosen option's value, so α·x·(r − w) is the
+    classic prediction-error update and the pure-w term forgets every option.
+    """
+    terms = {"x*r": alpha, "x*w": -alpha}
+    if forgetting:
+        terms["w"] = -forgetting
+    return TaylorRule.from_terms(terms)

@@ -1,0 +1,119 @@
+"""`simulate`: run a rule inside a network over a sequence of trials (a pure function over `lax.scan`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array
+
+from ._errors import ModelError
+from ._networks import AbstractNetwork
+
+
+class Trajectory(eqx.Module):
+    """What a simulation returns.
+
+    Attributes:
+        outputs: the network's output on every trial, leading axis ``trial``.
+        final_weights: the weights after the last trial.
+        weights: the weights *used on* every trial (before that trial's update), leading
+            axis ``trial``; ``None`` unless ``save_weights=True``.
+        final_state: the network state after the last trial.
+    """
+
+    outputs: Array
+    final_weights: dict[str, Array]
+    weights: dict[str, Array] | None = None
+    final_state: Any = None
+
+
+def _n_trials(trials) -> int:
+    leaves = jax.tree_util.tree_leaves(trials)
+    if not leaves:
+        raise ModelError("simulate needs at least one trial input")
+    n = leaves[0].shape[0]
+    for leaf in leaves:
+        if leaf.shape[0] != n:
+            raise ModelError(f"trial inputs disagree on the number of trials: {[l.shape[0] for l in leaves]}")
+    return n
+
+
+def simulate(
+    rule,
+    network: AbstractNetwork,
+    weights: dict[str, Array],
+    trials: dict[str, Array],
+    *,
+    state=None,
+    save_weights: bool = False,
+    checkpoint: bool | int = True,
+) -> Trajectory:
+    """Simulate learning over trials.
+
+    Args:
+        rule: a rule (any module ``rule(pre, post, weight, reward) -> Δw``) or a dict of rules
+            keyed by weight name.
+        network: the network.
+        weights: initial weights, a dict as in ``network.weight_shapes()``.
+        trials: dict of per-trial inputs, each with leading axis ``trial``.
+        state: initial network state (default ``network.initial_state(weights)``).
+        save_weights: also return the weights used on every trial.
+        checkpoint: reverse-mode memory control. ``True`` (default) splits the trials into
+            about √T segments and recomputes each segment in the backward pass, so memory
+            grows as √T × weights instead of T × weights. An int sets the segment length;
+            ``False`` stores every step.
+
+    Returns:
+        A :class:`Trajectory`.
+    """
+    shapes = network.weight_shapes()
+    if set(weights) != set(shapes):
+        raise ModelError(f"weights have names {sorted(weights)} but the network needs {sorted(shapes)}")
+    for name, shape in shapes.items():
+        if tuple(weights[name].shape) != tuple(shape):
+            raise ModelError(f"weights[{name!r}] has shape {tuple(weights[name].shape)}; the network needs {tuple(shape)}")
+    n = _n_trials(trials)
+    if state is None:
+        state = network.initial_state(weights)
+
+    def body(carry, trial):
+        w, s = carry
+        w_new, s_new, out = network.step(rule, w, s, trial)
+        return (w_new, s_new), (out, w if save_weights else None)
+
+    if checkpoint is False or n <= 4:
+        (wf, sf), (outs, ws) = jax.lax.scan(body, (weights, state), trials)
+        return Trajectory(outs, wf, ws, sf)
+
+    seg = int(checkpoint) if checkpoint is not True else max(1, int(math.ceil(math.sqrt(n))))
+    n_seg = int(math.ceil(n / seg))
+    pad = n_seg * seg - n
+    valid = jnp.arange(n_seg * seg) < n
+
+    def pad_leaf(a):
+        if pad == 0:
+            return a
+        return jnp.concatenate([a, jnp.broadcast_to(a[-1:], (pad,) + a.shape[1:])], axis=0)
+
+    padded = jax.tree_util.tree_map(pad_leaf, trials)
+    segmented = jax.tree_util.tree_map(lambda a: a.reshape((n_seg, seg) + a.shape[1:]), (padded, valid))
+
+    def masked_body(carry, trial_and_valid):
+        trial, ok = trial_and_valid
+        new_carry, out = body(carry, trial)
+        new_carry = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new_carry, carry)
+        return new_carry, out
+
+    @jax.checkpoint
+    def segment(carry, seg_inputs):
+        return jax.lax.scan(masked_body, carry, seg_inputs)
+
+    (wf, sf), (outs, ws) = jax.lax.scan(segment, (weights, state), segmented)
+    unseg = lambda a: a.reshape((n_seg * seg,) + a.shape[2:])[:n]  # noqa: E731
+    outs = jax.tree_util.tree_map(unseg, outs)
+    ws = jax.tree_util.tree_map(unseg, ws) if save_weights else None
+    return Trajectory(outs, wf, ws, sf)

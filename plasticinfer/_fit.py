@@ -177,8 +177,8 @@ def _make_objective(static, l1):
     def objective(params, data, frozen=None):
         model = eqx.combine(params, frozen, static) if frozen is not None else eqx.combine(params, static)
         ll = model.log_likelihood(data)
-        n_obs = jnp.maximum(jnp.sum(jnp.broadcast_to(data.mask, data.observations.shape)), 1)
-        nll = -jnp.sum(ll) / n_obs
+        n_obs = jnp.sum(jnp.broadcast_to(data.mask, data.observations.shape), dtype=ll.dtype)
+        nll = -jnp.sum(ll) / jnp.maximum(n_obs, 1.0)
         return nll + l1 * model.penalty()
 
     return objective
@@ -217,7 +217,8 @@ def _optimise(
             loss, grads = jax.value_and_grad(value_fn)(params)
         finite = jnp.isfinite(loss) & _all_finite(grads)
         grads = _tree_where(finite, grads, jax.tree_util.tree_map(jnp.zeros_like, grads))
-        updates, new_opt = optimiser.update(grads, opt_state, params, value=loss, grad=grads, value_fn=value_fn)
+        with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 under x64
+            updates, new_opt = optimiser.update(grads, opt_state, params, value=loss, grad=grads, value_fn=value_fn)
         new_params = eqx.apply_updates(params, updates)
         ok = finite & alive
         new_params = _tree_where(ok & _all_finite(new_params), new_params, params)
@@ -246,7 +247,8 @@ def _optimise(
     chunk_jit = eqx.filter_jit(chunk)
     val_objective = jax.jit(jax.vmap(objective, in_axes=(0, data_axis, data_axis))) if validation is not None else None
 
-    opt_state = jax.vmap(optimiser.init)(params_b)
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = jax.vmap(optimiser.init)(params_b)
     alive = jnp.ones(n_batch, bool)
     best_loss = jnp.full(n_batch, jnp.inf)
     diverged_at = jnp.full(n_batch, -1, dtype=jnp.int32 if not jax.config.jax_enable_x64 else jnp.int64)

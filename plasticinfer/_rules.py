@@ -104,7 +104,7 @@ class Monomial:
         """Parse ``"x*y^2"``, ``"x·y²"``, ``"x y**2"`` or ``"1"`` into a monomial."""
         s = text.strip()
         s = "".join(f"^{_FROM_SUPERSCRIPT[c]}" if c in _FROM_SUPERSCRIPT else c for c in s)
-        s = s.replace("**", "^")
+        s = re.sub(r"\s*(\*\*|\^)\s*", "^", s)
         if s in ("1", ""):
             if s == "":
                 raise ModelError("empty term name; use '1' for the constant term")
@@ -244,7 +244,8 @@ class TaylorRule(AbstractRule):
     ) -> "TaylorRule":
         """A rule with exactly the given named terms, e.g. ``{"x*y": 1.0, "y^2*w": -1.0}``."""
         terms = [_as_monomial(k) for k in coefficients]
-        return cls(terms, jnp.asarray([float(v) for v in coefficients.values()]), fixed=fixed, learning_rate=learning_rate)
+        coeffs = jnp.stack([jnp.asarray(v, dtype=float) for v in coefficients.values()])  # traceable
+        return cls(terms, coeffs, fixed=fixed, learning_rate=learning_rate)
 
     @classmethod
     def from_equation(cls, equation: str, *, learning_rate: float = 1.0) -> "TaylorRule":
@@ -253,7 +254,7 @@ class TaylorRule(AbstractRule):
         s = s.split("=", 1)[-1].strip()
         if not s:
             raise ModelError(f"empty rule equation {equation!r}")
-        tokens = re.findall(r"[+-]?[^+-]+", s.replace(" ", ""))
+        tokens = [t for t in re.split(r"(?<!\d[eE])(?=[+-])", s.replace(" ", "")) if t]
         coefficients: dict[Monomial, float] = {}
         for tok in tokens:
             m = re.fullmatch(r"([+-]?)(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)?[\*·]?(.*)", tok)
@@ -377,7 +378,7 @@ class TaylorRule(AbstractRule):
         return self.learning_rate * dw
 
     def penalty(self):
-        free = ~np.asarray(self.fixed)
+        free = jnp.asarray(~np.asarray(self.fixed), dtype=self.coeffs.dtype)
         return jnp.sum(jnp.abs(self.coeffs) * free)
 
 

@@ -1,0 +1,53 @@
+"""Registry of components under test: a new rule or network is one line here and inherits the contract tests."""
+
+import jax
+import jax.numpy as jnp
+
+import plasticinfer as pi
+
+
+def _taylor(key):
+    r = pi.TaylorRule.full(("x", "y", "w", "r"), 2)
+    return pi.TaylorRule(r.terms, 0.01 * jax.random.normal(key, (len(r.terms),)), learning_rate=1.0)
+
+
+RULES = {
+    "taylor81": _taylor,
+    "oja": lambda key: pi.oja(0.05),
+    "mlp": lambda key: pi.MLPRule(width=8, depth=2, key=key, learning_rate=0.05, final_scale=1.0),
+    "covariance": lambda key: pi.CovarianceRule(0.05),
+}
+
+
+def _ff_trials(key, n):
+    k1, k2 = jax.random.split(key)
+    return {"x": jax.random.normal(k1, (n, 4)), "reward": jax.random.bernoulli(k2, 0.5, (n,)).astype(float)}
+
+
+def _batched_ff_trials(key, n):
+    k1, k2 = jax.random.split(key)
+    return {"x": jax.random.normal(k1, (n, 5, 4)), "reward": jax.random.bernoulli(k2, 0.5, (n, 5)).astype(float)}
+
+
+def _choice_trials(key, n):
+    k1, k2 = jax.random.split(key)
+    return {
+        "cues": jnp.broadcast_to(jnp.eye(2), (n, 2, 2)),
+        "choice": jax.random.bernoulli(k1, 0.5, (n,)).astype(jnp.int32),
+        "reward": jax.random.bernoulli(k2, 0.5, (n,)).astype(float),
+    }
+
+
+def _rec_trials(key, n):
+    return {"x": jax.random.normal(key, (n, 4))}
+
+
+# name -> (network, trial generator, whether a batch of samples per trial is used)
+NETWORKS = {
+    "feedforward": (pi.FeedForward(4, 3), _ff_trials),
+    "feedforward_batched": (pi.FeedForward(4, 3, activation=jnp.tanh), _batched_ff_trials),
+    "recurrent": (pi.Recurrent(4, 3), _rec_trials),
+    "multilayer": (pi.MultiLayer((4, 5, 3), plastic=(0, 1)), _ff_trials),
+    "choice": (pi.ChoiceCircuit(2), _choice_trials),
+    "choice_rpe": (pi.ChoiceCircuit(2, reward_expectation=True), _choice_trials),
+}

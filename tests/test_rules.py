@@ -1,0 +1,141 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import plasticinfer as pi
+from plasticinfer import Monomial, TaylorRule
+
+
+def _reference(term: Monomial, pre, post, w, r):
+    """Plain-loop oracle: mean over the batch of x_j^a y_i^b w_ij^c r^d."""
+    pre, post, w, r = map(np.asarray, (pre, post, w, r))
+    out = np.zeros(w.shape)
+    for b in range(pre.shape[0]):
+        for i in range(w.shape[0]):
+            for j in range(w.shape[1]):
+                out[i, j] += term.evaluate(pre[b, j], post[b, i], w[i, j], r[b])
+    return out / pre.shape[0]
+
+
+powers = st.integers(0, 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    a=powers, b=powers, c=powers, d=powers,
+    batch=st.integers(1, 3), n_pre=st.integers(1, 4), n_post=st.integers(1, 3), seed=st.integers(0, 10_000),
+)
+def test_each_named_term_is_its_monomial(a, b, c, d, batch, n_pre, n_post, seed):
+    term = Monomial(a, b, c, d)
+    # a rule with several terms, all zero except the one under test, named by string
+    rule = TaylorRule.full(("x", "y", "w", "r"), 3).with_coefficients({term.name: 1.0})
+    k = jax.random.split(jax.random.key(seed), 4)
+    pre = jax.random.normal(k[0], (batch, n_pre))
+    post = jax.random.normal(k[1], (batch, n_post))
+    w = jax.random.normal(k[2], (n_post, n_pre))
+    r = jax.random.normal(k[3], (batch,))
+    np.testing.assert_allclose(rule(pre, post, w, r), _reference(term, pre, post, w, r), rtol=1e-10, atol=1e-12)
+
+
+def test_term_names_and_counts():
+    assert len(TaylorRule.full(("x", "y", "w", "r"), 2).terms) == 81
+    assert len(TaylorRule.full(("x", "y", "w"), 2).terms) == 27
+    # total degree ≤ 2 over 4 variables: 1 + 4 + 10
+    assert len(TaylorRule.full(("x", "y", "w", "r"), 2, max_degree=2).terms) == 15
+    names = TaylorRule.full(("x", "y", "w"), 2).names
+    assert "x*y" in names and "y^2*w" in names and "1" in names
+    assert Monomial.parse("y^2*w") == Monomial(y=2, w=1)
+    assert Monomial.parse("x·y²") == Monomial(x=1, y=2)
+    assert Monomial.parse("y ** 2 * w") == Monomial(y=2, w=1)
+    assert Monomial(x=1, y=2, w=0, r=1).name == "x*y^2*r"
+
+
+@pytest.mark.parametrize("bad", ["z*y", "x^-1", "", "x*y^"])
+def test_bad_term_names_raise(bad):
+    with pytest.raises(pi.ModelError):
+        Monomial.parse(bad)
+
+
+def test_equation_keeps_minus_signs_and_round_trips():
+    rule = TaylorRule.from_equation("Δw = 0.5·x·r − 0.05·w - x*y^2 + 2e-3 y")
+    assert rule.coefficients == pytest.approx({"x*r": 0.5, "w": -0.05, "x*y^2": -1.0, "y": 0.002})
+    again = TaylorRule.from_equation(rule.equation(precision=6))
+    assert again.coefficients == pytest.approx(rule.coefficients)
+    assert str(pi.oja()) == "Δw = 1.000·x·y − 1.000·y²·w"
+
+
+def test_str_shows_only_nonzero_terms():
+    rule = TaylorRule.full(("x", "y", "w"), 2).with_coefficients({"x*y": 0.25})
+    assert str(rule) == "Δw = 0.250·x·y"
+
+
+def test_fixed_terms_get_no_gradient():
+    rule = TaylorRule.from_terms({"x*y": 1.0, "y^2*w": -1.0}, fixed=["y^2*w"])
+    pre, post, w = jnp.ones((1, 3)), jnp.ones((1, 2)), jnp.ones((2, 3))
+
+    def f(r):
+        return r(pre, post, w, jnp.zeros(1)).sum()
+
+    g = jax.grad(f)(rule)
+    assert g.coeffs[0] != 0 and g.coeffs[1] == 0
+    assert rule.penalty() == 1.0  # only the free term is penalised
+
+
+def test_without_and_unknown_terms():
+    rule = TaylorRule.full(("x", "y"), 1)
+    smaller = rule.without(["1", "x"])
+    assert smaller.names == ("y", "x*y")
+    with pytest.raises(pi.ModelError, match="not in the rule"):
+        rule.with_coefficients({"w": 1.0})
+    with pytest.raises(pi.ModelError, match="distinct"):
+        TaylorRule(["x", "x"])
+
+
+def test_powers_have_finite_gradient_at_zero():
+    rule = TaylorRule.full(("x", "y", "w"), 2, init=1.0)
+    z = jnp.zeros((1, 2))
+    g = jax.grad(lambda p: rule(p, jnp.zeros((1, 2)), jnp.zeros((2, 2)), jnp.zeros(1)).sum())(z)
+    assert np.all(np.isfinite(g))
+
+
+def test_classic_rules_match_formulas(getkey):
+    pre = jax.random.normal(getkey(), (6, 3))
+    post = jax.random.normal(getkey(), (6, 2))
+    w = jax.random.normal(getkey(), (2, 3))
+    r = jax.random.normal(getkey(), (6,))
+    mean_outer = lambda a, b: np.einsum("bi,bj->ij", a, b) / a.shape[0]  # noqa: E731
+    np.testing.assert_allclose(pi.hebbian(0.3)(pre, post, w, r), 0.3 * mean_outer(post, pre))
+    oja = mean_outer(post, pre) - np.mean(np.asarray(post) ** 2, 0)[:, None] * np.asarray(w)
+    np.testing.assert_allclose(pi.oja()(pre, post, w, r), oja, rtol=1e-12)
+    xm, ym = 0.3, -0.2
+    cov = mean_outer(np.asarray(post) - ym, np.asarray(pre) - xm)
+    np.testing.assert_allclose(pi.covariance(xm, ym)(pre, post, w, r), cov, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(pi.CovarianceRule(1.0)(pre, post, w, r), mean_outer(post - post.mean(0), pre - pre.mean(0)), atol=1e-12)
+    bcm = mean_outer(np.asarray(post) ** 2 - 0.5 * np.asarray(post), pre)
+    np.testing.assert_allclose(pi.bcm(0.5)(pre, post, w, r), bcm, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(pi.weight_decay(0.1)(pre, post, w, r), -0.1 * np.asarray(w))
+    np.testing.assert_allclose(
+        pi.reward_modulated_hebbian(1.0, baseline=0.2)(pre, post, w, r),
+        np.mean((np.asarray(r) - 0.2)[:, None] * np.asarray(pre), 0)[None, :].repeat(2, 0),
+        rtol=1e-10,
+    )
+
+
+def test_binary_reward_identifiability_warning():
+    rule = TaylorRule.full(("x", "r"), 2)
+    msgs = rule.warnings_for(binary_reward=True)
+    assert any("x*r" in m and "x*r^2" in m for m in msgs)
+    assert TaylorRule.from_terms({"x*r": 1.0}).warnings_for(binary_reward=True) == []
+
+
+def test_mlp_rule_shapes_and_variables(key):
+    rule = pi.MLPRule(("x", "y"), width=4, depth=1, key=key)
+    out = rule(jnp.ones((2, 3)), jnp.ones((2, 5)), jnp.zeros((5, 3)), jnp.zeros(2))
+    assert out.shape == (5, 3)
+    # depends only on x and y: changing w and r leaves it unchanged
+    out2 = rule(jnp.ones((2, 3)), jnp.ones((2, 5)), jnp.full((5, 3), 7.0), jnp.ones(2))
+    np.testing.assert_allclose(out, out2)
+    with pytest.raises(pi.ModelError):
+        pi.MLPRule(("q",), key=key)

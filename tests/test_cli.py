@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from plasticinfer.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_commands():
+    out = runner.invoke(app, ["--help"])
+    assert out.exit_code == 0
+    for cmd in ("demo", "simulate", "fit"):
+        assert cmd in out.output
+
+
+def test_simulate_then_fit(tmp_path):
+    data = tmp_path / "sim.nc"
+    out = runner.invoke(app, ["simulate", str(data), "--n-pre", "4", "--n-post", "2", "--trajectories", "3", "--trials", "150", "--learning-rate", "0.02", "--seed", "1"])
+    assert out.exit_code == 0, out.output
+    ds = xr.load_dataset(data)
+    assert ds.attrs["kind"] == "neural" and ds["activity"].shape == (3, 150, 2)
+    assert int(ds["recorded"].sum()) == 3  # one of two neurons recorded in each of 3 trajectories
+    res = tmp_path / "fit"
+    out = runner.invoke(app, ["fit", str(data), "--out", str(res), "--variables", "xy", "--max-power", "1", "--learning-rate", "0.02", "--steps", "40", "--quiet"])
+    assert out.exit_code == 0, out.output
+    fitted = xr.load_dataset(res / "results.nc")
+    assert list(fitted["term"].values) == ["1", "x", "y", "x*y"]
+    assert float(fitted["coefficient"].sel(term="x*y")) > 0.3  # Oja's Hebbian part shows up
+    assert (res / "summary.md").exists()
+
+
+def test_errors_are_one_line_and_nonzero(tmp_path):
+    missing = tmp_path / "nope.nc"
+    proc = subprocess.run([sys.executable, "-m", "plasticinfer.cli", "fit", str(missing)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "nope.nc" in proc.stderr and "Traceback" not in proc.stderr
+    junk = tmp_path / "junk.nc"
+    junk.write_bytes(b"\x00garbage")
+    proc = subprocess.run([sys.executable, "-m", "plasticinfer.cli", "fit", str(junk)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "junk.nc" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "plasticinfer.cli", "simulate", str(tmp_path / "x.nc"), "--rule", "x*q"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "x*q" in proc.stderr

@@ -10,6 +10,7 @@ from ._errors import (
     PlasticInferError as PlasticInferError,
 )
 from ._trial_data import TrialData as TrialData
+from . import fly as fly
 
 # --- core engine (rules, networks, simulation, fitting) ---
 from ._fit import FitResult as FitResult, fit as fit, fit_independent as fit_independent, trainable_filter as trainable_filter
@@ -64,6 +65,27 @@ from ._synthetic import (
 )
 
 # --- data layer ---
+from . import datasets as datasets
+from .data import (
+    DatasetError as DatasetError,
+    FileFormatError as FileFormatError,
+    SchemaError as SchemaError,
+    behaviour_dataset as behaviour_dataset,
+    concat_subjects as concat_subjects,
+    from_dataframe as from_dataframe,
+    from_matrices as from_matrices,
+    load as load,
+    load_hdf5 as load_hdf5,
+    load_mat as load_mat,
+    load_netcdf as load_netcdf,
+    load_nwb as load_nwb,
+    load_table as load_table,
+    neural_dataset as neural_dataset,
+    save_netcdf as save_netcdf,
+    schema_notes as schema_notes,
+    to_dataframe as to_dataframe,
+    validate as validate,
+)
 
 # --- bayes and comparison ---
 

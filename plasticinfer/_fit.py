@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -184,6 +185,69 @@ def _make_objective(static, l1):
     return objective
 
 
+_DEFAULT_OPTIMISER = optax.lbfgs()
+
+
+@functools.lru_cache(maxsize=32)
+def _prepared_optimiser(optimiser, clip_norm):
+    """Clip (optionally) and accept extra args; cached so the same optimiser object keeps its identity."""
+    if clip_norm is not None:
+        optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
+    return optax.with_extra_args_support(optimiser)
+
+
+@eqx.filter_jit
+def _init_opt_state(optimiser, params_b):
+    with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 under x64
+        return jax.vmap(optimiser.init)(params_b)
+
+
+def _one_step(params, opt_state, alive, data, frozen, *, static, optimiser, l1):
+    objective = _make_objective(static, l1)
+    value_fn = lambda p: objective(p, data, frozen)  # noqa: E731
+    if _has_linesearch(opt_state):  # reuse the value and gradient the line search already computed
+        loss, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
+    else:
+        loss, grads = jax.value_and_grad(value_fn)(params)
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    grads = _tree_where(finite, grads, jax.tree_util.tree_map(jnp.zeros_like, grads))
+    with jax.numpy_dtype_promotion("standard"):
+        updates, new_opt = optimiser.update(grads, opt_state, params, value=loss, grad=grads, value_fn=value_fn)
+    new_params = eqx.apply_updates(params, updates)
+    ok = finite & alive
+    new_params = _tree_where(ok & _all_finite(new_params), new_params, params)
+    new_opt = _tree_where(ok, new_opt, opt_state)
+    return new_params, new_opt, loss, finite
+
+
+@eqx.filter_jit
+def _run_chunk(carry, data, frozen, static, optimiser, l1, n, data_axis):
+    """``n`` vmapped optimisation steps in one scan, tracking the best finite parameters per batch member."""
+    step = functools.partial(_one_step, static=static, optimiser=optimiser, l1=l1)
+    v_step = jax.vmap(step, in_axes=(0, 0, 0, data_axis, data_axis))
+
+    def body(c, t):
+        params, opt_state, alive, best_params, best_loss, diverged_at = c
+        new_params, new_opt, loss, finite = v_step(params, opt_state, alive, data, frozen)
+        newly_dead = alive & ~finite
+        diverged_at = jnp.where(newly_dead, t, diverged_at)
+        alive = alive & finite
+        better = alive & (loss < best_loss)
+        best_params = jax.vmap(_tree_where)(better, params, best_params)
+        best_loss = jnp.where(better, loss, best_loss)
+        recorded = jnp.where(alive, loss, jnp.nan)
+        return (new_params, new_opt, alive, best_params, best_loss, diverged_at), recorded
+
+    step0 = carry[-1]
+    c, losses = jax.lax.scan(body, carry[:-1], step0 + jnp.arange(n))
+    return c + (step0 + n,), losses
+
+
+@eqx.filter_jit
+def _validation_loss(params_b, validation, frozen, static, l1, data_axis):
+    return jax.vmap(_make_objective(static, l1), in_axes=(0, data_axis, data_axis))(params_b, validation, frozen)
+
+
 def _optimise(
     params_b,
     frozen,
@@ -202,53 +266,16 @@ def _optimise(
     devices,
     desc,
 ):
-    """Run ``steps`` of ``optimiser`` on a batch of parameter sets (leading axis), vmapped."""
-    if clip_norm is not None:
-        optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
-    optimiser = optax.with_extra_args_support(optimiser)
-    objective = _make_objective(static, l1)
+    """Run ``steps`` of ``optimiser`` on a batch of parameter sets (leading axis), vmapped.
+
+    The jitted pieces are module-level and take the model's static structure, the
+    optimiser and the penalty as static arguments, so a second fit of a model with the
+    same structure (another hypothesis' train/all-trials fit, another dataset of the
+    same shape) reuses the compiled code.
+    """
+    optimiser = _prepared_optimiser(optimiser, clip_norm)
     n_batch = jax.tree_util.tree_leaves(params_b)[0].shape[0]
-
-    def one_step(params, opt_state, alive, data, frozen):
-        value_fn = lambda p: objective(p, data, frozen)  # noqa: E731
-        if _has_linesearch(opt_state):  # reuse the value and gradient the line search already computed
-            loss, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
-        else:
-            loss, grads = jax.value_and_grad(value_fn)(params)
-        finite = jnp.isfinite(loss) & _all_finite(grads)
-        grads = _tree_where(finite, grads, jax.tree_util.tree_map(jnp.zeros_like, grads))
-        with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 under x64
-            updates, new_opt = optimiser.update(grads, opt_state, params, value=loss, grad=grads, value_fn=value_fn)
-        new_params = eqx.apply_updates(params, updates)
-        ok = finite & alive
-        new_params = _tree_where(ok & _all_finite(new_params), new_params, params)
-        new_opt = _tree_where(ok, new_opt, opt_state)
-        return new_params, new_opt, loss, finite
-
-    v_step = jax.vmap(one_step, in_axes=(0, 0, 0, data_axis, data_axis))
-
-    def chunk(carry, data, n):
-        def body(c, t):
-            params, opt_state, alive, best_params, best_loss, diverged_at = c
-            new_params, new_opt, loss, finite = v_step(params, opt_state, alive, data, frozen)
-            newly_dead = alive & ~finite
-            diverged_at = jnp.where(newly_dead, t, diverged_at)
-            alive = alive & finite
-            better = alive & (loss < best_loss)
-            best_params = jax.vmap(_tree_where)(better, params, best_params)
-            best_loss = jnp.where(better, loss, best_loss)
-            recorded = jnp.where(alive, loss, jnp.nan)
-            return (new_params, new_opt, alive, best_params, best_loss, diverged_at), recorded
-
-        step0 = carry[-1]
-        c, losses = jax.lax.scan(body, carry[:-1], step0 + jnp.arange(n))
-        return c + (step0 + n,), losses
-
-    chunk_jit = eqx.filter_jit(chunk)
-    val_objective = jax.jit(jax.vmap(objective, in_axes=(0, data_axis, data_axis))) if validation is not None else None
-
-    with jax.numpy_dtype_promotion("standard"):
-        opt_state = jax.vmap(optimiser.init)(params_b)
+    opt_state = _init_opt_state(optimiser, params_b)
     alive = jnp.ones(n_batch, bool)
     best_loss = jnp.full(n_batch, jnp.inf)
     diverged_at = jnp.full(n_batch, -1, dtype=jnp.int32 if not jax.config.jax_enable_x64 else jnp.int64)
@@ -267,15 +294,15 @@ def _optimise(
     with tqdm(total=steps, desc=desc, disable=not progress, leave=False) as bar:
         while done < steps:
             n = min(eval_every, steps - done)
-            carry, losses = chunk_jit(carry, data, n)
+            carry, losses = _run_chunk(carry, data, frozen, static, optimiser, l1, n, data_axis)
             losses = np.asarray(losses)
             history.append(losses)
             done += n
             bar.update(n)
             finite_losses = losses[-1][np.isfinite(losses[-1])]
             postfix = {"loss": f"{finite_losses.min():.4g}" if finite_losses.size else "nan"}
-            if val_objective is not None:
-                v = np.asarray(val_objective(carry[0], validation, frozen))
+            if validation is not None:
+                v = np.asarray(_validation_loss(carry[0], validation, frozen, static, l1, data_axis))
                 alive_np = np.asarray(carry[2])
                 v = np.where(alive_np & np.isfinite(v), v, np.inf)
                 improved = v < best_val - 1e-12
@@ -439,7 +466,7 @@ def fit(
         raise ModelError("restarts > 1 needs a PRNG key for the jitter: fit(..., key=jax.random.key(0))")
     if steps < 1:
         raise ModelError(f"steps must be ≥ 1; got {steps}")
-    optimiser = optax.lbfgs() if optimiser is None else optimiser
+    optimiser = _DEFAULT_OPTIMISER if optimiser is None else optimiser
     spec = trainable_filter(
         model, rule=fit_rule, initial_weights=fit_initial_weights, observation=fit_observation, network=fit_network
     )
@@ -517,7 +544,7 @@ def fit_independent(
         )
     if restarts > 1 and key is None:
         raise ModelError("restarts > 1 needs a PRNG key: fit_independent(..., key=jax.random.key(0))")
-    optimiser = optax.lbfgs() if optimiser is None else optimiser
+    optimiser = _DEFAULT_OPTIMISER if optimiser is None else optimiser
     n_subj = data.n_trajectories
     # One single-trajectory model per subject, stacked along a leading axis.
     per_subject = eqx.filter_vmap(

@@ -70,18 +70,26 @@ class GaussianActivity(AbstractObservationModel):
 class BernoulliChoice(AbstractObservationModel):
     """Binary choice (option 1 vs option 0) from the network's drives.
 
-    P(choice = 1) = sigmoid(β·(d₁ − d₀) + bias), with inverse temperature β and bias fitted.
+    P(choice = 1) = ε/2 + (1 − ε)·sigmoid(β·(d₁ − d₀) + bias), with inverse temperature β and
+    bias fitted and a fixed lapse rate ε (default 0: no lapses). A lapse rate bounds the cost of
+    one surprising choice at log(ε/2), so a model that extrapolates badly cannot score −∞.
     The observation is the chosen option's index (0 or 1).
     """
 
     log_inverse_temperature: Float[Array, ""]
     bias: Float[Array, ""]
     learn_temperature: bool = eqx.field(static=True)
+    lapse: float = eqx.field(static=True)
 
-    def __init__(self, inverse_temperature: float = 1.0, bias: float = 0.0, *, learn_temperature: bool = True):
+    def __init__(
+        self, inverse_temperature: float = 1.0, bias: float = 0.0, *, learn_temperature: bool = True, lapse: float = 0.0
+    ):
+        if not 0.0 <= lapse < 1.0:
+            raise ValueError(f"lapse must be in [0, 1); got {lapse}")
         self.log_inverse_temperature = jnp.log(jnp.asarray(inverse_temperature, dtype=float))
         self.bias = jnp.asarray(bias, dtype=float)
         self.learn_temperature = learn_temperature
+        self.lapse = float(lapse)
 
     @property
     def inverse_temperature(self) -> Array:
@@ -93,12 +101,18 @@ class BernoulliChoice(AbstractObservationModel):
 
     def probability(self, drives: Array) -> Array:
         """P(choice = 1) for each trial."""
-        return jax.nn.sigmoid(self.logit(drives))
+        return self.lapse / 2 + (1 - self.lapse) * jax.nn.sigmoid(self.logit(drives))
+
+    def _log_p(self, logit):
+        lp = jax.nn.log_sigmoid(logit)
+        if self.lapse == 0.0:
+            return lp
+        return jnp.logaddexp(jnp.log(self.lapse / 2), jnp.log1p(-self.lapse) + lp)
 
     def log_prob(self, output, observation):
         logit = self.logit(output)
         obs = observation.astype(logit.dtype)
-        return obs * jax.nn.log_sigmoid(logit) + (1 - obs) * jax.nn.log_sigmoid(-logit)
+        return obs * self._log_p(logit) + (1 - obs) * self._log_p(-logit)
 
     def sample(self, key, output):
         return jax.random.bernoulli(key, self.probability(output)).astype(jnp.int32)

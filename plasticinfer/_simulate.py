@@ -14,6 +14,9 @@ from ._errors import ModelError
 from ._networks import AbstractNetwork
 
 
+_AUTO_CHECKPOINT_ELEMENTS = 2**18
+
+
 class Trajectory(eqx.Module):
     """What a simulation returns.
 
@@ -64,8 +67,9 @@ def simulate(
         save_weights: also return the weights used on every trial.
         checkpoint: reverse-mode memory control. ``True`` (default) splits the trials into
             about √T segments and recomputes each segment in the backward pass, so memory
-            grows as √T × weights instead of T × weights. An int sets the segment length;
-            ``False`` stores every step.
+            grows as √T × weights instead of T × weights — whenever trials × weights reaches
+            2¹⁸ elements (below that, storing every step is cheaper than recomputing). An int
+            forces that segment length; ``False`` stores every step.
 
     Returns:
         A :class:`Trajectory`.
@@ -85,6 +89,9 @@ def simulate(
         w_new, s_new, out = network.step(rule, w, s, trial)
         return (w_new, s_new), (out, w if save_weights else None)
 
+    if checkpoint is True:  # automatic: recomputation only pays when storing every step would be large
+        n_weights = sum(int(w.size) for w in jax.tree_util.tree_leaves(weights))
+        checkpoint = True if n * n_weights >= _AUTO_CHECKPOINT_ELEMENTS else False
     if checkpoint is False or n <= 4:
         (wf, sf), (outs, ws) = jax.lax.scan(body, (weights, state), trials)
         return Trajectory(outs, wf, ws, sf)

@@ -33,7 +33,15 @@ from ._cli_core import register as _register_core  # noqa: E402
 
 _register_core(app)
 
+from .fly._cli import register as _register_fly  # noqa: E402
+
+_register_fly(app)
+
 # --- data layer commands ---
+from .data._cli import datasets_app, inspect_command  # noqa: E402
+
+app.add_typer(datasets_app, name="datasets")
+app.command("inspect")(inspect_command)
 
 # --- bayes and comparison commands ---
 

@@ -1,0 +1,132 @@
+"""Command-line front end of the data layer: ``plasticinfer datasets list|info NAME`` and
+``plasticinfer inspect FILE``. Registered in ``plasticinfer/cli.py``."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+import xarray as xr
+
+from . import _datasets
+from ._errors import DatasetError, FileFormatError, SchemaError
+from ._hdf5 import load_hdf5
+from ._load import load, loader_for
+from ._netcdf import load_netcdf, read_netcdf
+from ._validate import schema_notes, validate
+
+datasets_app = typer.Typer(help="Named datasets: list them, show their licence, citation and files.",
+                           no_args_is_help=True)
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the named datasets and whether their files are found on this machine."""
+    for name in _datasets.names():
+        meta = _datasets.info(name)
+        try:
+            where = str(_datasets.locate(name))
+        except DatasetError:
+            where = "not found locally (load with download=True)"
+        typer.echo(f"{name:<18} {meta.kind:<10} {meta.license:<14} {meta.title}")
+        typer.echo(f"{'':<18} {where}")
+
+
+@datasets_app.command("info")
+def datasets_info(name: str = typer.Argument(..., help="dataset name, see `plasticinfer datasets list`")) -> None:
+    """Show a dataset's description, licence, citation, provenance and files."""
+    meta = _datasets.info(name)
+    try:
+        where = str(_datasets.locate(name))
+    except DatasetError as e:
+        where = f"not found ({e})"
+    n_sub = meta.extra.get("n_subjects")
+    n_all = meta.extra.get("n_subjects_all")
+    lines = [
+        f"{meta.name}: {meta.title}",
+        f"kind: {meta.kind}    subjects: {n_sub}" + (f" (all: {n_all})" if n_all and n_all != n_sub else ""),
+        f"location: {where}",
+        f"source: {meta.source_repository} @ {meta.source_commit}",
+        f"files: {len(meta.files)} ({sum(f.required for f in meta.files)} required), SHA-256 checked on load",
+        "",
+        "description:", _indent(meta.description),
+        "citation:", _indent(meta.citation),
+        "provenance:", _indent(meta.provenance),
+        f"license: {meta.license}", _indent(meta.license_text),
+    ]
+    typer.echo("\n".join(lines))
+
+
+def _indent(text: str) -> str:
+    return textwrap.indent(text.strip(), "  ")
+
+
+def _parse_map(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise FileFormatError(f"--map takes SCHEMA_NAME=SOURCE_NAME (e.g. choice=animal_response); got {item!r}.")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def summarize(ds: xr.Dataset) -> str:
+    """A few lines describing a dataset: dims, subjects, trials, masks, variables, provenance."""
+    mask = ds["trial_mask"].values
+    per = mask.sum(axis=1)
+    ids = [str(s) for s in ds["subject"].values]
+    shown = ", ".join(ids[:5]) + (f", ... ({len(ids) - 5} more)" if len(ids) > 5 else "")
+    lines = [
+        f"kind: {ds.attrs.get('kind')}",
+        "dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()),
+        f"subjects: {len(ids)} ({shown})",
+        f"trials per subject: min {per.min()}, median {int(np.median(per))}, max {per.max()}; "
+        f"{int(per.sum())} real trials, {int((~mask).sum())} padded",
+    ]
+    if "recorded" in ds:
+        rec = ds["recorded"].values
+        lines.append(f"recorded neurons: {int(rec.sum())} of {rec.size} (subject x post)")
+    if "presentation" in ds.dims:
+        lines.append(f"presentations: {int(ds['presentation_mask'].values.sum())} real, "
+                     f"up to {ds.sizes['presentation']} per trial")
+    if "block" in ds.coords:
+        blocks = np.unique(ds["block"].values[mask])
+        lines.append(f"blocks: {blocks.tolist()}")
+    lines.append("variables: " + ", ".join(f"{k}{tuple(v.dims)}" for k, v in ds.data_vars.items()))
+    lines.append("coords: " + ", ".join(str(k) for k in ds.coords))
+    for key in ("source", "license", "citation"):
+        value = str(ds.attrs.get(key, "")).strip().splitlines()
+        lines.append(f"{key}: {value[0] if value else ''}" + (" ..." if len(value) > 1 else ""))
+    return "\n".join(lines)
+
+
+def inspect_command(
+    file: Path = typer.Argument(..., help="a data file (csv, parquet, mat, nwb, h5, nc) or a folder of sessions"),
+    map_: Optional[list[str]] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--map", help="SCHEMA=SOURCE name mapping, repeatable (columns, variables or HDF5 paths)"
+    ),
+) -> None:
+    """Load FILE, print its dims, subjects, trials and masks, and what the validator thinks."""
+    mapping = _parse_map(map_ or [])
+    loader = loader_for(file)
+    if loader is load_netcdf:
+        ds = read_netcdf(file)  # unvalidated, so an invalid file can still be described
+    else:
+        kwargs = {"mapping": mapping} if loader is load_hdf5 else ({"columns": mapping} if mapping else {})
+        ds = load(file, **kwargs)
+    typer.echo(f"file: {file}")
+    try:
+        typer.echo(summarize(ds))
+    except Exception:  # an invalid netCDF may lack the variables the summary reads
+        typer.echo(f"dims: {dict(ds.sizes)}\nvariables: {list(ds.data_vars)}")
+    try:
+        validate(ds)
+    except SchemaError as e:
+        raise SchemaError(f"validator: INVALID: {e}") from e
+    typer.echo("validator: OK")
+    for note in schema_notes(ds):
+        typer.echo(f"  note: {note}")

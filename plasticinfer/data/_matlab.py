@@ -1,0 +1,386 @@
+"""MATLAB files: v5 (scipy.io.loadmat) and v7.3 (HDF5, via h5py).
+
+Three layouts are recognised from the variable names:
+
+- ``Fly{N}.mat`` (earlier plasticity studies): ``X`` (presentation, odour) one-hot cue of each
+  presentation, ``Y`` (presentation,) 1 = accepted / 0 = rejected, ``R`` (trial,) reward of each
+  accepted presentation. A trial is a run of rejections ended by one acceptance.
+- ``choice_order.mat`` + ``reward_order.mat`` (Turner-lab Y-arena, Rajagopalan et al. 2023):
+  ``(trials_per_block, n_blocks)`` codes, 1/2 = odour chosen (or rewarded), 0 = no trial.
+- anything else: per-trial vectors (or ``(subject, trial)`` matrices) named as in a tidy table,
+  renamed with ``columns={"choice": "resp", ...}``.
+
+A folder is loaded as one subject per session file found in it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ._combine import concat_subjects
+from ._errors import FileFormatError, SchemaError
+from ._schema import behaviour_dataset
+from ._matrices import from_matrices
+from ._tables import from_dataframe
+
+_MAT73_HINT = "MATLAB 7.3"
+
+
+def is_mat73(path: Path) -> bool:
+    """True if ``path`` is a MATLAB v7.3 file (an HDF5 file with a MATLAB header)."""
+    import h5py
+
+    try:
+        return bool(h5py.is_hdf5(path))
+    except (OSError, ValueError):
+        return False
+
+
+def read_mat(path: str | os.PathLike[str], *, mat_version: float | None = None) -> dict[str, np.ndarray]:
+    """Read the variables of a MAT file into numpy arrays (MATLAB orientation in both versions).
+
+    Args:
+        path: the ``.mat`` file.
+        mat_version: 5 to insist on the v5 reader (scipy.io.loadmat), 7.3 for the HDF5 reader;
+            default: detect from the file.
+
+    Raises:
+        FileFormatError: missing, empty, truncated or wrong-version file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"file {str(path)!r} not found (or not a file). Check the path.")
+    if path.stat().st_size == 0:
+        raise FileFormatError(f"file {str(path)!r} is empty (0 bytes). Save the MAT file again.")
+    hdf5 = is_mat73(path)
+    if mat_version is None:
+        mat_version = 7.3 if hdf5 else 5
+    if mat_version not in (5, 7.3):
+        raise FileFormatError(f"mat_version must be 5 or 7.3 (or None to detect); got {mat_version!r}.")
+    if mat_version == 5 and hdf5:
+        raise FileFormatError(
+            f"file {str(path)!r} is a MATLAB v7.3 (HDF5-based) file, which the v5 reader "
+            "(scipy.io.loadmat) cannot read. Call load_mat without mat_version (it detects the version) "
+            "or with mat_version=7.3."
+        )
+    if mat_version == 7.3 and not hdf5:
+        raise FileFormatError(
+            f"file {str(path)!r} is not a MATLAB v7.3 (HDF5) file. Call load_mat without mat_version, "
+            "or with mat_version=5."
+        )
+    return _read_v73(path) if hdf5 else _read_v5(path)
+
+
+def _read_v5(path: Path) -> dict[str, np.ndarray]:
+    import scipy.io
+
+    try:
+        raw = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True)
+    except NotImplementedError as e:  # scipy's own message for v7.3 files
+        raise FileFormatError(
+            f"file {str(path)!r} cannot be read by scipy.io.loadmat ({e}); if it is a v7.3 file, "
+            "load it with mat_version=7.3."
+        ) from e
+    except Exception as e:  # scipy raises many types on corrupt input
+        raise FileFormatError(
+            f"file {str(path)!r} could not be read as a MATLAB v5 file: {type(e).__name__}: {e}. "
+            "Check that it is a complete .mat file."
+        ) from e
+    return {k: np.asarray(v) for k, v in raw.items() if not k.startswith("__")}
+
+
+def _read_v73(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for name, obj in f.items():
+                if name.startswith("#") or not isinstance(obj, h5py.Dataset):
+                    continue
+                if obj.dtype.kind not in "iufb":  # cells and structs are object references
+                    continue
+                value = np.asarray(obj[()]).T  # HDF5 stores MATLAB's column-major arrays transposed
+                cls = obj.attrs.get("MATLAB_class", b"")
+                if (cls.decode() if isinstance(cls, bytes) else str(cls)) == "char":
+                    value = np.array(["".join(map(chr, value.ravel(order="F")))])
+                out[name] = value
+    except Exception as e:  # h5py raises OSError, KeyError, ... on damaged files
+        raise FileFormatError(
+            f"file {str(path)!r} could not be read as a MATLAB v7.3 (HDF5) file: {type(e).__name__}: {e}. "
+            "The file may be truncated; save it again."
+        ) from e
+    return out
+
+
+def load_mat(
+    path: str | os.PathLike[str],
+    *,
+    columns: Mapping[str, str] | None = None,
+    choice_codes: Mapping[Any, int] | None = None,
+    n_options: int = 2,
+    mat_version: float | None = None,
+    drop_incomplete: bool = False,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Load a MAT file (v5 or v7.3), or a folder of per-session MAT files, into a behaviour dataset.
+
+    Args:
+        path: a ``.mat`` file, or a folder holding ``choice_order.mat`` session folders or
+            ``Fly*.mat`` files (one subject each).
+        columns: for the generic layout: schema name -> MAT variable name.
+        choice_codes: code -> 0-based option index (default ``{1: 0, 2: 1}`` for ``choice_order``;
+            0/1 or 1/2 detected otherwise).
+        n_options: number of options (generic layout).
+        mat_version: 5 or 7.3 to force a reader; default: detect.
+        drop_incomplete: ``Fly{N}.mat`` layout: drop rejections after the last acceptance
+            (an unfinished trial) instead of raising.
+        attrs: dataset attributes (``license``, ``citation``, ...).
+
+    Returns:
+        A validated behaviour dataset.
+    """
+    path = Path(path)
+    kwargs = dict(columns=columns, choice_codes=choice_codes, n_options=n_options, mat_version=mat_version,
+                  drop_incomplete=drop_incomplete, attrs=attrs)
+    if path.is_dir():
+        return _load_folder(path, kwargs)
+    variables = read_mat(path, mat_version=mat_version)
+    all_attrs = {"source": str(path)}
+    all_attrs.update(attrs or {})
+    where = f"file {str(path)!r}"
+    if {"X", "Y", "R"} <= variables.keys():
+        return fly_presentations(variables["X"], variables["Y"], variables["R"], subject=path.stem,
+                                 drop_incomplete=drop_incomplete, attrs=all_attrs, where=where)
+    if "choice_order" in variables or "reward_order" in variables:
+        choice_order, reward_order = _order_pair(path, variables, mat_version)
+        return choice_order_session(choice_order, reward_order, subject=path.parent.name or path.stem,
+                                    choice_codes=choice_codes, attrs=all_attrs, where=where)
+    return _generic(variables, columns or {}, choice_codes, n_options, all_attrs, where, path.stem)
+
+
+def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
+    files = sorted(path.rglob("choice_order.mat"))
+    if not files:
+        files = sorted(path.glob("Fly*.mat"), key=lambda p: (len(p.stem), p.stem)) or sorted(path.glob("*.mat"))
+    if not files:
+        raise FileFormatError(
+            f"folder {str(path)!r} holds no choice_order.mat session folders and no .mat files. "
+            "Point load_mat at a file, or at a folder of sessions."
+        )
+    parts = [load_mat(f, **kwargs) for f in files]
+    attrs = {"source": str(path)}
+    attrs.update(kwargs.get("attrs") or {})
+    return concat_subjects(parts, attrs=attrs)
+
+
+def _order_pair(path: Path, variables: dict[str, np.ndarray], mat_version: float | None) -> tuple[Any, Any]:
+    """Find ``choice_order`` and ``reward_order``: in this file, or in the sibling file."""
+    found = dict(variables)
+    for other in ("choice_order", "reward_order"):
+        if other not in found:
+            sibling = path.with_name(f"{other}.mat")
+            if not sibling.is_file():
+                raise FileFormatError(
+                    f"file {str(path)!r} holds {sorted(variables)} but not {other!r}, and {str(sibling)!r} "
+                    "does not exist. The choice_order/reward_order layout needs both, side by side."
+                )
+            sib = read_mat(sibling, mat_version=mat_version)
+            if other not in sib:
+                raise FileFormatError(f"file {str(sibling)!r} holds {sorted(sib)} but not {other!r}.")
+            found[other] = sib[other]
+    return found["choice_order"], found["reward_order"]
+
+
+def _codes_matrix(value: Any, name: str, where: str) -> np.ndarray:
+    a = np.asarray(value)
+    if a.dtype.kind not in "iufb" or a.ndim != 2:
+        raise FileFormatError(
+            f"{where}: {name} must be a numeric (trials_per_block, n_blocks) matrix; "
+            f"found dtype {a.dtype}, shape {a.shape}."
+        )
+    a = a.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(a) | (a != np.round(a)) | (a < 0) | (a > 2**53)
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise FileFormatError(
+            f"{where}: {name}[{r}, {c}] (trial {r + 1} of block {c + 1}) is {a[r, c]!r}; expected a "
+            "non-negative integer code (0 = no trial)."
+        )
+    return a.astype(np.int64)
+
+
+def choice_order_session(
+    choice_order: Any,
+    reward_order: Any,
+    *,
+    subject: str,
+    choice_codes: Mapping[Any, int] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    where: str = "session",
+) -> xr.Dataset:
+    """One session of the ``choice_order`` / ``reward_order`` layout as a one-subject dataset.
+
+    Columns are blocks (1-based in the result), rows trials within a block; trials are taken
+    block by block. Code 0 means "no trial" and may only end the session.
+    """
+    co = _codes_matrix(choice_order, "choice_order", where)
+    ro = _codes_matrix(reward_order, "reward_order", where)
+    if co.shape != ro.shape:
+        raise FileFormatError(
+            f"{where}: choice_order has shape {co.shape} but reward_order has {ro.shape}; they must match."
+        )
+    codes = {1: 0, 2: 1} if choice_codes is None else {int(k): int(v) for k, v in choice_codes.items()}
+    c = co.T.ravel()
+    r = ro.T.ravel()
+    block = np.repeat(np.arange(1, co.shape[1] + 1), co.shape[0])
+    in_block = np.tile(np.arange(1, co.shape[0] + 1), co.shape[1])
+    real = c != 0
+    n = int(real.sum())
+    checks = [
+        (real & ~np.isin(c, list(codes)), f"choice_order holds an unknown code (known: {sorted(codes)}, 0 = no trial)",
+         "Pass choice_codes={code: option_index}."),
+        (real & (np.cumsum(~real) > 0), "a trial follows a 'no trial' (0) entry",
+         "Zeros may only end a session; remove the gap in the source."),
+        (~real & (r != 0), "reward_order has a reward on a 'no trial' entry", "Fix the source file."),
+        (real & (r != 0) & (r != c), "reward_order is neither 0 nor the chosen code",
+         "reward_order must be 0 or equal the choice_order code."),
+    ]
+    for bad, problem, todo in checks:
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise FileFormatError(
+                f"{where}: {problem} at trial {in_block[i]} of block {block[i]} "
+                f"(choice {c[i]}, reward {r[i]}). {todo}"
+            )
+    if n == 0:
+        raise FileFormatError(f"{where}: choice_order holds no trial (all 0).")
+    labels = [str(k) for k, _ in sorted(codes.items(), key=lambda kv: kv[1])]
+    all_attrs = {"choice_coding": f"codes {labels} -> options 0..{len(labels) - 1}"}
+    all_attrs.update(attrs or {})
+    return behaviour_dataset(
+        [np.array([codes[int(x)] for x in c[:n]])],
+        [(r[:n] != 0).astype(np.float64)],
+        subjects=[subject],
+        block=[block[:n]],
+        n_options=len(codes),
+        option_labels=[f"code {k}" for k in labels],
+        trial_coords={"trial_in_block": [in_block[:n]]},
+        attrs=all_attrs,
+    )
+
+
+def fly_presentations(
+    X: Any,
+    Y: Any,
+    R: Any,
+    *,
+    subject: str,
+    drop_incomplete: bool = False,
+    attrs: Mapping[str, Any] | None = None,
+    where: str = "Fly file",
+) -> xr.Dataset:
+    """The ``Fly{N}.mat`` layout (X one-hot cue per presentation, Y accept/reject, R reward per trial)."""
+    x = np.asarray(X)
+    y = np.asarray(Y)
+    rr = np.asarray(R)
+    for name, a in (("X", x), ("Y", y), ("R", rr)):
+        if a.dtype.kind not in "iufb":
+            raise FileFormatError(f"{where}: {name} must be numeric; found dtype {a.dtype}.")
+    y = y.astype(np.float64).ravel()
+    rr = rr.astype(np.float64).ravel()
+    x = x.astype(np.float64)
+    if x.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise FileFormatError(
+            f"{where}: X must be (presentation, odour) with one row per entry of Y; found X {x.shape}, "
+            f"Y {y.shape}. Check the file: X, Y hold one entry per odour presentation."
+        )
+    if x.shape[1] < 2:
+        raise FileFormatError(f"{where}: X has {x.shape[1]} columns; expected one per odour (at least 2).")
+    one_hot = np.isin(x, (0.0, 1.0)).all(axis=1) & (x.sum(axis=1) == 1)
+    if not one_hot.all():
+        i = int(np.flatnonzero(~one_hot)[0])
+        raise FileFormatError(f"{where}: X row {i} is {x[i].tolist()}; expected a one-hot odour code.")
+    if not np.isin(y, (0.0, 1.0)).all():
+        i = int(np.flatnonzero(~np.isin(y, (0.0, 1.0)))[0])
+        raise FileFormatError(f"{where}: Y[{i}] is {float(y[i])!r}; expected 1 (accepted) or 0 (rejected).")
+    if not np.isfinite(rr).all():
+        i = int(np.flatnonzero(~np.isfinite(rr))[0])
+        raise FileFormatError(f"{where}: R[{i}] is {float(rr[i])!r}; every accepted trial needs a finite reward.")
+    n_trials = int(y.sum())
+    if n_trials != rr.shape[0]:
+        raise FileFormatError(
+            f"{where}: Y accepts {n_trials} presentations but R holds {rr.shape[0]} rewards; "
+            "R needs one reward per accepted presentation."
+        )
+    if n_trials == 0:
+        raise FileFormatError(f"{where}: Y accepts no presentation, so there is no trial.")
+    last = int(np.flatnonzero(y)[-1])
+    if last < y.shape[0] - 1:
+        if not drop_incomplete:
+            raise FileFormatError(
+                f"{where}: {y.shape[0] - 1 - last} rejections follow the last acceptance (an unfinished "
+                "trial). Pass drop_incomplete=True to drop them."
+            )
+        x, y = x[: last + 1], y[: last + 1]
+    odour = x.argmax(axis=1)
+    ends = np.flatnonzero(y) + 1
+    starts = np.concatenate([[0], ends[:-1]])
+    presented = [odour[a:b] for a, b in zip(starts, ends)]
+    all_attrs = {"choice_coding": "odour column of X (0-based)"}
+    all_attrs.update(attrs or {})
+    return behaviour_dataset(
+        [odour[ends - 1]],
+        [rr],
+        subjects=[subject],
+        n_options=x.shape[1],
+        presented=[presented],
+        attrs=all_attrs,
+    )
+
+
+def _generic(
+    variables: dict[str, np.ndarray],
+    columns: Mapping[str, str],
+    choice_codes: Mapping[Any, int] | None,
+    n_options: int,
+    attrs: dict[str, Any],
+    where: str,
+    default_subject: str,
+) -> xr.Dataset:
+    names = {k: columns.get(k, k) for k in ("choice", "reward", "subject", "session", "trial", "block")}
+    missing = [f"{k!r}" + (f" (mapped to {names[k]!r})" if names[k] != k else "")
+               for k in ("choice", "reward") if names[k] not in variables]
+    if missing:
+        raise FileFormatError(
+            f"{where}: variables {', '.join(missing)} not found; the file holds {sorted(variables)}. "
+            "Pass columns={'choice': '<variable>', 'reward': '<variable>'}, or use the Fly{N}.mat (X, Y, R) "
+            "or choice_order/reward_order layouts."
+        )
+    choice = np.asarray(variables[names["choice"]])
+    if choice.ndim == 2 and min(choice.shape) > 1:
+        block = variables.get(names["block"])
+        return from_matrices(choice, variables[names["reward"]], block=block, choice_codes=choice_codes,
+                             n_options=n_options, attrs=attrs, where=where)
+    table = {}
+    for key, name in names.items():
+        if name in variables:
+            a = np.asarray(variables[name])
+            if a.ndim > 2 or (a.ndim == 2 and min(a.shape) > 1):
+                raise FileFormatError(f"{where}: variable {name!r} has shape {a.shape}; expected a vector.")
+            table[key] = a.ravel()
+    lengths = {k: len(v) for k, v in table.items()}
+    if len(set(lengths.values())) > 1:
+        raise SchemaError(
+            f"{where}: per-trial variables differ in length {lengths}; each needs one entry per trial."
+        )
+    return from_dataframe(pd.DataFrame(table), choice_codes=choice_codes, n_options=n_options, attrs=attrs,
+                          default_subject=default_subject, where=where)

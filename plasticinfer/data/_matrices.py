@@ -1,0 +1,86 @@
+"""``(subject, trial)`` matrices (MAT files, HDF5, CSV matrices) into a behaviour dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ._errors import SchemaError
+from ._tables import from_dataframe
+
+
+def from_matrices(
+    choice: Any,
+    reward: Any,
+    *,
+    block: Any = None,
+    subjects: Any = None,
+    choice_codes: Mapping[Any, int] | None = None,
+    n_options: int = 2,
+    attrs: Mapping[str, Any] | None = None,
+    where: str = "arrays",
+) -> xr.Dataset:
+    """Build a behaviour dataset from ``(subject, trial)`` matrices (or 1-D arrays for one subject).
+
+    NaN in ``choice`` marks a padded trial and may only appear at the end of a row.
+
+    Args:
+        choice: choice codes, ``(subject, trial)``.
+        reward: rewards, same shape.
+        block: optional 1-based block numbers, same shape.
+        subjects: subject ids (default ``"0"``, ``"1"``, ...).
+        choice_codes: choice code -> 0-based option index (see `load_table`).
+        n_options: number of options.
+        attrs: dataset attributes.
+        where: how errors name the source.
+    """
+    arrays = {"choice": choice, "reward": reward} | ({} if block is None else {"block": block})
+    mats = {}
+    for name, value in arrays.items():
+        try:
+            a = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SchemaError(f"{where}: {name} must be numeric; found {np.asarray(value).dtype}.") from None
+        a = a[None, :] if a.ndim == 1 else a
+        if a.ndim != 2:
+            raise SchemaError(f"{where}: {name} must be (subject, trial) or (trial,); found shape {a.shape}.")
+        mats[name] = a
+    shapes = {k: v.shape for k, v in mats.items()}
+    if len(set(shapes.values())) > 1:
+        raise SchemaError(
+            f"{where}: per-trial arrays disagree in shape {shapes}; choice, reward (and block) need one "
+            "value per (subject, trial)."
+        )
+    c, r = mats["choice"], mats["reward"]
+    if c.size == 0:
+        raise SchemaError(f"{where}: no trials (choice is empty).")
+    pad = np.isnan(c)
+    ids = [str(i) for i in range(c.shape[0])] if subjects is None else [str(s) for s in subjects]
+    if len(ids) != c.shape[0]:
+        raise SchemaError(f"{where}: {len(ids)} subject ids for {c.shape[0]} rows of choice.")
+    for name, bad, todo in (
+        ("choice", ~pad & (np.cumsum(pad, axis=1) > 0), "NaN marks padding and may only end a row."),
+        ("reward", ~pad & ~np.isfinite(r), "Every real trial needs a finite reward."),
+    ):
+        if bad.any():
+            s, t = (int(i) for i in np.argwhere(bad)[0])
+            found = mats[name][s, t] if name == "reward" else "a trial after a NaN (padded) one"
+            raise SchemaError(f"{where}: {name}, subject {ids[s]!r}, trial {t}: found {found!r}. {todo}")
+    if pad.all(axis=1).any():
+        s = int(np.flatnonzero(pad.all(axis=1))[0])
+        raise SchemaError(f"{where}: subject {ids[s]!r} has no trial (choice all NaN); drop that row.")
+    s_idx, t_idx = np.nonzero(~pad)
+    table = pd.DataFrame({
+        "subject": np.asarray(ids, dtype=object)[s_idx],
+        "trial": t_idx + 1,
+        "choice": c[s_idx, t_idx],
+        "reward": r[s_idx, t_idx],
+    })
+    if "block" in mats:
+        table["block"] = mats["block"][s_idx, t_idx]
+    ds = from_dataframe(table, choice_codes=choice_codes, n_options=n_options, attrs=attrs, where=where)
+    return ds.drop_vars("trial_number")

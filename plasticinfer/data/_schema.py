@@ -1,0 +1,348 @@
+"""The schema: names, fill values of padded entries, and constructors that pad ragged subjects.
+
+Every loader ends by calling `behaviour_dataset` or `neural_dataset`, which pad subjects of
+different lengths to a common ``trial`` axis (padded trials last, ``trial_mask`` False there)
+and call `validate`. See ``docs/data-format.md`` for the schema itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from numpy.typing import ArrayLike
+
+from ._errors import SchemaError
+from ._validate import validate
+
+BEHAVIOUR = "behaviour"
+NEURAL = "neural"
+
+#: Value held by padded (or unrecorded) entries of each schema variable.
+FILL: dict[str, Any] = {
+    "choice": -1,
+    "reward": 0.0,
+    "trial_mask": False,
+    "block": -1,
+    "trial_number": -1,
+    "presented": -1,
+    "accepted": False,
+    "presentation_mask": False,
+    "input": 0.0,
+    "activity": 0.0,
+}
+
+DEFAULT_ATTRS: dict[str, str] = {
+    "source": "unknown",
+    "license": "unknown",
+    "citation": "",
+    "description": "",
+}
+
+
+def fill_value(name: str, dtype: np.dtype) -> Any:
+    """The value a padded entry of variable ``name`` with this dtype holds."""
+    if name in FILL:
+        return FILL[name]
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        return np.nan
+    if kind in "iu":
+        return -1
+    if kind == "b":
+        return False
+    return ""
+
+
+def pad_ragged(arrays: Sequence[np.ndarray], fill: Any, length: int | None = None) -> np.ndarray:
+    """Stack arrays whose first axis differs in length, padding at the end with ``fill``.
+
+    Args:
+        arrays: one array per subject; all trailing axes must agree.
+        fill: value of padded entries.
+        length: padded length (default: the longest array).
+
+    Returns:
+        Array of shape ``(len(arrays), length, *trailing)``.
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    n = max((a.shape[0] for a in arrays), default=0) if length is None else length
+    tails = {a.shape[1:] for a in arrays}
+    if len(tails) > 1:
+        raise SchemaError(
+            f"per-subject arrays disagree in their trailing shape: {sorted(tails)}. "
+            "Every subject needs the same number of options, features or neurons."
+        )
+    tail = tails.pop() if tails else ()
+    dtype = np.result_type(*[a.dtype for a in arrays]) if arrays else np.float64
+    if dtype.kind in "US":
+        dtype = np.dtype(object)
+    out = np.full((len(arrays), n) + tail, fill, dtype=dtype)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    return out
+
+
+def _as_int_codes(values: ArrayLike, name: str, subject: str) -> np.ndarray:
+    a = np.asarray(values)
+    if a.ndim != 1:
+        raise SchemaError(f"{name} of subject {subject!r} must be 1-D (one value per trial); got shape {a.shape}.")
+    if a.dtype.kind in "iub":
+        return a.astype(np.int64)
+    try:
+        f = a.astype(np.float64)
+    except (TypeError, ValueError):
+        raise SchemaError(
+            f"{name} of subject {subject!r} must hold integer option indices; got dtype {a.dtype}. "
+            "Map your codes to 0-based option indices (loaders take choice_codes=...)."
+        ) from None
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(f) | (f != np.round(f)) | (np.abs(f) > 2**53)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise SchemaError(
+            f"{name} of subject {subject!r}, trial {i}: expected an integer option index, found {a[i]!r}. "
+            "Remove or mark that trial, or fix the source file."
+        )
+    return f.astype(np.int64)
+
+
+def _as_float(values: ArrayLike, name: str, subject: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise SchemaError(
+            f"{name} of subject {subject!r} must be numeric; got {np.asarray(values).dtype}. "
+            "Convert the column to numbers."
+        ) from None
+
+
+def _subject_ids(subjects: Sequence[Any] | None, n: int) -> np.ndarray:
+    ids = [str(i) for i in range(n)] if subjects is None else [str(s) for s in subjects]
+    if len(ids) != n:
+        raise SchemaError(f"got {len(ids)} subject ids for {n} subjects; give one id per subject.")
+    return np.array(ids, dtype=object)
+
+
+def _check_lengths(name: str, values: Sequence[Any], lengths: list[int], ids: np.ndarray) -> None:
+    if len(values) != len(lengths):
+        raise SchemaError(
+            f"{name} has {len(values)} subjects but choice has {len(lengths)}; give one entry per subject."
+        )
+    for sid, v, n in zip(ids, values, lengths):
+        if len(v) != n:
+            raise SchemaError(
+                f"subject {sid!r}: {name} has {len(v)} trials but choice has {n}. "
+                "Every per-trial variable needs one value per trial; check for a missing or extra row."
+            )
+
+
+def _trial_mask(lengths: list[int], n_trials: int) -> np.ndarray:
+    return np.arange(n_trials)[None, :] < np.asarray(lengths, dtype=np.int64)[:, None]
+
+
+def _coords_for_subjects(
+    ids: np.ndarray,
+    lengths: list[int],
+    subject_coords: Mapping[str, Sequence[Any]] | None,
+    trial_coords: Mapping[str, Sequence[ArrayLike]] | None,
+) -> dict[str, Any]:
+    coords: dict[str, Any] = {}
+    for name, values in (subject_coords or {}).items():
+        arr = np.asarray(values)
+        if arr.shape[0] != len(ids):
+            raise SchemaError(f"subject coordinate {name!r} has {arr.shape[0]} values for {len(ids)} subjects.")
+        coords[name] = ("subject", arr.astype(object) if arr.dtype.kind in "US" else arr)
+    for name, values in (trial_coords or {}).items():
+        _check_lengths(f"trial coordinate {name!r}", values, lengths, ids)
+        arrays = [np.asarray(v) for v in values]
+        dtype = np.result_type(*[a.dtype for a in arrays]) if arrays else np.float64
+        coords[name] = (("subject", "trial"), pad_ragged(arrays, fill_value(name, dtype)))
+    return coords
+
+
+def _presentations(
+    presented: Sequence[Sequence[ArrayLike]], ids: np.ndarray, lengths: list[int], n_trials: int
+) -> dict[str, Any]:
+    _check_lengths("presented", presented, lengths, ids)
+    n_pres = max((len(p) for subj in presented for p in subj), default=1)
+    pres = np.full((len(ids), n_trials, n_pres), -1, dtype=np.int64)
+    for i, subj in enumerate(presented):
+        for t, p in enumerate(subj):
+            p = _as_int_codes(np.atleast_1d(p), "presented", str(ids[i]))
+            pres[i, t, : len(p)] = p
+    pmask = pres >= 0
+    n_real = pmask.sum(-1)
+    accepted = np.zeros_like(pmask)
+    s_idx, t_idx = np.nonzero(n_real > 0)
+    accepted[s_idx, t_idx, n_real[s_idx, t_idx] - 1] = True
+    dims = ("subject", "trial", "presentation")
+    return {"presented": (dims, pres), "accepted": (dims, accepted), "presentation_mask": (dims, pmask)}
+
+
+def behaviour_dataset(
+    choice: Sequence[ArrayLike],
+    reward: Sequence[ArrayLike],
+    *,
+    subjects: Sequence[Any] | None = None,
+    block: Sequence[ArrayLike] | None = None,
+    p_reward: Sequence[ArrayLike] | None = None,
+    cue: ArrayLike | Sequence[ArrayLike] | None = None,
+    n_options: int = 2,
+    option_labels: Sequence[str] | None = None,
+    presented: Sequence[Sequence[ArrayLike]] | None = None,
+    subject_coords: Mapping[str, Sequence[Any]] | None = None,
+    trial_coords: Mapping[str, Sequence[ArrayLike]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Build a validated behaviour dataset from per-subject arrays (ragged subjects allowed).
+
+    Args:
+        choice: one integer array per subject: 0-based index of the chosen option on each trial.
+        reward: one float array per subject, same lengths as ``choice``.
+        subjects: subject ids (default ``"0"``, ``"1"``, ...).
+        block: one array of 1-based block numbers per subject (default: all 1).
+        p_reward: one ``(n_trials, n_options)`` array of reward probabilities per subject;
+            NaN where a probability is unknown.
+        cue: stimulus pattern of each option, ``(option, feature)`` (default: identity), or one
+            ``(n_trials, option, feature)`` array per subject when it varies by trial.
+        n_options: number of options when ``cue`` is not given.
+        option_labels: a name for each option (e.g. the odour codes of the source file).
+        presented: per subject, per trial, the sequence of options presented before the choice
+            (the last presentation is the accepted one); adds a ``presentation`` dimension.
+        subject_coords: extra per-subject metadata, e.g. ``{"session": [...]}``.
+        trial_coords: extra per-trial metadata, one array per subject.
+        attrs: dataset attributes (``source``, ``license``, ``citation``, ``units_reward``,
+            ``description``, ...). Missing ones get neutral defaults.
+
+    Returns:
+        A dataset that passes `validate`.
+
+    Raises:
+        SchemaError: lengths disagree, codes are not integers, values are non-finite, etc.
+    """
+    n = len(choice)
+    if n == 0:
+        raise SchemaError("no subjects: choice is empty. A dataset needs at least one subject with one trial.")
+    ids = _subject_ids(subjects, n)
+    choices = [_as_int_codes(c, "choice", str(s)) for c, s in zip(choice, ids)]
+    lengths = [len(c) for c in choices]
+    _check_lengths("reward", reward, lengths, ids)
+    rewards = [_as_float(r, "reward", str(s)) for r, s in zip(reward, ids)]
+    n_trials = max(lengths)
+    mask = _trial_mask(lengths, n_trials)
+
+    if cue is None:
+        cue_arr: np.ndarray = np.eye(n_options, dtype=np.float64)
+    elif isinstance(cue, np.ndarray) or np.ndim(cue[0]) < 2:  # type: ignore[index]
+        cue_arr = np.asarray(cue, dtype=np.float64)
+    else:
+        _check_lengths("cue", cue, lengths, ids)  # type: ignore[arg-type]
+        cue_arr = pad_ragged([np.asarray(c, dtype=np.float64) for c in cue], 0.0)  # type: ignore[union-attr]
+    n_opt = cue_arr.shape[-2] if cue_arr.ndim >= 2 else n_options
+    cue_dims = ("option", "feature") if cue_arr.ndim == 2 else ("subject", "trial", "option", "feature")
+
+    if block is None:
+        blocks = [np.ones(k, dtype=np.int64) for k in lengths]
+    else:
+        _check_lengths("block", block, lengths, ids)
+        blocks = [_as_int_codes(b, "block", str(s)) for b, s in zip(block, ids)]
+
+    coords: dict[str, Any] = {
+        "subject": ("subject", ids),
+        "trial": ("trial", np.arange(n_trials, dtype=np.int64)),
+        "option": ("option", np.arange(n_opt, dtype=np.int64)),
+        "block": (("subject", "trial"), pad_ragged(blocks, FILL["block"])),
+    }
+    if option_labels is not None:
+        coords["option_label"] = ("option", np.array([str(x) for x in option_labels], dtype=object))
+    if p_reward is not None:
+        _check_lengths("p_reward", p_reward, lengths, ids)
+        probs = [np.asarray(p, dtype=np.float64).reshape(len(p), -1) for p in p_reward]
+        coords["p_reward"] = (("subject", "trial", "option"), pad_ragged(probs, np.nan))
+    coords.update(_coords_for_subjects(ids, lengths, subject_coords, trial_coords))
+
+    data_vars: dict[str, Any] = {
+        "choice": (("subject", "trial"), pad_ragged(choices, FILL["choice"]).astype(np.int64)),
+        "reward": (("subject", "trial"), pad_ragged(rewards, FILL["reward"]).astype(np.float64)),
+        "trial_mask": (("subject", "trial"), mask),
+        "cue": (cue_dims, cue_arr),
+    }
+    if presented is not None:
+        data_vars.update(_presentations(presented, ids, lengths, n_trials))
+
+    all_attrs = {"kind": BEHAVIOUR, **DEFAULT_ATTRS, "units_reward": "1 = rewarded, 0 = not rewarded"}
+    all_attrs.update(attrs or {})
+    all_attrs["kind"] = BEHAVIOUR
+    return validate(xr.Dataset(data_vars, coords=coords, attrs=all_attrs))
+
+
+def neural_dataset(
+    input: Sequence[ArrayLike],
+    activity: Sequence[ArrayLike],
+    *,
+    recorded: ArrayLike | None = None,
+    subjects: Sequence[Any] | None = None,
+    subject_coords: Mapping[str, Sequence[Any]] | None = None,
+    trial_coords: Mapping[str, Sequence[ArrayLike]] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Build a validated neural dataset from per-subject arrays (ragged subjects allowed).
+
+    Args:
+        input: one array per subject, ``(n_trials, pre)`` or ``(n_trials, sample, pre)``.
+        activity: one array per subject, ``(n_trials, post)`` or ``(n_trials, sample, post)``.
+        recorded: ``(subject, post)`` booleans, True where a neuron was recorded (default: all).
+            Activity of unrecorded neurons is replaced by 0 and never read.
+        subjects: subject ids (default ``"0"``, ``"1"``, ...).
+        subject_coords: extra per-subject metadata.
+        trial_coords: extra per-trial metadata, one array per subject.
+        attrs: dataset attributes (``units_activity``, ``source``, ``license``, ...).
+
+    Returns:
+        A dataset that passes `validate`.
+    """
+    n = len(input)
+    if n == 0:
+        raise SchemaError("no subjects: input is empty. A dataset needs at least one subject with one trial.")
+    ids = _subject_ids(subjects, n)
+    inputs = [_as_float(x, "input", str(s)) for x, s in zip(input, ids)]
+    lengths = [x.shape[0] if x.ndim else 0 for x in inputs]
+    _check_lengths("activity", activity, lengths, ids)
+    acts = [_as_float(y, "activity", str(s)) for y, s in zip(activity, ids)]
+    for name, arrays in (("input", inputs), ("activity", acts)):
+        ndims = {a.ndim for a in arrays}
+        if not ndims <= {2, 3} or len(ndims) != 1:
+            raise SchemaError(
+                f"{name} arrays must all be (n_trials, neurons) or all (n_trials, sample, neurons); "
+                f"got numbers of dimensions {sorted(ndims)}."
+            )
+    x = pad_ragged(inputs, FILL["input"])
+    y = pad_ragged(acts, FILL["activity"])
+    n_trials = x.shape[1]
+    mask = _trial_mask(lengths, n_trials)
+    n_post = y.shape[-1]
+    rec = np.ones((n, n_post), dtype=bool) if recorded is None else np.asarray(recorded, dtype=bool)
+    if rec.shape != (n, n_post):
+        raise SchemaError(f"recorded must have shape (subject, post) = {(n, n_post)}; got {rec.shape}.")
+    rec_b = rec[:, None, None, :] if y.ndim == 4 else rec[:, None, :]
+    y = np.where(rec_b, y, FILL["activity"])
+    x_dims = ("subject", "trial", "sample", "pre") if x.ndim == 4 else ("subject", "trial", "pre")
+    y_dims = ("subject", "trial", "sample", "post") if y.ndim == 4 else ("subject", "trial", "post")
+    coords: dict[str, Any] = {
+        "subject": ("subject", ids),
+        "trial": ("trial", np.arange(n_trials, dtype=np.int64)),
+    }
+    coords.update(_coords_for_subjects(ids, lengths, subject_coords, trial_coords))
+    data_vars = {
+        "input": (x_dims, x.astype(np.float64)),
+        "activity": (y_dims, y.astype(np.float64)),
+        "recorded": (("subject", "post"), rec),
+        "trial_mask": (("subject", "trial"), mask),
+    }
+    all_attrs = {"kind": NEURAL, **DEFAULT_ATTRS, "units_activity": "unknown"}
+    all_attrs.update(attrs or {})
+    all_attrs["kind"] = NEURAL
+    return validate(xr.Dataset(data_vars, coords=coords, attrs=all_attrs))

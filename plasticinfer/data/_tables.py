@@ -1,0 +1,393 @@
+"""Tidy trial tables (CSV, TSV, Parquet, or a pandas DataFrame): one row per trial.
+
+Schema columns (rename yours with ``columns={"choice": "animal_response", ...}``):
+
+- ``choice`` (required): the chosen option, as 0-based indices, 1-based indices, or any codes
+  mapped with ``choice_codes={"left": 0, "right": 1}``.
+- ``reward`` (required): reward received on the trial.
+- ``subject``: subject id (default: one subject named after the file).
+- ``trial``: trial number, used for ordering within a subject (default: file order).
+- ``session``: session id; trials of a subject are ordered by session, then trial.
+- ``block``: 1-based block number (default 1).
+- ``p_reward_0``, ``p_reward_1``, ...: reward probability of each option (NaN = unknown).
+
+Every other column becomes metadata: a per-subject coordinate when it is constant within each
+subject, else a per-trial coordinate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ._errors import FileFormatError, SchemaError
+from ._schema import behaviour_dataset
+from ._validate import validate
+
+CORE_COLUMNS = ("subject", "session", "trial", "block", "choice", "reward")
+RESERVED = {"trial_mask", "cue", "option", "option_label", "feature", "presentation", "presented", "accepted",
+            "presentation_mask", "p_reward", "trial_number", "kind"}
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None, ".parquet": "parquet", ".pq": "parquet"}
+
+
+def load_table(
+    path: str | os.PathLike[str],
+    *,
+    columns: Mapping[str, str] | None = None,
+    choice_codes: Mapping[Any, int] | None = None,
+    n_options: int = 2,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Load a tidy trial table (CSV/TSV/Parquet, one row per trial) into a behaviour dataset.
+
+    Args:
+        path: ``.csv``, ``.tsv``, ``.txt`` (delimiter sniffed) or ``.parquet`` file.
+        columns: schema name -> your column name, e.g. ``{"choice": "animal_response"}``.
+        choice_codes: your choice code -> 0-based option index, e.g. ``{1: 0, 2: 1}``. Without
+            it, codes 0..n-1 are taken as 0-based and codes 1..n (with n present) as 1-based.
+        n_options: number of options (default 2).
+        attrs: dataset attributes to set (``license``, ``citation``, ...).
+
+    Returns:
+        A validated behaviour dataset.
+
+    Raises:
+        FileFormatError: the file is missing, empty or not a readable table.
+        SchemaError: a column is missing or holds a value the schema does not allow.
+    """
+    path = Path(path)
+    df = read_table(path)
+    all_attrs = {"source": str(path)}
+    all_attrs.update(attrs or {})
+    return from_dataframe(
+        df, columns=columns, choice_codes=choice_codes, n_options=n_options, attrs=all_attrs,
+        default_subject=path.stem or "0", where=f"file {str(path)!r}",
+    )
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a table file with pandas, turning every failure into a `FileFormatError`."""
+    if not path.is_file():
+        raise FileFormatError(f"file {str(path)!r} not found (or not a file). Check the path.")
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise FileFormatError(
+            f"file {str(path)!r}: unknown table suffix {suffix!r}; expected one of {sorted(TABLE_SUFFIXES)}."
+        )
+    if path.stat().st_size == 0:
+        raise FileFormatError(f"file {str(path)!r} is empty (0 bytes). Export the table again.")
+    sep = TABLE_SUFFIXES[suffix]
+    try:
+        if sep == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c", encoding="utf-8")
+    except Exception as e:  # third-party parsers raise many types; report them as ours
+        raise FileFormatError(
+            f"file {str(path)!r} could not be read as a {suffix} table: {type(e).__name__}: {e}. "
+            "Check that it is a valid, complete file of that type."
+        ) from e
+    if df.shape[0] == 0:
+        raise FileFormatError(f"file {str(path)!r} has a header but no rows: there are no trials to load.")
+    return df
+
+
+def from_dataframe(
+    df: pd.DataFrame,
+    *,
+    columns: Mapping[str, str] | None = None,
+    choice_codes: Mapping[Any, int] | None = None,
+    n_options: int = 2,
+    attrs: Mapping[str, Any] | None = None,
+    default_subject: str = "0",
+    where: str = "table",
+) -> xr.Dataset:
+    """Convert a tidy trial table (one row per trial) into a behaviour dataset.
+
+    Args:
+        df: the table.
+        columns: schema name -> column name in ``df``.
+        choice_codes: choice code -> 0-based option index.
+        n_options: number of options.
+        attrs: dataset attributes.
+        default_subject: subject id when there is no subject column.
+        where: how errors name the table (e.g. the file).
+
+    Returns:
+        A validated behaviour dataset.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise SchemaError(f"{where}: expected a pandas DataFrame; found {type(df).__name__}.")
+    if df.shape[0] == 0:
+        raise SchemaError(f"{where}: the table has no rows: there are no trials to load.")
+    df = _rename(df, columns or {}, n_options, where)
+    df = df.reset_index(drop=True)
+
+    subject = _subject_column(df, default_subject, where)
+    trial = _integer_column(df, "trial", where, minimum=0) if "trial" in df else None
+    block = _integer_column(df, "block", where, minimum=1) if "block" in df else np.ones(len(df), np.int64)
+    choice, coding = _choice_column(df, choice_codes, n_options, where)
+    reward = _reward_column(df, where)
+    p_cols = [f"p_reward_{k}" for k in range(n_options)]
+    p_reward = None
+    if any(c in df for c in p_cols):
+        p_reward = np.stack([_float_column(df, c, where) if c in df else np.full(len(df), np.nan) for c in p_cols], 1)
+
+    order = _order(df, subject, trial, where)
+    codes, subjects = pd.factorize(subject)
+    groups = [order[codes[order] == k] for k in range(len(subjects))]
+
+    meta = [c for c in df.columns if c not in CORE_COLUMNS and c not in p_cols]
+    if "session" in df:
+        meta.insert(0, "session")
+    subject_coords, trial_coords = _metadata(df, meta, groups)
+    if trial is not None:
+        trial_coords["trial_number"] = [trial[g] for g in groups]
+
+    all_attrs = {"source": where, "choice_coding": coding}
+    all_attrs.update(attrs or {})
+    ds = behaviour_dataset(
+        [choice[g] for g in groups],
+        [reward[g] for g in groups],
+        subjects=list(subjects),
+        block=[block[g] for g in groups],
+        p_reward=None if p_reward is None else [p_reward[g] for g in groups],
+        n_options=n_options,
+        subject_coords=subject_coords,
+        trial_coords=trial_coords,
+        attrs=all_attrs,
+    )
+    return ds
+
+
+def to_dataframe(ds: xr.Dataset) -> pd.DataFrame:
+    """Write a behaviour dataset as a tidy table (one row per real trial); inverse of `from_dataframe`.
+
+    Columns: ``subject``, ``trial`` (the source trial number if known, else 1-based position),
+    ``block``, ``choice`` (0-based), ``reward``, ``p_reward_<k>`` when known, then metadata.
+    Presentations (if any) are not written.
+    """
+    validate(ds)
+    if ds.attrs["kind"] != "behaviour":
+        raise SchemaError("to_dataframe writes behaviour datasets only; this one is neural.")
+    mask = ds["trial_mask"].values
+    s_idx, t_idx = np.nonzero(mask)
+    out: dict[str, Any] = {"subject": ds["subject"].values[s_idx].astype(str)}
+    if "trial_number" in ds.coords:
+        out["trial"] = ds["trial_number"].values[s_idx, t_idx]
+    else:
+        out["trial"] = t_idx + 1
+    out["block"] = ds["block"].values[s_idx, t_idx]
+    out["choice"] = ds["choice"].values[s_idx, t_idx]
+    out["reward"] = ds["reward"].values[s_idx, t_idx]
+    if "p_reward" in ds.coords:
+        for k in range(ds.sizes["option"]):
+            out[f"p_reward_{k}"] = ds["p_reward"].values[s_idx, t_idx, k]
+    skip = {"subject", "trial", "option", "block", "p_reward", "trial_number", "option_label"}
+    for name, coord in ds.coords.items():
+        if name in skip:
+            continue
+        if coord.dims == ("subject",):
+            out[str(name)] = coord.values[s_idx]
+        elif coord.dims == ("subject", "trial"):
+            out[str(name)] = coord.values[s_idx, t_idx]
+    return pd.DataFrame(out)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _rename(df: pd.DataFrame, columns: Mapping[str, str], n_options: int, where: str) -> pd.DataFrame:
+    df = df.rename(columns={c: str(c) for c in df.columns})
+    if len(set(df.columns)) != len(df.columns):
+        dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+        raise SchemaError(f"{where}: column names {dup} appear more than once; give each column a unique name.")
+    known = set(CORE_COLUMNS) | {f"p_reward_{k}" for k in range(n_options)}
+    for schema_name, user_name in columns.items():
+        if schema_name not in known:
+            raise SchemaError(
+                f"{where}: unknown schema name {schema_name!r} in columns=...; known names are {sorted(known)}."
+            )
+        if user_name not in df.columns:
+            raise SchemaError(
+                f"{where}: column {user_name!r} (mapped to {schema_name!r}) not found; "
+                f"the table has columns {list(df.columns)}. Fix the columns= mapping."
+            )
+    clash = [s for s, u in columns.items() if s in df.columns and s != u and s not in columns.values()]
+    df = df.drop(columns=clash).rename(columns={u: s for s, u in columns.items()})
+    for name in ("choice", "reward"):
+        if name not in df.columns:
+            raise SchemaError(
+                f"{where}: required column {name!r} is missing; the table has columns {list(df.columns)}. "
+                f"Name your column {name!r} or pass columns={{{name!r}: '<your column>'}}."
+            )
+    reserved = sorted(RESERVED & set(df.columns))
+    if reserved:
+        raise SchemaError(f"{where}: columns {reserved} clash with schema names; rename them in the table.")
+    return df
+
+
+def _bad_row(where: str, column: str, i: int, value: Any, expected: str, todo: str) -> SchemaError:
+    value = value.item() if isinstance(value, np.generic) else value
+    return SchemaError(
+        f"{where}, column {column!r}, row {i} (0-based, header excluded): expected {expected}; "
+        f"found {value!r}. {todo}"
+    )
+
+
+def _numeric(df: pd.DataFrame, column: str, where: str, expected: str) -> np.ndarray:
+    raw = df[column]
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.isnan(values) & raw.notna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _bad_row(where, column, i, raw.iloc[i], expected, "Fix that value or drop the row.")
+    return values
+
+
+def _float_column(df: pd.DataFrame, column: str, where: str) -> np.ndarray:
+    return _numeric(df, column, where, "a number (or empty when unknown)")
+
+
+def _integer_column(df: pd.DataFrame, column: str, where: str, minimum: int) -> np.ndarray:
+    values = _numeric(df, column, where, f"an integer >= {minimum}")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values != np.round(values)) | (values < minimum) | (values > 2**53)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _bad_row(where, column, i, df[column].iloc[i], f"an integer >= {minimum}",
+                       f"{column.capitalize()} numbers must be whole numbers starting at {minimum} or above.")
+    return values.astype(np.int64)
+
+
+def _reward_column(df: pd.DataFrame, where: str) -> np.ndarray:
+    values = _numeric(df, "reward", where, "a finite number")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _bad_row(where, "reward", i, df["reward"].iloc[i], "a finite number",
+                       "Every trial needs a reward value (0 when unrewarded); fix or drop the row.")
+    return values
+
+
+def _normalise_code(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if np.isfinite(value) and float(value).is_integer() else float(value)
+    if isinstance(value, str):
+        stripped = value.strip()
+        try:
+            return _normalise_code(float(stripped))
+        except ValueError:
+            return stripped
+    return value
+
+
+def _choice_column(
+    df: pd.DataFrame, choice_codes: Mapping[Any, int] | None, n_options: int, where: str
+) -> tuple[np.ndarray, str]:
+    raw = df["choice"]
+    missing = raw.isna().to_numpy()
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise _bad_row(where, "choice", i, raw.iloc[i], "a choice code", "Drop trials without a choice.")
+    codes = [_normalise_code(v) for v in raw.tolist()]
+    if choice_codes is not None:
+        lookup = {_normalise_code(k): int(v) for k, v in choice_codes.items()}
+        coding = "mapped by choice_codes"
+    else:
+        present = set(codes)
+        zero_based = set(range(n_options))
+        one_based = set(range(1, n_options + 1))
+        if present <= zero_based:
+            lookup, coding = {k: k for k in zero_based}, "0-based"
+        elif present <= one_based:
+            lookup, coding = {k: k - 1 for k in one_based}, "1-based"
+        else:
+            lookup, coding = {k: k for k in zero_based}, "0-based"
+    for i, c in enumerate(codes):
+        if c not in lookup:
+            known = sorted(map(str, lookup))
+            raise _bad_row(
+                where, "choice", i, raw.iloc[i], f"a known choice code ({', '.join(known)})",
+                f"Pass choice_codes={{code: option_index}} (0-based, {n_options} options) or drop the row.",
+            )
+    return np.array([lookup[c] for c in codes], dtype=np.int64), coding
+
+
+def _subject_column(df: pd.DataFrame, default: str, where: str) -> np.ndarray:
+    if "subject" not in df:
+        return np.full(len(df), default, dtype=object)
+    raw = df["subject"]
+    missing = raw.isna().to_numpy()
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise _bad_row(where, "subject", i, raw.iloc[i], "a subject id", "Fill in the subject of every row.")
+    ids = np.array([str(_normalise_code(v)) for v in raw.tolist()], dtype=object)
+    empty = ids == ""
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise _bad_row(where, "subject", i, raw.iloc[i], "a non-empty subject id", "Fill in the subject id.")
+    return ids
+
+
+def _order(df: pd.DataFrame, subject: np.ndarray, trial: np.ndarray | None, where: str) -> np.ndarray:
+    """Row order: by subject (first appearance), then session (first appearance), then trial."""
+    subj_rank = pd.factorize(subject)[0]
+    if "session" in df:
+        sess = np.array([str(_normalise_code(v)) for v in df["session"].tolist()], dtype=object)
+        sess_rank = pd.factorize(sess)[0]
+    else:
+        sess, sess_rank = np.zeros(len(df), dtype=object), np.zeros(len(df), np.int64)
+    tr = np.arange(len(df)) if trial is None else trial
+    order = np.lexsort((np.arange(len(df)), tr, sess_rank, subj_rank))
+    if trial is not None:
+        key = pd.DataFrame({"s": subject, "e": sess, "t": trial})
+        dup = key.duplicated(keep="first").to_numpy()
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            raise _bad_row(
+                where, "trial", i, df["trial"].iloc[i], "a trial number unique within its subject (and session)",
+                f"Subject {subject[i]!r} has two rows with this trial number; remove the duplicate.",
+            )
+    return order
+
+
+def _metadata(
+    df: pd.DataFrame, names: list[str], groups: list[np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    subject_coords: dict[str, np.ndarray] = {}
+    trial_coords: dict[str, list[np.ndarray]] = {}
+    for name in names:
+        values = _metadata_values(df[name])
+        constant = all(len(g) == 0 or _all_equal(values[g]) for g in groups)
+        if constant:
+            subject_coords[name] = np.array([values[g[0]] for g in groups], dtype=values.dtype)
+        else:
+            trial_coords[name] = [values[g] for g in groups]
+    return subject_coords, trial_coords
+
+
+def _metadata_values(col: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(col.dtype) and not col.isna().any():
+        return col.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.array(["" if pd.isna(v) else str(v) for v in col.tolist()], dtype=object)
+
+
+def _all_equal(a: np.ndarray) -> bool:
+    if a.dtype.kind == "f":
+        return bool(np.all(a == a[0]) or np.all(np.isnan(a)))
+    return bool(np.all(a == a[0]))

@@ -134,20 +134,15 @@ def fit_cmd(
     result = fit(model, td, steps=steps, l1=l1, validation=validation, patience=50 if validation is not None else None, progress=not quiet)
     out.mkdir(parents=True, exist_ok=True)
     result.save(out / "results.nc")
-    text = f"# Fit of {data}\n\n```\n{result.model.rule.equation(threshold=0.01)}\n```\n\n" + result.coefficients.T.to_markdown() if _has_tabulate() else result.coefficients.T.to_string()
+    text = (
+        f"# Fit of {data}\n\n```\n{result.model.rule.equation(threshold=0.01)}\n\n"
+        f"{result.coefficients.T.rename(columns={0: 'coefficient'}).to_string()}\n```\n"
+    )
     write_text(text, out / "summary.md")
     typer.echo(result.model.rule.equation(threshold=0.01))
     if "true_equation" in ds.attrs:
         typer.echo(f"true rule (from the file's attrs): {ds.attrs['true_equation']}")
     typer.echo(f"wrote {out / 'results.nc'} and {out / 'summary.md'}")
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _validate(ds):

@@ -405,6 +405,25 @@ def _check_data(model: PlasticityModel, data: TrialData, name: str):
         raise ModelError(f"{name} has no observations inside its mask; nothing to fit")
 
 
+def _check_arguments(model, data, validation, restarts, key, steps, optimiser):
+    """Validate what fit/fit_independent were given; returns the optimiser to use."""
+    _check_data(model, data, "data")
+    if validation is not None:
+        _check_data(model, validation, "validation")
+    if model.n_trajectories != data.n_trajectories:
+        raise ModelError(
+            f"model has initial weights for {model.n_trajectories} trajectories but data has {data.n_trajectories}; "
+            f"build it with PlasticityModel.create(..., n_trajectories={data.n_trajectories})"
+        )
+    if restarts < 1:
+        raise ModelError(f"restarts must be ≥ 1; got {restarts}")
+    if restarts > 1 and key is None:
+        raise ModelError("restarts > 1 needs a PRNG key for the jitter: pass key=jax.random.key(0)")
+    if steps < 1:
+        raise ModelError(f"steps must be ≥ 1; got {steps}")
+    return _DEFAULT_OPTIMISER if optimiser is None else optimiser
+
+
 def fit(
     model: PlasticityModel,
     data: TrialData,
@@ -457,16 +476,7 @@ def fit(
         progress: show a progress bar.
         devices: devices to shard restarts across (default: all of ``jax.devices()``).
     """
-    _check_data(model, data, "data")
-    if validation is not None:
-        _check_data(model, validation, "validation")
-    if restarts < 1:
-        raise ModelError(f"restarts must be ≥ 1; got {restarts}")
-    if restarts > 1 and key is None:
-        raise ModelError("restarts > 1 needs a PRNG key for the jitter: fit(..., key=jax.random.key(0))")
-    if steps < 1:
-        raise ModelError(f"steps must be ≥ 1; got {steps}")
-    optimiser = _DEFAULT_OPTIMISER if optimiser is None else optimiser
+    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser)
     spec = trainable_filter(
         model, rule=fit_rule, initial_weights=fit_initial_weights, observation=fit_observation, network=fit_network
     )
@@ -535,16 +545,7 @@ def fit_independent(
     of (subject × restart) fits is sharded across devices. Arguments as in :func:`fit`;
     :meth:`FitResult.subject` returns subject ``s``'s fitted model.
     """
-    _check_data(model, data, "data")
-    if validation is not None:
-        _check_data(model, validation, "validation")
-    if model.n_trajectories != data.n_trajectories:
-        raise ModelError(
-            f"model has initial weights for {model.n_trajectories} trajectories but data has {data.n_trajectories}"
-        )
-    if restarts > 1 and key is None:
-        raise ModelError("restarts > 1 needs a PRNG key: fit_independent(..., key=jax.random.key(0))")
-    optimiser = _DEFAULT_OPTIMISER if optimiser is None else optimiser
+    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser)
     n_subj = data.n_trajectories
     # One single-trajectory model per subject, stacked along a leading axis.
     per_subject = eqx.filter_vmap(

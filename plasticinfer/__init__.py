@@ -15,6 +15,7 @@ from . import fly as fly
 # --- core engine (rules, networks, simulation, fitting) ---
 from ._fit import FitResult as FitResult, fit as fit, fit_independent as fit_independent, trainable_filter as trainable_filter
 from ._io import write_netcdf as write_netcdf
+from ._laplace import laplace_intervals as laplace_intervals
 from ._metrics import (
     HeldOutScore as HeldOutScore,
     coefficient_error as coefficient_error,
@@ -92,5 +93,23 @@ from .data import (
 # --- discovery ---
 
 # --- meta-learning (feedback alignment) ---
+from .metalearn import (
+    AbstractFeedback as AbstractFeedback,
+    DigitsEpisodes as DigitsEpisodes,
+    FeedbackAlignmentReport as FeedbackAlignmentReport,
+    FeedbackNetwork as FeedbackNetwork,
+    LayerSignals as LayerSignals,
+    LearnerEvaluation as LearnerEvaluation,
+    LocalRule as LocalRule,
+    LocalTerm as LocalTerm,
+    MetaLearnResult as MetaLearnResult,
+    RandomFeedback as RandomFeedback,
+    SymmetricFeedback as SymmetricFeedback,
+    digits_split as digits_split,
+    evaluate_learners as evaluate_learners,
+    feedback_alignment_experiment as feedback_alignment_experiment,
+    meta_learn as meta_learn,
+    tune_scale as tune_scale,
+)
 
 __version__ = "0.1.0"

@@ -97,30 +97,24 @@ def simulate(
         return Trajectory(outs, wf, ws, sf)
 
     seg = int(checkpoint) if checkpoint is not True else max(1, int(math.ceil(math.sqrt(n))))
-    n_seg = int(math.ceil(n / seg))
-    pad = n_seg * seg - n
-    valid = jnp.arange(n_seg * seg) < n
-
-    def pad_leaf(a):
-        if pad == 0:
-            return a
-        return jnp.concatenate([a, jnp.broadcast_to(a[-1:], (pad,) + a.shape[1:])], axis=0)
-
-    padded = jax.tree_util.tree_map(pad_leaf, trials)
-    segmented = jax.tree_util.tree_map(lambda a: a.reshape((n_seg, seg) + a.shape[1:]), (padded, valid))
-
-    def masked_body(carry, trial_and_valid):
-        trial, ok = trial_and_valid
-        new_carry, out = body(carry, trial)
-        new_carry = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new_carry, carry)
-        return new_carry, out
+    n_seg, rem = divmod(n, seg)
 
     @jax.checkpoint
     def segment(carry, seg_inputs):
-        return jax.lax.scan(masked_body, carry, seg_inputs)
+        return jax.lax.scan(body, carry, seg_inputs)
 
-    (wf, sf), (outs, ws) = jax.lax.scan(segment, (weights, state), segmented)
-    unseg = lambda a: a.reshape((n_seg * seg,) + a.shape[2:])[:n]  # noqa: E731
+    # full segments in an outer scan; the remainder (if any) as one more checkpointed segment,
+    # so no step needs a padding mask (which would cost extra passes over the weights)
+    head = jax.tree_util.tree_map(lambda a: a[: n_seg * seg].reshape((n_seg, seg) + a.shape[1:]), trials)
+    carry, (outs, ws) = jax.lax.scan(segment, (weights, state), head)
+    unseg = lambda a: a.reshape((n_seg * seg,) + a.shape[2:])  # noqa: E731
     outs = jax.tree_util.tree_map(unseg, outs)
     ws = jax.tree_util.tree_map(unseg, ws) if save_weights else None
+    if rem:
+        tail = jax.tree_util.tree_map(lambda a: a[n_seg * seg :], trials)
+        carry, (outs_t, ws_t) = segment(carry, tail)
+        cat = lambda a, b: jnp.concatenate([a, b], axis=0)  # noqa: E731
+        outs = jax.tree_util.tree_map(cat, outs, outs_t)
+        ws = jax.tree_util.tree_map(cat, ws, ws_t) if save_weights else None
+    wf, sf = carry
     return Trajectory(outs, wf, ws, sf)

@@ -48,6 +48,9 @@ app.command("inspect")(inspect_command)
 # --- discovery commands (attach to discover_app) ---
 
 # --- meta-learning commands (attach to discover_app) ---
+from .metalearn._cli import register as _register_metalearn  # noqa: E402
+
+_register_metalearn(discover_app)
 
 
 def main() -> None:

@@ -1,0 +1,248 @@
+"""Meta-learning a local rule's coefficients by differentiating through whole online episodes.
+
+meta-loss(θ) = mean over a meta-batch of episodes of the query cross-entropy after online learning
+with rule θ, plus l1·Σ|θ_k|. Each step draws fresh episodes and fresh networks (fresh random
+feedback), so the rule must work for any draw, not for one network.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, PRNGKeyArray
+
+from .._errors import FitDivergedError, ModelError
+from ._episodes import DigitsEpisodes
+from ._learner import check_compatible, run_episodes
+from ._network import FeedbackNetwork
+from ._terms import LocalRule
+
+
+@functools.lru_cache(maxsize=16)
+def default_optimiser(learning_rate: float = 1e-2) -> optax.GradientTransformation:
+    """Adam with the meta-gradient clipped to global norm 1.
+
+    Cached: the same rate returns the same (stateless) object, so compiled meta-steps are reused.
+    """
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
+
+
+def meta_loss(
+    rule: LocalRule,
+    network: FeedbackNetwork,
+    episodes: DigitsEpisodes,
+    keys: PRNGKeyArray,
+    l1: float = 0.0,
+    *,
+    checkpoint: bool = True,
+) -> tuple[Array, Array]:
+    """(query cross-entropy + l1·|θ|₁, query cross-entropy), averaged over one episode per key."""
+    out = run_episodes(rule, network, episodes, keys, checkpoint=checkpoint)
+    ce = jnp.mean(out.query_loss)
+    return ce + l1 * rule.astype(ce.dtype).penalty(), ce
+
+
+@dataclass
+class MetaLearnResult:
+    """Meta-learned rule (best held-aside meta-loss among finite iterates) and the run's history.
+
+    Attributes:
+        rule: coefficients with the lowest validation meta-loss (episodes from the meta-training classes
+            drawn with a key of their own; never the evaluation classes).
+        final_rule: coefficients after the last finite step.
+        loss_history: training meta-loss per step (NaN after a divergence).
+        validation_loss / validation_steps: validation meta-loss and the step count at which it was taken.
+        coeff_history: coefficients at each validation point, (n_validations, terms).
+        diverged_at: the first step with a non-finite loss or meta-gradient, or None.
+        wall_time: seconds spent in the meta-training loop (compilation included).
+    """
+
+    rule: LocalRule
+    final_rule: LocalRule
+    loss_history: np.ndarray
+    validation_loss: np.ndarray
+    validation_steps: np.ndarray
+    coeff_history: np.ndarray
+    diverged_at: int | None
+    steps_run: int
+    wall_time: float
+    settings: dict = field(default_factory=dict)
+
+    def equation(self, threshold: float = 0.02) -> str:
+        return self.rule.equation(threshold=threshold)
+
+
+def _objective(params, static, network, episodes, keys, l1, checkpoint):
+    return meta_loss(eqx.combine(params, static), network, episodes, keys, l1, checkpoint=checkpoint)
+
+
+@eqx.filter_jit
+def _validate(params, static, network, episodes, keys, l1):
+    return _objective(params, static, network, episodes, keys, l1, False)[0]
+
+
+@eqx.filter_jit
+def _chunk(params, opt_state, alive, keys, static, network, episodes, optimiser, l1, checkpoint):
+    """Meta-steps over keys (n, meta_batch); once a loss or meta-gradient is non-finite, nothing changes."""
+
+    def body(carry, ks):
+        p, opt_state, alive = carry
+        (loss, _), grads = jax.value_and_grad(_objective, has_aux=True)(p, static, network, episodes, ks, l1, checkpoint)
+        finite = jnp.isfinite(loss)
+        for g in jax.tree_util.tree_leaves(grads):
+            finite = finite & jnp.all(jnp.isfinite(g))
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 step counts with floats
+            updates, new_state = optimiser.update(grads, opt_state, p)
+        new_p = eqx.apply_updates(p, updates)
+        ok = alive & finite
+        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
+        return (keep(new_p, p), keep(new_state, opt_state), ok), jnp.where(ok, loss, jnp.nan)
+
+    (params, opt_state, alive), losses = jax.lax.scan(body, (params, opt_state, alive), keys)
+    return params, opt_state, alive, losses
+
+
+@eqx.filter_jit
+def _mean_query_loss(rule, network, episodes, keys):
+    return jnp.mean(run_episodes(rule, network, episodes, keys, checkpoint=False).query_loss)
+
+
+def meta_learn(
+    rule: LocalRule,
+    network: FeedbackNetwork,
+    episodes: DigitsEpisodes,
+    *,
+    key: PRNGKeyArray,
+    optimiser: optax.GradientTransformation | None = None,
+    steps: int = 300,
+    meta_batch: int = 16,
+    l1: float = 0.03,
+    validation_episodes: int = 64,
+    eval_every: int = 25,
+    checkpoint: bool = True,
+    progress: bool = True,
+) -> MetaLearnResult:
+    """Meta-learn ``rule.coeffs`` so that ``network`` learns ``episodes`` online, one example at a time.
+
+    Args:
+        rule: the starting rule (its terms and η are kept; only the coefficients change).
+        network: the learner, e.g. ``FeedbackNetwork((64, 100, 80, 5), RandomFeedback())``.
+        episodes: the meta-training episode sampler (e.g. the first value of :func:`digits_split`).
+        key: the root key; training episodes and the validation episodes are split from it.
+        optimiser: an optax transformation (default :func:`default_optimiser`: clipped Adam, 1e-2).
+        steps: meta-gradient steps. meta_batch: episodes per step (vmapped).
+        l1: weight of Σ|θ_k| in the meta-loss.
+        validation_episodes: fixed episodes (from ``episodes``' classes) scored every ``eval_every`` steps
+            to choose the returned coefficients.
+        checkpoint: rematerialise online steps on the backward pass (less memory).
+        progress: show a tqdm bar.
+
+    Raises:
+        FitDivergedError: if not even the starting coefficients give a finite meta-loss.
+    """
+    check_compatible(network, episodes)
+    if steps < 1 or meta_batch < 1 or eval_every < 1 or validation_episodes < 1:
+        raise ModelError("steps, meta_batch, eval_every and validation_episodes must all be ≥ 1")
+    if l1 < 0:
+        raise ModelError(f"l1 must be ≥ 0, got {l1}")
+    optimiser = default_optimiser(1e-2) if optimiser is None else optimiser
+    rule = rule.astype(episodes.dtype)
+    params, static = eqx.partition(rule, eqx.is_inexact_array)
+    k_train, k_val = jax.random.split(key)
+    val_keys = jax.random.split(k_val, validation_episodes)
+
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    best_val = float(_validate(params, static, network, episodes, val_keys, l1))
+    if not np.isfinite(best_val):
+        raise FitDivergedError(
+            f"the starting rule {rule.equation()} already gives a non-finite meta-loss; "
+            "lower its coefficients or the network's learning rate η"
+        )
+    best_params = params
+    val_hist, val_steps, coeff_hist = [best_val], [0], [np.asarray(params.coeffs)]
+    history: list[np.ndarray] = []
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = optimiser.init(params)
+    alive = jnp.asarray(True)
+    done, diverged_at = 0, None
+    with tqdm(total=steps, desc="meta-learning", disable=not progress, leave=False) as bar:
+        while done < steps:
+            n = min(eval_every, steps - done)
+            k_train, sub = jax.random.split(k_train)
+            keys = jax.random.split(sub, (n, meta_batch))
+            params, opt_state, alive, losses = _chunk(
+                params, opt_state, alive, keys, static, network, episodes, optimiser, l1, checkpoint
+            )
+            losses = np.asarray(losses)
+            history.append(losses)
+            if not bool(alive):
+                diverged_at = done + int(np.flatnonzero(~np.isfinite(losses))[0])
+                done += n
+                bar.update(n)
+                break
+            done += n
+            bar.update(n)
+            v = float(_validate(params, static, network, episodes, val_keys, l1))
+            val_hist.append(v)
+            val_steps.append(done)
+            coeff_hist.append(np.asarray(params.coeffs))
+            if np.isfinite(v) and v < best_val:
+                best_val, best_params = v, params
+            bar.set_postfix({"meta-loss": f"{losses[-1]:.4f}", "validation": f"{v:.4f}", "best": f"{best_val:.4f}"})
+    wall = time.perf_counter() - start
+    if diverged_at is not None:
+        warnings.warn(
+            f"meta-learning stopped at step {diverged_at}: non-finite meta-loss or meta-gradient; "
+            f"returning the best finite coefficients (validation meta-loss {best_val:.4g})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return MetaLearnResult(
+        rule=eqx.combine(best_params, static),
+        final_rule=eqx.combine(params, static),
+        loss_history=np.concatenate(history) if history else np.zeros(0),
+        validation_loss=np.asarray(val_hist),
+        validation_steps=np.asarray(val_steps),
+        coeff_history=np.stack(coeff_hist),
+        diverged_at=diverged_at,
+        steps_run=done,
+        wall_time=wall,
+        settings=dict(steps=steps, meta_batch=meta_batch, l1=l1, validation_episodes=validation_episodes, eval_every=eval_every),
+    )
+
+
+def tune_scale(
+    rule: LocalRule,
+    network: FeedbackNetwork,
+    episodes: DigitsEpisodes,
+    *,
+    key: PRNGKeyArray,
+    scales: Sequence[float] = tuple(np.geomspace(1 / 8, 8, 19)),
+    n_episodes: int = 128,
+) -> tuple[LocalRule, dict[float, float]]:
+    """Rescale ``rule.coeffs`` by the factor in ``scales`` with the lowest mean query cross-entropy.
+
+    The fair way to set a baseline's learning rate: every scale is scored on the same ``n_episodes``
+    episodes (and networks) drawn from ``episodes`` with ``key``. Returns the rescaled rule and
+    {scale: mean query cross-entropy}.
+    """
+    check_compatible(network, episodes)
+    rule = rule.astype(episodes.dtype)
+    keys = jax.random.split(key, n_episodes)
+    table = {float(s): float(_mean_query_loss(rule.with_coeffs(rule.coeffs * float(s)), network, episodes, keys)) for s in scales}
+    finite = {s: v for s, v in table.items() if np.isfinite(v)}
+    if not finite:
+        raise FitDivergedError(f"every scale of {rule.equation()} gives a non-finite query loss")
+    best = min(finite, key=finite.get)
+    return rule.with_coeffs(rule.coeffs * best), table

@@ -91,6 +91,23 @@ from .data import (
 # --- bayes and comparison ---
 
 # --- discovery ---
+from . import discovery as discovery
+from .discovery import (
+    AbstractObjective as AbstractObjective,
+    DiscoveryError as DiscoveryError,
+    HomeostasisObjective as HomeostasisObjective,
+    LateralPCANetwork as LateralPCANetwork,
+    LIFHomeostasisObjective as LIFHomeostasisObjective,
+    PC1Objective as PC1Objective,
+    PCANetworkObjective as PCANetworkObjective,
+    SearchResult as SearchResult,
+    TraceRule as TraceRule,
+    cma_search as cma_search,
+    familiarity_probe as familiarity_probe,
+    find_families as find_families,
+    gradient_search as gradient_search,
+    principal_angles as principal_angles,
+)
 
 # --- meta-learning (feedback alignment) ---
 from .metalearn import (

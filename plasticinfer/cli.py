@@ -46,6 +46,9 @@ app.command("inspect")(inspect_command)
 # --- bayes and comparison commands ---
 
 # --- discovery commands (attach to discover_app) ---
+from .discovery._cli import register as _register_discovery  # noqa: E402
+
+_register_discovery(discover_app)
 
 # --- meta-learning commands (attach to discover_app) ---
 from .metalearn._cli import register as _register_metalearn  # noqa: E402

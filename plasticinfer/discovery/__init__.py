@@ -1,0 +1,56 @@
+"""Function-driven discovery of plasticity rules.
+
+Objectives (a simulation setup plus a loss on the network after learning), two optimisers
+(gradient descent through the learning trajectory, CMA-ES), families of solutions, and
+held-out probes. See ``docs/discovery.md`` and ``tutorials/05_rule_discovery.py``.
+"""
+
+from ._common import (
+    AbstractObjective as AbstractObjective,
+    DiscoveryError as DiscoveryError,
+    GuardedNetwork as GuardedNetwork,
+    relative_to_hebbian as relative_to_hebbian,
+    scales_for as scales_for,
+    taylor_scales as taylor_scales,
+)
+from ._families import (
+    RuleFamily as RuleFamily,
+    coefficient_table as coefficient_table,
+    find_families as find_families,
+)
+from ._homeostasis import (
+    HomeostasisObjective as HomeostasisObjective,
+    HomeostaticRateNeuron as HomeostaticRateNeuron,
+    TraceRule as TraceRule,
+    fixed_point as homeostatic_fixed_point,
+)
+from ._lif import LIFHomeostasisObjective as LIFHomeostasisObjective, LIFNeuron as LIFNeuron
+from ._cma import cma_search as cma_search
+from ._gradient import gradient_search as gradient_search
+from ._optimise import SearchResult as SearchResult, evaluate as evaluate
+from ._pca import (
+    PC1Objective as PC1Objective,
+    decaying_spectrum as decaying_spectrum,
+    oja_comparison as oja_comparison,
+    principal_angles as principal_angles,
+)
+from ._pca_network import (
+    LateralPCANetwork as LateralPCANetwork,
+    PCANetworkObjective as PCANetworkObjective,
+    pca_spectrum as pca_spectrum,
+)
+from ._probes import (
+    FamiliarityScore as FamiliarityScore,
+    familiarity_probe as familiarity_probe,
+    generalisation as generalisation,
+    roc_auc as roc_auc,
+)
+from ._report import (
+    manifold_table as manifold_table,
+    plot_manifold as plot_manifold,
+    plot_search as plot_search,
+    save_report as save_report,
+    summary_markdown as summary_markdown,
+    to_dataset as to_dataset,
+)
+from ._homeostasis_report import HomeostasisAnalysis as HomeostasisAnalysis, analyse_homeostasis as analyse_homeostasis

@@ -1,0 +1,138 @@
+"""CMA-ES (Hansen's `cma` package): every generation's populations evaluated in one vmapped call."""
+
+from __future__ import annotations
+
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jaxtyping import PRNGKeyArray
+
+from ._common import AbstractObjective, DiscoveryError
+from ._optimise import SearchResult, _finish, _objective_fn, _scales, _space
+
+
+# --------------------------------------------------------------------------------------
+# CMA-ES (the `cma` package), population evaluated in one vmapped call per generation
+# --------------------------------------------------------------------------------------
+
+
+def cma_search(
+    objective: AbstractObjective,
+    rule=None,
+    *,
+    key: PRNGKeyArray,
+    restarts: int = 4,
+    generations: int = 100,
+    popsize: int | None = None,
+    sigma0: float = 0.5,
+    init_scale: float = 0.5,
+    l1: float = 0.0,
+    resample: bool = True,
+    tolfun: float = 1e-9,
+    precondition: bool = True,
+    progress: bool = True,
+) -> SearchResult:
+    """Minimise ``objective.loss`` with CMA-ES (Hansen's ``cma`` package), no gradients needed.
+
+    Every generation, the populations of all ``restarts`` independent strategies are
+    evaluated in **one** vmapped, jitted call (with a shared key: common random numbers).
+    Non-finite losses are ranked last. Each restart returns the better (on the held-out key)
+    of its best-seen point and its final distribution mean (judged on a separate selection episode).
+
+    Args:
+        objective, rule, key, l1, resample, precondition, progress: as in :func:`gradient_search`
+            (the search runs in φ = θ·s units).
+        restarts: independent CMA-ES runs, each from template + ``init_scale``·N(0, 1).
+        generations: generations per run (a run that meets its stopping criteria idles).
+        popsize: population size (default: CMA-ES's 4 + ⌊3 ln d⌋).
+        sigma0: initial step size (search-space units; coefficients are O(1) here).
+        tolfun: CMA-ES ``tolfun`` stopping threshold.
+    """
+    import cma
+
+    if restarts < 1 or generations < 1:
+        raise DiscoveryError(f"restarts and generations must be ≥ 1; got {restarts}, {generations}")
+    rule = objective.default_rule() if rule is None else rule
+    params, static, mask = _space(rule)
+    k_init, k_train, k_eval, k_select, k_scale = jax.random.split(key, 5)
+    scales = _scales(objective, rule, params, k_scale, precondition)
+    phi0 = jax.tree_util.tree_map(lambda a, b: a * b, params, scales)
+    flat0, unravel = ravel_pytree(phi0)
+    free = np.flatnonzero(np.asarray(ravel_pytree(mask)[0]) > 0.5)
+    dim = len(free)
+    if dim < 2:
+        raise DiscoveryError("CMA-ES needs at least 2 free parameters; use a 1-D line search instead")
+    popsize = int(popsize or 4 + int(3 * np.log(dim)))
+    k_x0, k_seed = jax.random.split(k_init)
+    x0 = np.asarray(flat0)[free][None, :] + init_scale * np.asarray(jax.random.normal(k_x0, (restarts, dim)))
+    seeds = np.asarray(jax.random.randint(k_seed, (restarts,), 1, 2**31 - 1))
+    strategies = [
+        cma.CMAEvolutionStrategy(
+            x0[r].tolist(), sigma0, {"popsize": popsize, "seed": int(seeds[r]), "verbose": -9, "tolfun": tolfun}
+        )
+        for r in range(restarts)
+    ]
+    total = _objective_fn(objective, static, l1, scales, mask)
+    flat0 = jnp.asarray(flat0)
+    free_j = jnp.asarray(free)
+
+    def loss_of(v, episode):
+        return total(unravel(flat0.at[free_j].set(v.astype(flat0.dtype))), episode)
+
+    batch_loss = eqx.filter_jit(jax.vmap(loss_of, in_axes=(0, None)))
+    sample = eqx.filter_jit(objective.sample)
+    episode = sample(k_train)
+
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    history = np.full((restarts, generations), np.nan)
+    last_x = [np.tile(x0[r], (popsize, 1)) for r in range(restarts)]
+    for g in tqdm(range(generations), desc=f"CMA-ES ({restarts}×{popsize})", disable=not progress, leave=False):
+        active = [not es.stop() for es in strategies]
+        if not any(active):
+            break
+        xs = [np.asarray(es.ask()) if a else last_x[r] for r, (es, a) in enumerate(zip(strategies, active))]
+        if resample and g > 0:
+            episode = sample(jax.random.fold_in(k_train, g))
+        f = np.asarray(batch_loss(jnp.asarray(np.concatenate(xs)), episode)).reshape(restarts, popsize)
+        finite = np.isfinite(f)
+        worst = np.max(f[finite]) if finite.any() else 1.0
+        f = np.where(finite, f, abs(worst) * 10 + 1e6)
+        for r, es in enumerate(strategies):
+            if active[r]:
+                es.tell(list(xs[r]), f[r].tolist())
+                last_x[r] = xs[r]
+                history[r, g] = f[r].min()
+    wall = time.perf_counter() - t_start
+
+    # choose per restart between best-seen and distribution mean on a selection episode (not the evaluation one)
+    cands = []
+    for es in strategies:
+        res = es.result
+        best = res.xbest if res.xbest is not None else res.xfavorite
+        cands.append([np.asarray(best), np.asarray(res.xfavorite)])
+    cand = jnp.asarray(np.asarray(cands).reshape(2 * restarts, dim))
+    scores = np.asarray(batch_loss(cand, sample(k_select))).reshape(restarts, 2)
+    scores = np.where(np.isfinite(scores), scores, np.inf)
+    pick = np.asarray(cand).reshape(restarts, 2, dim)[np.arange(restarts), np.argmin(scores, axis=1)]
+    flat_b = jnp.broadcast_to(flat0, (restarts, flat0.shape[0])).at[:, free_j].set(jnp.asarray(pick, flat0.dtype))
+    phi_b = jax.vmap(unravel)(flat_b)
+    rules = eqx.combine(jax.tree_util.tree_map(lambda f, sc: f / sc, phi_b, scales), static)
+    settings = dict(
+        restarts=restarts,
+        generations=generations,
+        popsize=popsize,
+        sigma0=sigma0,
+        init_scale=init_scale,
+        l1=l1,
+        resample=resample,
+        precondition=precondition,
+        evaluations=int(sum(es.countevals for es in strategies)),
+        cma_version=cma.__version__,
+    )
+    return _finish(objective, rules, k_eval, history, "cma-es", wall, settings)

@@ -1,0 +1,202 @@
+"""Gradient descent through the learning trajectory (optax), restarts vmapped, with pruning."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import PRNGKeyArray
+
+from .._fit import _all_finite, _tree_where
+from ._common import AbstractObjective, DiscoveryError
+from ._optimise import SearchResult, _finish, _objective_fn, _scales, _space
+
+
+def _prune_mask(phi_b, mask, threshold):
+    """Per restart: 0 where a free |φ| < threshold × max free |φ| of its rule (top-level group), else 1."""
+
+    def groups(tree):
+        return list(tree.values()) if isinstance(tree, Mapping) else [tree]
+
+    out = []
+    for g_phi, g_mask in zip(groups(phi_b), groups(mask)):
+        leaves = jax.tree_util.tree_leaves(g_phi)
+        mleaves = jax.tree_util.tree_leaves(g_mask)
+        n = leaves[0].shape[0]
+        biggest = jnp.max(
+            jnp.stack([jnp.max(jnp.abs(l * m).reshape(n, -1), axis=1) for l, m in zip(leaves, mleaves)]), axis=0
+        )  # (restart,)
+        kept = [
+            jnp.where(
+                (m > 0) & (jnp.abs(l) < threshold * biggest.reshape((n,) + (1,) * (l.ndim - 1))), 0.0, 1.0
+            ).astype(l.dtype)
+            for l, m in zip(leaves, mleaves)
+        ]
+        out.append(jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(g_phi), kept))
+    if isinstance(phi_b, Mapping):
+        return dict(zip(phi_b.keys(), out))
+    return out[0]
+
+
+# --------------------------------------------------------------------------------------
+# Gradient descent through the learning trajectory
+# --------------------------------------------------------------------------------------
+
+
+def gradient_search(
+    objective: AbstractObjective,
+    rule=None,
+    *,
+    key: PRNGKeyArray,
+    restarts: int = 8,
+    steps: int = 500,
+    optimiser: optax.GradientTransformation | None = None,
+    l1: float = 0.0,
+    clip_norm: float | None = 1.0,
+    init_scale: float = 0.1,
+    resample: bool = True,
+    refresh_every: int = 10,
+    precondition: bool = True,
+    prune: float | None = None,
+    prune_at: float = 0.6,
+    progress: bool = True,
+) -> SearchResult:
+    """Minimise ``objective.loss`` by gradient descent through the whole learning trajectory.
+
+    Args:
+        objective: the task (e.g. :class:`PC1Objective`).
+        rule: template rule or dict of rules (default ``objective.default_rule()``); every
+            restart starts at its free parameters plus ``init_scale``·N(0, 1) (in φ units).
+        key: PRNG key, split into restart starts, training keys and the held-out key.
+        restarts: independent starts, run as one vmapped computation.
+        steps: optimiser steps.
+        optimiser: an optax optimiser; default Adam with a cosine-decayed step size
+            (3e-2 → 1.5e-3), which tolerates the noisy gradients of resampled inputs.
+        l1: L1 penalty on the parameters, added to the loss (on φ = θ·s when preconditioned:
+            each term is charged for its typical contribution, not its raw coefficient).
+        clip_norm: clip each restart's gradient to this global norm (``None``: no clipping).
+        resample: draw fresh episodes (inputs, initial weights) during training, so the
+            rule cannot overfit one draw; ``False`` trains on one episode (deterministic).
+        refresh_every: steps per episode when resampling (drawing inputs can cost more than
+            a gradient step; reusing each episode a few steps amortises it). Also the
+            number of steps per compiled chunk and progress-bar update.
+        precondition: search φ = θ·s with the objective's ``parameter_scales`` s (if it
+            has any), so terms of very different sizes move at comparable paces.
+        prune: sequential thresholding (as in SINDy): after ``prune_at``·steps, every free
+            parameter whose |φ| is below ``prune`` × the largest |φ| of its rule is set to
+            zero and kept there, and the remaining steps re-fit the survivors. Gives exact
+            zeros where L1 with stochastic gradients leaves small noisy coefficients.
+        prune_at: fraction of the steps after which to prune.
+        progress: show a progress bar.
+
+    Where a restart's loss or gradient is non-finite, it does not update but steps back
+    halfway towards the last parameters whose loss was finite (a backtracking that ends
+    inside the finite region); these steps are counted in ``settings["skipped_steps"]``.
+    """
+    if restarts < 1 or steps < 1:
+        raise DiscoveryError(f"restarts and steps must be ≥ 1; got restarts={restarts}, steps={steps}")
+    rule = objective.default_rule() if rule is None else rule
+    params, static, mask = _space(rule)
+    k_init, k_train, k_eval, k_scale = jax.random.split(key, 4)
+    scales = _scales(objective, rule, params, k_scale, precondition)
+    phi0 = jax.tree_util.tree_map(lambda a, b: a * b, params, scales)
+    leaves, treedef = jax.tree_util.tree_flatten(phi0)
+    mask_leaves = jax.tree_util.tree_leaves(mask)
+    init_keys = jax.random.split(k_init, len(leaves))
+    params_b = jax.tree_util.tree_unflatten(
+        treedef,
+        [
+            l + init_scale * m * jax.random.normal(k, (restarts,) + l.shape, l.dtype)
+            for l, m, k in zip(leaves, mask_leaves, init_keys)
+        ],
+    )
+    if optimiser is None:
+        optimiser = optax.adam(optax.cosine_decay_schedule(3e-2, steps, alpha=0.05))
+    if clip_norm is not None:
+        optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
+    total = _objective_fn(objective, static, l1, scales, mask)
+
+    def one_step(p, s, last_ok, episode):
+        loss, g = jax.value_and_grad(total)(p, episode)
+        finite = jnp.isfinite(loss) & _all_finite(g)
+        g = _tree_where(finite, g, jax.tree_util.tree_map(jnp.zeros_like, g))
+        with jax.numpy_dtype_promotion("standard"):  # optax computes b1**count with an int count
+            upd, s_new = optimiser.update(g, s, p)
+        p_new = eqx.apply_updates(p, upd)
+        ok = finite & _all_finite(p_new)
+        # non-finite here: step back halfway towards the last point whose loss was finite
+        back = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), p, last_ok)
+        p_out = _tree_where(ok, p_new, back)
+        return p_out, _tree_where(ok, s_new, s), _tree_where(finite, p, last_ok), jnp.where(finite, loss, jnp.nan), ~ok
+
+    v_step = jax.vmap(one_step, in_axes=(0, 0, 0, None))
+
+    @eqx.filter_jit
+    def chunk(p, s, last_ok, skipped, keep, episode, n):
+        def body(c, _):
+            p, s, last_ok, skipped = c
+            p, s, last_ok, loss, bad = v_step(p, s, last_ok, episode)
+            p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
+            return (p, s, last_ok, skipped + bad.astype(skipped.dtype)), loss
+
+        (p, s, last_ok, skipped), losses = jax.lax.scan(body, (p, s, last_ok, skipped), None, length=n)
+        return p, s, last_ok, skipped, losses
+
+    from tqdm.auto import tqdm
+
+    if refresh_every < 1:
+        raise DiscoveryError(f"refresh_every must be ≥ 1; got {refresh_every}")
+    if prune is not None and not (0 < prune < 1 and 0 < prune_at < 1):
+        raise DiscoveryError(f"prune must be in (0, 1) and prune_at in (0, 1); got prune={prune}, prune_at={prune_at}")
+    prune_step = int(round(prune_at * steps / refresh_every)) * refresh_every if prune is not None else None
+    keep = jax.tree_util.tree_map(jnp.ones_like, params_b)
+    sample = eqx.filter_jit(objective.sample)
+    t_start = time.perf_counter()
+    with jax.numpy_dtype_promotion("standard"):
+        state = jax.vmap(optimiser.init)(params_b)
+    skipped = jnp.zeros(restarts, dtype=jnp.int32)
+    history = []
+    p = params_b
+    last_ok = params_b
+    done = 0
+    episode = sample(k_train)
+    with tqdm(total=steps, desc=f"gradient search ({restarts} restarts)", disable=not progress, leave=False) as bar:
+        while done < steps:
+            n = min(refresh_every, steps - done)
+            if resample and done > 0:
+                episode = sample(jax.random.fold_in(k_train, done))
+            if prune_step is not None and done == prune_step:
+                keep = _prune_mask(p, mask, prune)
+                p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
+                last_ok = p
+            p, state, last_ok, skipped, losses = chunk(p, state, last_ok, skipped, keep, episode, n)
+            losses = np.asarray(losses)
+            history.append(losses)
+            done += n
+            bar.update(n)
+            last = losses[-1][np.isfinite(losses[-1])]
+            bar.set_postfix(loss=f"{last.min():.4g}" if last.size else "nan")
+    wall = time.perf_counter() - t_start
+    history = np.concatenate(history, axis=0).T
+    # the last parameters whose loss was finite (the final update itself is never evaluated)
+    rules = eqx.combine(jax.tree_util.tree_map(lambda f, sc: f / sc, last_ok, scales), static)
+    settings = dict(
+        restarts=restarts,
+        steps=steps,
+        precondition=precondition,
+        l1=l1,
+        clip_norm=clip_norm,
+        init_scale=init_scale,
+        resample=resample,
+        refresh_every=refresh_every,
+        prune=prune,
+        prune_step=prune_step,
+        optimiser=repr(optimiser)[:200],
+        skipped_steps=np.asarray(skipped).tolist(),
+    )
+    return _finish(objective, rules, k_eval, history, "gradient", wall, settings)

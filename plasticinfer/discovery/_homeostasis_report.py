@@ -1,0 +1,146 @@
+"""Analysis of B3 searches: the manifold check, agreement between optimisers, and the held-out probes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from ._common import DiscoveryError
+from ._homeostasis import HomeostasisObjective
+from ._probes import FamiliarityScore, familiarity_probe, generalisation
+from ._report import _table, manifold_table, plot_manifold
+
+
+@dataclass
+class HomeostasisAnalysis:
+    """What :func:`analyse_homeostasis` returns.
+
+    Attributes:
+        nu_pre, target: the task's inhibitory input rate and target rate (Hz).
+        tables: per method, :func:`manifold_table` (α … κ, ν*, simulated rate, residuals, position).
+        successes: per method, which restarts meet the objective.
+        familiarity: per method, the familiarity probe of every restart (or ``None``).
+        generalisation: per method, variant name → |rate − target| (Hz) per restart.
+        auc_threshold: the AUC above which a rule counts as detecting familiarity.
+    """
+
+    nu_pre: float
+    target: float
+    tables: dict[str, dict[str, np.ndarray]]
+    successes: dict[str, np.ndarray]
+    familiarity: dict[str, FamiliarityScore] | None = None
+    generalisation: dict[str, dict[str, np.ndarray]] | None = None
+    auc_threshold: float = 0.6
+    wall_times: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per method: solutions, manifold residuals, spread along the manifold, familiarity fraction."""
+        out = {}
+        for m, t in self.tables.items():
+            ok = self.successes[m]
+            row = {"solutions": int(ok.sum()), "restarts": int(ok.size), "wall_time_s": self.wall_times.get(m, float("nan"))}
+            if ok.any():
+                rel = np.abs(t["target_error"][ok]) / self.target
+                row.update(
+                    target_error_median_pct=float(100 * np.median(rel)),
+                    target_error_max_pct=float(100 * np.max(rel)),
+                    sim_residual_median_hz=float(np.median(np.abs(t["residual"][ok]))),
+                    sim_residual_max_hz=float(np.max(np.abs(t["residual"][ok]))),
+                    position_min=float(np.min(t["position"][ok])),
+                    position_max=float(np.max(t["position"][ok])),
+                )
+                if self.familiarity is not None:
+                    auc = self.familiarity[m].auc[ok]
+                    row["familiarity_fraction"] = float(np.mean(auc > self.auc_threshold))
+                    row["auc_median"] = float(np.median(auc))
+                if self.generalisation is not None:
+                    for name, err in self.generalisation[m].items():
+                        row[f"generalises_{name}"] = float(np.mean(err[ok] < 0.1 * self.target))
+            out[m] = row
+        return out
+
+    def agreement(self) -> dict[str, float]:
+        """How CMA-ES and gradient descent compare (needs both): medians of ν*/target − 1 and of the position."""
+        if not {"gradient", "cma-es"} <= set(self.tables):
+            raise DiscoveryError("agreement needs results of both 'gradient' and 'cma-es'")
+        out = {}
+        for m in ("gradient", "cma-es"):
+            ok = self.successes[m]
+            t = self.tables[m]
+            out[f"{m}_nu_star_median_hz"] = float(np.median(t["nu_star"][ok])) if ok.any() else float("nan")
+            out[f"{m}_position_median"] = float(np.median(t["position"][ok])) if ok.any() else float("nan")
+        out["nu_star_difference_hz"] = abs(out["gradient_nu_star_median_hz"] - out["cma-es_nu_star_median_hz"])
+        return out
+
+    def markdown(self) -> str:
+        s = self.summary()
+        keys = sorted({k for row in s.values() for k in row})
+        rows = [[k] + [_fmt(s[m].get(k, float("nan"))) for m in s] for k in keys]
+        text = [
+            "Analytic manifold: ν* = −α·ν_pre / (β + (κτ_post + γτ_pre)·ν_pre) "
+            f"with ν_pre = {self.nu_pre:g} Hz, target {self.target:g} Hz. `target_error` = |ν*(rule) − target| / target; "
+            "`sim_residual` = |simulated rate − ν*(rule)|; `position` = β/(β + (κτ_post + γτ_pre)·ν_pre) "
+            "(0: Vogels-like pure pairing, 1: purely postsynaptic).",
+            "",
+            _table(rows, ["quantity"] + list(s)),
+        ]
+        if self.familiarity is not None:
+            text += [
+                "",
+                f"Familiarity: fraction of solutions whose detection AUC exceeds {self.auc_threshold:g} "
+                "(novel patterns' responses move further from baseline than familiar ones'; see familiarity_probe).",
+            ]
+        if len(self.tables) == 2 and {"gradient", "cma-es"} <= set(self.tables):
+            a = self.agreement()
+            text += ["", "Agreement between the optimisers: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in a.items())]
+        return "\n".join(text)
+
+    def figure(self):
+        return plot_manifold(self.tables, self.nu_pre, self.target, self.successes)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return f"{v:.3g}" if np.isfinite(v) else "–"
+
+
+def analyse_homeostasis(
+    results: Mapping[str, object],
+    objective,
+    *,
+    key: PRNGKeyArray,
+    familiarity: bool = True,
+    generalise_to: Sequence[float] = (5.0, 20.0),
+    auc_threshold: float = 0.6,
+) -> HomeostasisAnalysis:
+    """Check B3 searches (``{"gradient": result, "cma-es": result}``) against the manifold and probe them.
+
+    ``familiarity`` runs :func:`familiarity_probe` (rate model only); ``generalise_to``
+    re-runs every rule with other inhibitory input rates (Hz) and records |rate − target|.
+    """
+    nu_pre, target = objective.nu_inh, objective.target
+    tables = {m: manifold_table(r, nu_pre, target) for m, r in results.items()}
+    successes = {m: np.asarray(r.success, bool) for m, r in results.items()}
+    rate_model = isinstance(objective, HomeostasisObjective)
+    k_fam, k_gen = jax.random.split(key)
+    fam = None
+    if familiarity and rate_model:
+        fam = {m: familiarity_probe(objective, r.rules, key=k_fam) for m, r in results.items()}
+    gen = None
+    if generalise_to and rate_model:
+        variants = {f"nu_inh_{v:g}Hz": objective.with_rates(nu_inh=v) for v in generalise_to}
+        gen = {}
+        for m, r in results.items():
+            g = generalisation(variants, r.rules, key=k_gen)
+            gen[m] = {name: np.abs(met["rate_hz"] - target) for name, met in g.items()}
+    return HomeostasisAnalysis(
+        nu_pre, target, tables, successes, fam, gen, auc_threshold, {m: float(r.wall_time) for m, r in results.items()}
+    )
+
+
+__all__ = ["HomeostasisAnalysis", "analyse_homeostasis"]

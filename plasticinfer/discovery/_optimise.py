@@ -1,0 +1,160 @@
+"""What the optimisers share: the search space, preconditioning, the result type, evaluation.
+
+Both optimisers (:mod:`._gradient`, :mod:`._cma`) search the floating-point leaves of a
+template rule (a rule or a dict of rules, e.g. ``objective.default_rule()``), run many
+independent starts as one vmapped computation, and score every final rule on a held-out
+episode that no training step used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from .._rules import TaylorRule
+from ._common import AbstractObjective, DiscoveryError, as_rule_dict
+
+
+@dataclass
+class SearchResult:
+    """What a search returns.
+
+    Attributes:
+        rules: the final rule of every restart, stacked along a leading ``restart`` axis of
+            every array leaf (see :meth:`rule`).
+        losses: held-out objective of every final rule (evaluated on a key no training step used).
+        metrics: held-out metrics per restart (``objective.metrics``), each an array (restart,).
+        success: whether each final rule meets the objective (``objective.success``).
+        history: training objective (loss + L1 penalty) per restart and step / generation
+            (for CMA-ES: the best of each generation).
+        method: ``"gradient"`` or ``"cma-es"``.
+        wall_time: seconds spent optimising (compilation included), excluding the final evaluation.
+        settings: the arguments that shaped the search.
+    """
+
+    rules: Any
+    losses: np.ndarray
+    metrics: dict[str, np.ndarray]
+    success: np.ndarray
+    history: np.ndarray
+    method: str
+    wall_time: float
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_restarts(self) -> int:
+        return int(self.losses.shape[0])
+
+    def rule(self, i: int):
+        """The final rule (or dict of rules) of restart ``i``."""
+        if not 0 <= i < self.n_restarts:
+            raise DiscoveryError(f"restart index {i} out of range 0..{self.n_restarts - 1}")
+        return jax.tree_util.tree_map(lambda a: a[i] if eqx.is_array(a) else a, self.rules)
+
+    @property
+    def best(self) -> int:
+        """Index of the restart with the lowest held-out loss."""
+        finite = np.where(np.isfinite(self.losses), self.losses, np.inf)
+        return int(np.argmin(finite))
+
+    @property
+    def best_rule(self):
+        return self.rule(self.best)
+
+    def equation(self, i: int | None = None, *, threshold: float = 0.0, precision: int = 3) -> str:
+        """Equation(s) of restart ``i`` (default: the best), one line per rule."""
+        r = self.rule(self.best if i is None else i)
+        lines = []
+        for name, rr in as_rule_dict(r).items():
+            eq = rr.equation(threshold=threshold, precision=precision) if isinstance(rr, TaylorRule) else rr.equation(precision=precision)
+            lines.append(eq if name == "rule" else f"{name}: {eq}")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        ok = int(self.success.sum())
+        return (
+            f"{self.method}: {ok}/{self.n_restarts} restarts meet the objective; best held-out loss "
+            f"{np.nanmin(self.losses):.3g} (restart {self.best}); {self.wall_time:.1f} s\n{self.equation(threshold=1e-3)}"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Search space helpers
+# --------------------------------------------------------------------------------------
+
+
+def _free_mask(rule):
+    """Pytree like ``rule`` with 1.0 where a float may change and 0.0 where it is fixed."""
+
+    def one(r):
+        m = jax.tree_util.tree_map(lambda a: jnp.ones_like(a) if eqx.is_inexact_array(a) else a, r)
+        if isinstance(r, TaylorRule) and any(r.fixed):
+            m = eqx.tree_at(lambda t: t.coeffs, m, jnp.asarray(~np.asarray(r.fixed), dtype=r.coeffs.dtype))
+        return m
+
+    if isinstance(rule, Mapping):
+        return {k: one(v) for k, v in rule.items()}
+    return one(rule)
+
+
+def _space(rule):
+    params, static = eqx.partition(rule, eqx.is_inexact_array)
+    if not jax.tree_util.tree_leaves(params):
+        raise DiscoveryError("the template rule has no floating-point parameters to search")
+    mask, _ = eqx.partition(_free_mask(rule), eqx.is_inexact_array)
+    return params, static, mask
+
+
+def evaluate(objective: AbstractObjective, rules, key: PRNGKeyArray) -> dict[str, np.ndarray]:
+    """``objective.metrics`` of a stack of rules (leading axis), all on one episode drawn from ``key``."""
+    params, static = eqx.partition(rules, eqx.is_inexact_array)
+    episode = eqx.filter_jit(objective.sample)(key)
+    fn = eqx.filter_jit(jax.vmap(lambda p, ep: objective.metrics(eqx.combine(p, static), ep), in_axes=(0, None)))
+    return {k: np.asarray(v) for k, v in fn(params, episode).items()}
+
+
+def _finish(objective, rules, key, history, method, wall, settings) -> SearchResult:
+    metrics = evaluate(objective, rules, key)
+    losses = metrics["loss"]
+    success = np.array(
+        [np.isfinite(losses[i]) and objective.success({k: v[i] for k, v in metrics.items()}) for i in range(len(losses))]
+    )
+    return SearchResult(rules, losses, metrics, success, history, method, wall, settings)
+
+
+def _scales(objective, rule, params, key, precondition):
+    """Per-parameter scales s (pytree like ``params``): the search runs in φ = θ·s."""
+    ones = jax.tree_util.tree_map(jnp.ones_like, params)
+    if not precondition:
+        return ones
+    s = objective.parameter_scales(rule, key)
+    if s is None:
+        return ones
+    s = jax.tree_util.tree_map(lambda a, b: jnp.broadcast_to(jnp.asarray(a, b.dtype), b.shape), s, params)
+    if not all(bool(jnp.all(jnp.isfinite(a) & (a > 0))) for a in jax.tree_util.tree_leaves(s)):
+        raise DiscoveryError(
+            f"{type(objective).__name__}.parameter_scales returned non-positive or non-finite scales; "
+            "fix it or search with precondition=False"
+        )
+    return s
+
+
+def _objective_fn(objective, static, l1, scales, mask):
+    """Loss of φ-parameters: the objective at θ = φ/s plus ``l1``·Σ|φ| over free entries."""
+
+    def total(phi, episode):
+        theta = jax.tree_util.tree_map(lambda f, s: f / s, phi, scales)
+        pen = sum(jnp.sum(jnp.abs(f) * m) for f, m in zip(jax.tree_util.tree_leaves(phi), jax.tree_util.tree_leaves(mask)))
+        return objective.loss(eqx.combine(theta, static), episode) + l1 * pen
+
+    return total
+
+
+__all__ = ["SearchResult", "evaluate"]

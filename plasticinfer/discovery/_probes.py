@@ -1,0 +1,141 @@
+"""Held-out probes of discovered rules: generalisation to new input statistics, and familiarity detection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from .._simulate import simulate
+from ._common import AbstractObjective, DiscoveryError
+from ._homeostasis import HomeostasisObjective
+
+
+def roc_auc(positive, negative) -> float:
+    """P(a positive score > a negative score) + ½·P(tie): the area under the ROC curve."""
+    pos = np.asarray(positive, dtype=float).ravel()
+    neg = np.asarray(negative, dtype=float).ravel()
+    if pos.size == 0 or neg.size == 0:
+        raise DiscoveryError("roc_auc needs at least one positive and one negative score")
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return float(greater + 0.5 * ties)
+
+
+def generalisation(objectives: Mapping[str, AbstractObjective], rules, *, key: PRNGKeyArray) -> dict[str, dict[str, np.ndarray]]:
+    """Metrics of a stack of rules (leading axis, e.g. ``result.rules``) on other versions of a task.
+
+    ``objectives`` maps a name to a variant (e.g. ``{"ν_I = 20 Hz": obj.with_rates(nu_inh=20)}``
+    or ``{"flat spectrum": obj.with_spectrum(...)}``). Every variant is scored on its own
+    episode drawn from a fresh split of ``key``; returns name → metric → array (rule,).
+    """
+    from ._optimise import evaluate
+
+    keys = jax.random.split(key, len(objectives))
+    return {name: evaluate(obj, rules, k) for (name, obj), k in zip(objectives.items(), keys)}
+
+
+@dataclass
+class FamiliarityScore:
+    """Result of :func:`familiarity_probe`.
+
+    Attributes:
+        auc: per rule, P(novel pattern's score > familiar pattern's score), where a pattern's
+            score is how much familiarisation changed the distance of its response from the
+            neuron's baseline rate. 0.5: no detection; above 0.5: familiar patterns evoke
+            responses closer to baseline than novel ones (novelty = larger deviation).
+        delta_familiar, delta_novel: the scores (Hz), (rule, network·pattern).
+    """
+
+    auc: np.ndarray
+    delta_familiar: np.ndarray
+    delta_novel: np.ndarray
+
+    def fraction_detecting(self, threshold: float = 0.6) -> float:
+        """Fraction of rules whose AUC exceeds ``threshold``."""
+        return float(np.mean(self.auc > threshold))
+
+
+def familiarity_probe(
+    objective: HomeostasisObjective,
+    rules,
+    *,
+    key: PRNGKeyArray,
+    n_patterns: int = 24,
+    active_fraction: float = 0.25,
+    contrast: float = 1.0,
+    repeats: int = 10,
+    present_steps: int = 4,
+) -> FamiliarityScore:
+    """Do rules found for homeostasis also tell repeated input patterns from novel ones?
+
+    For each rule (a stack, leading axis, as in ``result.rules``), on every network of one
+    episode of ``objective``:
+
+    1. learn to steady state on the task's background inputs (the objective's own run);
+    2. draw 2·``n_patterns`` patterns: each makes a random ``active_fraction`` of the
+       excitatory and inhibitory inputs fire at ν·(1 + contrast·(1 − f)) and the rest at
+       ν·(1 − contrast·f), keeping the mean rate;
+    3. record the baseline rate r₀ (background inputs) and the response to every pattern
+       with plasticity off ("before");
+    4. present the first ``n_patterns`` (familiar) ``repeats`` times in turn, each for
+       ``present_steps`` steps, with plasticity on;
+    5. record the responses again ("after").
+
+    A pattern's score is |after − r₀| − |before − r₀|: how much closer to (negative) or
+    further from baseline its response became. A homeostatic, input-specific rule pulls the
+    responses to the patterns it has seen towards its set point, so familiar patterns stop
+    standing out while novel ones still do. The detection score is the ROC AUC of these
+    scores separating novel from familiar patterns. Scoring the change removes each
+    pattern's own drive: a rule that does not change the weights scores exactly 0.5.
+    """
+    if not isinstance(objective, HomeostasisObjective):
+        raise DiscoveryError("familiarity_probe runs on a HomeostasisObjective (rate model)")
+    if not 0 < active_fraction < 1:
+        raise DiscoveryError(f"active_fraction must be in (0, 1); got {active_fraction}")
+    if not 0 <= contrast * active_fraction < 1:
+        raise DiscoveryError("contrast·active_fraction must be < 1 so that inactive inputs keep a positive rate")
+    net = objective.network
+    n_exc, n_inh = net.n_exc, net.n_inh
+    k_ep, k_pat = jax.random.split(key)
+    episode = eqx.filter_jit(objective.sample)(k_ep)
+    n_net = objective.n_networks
+    n_all = 2 * n_patterns
+    active = jax.random.uniform(k_pat, (n_net, n_all, n_exc + n_inh)) < active_fraction
+    level = jnp.where(active, 1.0 + contrast * (1.0 - active_fraction), 1.0 - contrast * active_fraction)
+    exc_p = objective.nu_exc * level[..., :n_exc]  # (net, pattern, n_exc)
+    inh_p = objective.nu_inh * level[..., n_exc:]
+    order = jnp.tile(jnp.repeat(jnp.arange(n_patterns), present_steps), repeats)
+
+    params, static = eqx.partition(rules, eqx.is_inexact_array)
+
+    def one_rule(params):
+        rule = eqx.combine(params, static)
+        w_ss, _ = objective.run(rule, episode)  # (net, n_inh)
+
+        base_e = jnp.full((1, n_exc), objective.nu_exc, exc_p.dtype)
+        base_i = jnp.full((1, n_inh), objective.nu_inh, inh_p.dtype)
+
+        def per_network(w, e, i):
+            r0 = net.rate(w[None], base_e, base_i)[0, 0]
+            before = net.rate(w[None], e, i)[:, 0]
+            trials = {"exc": e[order][:, None, :], "inh": i[order][:, None, :]}
+            w_after = simulate(rule, net, {"inh": w[None]}, trials).final_weights["inh"]
+            after = net.rate(w_after, e, i)[:, 0]
+            return jnp.abs(after - r0) - jnp.abs(before - r0)
+
+        return jax.vmap(per_network)(w_ss, exc_p, inh_p)  # (net, pattern)
+
+    delta = np.asarray(eqx.filter_jit(jax.vmap(one_rule))(params))
+    fam = delta[:, :, :n_patterns].reshape(delta.shape[0], -1)
+    nov = delta[:, :, n_patterns:].reshape(delta.shape[0], -1)
+    auc = np.array([roc_auc(n, f) if np.all(np.isfinite(n)) and np.all(np.isfinite(f)) else np.nan for f, n in zip(fam, nov)])
+    return FamiliarityScore(auc, fam, nov)
+
+
+__all__ = ["roc_auc", "generalisation", "familiarity_probe", "FamiliarityScore"]

@@ -1,0 +1,126 @@
+"""Held-out probes (familiarity, generalisation), the B3 analysis, reports and the CLI."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from plasticinfer.discovery import (
+    HomeostasisObjective,
+    SearchResult,
+    TraceRule,
+    analyse_homeostasis,
+    evaluate,
+    familiarity_probe,
+    find_families,
+    generalisation,
+    roc_auc,
+    save_report,
+    summary_markdown,
+    to_dataset,
+)
+
+
+def test_roc_auc():
+    assert roc_auc([2, 3, 4], [0, 1]) == 1.0
+    assert roc_auc([0, 1], [2, 3, 4]) == 0.0
+    assert roc_auc([1, 1], [1, 1, 1]) == 0.5
+    assert roc_auc([1, 3], [2]) == 0.5
+
+
+def _stack(*rules):
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *rules)
+
+
+@pytest.fixture(scope="module")
+def rate_task():
+    return HomeostasisObjective.create(n_steps=600)
+
+
+def test_familiarity_zero_rule_is_chance_and_vogels_detects(rate_task, key):
+    lr = rate_task.learning_rate
+    rules = _stack(TraceRule(learning_rate=lr), TraceRule.vogels(5.0, learning_rate=lr))
+    score = familiarity_probe(rate_task, rules, key=key)
+    assert score.auc[0] == 0.5  # no weight change: every score is exactly 0
+    np.testing.assert_array_equal(score.delta_familiar[0], 0.0)
+    assert score.auc[1] > 0.6  # input-specific homeostasis pulls familiar patterns to the set point
+    assert score.fraction_detecting(0.6) == 0.5
+
+
+def test_generalisation_to_other_input_rates(rate_task, key):
+    lr = rate_task.learning_rate
+    vogels = TraceRule.vogels(5.0, learning_rate=lr)
+    post_only = TraceRule(-0.15, 0.3, 0.0, 0.0, learning_rate=lr)  # ν* = 5 Hz at 10 Hz input
+    assert float(post_only.fixed_point(10.0)) == pytest.approx(5.0)
+    out = generalisation({"20 Hz": rate_task.with_rates(nu_inh=20.0)}, _stack(vogels, post_only), key=key)
+    rate = out["20 Hz"]["rate_hz"]
+    assert rate[0] == pytest.approx(5.0, abs=0.1)  # pure pairing: ν* independent of ν_pre
+    assert rate[1] == pytest.approx(float(post_only.fixed_point(20.0)), rel=0.02)  # 10 Hz, off target
+
+
+def _result(objective, rules, key):
+    m = evaluate(objective, rules, key)
+    n = len(m["loss"])
+    success = np.array([objective.success({k: v[i] for k, v in m.items()}) for i in range(n)])
+    return SearchResult(rules, m["loss"], m, success, np.ones((n, 3)), "gradient", 1.0, {"restarts": n})
+
+
+def test_homeostasis_analysis_and_report(rate_task, key, tmp_path):
+    lr = rate_task.learning_rate
+    rules = _stack(TraceRule.vogels(5.0, learning_rate=lr), TraceRule(-0.2, 0.2, 0.5, 0.5, learning_rate=lr), TraceRule(learning_rate=lr))
+    res = _result(rate_task, rules, key)
+    np.testing.assert_array_equal(res.success, [True, True, False])
+    analysis = analyse_homeostasis({"gradient": res}, rate_task, key=key)
+    t = analysis.tables["gradient"]
+    np.testing.assert_allclose(t["nu_star"][:2], 5.0)
+    assert np.all(np.abs(t["residual"][:2]) < 0.05)
+    np.testing.assert_allclose(t["position"][:2], [0.0, 0.2 / (0.2 + 0.02 * 10)])
+    s = analysis.summary()["gradient"]
+    assert s["solutions"] == 2 and s["position_max"] == pytest.approx(0.5)
+    assert 0.0 <= s["familiarity_fraction"] <= 1.0
+    assert s["generalises_nu_inh_20Hz"] == 0.5  # Vogels generalises, the β-rule does not
+    fams = find_families(res, reference="alpha")
+    ds = to_dataset(res, reference="alpha", families=fams)
+    md = summary_markdown(res, title="test", families=fams, sections={"Manifold": analysis.markdown()})
+    paths = save_report(tmp_path, datasets={"results": ds}, markdown=md, figures={"manifold": analysis.figure()})
+    back = xr.load_dataset(paths["results"], engine="h5netcdf")
+    np.testing.assert_allclose(back["coefficients"].sel(parameter="alpha").values, np.asarray(rules.alpha))
+    np.testing.assert_array_equal(back["success"].values, [1, 1, 0])
+    assert "x_post" in paths["summary"].read_text() and paths["manifold"].stat().st_size > 1000
+
+
+def test_cli_homeostasis_and_pc1(tmp_path):
+    from plasticinfer.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        ["discover", "homeostasis", "--restarts", "2", "--steps", "5", "--cma-restarts", "1", "--generations", "2", "--no-familiarity", "--out", str(tmp_path / "h"), "--quiet"],
+    )
+    assert r.exit_code == 0, r.output
+    for name in ("results_gradient.nc", "results_cma-es.nc", "summary.md", "manifold.png"):
+        assert (tmp_path / "h" / name).exists()
+    assert "ν*" in (tmp_path / "h" / "summary.md").read_text()
+    r = runner.invoke(app, ["discover", "pc1", "--n-pre", "3", "--restarts", "1", "--steps", "4", "--out", str(tmp_path / "p"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "p" / "summary.md").read_text()
+    assert "Comparison with Oja's rule" in md and "θ(y²w)/θ(x·y)" in md
+    assert xr.load_dataset(tmp_path / "p" / "results.nc", engine="h5netcdf").sizes["parameter"] == 27
+    r = runner.invoke(app, ["discover", "pca-network", "--n-in", "6", "--n-out", "2", "--restarts", "1", "--steps", "3", "--out", str(tmp_path / "n"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    ds = xr.load_dataset(tmp_path / "n" / "results.nc", engine="h5netcdf")
+    assert "ff:x*y" in ds["parameter"].values and "lateral:x*y" in ds["parameter"].values
+
+
+def test_cli_lif_refuses_gradients(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-m", "plasticinfer.cli", "discover", "homeostasis", "--model", "lif", "--method", "gradient", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2 and "--method cma" in p.stderr

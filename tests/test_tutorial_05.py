@@ -1,0 +1,33 @@
+"""Tutorial 05 (rule discovery) runs end to end at its small size and writes outside the repository."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TUTORIAL = REPO / "tutorials" / "05_rule_discovery.py"
+
+
+@pytest.mark.slow
+def test_tutorial_05_runs_small(tmp_path):
+    env = dict(os.environ, PLASTICINFER_TUTORIAL_SMALL="1", PLASTICINFER_TUTORIAL_OUT=str(tmp_path), MPLBACKEND="Agg")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, str(TUTORIAL)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    losses = {l.split("loss =")[0].strip(): float(l.split("loss =")[1]) for l in out.splitlines() if "loss =" in l and l[:1].isalpha()}
+    assert losses["Oja"] < 0.01 < losses["anti-Oja"]  # the oracle printed by the tutorial
+    assert "θ(y²w)/θ(x·y)" in out and "Analytic manifold" in out and "simulated" in out
+    for name in ("b3_gradient.nc", "b3_cma.nc", "summary.md", "manifold.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert not list(REPO.glob("*.png")) and not list((REPO / "tutorials").glob("*.png"))
+
+
+def test_tutorial_05_is_a_jupytext_notebook():
+    jupytext = pytest.importorskip("jupytext")
+    nb = jupytext.read(TUTORIAL)
+    kinds = [c.cell_type for c in nb.cells]
+    assert kinds.count("markdown") >= 6 and kinds.count("code") >= 8

@@ -89,6 +89,36 @@ from .data import (
 )
 
 # --- bayes and comparison ---
+from . import bayes as bayes
+from .bayes import (
+    CalibrationResult as CalibrationResult,
+    HalfNormal as HalfNormal,
+    Hierarchical as Hierarchical,
+    IdentifiabilityReport as IdentifiabilityReport,
+    Laplace as Laplace,
+    Normal as Normal,
+    NUTS as NUTS,
+    Posterior as Posterior,
+    PosteriorWarning as PosteriorWarning,
+    Priors as Priors,
+    RegularisedHorseshoe as RegularisedHorseshoe,
+    SamplingError as SamplingError,
+    SVI as SVI,
+    identifiability as identifiability,
+    sample as sample,
+    simulation_based_calibration as simulation_based_calibration,
+)
+from .compare import (  # the function `compare` shadows the subpackage name: import helpers from plasticinfer.compare
+    ComparisonError as ComparisonError,
+    ComparisonResult as ComparisonResult,
+    HeldOutTrials as HeldOutTrials,
+    InSample as InSample,
+    LeaveFutureOut as LeaveFutureOut,
+    LeaveOneSubjectOut as LeaveOneSubjectOut,
+    compare as compare,
+    deviance_explained as deviance_explained,
+    wilcoxon_signed_rank as wilcoxon_signed_rank,
+)
 
 # --- discovery ---
 from . import discovery as discovery

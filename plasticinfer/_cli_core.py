@@ -98,7 +98,6 @@ def fit_cmd(
 ) -> None:
     """Fit a Taylor plasticity rule to a neural dataset (feed-forward layer, Gaussian noise, fitted initial weights)."""
     import jax
-    import xarray as xr
 
     from ._convert import activity_data
     from ._fit import fit
@@ -108,12 +107,9 @@ def fit_cmd(
     from ._observation import GaussianActivity
     from ._rules import TaylorRule
 
-    if not data.exists():
-        raise DataError(f"{data}: no such file")
-    try:
-        ds = xr.load_dataset(data, engine="h5netcdf")
-    except Exception as e:  # noqa: BLE001
-        raise DataError(f"{data}: cannot read as netCDF ({type(e).__name__}: {e})") from None
+    from ._results_io import read_netcdf
+
+    ds = read_netcdf(data)
     ds.attrs.setdefault("source_file", str(data))
     _validate(ds)
     if ds.attrs.get("kind") != "neural":

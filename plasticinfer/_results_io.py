@@ -15,6 +15,17 @@ from ._errors import DataError
 from ._io import write_netcdf
 
 
+def read_netcdf(path) -> xr.Dataset:
+    """Load a netCDF file into memory, with one-line errors naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    try:
+        return xr.load_dataset(path, engine="h5netcdf")
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{path}: cannot read as netCDF ({type(e).__name__}: {e})") from None
+
+
 def _array_leaves(model):
     return [l for l in jax.tree_util.tree_leaves(model) if eqx.is_array(l)]
 
@@ -85,12 +96,7 @@ def load_fit(path, like):
     from ._fit import FitResult
 
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"no such file: {path}")
-    try:
-        ds = xr.load_dataset(path, engine="h5netcdf")
-    except Exception as e:  # noqa: BLE001
-        raise DataError(f"{path}: not a readable netCDF file ({e})") from None
+    ds = read_netcdf(path)
     if ds.attrs.get("created_by") != "plasticinfer" or "loss" not in ds:
         raise DataError(f"{path}: not a plasticinfer fit result (no 'loss' variable / created_by attribute)")
     model = _fill(like, ds, "param_", path)

@@ -44,6 +44,9 @@ app.add_typer(datasets_app, name="datasets")
 app.command("inspect")(inspect_command)
 
 # --- bayes and comparison commands ---
+from .compare._cli import register as _register_compare  # noqa: E402
+
+_register_compare(app)
 
 # --- discovery commands (attach to discover_app) ---
 from .discovery._cli import register as _register_discovery  # noqa: E402

@@ -1,0 +1,352 @@
+"""`Posterior`: draws, diagnostics, summaries and models from a sampled posterior (an ArviZ InferenceData)."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .._errors import ModelError
+from .._model import PlasticityModel
+from .._trial_data import TrialData
+from . import _arviz
+from ._errors import PosteriorWarning
+from ._numpyro_model import Hierarchical, ModelSpec
+from ._priors import Priors
+
+RHAT_MAX = 1.01
+ESS_MIN = 100
+
+
+def _data_dims(name: str, a: np.ndarray, lead: str) -> list[str]:
+    return [lead, "trial"] + [f"{name}_dim{k}" for k in range(2, a.ndim)]
+
+
+@dataclass
+class Posterior:
+    """A sampled posterior.
+
+    Attributes:
+        idata: the ArviZ InferenceData: ``posterior`` (every site, ``theta`` with a ``term``
+            coordinate), ``sample_stats`` (divergences, tree depth, step size, …),
+            ``log_likelihood`` (``observations``: per subject and trial; ``per_subject``: summed
+            over trials), ``observed_data`` (observations, mask) and ``constant_data`` (inputs).
+        spec: the model structure and priors (``spec.template`` is the starting model).
+        method: the ``NUTS`` or ``SVI`` settings used.
+        seconds: wall time of the sampler (compilation included).
+        svi_loss: the ELBO loss per SVI step (SVI only).
+    """
+
+    idata: object
+    spec: ModelSpec
+    method: object
+    seconds: float
+    svi_loss: np.ndarray | None = None
+    _summary_cache: dict = field(default_factory=dict, repr=False)
+
+    # ---- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, spec: ModelSpec, method, data: TrialData, draws: dict, stats: dict, ll: np.ndarray, seconds: float, *, svi_loss=None):
+        identity = np.array_equal(spec.subject_index, np.arange(spec.template.n_trajectories))
+        lead = "subject" if identity else "trajectory"
+        dims = spec.dims()
+        groups = {g.name: g for g in spec.groups}
+        for name, value in draws.items():  # latent sites of priors (horseshoe z, λ): the block's dims
+            if name in dims:
+                continue
+            base = next((g for g in groups.values() if name.startswith(g.name + "_")), None)
+            shape = np.asarray(value).shape[2:]
+            if base is not None and shape == base.shape and base.shape:
+                dims[name] = list(base.dims)
+            elif base is not None and shape == (spec.n_subjects,) + base.shape:
+                dims[name] = ["subject", *base.dims]
+        for g in spec.groups:
+            if g.part == "initial_weights":
+                dims[g.name] = [lead, *g.dims[1:]]
+        mask = np.asarray(np.broadcast_to(data.mask, data.observations.shape))
+        obs = np.asarray(data.observations)
+        dims.update({"observations": _data_dims("observations", obs, lead), "mask": _data_dims("observations", obs, lead)})
+        dims["per_subject"] = [lead]
+        constant = {}
+        for name, value in data.inputs.items():
+            a = np.asarray(value)
+            constant[f"input_{name}"] = a
+            dims[f"input_{name}"] = _data_dims(f"input_{name}", a, lead)
+        valid_trial = mask.reshape(mask.shape[:2] + (-1,)).any(-1)
+        constant["trial_valid"] = valid_trial
+        dims["trial_valid"] = [lead, "trial"]
+        attrs = {
+            "created_by": "plasticinfer",
+            "inference_library": "numpyro",
+            "method": repr(method),
+            "seconds": float(seconds),
+            "model": _describe_model(spec.template),
+            "priors": repr(spec.priors),
+            "hierarchical": repr(spec.hierarchical),
+        }
+        idata = _arviz.to_inference_data(
+            draws,
+            sample_stats=stats,
+            log_likelihood={"observations": ll, "per_subject": ll.sum(-1)},
+            observed_data={"observations": obs, "mask": mask},
+            constant_data=constant,
+            dims=dims,
+            coords=spec.coords(),
+            attrs=attrs,
+        )
+        return cls(idata, spec, method, float(seconds), svi_loss)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, like: PlasticityModel, *, priors: Priors | None = None, hierarchical: Hierarchical | None = None
+    ) -> "Posterior":
+        """Read a saved posterior; ``like``, ``priors`` and ``hierarchical`` as given to :func:`sample`."""
+        from .._errors import DataError
+
+        if not os.path.exists(path):
+            raise DataError(f"no such file: {path}")
+        idata = _arviz.load(path)
+        if idata.posterior.attrs.get("created_by") != "plasticinfer":
+            raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
+        spec = ModelSpec(like, priors if priors is not None else Priors(), hierarchical)
+        missing = [g.name for g in spec.groups if g.name not in idata.posterior]
+        if missing:
+            raise DataError(f"{path}: has no draws of {missing}; pass the model, priors and hierarchy it was sampled with")
+        return cls(idata, spec, idata.posterior.attrs.get("method", "?"), float(idata.posterior.attrs.get("seconds", np.nan)))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the InferenceData to netCDF atomically."""
+        _arviz.save(self.idata, path)
+
+    # ---- draws -----------------------------------------------------------------------------
+
+    @property
+    def n_chains(self) -> int:
+        return int(self.idata.posterior.sizes["chain"])
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.idata.posterior.sizes["draw"])
+
+    def draws(self, name: str) -> np.ndarray:
+        """Draws of one posterior variable, shape (chain, draw, ...)."""
+        if name not in self.idata.posterior:
+            raise ModelError(f"no posterior variable {name!r}; variables are {sorted(self.idata.posterior.data_vars)}")
+        return np.asarray(self.idata.posterior[name].values)
+
+    @property
+    def coefficients(self):
+        """Draws of the Taylor coefficients (chain, draw, term) as an xarray DataArray.
+
+        In a hierarchical fit these are the population means ``theta_mu``; per-subject values are
+        in ``idata.posterior["theta"]``.
+        """
+        g = self._rule_group()
+        name = f"{g.name}_mu" if g.name in self.spec.pooled else g.name
+        return self.idata.posterior[name]
+
+    def _rule_group(self):
+        groups = [g for g in self.spec.groups if g.part == "rule" and g.labels is not None]
+        if not groups:
+            raise ModelError("the posterior has no sampled Taylor coefficients")
+        return groups[0]
+
+    def flat(self, names: list[str] | None = None) -> pd.DataFrame:
+        """Draws of scalar parameters as columns (rows: chain × draw), e.g. ``theta[x*r]``."""
+        names = names if names is not None else self._default_flat_names()
+        cols = {}
+        for name in names:
+            a = self.draws(name)
+            a = a.reshape(a.shape[:2] + (-1,))
+            labels = _labels(self.idata.posterior[name], name)
+            for j, lab in enumerate(labels):
+                cols[lab] = a[:, :, j].ravel()
+        return pd.DataFrame(cols)
+
+    def _default_flat_names(self) -> list[str]:
+        g = self._rule_group()
+        return [f"{g.name}_mu" if g.name in self.spec.pooled else g.name]
+
+    @property
+    def log_likelihood(self) -> np.ndarray:
+        """Pointwise log-likelihood (chain, draw, subject, trial); 0 on masked-out trials."""
+        return np.asarray(self.idata.log_likelihood["observations"].values)
+
+    # ---- tables and diagnostics ----------------------------------------------------------
+
+    def summary(self, interval: float = 0.9, var_names: list[str] | None = None) -> pd.DataFrame:
+        """Mean, sd, equal-tailed ``interval``, ESS (bulk, tail) and R-hat, one row per named scalar."""
+        var_names = var_names if var_names is not None else self.spec.reported_variables()
+        key = (interval, tuple(var_names))
+        if key not in self._summary_cache:
+            self._summary_cache[key] = _arviz.summary_table(self.idata, var_names, interval)
+        return self._summary_cache[key].copy()
+
+    def diagnostics(self) -> list[str]:
+        """Messages for failed checks (R-hat > 1.01, divergences, low ESS, tree depth, SVI convergence)."""
+        msgs = []
+        stats = _arviz.group(self.idata, "sample_stats")
+        if stats is not None and "diverging" in stats:
+            n_div = int(stats["diverging"].values.sum())
+            if n_div:
+                total = stats["diverging"].size
+                msgs.append(
+                    f"{n_div} of {total} draws ended in a divergent transition: the sampler met regions of high "
+                    "curvature and the posterior may be biased there. Raise NUTS(target_accept=0.95), tighten the "
+                    "priors, use a hierarchical (non-centred) fit for per-subject parameters, or drop terms that "
+                    "can make the rule unstable (e.g. w^2)."
+                )
+        if stats is not None and "reached_max_treedepth" in stats:
+            frac = float(stats["reached_max_treedepth"].values.mean())
+            if frac > 0.05:
+                msgs.append(
+                    f"{100 * frac:.0f} % of draws hit the maximum tree depth: the posterior is long and thin (often "
+                    "near-degenerate terms). Run identifiability() and remove or constrain terms the data cannot "
+                    "separate, or use NUTS(dense_mass=True, max_tree_depth=12)."
+                )
+        table = self.summary()
+        if self.n_chains > 1:
+            rhat = table["r_hat"].to_numpy(dtype=float)
+            bad = table.index[np.nan_to_num(rhat, nan=np.inf) > RHAT_MAX]
+            if len(bad):
+                msgs.append(
+                    f"R-hat > {RHAT_MAX} (max {np.nanmax(rhat):.3f}) for {len(bad)} parameters, e.g. "
+                    f"{list(bad[:5])}: the chains disagree. Run longer (NUTS(warmup=1000, samples=1000)), start "
+                    "from a MAP fit (init=fit(...)), or check identifiability() — terms the data cannot separate "
+                    "need to be removed or given tighter priors."
+                )
+            ess = table["ess_bulk"].to_numpy(dtype=float)
+            low = table.index[ess < ESS_MIN]
+            if len(low):
+                msgs.append(
+                    f"bulk ESS below {ESS_MIN} (min {np.nanmin(ess):.0f}) for {len(low)} parameters, e.g. {list(low[:5])}: "
+                    "intervals are unreliable. Draw more samples or reparameterise (hierarchical fits are non-centred already)."
+                )
+        if self.svi_loss is not None:
+            n = len(self.svi_loss)
+            if n >= 20:
+                tail = self.svi_loss[-n // 10 :].mean()
+                before = self.svi_loss[-n // 5 : -n // 10].mean()
+                if abs(before - tail) > 0.01 * max(abs(tail), 1.0):
+                    msgs.append(
+                        f"SVI's loss still changed by {abs(before - tail):.3g} over the last 10 % of steps: it may not "
+                        "have converged. Run more SVI(steps=...) or raise the learning rate."
+                    )
+        return msgs
+
+    def ess_per_second(self) -> pd.Series:
+        """Bulk ESS per second of sampler wall time, per scalar."""
+        return self.summary()["ess_bulk"] / self.seconds
+
+    # ---- models ------------------------------------------------------------------------------
+
+    def _values(self, reduce) -> dict:
+        return {g.name: jnp.asarray(reduce(self.draws(g.name))) for g in self.spec.groups}
+
+    def model_at(self, chain: int, draw: int) -> PlasticityModel:
+        """The model at one draw (non-hierarchical posteriors)."""
+        self._no_pool("model_at")
+        return self.spec.place(self._values(lambda a: a[chain, draw]))
+
+    def mean_model(self) -> PlasticityModel:
+        """The model at the posterior mean of every sampled parameter (non-hierarchical posteriors)."""
+        self._no_pool("mean_model")
+        return self.spec.place(self._values(lambda a: a.mean((0, 1))))
+
+    def subject_model(self, subject: int) -> PlasticityModel:
+        """Subject ``subject``'s model at its posterior mean (its trajectories only)."""
+        return self.spec.subject_model(self._values(lambda a: a.mean((0, 1))), subject)
+
+    def population_model(self) -> PlasticityModel:
+        """The model with pooled blocks at their population mean μ (posterior mean): "subjects in general"."""
+        values = self._values(lambda a: a.mean((0, 1)))
+        model = self.spec.place(values)
+        for g in self.spec.groups:
+            if g.name in self.spec.pooled:
+                mu = self.draws(f"{g.name}_mu").mean((0, 1))
+                model = g.set(model, jnp.asarray(mu, dtype=g.get(model).dtype))
+        return model
+
+    def _no_pool(self, what):
+        if self.spec.pooled:
+            raise ModelError(f"{what} needs a non-hierarchical posterior; use subject_model(s) or population_model()")
+
+    # ---- held-out and LOO ----------------------------------------------------------------
+
+    def loo(self, *, warn: bool = True):
+        """PSIS-LOO (ArviZ) over the observed trials.
+
+        Optimistic for learning data: leaving trial t out removes its likelihood term but not its
+        influence on the weights of later trials (its choice and reward still drive learning), so
+        this is not a held-out score. Prefer ``compare(...)`` with a time-respecting split.
+        """
+        valid = np.asarray(self.idata.constant_data["trial_valid"].values, bool)
+        result = _arviz.psis_loo(self.idata, "observations", valid)
+        if warn:
+            warnings.warn(
+                "PSIS-LOO on learning data is optimistic: a left-out trial still shapes later weights through its "
+                "inputs. Use plasticinfer.compare with a time-respecting split for held-out scores.",
+                PosteriorWarning,
+                stacklevel=2,
+            )
+            k = np.asarray(result.pareto_k)
+            if (k > 0.7).any():
+                warnings.warn(
+                    f"{int((k > 0.7).sum())} trials have Pareto k > 0.7: PSIS-LOO is unreliable for them.",
+                    PosteriorWarning,
+                    stacklevel=2,
+                )
+        return result
+
+    # ---- identifiability -----------------------------------------------------------------------
+
+    def identifiability(self, data: TrialData | None = None, **kwargs):
+        """Posterior correlations, data-uninformed directions and aliased terms (see :func:`identifiability`)."""
+        from ._identifiability import identifiability
+
+        return identifiability(self, data, **kwargs)
+
+    def plot_pairs(self, names: list[str] | None = None, *, truth: dict | None = None, max_draws: int = 1000):
+        """Pairwise posterior scatter plots with correlations (a matplotlib Figure)."""
+        from ._plots import plot_pairs
+
+        return plot_pairs(self.flat(names), truth=truth, max_draws=max_draws)
+
+    def __repr__(self) -> str:
+        return (
+            f"Posterior({self.method!r}, {self.n_chains} chains × {self.n_draws} draws, {self.seconds:.1f} s, "
+            f"variables {self.spec.reported_variables()})"
+        )
+
+
+def _labels(da, name: str) -> list[str]:
+    """``name[coord, …]`` per scalar of a (chain, draw, …) DataArray, in C order."""
+    dims = [d for d in da.dims if d not in ("chain", "draw")]
+    if not dims:
+        return [name]
+    values = [list(map(str, da[d].values)) for d in dims]
+    out = []
+    for idx in np.ndindex(*[len(v) for v in values]):
+        out.append(f"{name}[{', '.join(values[k][i] for k, i in enumerate(idx))}]")
+    return out
+
+
+def _describe_model(model: PlasticityModel) -> str:
+    rules = model.taylor_rules()
+    return json.dumps(
+        {
+            "rule": {k: r.equation() for k, r in rules.items()} or type(model.rule).__name__,
+            "network": type(model.network).__name__,
+            "observation": type(model.observation).__name__,
+            "n_trajectories": model.n_trajectories,
+        }
+    )
+
+
+__all__ = ["Posterior"]

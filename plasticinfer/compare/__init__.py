@@ -1,0 +1,64 @@
+"""Model comparison: held-out likelihood with time-respecting splits, fair baselines, paired tests."""
+
+from ._baselines import (
+    BaseRate as BaseRate,
+    CoinFlip as CoinFlip,
+    rescorla_wagner_model as rescorla_wagner_model,
+    standard_baselines as standard_baselines,
+    static_weights_model as static_weights_model,
+)
+from ._compare import ComparisonResult as ComparisonResult, compare as compare
+from ._errors import ComparisonError as ComparisonError
+from ._hypotheses import (
+    AbstractHypothesis as AbstractHypothesis,
+    FitSettings as FitSettings,
+    FoldScore as FoldScore,
+    ModelHypothesis as ModelHypothesis,
+    activity_model as activity_model,
+    choice_model as choice_model,
+)
+from ._plots import plot_comparison as plot_comparison
+from ._splits import (
+    AbstractSplit as AbstractSplit,
+    Fold as Fold,
+    HeldOutTrials as HeldOutTrials,
+    InSample as InSample,
+    LeaveFutureOut as LeaveFutureOut,
+    LeaveOneSubjectOut as LeaveOneSubjectOut,
+)
+from ._stats import (
+    PairedTest as PairedTest,
+    aic as aic,
+    bic as bic,
+    deviance_explained as deviance_explained,
+    wilcoxon_signed_rank as wilcoxon_signed_rank,
+)
+
+__all__ = [
+    "AbstractHypothesis",
+    "AbstractSplit",
+    "BaseRate",
+    "CoinFlip",
+    "ComparisonError",
+    "ComparisonResult",
+    "FitSettings",
+    "Fold",
+    "FoldScore",
+    "HeldOutTrials",
+    "InSample",
+    "LeaveFutureOut",
+    "LeaveOneSubjectOut",
+    "ModelHypothesis",
+    "PairedTest",
+    "activity_model",
+    "aic",
+    "bic",
+    "choice_model",
+    "compare",
+    "deviance_explained",
+    "plot_comparison",
+    "rescorla_wagner_model",
+    "standard_baselines",
+    "static_weights_model",
+    "wilcoxon_signed_rank",
+]

@@ -1,0 +1,161 @@
+"""`plasticinfer compare`: rank rule hypotheses on a dataset file or a named synthetic task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .._errors import DataError
+from ._errors import ComparisonError
+
+SPLITS = ("heldout", "future", "subject", "insample")
+SYNTHETIC = ("choice", "activity")
+DEFAULT_HYPOTHESES = {
+    "choice": ["x*r", "x*r + w", "x*r + x*w"],
+    "activity": ["x*y", "x*y - y^2*w", "x*y + w"],
+}
+
+
+def _split(name: str, heldout: float, calibration: float):
+    from ._splits import HeldOutTrials, InSample, LeaveFutureOut, LeaveOneSubjectOut
+
+    registry = {
+        "heldout": lambda: HeldOutTrials(heldout),
+        "future": lambda: LeaveFutureOut(1.0 - heldout),
+        "subject": lambda: LeaveOneSubjectOut(calibration),
+        "insample": InSample,
+    }
+    if name not in registry:
+        raise ComparisonError(f"--split must be one of {list(registry)}; got {name!r}")
+    return registry[name]()
+
+
+def _load(path: Path):
+    """(TrialData, blocks or None, subject names, kind) from a named dataset or a data file."""
+    import numpy as np
+
+    from .. import datasets as named
+    from .._convert import activity_data, choice_data
+
+    if str(path) in named.names():
+        ds = named.load(str(path))
+    elif path.suffix in (".nc", ".nc4", ".netcdf"):
+        from .._results_io import read_netcdf
+
+        ds = read_netcdf(path)
+        ds.attrs.setdefault("source_file", str(path))
+    else:
+        from ..data import load
+
+        ds = load(path)
+    try:
+        from ..data import validate
+    except ImportError:  # pragma: no cover - the data layer ships with the package
+        validate = None
+    if validate is not None:
+        ds = validate(ds)
+    kind = ds.attrs.get("kind")
+    names = [str(s) for s in ds["subject"].values] if "subject" in ds.coords else []
+    if kind == "behaviour":
+        blocks = ds["block"].transpose("subject", "trial").values if "block" in ds else None
+        return choice_data(ds), (None if blocks is None else np.asarray(blocks)), names, "choice"
+    if kind == "neural":
+        return activity_data(ds), None, names, "activity"
+    raise DataError(f"{path}: attrs kind must be 'behaviour' or 'neural' (docs/data-format.md); got {kind!r}")
+
+
+def _synthetic(name: str, subjects: int, seed: int):
+    import jax
+    import jax.numpy as jnp
+
+    from .._networks import FeedForward
+    from .._rules import TaylorRule, oja
+    from .._synthetic import GaussianInputs, make_activity_data, make_choice_data
+
+    key = jax.random.key(seed)
+    if name == "choice":
+        truth = TaylorRule.from_terms({"x*r": 0.3, "w": -0.1})
+        syn = make_choice_data(truth, key=key, n_subjects=subjects, inverse_temperature=1.0)
+        return syn.data, syn.block, [f"sim{i}" for i in range(subjects)], truth.equation()
+    if name == "activity":
+        k_in, k_data = jax.random.split(key)
+        truth = oja(1.0)
+        truth = TaylorRule(truth.terms, truth.coeffs, learning_rate=0.01)
+        inputs = GaussianInputs.with_spectrum(k_in, jnp.linspace(2.0, 0.2, 8))
+        syn = make_activity_data(truth, FeedForward(8, 3), inputs, key=k_data, n_trajectories=subjects, n_trials=200, noise=0.1, init_scale=0.3)
+        return syn.data, None, [f"sim{i}" for i in range(subjects)], truth.equation()
+    raise ComparisonError(f"--synthetic must be one of {list(SYNTHETIC)}; got {name!r}")
+
+
+def compare_command(
+    data: Annotated[Optional[Path], typer.Argument(help="A named dataset (rajagopalan2023, mohanta2022) or a data file: netCDF in the plasticinfer schema (docs/data-format.md), or any format `plasticinfer inspect` reads.")] = None,
+    synthetic: Annotated[Optional[str], typer.Option(help="Use a named synthetic task instead of a file: 'choice' (two-odour task, 3 blocks × 80 trials, true rule 0.3·x·r − 0.1·w) or 'activity' (Oja in an 8→3 layer).")] = None,
+    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r (repeat the option). Fitted from zero coefficients.")] = None,
+    split: Annotated[str, typer.Option(help="heldout (last part of each block), future (leave-future-out), subject (leave-one-subject-out, shared rule), insample.")] = "heldout",
+    heldout: Annotated[float, typer.Option(help="Fraction held out (of each block for 'heldout', of each session's end for 'future').")] = 0.25,
+    calibration: Annotated[float, typer.Option(help="For 'subject': fraction of the held-out subject's first trials used to fit its initial weights.")] = 0.0,
+    shared: Annotated[bool, typer.Option("--shared/--per-subject", help="One rule for all subjects, or one per subject (default).")] = False,
+    baselines: Annotated[bool, typer.Option(help="Add the baselines (coin flip, base rate, Rescorla–Wagner; activity: mean activity, static weights).")] = True,
+    steps: Annotated[int, typer.Option(help="L-BFGS steps per fit.")] = 200,
+    restarts: Annotated[int, typer.Option(help="Starts per fit (the hypothesis's values and jittered copies); the best training loss wins.")] = 4,
+    learning_rate: Annotated[float, typer.Option(help="Rate η of activity rules (choice rules use η = 1).")] = 0.01,
+    subjects: Annotated[int, typer.Option(help="Subjects of the synthetic task.")] = 8,
+    seed: Annotated[int, typer.Option(help="Random seed (synthetic data; initial weights of activity models).")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for comparison.csv, comparison.md, per_subject.csv, comparison.png.")] = Path("plasticinfer-compare"),
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Rank rule hypotheses by held-out log-likelihood, per subject and overall, against baselines."""
+    import jax
+
+    from .._rules import TaylorRule
+    from ._compare import compare
+
+    if (data is None) == (synthetic is None):
+        raise ComparisonError("give either a dataset file or --synthetic choice|activity (not both)")
+    truth = None
+    if data is not None:
+        td, blocks, names, kind = _load(data)
+    else:
+        td, blocks, names, truth = _synthetic(synthetic, subjects, seed)
+        kind = synthetic
+    equations = hypothesis or DEFAULT_HYPOTHESES[kind]
+    rate = 1.0 if kind == "choice" else learning_rate
+    hyps = {}
+    for eq in equations:
+        rule = TaylorRule.from_equation(eq, learning_rate=rate)
+        hyps[eq] = TaylorRule(rule.terms, None, learning_rate=rate)
+    if split == "subject" and not shared:
+        shared = True
+        typer.echo("leave-one-subject-out fits one shared rule (--shared)")
+    typer.echo(
+        f"comparing {list(hyps)} on {td.n_trajectories} subjects × {td.n_trials} trials "
+        f"({data if data is not None else 'synthetic ' + synthetic}{', true rule ' + truth if truth else ''})"
+    )
+    result = compare(
+        hyps,
+        td,
+        split=_split(split, heldout, calibration),
+        blocks=blocks,
+        per_subject=not shared,
+        baselines=baselines,
+        steps=steps,
+        restarts=restarts,
+        key=jax.random.fold_in(jax.random.key(seed), 1),
+        subject_names=names,
+        progress=not quiet,
+    )
+    typer.echo("")
+    typer.echo(result.summary())
+    paths = result.save(out)
+    typer.echo(f"\nwrote to {out}/:")
+    for name, p in paths.items():
+        typer.echo(f"  {name:<12} {p}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare_command)
+
+
+__all__ = ["compare_command", "register"]

@@ -1,0 +1,232 @@
+"""Hypotheses under comparison: a model fitted on the training part and scored on the held-out part."""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import warnings
+from dataclasses import dataclass
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from .._fit import fit, fit_independent
+from .._model import PlasticityModel
+from .._networks import ChoiceCircuit, FeedForward
+from .._observation import BernoulliChoice, GaussianActivity
+from .._rules import AbstractRule
+from .._trial_data import TrialData
+from ..bayes._groups import count_free_parameters
+from ._errors import ComparisonError
+from ._splits import Fold, trial_valid
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How model hypotheses are fitted (the same for every hypothesis, so the comparison is fair)."""
+
+    steps: int = 300
+    l1: float = 0.0
+    per_subject: bool = True
+    fit_initial_weights: bool = True
+    restarts: int = 4
+    restart_scale: float = 0.2
+    key: object = None
+    progress: bool = False
+
+    def fit_kwargs(self) -> dict:
+        out = dict(steps=self.steps, l1=self.l1, progress=self.progress, fit_initial_weights=self.fit_initial_weights)
+        if self.restarts > 1:
+            if self.key is None:
+                raise ComparisonError("restarts > 1 need a PRNG key: compare(..., key=jax.random.key(0))")
+            out.update(restarts=self.restarts, restart_scale=self.restart_scale, key=self.key)
+        return out
+
+
+@dataclass
+class FoldScore:
+    """A hypothesis's log-likelihood on one fold.
+
+    Attributes:
+        test_ll: summed held-out log-likelihood per test subject.
+        n_test: held-out observations per test subject.
+        train_ll: summed training log-likelihood per training subject.
+        n_train: training observations per training subject.
+        n_params: free parameters — per subject if ``per_subject_params``, else in total.
+    """
+
+    test_ll: np.ndarray
+    n_test: np.ndarray
+    train_ll: np.ndarray
+    n_train: np.ndarray
+    n_params: int
+    per_subject_params: bool
+
+
+def n_observations(data: TrialData) -> np.ndarray:
+    """Observations inside the mask, per trajectory."""
+    full = np.asarray(jnp.broadcast_to(data.mask, data.observations.shape))
+    return full.reshape(full.shape[0], -1).sum(1)
+
+
+class AbstractHypothesis(abc.ABC):
+    """Something that can be trained on a fold's training part and scored on its held-out part."""
+
+    name: str
+
+    @abc.abstractmethod
+    def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
+        """Fit on ``fold.train``, score on ``fold.test``."""
+
+    def applies_to(self, data: TrialData) -> bool:
+        return True
+
+
+def is_choice_data(data: TrialData) -> bool:
+    return "cues" in data.inputs and "choice" in data.inputs
+
+
+def choice_model(rule: AbstractRule, data: TrialData, *, reward_expectation: bool = False) -> PlasticityModel:
+    """The standard choice model for a rule: ChoiceCircuit, BernoulliChoice with β fixed at 1, w₀ = 0.
+
+    β is fixed because it is confounded with the scale of the reward term; the bias, initial
+    weights and the rule are fitted.
+    """
+    n_in = int(data.inputs["cues"].shape[-1])
+    return PlasticityModel.create(
+        rule,
+        ChoiceCircuit(n_in, reward_expectation=reward_expectation),
+        BernoulliChoice(1.0, 0.0, learn_temperature=False),
+        n_trajectories=data.n_trajectories,
+        initial_weights={"w": jnp.zeros((1, n_in))},
+    )
+
+
+def activity_model(rule: AbstractRule, data: TrialData, *, key: PRNGKeyArray, init_scale: float = 0.1) -> PlasticityModel:
+    """The standard activity model for a rule: one FeedForward layer, Gaussian noise, random w₀ (fitted)."""
+    n_pre = int(data.inputs["x"].shape[-1])
+    n_post = int(data.observations.shape[-1])
+    return PlasticityModel.create(
+        rule, FeedForward(n_pre, n_post), GaussianActivity(0.5), n_trajectories=data.n_trajectories, key=key, init_scale=init_scale
+    )
+
+
+def _for_subjects(model: PlasticityModel, index: np.ndarray) -> PlasticityModel:
+    w0 = {k: v[np.asarray(index)] for k, v in model.initial_weights.items()}
+    return PlasticityModel(model.rule, model.network, model.observation, w0)
+
+
+def per_subject_ll(stacked: PlasticityModel, data: TrialData) -> np.ndarray:
+    """Summed log-likelihood per subject for a stack of one-trajectory models (``fit_independent``)."""
+    data_1 = jax.tree_util.tree_map(lambda a: a[:, None], data)
+    with jax.numpy_dtype_promotion("standard"):
+        ll = eqx.filter_vmap(lambda m, d: m.log_likelihood(d)[0])(stacked, data_1)
+    return np.asarray(ll).sum(-1)
+
+
+def _index(stacked, index):
+    return jax.tree_util.tree_map(lambda a: a[np.asarray(index)] if eqx.is_array(a) else a, stacked)
+
+
+@dataclass
+class ModelHypothesis(AbstractHypothesis):
+    """A :class:`PlasticityModel` (its values are the fit's starting point)."""
+
+    name: str
+    model: PlasticityModel
+
+    def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
+        model = self.model
+        n_total = int(max(fold.train_subjects.max(), fold.test_subjects.max())) + 1
+        if model.n_trajectories == 1 and n_total > 1:
+            model = PlasticityModel.create(
+                model.rule, model.network, model.observation, n_trajectories=n_total,
+                initial_weights={k: v[0] for k, v in model.initial_weights.items()},
+            )
+        if model.n_trajectories < n_total:
+            raise ComparisonError(
+                f"hypothesis {self.name!r} has initial weights for {model.n_trajectories} trajectories; the data have {n_total}"
+            )
+        train_model = _for_subjects(model, fold.train_subjects)
+        kwargs = settings.fit_kwargs()
+        n_train = n_observations(fold.train)
+        n_test = n_observations(fold.test)
+        if settings.per_subject:
+            if fold.new_subjects:
+                raise ComparisonError(
+                    "per-subject fits cannot score subjects they never saw; use per_subject=False (a shared rule) "
+                    "with LeaveOneSubjectOut"
+                )
+            with _quiet_jitter():
+                result = fit_independent(train_model, fold.train, **kwargs)
+            train_ll = per_subject_ll(result.model, fold.train)
+            pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
+            rows = [pos[s] for s in fold.test_subjects.tolist()]
+            test_ll = per_subject_ll(_index(result.model, rows), fold.test)
+            k = count_free_parameters(result.subject(0), initial_weights=settings.fit_initial_weights, per_trajectory=True)
+            return FoldScore(test_ll, n_test, train_ll, n_train, k, True)
+        with _quiet_jitter():
+            result = fit(train_model, fold.train, **kwargs)
+        fitted = result.model
+        with jax.numpy_dtype_promotion("standard"):
+            train_ll = np.asarray(fitted.log_likelihood(fold.train)).sum(-1)
+        k = count_free_parameters(fitted, initial_weights=settings.fit_initial_weights)
+        if not fold.new_subjects:
+            pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
+            test_model = _for_subjects(fitted, [pos[s] for s in fold.test_subjects.tolist()])
+        else:
+            mean_w0 = {name: jnp.mean(v, axis=0) for name, v in fitted.initial_weights.items()}
+            test_model = PlasticityModel.create(
+                fitted.rule, fitted.network, fitted.observation, n_trajectories=len(fold.test_subjects), initial_weights=mean_w0
+            )
+            if fold.calibration is not None and settings.fit_initial_weights and trial_valid(fold.calibration).any():
+                test_model = fit(
+                    test_model, fold.calibration, steps=settings.steps, progress=settings.progress,
+                    fit_rule=False, fit_observation=False, fit_network=False,
+                ).model
+        with jax.numpy_dtype_promotion("standard"):
+            test_ll = np.asarray(test_model.log_likelihood(fold.test)).sum(-1)
+        return FoldScore(test_ll, n_test, train_ll, n_train, k, False)
+
+
+@contextlib.contextmanager
+def _quiet_jitter():
+    """Jittered restarts that diverge are expected (a positive decay term explodes); fit keeps the others."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*diverged.*", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=r".*does not divide across.*", category=UserWarning)
+        yield
+
+
+def as_hypothesis(name: str, value, data: TrialData, *, key: PRNGKeyArray | None) -> AbstractHypothesis:
+    """A hypothesis from a model, a rule (standard model for the data), or a hypothesis."""
+    if isinstance(value, AbstractHypothesis):
+        return value
+    if isinstance(value, PlasticityModel):
+        return ModelHypothesis(name, value)
+    if isinstance(value, AbstractRule):
+        if is_choice_data(data):
+            return ModelHypothesis(name, choice_model(value, data))
+        if "x" in data.inputs:
+            if key is None:
+                raise ComparisonError(f"hypothesis {name!r}: building an activity model draws initial weights; pass key=")
+            return ModelHypothesis(name, activity_model(value, data, key=key))
+        raise ComparisonError(f"hypothesis {name!r}: cannot build a model for inputs {sorted(data.inputs)}; pass a PlasticityModel")
+    raise ComparisonError(f"hypothesis {name!r} must be a PlasticityModel or a rule; got {type(value).__name__}")
+
+
+__all__ = [
+    "AbstractHypothesis",
+    "ModelHypothesis",
+    "FitSettings",
+    "FoldScore",
+    "choice_model",
+    "activity_model",
+    "as_hypothesis",
+    "is_choice_data",
+    "n_observations",
+    "per_subject_ll",
+]

@@ -18,6 +18,6 @@ def test_tutorial_runs(name, tmp_path):
     env.setdefault("PLASTICINFER_DATA_DIR", str(repo.parent / "shared" / "data"))
     proc = subprocess.run([sys.executable, str(TUTORIALS / name)], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    expected = {"01_simulate_and_fit.py": ["fit.nc", "loss.png"], "04_fly_reward_learning.py": ["report.md", "traces.png"]}
+    expected = {"01_simulate_and_fit.py": ["fit.nc", "loss.png"], "04_fly_reward_learning.py": ["report.md", "traces.png", "posterior.png", "posterior.nc"]}
     for f in expected[name]:
         assert (tmp_path / f).exists(), f

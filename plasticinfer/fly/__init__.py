@@ -9,3 +9,5 @@ from ._analysis import (
     per_subject_log_likelihood as per_subject_log_likelihood,
 )
 from ._hypotheses import Hypothesis as Hypothesis, get_hypotheses as get_hypotheses, standard_hypotheses as standard_hypotheses
+from ._hierarchical import PopulationPosterior as PopulationPosterior, hierarchical_fit as hierarchical_fit
+from ._report import write_report as write_report

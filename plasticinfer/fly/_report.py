@@ -146,7 +146,17 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str = "Choice-learning
             f"(IQR {d['q25']:.3f} … {d['q75']:.3f}); negative in {d['negative']}/{d['n']} subjects."
         )
     if posterior is not None:
-        lines += ["", "## Hierarchical posterior", "", "```", str(posterior), "```"]
+        lines += ["", "## Hierarchical posterior", "", "```", str(posterior), "```", ""]
+        if hasattr(posterior, "per_subject"):
+            lines += ["Per-fly posteriors (90 % intervals):", "", "```", posterior.per_subject().round(3).to_string(), "```"]
+        if hasattr(posterior, "plot"):
+            fig = posterior.plot()
+            paths["posterior"] = write_figure(fig, out / "posterior.png", dpi=110)
+            plt.close(fig)
+            figs["posterior"] = None
+        if hasattr(posterior, "posterior"):
+            posterior.posterior.save(out / "posterior.nc")
+            paths["posterior_nc"] = out / "posterior.nc"
     lines += [
         "",
         "## Compared with the published analysis",

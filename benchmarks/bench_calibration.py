@@ -30,7 +30,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warm-start", type=int, default=50, help="L-BFGS steps of a MAP fit per dataset before sampling (0: start at the prior mean)")
+    parser.add_argument("--warm-start", type=int, default=0, help="L-BFGS steps of a MAP fit per dataset before sampling (0: start at the prior mean)")
     parser.add_argument("--out", default="sbc_ranks.png")
     args = parser.parse_args()
     n = args.subjects

@@ -117,3 +117,22 @@ def test_warm_start_from_independent_fit(choice_data):
     np.testing.assert_allclose(latent["theta_mu"], [0.4, -0.03])
     recon = latent["theta_mu"] + latent["theta_tau"] * latent["theta_z"]
     np.testing.assert_allclose(recon, [[0.2, -0.01], [0.4, -0.03], [0.6, -0.05]], atol=1e-12)
+
+
+def test_likelihood_compression_only_touches_astronomical_values():
+    """Regions where a rule makes weights explode (log-lik ≈ −1e200) keep finite gradients; plausible
+    log-likelihoods are untouched; NaN (overflowed weights) becomes −inf, a divergence for NUTS."""
+    from plasticinfer.bayes._numpyro_model import LOG_LIKELIHOOD_FLOOR, _compress
+
+    for v in (0.0, -3.5, -1e4, -0.999 * LOG_LIKELIHOOD_FLOOR):
+        assert float(_compress(jnp.asarray(v))) == v
+    xs = -jnp.logspace(7, 250, 50)
+    ys = jax.vmap(_compress)(xs)
+    assert np.all(np.diff(np.asarray(ys)) < 0)  # still monotone: worse stays worse
+    assert np.all(np.asarray(ys) > -1e11) and np.all(np.asarray(ys) <= -1e7)
+    g = jax.vmap(jax.grad(_compress))(xs)
+    assert np.all(np.isfinite(np.asarray(g))) and np.all(np.asarray(g) > 0)
+    at = LOG_LIKELIHOOD_FLOOR
+    left, right = float(_compress(jnp.asarray(-at * (1 + 1e-9)))), float(_compress(jnp.asarray(-at * (1 - 1e-9))))
+    assert abs(left - right) < 1.0  # continuous at the floor
+    assert float(_compress(jnp.asarray(jnp.nan))) == -np.inf

@@ -52,6 +52,24 @@ class Hierarchical:
         return {RULE: self.rule, OBSERVATION: self.observation, NETWORK: self.network}.get(part, False)
 
 
+LOG_LIKELIHOOD_FLOOR = 1e8
+
+
+def _compress(ll: Array) -> Array:
+    """The log-likelihood, unchanged above −10⁸; below, −10⁸·(1 + log(−ll/10⁸)) (continuous and smooth).
+
+    Far from the data a learning rule can make the weights grow like (1 + θ)^trials and the
+    log-likelihood reach −10²⁰⁰: its gradient then overflows the leapfrog integrator's momentum and
+    a chain can get stuck there for good. Compressed, those regions stay ≥ 10⁸ nats worse than any
+    plausible one (so NUTS never goes there), but gradients stay finite. A non-finite value
+    (overflowed weights) becomes −∞, which NumPyro treats as a divergence.
+    """
+    t = LOG_LIKELIHOOD_FLOOR
+    safe = jnp.minimum(ll, -t)
+    compressed = jnp.where(ll < -t, -t * (1.0 + jnp.log(-safe / t)), ll)
+    return jnp.where(jnp.isnan(ll), -jnp.inf, compressed)
+
+
 class ModelSpec:
     """Priors + groups + likelihood for one model structure; builds the NumPyro model function."""
 
@@ -121,7 +139,7 @@ class ModelSpec:
         """The NumPyro model. Without data it is the prior (for prior draws and calibration)."""
         values = self.sample_values()
         if data is not None:
-            numpyro.factor("log_likelihood", jnp.sum(self.pointwise(values, data)))
+            numpyro.factor("log_likelihood", _compress(jnp.sum(self.pointwise(values, data))))
 
     # ---- likelihood --------------------------------------------------------------------
 

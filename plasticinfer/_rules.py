@@ -355,31 +355,81 @@ class TaylorRule(AbstractRule):
             fixed = jnp.asarray(self.fixed)
             coeffs = jnp.where(fixed, jax.lax.stop_gradient(coeffs), coeffs)
         shape = tuple(max(t.powers[i] for t in self.terms) + 1 for i in range(4))
-        idx = tuple(np.asarray([t.powers[i] for t in self.terms], dtype=int) for i in range(4))
-        return jnp.zeros(shape, coeffs.dtype).at[idx].add(coeffs)
+        # a product with a constant 0/1 matrix, not a scatter: inside a scan over trials a scatter
+        # (and its transposed gather) costs more than the whole rest of a small update
+        flat = np.ravel_multi_index(tuple(np.asarray([t.powers[i] for t in self.terms]) for i in range(4)), shape)
+        place = np.zeros((len(self.terms), int(np.prod(shape))), dtype=coeffs.dtype)
+        place[np.arange(len(self.terms)), flat] = 1
+        return (coeffs @ place).reshape(shape)
 
     def __call__(self, pre, post, weight, reward):
         pre, post, reward = _batched(pre, post, reward)
         theta = self._dense()
         A, Bp, C, D = theta.shape
-        n_batch = pre.shape[0]
         xp = _powers(pre, A)  # (B, A, pre)
         yp = _powers(post, Bp)  # (B, Bp, post)
         rp = _powers(reward, D)  # (B, D)
         xr = xp[:, :, None, :] * rp[:, None, :, None]  # (B, A, D, pre)
         z = jnp.einsum("abcd,nadj->nbcj", theta, xr)  # (B, Bp, C, pre)
-        g = jnp.einsum("nbi,nbcj->cij", yp, z) / n_batch  # (C, post, pre)
-        dw = g[0]
-        wc = weight
-        for c in range(1, C):
-            dw = dw + wc * g[c]
-            if c + 1 < C:
-                wc = wc * weight
+        dw = _weighted_outer(yp, z, weight)
         return self.learning_rate * dw
 
     def penalty(self):
         free = jnp.asarray(~np.asarray(self.fixed), dtype=self.coeffs.dtype)
         return jnp.sum(jnp.abs(self.coeffs) * free)
+
+
+# --------------------------------------------------------------------------------------
+# The synapse-wise contraction, with a hand-written derivative
+# --------------------------------------------------------------------------------------
+#
+# Δw_ij = (1/N) Σ_c w_ij^c Σ_nb y_nbi z_nbcj is the only part of a Taylor update that touches
+# every synapse. Autodiff of the obvious form (an einsum to a (C, post, pre) stack, then a
+# polynomial in w) makes XLA materialise and re-read that stack in both passes. Here the
+# forward is one fused elementwise loop (Horner in w over broadcast outer products) and the
+# derivative is given as a JVP written with two plain matrix products, whose transpose JAX
+# derives; a JVP (not a VJP) keeps forward-mode and Hessians (Laplace, NUTS mass matrices)
+# working.
+
+_BROADCAST_MAX = 16  # up to this many (sample, y-power) pairs, sum broadcast outer products
+
+
+def _outer_stack(yp, z):
+    n, b, c, _ = z.shape
+    if n * b <= _BROADCAST_MAX:
+        return [
+            sum(yp[i, k][:, None] * z[i, k, j][None, :] for i in range(n) for k in range(b)) for j in range(c)
+        ]
+    g = jnp.einsum("nbi,nbcj->cij", yp, z)
+    return [g[j] for j in range(c)]
+
+
+def _horner(polys, w):
+    out = polys[-1]
+    for p in reversed(polys[:-1]):
+        out = out * w + p
+    return out
+
+
+@jax.custom_jvp
+def _weighted_outer(yp, z, w):
+    """(1/N) Σ_c w^c ⊙ Σ_nb yp[n, b, :, None] z[n, b, c, None, :] for yp (N, B, post), z (N, B, C, pre)."""
+    return _horner(_outer_stack(yp, z), w) / yp.shape[0]
+
+
+@_weighted_outer.defjvp
+def _weighted_outer_jvp(primals, tangents):
+    yp, z, w = primals
+    dyp, dz, dw = tangents
+    n, b, c, p = z.shape
+    gs = _outer_stack(yp, z)
+    out = _horner(gs, w) / n
+    z2 = z.reshape(n * b, c * p)
+    m = (dyp.reshape(n * b, -1).T @ z2 + yp.reshape(n * b, -1).T @ dz.reshape(n * b, c * p)).reshape(-1, c, p)
+    t = _horner([m[:, j] for j in range(c)], w)
+    if c > 1:
+        t = t + _horner([j * gs[j] for j in range(1, c)], w) * dw
+    return out, t / n
 
 
 def _batched(pre, post, reward):

@@ -139,3 +139,47 @@ def test_mlp_rule_shapes_and_variables(key):
     np.testing.assert_allclose(out, out2)
     with pytest.raises(pi.ModelError):
         pi.MLPRule(("q",), key=key)
+
+
+def _plain_taylor(rule: TaylorRule, coeffs, pre, post, w, r):
+    """The rule written term by term with broadcasting, differentiated by plain autodiff."""
+    out = jnp.zeros_like(w)
+    for theta, t in zip(coeffs, rule.terms):
+        a, b, c, d = t.powers
+        out = out + theta * jnp.mean(
+            pre[:, None, :] ** a * post[:, :, None] ** b * w[None] ** c * r[:, None, None] ** d, axis=0
+        )
+    return rule.learning_rate * out
+
+
+@pytest.mark.parametrize("batch", [1, 8])  # 1: broadcast path; 8 samples × y-powers > 16: einsum path
+@pytest.mark.parametrize("variables, max_power", [(("x", "y", "w", "r"), 1), (("x", "y", "w"), 3)])
+def test_taylor_derivatives_match_plain_autodiff(batch, variables, max_power, getkey):
+    """The hand-written JVP of the synapse contraction: gradients, JVPs and Hessians in every input."""
+    rule = TaylorRule.full(variables, max_power, learning_rate=0.3)
+    coeffs = jax.random.normal(getkey(), (len(rule.terms),))
+    pre = jax.random.normal(getkey(), (batch, 4))
+    post = jax.random.normal(getkey(), (batch, 3))
+    w = jax.random.normal(getkey(), (3, 4))
+    r = jax.random.normal(getkey(), (batch,))
+    u = jax.random.normal(getkey(), (3, 4))  # a fixed cotangent: scalar loss = Σ u ⊙ Δw²
+
+    def loss_ours(c, pre, post, w, r):
+        dw = TaylorRule(rule.terms, c, learning_rate=0.3)(pre, post, w, r)
+        return jnp.sum(u * dw**2)
+
+    def loss_plain(c, pre, post, w, r):
+        return jnp.sum(u * _plain_taylor(rule, c, pre, post, w, r) ** 2)
+
+    args = (coeffs, pre, post, w, r)
+    np.testing.assert_allclose(loss_ours(*args), loss_plain(*args), rtol=1e-10)
+    for got, want in zip(jax.grad(loss_ours, argnums=range(5))(*args), jax.grad(loss_plain, argnums=range(5))(*args)):
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+    tangents = tuple(jax.random.normal(getkey(), a.shape) for a in args)
+    _, t_ours = jax.jvp(loss_ours, args, tangents)
+    _, t_plain = jax.jvp(loss_plain, args, tangents)
+    np.testing.assert_allclose(t_ours, t_plain, rtol=1e-8)
+    h_ours = jax.hessian(loss_ours, argnums=(0, 3))(*args)
+    h_plain = jax.hessian(loss_plain, argnums=(0, 3))(*args)
+    for got, want in zip(jax.tree_util.tree_leaves(h_ours), jax.tree_util.tree_leaves(h_plain)):
+        np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)

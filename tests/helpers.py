@@ -1,9 +1,34 @@
 """Registry of components under test: a new rule or network is one line here and inherits the contract tests."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 
 import plasticinfer as pi
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_tutorial(name: str, out: Path, *, small: bool = True, cwd: Path | None = None, timeout: int = 600) -> str:
+    """Run ``tutorials/<name>`` as a plain script writing to ``out``; assert it succeeds; return its stdout.
+
+    This checkout comes first on the path (not an installed copy), headless matplotlib, the shared
+    data folder unless ``PLASTICINFER_DATA_DIR`` names another, and ``small`` sets the tutorial's small size.
+    """
+    env = dict(os.environ, PLASTICINFER_TUTORIAL_OUT=str(out), MPLBACKEND="Agg")
+    if small:
+        env["PLASTICINFER_TUTORIAL_SMALL"] = "1"
+    env.setdefault("PLASTICINFER_DATA_DIR", str(REPO.parent / "shared" / "data"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tutorials" / name)], cwd=cwd or out, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 def _taylor(key):

@@ -1,24 +1,15 @@
 """Tutorial 02 (loading data) runs end to end as a plain script and writes its figure outside the repo."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, run_tutorial
 
 
 @pytest.mark.slow
-def test_tutorial_02_runs(tmp_path, shared_data):
-    env = dict(os.environ, PLASTICINFER_TUTORIAL_OUT=str(tmp_path), PLASTICINFER_DATA_DIR=str(shared_data),
-               MPLBACKEND="Agg")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "tutorials/02_loading_data.py"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "18 flies" in proc.stdout
+def test_tutorial_02_runs(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("PLASTICINFER_DATA_DIR", str(shared_data))
+    out = run_tutorial("02_loading_data.py", tmp_path, small=False, cwd=REPO, timeout=300)
+    assert "18 flies" in out
     assert (tmp_path / "choices_rewards_per_block.png").stat().st_size > 10_000
     assert (tmp_path / "my_mice.nc").is_file() and (tmp_path / "my_mice.csv").is_file()
     assert not list(REPO.glob("tutorials/*.png")) and not list(REPO.glob("*.png"))

@@ -1,23 +1,15 @@
 """Tutorial 05 (rule discovery) runs end to end at its small size and writes outside the repository."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, run_tutorial
+
 TUTORIAL = REPO / "tutorials" / "05_rule_discovery.py"
 
 
 @pytest.mark.slow
 def test_tutorial_05_runs_small(tmp_path):
-    env = dict(os.environ, PLASTICINFER_TUTORIAL_SMALL="1", PLASTICINFER_TUTORIAL_OUT=str(tmp_path), MPLBACKEND="Agg")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, str(TUTORIAL)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    out = run_tutorial("05_rule_discovery.py", tmp_path, timeout=300)
     losses = {l.split("loss =")[0].strip(): float(l.split("loss =")[1]) for l in out.splitlines() if "loss =" in l and l[:1].isalpha()}
     assert losses["Oja"] < 0.01 < losses["anti-Oja"]  # the oracle printed by the tutorial
     assert "θ(y²w)/θ(x·y)" in out and "Analytic manifold" in out and "simulated" in out

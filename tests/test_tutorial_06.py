@@ -1,23 +1,15 @@
 """Tutorial 06 (feedback alignment) runs end to end at its small size and writes outside the repository."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, run_tutorial
+
 TUTORIAL = REPO / "tutorials" / "06_feedback_alignment.py"
 
 
 @pytest.mark.slow
 def test_tutorial_06_runs_small(tmp_path):
-    env = dict(os.environ, PLASTICINFER_TUTORIAL_SMALL="1", PLASTICINFER_TUTORIAL_OUT=str(tmp_path), MPLBACKEND="Agg")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, str(TUTORIAL)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
+    out = run_tutorial("06_feedback_alignment.py", tmp_path, timeout=300)
     # the backprop oracle printed by the tutorial is at rounding level in every layer
     lines = [l for l in out.splitlines() if l.startswith("layer ") and "pseudo-gradient" in l]
     assert len(lines) == 3 and all(float(l.rsplit("=", 1)[1]) < 1e-5 for l in lines)

@@ -1,4 +1,9 @@
-"""Exception types. Every error the package raises on purpose is a `PlasticInferError`."""
+"""Every exception and warning plasticinfer raises on purpose, in one place.
+
+Errors subclass :class:`PlasticInferError`; those about bad input also subclass
+``ValueError`` (so ``except ValueError`` keeps working), those about a computation that
+could not finish subclass ``RuntimeError``. Warnings subclass :class:`PlasticInferWarning`.
+"""
 
 
 class PlasticInferError(Exception):
@@ -15,3 +20,60 @@ class ModelError(PlasticInferError, ValueError):
 
 class FitDivergedError(PlasticInferError, RuntimeError):
     """Every restart of a fit produced a non-finite loss; no finite parameters to return."""
+
+
+# --- data layer ---------------------------------------------------------------------------------------------------
+
+
+class SchemaError(DataError):
+    """A dataset does not follow the plasticinfer schema (see ``docs/data-format.md``)."""
+
+
+class FileFormatError(DataError):
+    """A file could not be read or written, or its contents do not fit the layout its reader expects."""
+
+
+class DatasetError(DataError):
+    """A named dataset is unknown, cannot be found, or fails its checksum."""
+
+
+# --- posterior inference, comparison, discovery --------------------------------------------------------------------
+
+
+class SamplingError(PlasticInferError, RuntimeError):
+    """Posterior inference could not run or produced no usable draws; the message says what to try."""
+
+
+class PriorError(ModelError):
+    """A prior was specified inconsistently with the model (unknown term names, bad scales)."""
+
+
+class ComparisonError(ModelError):
+    """A comparison was set up inconsistently (unknown hypothesis, split that leaks, no held-out trials)."""
+
+
+class DiscoveryError(ModelError):
+    """A discovery run was configured inconsistently or produced nothing usable."""
+
+
+# --- warnings -----------------------------------------------------------------------------------------------------
+
+
+class PlasticInferWarning(UserWarning):
+    """Base class of every warning plasticinfer emits on purpose."""
+
+
+class PosteriorWarning(PlasticInferWarning):
+    """Convergence diagnostics failed (R-hat > 1.01, divergences, low ESS); the message says what to do."""
+
+
+class ConvergenceWarning(PlasticInferWarning):
+    """An optimisation stopped before converging (loss still falling at the step limit, or never moved)."""
+
+
+class DivergenceWarning(PlasticInferWarning, RuntimeWarning):
+    """Some restarts of a fit produced a non-finite loss or gradient; their last finite parameters were kept."""
+
+
+class InterruptedWarning(PlasticInferWarning):
+    """A fit was interrupted (Ctrl-C); the best parameters so far were returned."""

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from ._errors import FitDivergedError, ModelError
+from ._errors import DivergenceWarning, FitDivergedError, ModelError
 from ._model import PlasticityModel
 from ._trial_data import TrialData
 
@@ -618,7 +618,7 @@ def _report_divergence(diverged_at, score, what):
             f"{len(bad)} of {len(diverged_at)} {what}s diverged (non-finite loss/gradient at steps "
             f"{sorted(set(int(s) for s in diverged_at[bad]))[:10]}); their last finite parameters were kept. "
             "Consider a lower learning rate or an L1 penalty.",
-            RuntimeWarning,
+            DivergenceWarning,
             stacklevel=3,
         )
 

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._errors import ModelError
+
 _LOG_2PI = 1.8378770664093453
 
 
@@ -85,7 +87,7 @@ class BernoulliChoice(AbstractObservationModel):
         self, inverse_temperature: float = 1.0, bias: float = 0.0, *, learn_temperature: bool = True, lapse: float = 0.0
     ):
         if not 0.0 <= lapse < 1.0:
-            raise ValueError(f"lapse must be in [0, 1); got {lapse}")
+            raise ModelError(f"BernoulliChoice: lapse must be in [0, 1); got {lapse}")
         self.log_inverse_temperature = jnp.log(jnp.asarray(inverse_temperature, dtype=float))
         self.bias = jnp.asarray(bias, dtype=float)
         self.learn_temperature = learn_temperature

@@ -1,7 +1,7 @@
 """Posterior inference for plasticity models (NumPyro → ArviZ), identifiability and calibration."""
 
 from ._calibration import CalibrationResult as CalibrationResult, simulation_based_calibration as simulation_based_calibration
-from ._errors import PosteriorWarning as PosteriorWarning, PriorError as PriorError, SamplingError as SamplingError
+from .._errors import PosteriorWarning as PosteriorWarning, PriorError as PriorError, SamplingError as SamplingError
 from ._groups import ParameterGroup as ParameterGroup, count_free_parameters as count_free_parameters, parameter_groups as parameter_groups
 from ._identifiability import (
     IdentifiabilityReport as IdentifiabilityReport,

@@ -18,6 +18,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array
 
+from .._errors import ModelError
 from .._model import PlasticityModel
 from .._networks import ChoiceCircuit
 from .._observation import BernoulliChoice, GaussianActivity
@@ -70,7 +71,7 @@ def _follow(tree, path):
         elif isinstance(k, jax.tree_util.SequenceKey):
             tree = tree[k.idx]
         else:  # pragma: no cover - flattened-index keys only occur in custom pytrees
-            raise TypeError(f"cannot follow pytree key {k!r}")
+            raise ModelError(f"cannot follow pytree key {k!r}: parameters must sit in module fields, dicts or tuples")
     return tree
 
 
@@ -198,7 +199,7 @@ def parameter_groups(
         groups += _initial_weight_groups(model)
     names = [g.name for g in groups]
     if len(set(names)) != len(names):  # pragma: no cover - field names are unique per module
-        raise ValueError(f"parameter names collide: {names}")
+        raise ModelError(f"parameter names collide: {names}")
     return tuple(groups)
 
 

@@ -22,7 +22,7 @@ from jaxtyping import Array
 from .._fit import FitResult
 from .._model import PlasticityModel
 from .._trial_data import TrialData
-from ._errors import PriorError
+from .._errors import PriorError
 from ._groups import INITIAL_WEIGHTS, NETWORK, OBSERVATION, RULE, ParameterGroup, parameter_groups
 from ._priors import AbstractPrior, Priors
 

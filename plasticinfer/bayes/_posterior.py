@@ -11,11 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .._errors import ModelError
+from .._errors import ModelError, PosteriorWarning
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from . import _arviz
-from ._errors import PosteriorWarning
 from ._numpyro_model import Hierarchical, ModelSpec
 from ._priors import Priors
 

@@ -16,7 +16,7 @@ import numpyro
 import numpyro.distributions as dist
 from jaxtyping import Array
 
-from ._errors import PriorError
+from .._errors import PriorError
 
 Scalar = float | Mapping[str, float]
 

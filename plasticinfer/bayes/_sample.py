@@ -19,11 +19,10 @@ from numpyro.infer.autoguide import AutoNormal
 from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import unconstrain_fn
 
-from .._errors import ModelError
+from .._errors import ModelError, PosteriorWarning, SamplingError
 from .._fit import FitResult, _check_data
 from .._model import PlasticityModel
 from .._trial_data import TrialData
-from ._errors import PosteriorWarning, SamplingError
 from ._numpyro_model import Hierarchical, ModelSpec
 from ._priors import Priors
 

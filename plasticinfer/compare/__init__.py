@@ -8,7 +8,7 @@ from ._baselines import (
     static_weights_model as static_weights_model,
 )
 from ._compare import ComparisonResult as ComparisonResult, compare as compare
-from ._errors import ComparisonError as ComparisonError
+from .._errors import ComparisonError as ComparisonError
 from ._hypotheses import (
     AbstractHypothesis as AbstractHypothesis,
     FitSettings as FitSettings,

@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .._errors import DataError
-from ._errors import ComparisonError
+from .._errors import ComparisonError, DataError
 
 SPLITS = ("heldout", "future", "subject", "insample")
 SYNTHETIC = ("choice", "activity")

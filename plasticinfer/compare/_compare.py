@@ -15,7 +15,7 @@ from .._io import write_figure, write_text
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ._baselines import BASE_RATE, COIN_FLIP, MEAN_ACTIVITY, RESCORLA_WAGNER, STATIC_WEIGHTS, standard_baselines
-from ._errors import ComparisonError
+from .._errors import ComparisonError
 from ._hypotheses import AbstractHypothesis, FitSettings, ModelHypothesis, as_hypothesis, is_choice_data
 from ._splits import AbstractSplit, HeldOutTrials
 from ._stats import PairedTest, aic, bic, deviance_explained, wilcoxon_signed_rank

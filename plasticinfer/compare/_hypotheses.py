@@ -20,7 +20,7 @@ from .._observation import BernoulliChoice, GaussianActivity
 from .._rules import AbstractRule
 from .._trial_data import TrialData
 from ..bayes._groups import count_free_parameters
-from ._errors import ComparisonError
+from .._errors import ComparisonError
 from ._splits import Fold, trial_valid
 
 

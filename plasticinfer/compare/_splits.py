@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._trial_data import TrialData
-from ._errors import ComparisonError
+from .._errors import ComparisonError
 
 
 def trial_valid(data: TrialData) -> np.ndarray:

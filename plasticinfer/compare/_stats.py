@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ._errors import ComparisonError
+from .._errors import ComparisonError
 
 
 def deviance_explained(ll_model, ll_null):

@@ -4,7 +4,7 @@ Users import these names from ``plasticinfer``; see ``docs/data-format.md``.
 """
 
 from ._combine import concat_subjects as concat_subjects
-from ._errors import DatasetError as DatasetError, FileFormatError as FileFormatError, SchemaError as SchemaError
+from .._errors import DatasetError as DatasetError, FileFormatError as FileFormatError, SchemaError as SchemaError
 from ._hdf5 import load_hdf5 as load_hdf5
 from ._load import load as load, loader_for as loader_for
 from ._matlab import load_mat as load_mat, read_mat as read_mat

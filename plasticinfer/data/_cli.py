@@ -12,7 +12,7 @@ import typer
 import xarray as xr
 
 from . import _datasets
-from ._errors import DatasetError, FileFormatError, SchemaError
+from .._errors import DatasetError, FileFormatError, SchemaError
 from ._hdf5 import load_hdf5
 from ._load import load, loader_for
 from ._netcdf import load_netcdf, read_netcdf

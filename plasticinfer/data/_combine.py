@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._errors import SchemaError
+from .._errors import SchemaError
 from ._schema import fill_value
 from ._validate import validate
 

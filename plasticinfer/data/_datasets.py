@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from ._combine import concat_subjects
-from ._errors import DatasetError
+from .._errors import DatasetError
 from ._matlab import load_mat
 from ._schema import behaviour_dataset
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._errors import FileFormatError, SchemaError
+from .._errors import FileFormatError, SchemaError
 from ._schema import neural_dataset
 from ._matrices import from_matrices
 

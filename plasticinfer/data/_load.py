@@ -9,7 +9,7 @@ from typing import Any
 
 import xarray as xr
 
-from ._errors import FileFormatError
+from .._errors import FileFormatError
 from ._hdf5 import load_hdf5
 from ._matlab import load_mat
 from ._netcdf import load_netcdf

@@ -25,7 +25,7 @@ import pandas as pd
 import xarray as xr
 
 from ._combine import concat_subjects
-from ._errors import FileFormatError, SchemaError
+from .._errors import FileFormatError, SchemaError
 from ._schema import behaviour_dataset
 from ._matrices import from_matrices
 from ._tables import from_dataframe

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._errors import SchemaError
+from .._errors import SchemaError
 from ._tables import from_dataframe
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._errors import FileFormatError, SchemaError
+from .._errors import FileFormatError, SchemaError
 from ._validate import validate
 
 _ATTR_TYPES = (str, int, float, np.integer, np.floating, np.ndarray, bytes)

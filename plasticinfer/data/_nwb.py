@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._errors import FileFormatError
+from .._errors import FileFormatError
 from ._schema import neural_dataset
 from ._tables import from_dataframe
 

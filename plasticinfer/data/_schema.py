@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from ._errors import SchemaError
+from .._errors import SchemaError
 from ._validate import validate
 
 BEHAVIOUR = "behaviour"

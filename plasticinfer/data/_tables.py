@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._errors import FileFormatError, SchemaError
+from .._errors import FileFormatError, SchemaError
 from ._schema import behaviour_dataset
 from ._validate import validate
 

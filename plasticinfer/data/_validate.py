@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from ._errors import SchemaError
+from .._errors import SchemaError
 
 KINDS = ("behaviour", "neural")
 RECOMMENDED_ATTRS = ("source", "license", "citation", "description")

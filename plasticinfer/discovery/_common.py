@@ -21,13 +21,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._errors import PlasticInferError
+from .._errors import DiscoveryError
 from .._networks import AbstractNetwork
 from .._rules import AbstractRule, TaylorRule, _batched, _powers
-
-
-class DiscoveryError(PlasticInferError, ValueError):
-    """A discovery run was configured inconsistently or produced nothing usable."""
 
 
 class AbstractObjective(eqx.Module):

@@ -1,38 +1,128 @@
-"""Atomic file writing: a result is either completely written or not there at all."""
+"""File output and input: a result is either completely written or not there at all.
+
+One :func:`atomic_write` (temporary file beside the target, then a rename), one
+:func:`write_netcdf` and one :func:`read_netcdf`; every module that writes or reads a file
+goes through them.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from ._errors import PlasticInferError
+import numpy as np
+import xarray as xr
+
+from ._errors import FileFormatError
+
+_ATTR_TYPES = (str, int, float, np.integer, np.floating, np.ndarray, bytes)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
 
-    If ``write`` fails, the temporary file is removed and any existing ``path`` is untouched.
+    Either the complete new file ends up at ``path`` or nothing changes: if ``write`` fails
+    (or is interrupted) the temporary file is removed and any existing ``path`` is untouched.
+    The file gets the permissions a plainly created file would (``0o666`` less the umask).
+
+    Raises:
+        FileFormatError: the folder does not exist, or the file could not be written.
     """
     path = Path(path)
-    if not path.parent.exists():
-        raise PlasticInferError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    if not path.parent.is_dir():
+        raise FileFormatError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist. Create it.")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
         write(tmp)
+        if not tmp.exists():
+            raise FileFormatError(f"cannot write {str(path)!r}: the writer produced no file")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        raise FileFormatError(f"cannot write {str(path)!r}: {e.strerror or e}") from e
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
     return path
 
 
-def write_netcdf(ds, path: str | os.PathLike) -> Path:
-    """Write an xarray Dataset to netCDF-4 (h5netcdf engine) atomically."""
-    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+def check_attrs(where: str, attrs: dict[Any, Any]) -> None:
+    """Refuse attributes netCDF cannot store (bool, dict, None, objects), naming the attribute."""
+    for key, value in attrs.items():
+        ok = isinstance(value, _ATTR_TYPES) and not isinstance(value, (bool, np.bool_))
+        if isinstance(value, (list, tuple)):
+            ok = all(isinstance(v, _ATTR_TYPES) and not isinstance(v, bool) for v in value)
+        if not ok:
+            from ._errors import SchemaError
+
+            raise SchemaError(
+                f"{where} attribute {key!r} holds a {type(value).__name__}, which netCDF cannot store. "
+                "Convert it to a string, a number or an array of numbers before saving."
+            )
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write an xarray Dataset to a netCDF-4 file (h5netcdf engine), atomically.
+
+    The same dataset written twice gives byte-identical files.
+
+    Raises:
+        SchemaError: an attribute netCDF cannot store; nothing is written.
+        FileFormatError: the file could not be written; nothing is left behind.
+    """
+    check_attrs("dataset", dict(ds.attrs))
+    for name, var in ds.variables.items():
+        check_attrs(f"variable {name!r}", dict(var.attrs))
+
+    def write(tmp: Path) -> None:
+        try:
+            ds.to_netcdf(tmp, engine="h5netcdf")
+        except Exception as e:  # xarray/h5netcdf raise several types
+            raise FileFormatError(f"could not write {str(path)!r} as netCDF: {type(e).__name__}: {e}") from e
+
+    return atomic_write(path, write)
+
+
+def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
+    """Read a netCDF file into memory (and close it), text as ``str``; no validation.
+
+    Raises:
+        FileFormatError: the file is missing or is not readable netCDF-4, naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"file {str(path)!r} not found (or not a file). Check the path.")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as opened:
+            ds = opened.load()
+    except Exception as e:
+        raise FileFormatError(
+            f"file {str(path)!r} could not be read as netCDF-4: {type(e).__name__}: {e}. "
+            "Is it a complete .nc file written by plasticinfer?"
+        ) from e
+    return _restore_strings(ds)
+
+
+def _restore_strings(ds: xr.Dataset) -> xr.Dataset:
+    """netCDF returns text as object arrays of str or bytes; make every entry a str."""
+    updates = {}
+    for name, var in ds.variables.items():
+        if var.dtype.kind in "OS":
+            values = np.array(
+                [v.decode() if isinstance(v, bytes) else str(v) for v in var.values.ravel().tolist()], dtype=object
+            ).reshape(var.shape)
+            updates[name] = (var.dims, values, var.attrs)
+    return ds.assign_coords({k: v for k, v in updates.items() if k in ds.coords}).assign(
+        {k: v for k, v in updates.items() if k not in ds.coords}
+    )
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

@@ -132,6 +132,18 @@ class PlasticityModel(eqx.Module):
                     f"inputs[{name!r}] has {leaf.shape[0]} trajectories but the model has {self.n_trajectories}"
                 )
 
+    def split_trajectories(self) -> "PlasticityModel":
+        """One single-trajectory model per trajectory, stacked along a leading axis of every array leaf.
+
+        Every copy starts from this model's rule, network and observation model and its own
+        initial weights; :func:`fit_independent` fits them as one vmapped batch.
+        """
+        return eqx.filter_vmap(
+            lambda w0: PlasticityModel(
+                self.rule, self.network, self.observation, jax.tree_util.tree_map(lambda a: a[None], w0)
+            )
+        )(self.initial_weights)
+
     def taylor_rules(self) -> dict[str, TaylorRule]:
         """The model's Taylor rules by weight name (``"rule"`` for a single rule)."""
         if isinstance(self.rule, Mapping):

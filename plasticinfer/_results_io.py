@@ -1,9 +1,20 @@
-"""FitResult ↔ xarray/netCDF."""
+"""Self-describing results files: models and fit results ↔ xarray/netCDF.
+
+A model is stored as its array leaves, each under the name of its path in the model
+(``rule.coeffs``, ``initial_weights.w``, ``observation.log_sigma``), plus its structure
+(classes and static fields) as JSON in the attrs, from which :func:`rebuild_model`
+reconstructs it without a template. See ``docs/core.md`` ("Results files").
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -12,38 +23,267 @@ import numpy as np
 import xarray as xr
 
 from ._errors import DataError
-from ._io import write_netcdf
+from ._io import read_netcdf, write_netcdf
+from ._rules import Monomial, TaylorRule
+
+FORMAT = "plasticinfer-fit/2"
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_TRUSTED_MODULES = ("plasticinfer", "equinox", "jax", "numpy")
 
 
-def read_netcdf(path) -> xr.Dataset:
-    """Load a netCDF file into memory, with one-line errors naming the file when it is missing or unreadable."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    try:
-        return xr.load_dataset(path, engine="h5netcdf")
-    except Exception as e:  # noqa: BLE001
-        raise DataError(f"{path}: cannot read as netCDF ({type(e).__name__}: {e})") from None
+def strip_addresses(text: str) -> str:
+    """``repr`` text without memory addresses, so the same object writes the same bytes every run."""
+    return _ADDRESS.sub("", text)
 
 
-def _array_leaves(model):
-    return [l for l in jax.tree_util.tree_leaves(model) if eqx.is_array(l)]
+def to_json(value) -> str:
+    """Deterministic JSON (sorted keys; objects by their address-free ``str``)."""
+    return strip_addresses(json.dumps(value, sort_keys=True, default=lambda o: strip_addresses(str(o))))
 
 
-def _leaf_vars(model, prefix: str) -> dict[str, xr.DataArray]:
+# --------------------------------------------------------------------------------------
+# Names of a model's parameters
+# --------------------------------------------------------------------------------------
+
+
+def _key_name(k) -> str:
+    for attr in ("name", "key", "idx"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def named_leaves(model) -> dict[str, Any]:
+    """Every array leaf of ``model`` by the dotted path to it (``"initial_weights.w"``), in flattening order."""
     out = {}
-    for i, leaf in enumerate(_array_leaves(model)):
-        a = np.asarray(leaf)
-        out[f"{prefix}{i:03d}"] = xr.DataArray(a, dims=[f"{prefix}{i:03d}_d{k}" for k in range(a.ndim)])
+    for path, leaf in jax.tree_util.tree_flatten_with_path(model)[0]:
+        if eqx.is_array(leaf):
+            out[".".join(_key_name(k) for k in path)] = leaf
     return out
 
 
-def fit_to_dataset(result) -> xr.Dataset:
-    """Coefficients by name, loss histories and every model parameter, as one Dataset."""
-    from ._fit import _coefficient_rows
+def taylor_rules(model) -> dict[str, TaylorRule]:
+    rule = getattr(model, "rule", model)
+    if isinstance(rule, Mapping):
+        return {k: v for k, v in rule.items() if isinstance(v, TaylorRule)}
+    return {"rule": rule} if isinstance(rule, TaylorRule) else {}
 
+
+def term_names(model) -> list[str]:
+    """The coefficient names of every Taylor rule (``"w:x*y"`` for the rule of weight ``w`` in a dict of rules)."""
+    return [("" if key == "rule" else f"{key}:") + n for key, r in taylor_rules(model).items() for n in r.names]
+
+
+def coefficient_rows(model, independent: bool) -> list[dict[str, float]]:
+    """Taylor coefficients by name: one row, or one per subject of an independent fit."""
+    rules = taylor_rules(model)
+    if not rules:
+        return []
+    n = next(iter(rules.values())).coeffs.shape[0] if independent else 1
+    rows = []
+    for s in range(n):
+        row = {}
+        for key, r in rules.items():
+            coeffs = np.asarray(r.coeffs[s] if independent else r.coeffs)
+            prefix = "" if key == "rule" else f"{key}:"
+            row.update({prefix + name: float(c) for name, c in zip(r.names, coeffs)})
+        rows.append(row)
+    return rows
+
+
+def _dims(name: str, ndim: int, lead: list[str], single_rule: bool) -> list[str]:
+    rest = ndim - len(lead)
+    if name == "rule.coeffs" and single_rule and rest == 1:
+        return lead + ["term"]
+    if name.startswith("initial_weights.") and rest >= 1:
+        return lead + ["trajectory"] + [f"{name}.dim{k}" for k in range(1, rest)]
+    return lead + [f"{name}.dim{k}" for k in range(rest)]
+
+
+def model_variables(model, *, prefix: str = "", lead: list[str] = ()) -> dict[str, xr.DataArray]:
+    """The model's array leaves as DataArrays named by path; ``lead`` names leading batch axes."""
+    single = "rule" in taylor_rules(model)
+    return {
+        prefix + name: xr.DataArray(np.asarray(leaf), dims=_dims(name, np.ndim(leaf), list(lead), single))
+        for name, leaf in named_leaves(model).items()
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Structure (classes and static fields) as JSON, and back
+# --------------------------------------------------------------------------------------
+
+
+def _qualified(obj) -> str | None:
+    module, qual = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if not module or not qual or "<" in qual:
+        return None
+    try:
+        if _resolve(f"{module}:{qual}") is obj:
+            return f"{module}:{qual}"
+    except Exception:  # noqa: BLE001 - unresolvable objects are recorded as such
+        pass
+    return None
+
+
+def _resolve(name: str):
+    module, qual = name.split(":")
+    if not module.split(".")[0] in _TRUSTED_MODULES:
+        raise DataError(f"refusing to import {module!r} named in a results file (only {_TRUSTED_MODULES})")
+    obj = importlib.import_module(module)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def encode_structure(obj, path: str = ""):
+    """A JSON-able description of ``obj``: modules by class and fields, arrays by their leaf name."""
+    join = (lambda k: f"{path}.{k}" if path else str(k))  # noqa: E731
+    if eqx.is_array(obj):
+        return {"array": path}
+    if isinstance(obj, eqx.Module):
+        name = _qualified(type(obj))
+        fields = {f.name: encode_structure(getattr(obj, f.name), join(f.name)) for f in dataclasses.fields(obj)}
+        return {"module": name or type(obj).__qualname__, "fields": fields}
+    if isinstance(obj, Monomial):
+        return {"monomial": obj.name}
+    if isinstance(obj, Mapping):
+        return {"dict": {str(k): encode_structure(v, join(k)) for k, v in obj.items()}}
+    if isinstance(obj, (tuple, list)):
+        return {type(obj).__name__: [encode_structure(v, join(i)) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"value": obj}
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return {"value": obj.item()}
+    if callable(obj):
+        name = _qualified(obj)
+        return {"function": name} if name else {"unresolvable": strip_addresses(repr(obj))}
+    return {"unresolvable": strip_addresses(repr(obj))}
+
+
+def describe(obj) -> str:
+    """A short deterministic description of a module and its static settings: ``FeedForward(n_pre=4, n_post=2, ...)``."""
+    if isinstance(obj, Mapping):
+        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in obj.items()) + "}"
+    if not isinstance(obj, eqx.Module):
+        return strip_addresses(repr(obj))
+    parts = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if eqx.is_array(v) or isinstance(v, eqx.Module):
+            continue
+        if isinstance(v, tuple) and v and isinstance(v[0], Monomial):
+            continue  # Taylor terms are listed separately
+        if callable(v) and not isinstance(v, type):
+            v = getattr(v, "__name__", type(v).__name__)
+        parts.append(f"{f.name}={v}")
+    return f"{type(obj).__name__}({', '.join(parts)})"
+
+
+def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file"):
+    """Inverse of :func:`encode_structure`; ``arrays`` maps leaf names to values."""
+    kind = "module" if "module" in structure else next(iter(structure))
+    spec = structure[kind]
+    if kind == "array":
+        if spec not in arrays:
+            raise DataError(f"{source}: parameter {spec!r} is described but not stored")
+        return jnp.asarray(arrays[spec])
+    if kind == "module":
+        if ":" not in spec:
+            raise DataError(f"{source}: class {spec!r} cannot be imported; load with like= a model built as the fitted one")
+        cls = _resolve(spec)
+        obj = object.__new__(cls)
+        for name, sub in structure["fields"].items():
+            object.__setattr__(obj, name, rebuild(sub, arrays, source))
+        return obj
+    if kind == "monomial":
+        return Monomial.parse(spec)
+    if kind == "dict":
+        return {k: rebuild(v, arrays, source) for k, v in spec.items()}
+    if kind in ("tuple", "list"):
+        items = [rebuild(v, arrays, source) for v in spec]
+        return tuple(items) if kind == "tuple" else items
+    if kind == "value":
+        return spec
+    if kind == "function":
+        return _resolve(spec)
+    raise DataError(
+        f"{source}: the model holds {spec}, which a file cannot describe (a lambda or local object); "
+        "load with like= a model built as the fitted one"
+    )
+
+
+def model_attrs(model) -> dict[str, str]:
+    """The model configuration, readable (rule, terms, learning rate, network, observation) and as JSON."""
+    rules = taylor_rules(model)
+    attrs = {
+        "rule": describe(model.rule),
+        "network": describe(model.network),
+        "observation": describe(model.observation),
+        "model_structure": to_json(encode_structure(model)),
+    }
+    if rules:
+        attrs["rule_terms"] = ", ".join(term_names(model))
+        attrs["rule_variables"] = ", ".join(
+            sorted({v for r in rules.values() for t in r.terms for v in "xywr" if getattr(t, v)})
+        )
+        attrs["learning_rate"] = to_json({k: r.learning_rate for k, r in rules.items()})
+    return attrs
+
+
+# --------------------------------------------------------------------------------------
+# Checking a stored model against a template
+# --------------------------------------------------------------------------------------
+
+
+def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefix: str = "") -> None:
+    """Refuse a template whose term names or parameter shapes differ from those stored, listing every difference."""
+    problems = []
+    stored_terms = [str(t) for t in ds["term"].values] if "term" in ds.coords else []
+    wanted_terms = term_names(like)
+    if stored_terms != wanted_terms:
+        problems.append(f"terms: file has {len(stored_terms)} {stored_terms[:8]}{'…' if len(stored_terms) > 8 else ''}, "
+                        f"like= has {len(wanted_terms)} {wanted_terms[:8]}{'…' if len(wanted_terms) > 8 else ''}")
+    expected = {n: tuple(np.shape(v)) for n, v in named_leaves(like).items()}
+    for n in sorted(set(names) - set(expected)):
+        problems.append(f"parameter {n!r} is in the file but not in like=")
+    for n in sorted(set(expected) - set(names)):
+        problems.append(f"parameter {n!r} of like= is not in the file")
+    for n in names:
+        if n in expected:
+            shape = tuple(ds[prefix + n].shape[lead:])
+            if shape != expected[n]:
+                problems.append(f"parameter {n!r}: file has shape {shape}, like= has {expected[n]}")
+    if problems:
+        raise DataError(
+            f"{path}: the stored model does not match the model given as like=:\n  - " + "\n  - ".join(problems)
+            + "\nPass like= a model built exactly as the one that was fitted, or omit like= to rebuild it from the file."
+        )
+
+
+def fill_like(like, ds: xr.Dataset, prefix: str, lead_shape: tuple[int, ...] = ()):
+    """``like`` with every array leaf replaced by the stored one (dtype of the template)."""
+    names = list(named_leaves(like))
+    it = iter(names)
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    out = []
+    for leaf in leaves:
+        if eqx.is_array(leaf):
+            out.append(jnp.asarray(ds[prefix + next(it)].values, dtype=leaf.dtype))
+        else:
+            out.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+# --------------------------------------------------------------------------------------
+# Fit results
+# --------------------------------------------------------------------------------------
+
+
+def fit_to_dataset(result) -> xr.Dataset:
+    """Coefficients by term, loss histories, diagnostics and every model parameter by name, as one Dataset."""
     ds = xr.Dataset()
-    rows = _coefficient_rows(result.model, result.independent)
+    rows = coefficient_rows(result.model, result.independent)
     if rows:
         names = list(rows[0])
         values = np.array([[r[n] for n in names] for r in rows])
@@ -52,56 +292,62 @@ def fit_to_dataset(result) -> xr.Dataset:
         else:
             ds["coefficient"] = xr.DataArray(values[0], dims=["term"], coords={"term": names})
     lead = ["subject", "restart"] if result.independent else ["restart"]
-    ds["loss"] = xr.DataArray(result.loss_history, dims=lead + ["step"])
+    ds["loss"] = xr.DataArray(np.asarray(result.loss_history), dims=lead + ["step"])
     if result.validation_history is not None:
         ds["validation_loss"] = xr.DataArray(result.validation_history, dims=lead + ["evaluation"])
         ds = ds.assign_coords(evaluation_step=("evaluation", np.asarray(result.validation_steps)))
     ds["diverged_at"] = xr.DataArray(np.asarray(result.diverged_at), dims=lead)
     ds["best_restart"] = xr.DataArray(np.asarray(result.best_restart), dims=lead[:-1])
-    ds = ds.assign(_leaf_vars(result.model, "param_"))
-    ds = ds.assign(_leaf_vars(result.restarts, "restart_param_"))
+    model_lead = lead[:-1]
+    ds = ds.assign(model_variables(result.model, lead=model_lead))
+    ds = ds.assign(model_variables(result.restarts, prefix="restarts.", lead=lead))
     ds.attrs.update(
         {
+            "created_by": "plasticinfer",
+            "format": FORMAT,
             "equation": result.equation() if not result.independent else "per subject: see coefficient",
             "independent": int(result.independent),
             "stopped_early": int(result.stopped_early),
+            "interrupted": int(result.interrupted),
+            "converged": int(result.converged),
+            "convergence_message": result.convergence_message,
             "steps_run": int(result.steps_run),
-            "settings": json.dumps(result.settings, default=str),
-            "created_by": "plasticinfer",
+            "settings": to_json(result.settings),
+            "parameters": to_json(list(named_leaves(result.model))),
+            **model_attrs(result.model),
         }
     )
     return ds
 
 
-def save_fit(result, path) -> None:
-    write_netcdf(fit_to_dataset(result), path)
+def save_fit(result, path) -> Path:
+    return write_netcdf(fit_to_dataset(result), path)
 
 
-def _fill(like, ds: xr.Dataset, prefix: str, path):
-    """Rebuild a model of ``like``'s structure from stored leaves (shapes come from the file)."""
-    leaves, treedef = jax.tree_util.tree_flatten(like)
-    n_arrays = sum(eqx.is_array(leaf) for leaf in leaves)
-    stored = sorted(v for v in ds.data_vars if v.startswith(prefix) and v[len(prefix) :].isdigit())
-    if len(stored) != n_arrays:
-        raise DataError(
-            f"{path}: holds {len(stored)} {prefix}* arrays but the template model has {n_arrays}; "
-            "pass like= a model built exactly as the one that was fitted"
-        )
-    values = iter(stored)
-    out = [jnp.asarray(ds[next(values)].values, dtype=leaf.dtype) if eqx.is_array(leaf) else leaf for leaf in leaves]
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def load_fit(path, like):
-    from ._fit import FitResult
-
+def load_fit_fields(path, like=None) -> dict:
+    """The fields of a saved :class:`FitResult` (see ``FitResult.load``)."""
     path = Path(path)
     ds = read_netcdf(path)
     if ds.attrs.get("created_by") != "plasticinfer" or "loss" not in ds:
         raise DataError(f"{path}: not a plasticinfer fit result (no 'loss' variable / created_by attribute)")
-    model = _fill(like, ds, "param_", path)
-    restarts = _fill(like, ds, "restart_param_", path)
-    return FitResult(
+    if ds.attrs.get("format") != FORMAT:
+        raise DataError(
+            f"{path}: written in results format {ds.attrs.get('format', 'plasticinfer-fit/1 (param_000 leaves)')!r}; "
+            f"this version reads {FORMAT!r}. Re-run the fit to rewrite it."
+        )
+    independent = bool(ds.attrs["independent"])
+    names = json.loads(ds.attrs["parameters"])
+    if like is not None:
+        if independent:
+            like = like.split_trajectories()
+        check_like(path, ds, like, names, lead=0)
+        model = fill_like(like, ds, "")
+        restarts = fill_like(like, ds, "restarts.")
+    else:
+        structure = json.loads(ds.attrs["model_structure"])
+        model = rebuild(structure, {n: ds[n].values for n in names}, path)
+        restarts = rebuild(structure, {n: ds["restarts." + n].values for n in names}, path)
+    return dict(
         model=model,
         restarts=restarts,
         loss_history=ds["loss"].values,
@@ -111,6 +357,9 @@ def load_fit(path, like):
         diverged_at=ds["diverged_at"].values,
         stopped_early=bool(ds.attrs["stopped_early"]),
         steps_run=int(ds.attrs["steps_run"]),
-        independent=bool(ds.attrs["independent"]),
+        independent=independent,
         settings=json.loads(ds.attrs.get("settings", "{}")),
+        interrupted=bool(ds.attrs.get("interrupted", 0)),
+        converged=bool(ds.attrs.get("converged", 1)),
+        convergence_message=str(ds.attrs.get("convergence_message", "")),
     )

@@ -52,6 +52,45 @@ class TrialData(eqx.Module):
                     f"arrays have {tuple(n)}; every input, the observations and the mask must agree."
                 )
 
+    @classmethod
+    def from_dataset(cls, ds, *, validate: bool = True) -> "TrialData":
+        """The arrays of a dataset from the loaders (``docs/data-format.md``), ready for a model.
+
+        A *neural* dataset (``input``, ``activity``, ``recorded``, ``trial_mask``) gives inputs
+        ``{"x": input}``, observations = activity and a mask of recorded neurons × real
+        trials. A *behaviour* dataset (``choice``, ``reward``, ``trial_mask``, optional
+        ``cue``) gives inputs ``{"cues", "choice", "reward"}`` for :class:`ChoiceCircuit`,
+        observations = choices and the trial mask. Subjects become trajectories, in order.
+
+        Args:
+            ds: an xarray Dataset following the schema (from ``pi.load``, ``pi.datasets.load``,
+                ``pi.from_dataframe`` ...).
+            validate: check the dataset against the schema first (a :class:`SchemaError` names
+                what is wrong).
+        """
+        import xarray as xr
+
+        from ._convert import activity_data, choice_data
+
+        if not isinstance(ds, xr.Dataset):
+            raise DataError(f"TrialData.from_dataset needs an xarray Dataset; got {type(ds).__name__}")
+        if validate:
+            from .data._validate import validate as check
+
+            ds = check(ds)
+        kind = ds.attrs.get("kind")
+        if kind is None:
+            kind = "behaviour" if "choice" in ds else "neural" if "activity" in ds else None
+        if kind == "neural":
+            return activity_data(ds)
+        if kind == "behaviour":
+            return choice_data(ds)
+        src = ds.attrs.get("source_file", "the dataset")
+        raise DataError(
+            f"{src}: attribute kind={kind!r} is neither 'neural' nor 'behaviour', and it has neither an 'activity' "
+            "nor a 'choice' variable; see docs/data-format.md"
+        )
+
     @property
     def n_trajectories(self) -> int:
         return int(self.observations.shape[0])

@@ -76,3 +76,43 @@ NETWORKS = {
     "choice": (pi.ChoiceCircuit(2), _choice_trials),
     "choice_rpe": (pi.ChoiceCircuit(2, reward_expectation=True), _choice_trials),
 }
+
+
+def _gaussian_outputs(key, shape):
+    return jax.random.normal(key, shape)
+
+
+def _choice_drives(key, shape):
+    return jax.random.normal(key, shape + (2,))
+
+
+def _bernoulli_p(obs_model, drives):
+    return obs_model.probability(drives)
+
+
+# name -> (observation model, network-output generator (key, shape) -> outputs, scipy.stats frozen
+# distribution for given (model, outputs), whether observations are discrete)
+def _scipy_gaussian(m, out):
+    import scipy.stats
+
+    return scipy.stats.norm(loc=out, scale=float(m.sigma))
+
+
+def _scipy_bernoulli(m, out):
+    import scipy.stats
+
+    return scipy.stats.bernoulli(p=m.probability(out))
+
+
+def _scipy_poisson(m, out):
+    import scipy.stats
+
+    return scipy.stats.poisson(mu=m.rate(out))
+
+
+OBSERVATIONS = {
+    "gaussian": (pi.GaussianActivity(0.3), _gaussian_outputs, _scipy_gaussian, False),
+    "bernoulli": (pi.BernoulliChoice(1.5, bias=0.2), _choice_drives, _scipy_bernoulli, True),
+    "bernoulli_lapse": (pi.BernoulliChoice(2.0, lapse=0.1), _choice_drives, _scipy_bernoulli, True),
+    "poisson": (pi.PoissonCounts(dt=2.0), _gaussian_outputs, _scipy_poisson, True),
+}

@@ -48,7 +48,8 @@ def test_fit_recovers_small_rule_and_beats_truth(getkey):
 
 def test_objective_is_per_observation(getkey):
     """Duplicating every trajectory doubles the observations but leaves the per-observation objective unchanged."""
-    from plasticinfer._fit import _make_objective, trainable_filter
+    from plasticinfer._fit import trainable_filter
+    from plasticinfer._optimise import _make_objective
     import equinox as eqx
 
     syn = _small_problem(getkey(), n_traj=2, n_trials=30)

@@ -86,9 +86,7 @@ print(f"θ(w): median {d['median']:.3f}, negative in {d['negative']} of {d['n']}
 # Laplace approximation; the Bayesian module gives full and hierarchical posteriors).
 
 # %%
-from plasticinfer._convert import choice_data
-
-data = choice_data(ds)
+data = pi.TrialData.from_dataset(ds)  # the validated dataset as the arrays a model consumes
 h = standard_hypotheses()["x·r + w"]
 shared = pi.fit(h.model(data.n_trajectories, key=jax.random.key(1)), data, steps=40, progress=False)
 print(pi.laplace_intervals(shared.model, data).round(3))

@@ -20,7 +20,7 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import unconstrain_fn
 
 from .._errors import ModelError, PosteriorWarning, SamplingError
-from .._fit import FitResult, _check_data
+from .._fit import FitResult, _as_trial_data, _check_data
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ._numpyro_model import Hierarchical, ModelSpec
@@ -337,7 +337,8 @@ def sample(
         model: the model; its values are the warm start unless ``init`` is given. Pass the
             result of ``fit`` (``fit(...).model``) to start at the MAP estimate — then the
             initial weights it fitted are used as they are unless ``priors.initial_weights`` is set.
-        data: the data (its mask selects the observations that enter the likelihood).
+        data: the data (its mask selects the observations that enter the likelihood), or a
+            validated dataset from the loaders (converted by ``TrialData.from_dataset``).
         key: PRNG key.
         priors: the priors (default: ``Priors()`` — Laplace(1) on coefficients, initial weights held).
         method: ``NUTS(...)`` or ``SVI(...)``; default NUTS up to ``NUTS_MAX_DIMENSION`` sampled
@@ -352,6 +353,7 @@ def sample(
     """
     from ._posterior import Posterior
 
+    data = _as_trial_data(data, "data")
     _check_data(model, data, "data")
     if data.n_trajectories != model.n_trajectories:
         raise ModelError(

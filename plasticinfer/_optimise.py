@@ -1,0 +1,357 @@
+"""The optimisation loop: vmapped optax steps in compiled chunks, with divergence guards, early stopping,
+checkpoints, Ctrl-C handling and convergence diagnostics."""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from ._errors import ConvergenceWarning, InterruptedWarning, ModelError
+from ._trial_data import TrialData
+
+
+# --------------------------------------------------------------------------------------
+# One compiled step
+# --------------------------------------------------------------------------------------
+
+
+def _tree_where(cond, a, b):
+    return jax.tree_util.tree_map(lambda x, y: jnp.where(cond, x, y), a, b)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(l)) for l in jax.tree_util.tree_leaves(tree) if eqx.is_inexact_array(l)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def _has_linesearch(opt_state) -> bool:
+    """Whether the optimiser state stores the value and gradient (optax line searches do)."""
+    return bool(optax.tree_utils.tree_get_all_with_path(opt_state, "value"))
+
+
+def _make_objective(static, l1):
+    def objective(params, data, frozen=None):
+        model = eqx.combine(params, frozen, static) if frozen is not None else eqx.combine(params, static)
+        ll = model.log_likelihood(data)
+        n_obs = jnp.sum(jnp.broadcast_to(data.mask, data.observations.shape), dtype=ll.dtype)
+        nll = -jnp.sum(ll) / jnp.maximum(n_obs, 1.0)
+        return nll + l1 * model.penalty()
+
+    return objective
+
+
+_DEFAULT_OPTIMISER = optax.lbfgs()
+
+
+@functools.lru_cache(maxsize=32)
+def _prepared_optimiser(optimiser, clip_norm):
+    """Clip (optionally) and accept extra args; cached so the same optimiser object keeps its identity."""
+    if clip_norm is not None:
+        optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
+    return optax.with_extra_args_support(optimiser)
+
+
+@eqx.filter_jit
+def _init_opt_state(optimiser, params_b):
+    with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 under x64
+        return jax.vmap(optimiser.init)(params_b)
+
+
+def _one_step(params, opt_state, alive, data, frozen, *, static, optimiser, l1):
+    objective = _make_objective(static, l1)
+    value_fn = lambda p: objective(p, data, frozen)  # noqa: E731
+    if _has_linesearch(opt_state):  # reuse the value and gradient the line search already computed
+        loss, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
+    else:
+        loss, grads = jax.value_and_grad(value_fn)(params)
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    grads = _tree_where(finite, grads, jax.tree_util.tree_map(jnp.zeros_like, grads))
+    with jax.numpy_dtype_promotion("standard"):
+        updates, new_opt = optimiser.update(grads, opt_state, params, value=loss, grad=grads, value_fn=value_fn)
+    new_params = eqx.apply_updates(params, updates)
+    ok = finite & alive
+    new_params = _tree_where(ok & _all_finite(new_params), new_params, params)
+    new_opt = _tree_where(ok, new_opt, opt_state)
+    return new_params, new_opt, loss, finite
+
+
+@eqx.filter_jit
+def _run_chunk(carry, data, frozen, static, optimiser, l1, n, data_axis):
+    """``n`` vmapped optimisation steps in one scan, tracking the best finite parameters per batch member."""
+    step = functools.partial(_one_step, static=static, optimiser=optimiser, l1=l1)
+    v_step = jax.vmap(step, in_axes=(0, 0, 0, data_axis, data_axis))
+
+    def body(c, t):
+        params, opt_state, alive, best_params, best_loss, diverged_at = c
+        new_params, new_opt, loss, finite = v_step(params, opt_state, alive, data, frozen)
+        newly_dead = alive & ~finite
+        diverged_at = jnp.where(newly_dead, t, diverged_at)
+        alive = alive & finite
+        better = alive & (loss < best_loss)
+        best_params = jax.vmap(_tree_where)(better, params, best_params)
+        best_loss = jnp.where(better, loss, best_loss)
+        recorded = jnp.where(alive, loss, jnp.nan)
+        return (new_params, new_opt, alive, best_params, best_loss, diverged_at), recorded
+
+    step0 = carry[-1]
+    c, losses = jax.lax.scan(body, carry[:-1], step0 + jnp.arange(n))
+    return c + (step0 + n,), losses
+
+
+@eqx.filter_jit
+def _validation_loss(params_b, validation, frozen, static, l1, data_axis):
+    return jax.vmap(_make_objective(static, l1), in_axes=(0, data_axis, data_axis))(params_b, validation, frozen)
+
+
+def _optimise(
+    params_b,
+    frozen,
+    static,
+    data: TrialData,
+    data_axis,
+    *,
+    optimiser,
+    steps,
+    l1,
+    clip_norm,
+    validation,
+    eval_every,
+    patience,
+    progress,
+    devices,
+    desc,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 50,
+    resume: bool = False,
+    identity=(),
+):
+    """Run ``steps`` of ``optimiser`` on a batch of parameter sets (leading axis), vmapped.
+
+    The jitted pieces are module-level and take the model's static structure, the
+    optimiser and the penalty as static arguments, so a second fit of a model with the
+    same structure (another hypothesis' train/all-trials fit, another dataset of the
+    same shape) reuses the compiled code.
+
+    Steps run in compiled chunks that end at multiples of ``eval_every`` and of
+    ``checkpoint_every`` (with a checkpoint) and at ``steps``. With ``checkpoint``, the whole
+    state is written there every ``checkpoint_every`` steps, at the end and on Ctrl-C;
+    ``resume`` continues from it. ``identity`` (extra pytrees: the starting point, settings)
+    enters the checkpoint's fingerprint. A ``KeyboardInterrupt`` between or during chunks
+    ends the loop with the state of the last completed chunk (``interrupted`` in the output).
+    """
+    if checkpoint_every < 1:
+        raise ModelError(f"checkpoint_every must be ≥ 1; got {checkpoint_every}")
+    if resume and checkpoint is None:
+        raise ModelError("resume=True needs checkpoint=PATH (the file to resume from)")
+    if eval_every < 1:
+        raise ModelError(f"eval_every must be ≥ 1; got {eval_every}")
+    optimiser = _prepared_optimiser(optimiser, clip_norm)
+    n_batch = jax.tree_util.tree_leaves(params_b)[0].shape[0]
+    opt_state = _init_opt_state(optimiser, params_b)
+    alive = jnp.ones(n_batch, bool)
+    best_loss = jnp.full(n_batch, jnp.inf)
+    diverged_at = jnp.full(n_batch, -1, dtype=jnp.int32 if not jax.config.jax_enable_x64 else jnp.int64)
+    carry = (params_b, opt_state, alive, params_b, best_loss, diverged_at, jnp.asarray(0))
+
+    history = []
+    val_hist, val_steps = [], []
+    best_val = np.full(n_batch, np.inf)
+    best_val_params = params_b
+    since_improved = 0
+    stopped_early = False
+    done = 0
+    fp = None
+    if checkpoint is not None:
+        fp = fingerprint(params_b, frozen, static, data, validation, l1, clip_norm, optimiser, identity)
+        if resume and Path(checkpoint).exists():
+            trees, header = load_checkpoint(checkpoint, {"carry": carry, "best_val_params": best_val_params}, fp)
+            carry, best_val_params = trees["carry"], trees["best_val_params"]
+            done = int(header["done"])
+            since_improved, stopped_early = int(header["since_improved"]), bool(header["stopped_early"])
+            history = [np.asarray(trees["history"][0]).T] if done else []
+            if header["has_validation"]:
+                val_hist = list(np.asarray(trees["val_history"][0]).T)
+                val_steps = list(np.asarray(trees["val_steps"][0]))
+                best_val = np.asarray(trees["best_val"][0])
+
+    def save(done):
+        if checkpoint is None:
+            return
+        hist = np.concatenate(history, axis=0).T if history else np.zeros((n_batch, 0))
+        trees = {"carry": carry, "best_val_params": best_val_params, "history": [hist]}
+        if validation is not None:
+            trees.update(
+                val_history=[np.stack(val_hist, axis=1) if val_hist else np.zeros((n_batch, 0))],
+                val_steps=[np.asarray(val_steps, dtype=np.int64)],
+                best_val=[best_val],
+            )
+        header = dict(
+            fingerprint=fp, done=done, since_improved=since_improved, stopped_early=stopped_early,
+            has_validation=validation is not None,
+        )
+        save_checkpoint(checkpoint, trees, header)
+
+    carry, (data, frozen), validation = _shard(carry, (data, frozen), validation, data_axis, devices, n_batch)
+
+    from tqdm.auto import tqdm
+
+    interrupted = False
+    finished = stopped_early or (done > 0 and not np.asarray(carry[2]).any())
+    with tqdm(total=steps, initial=min(done, steps), desc=desc, disable=not progress, leave=False) as bar:
+        while done < steps and not finished:
+            n = min(eval_every - done % eval_every, steps - done)
+            if checkpoint is not None:
+                n = min(n, checkpoint_every - done % checkpoint_every)
+            try:
+                new_carry, losses = _run_chunk(carry, data, frozen, static, optimiser, l1, n, data_axis)
+                losses = np.asarray(losses)
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+            carry = new_carry
+            history.append(losses)
+            done += n
+            bar.update(n)
+            finite_losses = losses[-1][np.isfinite(losses[-1])]
+            postfix = {"loss": f"{finite_losses.min():.4g}" if finite_losses.size else "nan"}
+            if validation is not None and (done % eval_every == 0 or done == steps):
+                v = np.asarray(_validation_loss(carry[0], validation, frozen, static, l1, data_axis))
+                alive_np = np.asarray(carry[2])
+                v = np.where(alive_np & np.isfinite(v), v, np.inf)
+                improved = v < best_val - 1e-12
+                best_val = np.where(improved, v, best_val)
+                best_val_params = jax.vmap(_tree_where)(jnp.asarray(improved), carry[0], best_val_params)
+                since_improved = 0 if improved.any() else since_improved + done - (val_steps[-1] if val_steps else 0)
+                val_hist.append(np.where(np.isfinite(v), v, np.nan))
+                val_steps.append(done)
+                postfix["held-out"] = f"{np.min(best_val):.4g}"
+                if patience is not None and since_improved >= patience:
+                    stopped_early = finished = True
+            bar.set_postfix(postfix)
+            if not np.asarray(carry[2]).any():
+                finished = True
+            if checkpoint is not None and (done % checkpoint_every == 0 or done == steps or finished):
+                save(done)
+    if interrupted:
+        save(done)
+        warnings.warn(
+            f"{desc} interrupted at step {done} of {steps}; returning the best parameters so far"
+            + (f" (state saved to {checkpoint}; resume=True continues it)" if checkpoint is not None else ""),
+            InterruptedWarning,
+            stacklevel=3,
+        )
+
+    params_final, _, alive, best_params, best_loss, diverged_at, _ = carry
+    history = np.concatenate(history, axis=0).T if history else np.zeros((n_batch, 0))
+    if validation is not None:
+        chosen, score = best_val_params, best_val
+        never = ~np.isfinite(best_val)
+        if never.any():  # no finite held-out loss: fall back to the training-loss best
+            chosen = jax.vmap(_tree_where)(jnp.asarray(never), best_params, chosen)
+            score = np.where(never, np.asarray(best_loss), score)
+    else:
+        chosen, score = best_params, np.asarray(best_loss)
+    return dict(
+        params=chosen,
+        score=np.asarray(score),
+        history=history,
+        val_history=np.stack(val_hist, axis=1) if val_hist else None,
+        val_steps=np.asarray(val_steps, dtype=int),
+        diverged_at=np.asarray(diverged_at),
+        stopped_early=stopped_early,
+        steps_run=done,
+        interrupted=interrupted,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Convergence diagnostics
+# --------------------------------------------------------------------------------------
+
+
+def diagnose(history, *, tol: float) -> str:
+    """Why one loss history has not converged ("" if it has).
+
+    - *diverged*: the loss or gradient turned non-finite (the best finite parameters are kept);
+    - *flat*: the loss never moved below its first value (a learning rate so large that every
+      step was rejected, or one so small that nothing happened);
+    - *still falling*: over the last 10 % of steps the loss fell by more than ``tol`` relative
+      to its scale (the larger of |final loss| and the total decrease).
+    """
+    h = np.asarray(history, dtype=float)
+    if h.size < 2:
+        return ""
+    bad = ~np.isfinite(h)
+    if bad.any():
+        t = int(np.argmax(bad))
+        return f"the loss or gradient turned non-finite at step {t}; the best parameters before it are returned"
+    first, last = h[0], h[-1]
+    if first - np.min(h) <= 1e-12 * max(1.0, abs(first)):
+        return f"the loss never moved from {first:.6g} in {h.size} steps (learning rate far too large or too small?)"
+    k = max(1, int(np.ceil(0.1 * h.size)))
+    drop = h[-k - 1] - last
+    scale = max(abs(last), first - last, 1e-300)
+    if drop > tol * scale:
+        return (
+            f"the loss was still falling at the step limit ({drop / scale:.2g} relative decrease over the last "
+            f"{k} of {h.size} steps > {tol:g}); run more steps"
+        )
+    return ""
+
+
+def convergence(histories, labels, *, tol: float, interrupted: bool, stopped_early: bool, steps_run: int):
+    """(converged, message) over the chosen histories (one per subject), with a :class:`ConvergenceWarning`."""
+    if interrupted:
+        return False, f"interrupted at step {steps_run}"
+    if stopped_early:
+        return True, ""
+    problems = [(label, m) for label, h in zip(labels, histories) if (m := diagnose(h, tol=tol))]
+    if not problems:
+        return True, ""
+    if len(labels) == 1:
+        message = problems[0][1]
+    else:
+        message = f"{len(problems)} of {len(labels)} {labels[0].split()[0]}s not converged; " + "; ".join(
+            f"{label}: {m}" for label, m in problems[:3]
+        )
+    warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    return False, message
+
+
+def _shard(carry, data, validation, data_axis, devices, n_batch):
+    """Place the batch axis across devices (one shard each) when the batch divides evenly."""
+    devices = list(jax.devices() if devices is None else devices)
+    if len(devices) <= 1:
+        return carry, data, validation
+    if n_batch % len(devices):
+        warnings.warn(
+            f"batch of {n_batch} fits does not divide across {len(devices)} devices; running on one device. "
+            f"Use a multiple of {len(devices)} restarts/subjects to use them all.",
+            stacklevel=4,
+        )
+        return carry, data, validation
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    mesh = Mesh(np.asarray(devices), ("batch",))
+    batched = NamedSharding(mesh, P("batch"))
+    replicated = NamedSharding(mesh, P())
+
+    def put(tree, sharding):
+        return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding) if eqx.is_array(a) else a, tree)
+
+    *batched_part, step = carry
+    carry = tuple(put(c, batched) for c in batched_part) + (jax.device_put(step, replicated),)
+    data_sharding = batched if data_axis == 0 else replicated
+    data = put(data, data_sharding)
+    if validation is not None:
+        validation = put(validation, data_sharding)
+    return carry, data, validation

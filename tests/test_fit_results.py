@@ -1,0 +1,121 @@
+"""Self-describing fit results: term-indexed coefficients, named parameters, configuration, checked loading."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import plasticinfer as pi
+
+KW = dict(steps=8, progress=False, optimiser=optax.adam(1e-2), convergence_tol=np.inf)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    syn = pi.make_activity_data(
+        pi.oja(0.05), pi.FeedForward(3, 2), pi.GaussianInputs.isotropic(3), key=jax.random.key(0), n_trajectories=2, n_trials=30
+    )
+    model = _model(("x*y", "y^2*w", "w"))
+    return syn, model
+
+
+def _model(terms, key=4):
+    rule = pi.TaylorRule(list(terms), learning_rate=0.05)
+    return pi.PlasticityModel.create(rule, pi.FeedForward(3, 2), pi.GaussianActivity(0.5), n_trajectories=2, key=jax.random.key(key))
+
+
+def test_file_is_self_describing(problem, tmp_path):
+    syn, model = problem
+    res = pi.fit(model, syn.data, **KW)
+    ds = res.to_dataset()
+    assert ds["coefficient"].dims == ("term",)
+    assert list(ds["term"].values) == ["x*y", "y^2*w", "w"]
+    np.testing.assert_array_equal(ds["coefficient"].values, np.asarray(res.model.rule.coeffs))
+    # parameters under their path in the model, no param_000 names or dims
+    for name in ("rule.coeffs", "initial_weights.w", "observation.log_sigma", "restarts.rule.coeffs"):
+        assert name in ds
+    assert not [v for v in list(ds.variables) + list(ds.dims) if str(v).startswith("param_")]
+    assert ds["rule.coeffs"].dims == ("term",) and ds["initial_weights.w"].dims[0] == "trajectory"
+    np.testing.assert_array_equal(ds["initial_weights.w"].values, np.asarray(res.model.initial_weights["w"]))
+    a = ds.attrs
+    assert a["rule_terms"] == "x*y, y^2*w, w" and a["rule_variables"] == "w, x, y"
+    assert a["learning_rate"] == '{"rule": 0.05}'
+    assert a["network"] == "FeedForward(n_pre=3, n_post=2, activation=identity)"
+    assert a["observation"].startswith("GaussianActivity(")
+    assert "0x" not in "".join(str(v) for v in a.values())  # no memory addresses
+
+
+def test_same_fit_twice_gives_identical_files(problem, tmp_path):
+    syn, model = problem
+    one = pi.fit(model, syn.data, **KW).save(tmp_path / "one.nc")
+    two = pi.fit(model, syn.data, **{**KW, "optimiser": optax.adam(1e-2)}).save(tmp_path / "two.nc")
+    assert one.read_bytes() == two.read_bytes()
+
+
+def test_load_with_like_checks_terms_and_shapes(problem, tmp_path):
+    syn, model = problem
+    res = pi.fit(model, syn.data, **KW)
+    path = res.save(tmp_path / "fit.nc")
+    back = pi.FitResult.load(path, like=model)
+    np.testing.assert_array_equal(back.model.rule.coeffs, res.model.rule.coeffs)
+    np.testing.assert_array_equal(back.restarts.initial_weights["w"], res.restarts.initial_weights["w"])
+    assert back.converged == res.converged and back.interrupted is False
+    # a 27-term template must not silently load a 3-term file
+    big = pi.PlasticityModel.create(
+        pi.TaylorRule.full(("x", "y", "w"), 2), pi.FeedForward(3, 2), pi.GaussianActivity(0.5), n_trajectories=2, key=jax.random.key(1)
+    )
+    with pytest.raises(pi.DataError, match=r"(?s)fit.nc.*terms: file has 3.*like= has 27.*'rule.coeffs': file has shape \(3,\)"):
+        pi.FitResult.load(path, like=big)
+    wider = pi.PlasticityModel.create(
+        pi.TaylorRule(["x*y", "y^2*w", "w"], learning_rate=0.05), pi.FeedForward(3, 4), pi.GaussianActivity(0.5),
+        n_trajectories=2, key=jax.random.key(1),
+    )
+    with pytest.raises(pi.DataError, match=r"'initial_weights.w': file has shape \(2, 2, 3\), like= has \(2, 4, 3\)"):
+        pi.FitResult.load(path, like=wider)
+
+
+def test_load_without_like_rebuilds_the_model(problem, tmp_path):
+    syn, model = problem
+    res = pi.fit(model, syn.data, **KW)
+    back = pi.FitResult.load(res.save(tmp_path / "fit.nc"))
+    assert isinstance(back.model.rule, pi.TaylorRule) and back.model.rule.names == model.rule.names
+    assert back.model.rule.learning_rate == 0.05 and back.model.network == model.network
+    # the rebuilt model computes the same likelihood as the fitted one
+    np.testing.assert_array_equal(np.asarray(back.model.log_likelihood(syn.data)), np.asarray(res.model.log_likelihood(syn.data)))
+    np.testing.assert_array_equal(back.loss_history, res.loss_history)
+
+
+def test_independent_round_trip(problem, tmp_path):
+    syn, model = problem
+    res = pi.fit_independent(model, syn.data, **KW)
+    path = res.save(tmp_path / "ind.nc")
+    for back in (pi.FitResult.load(path, like=model), pi.FitResult.load(path)):
+        assert back.independent and back.n_subjects == 2
+        np.testing.assert_array_equal(back.model.rule.coeffs, res.model.rule.coeffs)
+        assert str(back.subject(1).rule) == str(res.subject(1).rule)
+
+
+def test_old_format_is_refused_clearly(problem, tmp_path):
+    syn, model = problem
+    ds = pi.fit(model, syn.data, **KW).to_dataset()
+    ds.attrs.pop("format")
+    pi.write_netcdf(ds, tmp_path / "old.nc")
+    with pytest.raises(pi.DataError, match="old.nc.*Re-run the fit"):
+        pi.FitResult.load(tmp_path / "old.nc", like=model)
+
+
+def test_fit_accepts_loader_dataset(problem):
+    """fit takes the validated xarray Dataset from the loaders; same numbers as the TrialData."""
+    from plasticinfer._convert import activity_dataset
+
+    syn, model = problem
+    ds = pi.validate(activity_dataset(syn))
+    data = pi.TrialData.from_dataset(ds)
+    np.testing.assert_array_equal(np.asarray(data.observations), np.asarray(syn.data.observations))
+    a = pi.fit(model, ds, **KW)
+    b = pi.fit(model, data, **KW)
+    np.testing.assert_array_equal(a.loss_history, b.loss_history)
+    with pytest.raises(pi.DataError, match="xarray Dataset"):
+        pi.TrialData.from_dataset({"activity": 1})

@@ -115,7 +115,9 @@ fig.savefig(OUT / "loss.png", dpi=100)
 
 # %% [markdown]
 # ## Save and reload
-# Results are written atomically as netCDF; `FitResult.load` needs a model of the same structure.
+# Results are written atomically as a self-describing netCDF file (coefficients by term, every parameter
+# by name, the model configuration); `FitResult.load(path, like=model)` checks the file against `model`,
+# `FitResult.load(path)` rebuilds the model from the file (tutorial 7 shows the file and resuming a fit).
 
 # %%
 result.save(OUT / "fit.nc")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -50,9 +51,9 @@ def to_inference_data(
     return idata
 
 
-def save(idata: az.InferenceData, path: str | os.PathLike) -> None:
+def save(idata: az.InferenceData, path: str | os.PathLike) -> Path:
     """Write to netCDF (h5netcdf) atomically: a temporary file, then a rename."""
-    atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
+    return atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
 
 
 def load(path: str | os.PathLike) -> az.InferenceData:

@@ -6,6 +6,7 @@ import json
 import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 
 from .._errors import ModelError, PosteriorWarning
 from .._model import PlasticityModel
+from .._results_io import strip_addresses
 from .._trial_data import TrialData
 from . import _arviz
 from ._numpyro_model import Hierarchical, ModelSpec
@@ -83,11 +85,11 @@ class Posterior:
         attrs = {
             "created_by": "plasticinfer",
             "inference_library": "numpyro",
-            "method": repr(method),
+            "method": strip_addresses(repr(method)),
             "seconds": float(seconds),
             "model": _describe_model(spec.template),
-            "priors": repr(spec.priors),
-            "hierarchical": repr(spec.hierarchical),
+            "priors": strip_addresses(repr(spec.priors)),
+            "hierarchical": strip_addresses(repr(spec.hierarchical)),
         }
         idata = _arviz.to_inference_data(
             draws,
@@ -109,7 +111,7 @@ class Posterior:
         from .._errors import DataError
 
         if not os.path.exists(path):
-            raise DataError(f"no such file: {path}")
+            raise DataError(f"{path}: no such file")
         idata = _arviz.load(path)
         if idata.posterior.attrs.get("created_by") != "plasticinfer":
             raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
@@ -117,11 +119,27 @@ class Posterior:
         missing = [g.name for g in spec.groups if g.name not in idata.posterior]
         if missing:
             raise DataError(f"{path}: has no draws of {missing}; pass the model, priors and hierarchy it was sampled with")
+        problems = []
+        for dim, labels in spec.coords().items():
+            stored = [str(v) for v in idata.posterior[dim].values] if dim in idata.posterior.coords else None
+            if stored != [str(v) for v in labels]:
+                problems.append(f"{dim}: file has {stored}, like= has {list(labels)}")
+        pooled = getattr(spec, "pooled", ())
+        for g in spec.groups:
+            shape = tuple(idata.posterior[g.name].shape[2:])
+            expected = ((spec.n_subjects,) if g.name in pooled else ()) + tuple(g.shape)
+            if shape != expected:
+                problems.append(f"{g.name}: file has draws of shape {shape}, like= expects {expected}")
+        if problems:
+            raise DataError(
+                f"{path}: the stored posterior does not match the model given as like=:\n  - " + "\n  - ".join(problems)
+                + "\nPass the model, priors and hierarchy it was sampled with."
+            )
         return cls(idata, spec, idata.posterior.attrs.get("method", "?"), float(idata.posterior.attrs.get("seconds", np.nan)))
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the InferenceData to netCDF atomically."""
-        _arviz.save(self.idata, path)
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the InferenceData to netCDF atomically; returns the path."""
+        return _arviz.save(self.idata, path)
 
     # ---- draws -----------------------------------------------------------------------------
 

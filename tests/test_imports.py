@@ -68,3 +68,17 @@ def test_results_io_imports_first():
     code = "import plasticinfer._results_io, plasticinfer._fit_result, plasticinfer._optimise, plasticinfer._checkpoint"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=LIBRARY.parent, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_tutorials_and_docs_import_only_public_modules():
+    import re
+
+    pattern = re.compile(r"^\s*(from|import)\s+plasticinfer(\.[A-Za-z]\w*)*\._\w+", re.MULTILINE)
+    root = LIBRARY.parent
+    offenders = [
+        f"{p.relative_to(root)}: {m.group(0).strip()}"
+        for p in sorted([*root.glob("tutorials/*.py"), *root.glob("docs/*.md")])
+        for m in pattern.finditer(p.read_text(encoding="utf-8"))
+    ]
+    assert not offenders, offenders
+    assert pattern.search("from plasticinfer._convert import choice_data")  # the pattern is not vacuous

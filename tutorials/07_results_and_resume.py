@@ -35,7 +35,6 @@ import optax
 import xarray as xr
 
 import plasticinfer as pi
-from plasticinfer._convert import activity_dataset  # a simulated experiment as a schema Dataset (test helper)
 
 jax.config.update("jax_enable_x64", True)
 SMALL = os.environ.get("PLASTICINFER_TUTORIAL_SMALL") == "1"
@@ -52,7 +51,8 @@ syn = pi.make_activity_data(
     pi.oja(0.05), pi.FeedForward(4, 2), pi.GaussianInputs.isotropic(4), key=jax.random.key(0),
     n_trajectories=2, n_trials=N_TRIALS, init_scale=0.3,
 )
-ds = pi.validate(activity_dataset(syn))
+x, y = np.asarray(syn.data.inputs["x"]), np.asarray(syn.data.observations)
+ds = pi.neural_dataset(list(x), list(y), attrs={"units_activity": "a.u.", "source": "simulated Oja layer"})
 pi.save_netcdf(ds, OUT / "recordings.nc")
 ds = pi.load_netcdf(OUT / "recordings.nc")
 print(ds)

@@ -24,6 +24,32 @@ from ._results_io import strip_addresses
 _FORMAT = "plasticinfer-checkpoint/1"
 
 
+def _describe(obj, depth: int = 0) -> str:
+    """Address-free text of an object; functions include their closure (an optimiser's hyperparameters)."""
+    if depth > 6:
+        return "…"
+    cells = getattr(obj, "__closure__", None)
+    if callable(obj) and cells:
+        inner = ", ".join(_describe(c.cell_contents, depth + 1) for c in cells if _filled(c))
+        return f"{getattr(obj, '__qualname__', type(obj).__name__)}[{inner}]"
+    if isinstance(obj, (tuple, list)):
+        return "(" + ", ".join(_describe(v, depth + 1) for v in obj) + ")"
+    if isinstance(obj, dict):
+        return "{" + ", ".join(f"{k!r}: {_describe(v, depth + 1)}" for k, v in sorted(obj.items(), key=lambda kv: repr(kv[0]))) + "}"
+    if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+        a = np.asarray(obj)
+        return f"array{a.shape}{a.dtype}:{hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]}"
+    return strip_addresses(repr(obj))
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell (a name bound later)
+        return False
+    return True
+
+
 def fingerprint(*parts) -> str:
     """SHA-256 over the structure and bytes of every pytree in ``parts`` (and the repr of non-arrays)."""
     h = hashlib.sha256()
@@ -36,7 +62,7 @@ def fingerprint(*parts) -> str:
                 h.update(f"{a.dtype}{a.shape}".encode())
                 h.update(np.ascontiguousarray(a).tobytes())
             else:
-                h.update(strip_addresses(repr(leaf)).encode())
+                h.update(_describe(leaf).encode())
     return h.hexdigest()
 
 

@@ -38,7 +38,9 @@ def _same(a, b):
     assert a.steps_run == b.steps_run
 
 
-@pytest.mark.parametrize("optimiser", [None, optax.adam(1e-2)], ids=["lbfgs", "adam"])
+@pytest.mark.parametrize(
+    "optimiser", [pytest.param(None, marks=pytest.mark.slow), optax.adam(1e-2)], ids=["lbfgs", "adam"]
+)
 def test_resume_equals_uninterrupted(problem, tmp_path, optimiser):
     syn, model = problem
     kw = dict(progress=False, optimiser=optimiser, restarts=2, key=jax.random.key(7), eval_every=5)
@@ -70,12 +72,15 @@ def test_checkpoint_of_another_problem_is_refused(problem, tmp_path):
     other = syn.data.with_mask(np.asarray(syn.data.mask).copy() & (np.arange(30)[None, :, None] < 20))
     with pytest.raises(pi.DataError, match="fit.ckpt.*different fit"):
         pi.fit(model, other, steps=8, checkpoint=ck, resume=True, progress=False, optimiser=optax.adam(1e-2))
-    with pytest.raises(pi.DataError, match="different fit"):  # another optimiser setting
+    with pytest.raises(pi.DataError, match="different fit"):  # another learning rate
+        pi.fit(model, syn.data, steps=8, checkpoint=ck, resume=True, progress=False, optimiser=optax.adam(1e-3))
+    with pytest.raises(pi.DataError, match="different fit"):  # another penalty
         pi.fit(model, syn.data, steps=8, checkpoint=ck, resume=True, progress=False, optimiser=optax.adam(1e-2), l1=0.1)
     with pytest.raises(pi.ModelError, match="resume=True needs checkpoint"):
         pi.fit(model, syn.data, steps=8, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_interrupt_returns_best_so_far_and_resumes(problem, tmp_path, monkeypatch):
     syn, model = problem
     kw = dict(progress=False, optimiser=optax.adam(1e-2), eval_every=5)
@@ -127,6 +132,7 @@ def test_convergence_flat_and_diverged(problem):
     assert {type(w.message) for w in rec} >= {ConvergenceWarning}
 
 
+@pytest.mark.slow
 def test_convergence_converged(problem):
     syn, model = problem
     with warnings.catch_warnings():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jax
@@ -21,6 +22,7 @@ from numpyro.infer.util import unconstrain_fn
 
 from .._errors import ModelError, PosteriorWarning, SamplingError
 from .._fit import FitResult, _as_trial_data, _check_data
+from ..distributed import unshard
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ._numpyro_model import Hierarchical, ModelSpec
@@ -227,13 +229,21 @@ class NUTSRunner:
             self._compiled = fn
         return self._compiled
 
-    def run(self, data: TrialData, latent: dict, key: PRNGKeyArray):
-        """Sample one dataset; returns (draws by site with (chain, draw) axes, sample stats, seconds)."""
+    def run(self, data: TrialData, latent: dict, key: PRNGKeyArray, chains: Sequence[int] | None = None):
+        """Sample one dataset; returns (draws by site with (chain, draw) axes, sample stats, seconds).
+
+        ``chains`` selects which of the ``config.chains`` chains to run (default: all). Chain ``c``
+        always uses the same key, so running a subset (one process's share of a distributed run)
+        gives exactly the draws those chains have in a full run with the same chain method.
+        """
         k_setup, k_run = jax.random.split(key)
+        chain_keys = jax.random.split(k_run, self.config.chains)
+        if chains is not None:
+            chain_keys = chain_keys[np.asarray(chains, dtype=np.int64)]
         t0 = time.perf_counter()
         with jax.numpy_dtype_promotion("standard"):  # NumPyro's internals mix int and float under x64
             fn = self._function(data, latent, k_setup)
-            draws, stats = fn(data, jax.random.split(k_run, self.config.chains))
+            draws, stats = fn(data, chain_keys)
             jax.block_until_ready(draws)
         seconds = time.perf_counter() - t0
         w = self.config.warmup
@@ -351,9 +361,25 @@ def sample(
     Returns:
         A :class:`Posterior` (``.idata`` is an ArviZ InferenceData).
     """
-    from ._posterior import Posterior
+    spec, method, data, latent = prepare(model, data, priors=priors, method=method, hierarchical=hierarchical, init=init)
+    k_run, _ = jax.random.split(key)
+    svi_loss = None
+    if isinstance(method, NUTS):
+        draws, stats, seconds = NUTSRunner(spec, method).run(data, latent, k_run)
+    else:
+        draws, stats, seconds, svi_loss = _run_svi(spec, method, data, latent, k_run)
+    return finish(spec, method, data, draws, stats, seconds, svi_loss=svi_loss, warn=warn)
 
+
+def prepare(model, data, *, priors=None, method=None, hierarchical=None, init=None):
+    """Check the inputs of :func:`sample` and build what a sampler needs: ``(spec, method, data, latent)``.
+
+    Arrays are first gathered onto this process's default device (:func:`plasticinfer.distributed.unshard`):
+    a model fitted with its restarts sharded across devices carries arrays laid out on that fit's
+    mesh, which the sampler's own device layout (``pmap`` over chains) cannot mix with.
+    """
     data = _as_trial_data(data, "data")
+    model, data, init = unshard((model, data, init))
     _check_data(model, data, "data")
     if data.n_trajectories != model.n_trajectories:
         raise ModelError(
@@ -362,15 +388,15 @@ def sample(
         )
     spec = ModelSpec(model, priors if priors is not None else Priors(), hierarchical)
     method = default_method(spec) if method is None else method
-    latent = spec.latent_init(init)
-    k_run, _ = jax.random.split(key)
-    svi_loss = None
-    if isinstance(method, NUTS):
-        draws, stats, seconds = NUTSRunner(spec, method).run(data, latent, k_run)
-    elif isinstance(method, SVI):
-        draws, stats, seconds, svi_loss = _run_svi(spec, method, data, latent, k_run)
-    else:
+    if not isinstance(method, (NUTS, SVI)):
         raise ModelError(f"method must be NUTS(...) or SVI(...); got {method!r}")
+    return spec, method, data, spec.latent_init(init)
+
+
+def finish(spec, method, data, draws, stats, seconds, *, svi_loss=None, warn=True):
+    """Turn a sampler's draws into a :class:`Posterior` (checks, pointwise log-likelihood, warnings)."""
+    from ._posterior import Posterior
+
     if not all(np.isfinite(np.asarray(draws[g.name])).all() for g in spec.groups):
         raise SamplingError(
             "posterior draws contain non-finite values; tighten the priors, start from a MAP fit (init=...), "
@@ -380,7 +406,7 @@ def sample(
     post = Posterior.build(spec, method, data, draws, stats, ll, seconds, svi_loss=svi_loss)
     if warn:
         for msg in post.diagnostics():
-            warnings.warn(msg, PosteriorWarning, stacklevel=2)
+            warnings.warn(msg, PosteriorWarning, stacklevel=3)
     return post
 
 

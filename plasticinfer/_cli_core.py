@@ -122,7 +122,10 @@ def _trajectory_plot(syn, ds, path: Path, *, title: str) -> None:
     act = ds["activity"].values[0]  # (trial, post), NaN where not recorded
     trials = np.arange(w.shape[0])
     fig, (ax_w, ax_y) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
-    ax_w.plot(trials, np.linalg.norm(w, axis=-1))
+    for j, norm in enumerate(np.linalg.norm(w, axis=-1).T):
+        ax_w.plot(trials, norm, label=f"neuron {j}")
+    if w.shape[1] <= 8:
+        ax_w.legend(fontsize=7)
     ax_w.set(xlabel="trial", ylabel="‖w‖ per output neuron (a.u.)", title="weights (trajectory 0)")
     rec = np.where(ds["recorded"].values[0])[0]
     for j in rec:
@@ -231,12 +234,16 @@ def fit_cmd(
             f"{int((diverged >= 0).sum())} of {diverged.size} restarts diverged) with --learning-rate {learning_rate:g}; "
             "nothing was written. Lower --learning-rate (the rule's η) or check the data's scale."
         )
+    if (diverged >= 0).any():
+        status_note = f"\n{int((diverged >= 0).sum())} of {diverged.size} restarts diverged and were discarded (lower --learning-rate?).\n"
+    else:
+        status_note = ""
     result.save(out / "results.nc")
     equation = result.model.rule.equation(threshold=0.01)
     status = " (INTERRUPTED: best parameters so far)" if interrupted else ""
     text = (
         f"# Fit of {data}{status}\n\n```\n{equation}\n\n"
-        f"{result.coefficients.T.rename(columns={0: 'coefficient'}).to_string()}\n```\n"
+        f"{result.coefficients.T.rename(columns={0: 'coefficient'}).to_string()}\n```\n{status_note}"
     )
     write_text(text, out / "summary.md")
     _coefficient_plot(result.coefficients, out / "coefficients.png", title=f"fitted rule, {data}{status}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
@@ -87,13 +88,24 @@ def run(argv: list[str] | None = None) -> int:
     prints one line saying it is a bug and returns 1 (``--debug`` or ``PLASTICINFER_DEBUG=1``
     re-raises it for the full traceback); Ctrl-C returns 130.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run(argv)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings as one `warning: …` line on stderr (no source line), safe in logs."""
+    typer.echo("warning: " + " ".join(str(message).split()), err=True)
+
+
+def _run(argv: list[str]) -> int:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
     from typer.exceptions import Abort, Exit
 
     from ._cli_common import remove_created_folders
     from ._errors import PlasticInferError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         code = app(args=argv, prog_name="plasticinfer", standalone_mode=False)
         if code == 130:  # typer turns KeyboardInterrupt into Exit(130), returned as the command's value

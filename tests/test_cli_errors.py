@@ -307,3 +307,34 @@ def test_ctrl_c_exits_130_without_a_crash(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_fit_writes_plot_and_reports_diverged_restarts(files, tmp_path, capsys):
+    """A huge --learning-rate: restarts that diverge are reported (one warning line each), not silent."""
+    out = tmp_path / "fit"
+    assert run(["fit", str(files["nc"]), "--steps", "5", "--restarts", "2", "--learning-rate", "1e6", "--quiet", "--out", str(out)]) in (0, 2)
+    err = capsys.readouterr().err
+    assert "diverged" in err and "Traceback" not in err
+    assert all(line.startswith(("warning:", "error:", "fitting")) for line in err.strip().splitlines()), err
+    if (out / "summary.md").exists():  # best restart finite: results kept, the divergence noted
+        assert "restarts diverged" in (out / "summary.md").read_text()
+        assert (out / "coefficients.png").stat().st_size > 5000
+    else:  # best restart diverged: an error and nothing written
+        assert not out.exists()
+
+
+@pytest.mark.slow
+def test_pc1_divergence_is_an_error(tmp_path, capsys):
+    out = tmp_path / "pc"
+    argv = ["discover", "pc1", "--n-pre", "3", "--restarts", "1", "--steps", "30", "--networks", "1", "--lr", "10000", "--quiet", "--out", str(out)]
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    assert "the search diverged" in err and "--lr" in err and not out.exists()
+
+
+@pytest.mark.slow
+def test_simulate_writes_trajectory_plot(tmp_path, capsys):
+    nc = tmp_path / "sim.nc"
+    assert run(["simulate", str(nc), "--trajectories", "2", "--trials", "20", "--n-pre", "4", "--n-post", "2"]) == 0
+    assert nc.is_file() and nc.with_suffix(".png").stat().st_size > 5000

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from ._errors import DataError, ModelError
+from ._cli_common import (
+    CHOICE_CODES_HELP,
+    DATA_DIR_HELP,
+    MAP_HELP,
+    RESTARTS_HELP,
+    CLIError,
+    Fraction,
+    NonNegative,
+    Rate,
+    Size,
+    load_data,
+    note,
+    output_file,
+    output_folder,
+    show_bars,
+    unit_interval,
+)
+from ._errors import DataError, FitDivergedError, ModelError
 
 
 def _echo_paths(paths: dict) -> None:
@@ -20,7 +37,7 @@ def demo(
         "plasticinfer-demo"
     ),
     seed: Annotated[int, typer.Option(help="Root random seed (data, model start and evaluation keys are split from it).")] = 0,
-    steps: Annotated[int, typer.Option(help="L-BFGS steps.")] = 300,
+    steps: Annotated[int, Size("L-BFGS steps.")] = 300,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Recover Oja's rule from synthetic recordings: 20 → 5 layer, half the neurons recorded, 10 % noise.
@@ -28,13 +45,14 @@ def demo(
     Fits a full 27-term Taylor rule over (x, y, w) with unknown initial weights, prints true vs
     recovered coefficients and held-out R², and writes results to OUT.
     """
+    output_folder(out)
     import jax
 
     from ._recovery import oja_recovery
 
     typer.echo("Simulating Oja's rule (20 → 5, 8 trajectories × 300 trials, 10 % noise, half the neurons recorded)")
     typer.echo("and fitting a 27-term Taylor rule over (x, y, w) with unknown initial weights …")
-    report = oja_recovery(key=jax.random.key(seed), steps=steps, progress=not quiet)
+    report = oja_recovery(key=jax.random.key(seed), steps=steps, progress=show_bars(quiet))
     typer.echo("")
     typer.echo(report.summary())
     paths = report.save(out)
@@ -45,17 +63,19 @@ def demo(
 def simulate_cmd(
     out: Annotated[Path, typer.Argument(help="netCDF file to write (neural dataset schema).")],
     rule: Annotated[str, typer.Option(help="True rule as an equation in x (pre), y (post), w (weight), e.g. 'x*y - y^2*w'.")] = "x*y - y^2*w",
-    learning_rate: Annotated[float, typer.Option(help="Overall rate η multiplying the rule.")] = 0.005,
-    n_pre: Annotated[int, typer.Option(help="Presynaptic neurons.")] = 20,
-    n_post: Annotated[int, typer.Option(help="Postsynaptic neurons.")] = 5,
-    trajectories: Annotated[int, typer.Option(help="Independent learning trajectories (e.g. sessions).")] = 8,
-    trials: Annotated[int, typer.Option(help="Trials per trajectory.")] = 300,
-    noise: Annotated[float, typer.Option(help="Noise s.d. as a fraction of the activity's s.d.")] = 0.1,
-    recorded_fraction: Annotated[float, typer.Option(help="Fraction of output neurons recorded.")] = 0.5,
-    init_scale: Annotated[float, typer.Option(help="Initial weights ~ init_scale·N(0,1).")] = 0.3,
+    learning_rate: Annotated[float, Rate("Overall rate η multiplying the rule.")] = 0.005,
+    n_pre: Annotated[int, Size("Presynaptic neurons.")] = 20,
+    n_post: Annotated[int, Size("Postsynaptic neurons.")] = 5,
+    trajectories: Annotated[int, Size("Independent learning trajectories (e.g. sessions).")] = 8,
+    trials: Annotated[int, Size("Trials per trajectory.")] = 300,
+    noise: Annotated[float, NonNegative("Noise s.d. as a fraction of the activity's s.d.")] = 0.1,
+    recorded_fraction: Annotated[float, typer.Option(help="Fraction of output neurons recorded, in (0, 1].", callback=unit_interval)] = 0.5,
+    init_scale: Annotated[float, NonNegative("Initial weights ~ init_scale·N(0,1).")] = 0.3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    plot: Annotated[bool, typer.Option(help="Also write OUT with suffix .png: weights and activity over trials.")] = True,
 ) -> None:
     """Simulate recordings of a plastic feed-forward layer learning under a known rule."""
+    output_file(out)
     import jax
     import jax.numpy as jnp
 
@@ -82,22 +102,93 @@ def simulate_cmd(
     ds = activity_dataset(syn, description=f"simulated {true_rule.equation()} in a {n_pre}→{n_post} layer")
     write_netcdf(ds, out)
     typer.echo(f"wrote {out}: {trajectories} trajectories × {trials} trials, rule {true_rule.equation()}")
+    if plot:
+        png = out.with_suffix(".png")
+        _trajectory_plot(syn, ds, png, title=f"simulated {true_rule.equation()} (η = {learning_rate:g})")
+        typer.echo(f"wrote {png}")
+
+
+def _trajectory_plot(syn, ds, path: Path, *, title: str) -> None:
+    """Weights (norm per output neuron) and recorded activity over trials, first trajectory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ._io import write_figure
+
+    w = np.asarray(syn.weights["w"])[0]  # (trial, post, pre)
+    act = ds["activity"].values[0]  # (trial, post), NaN where not recorded
+    trials = np.arange(w.shape[0])
+    fig, (ax_w, ax_y) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    for j, norm in enumerate(np.linalg.norm(w, axis=-1).T):
+        ax_w.plot(trials, norm, label=f"neuron {j}")
+    if w.shape[1] <= 8:
+        ax_w.legend(fontsize=7)
+    ax_w.set(xlabel="trial", ylabel="‖w‖ per output neuron (a.u.)", title="weights (trajectory 0)")
+    rec = np.where(ds["recorded"].values[0])[0]
+    for j in rec:
+        ax_y.plot(trials, act[:, j], lw=0.6, label=f"neuron {j}")
+    ax_y.set(xlabel="trial", ylabel=f"recorded activity ({ds.attrs.get('units_activity', 'a.u.')})", title="activity (trajectory 0)")
+    if len(rec) <= 8:
+        ax_y.legend(fontsize=7)
+    fig.suptitle(title)
+    write_figure(fig, path)
+    plt.close(fig)
+
+
+def _coefficient_plot(coefficients, path: Path, *, title: str) -> None:
+    """Bar chart of fitted Taylor coefficients, one bar per term."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ._io import write_figure
+
+    names = [str(c) for c in coefficients.columns]
+    values = np.asarray(coefficients.iloc[0], dtype=float)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(names) + 1.5), 3.6), constrained_layout=True)
+    ax.bar(np.arange(len(names)), values, color=np.where(values >= 0, "tab:blue", "tab:red"))
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xticks(np.arange(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set(ylabel="coefficient θ (per unit η)", title=title)
+    write_figure(fig, path)
+    plt.close(fig)
 
 
 def fit_cmd(
-    data: Annotated[Path, typer.Argument(help="netCDF dataset (see docs/data-format.md), e.g. from `plasticinfer simulate`.")],
-    out: Annotated[Path, typer.Option(help="Folder for results.nc and summary.md.")] = Path("plasticinfer-fit"),
+    data: Annotated[str, typer.Argument(help="Neural dataset: a file in any supported format (netCDF from `plasticinfer simulate`, NWB, HDF5, MAT; docs/data-format.md) or a named dataset.")],
+    out: Annotated[Path, typer.Option(help="Folder for results.nc, summary.md and coefficients.png.")] = Path("plasticinfer-fit"),
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
+    choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
     variables: Annotated[str, typer.Option(help="Rule variables, letters from x (pre), y (post), w (weight), r (reward).")] = "xyw",
-    max_power: Annotated[int, typer.Option(help="Maximum power of each variable.")] = 2,
-    learning_rate: Annotated[float, typer.Option(help="Overall rate η of the fitted rule (fixed).")] = 0.005,
-    steps: Annotated[int, typer.Option(help="L-BFGS steps.")] = 300,
-    l1: Annotated[float, typer.Option(help="L1 penalty per observation on the Taylor coefficients.")] = 0.01,
-    heldout: Annotated[float, typer.Option(help="Fraction of each trajectory's last trials held out for early stopping (0: none).")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed for the model's starting weights.")] = 0,
+    max_power: Annotated[int, Size("Maximum power of each variable.")] = 2,
+    learning_rate: Annotated[float, Rate("Overall rate η of the fitted rule (fixed).")] = 0.005,
+    steps: Annotated[int, Size("L-BFGS steps.")] = 300,
+    restarts: Annotated[int, Size(RESTARTS_HELP)] = 4,
+    l1: Annotated[float, NonNegative("L1 penalty per observation on the Taylor coefficients.")] = 0.01,
+    heldout: Annotated[float, Fraction("Fraction of each trajectory's last trials held out for early stopping (0: none).")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed for the model's starting weights and restarts.")] = 0,
+    checkpoint_every: Annotated[Optional[int], Size("Save the fit's state to OUT/checkpoint.nc every N steps.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.nc.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Fit a Taylor plasticity rule to a neural dataset (feed-forward layer, Gaussian noise, fitted initial weights)."""
+    bad = sorted(set(variables) - set("xywr"))
+    if bad or not variables:
+        raise CLIError(f"--variables takes letters from x, y, w, r (e.g. xyw); got {variables!r}.")
+    output_folder(out)
+    checkpoint = out / "checkpoint.nc"
+    if resume and not checkpoint.is_file():
+        raise CLIError(f"--resume: no checkpoint at {checkpoint}; run once with --checkpoint-every N and --out {out}.")
+    import inspect
+
     import jax
+    import numpy as np
 
     from ._convert import activity_data
     from ._fit import fit
@@ -107,47 +198,62 @@ def fit_cmd(
     from ._observation import GaussianActivity
     from ._rules import TaylorRule
 
-    from ._results_io import read_netcdf
-
-    ds = read_netcdf(data)
-    ds.attrs.setdefault("source_file", str(data))
-    _validate(ds)
+    ds = load_data(data, mapping=map_, choice_codes=choice_codes, data_dir=data_dir)
     if ds.attrs.get("kind") != "neural":
         raise DataError(
             f"{data}: `plasticinfer fit` fits neural datasets (attrs kind='neural'); this one is {ds.attrs.get('kind')!r}. "
-            "For behaviour use `plasticinfer fly` or the Python API (ChoiceCircuit)."
+            "For behaviour use `plasticinfer compare` or `plasticinfer fly`."
         )
     td = activity_data(ds)
     n_pre = ds.sizes["pre"]
     n_post = ds.sizes["post"]
     rule = TaylorRule.full(tuple(variables), max_power, learning_rate=learning_rate)
+    k_model, k_fit = jax.random.split(jax.random.key(seed))
     model = PlasticityModel.create(
-        rule, FeedForward(n_pre, n_post), GaussianActivity(0.5), n_trajectories=td.n_trajectories, key=jax.random.key(seed)
+        rule, FeedForward(n_pre, n_post), GaussianActivity(0.5), n_trajectories=td.n_trajectories, key=k_model
     )
     validation = None
     if heldout > 0:
         td, validation = td.split_trials(heldout)
-    result = fit(model, td, steps=steps, l1=l1, validation=validation, patience=50 if validation is not None else None, progress=not quiet)
-    out.mkdir(parents=True, exist_ok=True)
+    extra = {}
+    if checkpoint_every is not None or resume:
+        if "checkpoint" not in inspect.signature(fit).parameters:
+            raise CLIError("--checkpoint-every/--resume need fit(checkpoint=…) from the core library, which this installation lacks.")
+        extra = {"checkpoint": checkpoint, "checkpoint_every": checkpoint_every or 50, "resume": resume}
+    note(f"fitting a {len(rule.terms)}-term rule to {td.n_trajectories} trajectories × {td.n_trials} trials ({restarts} restarts × {steps} steps) …", quiet)
+    result = fit(
+        model, td, steps=steps, l1=l1, restarts=restarts, key=k_fit, validation=validation,
+        patience=50 if validation is not None else None, progress=show_bars(quiet), **extra,
+    )  # fmt: skip
+    interrupted = bool(getattr(result, "interrupted", False))
+    diverged = np.asarray(result.diverged_at).reshape(-1)
+    best = int(np.asarray(result.best_restart).reshape(-1)[0])
+    if diverged[best] >= 0:
+        raise FitDivergedError(
+            f"the fit diverged (non-finite loss at step {int(diverged[best])} in the best restart; "
+            f"{int((diverged >= 0).sum())} of {diverged.size} restarts diverged) with --learning-rate {learning_rate:g}; "
+            "nothing was written. Lower --learning-rate (the rule's η) or check the data's scale."
+        )
+    if (diverged >= 0).any():
+        status_note = f"\n{int((diverged >= 0).sum())} of {diverged.size} restarts diverged and were discarded (lower --learning-rate?).\n"
+    else:
+        status_note = ""
     result.save(out / "results.nc")
+    equation = result.model.rule.equation(threshold=0.01)
+    status = " (INTERRUPTED: best parameters so far)" if interrupted else ""
     text = (
-        f"# Fit of {data}\n\n```\n{result.model.rule.equation(threshold=0.01)}\n\n"
-        f"{result.coefficients.T.rename(columns={0: 'coefficient'}).to_string()}\n```\n"
+        f"# Fit of {data}{status}\n\n```\n{equation}\n\n"
+        f"{result.coefficients.T.rename(columns={0: 'coefficient'}).to_string()}\n```\n{status_note}"
     )
     write_text(text, out / "summary.md")
-    typer.echo(result.model.rule.equation(threshold=0.01))
+    _coefficient_plot(result.coefficients, out / "coefficients.png", title=f"fitted rule, {data}{status}")
+    typer.echo(equation)
     if "true_equation" in ds.attrs:
         typer.echo(f"true rule (from the file's attrs): {ds.attrs['true_equation']}")
-    typer.echo(f"wrote {out / 'results.nc'} and {out / 'summary.md'}")
-
-
-def _validate(ds):
-    """Run the data layer's validator when it is available."""
-    try:
-        from .data import validate
-    except ImportError:  # pragma: no cover - data layer always ships with the package
-        return ds
-    return validate(ds)
+    typer.echo(f"wrote {out / 'results.nc'}, {out / 'summary.md'} and {out / 'coefficients.png'}")
+    if interrupted:
+        typer.echo(f"interrupted: saved the best parameters so far to {out}", err=True)
+        raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 
 import typer
 
@@ -21,11 +23,17 @@ discover_app = typer.Typer(
 app.add_typer(discover_app, name="discover")
 
 
+_STATE = {"debug": False}
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    debug: bool = typer.Option(False, "--debug", envvar="PLASTICINFER_DEBUG", help="Show the full traceback of any error."),
+) -> None:
     """Infer synaptic plasticity rules from data, and discover rules that give networks a function."""
     import jax
 
+    _STATE["debug"] = debug
     jax.config.update("jax_enable_x64", True)
 
 # --- core engine commands ---
@@ -59,27 +67,93 @@ from .metalearn._cli import register as _register_metalearn  # noqa: E402
 _register_metalearn(discover_app)
 
 
-def main() -> None:
-    """Entry point: run the app, turning plasticinfer's own errors into one clear line and exit code 2."""
+def _debug(argv: list[str]) -> bool:
+    env = os.environ.get("PLASTICINFER_DEBUG", "").strip().lower()
+    return _STATE["debug"] or "--debug" in argv or env not in ("", "0", "false", "no")
+
+
+def _fail(message: str, code: int) -> int:
+    from ._cli_common import remove_created_folders
+
+    remove_created_folders()
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
+
+    Usage errors (unknown option or command, missing argument, a value of the wrong type or out
+    of range) and every `PlasticInferError` print one line and return 2; an unexpected exception
+    prints one line saying it is a bug and returns 1 (``--debug`` or ``PLASTICINFER_DEBUG=1``
+    re-raises it for the full traceback); Ctrl-C returns 130.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run(argv)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings as one `warning: …` line on stderr (no source line), safe in logs."""
+    typer.echo("warning: " + " ".join(str(message).split()), err=True)
+
+
+def _run(argv: list[str]) -> int:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    from typer.exceptions import Abort, Exit
+
+    from ._cli_common import remove_created_folders
     from ._errors import PlasticInferError
 
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, prog_name="plasticinfer", standalone_mode=False)
+        if code == 130:  # typer turns KeyboardInterrupt into Exit(130), returned as the command's value
+            return _fail("interrupted", 130)
+        if isinstance(code, int):
+            return code
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help() if e.ctx is not None else e.format_message())
+        return 0
+    except UsageError as e:
+        ctx = e.ctx
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        return _fail(f"error: {e.format_message()}{where}", e.exit_code)
+    except ClickException as e:
+        return _fail(f"error: {e.format_message()}", e.exit_code)
+    except Exit as e:
+        return e.exit_code
+    except Abort:
+        return _fail("interrupted", 130)
     except PlasticInferError as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        sys.exit(2)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(1)
-    except Exception as e:  # click usage errors
-        import click
+        if _debug(argv):
+            remove_created_folders()
+            raise
+        return _fail("error: " + " ".join(str(e).split("\n")), 2)
+    except Exception as e:  # noqa: BLE001 - the one place unexpected errors are reported
+        if _debug(argv):
+            remove_created_folders()
+            raise
+        text = " ".join(str(e).split())
+        return _fail(
+            f"internal error (a bug in plasticinfer, please report it): {type(e).__name__}: {text[:300]}. "
+            "Rerun with --debug for the traceback.",
+            1,
+        )
+    return 0
 
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        raise
+
+def main() -> None:
+    """Console entry point (the `plasticinfer` script)."""
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code == 130:
+        # Leave without tearing down JAX/XLA's threads mid-computation (that can segfault).
+        os._exit(130)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ from helpers import run_tutorial
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["01_simulate_and_fit.py", "04_fly_reward_learning.py"])
-def test_tutorial_runs(name, tmp_path):
+def test_tutorial_runs(name, tmp_path, request, monkeypatch):
+    if name == "04_fly_reward_learning.py":  # reads the real fly data: skipped on a clone without it
+        monkeypatch.setenv("PLASTICINFER_DATA_DIR", str(request.getfixturevalue("shared_data")))
     run_tutorial(name, tmp_path)
     expected = {"01_simulate_and_fit.py": ["fit.nc", "loss.png"], "04_fly_reward_learning.py": ["report.md", "traces.png", "posterior.png", "posterior.nc"]}
     for f in expected[name]:

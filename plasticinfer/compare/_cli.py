@@ -7,6 +7,19 @@ from typing import Annotated, Optional
 
 import typer
 
+from .._cli_common import (
+    CHOICE_CODES_HELP,
+    DATA_DIR_HELP,
+    MAP_HELP,
+    RESTARTS_HELP,
+    Fraction,
+    Rate,
+    Size,
+    note,
+    output_folder,
+    show_bars,
+    unit_interval,
+)
 from .._errors import ComparisonError, DataError
 
 SPLITS = ("heldout", "future", "subject", "insample")
@@ -31,30 +44,14 @@ def _split(name: str, heldout: float, calibration: float):
     return registry[name]()
 
 
-def _load(path: Path):
-    """(TrialData, blocks or None, subject names, kind) from a named dataset or a data file."""
+def _load(source: str, mapping, choice_codes, data_dir):
+    """(TrialData, blocks or None, subject names, kind) from a named dataset or any supported data file."""
     import numpy as np
 
-    from .. import datasets as named
+    from .._cli_common import load_data
     from .._convert import activity_data, choice_data
 
-    if str(path) in named.names():
-        ds = named.load(str(path))
-    elif path.suffix in (".nc", ".nc4", ".netcdf"):
-        from .._results_io import read_netcdf
-
-        ds = read_netcdf(path)
-        ds.attrs.setdefault("source_file", str(path))
-    else:
-        from ..data import load
-
-        ds = load(path)
-    try:
-        from ..data import validate
-    except ImportError:  # pragma: no cover - the data layer ships with the package
-        validate = None
-    if validate is not None:
-        ds = validate(ds)
+    ds = load_data(source, mapping=mapping, choice_codes=choice_codes, data_dir=data_dir)
     kind = ds.attrs.get("kind")
     names = [str(s) for s in ds["subject"].values] if "subject" in ds.coords else []
     if kind == "behaviour":
@@ -62,7 +59,7 @@ def _load(path: Path):
         return choice_data(ds), (None if blocks is None else np.asarray(blocks)), names, "choice"
     if kind == "neural":
         return activity_data(ds), None, names, "activity"
-    raise DataError(f"{path}: attrs kind must be 'behaviour' or 'neural' (docs/data-format.md); got {kind!r}")
+    raise DataError(f"{source}: attrs kind must be 'behaviour' or 'neural' (docs/data-format.md); got {kind!r}")
 
 
 def _synthetic(name: str, subjects: int, seed: int):
@@ -89,33 +86,43 @@ def _synthetic(name: str, subjects: int, seed: int):
 
 
 def compare_command(
-    data: Annotated[Optional[Path], typer.Argument(help="A named dataset (rajagopalan2023, mohanta2022) or a data file: netCDF in the plasticinfer schema (docs/data-format.md), or any format `plasticinfer inspect` reads.")] = None,
+    data: Annotated[Optional[str], typer.Argument(help="A named dataset (rajagopalan2023, mohanta2022) or a data file in any supported format (netCDF, CSV/Parquet, MAT, NWB, HDF5; docs/data-format.md).")] = None,
     synthetic: Annotated[Optional[str], typer.Option(help="Use a named synthetic task instead of a file: 'choice' (two-odour task, 3 blocks × 80 trials, true rule 0.3·x·r − 0.1·w) or 'activity' (Oja in an 8→3 layer).")] = None,
-    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r (repeat the option). Fitted from zero coefficients.")] = None,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
+    choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
+    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r, e.g. 'x*r + w' (repeat the option). Fitted from zero coefficients.")] = None,
     split: Annotated[str, typer.Option(help="heldout (last part of each block), future (leave-future-out), subject (leave-one-subject-out, shared rule), insample.")] = "heldout",
-    heldout: Annotated[float, typer.Option(help="Fraction held out (of each block for 'heldout', of each session's end for 'future').")] = 0.25,
-    calibration: Annotated[float, typer.Option(help="For 'subject': fraction of the held-out subject's first trials used to fit its initial weights.")] = 0.0,
+    heldout: Annotated[float, typer.Option(help="Fraction held out (of each block for 'heldout', of each session's end for 'future'), in (0, 1).", callback=unit_interval)] = 0.25,
+    calibration: Annotated[float, Fraction("For 'subject': fraction of the held-out subject's first trials used to fit its initial weights.")] = 0.0,
     shared: Annotated[bool, typer.Option("--shared/--per-subject", help="One rule for all subjects, or one per subject (default).")] = False,
     baselines: Annotated[bool, typer.Option(help="Add the baselines (coin flip, base rate, Rescorla–Wagner; activity: mean activity, static weights).")] = True,
-    steps: Annotated[int, typer.Option(help="L-BFGS steps per fit.")] = 200,
-    restarts: Annotated[int, typer.Option(help="Starts per fit (the hypothesis's values and jittered copies); the best training loss wins.")] = 4,
-    learning_rate: Annotated[float, typer.Option(help="Rate η of activity rules (choice rules use η = 1).")] = 0.01,
-    subjects: Annotated[int, typer.Option(help="Subjects of the synthetic task.")] = 8,
+    steps: Annotated[int, Size("L-BFGS steps per fit.")] = 200,
+    restarts: Annotated[int, Size(RESTARTS_HELP)] = 4,
+    learning_rate: Annotated[float, Rate("Rate η of activity rules (choice rules use η = 1).")] = 0.01,
+    subjects: Annotated[int, Size("Subjects of the synthetic task.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed (synthetic data; initial weights of activity models).")] = 0,
-    out: Annotated[Path, typer.Option(help="Folder for comparison.csv, comparison.md, per_subject.csv, comparison.png.")] = Path("plasticinfer-compare"),
+    out: Annotated[Path, typer.Option(help="Folder for what ComparisonResult.save writes (comparison.csv, comparison.md, per_subject.csv, comparison.png, …).")] = Path("plasticinfer-compare"),
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Rank rule hypotheses by held-out log-likelihood, per subject and overall, against baselines."""
+    if (data is None) == (synthetic is None):
+        raise ComparisonError("give either a dataset (a name or a file) or --synthetic choice|activity, not both")
+    if synthetic is not None and synthetic not in SYNTHETIC:
+        raise ComparisonError(f"--synthetic must be one of {list(SYNTHETIC)}; got {synthetic!r}")
+    if split not in SPLITS:
+        raise ComparisonError(f"--split must be one of {list(SPLITS)}; got {split!r}")
+    if synthetic is not None and (map_ or choice_codes or data_dir):
+        raise ComparisonError("--map, --choice-codes and --data-dir describe a dataset; --synthetic data needs none of them")
+    output_folder(out)
     import jax
 
     from .._rules import TaylorRule
     from ._compare import compare
 
-    if (data is None) == (synthetic is None):
-        raise ComparisonError("give either a dataset file or --synthetic choice|activity (not both)")
     truth = None
     if data is not None:
-        td, blocks, names, kind = _load(data)
+        td, blocks, names, kind = _load(data, map_, choice_codes, data_dir)
     else:
         td, blocks, names, truth = _synthetic(synthetic, subjects, seed)
         kind = synthetic
@@ -128,7 +135,7 @@ def compare_command(
     if split == "subject" and not shared:
         shared = True
         typer.echo("leave-one-subject-out fits one shared rule (--shared)")
-    typer.echo(
+    note(
         f"comparing {list(hyps)} on {td.n_trajectories} subjects × {td.n_trials} trials "
         f"({data if data is not None else 'synthetic ' + synthetic}{', true rule ' + truth if truth else ''})"
     )
@@ -143,7 +150,7 @@ def compare_command(
         restarts=restarts,
         key=jax.random.fold_in(jax.random.key(seed), 1),
         subject_names=names,
-        progress=not quiet,
+        progress=show_bars(quiet),
     )
     typer.echo("")
     typer.echo(result.summary())

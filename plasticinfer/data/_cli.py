@@ -13,10 +13,10 @@ import xarray as xr
 
 from . import _datasets
 from .._errors import DatasetError, FileFormatError, SchemaError
-from ._hdf5 import load_hdf5
-from ._load import load, loader_for
+from ._load import loader_for
 from ._netcdf import load_netcdf, read_netcdf
 from ._validate import schema_notes, validate
+from .._cli_common import CHOICE_CODES_HELP, MAP_HELP, load_file
 
 datasets_app = typer.Typer(help="Named datasets: list them, show their licence, citation and files.",
                            no_args_is_help=True)
@@ -30,7 +30,7 @@ def datasets_list() -> None:
         try:
             where = str(_datasets.locate(name))
         except DatasetError:
-            where = "not found locally (load with download=True)"
+            where = f"not found locally (get it: plasticinfer datasets download {name})"
         typer.echo(f"{name:<18} {meta.kind:<10} {meta.license:<14} {meta.title}")
         typer.echo(f"{'':<18} {where}")
 
@@ -60,18 +60,26 @@ def datasets_info(name: str = typer.Argument(..., help="dataset name, see `plast
     typer.echo("\n".join(lines))
 
 
+@datasets_app.command("download")
+def datasets_download(
+    name: str = typer.Argument(..., help="dataset name, see `plasticinfer datasets list`"),
+    to: Optional[Path] = typer.Option(  # noqa: UP007 - typer needs Optional here
+        None, "--to", help="folder to put the dataset folder in (default: $PLASTICINFER_DATA_DIR, else the cache folder)"
+    ),
+) -> None:
+    """Download a named dataset from its public source, checking every file's SHA-256."""
+    _datasets.info(name)  # unknown names fail before any network access
+    if to is not None:
+        from .._cli_common import output_folder
+
+        output_folder(to, "--to")
+    typer.echo(f"downloading {name} …", err=True)
+    folder = _datasets.download(name, to)
+    typer.echo(f"{name}: files in {folder}")
+
+
 def _indent(text: str) -> str:
     return textwrap.indent(text.strip(), "  ")
-
-
-def _parse_map(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise FileFormatError(f"--map takes SCHEMA_NAME=SOURCE_NAME (e.g. choice=animal_response); got {item!r}.")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value.strip()
-    return out
 
 
 def summarize(ds: xr.Dataset) -> str:
@@ -107,17 +115,20 @@ def summarize(ds: xr.Dataset) -> str:
 def inspect_command(
     file: Path = typer.Argument(..., help="a data file (csv, parquet, mat, nwb, h5, nc) or a folder of sessions"),
     map_: Optional[list[str]] = typer.Option(  # noqa: UP007 - typer needs Optional here
-        None, "--map", help="SCHEMA=SOURCE name mapping, repeatable (columns, variables or HDF5 paths)"
+        None, "--map", help=MAP_HELP
+    ),
+    choice_codes: Optional[list[str]] = typer.Option(  # noqa: UP007
+        None, "--choice-codes", help=CHOICE_CODES_HELP
     ),
 ) -> None:
     """Load FILE, print its dims, subjects, trials and masks, and what the validator thinks."""
-    mapping = _parse_map(map_ or [])
     loader = loader_for(file)
-    if loader is load_netcdf:
+    if loader is load_netcdf and not (map_ or choice_codes):
+        if not file.exists():
+            raise FileFormatError(f"{str(file)!r} does not exist. Check the path.")
         ds = read_netcdf(file)  # unvalidated, so an invalid file can still be described
     else:
-        kwargs = {"mapping": mapping} if loader is load_hdf5 else ({"columns": mapping} if mapping else {})
-        ds = load(file, **kwargs)
+        ds = load_file(file, mapping=map_, choice_codes=choice_codes)
     typer.echo(f"file: {file}")
     try:
         typer.echo(summarize(ds))

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from .._cli_common import NonNegative, Rate, Size, non_negative, output_folder, show_bars
+
 _OUT_HELP = "Folder for results (netCDF), summary.md (equations) and PNG figures; created if missing."
 
 
@@ -17,19 +19,42 @@ def _adam(lr: float, steps: int):
     return optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.05))
 
 
+# Searches start at |θ| ≈ 0.01 and the known solutions have |θ| of order 1 (times a free overall
+# rate); a coefficient beyond this means the optimiser blew up rather than found a rule.
+DIVERGED_COEFFICIENT = 1e3
+
+
+def _check_diverged(res, lr: float) -> None:
+    """Refuse a gradient search whose coefficients blew up (non-finite or beyond DIVERGED_COEFFICIENT)."""
+    import equinox as eqx
+    import jax
+    import numpy as np
+
+    from ._common import DiscoveryError
+
+    leaves = [np.asarray(a, dtype=float) for a in jax.tree_util.tree_leaves(eqx.filter(res.rules, eqx.is_inexact_array))]
+    largest = max((float(np.nanmax(np.abs(a))) if a.size else 0.0 for a in leaves), default=0.0)
+    finite = all(np.isfinite(a).all() for a in leaves)
+    if not finite or largest > DIVERGED_COEFFICIENT:
+        what = "non-finite coefficients" if not finite else f"coefficients up to {largest:.3g} (> {DIVERGED_COEFFICIENT:g})"
+        raise DiscoveryError(
+            f"the search diverged: {what} with --lr {lr:g}; nothing was written. Lower --lr (e.g. 10x smaller) or --steps."
+        )
+
+
 def _echo_paths(paths) -> None:
     for name, p in paths.items():
         typer.echo(f"  {name:<18} {p}")
 
 
 def pc1(
-    n_pre: Annotated[int, typer.Option(help="Number of inputs (the 2020 work struggled beyond ~10; try 3, 39, 100).")] = 39,
-    restarts: Annotated[int, typer.Option(help="Independent starts, run as one vmapped computation.")] = 4,
-    steps: Annotated[int, typer.Option(help="Adam steps of gradient descent through the 200-step learning trajectory.")] = 300,
-    l1: Annotated[float, typer.Option(help="L1 penalty on each term's typical contribution.")] = 3e-4,
-    prune: Annotated[float, typer.Option(help="Drop terms whose typical contribution is below this fraction of the largest (after 60 % of the steps), then re-fit; 0 = off.")] = 0.25,
-    lr: Annotated[float, typer.Option(help="Initial Adam step size (cosine-decayed to 5 %).")] = 3e-2,
-    networks: Annotated[int, typer.Option(help="Independent networks (own rotation, scale, inputs, w0) per loss evaluation.")] = 4,
+    n_pre: Annotated[int, Size("Number of inputs (the 2020 work struggled beyond ~10; try 3, 39, 100).")] = 39,
+    restarts: Annotated[int, Size("Independent starts, run as one vmapped computation.")] = 4,
+    steps: Annotated[int, Size("Adam steps of gradient descent through the 200-step learning trajectory.")] = 300,
+    l1: Annotated[float, NonNegative("L1 penalty on each term's typical contribution.")] = 3e-4,
+    prune: Annotated[float, NonNegative("Drop terms whose typical contribution is below this fraction of the largest (after 60 % of the steps), then re-fit; 0 = off.")] = 0.25,
+    lr: Annotated[float, Rate("Initial Adam step size (cosine-decayed to 5 %).")] = 3e-2,
+    networks: Annotated[int, Size("Independent networks (own rotation, scale, inputs, w0) per loss evaluation.")] = 4,
     fixed_rotation: Annotated[bool, typer.Option(help="Literal DESIGN.md B1: one input rotation for every network (a rule can overfit it).")] = False,
     scale_variation: Annotated[bool, typer.Option(help="Multiply each network's input covariance by a log-uniform scale in [0.5, 2] (pins θ(w) = 0).")] = True,
     seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
@@ -43,6 +68,7 @@ def pc1(
     200 steps of 100 samples (η = 0.1). The task fixes the rule only up to its overall
     rate, so coefficients are reported divided by θ(x·y).
     """
+    output_folder(out)
     import jax
 
     from . import PC1Objective, find_families, gradient_search, oja_comparison, plot_search, save_report, summary_markdown, to_dataset
@@ -55,8 +81,9 @@ def pc1(
     typer.echo(f"PC1 objective: {n_pre} inputs, spectrum λ₁ = 1, λ₂…λₙ = 0.5 → 1e-6 (geometric); {restarts} restarts × {steps} steps …")
     res = gradient_search(
         obj, key=k_search, restarts=restarts, steps=steps, l1=l1, prune=prune or None, optimiser=_adam(lr, steps),
-        init_scale=0.01, progress=not quiet,
+        init_scale=0.01, progress=show_bars(quiet),
     )  # fmt: skip
+    _check_diverged(res, lr)
     fams = find_families(res, reference="x*y")
     rows = []
     for i in range(res.n_restarts):
@@ -83,15 +110,15 @@ def pc1(
 
 
 def pca_network(
-    n_in: Annotated[int, typer.Option(help="Inputs.")] = 50,
-    n_out: Annotated[int, typer.Option(help="Outputs (principal components to span).")] = 5,
-    restarts: Annotated[int, typer.Option(help="Independent starts (about half reach the subspace; more restarts, more solutions).")] = 8,
-    steps: Annotated[int, typer.Option(help="Adam steps.")] = 250,
-    max_degree: Annotated[int, typer.Option(help="Maximum total degree of the Taylor terms (0: all 27 terms of each rule).")] = 3,
-    l1: Annotated[float, typer.Option(help="L1 penalty on each term's typical contribution.")] = 3e-4,
-    prune: Annotated[float, typer.Option(help="Prune terms below this fraction of their rule's largest after 60 % of the steps; 0 = off.")] = 0.25,
-    lr: Annotated[float, typer.Option(help="Initial Adam step size (cosine-decayed).")] = 1e-2,
-    networks: Annotated[int, typer.Option(help="Networks per loss evaluation.")] = 2,
+    n_in: Annotated[int, Size("Inputs.")] = 50,
+    n_out: Annotated[int, Size("Outputs (principal components to span).")] = 5,
+    restarts: Annotated[int, Size("Independent starts (about half reach the subspace; more restarts, more solutions).")] = 8,
+    steps: Annotated[int, Size("Adam steps.")] = 250,
+    max_degree: Annotated[int, typer.Option(help="Maximum total degree of the Taylor terms (0: all 27 terms of each rule).", callback=non_negative)] = 3,
+    l1: Annotated[float, NonNegative("L1 penalty on each term's typical contribution.")] = 3e-4,
+    prune: Annotated[float, NonNegative("Prune terms below this fraction of their rule's largest after 60 % of the steps; 0 = off.")] = 0.25,
+    lr: Annotated[float, Rate("Initial Adam step size (cosine-decayed).")] = 1e-2,
+    networks: Annotated[int, Size("Networks per loss evaluation.")] = 2,
     seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
     out: Annotated[Path, typer.Option(help=_OUT_HELP)] = Path("discover-pca-network"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -103,6 +130,7 @@ def pca_network(
     between the output subspace and the top n_out PCs under 10°. The known solution is Oja
     for W with anti-Hebbian θ(x·y) = −1 for L.
     """
+    output_folder(out)
     import jax
 
     from .._rules import TaylorRule
@@ -114,8 +142,9 @@ def pca_network(
     typer.echo(f"PCA network {n_in} → {n_out}: {len(rule['ff'].terms)} + {len(rule['lateral'].terms)} terms; {restarts} restarts × {steps} steps …")
     res = gradient_search(
         obj, rule, key=k_search, restarts=restarts, steps=steps, l1=l1, prune=prune or None, optimiser=_adam(lr, steps),
-        init_scale=0.01, progress=not quiet,
+        init_scale=0.01, progress=show_bars(quiet),
     )  # fmt: skip
+    _check_diverged(res, lr)
     fams = find_families(res, reference="x*y")
     notes = ["Coefficients are divided by each rule's |θ(x·y)| (the objective leaves each rule's rate free)."]
     md = summary_markdown(res, title=f"PCA network {n_in} → {n_out}", families=fams, notes=notes)
@@ -145,14 +174,14 @@ class Method(str, Enum):
 def homeostasis(
     model: Annotated[Model, typer.Option(help="rate: rate neuron (gradients work); lif: leaky integrate-and-fire (CMA-ES only).")] = Model.rate,
     method: Annotated[Method, typer.Option(help="gradient descent, CMA-ES, or both (to compare them).")] = Method.both,
-    restarts: Annotated[int, typer.Option(help="Gradient-descent restarts (vmapped).")] = 16,
-    steps: Annotated[int, typer.Option(help="Gradient-descent steps.")] = 300,
-    cma_restarts: Annotated[int, typer.Option(help="Independent CMA-ES runs (their populations are evaluated together).")] = 4,
-    generations: Annotated[int, typer.Option(help="CMA-ES generations.")] = 60,
-    target: Annotated[float, typer.Option(help="Target postsynaptic rate (Hz).")] = 5.0,
-    nu_inh: Annotated[float, typer.Option(help="Inhibitory input rate ν_pre (Hz).")] = 10.0,
-    correlated: Annotated[float, typer.Option(help="Rate model: s.d. of shared per-group rate fluctuations (0: constant rates); > 0 adds the balance objective.")] = 0.0,
-    l1: Annotated[float, typer.Option(help="L1 penalty (keeps the overall rate of the rule bounded).")] = 1e-3,
+    restarts: Annotated[int, Size("Gradient-descent restarts (vmapped).")] = 16,
+    steps: Annotated[int, Size("Gradient-descent steps.")] = 300,
+    cma_restarts: Annotated[int, Size("Independent CMA-ES runs (their populations are evaluated together).")] = 4,
+    generations: Annotated[int, Size("CMA-ES generations.")] = 60,
+    target: Annotated[float, Rate("Target postsynaptic rate (Hz).")] = 5.0,
+    nu_inh: Annotated[float, Rate("Inhibitory input rate ν_pre (Hz).")] = 10.0,
+    correlated: Annotated[float, NonNegative("Rate model: s.d. of shared per-group rate fluctuations (0: constant rates); > 0 adds the balance objective.")] = 0.0,
+    l1: Annotated[float, NonNegative("L1 penalty (keeps the overall rate of the rule bounded).")] = 1e-3,
     familiarity: Annotated[bool, typer.Option(help="Rate model: run the familiarity probe on the solutions.")] = True,
     seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
     out: Annotated[Path, typer.Option(help=_OUT_HELP)] = Path("discover-homeostasis"),
@@ -185,6 +214,7 @@ def homeostasis(
 
     if model is Model.lif and method is not Method.cma:
         raise DiscoveryError("spikes make the LIF loss piecewise constant, so gradients are useless; use --method cma")
+    output_folder(out)
     k_g, k_c, k_a = jax.random.split(jax.random.key(seed), 3)
     if model is Model.rate:
         obj = HomeostasisObjective.create(target=target, nu_inh=nu_inh, fluctuation=correlated)
@@ -194,11 +224,11 @@ def homeostasis(
     if method in (Method.gradient, Method.both):
         typer.echo(f"gradient descent: {restarts} restarts × {steps} steps …")
         results["gradient"] = gradient_search(
-            obj, key=k_g, restarts=restarts, steps=steps, l1=l1, init_scale=1.0, optimiser=_adam(0.1, steps), progress=not quiet
+            obj, key=k_g, restarts=restarts, steps=steps, l1=l1, init_scale=1.0, optimiser=_adam(0.1, steps), progress=show_bars(quiet)
         )
     if method in (Method.cma, Method.both):
         typer.echo(f"CMA-ES: {cma_restarts} runs × {generations} generations …")
-        results["cma-es"] = cma_search(obj, key=k_c, restarts=cma_restarts, generations=generations, l1=l1, init_scale=1.0, progress=not quiet)
+        results["cma-es"] = cma_search(obj, key=k_c, restarts=cma_restarts, generations=generations, l1=l1, init_scale=1.0, progress=show_bars(quiet))
     analysis = analyse_homeostasis(results, obj, key=k_a, familiarity=familiarity and model is Model.rate, generalise_to=(5.0, 20.0) if model is Model.rate else ())
     datasets, figures, parts = {}, {"manifold": analysis.figure()}, []
     for m, res in results.items():

@@ -3,50 +3,77 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
+from .._cli_common import (
+    CHOICE_CODES_HELP,
+    DATA_DIR_HELP,
+    MAP_HELP,
+    RESTARTS_HELP,
+    Size,
+    load_data,
+    note,
+    output_folder,
+    show_bars,
+    unit_interval,
+)
+
 
 def fly(
-    dataset: Annotated[str, typer.Argument(help="Named dataset (rajagopalan2023, mohanta2022) or a behaviour data file (.nc, .csv, .mat, …).")] = "rajagopalan2023",
+    dataset: Annotated[str, typer.Argument(help="Named dataset (rajagopalan2023, mohanta2022) or a behaviour data file in any supported format (.nc, .csv, .parquet, .mat, .nwb, .h5).")] = "rajagopalan2023",
     out: Annotated[Path, typer.Option(help="Folder for report.md, table.csv, scores.nc and figures.")] = Path("plasticinfer-fly"),
-    hypotheses: Annotated[list[str] | None, typer.Option("--hypothesis", "-H", help="Hypotheses to fit (repeat); default all standard ones.")] = None,
-    heldout: Annotated[float, typer.Option(help="Fraction of each block's last trials held out.")] = 0.2,
-    steps: Annotated[int, typer.Option(help="L-BFGS steps per fit.")] = 50,
+    map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
+    choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
+    hypotheses: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="Hypotheses to fit (repeat), e.g. 'x*r + w'; default all standard ones.")] = None,
+    heldout: Annotated[float, typer.Option(help="Fraction of each block's last trials held out, in (0, 1).", callback=unit_interval)] = 0.2,
+    steps: Annotated[int, Size("L-BFGS steps per fit.")] = 50,
+    restarts: Annotated[Optional[int], Size(RESTARTS_HELP + " Default: the analysis's own.")] = None,
     in_sample: Annotated[bool, typer.Option(help="Also fit on all trials (in-sample figures, as published).")] = True,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder holding the named datasets (default: PLASTICINFER_DATA_DIR or ../shared/data).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (MLP initialisation).")] = 0,
     hierarchical: Annotated[
-        str | None,
-        typer.Option(help="Also fit this hypothesis hierarchically across flies with NUTS (e.g. 'x·r + w'; several minutes)."),
+        Optional[str],
+        typer.Option(help="Also fit this hypothesis hierarchically across flies with NUTS (e.g. 'x*r + w'; several minutes)."),
     ] = None,
-    warmup: Annotated[int, typer.Option(help="NUTS warmup steps per chain (with --hierarchical).")] = 500,
-    draws: Annotated[int, typer.Option(help="NUTS draws per chain (with --hierarchical).")] = 500,
+    warmup: Annotated[int, Size("NUTS warmup steps per chain (with --hierarchical).")] = 500,
+    draws: Annotated[int, Size("NUTS draws per chain (with --hierarchical).")] = 500,
+    quiet: Annotated[bool, typer.Option(help="No progress lines or bars.")] = False,
 ) -> None:
     """Fit rule hypotheses to every fly (MAP), rank them by held-out likelihood, and write a report."""
+    output_folder(out)
+    import inspect
     import time
 
     import jax
 
-    from .. import datasets as named
-    from ..data import load
+    from .._cli_common import CLIError
     from ._analysis import analyse_choices
     from ._report import write_report
 
     t0 = time.perf_counter()
-    if dataset in named.names():
-        ds = named.load(dataset, path=data_dir)
-    else:
-        ds = load(dataset)
-    typer.echo(f"{ds.sizes['subject']} subjects × up to {ds.sizes['trial']} trials; fitting …")
-    analysis = analyse_choices(ds, hypotheses, key=jax.random.key(seed), heldout_fraction=heldout, steps=steps, in_sample=in_sample)
+    extra = {}
+    if restarts is not None:
+        if "restarts" not in inspect.signature(analyse_choices).parameters:
+            raise CLIError("--restarts: this installation's fly analysis fits each hypothesis from one start; omit --restarts.")
+        extra["restarts"] = restarts
+    ds = load_data(dataset, mapping=map_, choice_codes=choice_codes, data_dir=data_dir)
+    if ds.attrs.get("kind") != "behaviour":
+        raise CLIError(f"{dataset}: `plasticinfer fly` analyses behaviour (attrs kind='behaviour'); this one is {ds.attrs.get('kind')!r}. Use `plasticinfer fit` for neural data.")
+    names = hypotheses or "the standard hypotheses"
+    note(f"{ds.sizes['subject']} subjects × up to {ds.sizes['trial']} trials; fitting {names} (all subjects at once, {steps} steps each) …", quiet)
+    analysis = analyse_choices(
+        ds, hypotheses, key=jax.random.key(seed), heldout_fraction=heldout, steps=steps, in_sample=in_sample,
+        progress=show_bars(quiet), **extra,
+    )  # fmt: skip
+    note(f"fits done in {time.perf_counter() - t0:.0f} s", quiet)
     population = None
     if hierarchical is not None:
         from .. import bayes
         from ._hierarchical import hierarchical_fit
 
-        typer.echo(f"hierarchical NUTS fit of {hierarchical!r} across flies …")
+        note(f"hierarchical NUTS fit of {hierarchical!r} across flies …", quiet)
         population = hierarchical_fit(
             ds, hierarchical, key=jax.random.key(seed + 1), method=bayes.NUTS(warmup=warmup, samples=draws, chains=2, target_accept=0.9, dense_mass=True)
         )

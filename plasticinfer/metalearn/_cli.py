@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .._cli_common import NonNegative, Rate, Size, output_folder, show_bars
 from .._errors import ModelError
 
 
@@ -17,6 +18,8 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         raise ModelError(f"{what} must be comma-separated integers, e.g. '100,80'; got {text!r}") from None
     if not values:
         raise ModelError(f"{what} is empty; give comma-separated integers, e.g. '100,80'")
+    if min(values) < 0 or (what == "--hidden" and min(values) < 1):
+        raise ModelError(f"{what} needs {'positive widths' if what == '--hidden' else 'digits 0-9'}; got {text!r}")
     return values
 
 
@@ -24,24 +27,24 @@ def feedback_alignment_cmd(
     out: Annotated[
         Path, typer.Option(help="Folder for results.nc (netCDF), summary.md and learning_curves.png.")
     ] = Path("plasticinfer-output/feedback-alignment"),
-    steps: Annotated[int, typer.Option(help="Meta-gradient steps (each differentiates through META_BATCH online episodes).")] = 300,
-    meta_batch: Annotated[int, typer.Option(help="Episodes per meta-step, vmapped.")] = 16,
-    l1: Annotated[float, typer.Option(help="L1 penalty on the rule's coefficients (larger → fewer surviving terms).")] = 0.03,
-    meta_lr: Annotated[float, typer.Option(help="Adam learning rate of the meta-optimiser (meta-gradient clipped to norm 1).")] = 1e-2,
+    steps: Annotated[int, Size("Meta-gradient steps (each differentiates through META_BATCH online episodes).")] = 300,
+    meta_batch: Annotated[int, Size("Episodes per meta-step, vmapped.")] = 16,
+    l1: Annotated[float, NonNegative("L1 penalty on the rule's coefficients (larger → fewer surviving terms).")] = 0.03,
+    meta_lr: Annotated[float, Rate("Adam learning rate of the meta-optimiser (meta-gradient clipped to norm 1).")] = 1e-2,
     hidden: Annotated[str, typer.Option(help="Hidden layer widths, comma-separated; input is 64 pixels, output N_WAY classes.")] = "100,80",
-    n_way: Annotated[int, typer.Option(help="Classes per episode.")] = 5,
-    k_shot: Annotated[int, typer.Option(help="Training images per class, presented one at a time.")] = 10,
-    n_query: Annotated[int, typer.Option(help="Held-aside query images per class used to score an episode.")] = 10,
+    n_way: Annotated[int, Size("Classes per episode.")] = 5,
+    k_shot: Annotated[int, Size("Training images per class, presented one at a time.")] = 10,
+    n_query: Annotated[int, Size("Held-aside query images per class used to score an episode.")] = 10,
     heldout: Annotated[
         str, typer.Option(help="Digits held out of meta-training and used only for evaluation (≥ N_WAY of them).")
     ] = "5,6,7,8,9",
-    learning_rate: Annotated[float, typer.Option(help="Overall plasticity rate η multiplying every rule.")] = 0.05,
-    eval_episodes: Annotated[int, typer.Option(help="Held-out episodes for the final accuracies (≥ 100 recommended).")] = 200,
-    tune_episodes: Annotated[int, typer.Option(help="Meta-training episodes used to tune the baselines' learning rates.")] = 128,
+    learning_rate: Annotated[float, Rate("Overall plasticity rate η multiplying every rule.")] = 0.05,
+    eval_episodes: Annotated[int, Size("Held-out episodes for the final accuracies (≥ 100 recommended).")] = 200,
+    tune_episodes: Annotated[int, Size("Meta-training episodes used to tune the baselines' learning rates.")] = 128,
     validation_episodes: Annotated[
-        int, typer.Option(help="Fixed meta-training-class episodes that pick the best coefficients during meta-training.")
+        int, Size("Fixed meta-training-class episodes that pick the best coefficients during meta-training.")
     ] = 64,
-    eval_every: Annotated[int, typer.Option(help="Validate (and update the progress bar) every this many meta-steps.")] = 25,
+    eval_every: Annotated[int, Size("Validate (and update the progress bar) every this many meta-steps.")] = 25,
     threshold: Annotated[
         float,
         typer.Option(
@@ -66,17 +69,19 @@ def feedback_alignment_cmd(
 
         plasticinfer discover feedback-alignment --steps 300 --seed 0 --out fa-run
     """
+    hidden_sizes, heldout_classes = _ints(hidden, "--hidden"), _ints(heldout, "--heldout")
+    output_folder(out)
     import jax
 
     from ._report import feedback_alignment_experiment
 
     report = feedback_alignment_experiment(
         key=jax.random.key(seed),
-        hidden=_ints(hidden, "--hidden"),
+        hidden=hidden_sizes,
         n_way=n_way,
         k_shot=k_shot,
         n_query=n_query,
-        heldout_classes=_ints(heldout, "--heldout"),
+        heldout_classes=heldout_classes,
         learning_rate=learning_rate,
         steps=steps,
         meta_batch=meta_batch,
@@ -87,7 +92,7 @@ def feedback_alignment_cmd(
         validation_episodes=validation_episodes,
         eval_every=eval_every,
         threshold=threshold,
-        progress=not quiet,
+        progress=show_bars(quiet),
     )
     typer.echo(report.summary())
     paths = report.save(out)

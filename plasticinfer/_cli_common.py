@@ -1,0 +1,262 @@
+"""What every `plasticinfer` command shares: option validators, output-path checks made before any
+computation, the one data loader behind every command that reads data, and progress settings.
+
+Validators run while the command line is parsed, so a bad value is refused (exit code 2, one line
+naming the option) before anything is imported or computed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from ._errors import PlasticInferError
+
+
+class CLIError(PlasticInferError, ValueError):
+    """A command-line input the library cannot use (output path, option combination, data source)."""
+
+
+# --- option validators (typer callbacks) -----------------------------------------------------------
+
+
+def _number_check(test: Callable[[float], bool], what: str) -> Callable[[typer.Context, typer.CallbackParam, Any], Any]:
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        if value is None or ctx.resilient_parsing:
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"must be a finite number {what}; got {value}")
+        if not test(value):
+            raise typer.BadParameter(f"must be {what}; got {value}")
+        return value
+
+    return callback
+
+
+at_least_one = _number_check(lambda v: v >= 1, "at least 1")
+non_negative = _number_check(lambda v: v >= 0, "at least 0")
+positive = _number_check(lambda v: v > 0, "greater than 0")
+fraction = _number_check(lambda v: 0 <= v < 1, "in [0, 1)")
+unit_interval = _number_check(lambda v: 0 < v <= 1, "in (0, 1]")
+
+
+def Size(help: str, **kw: Any) -> Any:  # noqa: N802 - reads like a type in signatures
+    """A count (neurons, trials, trajectories, subjects, steps): an integer ≥ 1."""
+    return typer.Option(help=help, callback=at_least_one, **kw)
+
+
+def Rate(help: str, **kw: Any) -> Any:  # noqa: N802
+    """A learning rate or step size: a finite number > 0."""
+    return typer.Option(help=help, callback=positive, **kw)
+
+
+def NonNegative(help: str, **kw: Any) -> Any:  # noqa: N802
+    """A penalty, noise level or spread: a finite number ≥ 0."""
+    return typer.Option(help=help, callback=non_negative, **kw)
+
+
+def Fraction(help: str, **kw: Any) -> Any:  # noqa: N802
+    """A held-out fraction: a number in [0, 1)."""
+    return typer.Option(help=help, callback=fraction, **kw)
+
+
+RESTARTS_HELP = "Starts per fit (the model's starting values and jittered copies); the best training loss wins."
+SEED_HELP = "Root random seed."
+MAP_HELP = (
+    "SCHEMA=SOURCE: read schema variable SCHEMA from your column / variable / HDF5 path SOURCE "
+    "(repeat, e.g. --map choice=response --map reward=rewarded; NWB neural data: --map activity=dff --map input=stim)."
+)
+CHOICE_CODES_HELP = "CODE=INDEX: your choice code → 0-based option (repeat or comma-separate, e.g. --choice-codes L=0,R=1)."
+DATA_DIR_HELP = "Folder holding the named datasets (default: $PLASTICINFER_DATA_DIR, ../shared/data, then the download cache)."
+
+
+# --- output paths ------------------------------------------------------------------------------------
+
+_created: list[Path] = []
+
+
+def _mkdirs(folder: Path, option: str) -> None:
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise CLIError(f"{option} {folder}: {p} is a file, not a folder; choose another location.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{option} {folder}: cannot create the folder ({e.strerror or e}); choose a writable location.") from None
+    _created.extend(reversed(missing))
+
+
+def _probe(folder: Path, option: str, target: Path) -> None:
+    try:
+        fd, name = tempfile.mkstemp(prefix=".plasticinfer-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise CLIError(f"{option} {target}: cannot write in {folder} ({e.strerror or e}); choose a writable location.") from None
+
+
+def output_folder(path: Path, option: str = "--out") -> Path:
+    """Check (and create) an output folder before any work: refuse an existing file or an unwritable place."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{option} {path} is an existing file; {option} names a folder. Choose a new or existing folder.")
+    _mkdirs(path, option)
+    _probe(path, option, path)
+    return path
+
+
+def output_file(path: Path, option: str = "OUT") -> Path:
+    """Check an output file's location before any work: refuse a folder or an unwritable place."""
+    path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"{option} {path} is an existing folder; give a file name, e.g. {path / 'data.nc'}.")
+    if path.suffix.lower() not in (".nc", ".nc4", ".netcdf"):
+        raise CLIError(f"{option} {path}: the output is netCDF; give a file name ending in .nc.")
+    _mkdirs(path.parent if str(path.parent) else Path("."), option)
+    _probe(path.parent, option, path)
+    return path
+
+
+def remove_created_folders() -> None:
+    """After a failure: remove the output folders this run created, if they are still empty."""
+    for folder in reversed(_created):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    _created.clear()
+
+
+# --- data sources --------------------------------------------------------------------------------------
+
+
+def parse_map(items: list[str] | None, option: str = "--map") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise CLIError(f"{option} takes SCHEMA=SOURCE (e.g. {option} choice=animal_response); got {item!r}.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _code(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_choice_codes(items: list[str] | None) -> dict[Any, int] | None:
+    if not items:
+        return None
+    out: dict[Any, int] = {}
+    for item in (part for it in items for part in it.split(",") if part.strip()):
+        code, sep, index = item.partition("=")
+        try:
+            out[_code(code.strip())] = int(index)
+        except ValueError:
+            sep = ""
+        if not sep or not code.strip():
+            raise CLIError(f"--choice-codes takes CODE=INDEX with a 0-based integer INDEX (e.g. --choice-codes L=0,R=1); got {item!r}.")
+    return out
+
+
+NETCDF = (".nc", ".nc4", ".netcdf")
+
+
+def load_data(source: str, *, mapping: list[str] | None = None, choice_codes: list[str] | None = None, data_dir: Path | None = None):
+    """A named dataset or any supported file, validated, as an xarray Dataset in the plasticinfer schema."""
+    from . import datasets as named
+    from .data import validate
+
+    if source in named.names():
+        if mapping or choice_codes:
+            raise CLIError(f"{source} is a named dataset, already in the schema: --map and --choice-codes apply to your own files.")
+        try:
+            return named.load(source, path=data_dir)
+        except PlasticInferError as e:
+            if "not found" in str(e):
+                raise CLIError(where_to_get(source, data_dir)) from None
+            raise
+    path = Path(source)
+    if not path.exists():
+        raise CLIError(
+            f"{source} does not exist and is not a named dataset ({', '.join(named.names())}). Check the path "
+            f"(relative to {os.getcwd()})."
+        )
+    return validate(load_file(path, mapping=mapping, choice_codes=choice_codes))
+
+
+def load_file(path: Path, *, mapping: list[str] | None = None, choice_codes: list[str] | None = None):
+    """Any supported file through the data layer's loaders, with the command line's --map / --choice-codes."""
+    from .data import load, loader_for
+    from .data._hdf5 import load_hdf5
+    from .data._nwb import load_nwb
+
+    path = Path(path)
+    columns = parse_map(mapping)
+    codes = parse_choice_codes(choice_codes)
+    loader = loader_for(path)
+    kwargs: dict[str, Any] = {}
+    if path.suffix.lower() in NETCDF:
+        if columns or codes:
+            raise CLIError(f"{path} is netCDF in the plasticinfer schema; --map and --choice-codes apply to tables, MAT, NWB and HDF5 files.")
+    elif loader is load_hdf5:
+        if not columns:
+            raise CLIError(f"{path} is HDF5: say where the data lie with --map choice=/path/choice --map reward=/path/reward (or input=…, activity=… for neural data).")
+        kwargs["mapping"] = columns
+    elif loader is load_nwb:
+        for series in ("activity", "input"):
+            if series in columns:
+                kwargs[series] = columns.pop(series)
+        if columns:
+            kwargs["columns"] = columns
+    elif columns:
+        kwargs["columns"] = columns
+    if codes is not None:
+        kwargs["choice_codes"] = codes
+    ds = load(path, **kwargs)
+    ds.attrs.setdefault("source_file", str(path))
+    return ds
+
+
+def where_to_get(name: str, data_dir: Path | None = None) -> str:
+    """One line for a command-line user: where the named dataset was looked for and how to get it."""
+    from .data._datasets import ENV_VAR, candidate_dirs, info
+
+    folder = info(name).folder
+    looked = ", ".join(str(d) for d in candidate_dirs(data_dir))
+    return (
+        f"dataset {name!r} not found (looked for {folder}/ in: {looked}). Get it with "
+        f"`plasticinfer datasets download {name}`, or point to a folder holding {folder}/ with --data-dir DIR "
+        f"or {ENV_VAR}=DIR."
+    )
+
+
+# --- progress -------------------------------------------------------------------------------------------
+
+
+def show_bars(quiet: bool) -> bool:
+    """Progress bars only on a terminal: redirected to a file, they would glue onto result lines."""
+    return not quiet and sys.stderr.isatty()
+
+
+def note(message: str, quiet: bool = False) -> None:
+    """A progress line on stderr, newline-terminated (safe in logs)."""
+    if not quiet:
+        typer.echo(message, err=True)

@@ -11,6 +11,7 @@ from ._errors import (
 )
 from ._trial_data import TrialData as TrialData
 from . import fly as fly
+from . import distributed as distributed
 
 # --- core engine (rules, networks, simulation, fitting) ---
 from ._fit import FitResult as FitResult, fit as fit, fit_independent as fit_independent, trainable_filter as trainable_filter

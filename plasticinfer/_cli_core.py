@@ -185,7 +185,6 @@ def fit_cmd(
     checkpoint = out / "checkpoint.nc"
     if resume and not checkpoint.is_file():
         raise CLIError(f"--resume: no checkpoint at {checkpoint}; run once with --checkpoint-every N and --out {out}.")
-    import inspect
 
     import jax
     import numpy as np
@@ -217,15 +216,13 @@ def fit_cmd(
         td, validation = td.split_trials(heldout)
     extra = {}
     if checkpoint_every is not None or resume:
-        if "checkpoint" not in inspect.signature(fit).parameters:
-            raise CLIError("--checkpoint-every/--resume need fit(checkpoint=…) from the core library, which this installation lacks.")
         extra = {"checkpoint": checkpoint, "checkpoint_every": checkpoint_every or 50, "resume": resume}
     note(f"fitting a {len(rule.terms)}-term rule to {td.n_trajectories} trajectories × {td.n_trials} trials ({restarts} restarts × {steps} steps) …", quiet)
     result = fit(
         model, td, steps=steps, l1=l1, restarts=restarts, key=k_fit, validation=validation,
         patience=50 if validation is not None else None, progress=show_bars(quiet), **extra,
     )  # fmt: skip
-    interrupted = bool(getattr(result, "interrupted", False))
+    interrupted = bool(result.interrupted)
     diverged = np.asarray(result.diverged_at).reshape(-1)
     best = int(np.asarray(result.best_restart).reshape(-1)[0])
     if diverged[best] >= 0:
@@ -238,6 +235,8 @@ def fit_cmd(
         status_note = f"\n{int((diverged >= 0).sum())} of {diverged.size} restarts diverged and were discarded (lower --learning-rate?).\n"
     else:
         status_note = ""
+    if not bool(np.all(result.converged)):
+        status_note += f"\nConvergence: {result.convergence_message}\n"
     result.save(out / "results.nc")
     equation = result.model.rule.equation(threshold=0.01)
     status = " (INTERRUPTED: best parameters so far)" if interrupted else ""

@@ -17,6 +17,7 @@ import optax
 import xarray as xr
 from jaxtyping import PRNGKeyArray
 
+from .distributed import unshard
 from ._errors import DivergenceWarning, FitDivergedError, ModelError
 from ._fit_result import FitResult, index_model as _index_model
 from ._model import PlasticityModel
@@ -225,7 +226,7 @@ def fit(
         [out["history"][best]], ["fit"], tol=convergence_tol, interrupted=out["interrupted"],
         stopped_early=out["stopped_early"], steps_run=out["steps_run"],
     )
-    return FitResult(
+    return unshard(FitResult(
         model=eqx.combine(_index_model(out["params"], best), frozen, static),
         restarts=eqx.combine(out["params"], _broadcast(frozen, (restarts,)), static),
         loss_history=out["history"],
@@ -239,7 +240,7 @@ def fit(
         interrupted=out["interrupted"],
         converged=converged,
         convergence_message=message,
-    )
+    ))
 
 
 def fit_independent(
@@ -325,7 +326,7 @@ def fit_independent(
         [history[s, best[s]] for s in range(n_subj)], [f"subject {s}" for s in range(n_subj)], tol=convergence_tol,
         interrupted=out["interrupted"], stopped_early=out["stopped_early"], steps_run=out["steps_run"],
     )
-    return FitResult(
+    return unshard(FitResult(
         model=eqx.combine(best_params, frozen_s, static),
         restarts=eqx.combine(params_sr, _broadcast(frozen_s, (restarts,), axis=1), static),
         loss_history=history,
@@ -340,7 +341,7 @@ def fit_independent(
         interrupted=out["interrupted"],
         converged=converged,
         convergence_message=message,
-    )
+    ))
 
 
 def _as_trial_data(data, name):

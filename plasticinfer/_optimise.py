@@ -329,7 +329,7 @@ def convergence(histories, labels, *, tol: float, interrupted: bool, stopped_ear
 
 def _shard(carry, data, validation, data_axis, devices, n_batch):
     """Place the batch axis across devices (one shard each) when the batch divides evenly."""
-    devices = list(jax.devices() if devices is None else devices)
+    devices = list(jax.local_devices() if devices is None else devices)
     if len(devices) <= 1:
         return carry, data, validation
     if n_batch % len(devices):

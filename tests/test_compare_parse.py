@@ -84,11 +84,16 @@ def test_property_text_round_trip(monos, unicode, rpe):
     assert set(h.rule.terms) == set(terms) and h.reward_expectation is rpe
 
 
-@pytest.mark.slow
-def test_compare_takes_equation_strings():
-    """compare parses strings itself: a list of equations, named by their text; r−E[r] builds the RPE circuit."""
+@pytest.fixture(scope="module")
+def from_strings():
     syn = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.5}), key=jax.random.key(1), n_subjects=2, trials_per_block=12)
-    res = compare(["x*r", "x·(r−E[r]) + w"], syn.data, blocks=syn.block, steps=3, restarts=1, baselines=False)
+    return compare(["x*r", "x·(r−E[r]) + w"], syn.data, blocks=syn.block, steps=3, restarts=1, baselines=False)
+
+
+@pytest.mark.slow
+def test_compare_takes_equation_strings(from_strings):
+    """compare parses strings itself: a list of equations, named by their text; r−E[r] builds the RPE circuit."""
+    res = from_strings
     assert res.hypotheses == ["x*r", "x·(r−E[r]) + w"]
     nets = {h: m.network for (h, _), m in res.fitted.items()}
     assert nets["x·(r−E[r]) + w"].reward_expectation and not nets["x*r"].reward_expectation
@@ -102,3 +107,15 @@ def test_every_pair_of_spellings_builds_the_same_model():
     for a, b in itertools.combinations(spellings, 2):
         ma, mb = parse_hypothesis(a).model(data), parse_hypothesis(b).model(data)
         assert set(ma.rule.names) == set(mb.rule.names) and ma.network.reward_expectation == mb.network.reward_expectation
+
+
+@pytest.mark.slow
+def test_fitted_equations_of_a_comparison_print_the_prediction_error(from_strings):
+    res = from_strings
+    stacked = res.fitted[("x·(r−E[r]) + w", "held-out trials")]
+    eq = res.equation("x·(r−E[r]) + w", subject=1)
+    assert "x·(r−E[r])" in eq and "x·r" not in eq
+    theta = np.asarray(stacked.rule.coeffs)[1]
+    assert f"{abs(theta[0]):.3f}·x·(r−E[r])" in eq and f"{abs(theta[1]):.3f}·w" in eq
+    with pytest.raises(ComparisonError, match="subject="):
+        res.equation("x·(r−E[r]) + w")

@@ -159,6 +159,29 @@ class ComparisonResult:
         wide.index = wide.index.set_levels([[self.subject_label(s) for s in wide.index.levels[1]]], level=[1])
         return wide
 
+    def equation(self, hypothesis: str, subject: int | None = None, fold: str | None = None) -> str:
+        """The fitted rule of ``hypothesis`` as an equation — ``(r−E[r])`` where the model passes the
+        reward-prediction error — for a shared fit, or ``subject``'s per-subject fit."""
+        from ._parse import rule_equation
+
+        self._check(hypothesis)
+        models = {f: m for (h, f), m in self.fitted.items() if h == hypothesis and (fold is None or f == fold)}
+        if not models:
+            raise ComparisonError(f"no fitted model of {hypothesis!r} kept (baselines without a rule, or a loaded result)")
+        f, model = next(iter(models.items()))
+        if self.settings.per_subject:
+            if subject is None:
+                raise ComparisonError(f"{hypothesis!r} was fitted per subject; pass subject=")
+            row = self.fits[(self.fits["hypothesis"] == hypothesis) & (self.fits["fold"] == f)]["subject"].tolist()
+            if subject not in row:
+                raise ComparisonError(f"subject {subject} was not fitted in fold {f!r}")
+            import jax
+
+            i = row.index(subject)
+            model = jax.tree_util.tree_map(lambda a: a[i] if getattr(a, "ndim", 0) else a, model)
+        net = model.network
+        return rule_equation(model.rule, reward_expectation=bool(getattr(net, "reward_expectation", False)))
+
     # ---- per hypothesis -------------------------------------------------------------
 
     def table(self, reference: str | None = None) -> pd.DataFrame:

@@ -150,16 +150,27 @@ print("fly 0:", hier.subject_model(0).rule)
 # rate, and Rescorla–Wagner.
 
 # %%
-hypotheses = {
-    "x·r": pi.TaylorRule.from_terms({"x*r": 0.0}),
-    "x·r + w": pi.TaylorRule.from_terms({"x*r": 0.0, "w": 0.0}),
-    "x·r + x": pi.TaylorRule.from_terms({"x*r": 0.0, "x": 0.0}),
-}
+hypotheses = ["x·r", "x·r + w", "x*r + x"]  # one syntax, ASCII or Unicode (plasticinfer.compare.parse_hypothesis)
 result = pi.compare(hypotheses, data, split=pi.HeldOutTrials(0.25), blocks=syn.block, steps=STEPS, restarts=RESTARTS, key=k_cmp)
 print(result.summary())
 print("\ndoes adding the decay term help?", result.paired_test("x·r + w", "x·r"))
-paths = result.save(OUT / "comparison")
+print(result.table(reference="base rate")[["mean_normalized_likelihood", "se_normalized_likelihood", "aic", "p_better_than_reference"]].round(4))
+print(result.coefficient_table("x·r + w").round(3))
+paths = result.save(OUT / "comparison")  # also scores.csv and coefficients.csv; pi.ComparisonResult.load reads it back
 print("ranking:", " > ".join(result.ranking()))
+
+# %% [markdown]
+# Held-out *subjects* instead of held-out trials: `SubjectKFold(k)` fits one rule shared by the other
+# flies and scores every trial of each held-out fly, which starts naive (weights 0) — does the rule
+# predict a fly it has never seen? (`DatasetSplit()` uses a dataset's own train/test flies instead.)
+
+# %%
+from plasticinfer.compare import SubjectKFold
+
+population = pi.compare(["x·r + w"], data, split=SubjectKFold(3, seed=0), per_subject=False, baselines=False, steps=STEPS,
+                        restarts=RESTARTS, key=k_cmp)
+print(population.summary())
+print(population.equation("x·r + w"))
 
 # %% [markdown]
 # PSIS-LOO is available (`post.loo()`), but on learning data it is optimistic: leaving trial t out

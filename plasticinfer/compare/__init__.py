@@ -1,4 +1,5 @@
-"""Model comparison: held-out likelihood with time-respecting splits, fair baselines, paired tests."""
+"""Model comparison: held-out likelihood with time-respecting and subject-level splits, fair baselines,
+per-subject metrics, paired tests — the one comparison engine (the fly analysis is a layer over it)."""
 
 from ._baselines import (
     BaseRate as BaseRate,
@@ -7,9 +8,12 @@ from ._baselines import (
     standard_baselines as standard_baselines,
     static_weights_model as static_weights_model,
 )
-from ._compare import ComparisonResult as ComparisonResult, compare as compare
+from ._compare import RESTARTS as RESTARTS, compare as compare
+from ._parse import RuleHypothesis as RuleHypothesis, parse_hypothesis as parse_hypothesis, rule_equation as rule_equation
+from ._result import ComparisonResult as ComparisonResult
 from .._errors import ComparisonError as ComparisonError
 from ._hypotheses import (
+    LAPSE as LAPSE,
     AbstractHypothesis as AbstractHypothesis,
     FitSettings as FitSettings,
     FoldScore as FoldScore,
@@ -20,11 +24,13 @@ from ._hypotheses import (
 from ._plots import plot_comparison as plot_comparison
 from ._splits import (
     AbstractSplit as AbstractSplit,
+    DatasetSplit as DatasetSplit,
     Fold as Fold,
     HeldOutTrials as HeldOutTrials,
     InSample as InSample,
     LeaveFutureOut as LeaveFutureOut,
     LeaveOneSubjectOut as LeaveOneSubjectOut,
+    SubjectKFold as SubjectKFold,
 )
 from ._stats import (
     PairedTest as PairedTest,
@@ -41,23 +47,30 @@ __all__ = [
     "CoinFlip",
     "ComparisonError",
     "ComparisonResult",
+    "DatasetSplit",
     "FitSettings",
     "Fold",
     "FoldScore",
     "HeldOutTrials",
     "InSample",
     "LeaveFutureOut",
+    "LAPSE",
     "LeaveOneSubjectOut",
     "ModelHypothesis",
     "PairedTest",
+    "RESTARTS",
+    "RuleHypothesis",
+    "SubjectKFold",
     "activity_model",
     "aic",
     "bic",
     "choice_model",
     "compare",
     "deviance_explained",
+    "parse_hypothesis",
     "plot_comparison",
     "rescorla_wagner_model",
+    "rule_equation",
     "standard_baselines",
     "static_weights_model",
     "wilcoxon_signed_rank",

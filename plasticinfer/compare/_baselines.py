@@ -12,11 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._model import PlasticityModel
-from .._networks import ChoiceCircuit
-from .._observation import BernoulliChoice
 from .._rules import TaylorRule
 from .._trial_data import TrialData
-from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, ModelHypothesis, is_choice_data, n_observations
+from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, ModelHypothesis, choice_model, is_choice_data, n_observations
 from ._splits import Fold
 
 COIN_FLIP = "coin flip"
@@ -54,7 +52,8 @@ class CoinFlip(AbstractHypothesis):
 class BaseRate(AbstractHypothesis):
     """No learning: each option chosen at its training-trial rate (per subject; pooled for new subjects).
 
-    Choice data: P(option k) = (count_k + ½) / (n + ½·K) on the subject's training trials. Activity
+    Choice data: P(option k) = (count_k + ½) / (n + ½·K) on the subject's training trials. This is
+    the one base rate of the package (the fly analysis uses it too). Activity
     data ("mean activity"): each recorded neuron Gaussian with its training mean and sd.
     """
 
@@ -78,11 +77,11 @@ class BaseRate(AbstractHypothesis):
                 idx = np.where(mask, obs, 0).astype(int)
                 return float(np.sum(np.where(mask, np.log(p[idx]), 0.0)))
 
+            pooled = rates(list(range(len(fold.train_subjects))))
             for i in range(len(fold.train_subjects)):
-                train_ll.append(ll(obs_tr[i], m_tr[i], rates([i])))
+                train_ll.append(ll(obs_tr[i], m_tr[i], pooled if new else rates([i])))
             for j, s in enumerate(fold.test_subjects.tolist()):
-                p = rates(list(range(len(fold.train_subjects)))) if new else rates([pos[s]])
-                test_ll.append(ll(obs_te[j], m_te[j], p))
+                test_ll.append(ll(obs_te[j], m_te[j], pooled if new else rates([pos[s]])))
             n_params = k - 1
         else:
 
@@ -100,32 +99,26 @@ class BaseRate(AbstractHypothesis):
                 lp = -0.5 * z**2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
                 return float(np.sum(np.where(mask, lp, 0.0)))
 
+            pooled = moments(list(range(len(fold.train_subjects))))
             for i in range(len(fold.train_subjects)):
-                train_ll.append(ll(obs_tr[i], m_tr[i], *moments([i])))
+                train_ll.append(ll(obs_tr[i], m_tr[i], *(pooled if new else moments([i]))))
             for j, s in enumerate(fold.test_subjects.tolist()):
-                mu, sd = moments(list(range(len(fold.train_subjects)))) if new else moments([pos[s]])
-                test_ll.append(ll(obs_te[j], m_te[j], mu, sd))
+                test_ll.append(ll(obs_te[j], m_te[j], *(pooled if new else moments([pos[s]]))))
             n_params = 2 * int(obs_tr.shape[-1])
+        # for subjects never seen, one pooled rate of all training subjects: a shared fit
         return FoldScore(
-            np.asarray(test_ll), n_observations(fold.test), np.asarray(train_ll), n_observations(fold.train), n_params, True
+            np.asarray(test_ll), n_observations(fold.test), np.asarray(train_ll), n_observations(fold.train), n_params, not new
         )
 
 
 def rescorla_wagner_model(data: TrialData) -> PlasticityModel:
-    """Rescorla–Wagner as a Taylor rule: Δw = θ(x·r)·x·r + θ(x·w)·x·w, with β fixed at 1.
+    """Rescorla–Wagner as a Taylor rule: Δw = θ(x·r)·x·r + θ(x·w)·x·w, in the standard choice model (β = 1).
 
     Classic RW, Q ← Q + α(r − Q) for the chosen option with P(choice) = σ(β·ΔQ), is exactly
     θ(x·w) = −α and θ(x·r) = β·α after rescaling w by β, so fitting both θ's freely with β = 1
-    fits α and β (two parameters, plus bias and initial weights like every hypothesis).
+    fits α and β (two parameters, plus the bias like every hypothesis).
     """
-    n_in = int(data.inputs["cues"].shape[-1])
-    return PlasticityModel.create(
-        TaylorRule.from_terms({"x*r": 0.0, "x*w": 0.0}),
-        ChoiceCircuit(n_in),
-        BernoulliChoice(1.0, 0.0, learn_temperature=False),
-        n_trajectories=data.n_trajectories,
-        initial_weights={"w": jnp.zeros((1, n_in))},
-    )
+    return choice_model(TaylorRule.from_terms({"x*r": 0.0, "x*w": 0.0}), data)
 
 
 def static_weights_model(template: PlasticityModel) -> PlasticityModel:

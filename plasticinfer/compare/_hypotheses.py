@@ -56,6 +56,10 @@ class FoldScore:
         train_ll: summed training log-likelihood per training subject.
         n_train: training observations per training subject.
         n_params: free parameters — per subject if ``per_subject_params``, else in total.
+        per_subject_params: one fit per training subject (``True``) or one shared fit.
+        coefficients: fitted rule coefficients (term → value): one dict per training subject for
+            per-subject fits, a single dict for a shared fit; ``None`` when the hypothesis has none.
+        model: the fitted model (stacked over subjects for per-subject fits), for plots; not saved.
     """
 
     test_ll: np.ndarray
@@ -64,6 +68,8 @@ class FoldScore:
     n_train: np.ndarray
     n_params: int
     per_subject_params: bool
+    coefficients: list[dict[str, float]] | None = None
+    model: PlasticityModel | None = None
 
 
 def n_observations(data: TrialData) -> np.ndarray:
@@ -89,17 +95,24 @@ def is_choice_data(data: TrialData) -> bool:
     return "cues" in data.inputs and "choice" in data.inputs
 
 
-def choice_model(rule: AbstractRule, data: TrialData, *, reward_expectation: bool = False) -> PlasticityModel:
+#: The lapse rate of the standard choice model, in every path (compare, fly, baselines).
+LAPSE = 0.0
+
+
+def choice_model(
+    rule: AbstractRule, data: TrialData, *, reward_expectation: bool = False, lapse: float = LAPSE
+) -> PlasticityModel:
     """The standard choice model for a rule: ChoiceCircuit, BernoulliChoice with β fixed at 1, w₀ = 0.
 
-    β is fixed because it is confounded with the scale of the reward term; the bias, initial
-    weights and the rule are fitted.
+    β is fixed because it is confounded with the scale of the reward term; the bias and the rule
+    (and with ``reward_expectation`` the expectation rate) are fitted; whether the initial weights are
+    is the comparison's choice (for choices: no — a naive animal starts at 0). No lapses by default.
     """
     n_in = int(data.inputs["cues"].shape[-1])
     return PlasticityModel.create(
         rule,
         ChoiceCircuit(n_in, reward_expectation=reward_expectation),
-        BernoulliChoice(1.0, 0.0, learn_temperature=False),
+        BernoulliChoice(1.0, 0.0, learn_temperature=False, lapse=lapse),
         n_trajectories=data.n_trajectories,
         initial_weights={"w": jnp.zeros((1, n_in))},
     )
@@ -133,10 +146,17 @@ def _index(stacked, index):
 
 @dataclass
 class ModelHypothesis(AbstractHypothesis):
-    """A :class:`PlasticityModel` (its values are the fit's starting point)."""
+    """A :class:`PlasticityModel` (its values are the fit's starting point).
+
+    Attributes:
+        name: label in tables.
+        model: the model; its initial weights are also where subjects the fit never saw start.
+        l1: this hypothesis's L1 penalty (``None``: the comparison's).
+    """
 
     name: str
     model: PlasticityModel
+    l1: float | None = None
 
     def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
         model = self.model
@@ -152,13 +172,15 @@ class ModelHypothesis(AbstractHypothesis):
             )
         train_model = _for_subjects(model, fold.train_subjects)
         kwargs = settings.fit_kwargs()
+        if self.l1 is not None:
+            kwargs["l1"] = self.l1
         n_train = n_observations(fold.train)
         n_test = n_observations(fold.test)
         if settings.per_subject:
             if fold.new_subjects:
                 raise ComparisonError(
                     "per-subject fits cannot score subjects they never saw; use per_subject=False (a shared rule) "
-                    "with LeaveOneSubjectOut"
+                    "with LeaveOneSubjectOut, SubjectKFold or DatasetSplit"
                 )
             with _quiet_jitter():
                 result = fit_independent(train_model, fold.train, **kwargs)
@@ -167,7 +189,8 @@ class ModelHypothesis(AbstractHypothesis):
             rows = [pos[s] for s in fold.test_subjects.tolist()]
             test_ll = per_subject_ll(_index(result.model, rows), fold.test)
             k = count_free_parameters(result.subject(0), initial_weights=settings.fit_initial_weights, per_trajectory=True)
-            return FoldScore(test_ll, n_test, train_ll, n_train, k, True)
+            coeffs = _records(result)
+            return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model)
         with _quiet_jitter():
             result = fit(train_model, fold.train, **kwargs)
         fitted = result.model
@@ -178,18 +201,37 @@ class ModelHypothesis(AbstractHypothesis):
             pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
             test_model = _for_subjects(fitted, [pos[s] for s in fold.test_subjects.tolist()])
         else:
-            mean_w0 = {name: jnp.mean(v, axis=0) for name, v in fitted.initial_weights.items()}
-            test_model = PlasticityModel.create(
-                fitted.rule, fitted.network, fitted.observation, n_trajectories=len(fold.test_subjects), initial_weights=mean_w0
-            )
-            if fold.calibration is not None and settings.fit_initial_weights and trial_valid(fold.calibration).any():
-                test_model = fit(
-                    test_model, fold.calibration, steps=settings.steps, progress=settings.progress,
-                    fit_rule=False, fit_observation=False, fit_network=False,
-                ).model
+            test_model = _new_subjects_model(fitted, model, fold, settings)
         with jax.numpy_dtype_promotion("standard"):
             test_ll = np.asarray(test_model.log_likelihood(fold.test)).sum(-1)
-        return FoldScore(test_ll, n_test, train_ll, n_train, k, False)
+        return FoldScore(test_ll, n_test, train_ll, n_train, k, False, _records(result), fitted)
+
+
+def _records(result) -> list[dict[str, float]] | None:
+    """Fitted Taylor coefficients (term → value): one dict per subject, or one for a shared fit."""
+    rows = result.coefficients.to_dict("records")
+    return rows or None
+
+
+def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: Fold, settings: FitSettings) -> PlasticityModel:
+    """The fitted rule, observation and network for subjects the fit never saw.
+
+    They start naive — at the hypothesis's own initial weights for those subjects (for choice models,
+    0) — when initial weights were not fitted; when they were (activity data), at the mean of the
+    training subjects' fitted initial weights. With a calibration part, their own initial weights are
+    then fitted on it with everything else held fixed.
+    """
+    if settings.fit_initial_weights:
+        w0 = {name: jnp.broadcast_to(jnp.mean(v, axis=0), (len(fold.test_subjects),) + v.shape[1:]) for name, v in fitted.initial_weights.items()}
+    else:
+        w0 = {name: v[np.asarray(fold.test_subjects)] for name, v in start.initial_weights.items()}
+    test_model = PlasticityModel(fitted.rule, fitted.network, fitted.observation, w0)
+    if fold.calibration is not None and settings.fit_initial_weights and trial_valid(fold.calibration).any():
+        test_model = fit(
+            test_model, fold.calibration, steps=settings.steps, progress=settings.progress,
+            fit_rule=False, fit_observation=False, fit_network=False,
+        ).model
+    return test_model
 
 
 @contextlib.contextmanager
@@ -202,20 +244,23 @@ def _quiet_jitter():
 
 
 def as_hypothesis(name: str, value, data: TrialData, *, key: PRNGKeyArray | None) -> AbstractHypothesis:
-    """A hypothesis from a model, a rule (standard model for the data), or a hypothesis."""
+    """A hypothesis from a model, a rule or a :class:`RuleHypothesis` (standard model for the data), an
+    equation string (:func:`parse_hypothesis`), or a hypothesis."""
+    from ._parse import RuleHypothesis, parse_hypothesis
+
     if isinstance(value, AbstractHypothesis):
         return value
     if isinstance(value, PlasticityModel):
         return ModelHypothesis(name, value)
+    if isinstance(value, str):
+        value = parse_hypothesis(value, name=name)
     if isinstance(value, AbstractRule):
-        if is_choice_data(data):
-            return ModelHypothesis(name, choice_model(value, data))
-        if "x" in data.inputs:
-            if key is None:
-                raise ComparisonError(f"hypothesis {name!r}: building an activity model draws initial weights; pass key=")
-            return ModelHypothesis(name, activity_model(value, data, key=key))
-        raise ComparisonError(f"hypothesis {name!r}: cannot build a model for inputs {sorted(data.inputs)}; pass a PlasticityModel")
-    raise ComparisonError(f"hypothesis {name!r} must be a PlasticityModel or a rule; got {type(value).__name__}")
+        value = RuleHypothesis(name, value)
+    if isinstance(value, RuleHypothesis):
+        return ModelHypothesis(name, value.model(data, key=key), l1=value.l1)
+    raise ComparisonError(
+        f"hypothesis {name!r} must be an equation string, a rule, a RuleHypothesis or a PlasticityModel; got {type(value).__name__}"
+    )
 
 
 __all__ = [
@@ -224,6 +269,7 @@ __all__ = [
     "FitSettings",
     "FoldScore",
     "choice_model",
+    "LAPSE",
     "activity_model",
     "as_hypothesis",
     "is_choice_data",

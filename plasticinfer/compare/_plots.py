@@ -32,16 +32,17 @@ def plot_comparison(result):
         ax1.scatter([x[j]], [np.nanmedian(grid[:, j])], marker="_", s=400, color="C3", zorder=3)
     ax1.axhline(0.0, color="k", lw=0.8)
     ax1.set_xticks(x, order, rotation=30, ha="right", fontsize=8)
-    ax1.set_ylabel(f"held-out log-lik per obs − {null}")
+    ax1.set_ylabel(f"held-out log-lik per observation\nminus {null} (nats)")
     ax1.set_title("per subject (red: median)", fontsize=9)
     totals = [ps[ps["hypothesis"] == n]["heldout_ll"].sum() - ps[ps["hypothesis"] == null]["heldout_ll"].sum() for n in order]
     colours = ["C0" if n in result.hypotheses else "C7" for n in order]
     ax2.barh(x[::-1], totals, color=colours)
     ax2.set_yticks(x[::-1], order, fontsize=8)
     ax2.axvline(0.0, color="k", lw=0.8)
-    ax2.set_xlabel(f"total held-out log-lik gain over {null}")
+    ax2.set_xlabel(f"total held-out log-lik gain over {null} (nats)")
     ax2.set_title("all subjects (blue: hypotheses, grey: baselines)", fontsize=9)
-    fig.suptitle(f"model comparison — {type(result.split).__name__}", fontsize=10)
+    split = result.split if isinstance(result.split, str) else type(result.split).__name__
+    fig.suptitle(f"model comparison — {split}", fontsize=10)
     fig.tight_layout()
     return fig
 

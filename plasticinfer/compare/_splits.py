@@ -1,4 +1,5 @@
-"""Held-out splits that respect time: last part of each block, leave-future-out, leave-one-subject-out.
+"""Held-out splits that respect time (last part of each block, leave-future-out) and subject-level
+protocols (leave-one-subject-out, k-fold over subjects, the dataset's own train/test subjects).
 
 Learning data are a sequence: trial t's choice and reward change the weights used on trial t+1.
 A split therefore never shuffles trials. Every model still *runs* through all of a subject's
@@ -87,6 +88,10 @@ class AbstractSplit(abc.ABC):
     def folds(self, data: TrialData, blocks=None) -> list[Fold]:
         """The folds; ``blocks`` is an optional (trajectory, trial) array of block labels."""
 
+    def for_dataset(self, ds) -> "AbstractSplit":
+        """This split, completed from an xarray dataset's coordinates (:func:`compare` calls it when given one)."""
+        return self
+
     def describe(self) -> str:
         return repr(self)
 
@@ -144,13 +149,38 @@ class LeaveFutureOut(AbstractSplit):
         return [_check_nonempty(fold)]
 
 
+def _check_calibration(fraction: float) -> None:
+    if not 0.0 <= fraction < 1.0:
+        raise ComparisonError(f"calibration_fraction must be in [0, 1); got {fraction}")
+
+
+def subject_fold(data: TrialData, name: str, train_idx, test_idx, calibration_fraction: float = 0.0) -> Fold:
+    """A population fold: the rule is fitted on the ``train_idx`` subjects, every trial of the
+    ``test_idx`` subjects is scored (with ``calibration_fraction`` > 0, each held-out subject's first
+    trials calibrate its initial weights and only the rest is scored)."""
+    train_idx = np.asarray(train_idx, dtype=int)
+    test_idx = np.asarray(test_idx, dtype=int)
+    test = subjects(data, test_idx)
+    calibration = None
+    if calibration_fraction > 0:
+        valid = trial_valid(test)
+        first = np.zeros_like(valid)
+        for j in range(valid.shape[0]):
+            k = int(round(calibration_fraction * valid[j].sum()))
+            first[j, :k] = True
+        calibration = restrict(test, first & valid)
+        test = restrict(test, ~first & valid)
+    return _check_nonempty(Fold(name, subjects(data, train_idx), test, train_idx, test_idx, calibration))
+
+
 @dataclass(frozen=True)
 class LeaveOneSubjectOut(AbstractSplit):
     """Fit a shared rule on all other subjects; score the held-out subject.
 
     The held-out subject's initial weights are unknown to a shared fit. With
-    ``calibration_fraction = 0`` (default) it starts from the mean of the training subjects'
-    fitted initial weights and is scored on all its trials — a pure population prediction. With
+    ``calibration_fraction = 0`` (default) it is scored on all its trials from a naive start — the
+    model's own initial weights (0 for choice models) when initial weights are not fitted, the mean of
+    the training subjects' fitted initial weights when they are — a pure population prediction. With
     ``calibration_fraction = f > 0`` its own initial weights are fitted (rule, observation and
     network held fixed) on its first ``f`` of trials and it is scored on the rest. For choice
     data with unbiased starts (flies begin naive), 0 is the natural choice.
@@ -162,23 +192,106 @@ class LeaveOneSubjectOut(AbstractSplit):
         n = data.n_trajectories
         if n < 2:
             raise ComparisonError("leave-one-subject-out needs at least two subjects")
-        if not 0.0 <= self.calibration_fraction < 1.0:
-            raise ComparisonError(f"calibration_fraction must be in [0, 1); got {self.calibration_fraction}")
+        _check_calibration(self.calibration_fraction)
+        return [
+            subject_fold(data, f"subject {s}", [i for i in range(n) if i != s], [s], self.calibration_fraction)
+            for s in range(n)
+        ]
+
+
+@dataclass(frozen=True)
+class SubjectKFold(AbstractSplit):
+    """k folds of subjects: a shared rule fitted on k − 1 parts, every trial of the held-out part scored.
+
+    Subjects are shuffled once (``seed``) and cut into ``k`` parts of near-equal size; each subject is
+    held out exactly once. Held-out subjects start naive, as in :class:`LeaveOneSubjectOut` (whose
+    machinery this is; ``k`` = number of subjects is leave-one-subject-out in a shuffled order).
+
+    Attributes:
+        k: number of folds (2 ≤ k ≤ subjects).
+        seed: seed of the shuffle (a NumPy seed: the split is data bookkeeping, not a random model).
+        calibration_fraction: as in :class:`LeaveOneSubjectOut`.
+    """
+
+    k: int = 5
+    seed: int = 0
+    calibration_fraction: float = 0.0
+
+    def folds(self, data, blocks=None):
+        n = data.n_trajectories
+        if not 2 <= int(self.k) <= n:
+            raise ComparisonError(f"SubjectKFold needs 2 ≤ k ≤ number of subjects ({n}); got k={self.k}")
+        _check_calibration(self.calibration_fraction)
+        order = np.random.default_rng(self.seed).permutation(n)
         out = []
-        for s in range(n):
-            train_idx = np.asarray([i for i in range(n) if i != s])
-            test_all = subjects(data, [s])
-            calibration = None
-            test = test_all
-            if self.calibration_fraction > 0:
-                valid = trial_valid(test_all)
-                k = int(round(self.calibration_fraction * valid.sum()))
-                first = np.zeros_like(valid)
-                first[0, :k] = True
-                calibration = restrict(test_all, first & valid)
-                test = restrict(test_all, ~first & valid)
-            out.append(_check_nonempty(Fold(f"subject {s}", subjects(data, train_idx), test, train_idx, np.asarray([s]), calibration)))
+        for i, part in enumerate(np.array_split(order, int(self.k))):
+            test_idx = np.sort(part)
+            train_idx = np.setdiff1d(np.arange(n), test_idx)
+            out.append(subject_fold(data, f"subjects fold {i + 1}/{self.k}", train_idx, test_idx, self.calibration_fraction))
         return out
+
+
+@dataclass(frozen=True)
+class DatasetSplit(AbstractSplit):
+    """The dataset's own split: a shared rule fitted on its training subjects, its test subjects scored.
+
+    mohanta2022, for example, comes as 88 training and 44 test flies (coordinate ``split`` over
+    ``subject``, values ``"training"``/``"test"``). Pass the xarray dataset to :func:`compare` and the
+    labels are read from it; or give them here (one per subject, in the data's subject order).
+
+    Attributes:
+        labels: one label per subject (``None``: read from the dataset's ``coordinate``).
+        train: the label of training subjects.
+        test: the label of test subjects.
+        coordinate: the dataset coordinate holding the labels.
+        calibration_fraction: as in :class:`LeaveOneSubjectOut`.
+    """
+
+    labels: tuple[str, ...] | None = None
+    train: str = "training"
+    test: str = "test"
+    coordinate: str = "split"
+    calibration_fraction: float = 0.0
+
+    def __repr__(self) -> str:
+        n = "" if self.labels is None else f", {sum(x == self.train for x in self.labels)} train / {sum(x == self.test for x in self.labels)} test subjects"
+        return f"DatasetSplit(coordinate={self.coordinate!r}, train={self.train!r}, test={self.test!r}{n})"
+
+    def for_dataset(self, ds) -> "DatasetSplit":
+        if self.labels is not None:
+            return self
+        if self.coordinate not in ds.coords and self.coordinate not in ds:
+            title = ds.attrs.get("dataset", ds.attrs.get("title", "the dataset"))
+            raise ComparisonError(
+                f"DatasetSplit: {title} has no {self.coordinate!r} coordinate (one {self.train!r}/{self.test!r} label per "
+                "subject), so it has no train/test split of its own; use SubjectKFold(k) or LeaveOneSubjectOut(), or add "
+                f"the coordinate: ds = ds.assign_coords({self.coordinate}=('subject', labels))"
+            )
+        values = ds[self.coordinate]
+        if values.dims != ("subject",):
+            raise ComparisonError(f"DatasetSplit: coordinate {self.coordinate!r} must be over 'subject'; it is over {values.dims}")
+        return DatasetSplit(tuple(str(v) for v in values.values), self.train, self.test, self.coordinate, self.calibration_fraction)
+
+    def folds(self, data, blocks=None):
+        if self.labels is None:
+            raise ComparisonError(
+                "DatasetSplit needs each subject's train/test label: pass the xarray dataset to compare() (it reads the "
+                f"{self.coordinate!r} coordinate) or DatasetSplit(labels=[...])"
+            )
+        labels = np.asarray(self.labels, dtype=object)
+        if labels.shape != (data.n_trajectories,):
+            raise ComparisonError(f"DatasetSplit: {labels.size} labels for {data.n_trajectories} subjects")
+        unknown = sorted(set(labels.tolist()) - {self.train, self.test})
+        if unknown:
+            raise ComparisonError(
+                f"DatasetSplit: labels {unknown} are neither train={self.train!r} nor test={self.test!r}; "
+                "pass DatasetSplit(train=..., test=...) naming the dataset's labels"
+            )
+        train_idx, test_idx = np.flatnonzero(labels == self.train), np.flatnonzero(labels == self.test)
+        if not len(train_idx) or not len(test_idx):
+            raise ComparisonError(f"DatasetSplit: {len(train_idx)} training and {len(test_idx)} test subjects; both must be > 0")
+        _check_calibration(self.calibration_fraction)
+        return [subject_fold(data, "dataset test subjects", train_idx, test_idx, self.calibration_fraction)]
 
 
 @dataclass(frozen=True)
@@ -196,7 +309,10 @@ __all__ = [
     "HeldOutTrials",
     "LeaveFutureOut",
     "LeaveOneSubjectOut",
+    "SubjectKFold",
+    "DatasetSplit",
     "InSample",
+    "subject_fold",
     "trial_valid",
     "restrict",
     "subjects",

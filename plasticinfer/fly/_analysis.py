@@ -1,101 +1,104 @@
-"""Per-subject MAP fits of every hypothesis, scored on held-out trials against fair nulls."""
+"""The fly analysis is :func:`plasticinfer.compare.compare` with the standard fly hypotheses: held-out
+comparison (and an in-sample one for published figures), the decay summary, choice-probability traces."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import equinox as eqx
 import jax
 import numpy as np
+import pandas as pd
 import xarray as xr
 from jaxtyping import PRNGKeyArray
 
-from .._convert import choice_data
 from .._errors import DataError
-from .._fit import FitResult, fit_independent
-from .._rules import TaylorRule
 from .._trial_data import TrialData
-from ._hypotheses import Hypothesis, get_hypotheses
+from ..compare._compare import RESTARTS, compare
+from .._errors import ComparisonError
+from ..compare._parse import RuleHypothesis
+from ..compare._result import SHARED, ComparisonResult
+from ..compare._splits import AbstractSplit, DatasetSplit, HeldOutTrials, InSample, LeaveOneSubjectOut, SubjectKFold
+from ..compare._stats import PairedTest
+from ._hypotheses import get_hypotheses
 
-LOG_HALF = float(np.log(0.5))
-
-
-def per_subject_log_likelihood(batched_model, data: TrialData) -> np.ndarray:
-    """Log-likelihood of every trial, (subject, trial), for a model batched over subjects
-    (as returned by :func:`fit_independent`); ``data`` has one trajectory per subject."""
-    per = jax.tree_util.tree_map(lambda a: a[:, None], data)
-    ll = eqx.filter_vmap(lambda m, d: m.log_likelihood(d)[0])(batched_model, per)
-    return np.asarray(ll)
+#: Splits that hold out whole subjects: one rule shared by the training subjects (a population fit).
+SUBJECT_SPLITS = (LeaveOneSubjectOut, SubjectKFold, DatasetSplit)
 
 
 def choice_probabilities(batched_model, data: TrialData) -> np.ndarray:
-    """P(choice = option 1) on every trial, (subject, trial), teacher-forced on the observed choices."""
+    """P(choice = option 1) on every trial, (subject, trial), teacher-forced on the observed choices, for a
+    model stacked over subjects (a per-subject fit); ``data`` has one trajectory per subject."""
 
     def one(m, d):
         traj = m.simulate(jax.tree_util.tree_map(lambda a: a[None], d.inputs))
         return m.observation.probability(traj.outputs[0])
 
-    per = jax.tree_util.tree_map(lambda a: a, data)
-    return np.asarray(eqx.filter_vmap(one)(batched_model, per))
-
-
-def deviance_explained(ll_model, ll_null) -> np.ndarray:
-    """1 − D_model / D_null with D = −2·log-likelihood on the same trials (per subject)."""
-    ll_model = np.asarray(ll_model, dtype=float)
-    ll_null = np.asarray(ll_null, dtype=float)
-    return 1.0 - ll_model / ll_null
+    return np.asarray(eqx.filter_vmap(one)(batched_model, data))
 
 
 @dataclass
 class ChoiceAnalysis:
-    """Results of :func:`analyse_choices`; ``scores`` is an xarray Dataset (hypothesis × subject)."""
+    """Results of :func:`analyse_choices`: the held-out comparison, the in-sample one, and the data.
 
-    scores: xr.Dataset
-    fits: dict[str, FitResult]
-    hypotheses: dict[str, Hypothesis]
-    data: TrialData
-    train: TrialData
-    heldout: TrialData
+    Attributes:
+        heldout: the held-out :class:`ComparisonResult` (what ranks the hypotheses).
+        in_sample: every hypothesis fitted and scored on all trials (for published, in-sample figures), or None.
+        dataset: the behaviour dataset analysed.
+        hypotheses: the hypotheses compared.
+        timings: seconds per comparison.
+    """
+
+    heldout: ComparisonResult
+    in_sample: ComparisonResult | None
     dataset: xr.Dataset
+    hypotheses: dict[str, RuleHypothesis]
     timings: dict = field(default_factory=dict)
 
-    def table(self):
-        """Per-hypothesis summary (pandas): held-out log-lik, median deviance explained vs each null."""
-        import pandas as pd
+    @cached_property
+    def data(self) -> TrialData:
+        from .._convert import choice_data
 
-        s = self.scores
-        rows = []
-        for h in s["hypothesis"].values:
-            sh = s.sel(hypothesis=h)
-            rows.append(
-                {
-                    "hypothesis": h,
-                    "held-out log-lik (sum)": float(sh["heldout_loglik"].sum()),
-                    "median DE vs coin (held-out) %": 100 * float(sh["de_coin_heldout"].median()),
-                    "median DE vs base rate (held-out) %": 100 * float(sh["de_base_heldout"].median()),
-                    "median DE vs coin (in-sample) %": 100 * float(sh["de_coin_insample"].median()),
-                }
-            )
-        return pd.DataFrame(rows).set_index("hypothesis").sort_values("held-out log-lik (sum)", ascending=False)
+        return choice_data(self.dataset)
 
-    def paired(self, without: str, with_: str):
-        """Paired comparison across subjects of held-out log-likelihood: how many improve, Wilcoxon p."""
-        from scipy.stats import wilcoxon
+    @property
+    def subjects(self) -> list[str]:
+        return [str(s) for s in self.dataset["subject"].values]
 
-        a = self.scores["heldout_loglik"].sel(hypothesis=without).values
-        b = self.scores["heldout_loglik"].sel(hypothesis=with_).values
-        diff = b - a
-        p = float(wilcoxon(b, a).pvalue) if np.any(diff != 0) else 1.0
-        return {"improved": int((diff > 0).sum()), "n": int(len(diff)), "median_gain": float(np.median(diff)), "wilcoxon_p": p}
+    def table(self) -> pd.DataFrame:
+        """The held-out comparison table (:meth:`ComparisonResult.table`), plus in-sample median deviance
+        explained against a coin flip when the in-sample comparison was run."""
+        t = self.heldout.table()
+        if self.in_sample is not None:
+            ins = self.in_sample.table()
+            if "median_dev_explained_vs_coin" in ins:
+                t["median_dev_explained_vs_coin_in_sample"] = ins["median_dev_explained_vs_coin"].reindex(t.index)
+        return t
 
-    def coefficients(self, hypothesis: str):
-        """Fitted Taylor coefficients per subject (pandas), for a Taylor hypothesis."""
-        import pandas as pd
+    def paired(self, without: str, with_: str, *, in_sample: bool = False) -> PairedTest:
+        """Does ``with_`` predict better than ``without``? Wilcoxon signed-rank across subjects (held-out by default)."""
+        result = self.in_sample if in_sample else self.heldout
+        if result is None:
+            raise ComparisonError("no in-sample comparison: run analyse_choices(..., in_sample=True)")
+        return result.paired_test(with_, without, alternative="greater")
 
-        df = self.fits[hypothesis].coefficients
-        df.index = list(self.scores["subject"].values)
-        return pd.DataFrame(df)
+    def coefficients(self, hypothesis: str, *, in_sample: bool = True) -> pd.DataFrame:
+        """Fitted Taylor coefficients, one row per subject (or ``shared``), from the in-sample fits when
+        available (``in_sample=True``), else from the held-out comparison's training fits."""
+        result = self.in_sample if (in_sample and self.in_sample is not None) else self.heldout
+        return result.coefficient_table(hypothesis).droplevel("fold")
+
+    def fitted_per_subject(self, hypothesis: str):
+        """A per-subject fitted model of ``hypothesis`` covering every subject (in-sample, else held-out), or None."""
+        for result in (self.in_sample, self.heldout):
+            if result is None or not result.settings.per_subject:
+                continue
+            models = [m for (h, _), m in result.fitted.items() if h == hypothesis]
+            if len(models) == 1 and result.scores["subject"].nunique() == self.data.n_trajectories:
+                return models[0]
+        return None
 
 
 def analyse_choices(
@@ -103,92 +106,73 @@ def analyse_choices(
     hypotheses=None,
     *,
     key: PRNGKeyArray,
+    split: AbstractSplit | None = None,
     heldout_fraction: float = 0.2,
     steps: int = 150,
+    restarts: int = RESTARTS,
+    per_subject: bool | None = None,
     in_sample: bool = True,
     progress: bool = False,
 ) -> ChoiceAnalysis:
-    """Fit every hypothesis to every subject (MAP, subjects vmapped) and score it on held-out trials.
+    """Compare rule hypotheses on a behaviour dataset: :func:`compare` with the standard fly hypotheses.
 
-    The last ``heldout_fraction`` of each block (coordinate ``block``) is held out: a
-    hypothesis is fitted on the rest and scored on those trials (the network still
-    learns from held-out trials' choices and rewards, since later trials depend on them).
-    Deviance explained is reported against a coin flip (the published metric) and
-    against the fitted base-rate model (a fair null). With ``in_sample``, every
-    hypothesis is also fitted on all trials and scored there, for comparison with
-    in-sample published figures.
+    Every hypothesis is fitted with the same settings as any comparison (``restarts`` starts per fit,
+    β fixed at 1, no lapses, initial weights at 0 — a naive fly — and a fitted bias) and scored on
+    held-out data against compare's baselines (coin flip, base rate, Rescorla–Wagner).
+
+    Args:
+        ds: a behaviour dataset (docs/data-format.md), e.g. ``pi.datasets.load("rajagopalan2023")``.
+        hypotheses: standard hypothesis names or equations (``"x*r + w"``, ``"x·(r−E[r]) + w"``), a list
+            of :class:`RuleHypothesis`, or a dict; default all standard ones (:func:`standard_hypotheses`).
+        key: PRNG key (restarts; MLP initialisation).
+        split: default ``HeldOutTrials(heldout_fraction)`` (the last part of each block). Subject-level
+            splits (``DatasetSplit()``: the dataset's own train/test flies; ``SubjectKFold``;
+            ``LeaveOneSubjectOut``) fit one rule shared by the training flies.
+        steps, restarts: L-BFGS steps and starts per fit.
+        per_subject: one fit per fly (default for trial splits) or one shared rule (default, and
+            required, for subject-level splits).
+        in_sample: also fit and score every hypothesis on all trials (per fly), for comparison with
+            in-sample published figures and for the fitted coefficients on all the data.
+        progress: show fitting progress bars.
     """
     from ..data import validate
 
     ds = validate(ds)
     if ds.attrs.get("kind") != "behaviour":
         raise DataError(f"analyse_choices needs a behaviour dataset; got kind={ds.attrs.get('kind')!r}")
-    hyps = get_hypotheses(hypotheses) if hypotheses is None or not isinstance(hypotheses, dict) else hypotheses
-    if "base rate" not in hyps:
-        hyps = {**hyps, "base rate": get_hypotheses(["base rate"])["base rate"]}
-    data = choice_data(ds)
-    groups = ds["block"].transpose("subject", "trial").values if "block" in ds.coords or "block" in ds else None
-    train, held = data.split_trials(heldout_fraction, groups=groups)
-    n_subj = data.n_trajectories
-    n_in = int(data.inputs["cues"].shape[-1])
-    names = list(hyps)
-    out = {k: np.full((len(names), n_subj), np.nan) for k in ("heldout_loglik", "train_loglik", "insample_loglik")}
-    fits, timings = {}, {}
-    mask_tr = np.asarray(train.mask)
-    mask_he = np.asarray(held.mask)
-    mask_all = np.asarray(data.mask)
-    for i, name in enumerate(names):
-        h = hyps[name]
-        k_model, key = jax.random.split(key)
-        model = h.model(n_subj, n_in=n_in, key=k_model)
+    hyps = get_hypotheses(hypotheses)
+    if not hyps:
+        raise ComparisonError("no hypotheses to compare (baselines are always included; name at least one rule)")
+    split = split if split is not None else HeldOutTrials(heldout_fraction)
+    if per_subject is None:
+        per_subject = not isinstance(split, SUBJECT_SPLITS)
+    kwargs = dict(steps=steps, restarts=restarts, key=key, progress=progress)
+    t0 = time.perf_counter()
+    heldout = compare(hyps, ds, split=split, per_subject=per_subject, **kwargs)
+    timings = {"held-out": time.perf_counter() - t0}
+    ins = None
+    if in_sample:
         t0 = time.perf_counter()
-        res = fit_independent(model, train, steps=steps, l1=h.l1, progress=progress, fit_rule=h.plastic)
-        ll = per_subject_log_likelihood(res.model, data)
-        out["heldout_loglik"][i] = np.where(mask_he, ll, 0.0).sum(1)
-        out["train_loglik"][i] = np.where(mask_tr, ll, 0.0).sum(1)
-        fits[name] = res
-        if in_sample:
-            res_all = fit_independent(model, data, steps=steps, l1=h.l1, progress=progress, fit_rule=h.plastic)
-            ll_all = per_subject_log_likelihood(res_all.model, data)
-            out["insample_loglik"][i] = np.where(mask_all, ll_all, 0.0).sum(1)
-            fits[name + " (all trials)"] = res_all
-        timings[name] = time.perf_counter() - t0
-    n_held = mask_he.sum(1)
-    n_all = mask_all.sum(1)
-    coin_held = LOG_HALF * n_held
-    coin_all = LOG_HALF * n_all
-    base = names.index("base rate")
-    scores = xr.Dataset(
-        {
-            "heldout_loglik": (("hypothesis", "subject"), out["heldout_loglik"]),
-            "train_loglik": (("hypothesis", "subject"), out["train_loglik"]),
-            "insample_loglik": (("hypothesis", "subject"), out["insample_loglik"]),
-            "n_heldout": ("subject", n_held),
-            "n_trials": ("subject", n_all),
-            "de_coin_heldout": (("hypothesis", "subject"), deviance_explained(out["heldout_loglik"], coin_held)),
-            "de_base_heldout": (
-                ("hypothesis", "subject"),
-                deviance_explained(out["heldout_loglik"], out["heldout_loglik"][base]),
-            ),
-            "de_coin_insample": (("hypothesis", "subject"), deviance_explained(out["insample_loglik"], coin_all)),
-        },
-        coords={"hypothesis": names, "subject": [str(s) for s in ds["subject"].values]},
-        attrs={
-            "heldout": f"last {heldout_fraction:.0%} of each block",
-            "steps": steps,
-            "dataset": str(ds.attrs.get("dataset", ds.attrs.get("description", ""))),
-        },
-    )
-    return ChoiceAnalysis(scores, fits, hyps, data, train, held, ds, timings)
+        ins = compare(hyps, ds, split=InSample(), per_subject=True, **kwargs)
+        timings["in-sample"] = time.perf_counter() - t0
+    return ChoiceAnalysis(heldout, ins, ds, hyps, timings)
 
 
-def decay_summary(analysis: ChoiceAnalysis, hypothesis: str = "x·r + w", all_trials: bool = True) -> dict:
-    """Median, spread and sign count of the fitted decay coefficient θ(w) across subjects."""
-    key = hypothesis + (" (all trials)" if all_trials and hypothesis + " (all trials)" in analysis.fits else "")
-    rule = analysis.fits[key].model.rule
-    if not isinstance(rule, TaylorRule) or "w" not in rule.names:
-        raise DataError(f"hypothesis {hypothesis!r} has no pure-w (decay) term")
-    theta = np.asarray(rule.coeffs)[:, rule.names.index("w")]
+def decay_summary(analysis: ChoiceAnalysis | ComparisonResult, hypothesis: str = "x·r + w", all_trials: bool = True) -> dict:
+    """Median, spread and sign count of the fitted decay coefficient θ(w) across subjects.
+
+    From a :class:`ChoiceAnalysis` (the in-sample fits with ``all_trials`` when run, else the held-out
+    comparison's training fits) or directly from a :class:`ComparisonResult`.
+    """
+    if isinstance(analysis, ChoiceAnalysis):
+        result = analysis.in_sample if (all_trials and analysis.in_sample is not None) else analysis.heldout
+    else:
+        result = analysis
+    coef = result.coefficients
+    d = coef[(coef["hypothesis"] == hypothesis) & (coef["term"] == "w")]
+    if d.empty:
+        raise ComparisonError(f"hypothesis {hypothesis!r} has no pure-w (decay) term; compared: {result.hypotheses}")
+    theta = d["value"].to_numpy(float)
     return {
         "median": float(np.median(theta)),
         "q25": float(np.quantile(theta, 0.25)),
@@ -196,7 +180,8 @@ def decay_summary(analysis: ChoiceAnalysis, hypothesis: str = "x·r + w", all_tr
         "negative": int((theta < 0).sum()),
         "n": int(theta.size),
         "values": theta,
+        "shared": bool((d["subject"] == SHARED).all()),
     }
 
 
-__all__ = ["analyse_choices", "ChoiceAnalysis", "deviance_explained", "per_subject_log_likelihood", "choice_probabilities", "decay_summary"]
+__all__ = ["analyse_choices", "ChoiceAnalysis", "choice_probabilities", "decay_summary", "SUBJECT_SPLITS"]

@@ -154,12 +154,13 @@ def hierarchical_fit(
     if ds.attrs.get("kind") != "behaviour":
         raise DataError(f"hierarchical_fit needs a behaviour dataset; got kind={ds.attrs.get('kind')!r}")
     hyps = get_hypotheses([hypothesis])
-    h = hyps[hypothesis]
+    if len(hyps) != 1:
+        raise DataError(f"hierarchical_fit needs one rule hypothesis; {hypothesis!r} is a baseline")
+    (h,) = hyps.values()
     data = choice_data(ds)
-    n_in = int(data.inputs["cues"].shape[-1])
     k_model, k_sample = jax.random.split(key)
-    model = h.model(data.n_trajectories, n_in=n_in, key=k_model)
-    if not isinstance(model.rule, TaylorRule) or not h.plastic:
+    model = h.model(data, key=k_model)
+    if not isinstance(model.rule, TaylorRule):
         raise DataError(f"hierarchical_fit needs a hypothesis with a Taylor rule; {hypothesis!r} has {type(model.rule).__name__}")
     priors = (
         priors
@@ -167,11 +168,11 @@ def hierarchical_fit(
         else bayes.Priors(coefficients=bayes.Normal(1.0), observation=bayes.Normal(1.0), population_scale=bayes.HalfNormal(0.5))
     )
     method = method if method is not None else bayes.NUTS(warmup=500, samples=500, chains=2, target_accept=0.9, dense_mass=True)
-    start = fit_independent(model, data, steps=start_steps, l1=h.l1, fit_initial_weights=False, progress=False)
+    start = fit_independent(model, data, steps=start_steps, l1=h.l1 or 0.0, fit_initial_weights=False, progress=False)
     post = bayes.sample(model, data, key=k_sample, priors=priors, method=method, hierarchical=bayes.Hierarchical(), init=start)
     names = list(model.rule.names)
     decay = "w" if "w" in names and not model.rule.fixed[names.index("w")] else None
-    return PopulationPosterior(post, hypothesis, [str(s) for s in ds["subject"].values], decay)
+    return PopulationPosterior(post, h.name, [str(s) for s in ds["subject"].values], decay)
 
 
 __all__ = ["hierarchical_fit", "PopulationPosterior"]

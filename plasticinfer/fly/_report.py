@@ -1,4 +1,6 @@
-"""The fly analysis report: markdown + PNG figures + netCDF scores, written atomically."""
+"""The fly analysis report: markdown + PNG figures + the comparison's CSV files, written atomically.
+
+Everything in it is computed from the analysis's comparison results (:class:`~plasticinfer.compare.ComparisonResult`)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import write_figure, write_netcdf, write_text
+from .._io import write_figure, write_text
+from ..compare._baselines import BASE_RATE
+from ..compare._parse import rule_equation
+from ..compare._result import _format
+from ..compare._splits import HeldOutTrials
 from ._analysis import ChoiceAnalysis, choice_probabilities, decay_summary
 
-PUBLISHED = (
-    "Mehta et al. (NeurIPS 2024) on these flies: median in-sample deviance explained 5.85 % without and "
-    "7.06 % with a weight-decay term (against a coin flip), 17 of 18 flies improved, decay coefficient small "
-    "and negative."
-)
+#: The published analysis of the rajagopalan2023 flies; quoted only when the report is about that dataset.
+PUBLISHED = {
+    "rajagopalan2023": (
+        "Mehta et al. (NeurIPS 2024) on these flies: median in-sample deviance explained 5.85 % without and "
+        "7.06 % with a weight-decay term (against a coin flip), 17 of 18 flies improved, decay coefficient small "
+        "and negative."
+    ),
+}
+DECAY_PAIRS = [("x·r", "x·r + w"), ("x·(r−E[r])", "x·(r−E[r]) + w")]
 
 
 def _plt():
@@ -28,12 +38,16 @@ def _plt():
 def plot_traces(analysis: ChoiceAnalysis, hypothesis: str, subjects=(0, 1, 2)):
     """P(choice = option 1) over trials for a few subjects, observed choices and block boundaries."""
     plt = _plt()
-    key = hypothesis + " (all trials)" if hypothesis + " (all trials)" in analysis.fits else hypothesis
-    probs = choice_probabilities(analysis.fits[key].model, analysis.data)
-    choice = np.asarray(analysis.data.observations)
-    mask = np.asarray(analysis.data.mask)
+    model = analysis.fitted_per_subject(hypothesis)
+    if model is None:
+        return None
+    data = analysis.data
+    probs = choice_probabilities(model, data)
+    choice = np.asarray(data.observations)
+    mask = np.asarray(data.mask)
     block = analysis.dataset["block"].transpose("subject", "trial").values
-    fig, axes = plt.subplots(len(subjects), 1, figsize=(10, 2.2 * len(subjects)), sharex=True, squeeze=False)
+    subjects = [s for s in subjects if s < data.n_trajectories]
+    fig, axes = plt.subplots(len(subjects), 1, figsize=(10, 2.2 * len(subjects) + 0.6), sharex=True, squeeze=False)
     for ax, s in zip(axes[:, 0], subjects):
         n = int(mask[s].sum())
         t = np.arange(n)
@@ -49,28 +63,30 @@ def plot_traces(analysis: ChoiceAnalysis, hypothesis: str, subjects=(0, 1, 2)):
         for b in np.flatnonzero(np.diff(block[s, :n]) != 0):
             ax.axvline(b + 0.5, color="k", lw=0.8, ls="--")
         ax.set_ylim(-0.05, 1.05)
-        ax.set_ylabel(str(analysis.scores["subject"].values[s])[-12:], fontsize=8)
-    axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left", frameon=False)
+        ax.set_ylabel(analysis.subjects[s][-12:], fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, ncol=4, loc="upper center", frameon=False)  # above the panels, off the data
     axes[-1, 0].set_xlabel("trial")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
     return fig
 
 
 def plot_deviance(analysis: ChoiceAnalysis):
-    """Held-out deviance explained (vs base rate) per subject and hypothesis."""
+    """Held-out deviance explained (vs the base rate) per subject and hypothesis."""
     plt = _plt()
-    s = analysis.scores
-    hyps = [h for h in s["hypothesis"].values if h != "base rate"]
+    ps = analysis.heldout.per_subject()
+    hyps = [h for h in analysis.heldout.ranking() if h != BASE_RATE]
+    col = "dev_explained_vs_base_rate"
     fig, ax = plt.subplots(figsize=(9, 3.8))
     rng = np.random.default_rng(0)
     for i, h in enumerate(hyps):
-        v = 100 * s["de_base_heldout"].sel(hypothesis=h).values
+        v = 100 * ps.loc[ps["hypothesis"] == h, col].to_numpy(float)
         ax.scatter(i + 0.15 * rng.standard_normal(v.size), v, s=12, alpha=0.7)
-        ax.plot([i - 0.3, i + 0.3], [np.median(v)] * 2, color="k", lw=2)
+        ax.plot([i - 0.3, i + 0.3], [np.nanmedian(v)] * 2, color="k", lw=2)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xticks(range(len(hyps)), hyps, rotation=25, ha="right", fontsize=8)
-    ax.set_ylabel("held-out deviance explained\nvs base-rate model (%)")
-    ax.set_title("each dot a subject; bar = median")
+    ax.set_ylabel("held-out deviance explained\nvs base rate (% of its deviance)")
+    ax.set_title("each dot a subject; bar = median", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -83,68 +99,100 @@ def plot_decay(analysis: ChoiceAnalysis, hypothesis: str = "x·r + w"):
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("θ(w), decay coefficient (per trial)")
     ax.set_ylabel("subjects")
-    ax.set_title(f"{hypothesis}: {d['negative']}/{d['n']} negative")
+    ax.set_title(f"{hypothesis}: {d['negative']}/{d['n']} negative", fontsize=9)
     fig.tight_layout()
     return fig
 
 
-def write_report(analysis: ChoiceAnalysis, out, *, title: str = "Choice-learning analysis", posterior=None) -> dict[str, Path]:
-    """Write scores.nc, table.csv, report.md and figures into ``out``; returns the paths."""
+def _describe_data(analysis: ChoiceAnalysis) -> list[str]:
+    ds = analysis.dataset
+    title = ds.attrs.get("title") or ds.attrs.get("description") or ds.attrs.get("source_file") or "a behaviour dataset"
+    lines = [f"Data: {title}"]
+    for label, key in (("Source", "source"), ("Licence", "license"), ("Citation", "citation")):
+        if ds.attrs.get(key):
+            lines.append(f"{label}: {str(ds.attrs[key]).strip()}")
+    n_trials = np.asarray(ds["trial_mask"].sum("trial"))
+    lines.append(f"{ds.sizes['subject']} subjects, {int(n_trials.min())}–{int(n_trials.max())} trials each.")
+    return lines
+
+
+def _describe_split(analysis: ChoiceAnalysis) -> str:
+    split = analysis.heldout.split
+    if isinstance(split, HeldOutTrials):
+        return f"the last {split.fraction:.0%} of each block held out (fitted on the rest)"
+    return f"held out by {analysis.heldout.split_description}"
+
+
+def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, posterior=None) -> dict[str, Path]:
+    """Write report.md, table.csv, the held-out comparison's files (scores.csv, coefficients.csv, …;
+    :meth:`ComparisonResult.save`), the in-sample comparison in ``in_sample/`` and figures into ``out``."""
     plt = _plt()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"scores": write_netcdf(analysis.scores, out / "scores.nc")}
+    paths = dict(analysis.heldout.save(out))
+    if analysis.in_sample is not None:
+        paths.update({f"in_sample_{k}": v for k, v in analysis.in_sample.save(out / "in_sample").items()})
     table = analysis.table()
     paths["table"] = write_text(table.to_csv(), out / "table.csv")
-    best = table.index[0]
-    hyps = list(analysis.scores["hypothesis"].values)
-    figs = {"traces": plot_traces(analysis, best), "deviance": plot_deviance(analysis)}
+    result = analysis.heldout
+    hyps = result.hypotheses
+    best = next((h for h in result.ranking() if h in hyps), None)
+    figs = {}
+    traces = plot_traces(analysis, best) if best is not None else None
+    if traces is not None:
+        figs["traces"] = traces
+    figs["deviance"] = plot_deviance(analysis)
     if "x·r + w" in hyps:
         figs["decay"] = plot_decay(analysis, "x·r + w")
     for name, fig in figs.items():
         paths[name] = write_figure(fig, out / f"{name}.png", dpi=110)
         plt.close(fig)
-    lines = [f"# {title}", ""]
-    ds = analysis.dataset
+    s = result.settings
+    lines = [f"# {title or 'Choice-learning analysis'}", ""]
+    lines += _describe_data(analysis)
     lines += [
-        f"Dataset: {ds.attrs.get('title', ds.attrs.get('description', ''))}",
-        f"Source: {ds.attrs.get('source', '')} — licence {ds.attrs.get('license', '')}",
-        f"Citation: {ds.attrs.get('citation', '')}",
         "",
-        f"{analysis.data.n_trajectories} subjects; hypotheses fitted per subject (MAP, subjects vmapped); "
-        f"held-out trials: {analysis.scores.attrs['heldout']} (fitted on the rest). Deviance explained "
-        "DE = 1 − D_model/D_null, D = −2·log-likelihood on the same trials. 'vs coin' uses P = 0.5 (the "
-        "published metric); 'vs base rate' uses each subject's fitted constant choice bias (a fair null).",
+        f"Hypotheses fitted {'per subject' if s.per_subject else 'as one rule shared by the training subjects'} "
+        f"(MAP, {s.steps} L-BFGS steps × {s.restarts} starts, β = 1, no lapses, initial weights "
+        f"{'fitted' if s.fit_initial_weights else 'at 0 (a naive fly)'}, fitted bias); {_describe_split(analysis)}. "
+        "Log-likelihoods in nats. Deviance explained DE = 1 − D_model/D_null, D = −2·log-likelihood on the same "
+        "held-out trials; 'vs coin' uses P = 0.5 (the published metric), 'vs base rate' each subject's smoothed "
+        "training choice rate (a fair null). Normalized likelihood = exp(log-likelihood per held-out trial).",
         "",
         "## Hypotheses ranked by total held-out log-likelihood",
         "",
         "```",
-        table.round(2).to_string(),
+        _short(table).to_string(),
         "```",
         "",
     ]
-    for a, b in [("x·r", "x·r + w"), ("x·(r−E[r])", "x·(r−E[r]) + w")]:
+    for a, b in DECAY_PAIRS:
         if a in hyps and b in hyps:
             pr = analysis.paired(a, b)
             lines.append(
-                f"- **{b}** vs **{a}** (held-out): {pr['improved']}/{pr['n']} subjects improve, median gain "
-                f"{pr['median_gain']:.2f} nats, Wilcoxon signed-rank p = {pr['wilcoxon_p']:.3g}."
+                f"- **{b}** vs **{a}** (held-out): {pr.n_better}/{pr.n} subjects improve, median gain "
+                f"{pr.median_difference:+.4f} nats per observation, Wilcoxon signed-rank p = {pr.p_value:.3g}."
             )
-            ins_a = analysis.scores["insample_loglik"].sel(hypothesis=a).values
-            ins_b = analysis.scores["insample_loglik"].sel(hypothesis=b).values
-            if np.all(np.isfinite(ins_a)):
-                de_a = 100 * np.median(analysis.scores["de_coin_insample"].sel(hypothesis=a).values)
-                de_b = 100 * np.median(analysis.scores["de_coin_insample"].sel(hypothesis=b).values)
+            if analysis.in_sample is not None:
+                ins = analysis.in_sample.table()
+                pi_ = analysis.paired(a, b, in_sample=True)
                 lines.append(
-                    f"  In-sample (all trials, vs coin): median DE {de_a:.2f} % → {de_b:.2f} %, "
-                    f"{int((ins_b > ins_a + 1e-9).sum())}/{len(ins_a)} subjects improve."
+                    f"  In-sample (all trials, vs coin): median DE {100 * ins.loc[a, 'median_dev_explained_vs_coin']:.2f} % → "
+                    f"{100 * ins.loc[b, 'median_dev_explained_vs_coin']:.2f} %, {pi_.n_better}/{pi_.n} subjects improve."
                 )
     if "x·r + w" in hyps:
         d = decay_summary(analysis, "x·r + w")
+        where = "all trials" if analysis.in_sample is not None else "training trials"
+        of = "the shared fit" if d["shared"] else "subjects"
         lines.append(
-            f"- Decay coefficient θ(w) of x·r + w (all trials): median {d['median']:.3f} "
-            f"(IQR {d['q25']:.3f} … {d['q75']:.3f}); negative in {d['negative']}/{d['n']} subjects."
+            f"- Decay coefficient θ(w) of x·r + w ({where}): median {d['median']:.3f} "
+            f"(IQR {d['q25']:.3f} … {d['q75']:.3f}); negative in {d['negative']}/{d['n']} {of}."
         )
+    if best is not None and s.per_subject is False:
+        model = next((m for (h, _), m in result.fitted.items() if h == best), None)
+        reward_expectation = bool(getattr(getattr(model, "network", None), "reward_expectation", False))
+        if model is not None:
+            lines.append(f"- Best hypothesis, shared fit: {rule_equation(model.rule, reward_expectation=reward_expectation)}")
     if posterior is not None:
         lines += ["", "## Hierarchical posterior", "", "```", str(posterior), "```", ""]
         if hasattr(posterior, "per_subject"):
@@ -157,17 +205,22 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str = "Choice-learning
         if hasattr(posterior, "posterior"):
             posterior.posterior.save(out / "posterior.nc")
             paths["posterior_nc"] = out / "posterior.nc"
+    published = PUBLISHED.get(str(analysis.dataset.attrs.get("dataset", "")))
+    if published is not None:
+        lines += [
+            "",
+            "## Compared with the published analysis",
+            "",
+            published,
+            "",
+            "Differences to keep in mind: the published figures are in-sample, against a coin flip; the held-out "
+            "figures here are scored on trials the fit never saw, and are also reported against the base rate, "
+            "which already explains part of the coin-flip deviance (a fly's overall odour bias). Odours are coded "
+            "one-hot (the chosen odour's synapse learns, every synapse decays); the fitted choice bias absorbs the "
+            "flies' side preferences.",
+            "",
+        ]
     lines += [
-        "",
-        "## Compared with the published analysis",
-        "",
-        PUBLISHED,
-        "",
-        "Differences to keep in mind: the published figures are in-sample, against a coin flip; the held-out "
-        "figures here are fitted on 80 % of each block and scored on the rest, and are also reported against a "
-        "fitted base-rate model, which already explains part of the coin-flip deviance (a fly's overall odour "
-        "bias). Odours are coded one-hot (the chosen odour's synapse learns, every synapse decays); the fitted "
-        "choice bias and initial weights absorb the flies' side preferences.",
         "",
         "## Figures",
         "",
@@ -175,3 +228,10 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str = "Choice-learning
     lines += [f"![{name}]({name}.png)" for name in figs]
     paths["report"] = write_text("\n".join(lines) + "\n", out / "report.md")
     return paths
+
+
+def _short(table):
+    cols = [c for c in ["rank", "kind", "n_params", "heldout_ll", "delta_ll_vs_best", "mean_normalized_likelihood",
+                        "se_normalized_likelihood", "median_dev_explained_vs_coin", "median_dev_explained_vs_base_rate",
+                        "median_dev_explained_vs_coin_in_sample", "subjects_better_than_base", "p_best_better"] if c in table]
+    return _format(table[cols])

@@ -22,7 +22,7 @@ from .._cli_common import (
 )
 from .._errors import ComparisonError, DataError
 
-SPLITS = ("heldout", "future", "subject", "insample")
+SPLITS = ("heldout", "future", "subject", "dataset", "kfold", "insample")
 SYNTHETIC = ("choice", "activity")
 DEFAULT_HYPOTHESES = {
     "choice": ["x*r", "x*r + w", "x*r + x*w"],
@@ -30,13 +30,15 @@ DEFAULT_HYPOTHESES = {
 }
 
 
-def _split(name: str, heldout: float, calibration: float):
-    from ._splits import HeldOutTrials, InSample, LeaveFutureOut, LeaveOneSubjectOut
+def _split(name: str, heldout: float, calibration: float, folds: int, seed: int):
+    from ._splits import DatasetSplit, HeldOutTrials, InSample, LeaveFutureOut, LeaveOneSubjectOut, SubjectKFold
 
     registry = {
         "heldout": lambda: HeldOutTrials(heldout),
         "future": lambda: LeaveFutureOut(1.0 - heldout),
         "subject": lambda: LeaveOneSubjectOut(calibration),
+        "dataset": lambda: DatasetSplit(calibration_fraction=calibration),
+        "kfold": lambda: SubjectKFold(folds, seed=seed, calibration_fraction=calibration),
         "insample": InSample,
     }
     if name not in registry:
@@ -45,21 +47,14 @@ def _split(name: str, heldout: float, calibration: float):
 
 
 def _load(source: str, mapping, choice_codes, data_dir):
-    """(TrialData, blocks or None, subject names, kind) from a named dataset or any supported data file."""
-    import numpy as np
-
+    """(validated dataset, kind) from a named dataset or any supported data file."""
     from .._cli_common import load_data
-    from .._convert import activity_data, choice_data
 
     ds = load_data(source, mapping=mapping, choice_codes=choice_codes, data_dir=data_dir)
     kind = ds.attrs.get("kind")
-    names = [str(s) for s in ds["subject"].values] if "subject" in ds.coords else []
-    if kind == "behaviour":
-        blocks = ds["block"].transpose("subject", "trial").values if "block" in ds else None
-        return choice_data(ds), (None if blocks is None else np.asarray(blocks)), names, "choice"
-    if kind == "neural":
-        return activity_data(ds), None, names, "activity"
-    raise DataError(f"{source}: attrs kind must be 'behaviour' or 'neural' (docs/data-format.md); got {kind!r}")
+    if kind not in ("behaviour", "neural"):
+        raise DataError(f"{source}: attrs kind must be 'behaviour' or 'neural' (docs/data-format.md); got {kind!r}")
+    return ds, {"behaviour": "choice", "neural": "activity"}[kind]
 
 
 def _synthetic(name: str, subjects: int, seed: int):
@@ -91,8 +86,9 @@ def compare_command(
     map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
-    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r, e.g. 'x*r + w' (repeat the option). Fitted from zero coefficients.")] = None,
-    split: Annotated[str, typer.Option(help="heldout (last part of each block), future (leave-future-out), subject (leave-one-subject-out, shared rule), insample.")] = "heldout",
+    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r, e.g. 'x*r + w' or 'x*(r-E[r]) + w' (repeat the option). Terms without a number start at 0.")] = None,
+    split: Annotated[str, typer.Option(help="heldout (last part of each block), future (leave-future-out), subject (leave-one-subject-out), dataset (the data's own train/test subjects), kfold (k folds of subjects), insample. Subject-level splits fit one shared rule.")] = "heldout",
+    folds: Annotated[int, Size("Folds of subjects for --split kfold.")] = 5,
     heldout: Annotated[float, typer.Option(help="Fraction held out (of each block for 'heldout', of each session's end for 'future'), in (0, 1).", callback=unit_interval)] = 0.25,
     calibration: Annotated[float, Fraction("For 'subject': fraction of the held-out subject's first trials used to fit its initial weights.")] = 0.0,
     shared: Annotated[bool, typer.Option("--shared/--per-subject", help="One rule for all subjects, or one per subject (default).")] = False,
@@ -117,32 +113,29 @@ def compare_command(
     output_folder(out)
     import jax
 
-    from .._rules import TaylorRule
     from ._compare import compare
+    from ._parse import parse_hypothesis
 
     truth = None
     if data is not None:
-        td, blocks, names, kind = _load(data, map_, choice_codes, data_dir)
+        td, kind = _load(data, map_, choice_codes, data_dir)
+        blocks = names = None
+        what = f"{td.sizes['subject']} subjects ({data})"
     else:
         td, blocks, names, truth = _synthetic(synthetic, subjects, seed)
         kind = synthetic
+        what = f"{td.n_trajectories} subjects (synthetic {synthetic}, true rule {truth})"
     equations = hypothesis or DEFAULT_HYPOTHESES[kind]
     rate = 1.0 if kind == "choice" else learning_rate
-    hyps = {}
-    for eq in equations:
-        rule = TaylorRule.from_equation(eq, learning_rate=rate)
-        hyps[eq] = TaylorRule(rule.terms, None, learning_rate=rate)
-    if split == "subject" and not shared:
+    hyps = {eq: parse_hypothesis(eq, learning_rate=rate) for eq in equations}
+    if split in ("subject", "dataset", "kfold") and not shared:
         shared = True
-        typer.echo("leave-one-subject-out fits one shared rule (--shared)")
-    note(
-        f"comparing {list(hyps)} on {td.n_trajectories} subjects × {td.n_trials} trials "
-        f"({data if data is not None else 'synthetic ' + synthetic}{', true rule ' + truth if truth else ''})"
-    )
+        note(f"--split {split} fits one shared rule (--shared)", quiet)
+    note(f"comparing {list(hyps)} on {what}", quiet)
     result = compare(
         hyps,
         td,
-        split=_split(split, heldout, calibration),
+        split=_split(split, heldout, calibration, folds, seed),
         blocks=blocks,
         per_subject=not shared,
         baselines=baselines,

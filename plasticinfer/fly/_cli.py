@@ -23,14 +23,16 @@ from .._cli_common import (
 
 def fly(
     dataset: Annotated[str, typer.Argument(help="Named dataset (rajagopalan2023, mohanta2022) or a behaviour data file in any supported format (.nc, .csv, .parquet, .mat, .nwb, .h5).")] = "rajagopalan2023",
-    out: Annotated[Path, typer.Option(help="Folder for report.md, table.csv, scores.nc and figures.")] = Path("plasticinfer-fly"),
+    out: Annotated[Path, typer.Option(help="Folder for report.md, scores.csv, coefficients.csv, the comparison tables and figures.")] = Path("plasticinfer-fly"),
     map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
     hypotheses: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="Hypotheses to fit (repeat), e.g. 'x*r + w'; default all standard ones.")] = None,
     heldout: Annotated[float, typer.Option(help="Fraction of each block's last trials held out, in (0, 1).", callback=unit_interval)] = 0.2,
     steps: Annotated[int, Size("L-BFGS steps per fit.")] = 50,
-    restarts: Annotated[Optional[int], Size(RESTARTS_HELP + " Default: the analysis's own.")] = None,
+    restarts: Annotated[int, Size(RESTARTS_HELP)] = 4,
+    split: Annotated[str, typer.Option(help="heldout (last part of each block, one fit per fly), dataset (the data's own train/test flies, one shared rule), kfold (k folds of flies, one shared rule).")] = "heldout",
+    folds: Annotated[int, Size("Folds of flies for --split kfold.")] = 5,
     in_sample: Annotated[bool, typer.Option(help="Also fit on all trials (in-sample figures, as published).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed (MLP initialisation).")] = 0,
     hierarchical: Annotated[
@@ -43,7 +45,6 @@ def fly(
 ) -> None:
     """Fit rule hypotheses to every fly (MAP), rank them by held-out likelihood, and write a report."""
     output_folder(out)
-    import inspect
     import time
 
     import jax
@@ -53,11 +54,13 @@ def fly(
     from ._report import write_report
 
     t0 = time.perf_counter()
-    extra = {}
-    if restarts is not None:
-        if "restarts" not in inspect.signature(analyse_choices).parameters:
-            raise CLIError("--restarts: this installation's fly analysis fits each hypothesis from one start; omit --restarts.")
-        extra["restarts"] = restarts
+    if split not in ("heldout", "dataset", "kfold"):
+        raise CLIError(f"--split must be one of heldout, dataset, kfold; got {split!r}")
+    extra = {"restarts": restarts}
+    if split != "heldout":
+        from ..compare._splits import DatasetSplit, SubjectKFold
+
+        extra["split"] = DatasetSplit() if split == "dataset" else SubjectKFold(folds, seed=seed)
     ds = load_data(dataset, mapping=map_, choice_codes=choice_codes, data_dir=data_dir)
     if ds.attrs.get("kind") != "behaviour":
         raise CLIError(f"{dataset}: `plasticinfer fly` analyses behaviour (attrs kind='behaviour'); this one is {ds.attrs.get('kind')!r}. Use `plasticinfer fit` for neural data.")

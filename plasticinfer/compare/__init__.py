@@ -1,5 +1,16 @@
 """Model comparison: held-out likelihood with time-respecting splits, fair baselines, paired tests."""
 
+from ._agents import (
+    AcceptReject as AcceptReject,
+    OptionTaylorRule as OptionTaylorRule,
+    QAgentRule as QAgentRule,
+    accept_reject_policy as accept_reject_policy,
+    agent_model as agent_model,
+    classical_agents as classical_agents,
+    classical_rules as classical_rules,
+    option_taylor_rule as option_taylor_rule,
+    softmax_policy as softmax_policy,
+)
 from ._baselines import (
     BaseRate as BaseRate,
     CoinFlip as CoinFlip,
@@ -35,6 +46,15 @@ from ._stats import (
 )
 
 __all__ = [
+    "AcceptReject",
+    "OptionTaylorRule",
+    "QAgentRule",
+    "accept_reject_policy",
+    "agent_model",
+    "classical_agents",
+    "classical_rules",
+    "option_taylor_rule",
+    "softmax_policy",
     "AbstractHypothesis",
     "AbstractSplit",
     "BaseRate",

@@ -20,6 +20,7 @@ from ._baselines import (
 )
 from ._compare import ComparisonResult as ComparisonResult, compare as compare
 from ._errors import ComparisonError as ComparisonError
+from ._gru import GRUFit as GRUFit, GRUHypothesis as GRUHypothesis, TinyGRU as TinyGRU, fit_gru as fit_gru
 from ._hypotheses import (
     AbstractHypothesis as AbstractHypothesis,
     FitSettings as FitSettings,
@@ -55,6 +56,10 @@ __all__ = [
     "classical_rules",
     "option_taylor_rule",
     "softmax_policy",
+    "GRUFit",
+    "GRUHypothesis",
+    "TinyGRU",
+    "fit_gru",
     "AbstractHypothesis",
     "AbstractSplit",
     "BaseRate",

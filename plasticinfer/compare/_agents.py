@@ -21,6 +21,9 @@ policy of FlYMazeRL is :class:`AcceptReject`.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -28,12 +31,15 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._errors import ModelError
+from .._fit import fit
 from .._model import PlasticityModel
 from .._networks import ChoiceCircuit
 from .._observation import AbstractObservationModel, BernoulliChoice
 from .._rules import AbstractRule, TaylorRule, all_monomials
 from .._trial_data import TrialData
 from ._errors import ComparisonError
+from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, ModelHypothesis, _quiet_jitter, is_choice_data
+from ._splits import Fold
 
 _LOG3 = float(np.log(3.0))
 
@@ -232,8 +238,12 @@ def check_one_hot_cues(data: TrialData, who: str = "agent") -> int:
     return int(n_opt)
 
 
-def agent_model(rule: AbstractRule, policy: AbstractObservationModel, data: TrialData) -> PlasticityModel:
+def agent_model(
+    rule: AbstractRule, policy: AbstractObservationModel, data: TrialData, *, n_trajectories: int | None = None
+) -> PlasticityModel:
     """A rule + a policy as a :class:`PlasticityModel` on ``data``: ChoiceCircuit, one-hot cues, Q₀ = 0.
+
+    ``n_trajectories`` (default: the data's) sets how many animals' initial values the model holds.
 
     Use the result in ``compare({name: model}, data, ...)``; it is fitted and scored with the same
     likelihood as every other hypothesis.
@@ -242,7 +252,8 @@ def agent_model(rule: AbstractRule, policy: AbstractObservationModel, data: Tria
     if n != 2 and isinstance(policy, (AcceptReject, BernoulliChoice)):
         raise ComparisonError(f"the softmax and accept–reject policies here are for two options; the data have {n}")
     return PlasticityModel.create(
-        rule, ChoiceCircuit(n), policy, n_trajectories=data.n_trajectories, initial_weights={"w": jnp.zeros((1, n))}
+        rule, ChoiceCircuit(n), policy, n_trajectories=data.n_trajectories if n_trajectories is None else n_trajectories,
+        initial_weights={"w": jnp.zeros((1, n))},
     )
 
 
@@ -330,7 +341,87 @@ def option_taylor_rule(max_power: int = 2, *, init: dict[str, float] | None = No
     return OptionTaylorRule(rule.with_coefficients({k: v for k, v in start.items() if k in rule.names}))
 
 
+# --------------------------------------------------------------------------------------
+# A rule found from data: L1 path, strength chosen on a validation part of the training animals
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SparseRuleHypothesis(AbstractHypothesis):
+    """A sparse rule found from the training animals and scored on the held-out part.
+
+    1. The training animals are cut into a fitting and a validation part (:func:`validation_split`).
+    2. The full rule (``rule``, e.g. :func:`option_taylor_rule`) is fitted on the fitting part at each
+       L1 strength of ``l1_path`` (warm-started along the path); the strength with the best validation
+       log-likelihood is chosen.
+    3. Terms with |θ| ≤ ``prune_below`` at that strength are removed, and the remaining rule is refitted
+       without penalty on all training animals and scored exactly as a :class:`ModelHypothesis`.
+
+    The search is over one rule shared by the training animals (a population fit), whatever the
+    comparison's ``per_subject`` setting.
+
+    Attributes:
+        name: label in tables.
+        rule: an :class:`OptionTaylorRule` (the candidate terms and the starting coefficients).
+        policy: the observation model (default: softmax with β fixed at 1 — the rule's scale is free).
+        l1_path: L1 strengths tried (per-observation penalty units, as in :func:`fit`).
+        prune_below: coefficients at or below this magnitude are dropped after selection.
+        validation_fraction, seed: the validation cut of the training animals.
+        selection: filled by :meth:`score`: one dict per fold with the path's validation log-likelihoods,
+            the chosen strength and the final equation.
+    """
+
+    name: str
+    rule: OptionTaylorRule
+    policy: AbstractObservationModel | None = None
+    l1_path: tuple[float, ...] = (0.0, 1e-3, 3e-3, 1e-2)
+    prune_below: float = 1e-2
+    validation_fraction: float = 0.25
+    seed: int = 0
+    selection: list = field(default_factory=list, repr=False)
+
+    def applies_to(self, data):
+        return is_choice_data(data)
+
+    def _policy(self):
+        return self.policy if self.policy is not None else BernoulliChoice(1.0, 0.0, learn_temperature=False)
+
+    def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
+        from ._gru import validation_split
+
+        if not self.l1_path or min(self.l1_path) < 0:
+            raise ComparisonError(f"{self.name}: l1_path must be a non-empty list of strengths ≥ 0; got {self.l1_path}")
+        fit_part, val_part, _ = validation_split(fold, self.validation_fraction, self.seed)
+        model = agent_model(self.rule, self._policy(), fit_part)
+        val_ll, models = [], []
+        for lam in self.l1_path:
+            with _quiet_jitter():  # a traced strength: one compilation for the whole path
+                model = fit(model, fit_part, steps=settings.steps, l1=jnp.asarray(float(lam)), progress=False,
+                            fit_initial_weights=False).model
+            val_model = eqx.tree_at(lambda m: m.initial_weights, model, {"w": jnp.zeros((val_part.n_trajectories, 1, model.network.n_in))})
+            with jax.numpy_dtype_promotion("standard"):
+                val_ll.append(float(jnp.sum(val_model.log_likelihood(val_part))))
+            models.append(model)
+        best = int(np.nanargmax(np.where(np.isfinite(val_ll), val_ll, -np.inf)))
+        taylor = models[best].rule.taylor
+        drop = [n for n, c in zip(taylor.names, np.asarray(taylor.coeffs)) if abs(c) <= self.prune_below]
+        if len(drop) == len(taylor.names):  # keep the largest term: a rule with no terms is no learning at all
+            drop.remove(taylor.names[int(np.argmax(np.abs(np.asarray(taylor.coeffs))))])
+        pruned = OptionTaylorRule(taylor.without(drop))
+        final = ModelHypothesis(self.name, agent_model(pruned, models[best].observation, fold.train, n_trajectories=1))
+        out = final.score(fold, dataclasses.replace(settings, l1=0.0, per_subject=False))
+        fitted = getattr(out, "model", None)  # FoldScore carries the fitted model where compare keeps it
+        shown = fitted.rule if isinstance(getattr(fitted, "rule", None), OptionTaylorRule) else pruned
+        self.selection.append({
+            "fold": fold.name, "l1_path": tuple(self.l1_path), "validation_ll": val_ll, "chosen_l1": self.l1_path[best],
+            "terms": pruned.taylor.names, "equation": shown.equation(),
+            "equation_from": "refit on all training animals" if shown is not pruned else "fit on the fitting part (before the refit)",
+        })
+        return out
+
+
 __all__ = [
+    "SparseRuleHypothesis",
     "QAgentRule",
     "AcceptReject",
     "OptionTaylorRule",

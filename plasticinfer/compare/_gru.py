@@ -24,6 +24,30 @@ from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, is_choice_d
 from ._splits import Fold, restrict, subjects, trial_valid
 
 
+def validation_split(fold: Fold, fraction: float, seed: int) -> tuple[TrialData, TrialData, np.ndarray]:
+    """Cut a fold's *training* part into a fitting part and a validation part; held-out data are never used.
+
+    With at least three training animals, ``fraction`` of them (drawn with ``seed``) validate; with
+    fewer, the last ``fraction`` of each animal's training trials. Returns (fit part, validation
+    part, validation animals as data indices — empty for the trial split).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ComparisonError(f"validation fraction must be in (0, 1); got {fraction}")
+    n = len(fold.train_subjects)
+    if n >= 3:
+        n_val = min(max(1, int(round(fraction * n))), n - 1)
+        perm = np.random.default_rng(seed).permutation(n)
+        val_pos, fit_pos = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        return subjects(fold.train, fit_pos), subjects(fold.train, val_pos), fold.train_subjects[val_pos]
+    valid = trial_valid(fold.train)
+    late = np.zeros_like(valid)
+    for i in range(valid.shape[0]):
+        idx = np.flatnonzero(valid[i])
+        k = max(1, int(round(fraction * len(idx))))
+        late[i, idx[len(idx) - k :]] = True
+    return restrict(fold.train, valid & ~late), restrict(fold.train, late), np.asarray([], dtype=int)
+
+
 def previous_trial_inputs(choice: Array, reward: Array) -> Float[Array, "trial 4"]:
     """One-hot of the previous trial's (choice, reward): [c=0·r, c=0·(1−r), c=1·r, c=1·(1−r)]; zeros on trial 0."""
     c = choice.astype(reward.dtype)
@@ -181,22 +205,8 @@ class GRUHypothesis(AbstractHypothesis):
         return is_choice_data(data) and int(data.inputs["cues"].shape[-2]) == 2
 
     def split_training(self, fold: Fold) -> tuple[TrialData, TrialData, np.ndarray]:
-        """(fit part, validation part, validation subjects as data indices), both parts from ``fold.train`` only."""
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ComparisonError(f"GRUHypothesis: validation_fraction must be in (0, 1); got {self.validation_fraction}")
-        n = len(fold.train_subjects)
-        if n >= 3:
-            n_val = min(max(1, int(round(self.validation_fraction * n))), n - 1)
-            perm = np.random.default_rng(self.seed).permutation(n)
-            val_pos, fit_pos = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-            return subjects(fold.train, fit_pos), subjects(fold.train, val_pos), fold.train_subjects[val_pos]
-        valid = trial_valid(fold.train)
-        late = np.zeros_like(valid)
-        for i in range(valid.shape[0]):
-            idx = np.flatnonzero(valid[i])
-            k = max(1, int(round(self.validation_fraction * len(idx))))
-            late[i, idx[len(idx) - k :]] = True
-        return restrict(fold.train, valid & ~late), restrict(fold.train, late), np.asarray([], dtype=int)
+        """(fit part, validation part, validation subjects), both from ``fold.train`` only (see :func:`validation_split`)."""
+        return validation_split(fold, self.validation_fraction, self.seed)
 
     def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
         fit_part, val_part, val_subjects = self.split_training(fold)
@@ -211,4 +221,4 @@ class GRUHypothesis(AbstractHypothesis):
         return FoldScore(test_ll, n_observations(fold.test), train_ll, n_observations(fold.train), result.model.n_parameters(), False)
 
 
-__all__ = ["TinyGRU", "GRUFit", "GRUHypothesis", "fit_gru", "previous_trial_inputs"]
+__all__ = ["TinyGRU", "GRUFit", "GRUHypothesis", "fit_gru", "previous_trial_inputs", "validation_split"]

@@ -233,3 +233,22 @@ def test_fit_recovers_a_known_agent(key):
     assert got["kappa"] == pytest.approx(0.1, abs=0.06)
     assert float(res.model.observation.weight) == pytest.approx(5.0, rel=0.3)
     assert float(res.model.observation.intercept) == pytest.approx(-1.5, abs=0.5)
+
+
+@pytest.mark.slow
+def test_sparse_rule_search_selects_on_training_animals_and_keeps_the_true_terms(key):
+    from plasticinfer.compare import FitSettings, SparseRuleHypothesis, option_taylor_rule
+    from plasticinfer.compare._splits import Fold, subjects
+
+    true = option_taylor_rule(init={"x*r": 1.0, "x*w": -0.4})
+    true = type(true)(true.taylor.without([n for n in true.taylor.names if n not in ("x*r", "x*w")]))
+    data = _simulate_agent(true, pi.BernoulliChoice(3.0, 0.0), 30, key)
+    fold = Fold("test", subjects(data, np.arange(20)), subjects(data, np.arange(20, 30)), np.arange(20), np.arange(20, 30))
+    hyp = SparseRuleHypothesis("found", option_taylor_rule(), policy=pi.BernoulliChoice(3.0, 0.0, learn_temperature=False),
+                               l1_path=(0.0, 1e-2), prune_below=0.05)
+    score = hyp.score(fold, FitSettings(steps=50, restarts=1))
+    sel = hyp.selection[0]
+    assert len(sel["validation_ll"]) == 2 and sel["chosen_l1"] in (0.0, 1e-2)
+    assert {"x*r", "x*w"} <= set(sel["terms"])
+    assert score.test_ll.sum() / score.n_test.sum() > np.log(0.5) + 0.05
+    assert sel["equation"].startswith("ΔQ_k =")

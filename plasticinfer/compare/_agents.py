@@ -402,6 +402,12 @@ class SparseRuleHypothesis(AbstractHypothesis):
             with jax.numpy_dtype_promotion("standard"):
                 val_ll.append(float(jnp.sum(val_model.log_likelihood(val_part))))
             models.append(model)
+        if not np.isfinite(val_ll).any():
+            raise ComparisonError(
+                f"{self.name}: at every L1 strength {tuple(self.l1_path)} the fitted rule diverges on the validation animals "
+                "(values blow up, typically through q² or o² terms); add larger strengths to l1_path or use "
+                "option_taylor_rule(max_power=1)"
+            )
         best = int(np.nanargmax(np.where(np.isfinite(val_ll), val_ll, -np.inf)))
         taylor = models[best].rule.taylor
         drop = [n for n, c in zip(taylor.names, np.asarray(taylor.coeffs)) if abs(c) <= self.prune_below]

@@ -1,6 +1,18 @@
 """Model comparison: held-out likelihood with time-respecting and subject-level splits, fair baselines,
 per-subject metrics, paired tests — the one comparison engine (the fly analysis is a layer over it)."""
 
+from ._agents import (
+    AcceptReject as AcceptReject,
+    OptionTaylorRule as OptionTaylorRule,
+    QAgentRule as QAgentRule,
+    SparseRuleHypothesis as SparseRuleHypothesis,
+    accept_reject_policy as accept_reject_policy,
+    agent_model as agent_model,
+    classical_agents as classical_agents,
+    classical_rules as classical_rules,
+    option_taylor_rule as option_taylor_rule,
+    softmax_policy as softmax_policy,
+)
 from ._baselines import (
     BaseRate as BaseRate,
     CoinFlip as CoinFlip,
@@ -12,6 +24,7 @@ from ._compare import RESTARTS as RESTARTS, compare as compare
 from ._parse import RuleHypothesis as RuleHypothesis, parse_hypothesis as parse_hypothesis, rule_equation as rule_equation
 from ._result import ComparisonResult as ComparisonResult
 from .._errors import ComparisonError as ComparisonError
+from ._gru import GRUFit as GRUFit, GRUHypothesis as GRUHypothesis, TinyGRU as TinyGRU, fit_gru as fit_gru
 from ._hypotheses import (
     LAPSE as LAPSE,
     AbstractHypothesis as AbstractHypothesis,
@@ -41,6 +54,20 @@ from ._stats import (
 )
 
 __all__ = [
+    "AcceptReject",
+    "OptionTaylorRule",
+    "QAgentRule",
+    "SparseRuleHypothesis",
+    "accept_reject_policy",
+    "agent_model",
+    "classical_agents",
+    "classical_rules",
+    "option_taylor_rule",
+    "softmax_policy",
+    "GRUFit",
+    "GRUHypothesis",
+    "TinyGRU",
+    "fit_gru",
     "AbstractHypothesis",
     "AbstractSplit",
     "BaseRate",

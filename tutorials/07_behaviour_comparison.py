@@ -1,0 +1,119 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7 · Classical agents, a rule found from data, and a tiny-GRU ceiling on fly choices
+#
+# Behavioural models are ranked by how well they predict **held-out flies' choices**. Here, on the
+# FlYMazeRL Y-maze flies (mohanta2022), we
+#
+# 1. build classical agents as *a rule plus a policy* (Q-learning with forgetting of the unchosen
+#    option; with the accept–reject policy FlYMazeRL's best agents use);
+# 2. let a sparse **option-signal Taylor rule** be selected along an L1 path on a validation part of
+#    the training flies;
+# 3. fit a **tiny GRU** as the flexible reference;
+# 4. score everything on the dataset's test flies from naive, by normalized likelihood
+#    (exp of the mean log-likelihood per choice) with a paired signed-rank test.
+#
+# Set `PLASTICINFER_TUTORIAL_SMALL=1` to run it at a tiny size (the test suite does): a subset of
+# flies and few fitting steps, so the numbers are illustrative only. See `docs/behaviour.md`.
+
+# %%
+import importlib
+import os
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import plasticinfer as pi
+from plasticinfer._convert import choice_data
+from plasticinfer.compare import (
+    GRUHypothesis,
+    QAgentRule,
+    SparseRuleHypothesis,
+    accept_reject_policy,
+    agent_model,
+    option_taylor_rule,
+)
+from plasticinfer.compare._splits import Fold, subjects
+
+jax.config.update("jax_enable_x64", True)
+SMALL = os.environ.get("PLASTICINFER_TUTORIAL_SMALL") == "1"
+OUT = Path(os.environ.get("PLASTICINFER_TUTORIAL_OUT", tempfile.mkdtemp(prefix="plasticinfer-tutorial07-")))
+N_TRAIN, N_TEST, N_TRIALS, STEPS, GRU_STEPS = (9, 6, 50, 25, 200) if SMALL else (88, 44, 160, 100, 3000)
+
+# %% [markdown]
+# ## The data and the split
+#
+# mohanta2022 comes as 88 training and 44 test flies (coordinate `split`). We fit one shared parameter
+# set on training flies and score test flies from naive. `DatasetSplit` comes from `plasticinfer.compare`
+# where available; this tutorial spells the same protocol out as a one-fold split otherwise.
+
+# %%
+ds = pi.datasets.load("mohanta2022")
+labels = np.asarray(ds["split"].values, dtype=object)
+keep = np.concatenate([np.flatnonzero(labels == "training")[:N_TRAIN], np.flatnonzero(labels == "test")[:N_TEST]])
+data = choice_data(ds)
+data = pi.TrialData(
+    {k: v[keep, :N_TRIALS] for k, v in data.inputs.items()}, data.observations[keep, :N_TRIALS], data.mask[keep, :N_TRIALS]
+)
+cmp = importlib.import_module("plasticinfer.compare")
+if hasattr(cmp, "DatasetSplit"):
+    split = cmp.DatasetSplit(labels=tuple(labels[keep]))
+else:
+
+    class OneFold(cmp.AbstractSplit):
+        def folds(self, data, blocks=None):
+            tr, te = np.arange(N_TRAIN), np.arange(N_TRAIN, N_TRAIN + N_TEST)
+            return [Fold("test flies", subjects(data, tr), subjects(data, te), tr, te)]
+
+    split = OneFold()
+print(f"{N_TRAIN} training and {N_TEST} test flies × {N_TRIALS} trials")
+
+# %% [markdown]
+# ## Hypotheses
+#
+# An agent is a `QAgentRule` (the value update: here forgetting of the unchosen option, κ tied to α —
+# FlYMazeRL's "forgetting" agent — and the differential version with its own κ) inside the choice
+# circuit, whose one weight per option *is* the value table, plus a policy. The accept–reject policy
+# accepts an option with probability sigmoid(weight·Q + intercept); the two-option choice probability
+# is a₁(3 − a₀)/(3a₀ + 3a₁ − 2a₀a₁).
+
+# %%
+hyps = {
+    "F · AR": agent_model(QAgentRule(0.2, forget_unchosen=True), accept_reject_policy(), data),
+    "DF · AR": agent_model(QAgentRule(0.2, forget_unchosen=True, kappa=0.1), accept_reject_policy(), data),
+    "rule from data": SparseRuleHypothesis(  # softmax with β fixed at 1: the rule's scale is free
+        "rule from data", option_taylor_rule(), l1_path=(0.0, 3e-3) if SMALL else (0.0, 1e-3, 3e-3, 1e-2),
+    ),
+    "GRU (2 units)": GRUHypothesis("GRU (2 units)", hidden=2, steps=GRU_STEPS),
+}
+result = pi.compare(hyps, data, split=split, per_subject=False, steps=STEPS, restarts=1, key=jax.random.key(0))
+
+# %% [markdown]
+# ## Normalized likelihood of the test flies, and a paired test
+
+# %%
+ps = result.per_subject()
+ps["normalized_likelihood"] = np.exp(ps["heldout_ll"] / ps["n_heldout"])
+table = ps.groupby("hypothesis")["normalized_likelihood"].agg(["mean", "sem"]).sort_values("mean", ascending=False)
+print(table.round(4).to_string())
+test = result.paired_test("DF · AR", "F · AR", alternative="two-sided")
+print(f"DF vs F across test flies: signed-rank p = {test.p_value:.3g}")
+sel = hyps["rule from data"].selection[0]
+print(f"rule from data: L1 = {sel['chosen_l1']:g}, {sel['equation']}")
+table.to_csv(OUT / "normalized_likelihood.csv")
+result.save(OUT)
+assert np.isclose(table.loc["coin flip", "mean"], 0.5)

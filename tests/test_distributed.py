@@ -218,10 +218,10 @@ def test_sample_after_fit_sharded_over_two_devices(tmp_path):
 
 
 @pytest.mark.slow
-def test_tutorial_07_runs_one_and_two_processes(tmp_path):
+def test_tutorial_08_runs_one_and_two_processes(tmp_path):
     from helpers import run_tutorial
 
-    stdout = run_tutorial("07_distributed_fits.py", tmp_path)
+    stdout = run_tutorial("08_distributed_fits.py", tmp_path)
     assert "2 process(es) fitted 4 animals" in stdout
     for name in ("fits_1_process.nc", "fits_2_processes.nc"):
         assert (tmp_path / name).exists(), name

@@ -38,7 +38,6 @@ import jax
 import numpy as np
 
 import plasticinfer as pi
-from plasticinfer._convert import choice_data
 from plasticinfer.compare import (
     GRUHypothesis,
     QAgentRule,
@@ -47,39 +46,26 @@ from plasticinfer.compare import (
     agent_model,
     option_taylor_rule,
 )
-from plasticinfer.compare._splits import Fold, subjects
 
 jax.config.update("jax_enable_x64", True)
 SMALL = os.environ.get("PLASTICINFER_TUTORIAL_SMALL") == "1"
-OUT = Path(os.environ.get("PLASTICINFER_TUTORIAL_OUT", tempfile.mkdtemp(prefix="plasticinfer-tutorial07-")))
+OUT = Path(os.environ.get("PLASTICINFER_TUTORIAL_OUT", tempfile.mkdtemp(prefix="plasticinfer-tutorial09-")))
 N_TRAIN, N_TEST, N_TRIALS, STEPS, GRU_STEPS = (9, 6, 50, 25, 200) if SMALL else (88, 44, 160, 100, 3000)
 
 # %% [markdown]
 # ## The data and the split
 #
 # mohanta2022 comes as 88 training and 44 test flies (coordinate `split`). We fit one shared parameter
-# set on training flies and score test flies from naive. `DatasetSplit` comes from `plasticinfer.compare`
-# where available; this tutorial spells the same protocol out as a one-fold split otherwise.
+# set on training flies and score test flies from naive: `plasticinfer.compare.DatasetSplit`.
 
 # %%
 ds = pi.datasets.load("mohanta2022")
 labels = np.asarray(ds["split"].values, dtype=object)
 keep = np.concatenate([np.flatnonzero(labels == "training")[:N_TRAIN], np.flatnonzero(labels == "test")[:N_TEST]])
-data = choice_data(ds)
-data = pi.TrialData(
-    {k: v[keep, :N_TRIALS] for k, v in data.inputs.items()}, data.observations[keep, :N_TRIALS], data.mask[keep, :N_TRIALS]
-)
-cmp = importlib.import_module("plasticinfer.compare")
-if hasattr(cmp, "DatasetSplit"):
-    split = cmp.DatasetSplit(labels=tuple(labels[keep]))
-else:
-
-    class OneFold(cmp.AbstractSplit):
-        def folds(self, data, blocks=None):
-            tr, te = np.arange(N_TRAIN), np.arange(N_TRAIN, N_TRAIN + N_TEST)
-            return [Fold("test flies", subjects(data, tr), subjects(data, te), tr, te)]
-
-    split = OneFold()
+ds = ds.isel(subject=keep, trial=slice(0, N_TRIALS))
+data = pi.TrialData.from_dataset(ds)
+cmp = importlib.import_module("plasticinfer.compare")  # `pi.compare` is the function
+split = cmp.DatasetSplit(labels=tuple(labels[keep]))
 print(f"{N_TRAIN} training and {N_TEST} test flies × {N_TRIALS} trials")
 
 # %% [markdown]

@@ -13,7 +13,7 @@
 # ---
 
 # %% [markdown]
-# # 07 — Fitting every animal across processes and machines
+# # 08 — Fitting every animal across processes and machines
 #
 # A lab with hundreds of animals fits each one separately (`fit_independent`). On one machine
 # those fits already run as one vmapped batch over the machine's devices; with
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-OUT = Path(os.environ.get("PLASTICINFER_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="plasticinfer-tutorial07-"))
+OUT = Path(os.environ.get("PLASTICINFER_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="plasticinfer-tutorial08-"))
 OUT.mkdir(parents=True, exist_ok=True)
 SMALL = os.environ.get("PLASTICINFER_TUTORIAL_SMALL") == "1"
 N_ANIMALS, STEPS = (4, 20) if SMALL else (16, 200)

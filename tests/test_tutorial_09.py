@@ -1,4 +1,4 @@
-"""Tutorial 07 (behavioural comparison on mohanta2022) runs end to end at its small size."""
+"""Tutorial 09 (behavioural comparison on mohanta2022) runs end to end at its small size."""
 
 import pytest
 
@@ -7,7 +7,7 @@ from helpers import run_tutorial
 
 @pytest.mark.slow
 def test_tutorial_07_runs(tmp_path):
-    out = run_tutorial("07_behaviour_comparison.py", tmp_path, timeout=1200)
+    out = run_tutorial("09_behaviour_comparison.py", tmp_path, timeout=1200)
     for f in ["normalized_likelihood.csv", "comparison.csv", "per_subject.csv"]:
         assert (tmp_path / f).exists(), f
     assert "rule from data: L1 =" in out and "signed-rank p =" in out

@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 7 · Classical agents, a rule found from data, and a tiny-GRU ceiling on fly choices
+# # 9 · Classical agents, a rule found from data, and a tiny-GRU ceiling on fly choices
 #
 # Behavioural models are ranked by how well they predict **held-out flies' choices**. Here, on the
 # FlYMazeRL Y-maze flies (mohanta2022), we

@@ -26,7 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._errors import ModelError
-from ._taylor_contraction import Contraction, _powers, taylor_update
+from ._taylor_contraction import Contraction, taylor_update
 
 VARIABLES: tuple[str, ...] = ("x", "y", "w", "r")
 _VAR_DESCRIPTION = {"x": "presynaptic activity", "y": "postsynaptic activity", "w": "weight", "r": "reward"}

@@ -1,5 +1,7 @@
 """Rule-discovery benchmarks (issue 6): what is recovered, and how long it takes.
 
+0. Speed of one PC1 objective gradient (4 vmapped restarts) at n_pre = 3, 39, 100 with each of the
+   Taylor rule's two contractions forced and with the automatic choice (section ``pc1grad``).
 1. PC1 / Oja (B1) at n_pre = 3, 39, 100: full 27-term degree-2 Taylor rule over (x, y, w), L1 and
    pruning; per restart θ(y²w)/θ(x·y) (target −1 ± 10 %) and θ(w)/θ(x·y); wall time.
 2. PCA network (B2) 50 → 5: principal angles of the solutions (target: all < 10°); wall time.
@@ -10,7 +12,7 @@
 Timings are wall-clock on whatever machine runs this (the shared 2-core CPU inflates them).
 Results are printed and written as JSON to --out (a temporary folder by default).
 
-Run:  python benchmarks/bench_discovery.py [--only pc1,pca,b3,lif] [--quick]
+Run:  python benchmarks/bench_discovery.py [--only pc1grad,pc1,pca,b3,lif] [--quick]
 """
 
 from __future__ import annotations
@@ -29,10 +31,36 @@ jax.config.update("jax_enable_x64", True)
 
 from plasticinfer import TaylorRule  # noqa: E402
 from plasticinfer import discovery as dsc  # noqa: E402
+from _timing import timed  # noqa: E402
 
 
 def adam(lr, steps):
     return optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.05))
+
+
+def bench_pc1_gradient(key, quick):
+    """One gradient of the PC1 loss over 4 vmapped restarts, per contraction (same rule, same episode)."""
+    import equinox as eqx
+
+    out = {}
+    for n_pre in (3, 39, 100):
+        obj = dsc.PC1Objective.create(None, n_pre, n_steps=50 if quick else 200)
+        base = obj.default_rule()
+        k_ep, k_c = jax.random.split(jax.random.fold_in(key, n_pre))
+        episode = obj.sample(k_ep)
+        coeffs = 0.01 * jax.random.normal(k_c, (4, len(base.terms)))
+        row = {}
+        for contraction in ("auto", "synapse", "moments"):
+            rule = TaylorRule(base.terms, base.coeffs, learning_rate=base.learning_rate, contraction=contraction)
+            grad = eqx.filter_jit(jax.vmap(lambda c, r=rule: jax.grad(lambda cc: obj.loss(eqx.tree_at(lambda q: q.coeffs, r, cc), episode))(c)))
+            row[contraction] = timed(grad, coeffs)
+        out[n_pre] = row
+        print(
+            f"PC1 gradient, n_pre={n_pre:3d}, 4 restarts (median of 5, wall / process CPU): "
+            + "; ".join(f"{c} {t['median'] * 1e3:.0f} / {t['cpu_median'] * 1e3:.0f} ms" for c, t in row.items()),
+            flush=True,
+        )
+    return out
 
 
 def bench_pc1(key, quick):
@@ -137,18 +165,20 @@ def bench_lif(key, quick):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="pc1,pca,b3,lif", help="comma-separated sections")
+    parser.add_argument("--only", default="pc1grad,pc1,pca,b3,lif", help="comma-separated sections")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, not the benchmark)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json and figures (default: a temp folder)")
     args = parser.parse_args()
     out_dir = args.out or Path(tempfile.mkdtemp(prefix="bench-discovery-"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    keys = dict(zip(("pc1", "pca", "b3", "lif"), jax.random.split(jax.random.key(args.seed), 4)))
+    keys = dict(zip(("pc1", "pca", "b3", "lif", "pc1grad"), jax.random.split(jax.random.key(args.seed), 5)))
     results = {}
     t0 = time.perf_counter()
     for section in args.only.split(","):
-        if section == "pc1":
+        if section == "pc1grad":
+            results["pc1grad"] = bench_pc1_gradient(keys["pc1grad"], args.quick)
+        elif section == "pc1":
             results["pc1"] = bench_pc1(keys["pc1"], args.quick)
         elif section == "pca":
             results["pca"] = bench_pca(keys["pca"], args.quick)
@@ -159,7 +189,7 @@ def main():
         elif section == "lif":
             results["lif"] = bench_lif(keys["lif"], args.quick)
         else:
-            raise SystemExit(f"unknown section {section!r}; choose from pc1, pca, b3, lif")
+            raise SystemExit(f"unknown section {section!r}; choose from pc1grad, pc1, pca, b3, lif")
     results["total_wall_time_s"] = time.perf_counter() - t0
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, default=float))
     print(f"\ntotal {results['total_wall_time_s']:.0f} s; results in {out_dir}")

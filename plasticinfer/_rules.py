@@ -26,6 +26,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._errors import ModelError
+from ._taylor_contraction import Contraction, taylor_update
 
 VARIABLES: tuple[str, ...] = ("x", "y", "w", "r")
 _VAR_DESCRIPTION = {"x": "presynaptic activity", "y": "postsynaptic activity", "w": "weight", "r": "reward"}
@@ -147,14 +148,6 @@ def all_monomials(
     return tuple(sorted(out, key=lambda m: (m.degree, tuple(-p for p in m.powers))))
 
 
-def _powers(v: Array, n: int) -> Array:
-    """Stack v^0, …, v^(n-1) along a new axis 1 by repeated multiplication (finite gradient at 0)."""
-    out = [jnp.ones_like(v)]
-    for _ in range(1, n):
-        out.append(out[-1] * v)
-    return jnp.stack(out, axis=1)
-
-
 # --------------------------------------------------------------------------------------
 # Taylor rule
 # --------------------------------------------------------------------------------------
@@ -171,12 +164,17 @@ class TaylorRule(AbstractRule):
         terms: the monomials, in the order of ``coeffs``.
         fixed: per term, whether the coefficient is held fixed (no gradient flows to it).
         learning_rate: the overall rate η (not fitted).
+        contraction: how Δw is summed: ``"auto"`` (default) picks from the shapes of each call
+            between ``"synapse"`` (per-synapse polynomial; large layers, few samples per trial)
+            and ``"moments"`` (batch moments first; many samples into a small layer). Both give
+            the same Δw; forcing one is for tests and benchmarks.
     """
 
     coeffs: Float[Array, " terms"]
     terms: tuple[Monomial, ...] = eqx.field(static=True)
     fixed: tuple[bool, ...] = eqx.field(static=True)
     learning_rate: float = eqx.field(static=True)
+    contraction: Contraction = eqx.field(static=True, default="auto")
 
     def __init__(
         self,
@@ -185,7 +183,10 @@ class TaylorRule(AbstractRule):
         *,
         fixed: Iterable[Monomial | str] = (),
         learning_rate: float = 1.0,
+        contraction: Contraction = "auto",
     ):
+        if contraction not in ("auto", "synapse", "moments"):
+            raise ModelError(f"TaylorRule contraction must be 'auto', 'synapse' or 'moments'; got {contraction!r}")
         terms = tuple(_as_monomial(t) for t in terms)
         if len(set(terms)) != len(terms):
             dup = sorted({t.name for t in terms if terms.count(t) > 1})
@@ -207,6 +208,7 @@ class TaylorRule(AbstractRule):
         self.coeffs = coeffs
         self.fixed = tuple(t in fixed_set for t in terms)
         self.learning_rate = float(learning_rate)
+        self.contraction = contraction
 
     # ---- constructors --------------------------------------------------------------
 
@@ -297,7 +299,7 @@ class TaylorRule(AbstractRule):
 
     def with_fixed(self, terms: Iterable[str | Monomial]) -> "TaylorRule":
         """A copy in which the named terms are held fixed at their current values."""
-        return TaylorRule(self.terms, self.coeffs, fixed=[t for t, f in zip(self.terms, self.fixed) if f] + list(terms), learning_rate=self.learning_rate)
+        return TaylorRule(self.terms, self.coeffs, fixed=[t for t, f in zip(self.terms, self.fixed) if f] + list(terms), learning_rate=self.learning_rate, contraction=self.contraction)
 
     def without(self, terms: Iterable[str | Monomial]) -> "TaylorRule":
         """A copy with the named terms masked out (removed)."""
@@ -308,6 +310,7 @@ class TaylorRule(AbstractRule):
             self.coeffs[np.asarray(keep, dtype=int)],
             fixed=[self.terms[i] for i in keep if self.fixed[i]],
             learning_rate=self.learning_rate,
+            contraction=self.contraction,
         )
 
     def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
@@ -364,72 +367,11 @@ class TaylorRule(AbstractRule):
 
     def __call__(self, pre, post, weight, reward):
         pre, post, reward = _batched(pre, post, reward)
-        theta = self._dense()
-        A, Bp, C, D = theta.shape
-        xp = _powers(pre, A)  # (B, A, pre)
-        yp = _powers(post, Bp)  # (B, Bp, post)
-        rp = _powers(reward, D)  # (B, D)
-        xr = xp[:, :, None, :] * rp[:, None, :, None]  # (B, A, D, pre)
-        z = jnp.einsum("abcd,nadj->nbcj", theta, xr)  # (B, Bp, C, pre)
-        dw = _weighted_outer(yp, z, weight)
-        return self.learning_rate * dw
+        return self.learning_rate * taylor_update(self._dense(), pre, post, weight, reward, self.contraction)
 
     def penalty(self):
         free = jnp.asarray(~np.asarray(self.fixed), dtype=self.coeffs.dtype)
         return jnp.sum(jnp.abs(self.coeffs) * free)
-
-
-# --------------------------------------------------------------------------------------
-# The synapse-wise contraction, with a hand-written derivative
-# --------------------------------------------------------------------------------------
-#
-# Δw_ij = (1/N) Σ_c w_ij^c Σ_nb y_nbi z_nbcj is the only part of a Taylor update that touches
-# every synapse. Autodiff of the obvious form (an einsum to a (C, post, pre) stack, then a
-# polynomial in w) makes XLA materialise and re-read that stack in both passes. Here the
-# forward is one fused elementwise loop (Horner in w over broadcast outer products) and the
-# derivative is given as a JVP written with two plain matrix products, whose transpose JAX
-# derives; a JVP (not a VJP) keeps forward-mode and Hessians (Laplace, NUTS mass matrices)
-# working.
-
-_BROADCAST_MAX = 16  # up to this many (sample, y-power) pairs, sum broadcast outer products
-
-
-def _outer_stack(yp, z):
-    n, b, c, _ = z.shape
-    if n * b <= _BROADCAST_MAX:
-        return [
-            sum(yp[i, k][:, None] * z[i, k, j][None, :] for i in range(n) for k in range(b)) for j in range(c)
-        ]
-    g = jnp.einsum("nbi,nbcj->cij", yp, z)
-    return [g[j] for j in range(c)]
-
-
-def _horner(polys, w):
-    out = polys[-1]
-    for p in reversed(polys[:-1]):
-        out = out * w + p
-    return out
-
-
-@jax.custom_jvp
-def _weighted_outer(yp, z, w):
-    """(1/N) Σ_c w^c ⊙ Σ_nb yp[n, b, :, None] z[n, b, c, None, :] for yp (N, B, post), z (N, B, C, pre)."""
-    return _horner(_outer_stack(yp, z), w) / yp.shape[0]
-
-
-@_weighted_outer.defjvp
-def _weighted_outer_jvp(primals, tangents):
-    yp, z, w = primals
-    dyp, dz, dw = tangents
-    n, b, c, p = z.shape
-    gs = _outer_stack(yp, z)
-    out = _horner(gs, w) / n
-    z2 = z.reshape(n * b, c * p)
-    m = (dyp.reshape(n * b, -1).T @ z2 + yp.reshape(n * b, -1).T @ dz.reshape(n * b, c * p)).reshape(-1, c, p)
-    t = _horner([m[:, j] for j in range(c)], w)
-    if c > 1:
-        t = t + _horner([j * gs[j] for j in range(1, c)], w) * dw
-    return out, t / n
 
 
 def _batched(pre, post, reward):

@@ -20,7 +20,6 @@ from plasticinfer.discovery import (
     homeostatic_fixed_point,
     principal_angles,
 )
-from plasticinfer.discovery._common import MomentTaylorRule
 from plasticinfer.discovery._pca import conditioned_angles, random_rotation, subspace_misalignment
 
 
@@ -137,14 +136,16 @@ def test_pc1_loss_is_minimal_for_oja_and_bad_for_anti_oja(key):
     assert loss(oja.with_coefficients({"y^2*w": -0.5})) > 10 * l_oja  # wrong ratio → |w| = √2
 
 
-def test_moment_taylor_rule_equals_core_rule(getkey):
+def test_moments_contraction_equals_synapse_contraction(getkey):
+    # formerly MomentTaylorRule vs the core rule; the moments-first evaluation now lives in TaylorRule
     full = pi.TaylorRule.full(("x", "y", "w", "r"), 2)
-    rule = pi.TaylorRule(full.terms, jax.random.normal(getkey(), (len(full.terms),)), learning_rate=0.3)
+    coeffs = jax.random.normal(getkey(), (len(full.terms),))
+    moments, synapse = (pi.TaylorRule(full.terms, coeffs, learning_rate=0.3, contraction=c) for c in ("moments", "synapse"))
     pre = jax.random.normal(getkey(), (7, 4))
     post = jax.random.normal(getkey(), (7, 3))
     w = jax.random.normal(getkey(), (3, 4))
     r = jax.random.normal(getkey(), (7,))
-    np.testing.assert_allclose(MomentTaylorRule(rule)(pre, post, w, r), rule(pre, post, w, r), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(moments(pre, post, w, r), synapse(pre, post, w, r), rtol=1e-10, atol=1e-12)
 
 
 def test_guard_keeps_a_diverging_rule_finite(key):

@@ -23,7 +23,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import DiscoveryError
 from .._networks import AbstractNetwork
-from .._rules import AbstractRule, TaylorRule, _batched, _powers
+from .._rules import AbstractRule, TaylorRule
 
 
 class AbstractObjective(eqx.Module):
@@ -79,56 +79,6 @@ def rule_penalty(rule) -> Array:
     """Sum of the L1 penalties of a rule or a dict of rules."""
     rules = rule.values() if isinstance(rule, Mapping) else [rule]
     return sum((r.penalty() for r in rules if isinstance(r, AbstractRule)), jnp.zeros(()))
-
-
-# --------------------------------------------------------------------------------------
-# Fast evaluation of Taylor rules inside objectives
-# --------------------------------------------------------------------------------------
-
-
-class MomentTaylorRule(AbstractRule):
-    """Evaluates a :class:`TaylorRule` as moments-first contractions (same Δw, much cheaper gradients).
-
-    ``TaylorRule.__call__`` contracts θ with the presynaptic powers per sample first; under
-    ``vmap`` + ``grad`` over restarts this is ~40× slower on CPU than forming the batch moments
-    M[a, b, d, i, j] = mean_n y_ni^b r_n^d x_nj^a once and contracting θ with them. Objectives
-    wrap Taylor rules in this class; the wrapped rule is a field, so gradients reach its
-    coefficients unchanged. The core rule's fused synapse loop (built for one sample per trial
-    and large layers) is still 8–13× slower here: PC1 objective gradients over 4 vmapped
-    restarts take 19/124/197 ms with this wrapper against 147/1499/2484 ms without, at 3/39/100
-    inputs. Choosing between the two contractions by size inside ``TaylorRule`` would retire it.
-    """
-
-    rule: TaylorRule
-
-    def __call__(self, pre, post, weight, reward):
-        pre, post, reward = _batched(pre, post, reward)
-        theta = self.rule._dense()
-        A, Bp, C, D = theta.shape
-        n = pre.shape[0]
-        xp = _powers(pre, A)  # (n, A, pre)
-        yp = _powers(post, Bp)  # (n, Bp, post)
-        rp = _powers(reward, D)  # (n, D)
-        yr = yp[:, :, None, :] * rp[:, None, :, None]  # (n, Bp, D, post)
-        moments = jnp.einsum("nbdi,naj->abdij", yr, xp) / n
-        g = jnp.einsum("abcd,abdij->cij", theta, moments)
-        dw = g[0]
-        wc = weight
-        for c in range(1, C):
-            dw = dw + wc * g[c]
-            if c + 1 < C:
-                wc = wc * weight
-        return self.rule.learning_rate * dw
-
-    def penalty(self):
-        return self.rule.penalty()
-
-
-def fast(rule):
-    """Wrap Taylor rules (alone or in a dict) for fast evaluation; other rules pass through."""
-    if isinstance(rule, Mapping):
-        return {k: fast(v) for k, v in rule.items()}
-    return MomentTaylorRule(rule) if isinstance(rule, TaylorRule) else rule
 
 
 def taylor_scales(rule: TaylorRule, x, y, w, r=None, *, batch_axis: int | None = None, floor: float = 1e-3) -> Array:
@@ -218,7 +168,5 @@ __all__ = [
     "AbstractObjective",
     "DiscoveryError",
     "GuardedNetwork",
-    "MomentTaylorRule",
-    "fast",
     "rule_penalty",
 ]

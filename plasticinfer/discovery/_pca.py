@@ -11,7 +11,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from .._networks import FeedForward
 from .._rules import TaylorRule, oja
 from .._simulate import simulate
-from ._common import AbstractObjective, DiscoveryError, GuardedNetwork, fast, relative_to_hebbian, scales_for, taylor_scales
+from ._common import AbstractObjective, DiscoveryError, GuardedNetwork, relative_to_hebbian, scales_for, taylor_scales
 
 
 def decaying_spectrum(n: int, top: float = 1.0, second: float = 0.5, smallest: float = 1e-6) -> np.ndarray:
@@ -229,8 +229,7 @@ class PC1Objective(AbstractObjective):
 
     def final_weights(self, rule, episode) -> Float[Array, "network pre"]:
         net = GuardedNetwork(FeedForward(self.n_pre, 1))
-        r = fast(rule)
-        traj = jax.vmap(lambda w, xx: simulate(r, net, {"w": w}, {"x": xx}))(episode["w0"], episode["x"])
+        traj = jax.vmap(lambda w, xx: simulate(rule, net, {"w": w}, {"x": xx}))(episode["w0"], episode["x"])
         return traj.final_weights["w"][:, 0, :]
 
     def _parts(self, rule, episode):

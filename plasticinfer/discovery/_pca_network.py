@@ -11,7 +11,7 @@ from jaxtyping import Array, PRNGKeyArray
 from .._networks import AbstractNetwork, _require, _rule_for
 from .._rules import TaylorRule, oja
 from .._simulate import simulate
-from ._common import AbstractObjective, DiscoveryError, GuardedNetwork, fast, relative_to_hebbian, scales_for, taylor_scales
+from ._common import AbstractObjective, DiscoveryError, GuardedNetwork, relative_to_hebbian, scales_for, taylor_scales
 from ._pca import _GaussianStreams, conditioned_angles, random_rotation, subspace_misalignment
 
 
@@ -170,11 +170,10 @@ class PCANetworkObjective(AbstractObjective):
 
     def final_weights(self, rule, episode) -> dict[str, Array]:
         net = GuardedNetwork(self.network)
-        r = fast(rule)
 
         def one(w0, x):
             w = {"ff": w0, "lateral": jnp.zeros((self.n_out, self.n_out), w0.dtype)}
-            return simulate(r, net, w, {"x": x}).final_weights
+            return simulate(rule, net, w, {"x": x}).final_weights
 
         return jax.vmap(one)(episode["w0"], episode["x"])
 

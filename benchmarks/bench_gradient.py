@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from _timing import timed as _time
 
 
@@ -72,7 +70,6 @@ def gradient_per_trajectory(n_pre, n_post, dtype, batch, key):
 
 
 def scale(dtype, n_trials, key):
-    import equinox as eqx
 
     import plasticinfer as pi
 

@@ -1,6 +1,5 @@
 """The tiny GRU ceiling: shapes, training lowers the loss, it beats a coin flip on RW data, early stopping sees only training animals."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

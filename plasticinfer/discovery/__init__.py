@@ -54,3 +54,11 @@ from ._report import (
     to_dataset as to_dataset,
 )
 from ._homeostasis_report import HomeostasisAnalysis as HomeostasisAnalysis, analyse_homeostasis as analyse_homeostasis
+from ._pair_rules import EIRules as EIRules, PairRule as PairRule
+from ._spiking import (
+    EINetwork as EINetwork,
+    NetworkState as NetworkState,
+    SpikingRun as SpikingRun,
+    network_statistics as network_statistics,
+    simulate_network as simulate_network,
+)

@@ -62,3 +62,15 @@ from ._spiking import (
     network_statistics as network_statistics,
     simulate_network as simulate_network,
 )
+from ._sbi import (
+    AbstractPrior as AbstractPrior,
+    BoxPrior as BoxPrior,
+    GaussianPrior as GaussianPrior,
+    NPEPosterior as NPEPosterior,
+    NPEResult as NPEResult,
+    SBCResult as SBCResult,
+    run_npe as run_npe,
+    sbc as sbc,
+    simulate_batched as simulate_batched,
+    train_npe as train_npe,
+)

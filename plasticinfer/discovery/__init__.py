@@ -74,3 +74,10 @@ from ._sbi import (
     simulate_batched as simulate_batched,
     train_npe as train_npe,
 )
+from ._plausibility import (
+    FamilyTask as FamilyTask,
+    PlausibilityConstraints as PlausibilityConstraints,
+    PredictiveCheck as PredictiveCheck,
+    predictive_check as predictive_check,
+    wilson_interval as wilson_interval,
+)

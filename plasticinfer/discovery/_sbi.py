@@ -110,6 +110,12 @@ class GaussianPrior(AbstractPrior):
         return jnp.all(jnp.isfinite(theta), axis=-1)
 
 
+@eqx.filter_jit
+def _run_batch(simulator, theta, keys):
+    # one compiled batch per simulator and shape, reused across calls (a bound method of a Module is a pytree)
+    return jax.vmap(simulator)(theta, keys)
+
+
 def simulate_batched(simulator: Simulator, theta, key: PRNGKeyArray, *, batch_size: int = 64) -> np.ndarray:
     """``simulator`` on every row of ``theta`` (own key each), in batches of ``batch_size`` via jit(vmap); (n, m) NumPy array.
 
@@ -118,7 +124,6 @@ def simulate_batched(simulator: Simulator, theta, key: PRNGKeyArray, *, batch_si
     theta = jnp.asarray(theta)
     n = theta.shape[0]
     keys = jax.random.split(key, n)
-    run = jax.jit(jax.vmap(simulator))
     devices = jax.devices()
     sharding = None
     if len(devices) > 1 and batch_size % len(devices) == 0:
@@ -133,7 +138,7 @@ def simulate_batched(simulator: Simulator, theta, key: PRNGKeyArray, *, batch_si
             k = jnp.concatenate([k, jnp.broadcast_to(k[:1], (batch_size - m,))])
         if sharding is not None:
             th, k = jax.device_put(th, sharding), jax.device_put(k, sharding)
-        out.append(np.asarray(run(th, k))[:m])
+        out.append(np.asarray(_run_batch(simulator, th, k))[:m])
     return np.concatenate(out)
 
 

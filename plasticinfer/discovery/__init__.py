@@ -81,3 +81,17 @@ from ._plausibility import (
     predictive_check as predictive_check,
     wilson_interval as wilson_interval,
 )
+from ._memory import (
+    FamiliarityProtocol as FamiliarityProtocol,
+    MemoryGroup as MemoryGroup,
+    MemoryReport as MemoryReport,
+    familiarity_responses as familiarity_responses,
+    hand_written_rules as hand_written_rules,
+    make_patterns as make_patterns,
+    memory_report as memory_report,
+    null_group_means as null_group_means,
+    readout_auc as readout_auc,
+    score_rules as score_rules,
+    shuffled_aucs as shuffled_aucs,
+    speed_matched as speed_matched,
+)

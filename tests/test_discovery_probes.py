@@ -124,3 +124,19 @@ def test_cli_lif_refuses_gradients(tmp_path):
         text=True,
     )
     assert p.returncode == 2 and "--method cma" in p.stderr
+
+
+def test_familiarity_after_only_score_and_null(rate_task, key):
+    """Controlled score: after-familiarisation responses only, against shuffled labels; speed reported."""
+    lr = rate_task.learning_rate
+    rules = _stack(TraceRule(learning_rate=lr), TraceRule.vogels(5.0, learning_rate=lr))
+    score = familiarity_probe(rate_task, rules, key=key, n_shuffles=100)
+    assert score.speed[0] == 0.0 and score.speed[1] > 0.0  # the zero rule leaves the weights alone
+    # no plasticity: labels carry no information, so the after-only AUC is one draw of its own null
+    assert 0.0 <= score.auc_after[0] <= 1.0 and 0.5 <= score.null_p95[0] < 0.75
+    assert 0.0 <= score.fraction_above_chance() <= 1.0
+    # the oracle of the null: with identical scores for all patterns every shuffle gives 0.5
+    from plasticinfer.discovery._probes import _after_only
+
+    auc, p95 = _after_only(np.ones((1, 3, 8)), 4, np.random.default_rng(0), 20)
+    assert auc[0] == 0.5 and p95[0] == 0.5

@@ -140,3 +140,15 @@ def test_familiarity_after_only_score_and_null(rate_task, key):
 
     auc, p95 = _after_only(np.ones((1, 3, 8)), 4, np.random.default_rng(0), 20)
     assert auc[0] == 0.5 and p95[0] == 0.5
+
+
+@pytest.mark.slow
+def test_lif_metrics_report_counting_noise(key):
+    """The LIF rate comes with its Poisson counting noise, √(spikes)/T, so residuals can be read against it."""
+    from plasticinfer.discovery import LIFHomeostasisObjective
+
+    obj = LIFHomeostasisObjective.create(duration=2.0, measure=1.0, window=1.0, n_networks=2)
+    m = obj.metrics(obj.reference_rule(), obj.sample(key))
+    spikes = float(m["rate_hz"]) * 1.0 * 2  # rate × measured seconds × networks
+    assert spikes > 0
+    assert float(m["rate_counting_sd_hz"]) == pytest.approx(np.sqrt(spikes) / 2.0)

@@ -95,3 +95,4 @@ from ._memory import (
     shuffled_aucs as shuffled_aucs,
     speed_matched as speed_matched,
 )
+from ._rule_families import FamiliesResult as FamiliesResult, run_families as run_families

@@ -140,15 +140,30 @@ class MemoryGroup:
         return float(self.auc.mean()), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
+@eqx.filter_jit
+def _responses_batch(task, protocol, thetas, patterns, keys):
+    return jax.vmap(lambda th, k: familiarity_responses(task, protocol, th, patterns, k))(thetas, keys)
+
+
 def score_rules(task, protocol, thetas, patterns, key, *, rng: np.random.Generator, n_shuffles: int = 50, batch_size: int = 8):
-    """AUC, speed and shuffled-label AUCs for every θ (rows of ``thetas``); same patterns and input noise for all."""
+    """AUC, speed and shuffled-label AUCs for every θ (rows of ``thetas``).
+
+    ``key``: one key (every rule sees the same input noise — common random numbers) or one key
+    per rule. Batches are padded to ``batch_size`` so the protocol compiles once.
+    """
     thetas = jnp.asarray(thetas)
-    run = eqx.filter_jit(jax.vmap(lambda th: familiarity_responses(task, protocol, th, patterns, key)))
+    n = thetas.shape[0]
+    keys = jnp.broadcast_to(key, (n,)) if jnp.ndim(key) == 0 else key
     aucs, speeds, nulls = [], [], []
     n_fam = protocol.n_patterns // 2
-    for s in range(0, thetas.shape[0], batch_size):
-        resp, order, speed = run(thetas[s : s + batch_size])
-        for r, o, sp in zip(np.asarray(resp), np.asarray(order), np.asarray(speed)):
+    for s in range(0, n, batch_size):
+        th, k = thetas[s : s + batch_size], keys[s : s + batch_size]
+        m = th.shape[0]
+        if m < batch_size:
+            th = jnp.concatenate([th, jnp.broadcast_to(th[:1], (batch_size - m, th.shape[1]))])
+            k = jnp.concatenate([k, jnp.broadcast_to(k[:1], (batch_size - m,))])
+        resp, order, speed = _responses_batch(task, protocol, th, patterns, k)
+        for r, o, sp in list(zip(np.asarray(resp), np.asarray(order), np.asarray(speed)))[:m]:
             aucs.append(readout_auc(r, o < n_fam, o))
             speeds.append(float(sp))
             nulls.append(shuffled_aucs(r, o, n_fam, rng, n_shuffles))

@@ -163,6 +163,8 @@ class PredictiveCheck:
     per_summary_posterior: dict[str, float]
     per_summary_prior: dict[str, float]
     n: int
+    posterior_theta: np.ndarray | None = None  # (n, d) the simulated posterior draws
+    posterior_accepted: np.ndarray | None = None  # (n,) which met every constraint
 
     def markdown(self) -> str:
         rows = [
@@ -206,7 +208,7 @@ def predictive_check(
     per_post = dict(zip(names, constraints.passes(x_post, task.plastic).mean(0).tolist()))
     per_prior = dict(zip(names, constraints.passes(x_prior, task.plastic).mean(0).tolist()))
     kp, kq = int(acc_post.sum()), int(acc_prior.sum())
-    return PredictiveCheck(kp / n, wilson_interval(kp, n), kq / n, wilson_interval(kq, n), per_post, per_prior, n)
+    return PredictiveCheck(kp / n, wilson_interval(kp, n), kq / n, wilson_interval(kq, n), per_post, per_prior, n, theta_post, acc_post)
 
 
 __all__ = ["FamilyTask", "PlausibilityConstraints", "PredictiveCheck", "predictive_check", "wilson_interval"]

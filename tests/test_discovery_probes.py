@@ -124,3 +124,31 @@ def test_cli_lif_refuses_gradients(tmp_path):
         text=True,
     )
     assert p.returncode == 2 and "--method cma" in p.stderr
+
+
+def test_familiarity_after_only_score_and_null(rate_task, key):
+    """Controlled score: after-familiarisation responses only, against shuffled labels; speed reported."""
+    lr = rate_task.learning_rate
+    rules = _stack(TraceRule(learning_rate=lr), TraceRule.vogels(5.0, learning_rate=lr))
+    score = familiarity_probe(rate_task, rules, key=key, n_shuffles=100)
+    assert score.speed[0] == 0.0 and score.speed[1] > 0.0  # the zero rule leaves the weights alone
+    # no plasticity: labels carry no information, so the after-only AUC is one draw of its own null
+    assert 0.0 <= score.auc_after[0] <= 1.0 and 0.5 <= score.null_p95[0] < 0.75
+    assert 0.0 <= score.fraction_above_chance() <= 1.0
+    # the oracle of the null: with identical scores for all patterns every shuffle gives 0.5
+    from plasticinfer.discovery._probes import _after_only
+
+    auc, p95 = _after_only(np.ones((1, 3, 8)), 4, np.random.default_rng(0), 20)
+    assert auc[0] == 0.5 and p95[0] == 0.5
+
+
+@pytest.mark.slow
+def test_lif_metrics_report_counting_noise(key):
+    """The LIF rate comes with its Poisson counting noise, √(spikes)/T, so residuals can be read against it."""
+    from plasticinfer.discovery import LIFHomeostasisObjective
+
+    obj = LIFHomeostasisObjective.create(duration=2.0, measure=1.0, window=1.0, n_networks=2)
+    m = obj.metrics(obj.reference_rule(), obj.sample(key))
+    spikes = float(m["rate_hz"]) * 1.0 * 2  # rate × measured seconds × networks
+    assert spikes > 0
+    assert float(m["rate_counting_sd_hz"]) == pytest.approx(np.sqrt(spikes) / 2.0)

@@ -54,3 +54,45 @@ from ._report import (
     to_dataset as to_dataset,
 )
 from ._homeostasis_report import HomeostasisAnalysis as HomeostasisAnalysis, analyse_homeostasis as analyse_homeostasis
+from ._pair_rules import EIRules as EIRules, PairRule as PairRule
+from ._spiking import (
+    EINetwork as EINetwork,
+    NetworkState as NetworkState,
+    SpikingRun as SpikingRun,
+    network_statistics as network_statistics,
+    simulate_network as simulate_network,
+)
+from ._sbi import (
+    AbstractPrior as AbstractPrior,
+    BoxPrior as BoxPrior,
+    GaussianPrior as GaussianPrior,
+    NPEPosterior as NPEPosterior,
+    NPEResult as NPEResult,
+    SBCResult as SBCResult,
+    run_npe as run_npe,
+    sbc as sbc,
+    simulate_batched as simulate_batched,
+    train_npe as train_npe,
+)
+from ._plausibility import (
+    FamilyTask as FamilyTask,
+    PlausibilityConstraints as PlausibilityConstraints,
+    PredictiveCheck as PredictiveCheck,
+    predictive_check as predictive_check,
+    wilson_interval as wilson_interval,
+)
+from ._memory import (
+    FamiliarityProtocol as FamiliarityProtocol,
+    MemoryGroup as MemoryGroup,
+    MemoryReport as MemoryReport,
+    familiarity_responses as familiarity_responses,
+    hand_written_rules as hand_written_rules,
+    make_patterns as make_patterns,
+    memory_report as memory_report,
+    null_group_means as null_group_means,
+    readout_auc as readout_auc,
+    score_rules as score_rules,
+    shuffled_aucs as shuffled_aucs,
+    speed_matched as speed_matched,
+)
+from ._rule_families import FamiliesResult as FamiliesResult, run_families as run_families

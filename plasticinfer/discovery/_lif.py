@@ -202,10 +202,13 @@ class LIFHomeostasisObjective(AbstractObjective):
 
     def metrics(self, rule, episode):
         _, nu, windows = self.run(rule, episode)
+        secs = self.measure_steps * self.neuron.dt
         out = {
             "loss": self._loss(windows),
             "rate_hz": jnp.mean(nu),
             "rate_error_hz": jnp.max(jnp.abs(nu - self.target)),
+            # Poisson counting noise of rate_hz: √(spikes)/T over all networks (compare off-manifold residuals with it)
+            "rate_counting_sd_hz": jnp.sqrt(jnp.sum(nu) * secs) / (secs * nu.shape[0]),
         }
         if isinstance(rule, TraceRule):
             out["manifold_rate_hz"] = rule.fixed_point(self.nu_inh)

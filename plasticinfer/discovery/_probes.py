@@ -50,15 +50,30 @@ class FamiliarityScore:
             neuron's baseline rate. 0.5: no detection; above 0.5: familiar patterns evoke
             responses closer to baseline than novel ones (novelty = larger deviation).
         delta_familiar, delta_novel: the scores (Hz), (rule, network·pattern).
+        auc_after: per rule, the AUC of the *after-familiarisation* responses alone, scored as
+            |after − r₀| (distance from the neuron's background rate, which a downstream readout
+            can know; no pattern's own pre-familiarisation response is used). This is the
+            controlled score; ``auc`` uses each pattern's own "before" response, which no readout has.
+        null_p95: per rule, the 95th percentile of ``auc_after`` with the familiar/novel labels
+            shuffled across patterns (within each network): chance at this number of patterns.
+        speed: per rule, mean |Δw| / mean w over familiarisation (the rate the task leaves free;
+            compare rules at matched speed).
     """
 
     auc: np.ndarray
     delta_familiar: np.ndarray
     delta_novel: np.ndarray
+    auc_after: np.ndarray | None = None
+    null_p95: np.ndarray | None = None
+    speed: np.ndarray | None = None
 
     def fraction_detecting(self, threshold: float = 0.6) -> float:
         """Fraction of rules whose AUC exceeds ``threshold``."""
         return float(np.mean(self.auc > threshold))
+
+    def fraction_above_chance(self) -> float:
+        """Fraction of rules whose after-only AUC exceeds their own shuffled-label 95th percentile."""
+        return float(np.mean(self.auc_after > self.null_p95))
 
 
 def familiarity_probe(
@@ -71,6 +86,7 @@ def familiarity_probe(
     contrast: float = 1.0,
     repeats: int = 10,
     present_steps: int = 4,
+    n_shuffles: int = 200,
 ) -> FamiliarityScore:
     """Do rules found for homeostasis also tell repeated input patterns from novel ones?
 
@@ -93,6 +109,11 @@ def familiarity_probe(
     standing out while novel ones still do. The detection score is the ROC AUC of these
     scores separating novel from familiar patterns. Scoring the change removes each
     pattern's own drive: a rule that does not change the weights scores exactly 0.5.
+
+    That change score uses each pattern's own "before" response, which no downstream readout
+    has, and it grows with the rule's speed (which the homeostasis objective leaves free). The
+    controlled figures are ``auc_after`` (after-familiarisation responses only) against
+    ``null_p95`` (shuffled familiar/novel labels, ``n_shuffles`` times), read with ``speed``.
     """
     if not isinstance(objective, HomeostasisObjective):
         raise DiscoveryError("familiarity_probe runs on a HomeostasisObjective (rate model)")
@@ -127,15 +148,35 @@ def familiarity_probe(
             trials = {"exc": e[order][:, None, :], "inh": i[order][:, None, :]}
             w_after = simulate(rule, net, {"inh": w[None]}, trials).final_weights["inh"]
             after = net.rate(w_after, e, i)[:, 0]
-            return jnp.abs(after - r0) - jnp.abs(before - r0)
+            speed = jnp.mean(jnp.abs(w_after[0] - w)) / jnp.maximum(jnp.mean(w), 1e-12)
+            return jnp.abs(after - r0) - jnp.abs(before - r0), jnp.abs(after - r0), speed
 
-        return jax.vmap(per_network)(w_ss, exc_p, inh_p)  # (net, pattern)
+        return jax.vmap(per_network)(w_ss, exc_p, inh_p)  # (net, pattern), (net, pattern), (net,)
 
-    delta = np.asarray(eqx.filter_jit(jax.vmap(one_rule))(params))
+    delta, after_score, speed = (np.asarray(a) for a in eqx.filter_jit(jax.vmap(one_rule))(params))
     fam = delta[:, :, :n_patterns].reshape(delta.shape[0], -1)
     nov = delta[:, :, n_patterns:].reshape(delta.shape[0], -1)
     auc = np.array([roc_auc(n, f) if np.all(np.isfinite(n)) and np.all(np.isfinite(f)) else np.nan for f, n in zip(fam, nov)])
-    return FamiliarityScore(auc, fam, nov)
+    auc_after, null_p95 = _after_only(after_score, n_patterns, np.random.default_rng(int(jax.random.randint(k_pat, (), 0, 2**31 - 1))), n_shuffles)
+    return FamiliarityScore(auc, fam, nov, auc_after, null_p95, speed.mean(axis=1))
+
+
+def _after_only(score, n_familiar: int, rng: np.random.Generator, n_shuffles: int):
+    """After-only AUC per rule (novel > familiar), and the 95th percentile of its shuffled-label null."""
+    aucs, p95 = [], []
+    for s in score:  # (network, pattern)
+        if not np.all(np.isfinite(s)):
+            aucs.append(np.nan)
+            p95.append(np.nan)
+            continue
+        aucs.append(roc_auc(s[:, n_familiar:], s[:, :n_familiar]))
+        null = []
+        for _ in range(n_shuffles):
+            perm = np.stack([rng.permutation(s.shape[1]) for _ in range(s.shape[0])])
+            sp = np.take_along_axis(s, perm, axis=1)
+            null.append(roc_auc(sp[:, n_familiar:], sp[:, :n_familiar]))
+        p95.append(np.quantile(null, 0.95))
+    return np.array(aucs), np.array(p95)
 
 
 __all__ = ["roc_auc", "generalisation", "familiarity_probe", "FamiliarityScore"]

@@ -1,0 +1,158 @@
+"""One call for the whole study: family posterior by NPE, its checks, and the memory probe with controls.
+
+Used by ``plasticinfer discover families``, ``benchmarks/bench_families.py`` and tutorial 08.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from ._memory import (
+    FamiliarityProtocol,
+    MemoryGroup,
+    MemoryReport,
+    hand_written_rules,
+    make_patterns,
+    memory_report,
+    null_group_means,
+    score_rules,
+    speed_matched,
+)
+from ._plausibility import FamilyTask, PlausibilityConstraints, PredictiveCheck, predictive_check
+from ._sbi import NPEResult, SBCResult, run_npe, sbc
+
+
+@dataclass
+class FamiliesResult:
+    task: FamilyTask
+    constraints: PlausibilityConstraints
+    npe: NPEResult
+    posterior_samples: np.ndarray  # (sample, parameter) at the constraints' target
+    check: PredictiveCheck
+    sbc: SBCResult | None
+    memory: MemoryReport | None
+    memory_names: dict[str, list[str]]
+
+    @property
+    def simulated_seconds_per_wall_second(self) -> float:
+        secs = self.task.n_segments * self.task.segment_steps * self.task.network.dt
+        return len(self.npe.theta) * secs / max(self.npe.simulation_seconds, 1e-9)
+
+    def to_dataset(self):
+        import xarray as xr
+
+        names = list(self.task.parameter_names)
+        return xr.Dataset(
+            {
+                "posterior": (("sample", "parameter"), self.posterior_samples),
+                "theta": (("simulation", "parameter"), self.npe.theta),
+                "summaries": (("simulation", "summary"), self.npe.x),
+                "accepted": (("simulation",), self.constraints.accept(self.npe.x, self.task.plastic).astype(np.int8)),
+            },
+            coords={"parameter": names, "summary": list(self.task.summary_names)},
+            attrs={
+                "n_neurons": self.task.network.n,
+                "plastic": ",".join(self.task.plastic),
+                "posterior_fraction_plausible": self.check.posterior_fraction,
+                "prior_fraction_plausible": self.check.prior_fraction,
+                "simulations_per_minute": self.npe.simulations_per_minute,
+            },
+        )
+
+    def markdown(self) -> str:
+        t, c = self.task, self.constraints
+        secs = t.n_segments * t.segment_steps * t.network.dt
+        lines = [
+            "# Families of co-active plasticity rules in a recurrent E/I network",
+            "",
+            f"Network: {t.network.n_exc} E / {t.network.n - t.network.n_exc} I LIF neurons, dt = {t.network.dt * 1e3:g} ms; "
+            f"plastic types: {', '.join(t.plastic)} (6 parameters each); {secs:g} s per simulation.",
+            f"Constraints: E rate {c.rate_e} Hz, I rate {c.rate_i} Hz, CV ISI {c.cv_isi}, weight ratio {c.w_ratio}, no runaway steps.",
+            "",
+            "## Simulation-based inference",
+            "",
+            f"{len(self.npe.theta)} simulations ({self.npe.dropped} non-finite dropped) at {self.npe.simulations_per_minute:.1f} per minute "
+            f"({self.simulated_seconds_per_wall_second:.2f} simulated s per wall s, batched); NPE training {self.npe.training_seconds:.1f} s.",
+            "",
+            "### Posterior predictive check (fraction meeting every constraint)",
+            "",
+            self.check.markdown(),
+            "",
+        ]
+        post = self.posterior_samples
+        lines += ["### Posterior (median, 5–95 %)", "", "| parameter | median | 5 % | 95 % |", "|---|---|---|---|"]
+        for k, name in enumerate(t.parameter_names):
+            q = np.quantile(post[:, k], [0.5, 0.05, 0.95])
+            lines.append(f"| {name} | {q[0]:.3g} | {q[1]:.3g} | {q[2]:.3g} |")
+        if self.sbc is not None:
+            lines += ["", f"### SBC on the network simulator ({len(self.sbc.ranks)} draws)", "", "| parameter | 90 % coverage | 50 % coverage |", "|---|---|---|"]
+            for k, name in enumerate(self.sbc.names):
+                lines.append(f"| {name} | {self.sbc.coverage[0.9][k]:.2f} | {self.sbc.coverage[0.5][k]:.2f} |")
+        if self.memory is not None:
+            lines += ["", "## Familiarity memory (readout on after-familiarisation responses)", "", self.memory.markdown()]
+        return "\n".join(lines) + "\n"
+
+
+def run_families(
+    key: PRNGKeyArray,
+    task: FamilyTask,
+    constraints: PlausibilityConstraints | None = None,
+    *,
+    n_simulations: int = 256,
+    n_posterior: int = 1000,
+    n_predictive: int = 64,
+    n_sbc: int = 0,
+    memory: bool = True,
+    n_memory: int = 8,
+    protocol: FamiliarityProtocol | None = None,
+    batch_size: int = 32,
+    n_shuffles: int = 50,
+    **npe_kwargs,
+) -> FamiliesResult:
+    """NPE family posterior for ``task``; predictive check; optional SBC on the network; optional memory probe with controls."""
+    constraints = constraints or PlausibilityConstraints()
+    protocol = protocol or FamiliarityProtocol()
+    k_npe, k_post, k_chk, k_sbc, k_mem, k_pat, k_none, k_prior = jax.random.split(key, 8)
+    prior = task.prior()
+    npe = run_npe(k_npe, task.simulator, prior, n_simulations=n_simulations, batch_size=batch_size, **npe_kwargs)
+    x_obs = jnp.asarray(constraints.target_summaries(task.plastic))
+    samples = np.asarray(npe.posterior.sample(k_post, x_obs, n_posterior))
+    check = predictive_check(k_chk, npe.posterior, task, constraints, n=n_predictive, batch_size=batch_size)
+    sbc_res = sbc(k_sbc, npe.posterior, task.simulator, n_tests=n_sbc, n_samples=100, batch_size=batch_size) if n_sbc else None
+    mem, names = None, {}
+    if memory:
+        rng = np.random.default_rng(int(jax.random.randint(k_mem, (), 0, 2**31 - 1)))
+        mb = max(n_memory, 2)  # one compiled protocol batch for every group
+        pats = make_patterns(k_pat, task, protocol)
+        dtype = task.network.weights.dtype
+        # stability-selected rules: posterior draws that met every constraint in the predictive check
+        plausible = check.posterior_theta[check.posterior_accepted]
+        cand = plausible[:n_memory] if len(plausible) else check.posterior_theta[:n_memory]
+        groups_theta = {
+            "posterior (plausible)" if len(plausible) else "posterior (none plausible)": cand,
+            "prior": np.asarray(prior.sample(k_prior, n_memory)),
+        }
+        hand, hand_names = hand_written_rules(task)
+        groups, speeds = {}, {}
+        for gname, th in groups_theta.items():
+            auc, sp, nl = score_rules(task, protocol, jnp.asarray(th, dtype), pats, k_mem, rng=rng, n_shuffles=n_shuffles, batch_size=mb)
+            groups[gname] = MemoryGroup(gname, auc, sp, null_group_means(nl, rng))
+        zero = np.tile(np.array([0, 0, 0, 0, 0.02, 0.02]), len(task.plastic))
+        zeros = np.tile(zero, (max(2, n_memory // 2), 1))
+        n_auc, n_sp, n_nl = score_rules(task, protocol, jnp.asarray(zeros, dtype), pats, jax.random.split(k_none, len(zeros)), rng=rng, n_shuffles=n_shuffles, batch_size=mb)
+        groups["no plasticity"] = MemoryGroup("no plasticity", n_auc, n_sp, null_group_means(n_nl, rng))  # own input noise per run
+        h_auc, h_sp, h_nl = score_rules(task, protocol, jnp.asarray(hand, dtype), pats, k_mem, rng=rng, n_shuffles=n_shuffles, batch_size=mb)
+        groups["hand-written"] = MemoryGroup("hand-written", h_auc, h_sp, null_group_means(h_nl, rng))
+        cname = next(iter(groups_theta))
+        matched = h_auc[speed_matched(groups[cname].speed, h_sp)]
+        mem = memory_report(groups, cname, matched, rng=rng)
+        names = {"hand-written": hand_names}
+    return FamiliesResult(task, constraints, npe, samples, check, sbc_res, mem, names)
+
+
+__all__ = ["FamiliesResult", "run_families"]

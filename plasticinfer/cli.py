@@ -66,6 +66,11 @@ from .metalearn._cli import register as _register_metalearn  # noqa: E402
 
 _register_metalearn(discover_app)
 
+# --- rule families in recurrent E/I spiking networks (attach to discover_app) ---
+from .discovery._cli_families import register as _register_families  # noqa: E402
+
+_register_families(discover_app)
+
 
 def _debug(argv: list[str]) -> bool:
     env = os.environ.get("PLASTICINFER_DEBUG", "").strip().lower()

@@ -1,18 +1,13 @@
-"""`plasticinfer discover families` at a tiny size (registered on a private Typer app until cli.py wires it)."""
+"""`plasticinfer discover families` at a tiny size, through the package's own command line."""
 
 import pytest
-import typer
 import xarray as xr
 from typer.testing import CliRunner
 
-from plasticinfer.discovery._cli_families import register
+from plasticinfer.cli import app
 
 
 def _app():
-    app = typer.Typer()
-    sub = typer.Typer()
-    register(sub)
-    app.add_typer(sub, name="discover")
     return app
 
 

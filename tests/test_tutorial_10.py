@@ -1,4 +1,4 @@
-"""Tutorial 08 (rule families in an E/I spiking network) runs end to end at its small size."""
+"""Tutorial 10 (rule families in an E/I spiking network) runs end to end at its small size."""
 
 import pytest
 
@@ -6,14 +6,14 @@ from helpers import REPO, run_tutorial
 
 
 @pytest.mark.slow
-def test_tutorial_08_runs_small(tmp_path):
-    out = run_tutorial("08_rule_families.py", tmp_path, timeout=1200)
+def test_tutorial_10_runs_small(tmp_path):
+    out = run_tutorial("10_rule_families.py", tmp_path, timeout=1200)
     assert "static network: E" in out and "meet every constraint" in out and "Verdict" in out
     for name in ("summary.md", "families.nc"):
         assert (tmp_path / name).stat().st_size > 0
 
 
-def test_tutorial_08_is_a_jupytext_notebook():
+def test_tutorial_10_is_a_jupytext_notebook():
     jupytext = pytest.importorskip("jupytext")
-    kinds = [c.cell_type for c in jupytext.read(REPO / "tutorials" / "08_rule_families.py").cells]
+    kinds = [c.cell_type for c in jupytext.read(REPO / "tutorials" / "10_rule_families.py").cells]
     assert kinds.count("markdown") >= 4 and kinds.count("code") >= 4

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 8 · Families of co-active rules in a recurrent E/I spiking network
+# # 10 · Families of co-active rules in a recurrent E/I spiking network
 #
 # Which sets of plasticity rules — one for each of E→E, E→I, I→E, I→I — keep a recurrent
 # spiking network *plausible* (moderate rates, irregular firing, no weight blow-up)? Rather
@@ -51,7 +51,7 @@ from plasticinfer.discovery import (
 )
 
 SMALL = os.environ.get("PLASTICINFER_TUTORIAL_SMALL") == "1"
-OUT = Path(os.environ.get("PLASTICINFER_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="tutorial08-"))
+OUT = Path(os.environ.get("PLASTICINFER_TUTORIAL_OUT") or tempfile.mkdtemp(prefix="tutorial10-"))
 key = jax.random.key(0)
 
 # %% [markdown]

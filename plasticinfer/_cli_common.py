@@ -16,11 +16,7 @@ from typing import Any, Callable
 
 import typer
 
-from ._errors import PlasticInferError
-
-
-class CLIError(PlasticInferError, ValueError):
-    """A command-line input the library cannot use (output path, option combination, data source)."""
+from ._errors import CLIError as CLIError, PlasticInferError
 
 
 # --- option validators (typer callbacks) -----------------------------------------------------------

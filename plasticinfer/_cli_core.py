@@ -252,7 +252,7 @@ def fit_cmd(
     typer.echo(f"wrote {out / 'results.nc'}, {out / 'summary.md'} and {out / 'coefficients.png'}")
     if interrupted:
         typer.echo(f"interrupted: saved the best parameters so far to {out}", err=True)
-        raise KeyboardInterrupt
+        raise typer.Exit(130)
 
 
 def register(app: typer.Typer) -> None:

@@ -77,3 +77,12 @@ class DivergenceWarning(PlasticInferWarning, RuntimeWarning):
 
 class InterruptedWarning(PlasticInferWarning):
     """A fit was interrupted (Ctrl-C); the best parameters so far were returned."""
+
+
+class CLIError(PlasticInferError, ValueError):
+    """A command-line input the library cannot use (output path, option combination, data source)."""
+
+
+class DistributedError(PlasticInferError, RuntimeError):
+    """The distributed runtime could not start, or processes were given inconsistent work."""
+

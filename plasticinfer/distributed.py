@@ -23,7 +23,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ._errors import PlasticInferError
+from ._errors import DistributedError as DistributedError
 
 T = TypeVar("T")
 
@@ -43,8 +43,6 @@ __all__ = [
 ]
 
 
-class DistributedError(PlasticInferError, RuntimeError):
-    """The distributed runtime could not start, or processes were given inconsistent work."""
 
 
 # --------------------------------------------------------------------------------------

@@ -40,3 +40,36 @@ def shared_data() -> Path:
             "(or run `plasticinfer datasets download NAME`)"
         )
     return path
+
+
+# --- peak memory per test process, printed at the end of the run (issue: report memory per xdist worker) ------------
+def _peak_rss_mib() -> float:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+_WORKER_PEAKS: dict[str, float] = {}
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # inside an xdist worker: hand the figure to the controller
+        workeroutput["peak_rss_mib"] = _peak_rss_mib()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    peak = getattr(node, "workeroutput", {}).get("peak_rss_mib")
+    if peak is not None:
+        _WORKER_PEAKS[node.gateway.id] = peak
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _WORKER_PEAKS:
+        figures = ", ".join(f"{k} {v:,.0f} MiB" for k, v in sorted(_WORKER_PEAKS.items()))
+        terminalreporter.write_line(f"peak memory per test worker: {figures}")
+    elif not hasattr(terminalreporter.config, "workerinput"):
+        terminalreporter.write_line(f"peak memory of the test process: {_peak_rss_mib():,.0f} MiB")

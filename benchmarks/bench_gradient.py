@@ -2,10 +2,14 @@
 
 1. One gradient of the log-likelihood of a full 81-term Taylor rule (x, y, w, r up to power 2) over
    240 trials, for plastic layers of 2×10 and 20×200 (post × pre), per trajectory: single trajectory
-   and vmapped over a batch of trajectories. Absolute figures only: the research code these sizes
-   come from is not run here, so no ratio against it is printed.
+   and vmapped over a batch of trajectories — beside a *peer* run in the same process: the same model
+   written in plain JAX the way research code does it (per trial, the powers of x, y, w and r stacked
+   and contracted with the 3×3×3×3 coefficient tensor by one einsum; jax.grad through lax.scan).
+   The published research code itself is not installed here; the peer stands in for it.
 2. Scale: a 100 → 1000 layer over 2,000 trials: forward and gradient time (median and min of 5
-   calls, wall clock and process CPU time), gradient / forward (target ≤ 4), compiled memory of the
+   calls, wall clock and process CPU time) with the Taylor rule's hand-written VJP (the default,
+   ``derivative="reverse"``) and with its JVP (``derivative="forward"``, what every gradient used
+   before the VJP), gradient / forward (target ≤ 4), compiled memory of the
    gradient (target < 2 GB), and the forward against a floor derived on this machine in this run:
    the rule's flops per trial at the measured matmul rate, and the weight matrix's bytes per trial
    at the measured rate of a scan that only streams the matrix (roofline: the larger of the two).
@@ -53,6 +57,24 @@ def _problem(n_pre, n_post, n_trials, n_traj, dtype, key):
     return model, data
 
 
+def _peer_loss(theta, w0, x, r, y_obs, lr):
+    """The peer: plain JAX, one einsum over the coefficient tensor per trial, Gaussian log-likelihood."""
+
+    def step(w, inp):
+        xt, rt, yt = inp
+        y = w @ xt
+        ones = jnp.ones_like(w)
+        xp = jnp.stack([ones, ones * xt[None, :], ones * xt[None, :] ** 2])
+        yp = jnp.stack([ones, ones * y[:, None], ones * y[:, None] ** 2])
+        wp = jnp.stack([ones, w, w**2])
+        rp = jnp.stack([jnp.ones_like(rt), rt, rt**2])
+        dw = jnp.einsum("abcd,aij,bij,cij,d->ij", theta, xp, yp, wp, rp)
+        return w + lr * dw, jnp.sum((yt - y) ** 2)
+
+    _, sq = jax.lax.scan(step, w0, (x, r, y_obs))
+    return 0.5 * jnp.sum(sq)
+
+
 def gradient_per_trajectory(n_pre, n_post, dtype, batch, key):
     import equinox as eqx
 
@@ -66,7 +88,16 @@ def gradient_per_trajectory(n_pre, n_post, dtype, batch, key):
     single_data = data.trajectory(0)
     t_single = _time(grad1, single_model, single_data)["min"]
     t_batch = _time(grad1, model, data)["min"] / batch
-    return t_single, t_batch
+    # the peer, on the same data
+    theta = model.rule._dense()
+    lr = model.rule.learning_rate
+    x, r, y = data.inputs["x"], data.inputs["reward"], data.observations
+    w0 = model.initial_weights["w"]
+    peer = jax.jit(jax.grad(_peer_loss, argnums=(0, 1)), static_argnums=5)
+    peer_b = jax.jit(jax.vmap(jax.grad(_peer_loss, argnums=(0, 1)), in_axes=(None, 0, 0, 0, 0, None)), static_argnums=5)
+    p_single = _time(peer, theta, w0[0], x[0], r[0], y[0], lr)["min"]
+    p_batch = _time(peer_b, theta, w0, x, r, y, lr)["min"] / batch
+    return t_single, t_batch, p_single, p_batch
 
 
 def scale(dtype, n_trials, key):
@@ -88,6 +119,7 @@ def scale(dtype, n_trials, key):
 
     t_fwd = _time(forward, model.rule, w0)
     t_grad = _time(grad, model.rule, w0)
+    t_grad_jvp = _time(grad, model.rule.with_derivative("forward"), w0)
     mem = grad.lower(model.rule, w0).compile().memory_analysis()
     peak_compiled = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
     mem_plain = (
@@ -109,6 +141,7 @@ def scale(dtype, n_trials, key):
     return dict(
         t_fwd=t_fwd,
         t_grad=t_grad,
+        t_grad_jvp=t_grad_jvp,
         peak_compiled=peak_compiled,
         temp_plain=mem_plain,
         flops=flops_per_trial * n_trials,
@@ -131,19 +164,28 @@ def main():
     key = jax.random.key(0)
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {jax.device_count()} device(s), dtype {jnp.dtype(dtype).name}")
     print("\n1. gradient of an 81-term Taylor rule's log-likelihood over 240 trials, per trajectory (min of 5)")
-    print(f"{'layer (post×pre)':>18} {'single traj':>12} {'vmapped /traj':>14}")
+    print(f"{'layer (post×pre)':>18} {'single traj':>12} {'peer':>10} {'speed-up':>9}   {'vmapped /traj':>14} {'peer':>10} {'speed-up':>9}")
     for n_post, n_pre in [(2, 10), (20, 200)]:
-        t1, tb = gradient_per_trajectory(n_pre, n_post, dtype, args.batch, key)
-        print(f"{f'{n_post}×{n_pre}':>18} {t1 * 1e3:10.2f}ms {tb * 1e3:12.3f}ms")
+        t1, tb, p1, pb = gradient_per_trajectory(n_pre, n_post, dtype, args.batch, key)
+        print(
+            f"{f'{n_post}×{n_pre}':>18} {t1 * 1e3:10.2f}ms {p1 * 1e3:8.2f}ms {p1 / t1:8.1f}×   "
+            f"{tb * 1e3:12.3f}ms {pb * 1e3:8.3f}ms {pb / tb:8.1f}×"
+        )
     n_trials = 200 if args.quick else 2000
     print(f"\n2. scale: 100 → 1000 plastic layer (1e5 weights), 81-term rule, {n_trials} trials")
     s = scale(dtype, n_trials, key)
     f, g = s["t_fwd"], s["t_grad"]
     fmt = lambda t: f"median {t['median']:.3f} s, min {t['min']:.3f} s (CPU median {t['cpu_median']:.3f} s)"  # noqa: E731
     print(f"   forward simulation        {fmt(f)}")
-    print(f"   gradient (√T checkpoint)  {fmt(g)}")
+    print(f"   gradient, VJP (√T ckpt)   {fmt(g)}")
+    gj = s["t_grad_jvp"]
+    print(f"   gradient, JVP (√T ckpt)   {fmt(gj)}")
     ratio, ratio_cpu = g["median"] / f["median"], g["cpu_median"] / f["cpu_median"]
     print(f"   gradient / forward        {ratio:.2f}× wall, {ratio_cpu:.2f}× CPU (target ≤ 4: {'met' if max(ratio, ratio_cpu) <= 4 else 'MISSED'})")
+    print(
+        f"   with the JVP instead      {gj['median'] / f['median']:.2f}× wall, {gj['cpu_median'] / f['cpu_median']:.2f}× CPU "
+        f"(the VJP is {gj['cpu_median'] / g['cpu_median']:.2f}× faster in CPU time)"
+    )
     print(
         f"   compiled gradient memory {s['peak_compiled'] / 2**20:.0f} MiB (target < 2048 MiB: "
         f"{'met' if s['peak_compiled'] < 2**31 else 'MISSED'}); without checkpointing the gradient's temporaries "

@@ -10,7 +10,7 @@ from scipy.stats import norm
 
 from ._errors import ModelError
 from ._model import PlasticityModel
-from ._rules import TaylorRule
+from ._rules import TaylorRule, forward_mode
 from ._trial_data import TrialData
 
 
@@ -30,8 +30,10 @@ def laplace_intervals(model: PlasticityModel, data: TrialData, *, level: float =
     if not isinstance(model.rule, TaylorRule):
         raise ModelError("laplace_intervals needs a model with a single TaylorRule")
 
+    fmodel = forward_mode(model)  # jax.hessian goes forward over reverse
+
     def nll(coeffs):
-        m = eqx.tree_at(lambda mm: mm.rule.coeffs, model, coeffs)
+        m = eqx.tree_at(lambda mm: mm.rule.coeffs, fmodel, coeffs)
         return -jnp.sum(m.log_likelihood(data))
 
     coeffs = model.rule.coeffs

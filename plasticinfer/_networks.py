@@ -81,7 +81,8 @@ class FeedForward(AbstractNetwork):
     def step(self, rule, weights, state, trial):
         x = _require(trial, "x", "FeedForward")
         w = weights["w"]
-        y = self.activation(x @ w.T)
+        # one sample: w @ x reads W in its stored order (x @ w.T made XLA:CPU copy Wᵀ every trial)
+        y = self.activation(w @ x if x.ndim == 1 else x @ w.T)
         reward = trial.get("reward", jnp.zeros(x.shape[:-1], x.dtype))
         dw = _rule_for(rule, "w")(x, y, w, reward)
         return {"w": w + dw}, state, y

@@ -14,6 +14,7 @@ and returns ``Δw`` of shape ``(n_post, n_pre)``, averaged over the batch (the
 from __future__ import annotations
 
 import abc
+import copy
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,7 +27,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._errors import ModelError
-from ._taylor_contraction import Contraction, taylor_update
+from ._taylor_contraction import Contraction, Derivative, taylor_update
 
 VARIABLES: tuple[str, ...] = ("x", "y", "w", "r")
 _VAR_DESCRIPTION = {"x": "presynaptic activity", "y": "postsynaptic activity", "w": "weight", "r": "reward"}
@@ -168,6 +169,13 @@ class TaylorRule(AbstractRule):
             between ``"synapse"`` (per-synapse polynomial; large layers, few samples per trial)
             and ``"moments"`` (batch moments first; many samples into a small layer). Both give
             the same Δw; forcing one is for tests and benchmarks.
+        derivative: the per-synapse path's hand-written derivative. ``"reverse"`` (default): a
+            VJP, the fastest gradients (``jax.grad``, every fit), but JAX cannot differentiate
+            through it in forward mode — ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` raise
+            "can't apply forward-mode autodiff (jvp) to a custom_vjp function". ``"forward"``: a
+            JVP that supports every JAX transformation, with gradients about 1.5–2× slower on large
+            layers. Switch a whole model with :func:`forward_mode`; the library does so itself
+            where it needs forward mode (Laplace intervals, the NUTS Hessian, identifiability).
     """
 
     coeffs: Float[Array, " terms"]
@@ -175,6 +183,7 @@ class TaylorRule(AbstractRule):
     fixed: tuple[bool, ...] = eqx.field(static=True)
     learning_rate: float = eqx.field(static=True)
     contraction: Contraction = eqx.field(static=True, default="auto")
+    derivative: Derivative = eqx.field(static=True, default="reverse")
 
     def __init__(
         self,
@@ -184,9 +193,12 @@ class TaylorRule(AbstractRule):
         fixed: Iterable[Monomial | str] = (),
         learning_rate: float = 1.0,
         contraction: Contraction = "auto",
+        derivative: Derivative = "reverse",
     ):
         if contraction not in ("auto", "synapse", "moments"):
             raise ModelError(f"TaylorRule contraction must be 'auto', 'synapse' or 'moments'; got {contraction!r}")
+        if derivative not in ("reverse", "forward"):
+            raise ModelError(f"TaylorRule derivative must be 'reverse' or 'forward'; got {derivative!r}")
         terms = tuple(_as_monomial(t) for t in terms)
         if len(set(terms)) != len(terms):
             dup = sorted({t.name for t in terms if terms.count(t) > 1})
@@ -209,6 +221,7 @@ class TaylorRule(AbstractRule):
         self.fixed = tuple(t in fixed_set for t in terms)
         self.learning_rate = float(learning_rate)
         self.contraction = contraction
+        self.derivative = derivative
 
     # ---- constructors --------------------------------------------------------------
 
@@ -299,7 +312,19 @@ class TaylorRule(AbstractRule):
 
     def with_fixed(self, terms: Iterable[str | Monomial]) -> "TaylorRule":
         """A copy in which the named terms are held fixed at their current values."""
-        return TaylorRule(self.terms, self.coeffs, fixed=[t for t, f in zip(self.terms, self.fixed) if f] + list(terms), learning_rate=self.learning_rate, contraction=self.contraction)
+        return TaylorRule(self.terms, self.coeffs, fixed=[t for t, f in zip(self.terms, self.fixed) if f] + list(terms), learning_rate=self.learning_rate, contraction=self.contraction, derivative=self.derivative)
+
+    def with_derivative(self, derivative: Derivative) -> "TaylorRule":
+        """A copy whose hand-written derivative is ``"reverse"`` (VJP) or ``"forward"`` (JVP); see the class docs.
+
+        Only the static choice changes, so this works on traced rules and on the partitioned
+        halves of ``eqx.partition`` too.
+        """
+        if derivative not in ("reverse", "forward"):
+            raise ModelError(f"TaylorRule derivative must be 'reverse' or 'forward'; got {derivative!r}")
+        new = copy.copy(self)
+        object.__setattr__(new, "derivative", derivative)
+        return new
 
     def without(self, terms: Iterable[str | Monomial]) -> "TaylorRule":
         """A copy with the named terms masked out (removed)."""
@@ -311,6 +336,7 @@ class TaylorRule(AbstractRule):
             fixed=[self.terms[i] for i in keep if self.fixed[i]],
             learning_rate=self.learning_rate,
             contraction=self.contraction,
+            derivative=self.derivative,
         )
 
     def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
@@ -367,11 +393,23 @@ class TaylorRule(AbstractRule):
 
     def __call__(self, pre, post, weight, reward):
         pre, post, reward = _batched(pre, post, reward)
-        return self.learning_rate * taylor_update(self._dense(), pre, post, weight, reward, self.contraction)
+        return taylor_update(
+            self._dense(), pre, post, weight, reward, self.contraction, scale=self.learning_rate, derivative=self.derivative
+        )
 
     def penalty(self):
         free = jnp.asarray(~np.asarray(self.fixed), dtype=self.coeffs.dtype)
         return jnp.sum(jnp.abs(self.coeffs) * free)
+
+
+def forward_mode(tree):
+    """A copy of ``tree`` (a rule, a model, any pytree) with every :class:`TaylorRule` switched to ``derivative="forward"``.
+
+    Needed before ``jax.jvp``, ``jax.jacfwd`` or ``jax.hessian`` through a Taylor rule, e.g.
+    ``jax.hessian(lambda m: loss(m))(forward_mode(model))``.
+    """
+    is_rule = lambda x: isinstance(x, TaylorRule)  # noqa: E731
+    return jax.tree_util.tree_map(lambda x: x.with_derivative("forward") if is_rule(x) else x, tree, is_leaf=is_rule)
 
 
 def _batched(pre, post, reward):

@@ -155,7 +155,11 @@ def _plain_taylor(rule: TaylorRule, coeffs, pre, post, w, r):
 @pytest.mark.parametrize("batch", [1, 8])  # 1: broadcast path; 8 samples × y-powers > 16: einsum path
 @pytest.mark.parametrize("variables, max_power", [(("x", "y", "w", "r"), 1), (("x", "y", "w"), 3)])
 def test_taylor_derivatives_match_plain_autodiff(batch, variables, max_power, getkey):
-    """The hand-written JVP of the synapse contraction: gradients, JVPs and Hessians in every input."""
+    """Both hand-written derivatives of the synapse contraction against plain autodiff, in every input.
+
+    ``derivative="reverse"`` (the VJP): gradients and reverse-over-reverse Hessians.
+    ``derivative="forward"`` (the JVP): gradients, JVPs and forward-over-reverse Hessians.
+    """
     rule = TaylorRule.full(variables, max_power, learning_rate=0.3)
     coeffs = jax.random.normal(getkey(), (len(rule.terms),))
     pre = jax.random.normal(getkey(), (batch, 4))
@@ -164,22 +168,40 @@ def test_taylor_derivatives_match_plain_autodiff(batch, variables, max_power, ge
     r = jax.random.normal(getkey(), (batch,))
     u = jax.random.normal(getkey(), (3, 4))  # a fixed cotangent: scalar loss = Σ u ⊙ Δw²
 
-    def loss_ours(c, pre, post, w, r):
-        dw = TaylorRule(rule.terms, c, learning_rate=0.3)(pre, post, w, r)
-        return jnp.sum(u * dw**2)
+    def loss(derivative):
+        def f(c, pre, post, w, r):
+            dw = TaylorRule(rule.terms, c, learning_rate=0.3, contraction="synapse", derivative=derivative)(pre, post, w, r)
+            return jnp.sum(u * dw**2)
+
+        return f
 
     def loss_plain(c, pre, post, w, r):
         return jnp.sum(u * _plain_taylor(rule, c, pre, post, w, r) ** 2)
 
     args = (coeffs, pre, post, w, r)
-    np.testing.assert_allclose(loss_ours(*args), loss_plain(*args), rtol=1e-10)
-    for got, want in zip(jax.grad(loss_ours, argnums=range(5))(*args), jax.grad(loss_plain, argnums=range(5))(*args)):
-        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
     tangents = tuple(jax.random.normal(getkey(), a.shape) for a in args)
-    _, t_ours = jax.jvp(loss_ours, args, tangents)
-    _, t_plain = jax.jvp(loss_plain, args, tangents)
-    np.testing.assert_allclose(t_ours, t_plain, rtol=1e-8)
-    h_ours = jax.hessian(loss_ours, argnums=(0, 3))(*args)
-    h_plain = jax.hessian(loss_plain, argnums=(0, 3))(*args)
-    for got, want in zip(jax.tree_util.tree_leaves(h_ours), jax.tree_util.tree_leaves(h_plain)):
-        np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+
+    @jax.jit
+    def derivatives(args, tangents):
+        out = {}
+        for name, f in (("reverse", loss("reverse")), ("forward", loss("forward")), ("plain", loss_plain)):
+            out[name] = dict(value=f(*args), grad=jax.grad(f, argnums=range(5))(*args))
+            if name != "reverse":
+                out[name]["jvp"] = jax.jvp(f, args, tangents)[1]
+                out[name]["hessian"] = jax.hessian(f, argnums=(0, 3))(*args)
+        # the VJP's own derivative: reverse over reverse
+        out["reverse"]["hessian"] = jax.jacrev(jax.grad(loss("reverse"), argnums=(0, 3)), argnums=(0, 3))(*args)
+        out["plain"]["hessian_rr"] = jax.jacrev(jax.grad(loss_plain, argnums=(0, 3)), argnums=(0, 3))(*args)
+        return out
+
+    d = derivatives(args, tangents)
+    want = d["plain"]
+    for name in ("reverse", "forward"):
+        got = d[name]
+        np.testing.assert_allclose(got["value"], want["value"], rtol=1e-10)
+        for g, h in zip(got["grad"], want["grad"]):
+            np.testing.assert_allclose(g, h, rtol=1e-8, atol=1e-10)
+        hess_want = want["hessian_rr"] if name == "reverse" else want["hessian"]
+        for g, h in zip(jax.tree_util.tree_leaves(got["hessian"]), jax.tree_util.tree_leaves(hess_want)):
+            np.testing.assert_allclose(g, h, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(d["forward"]["jvp"], want["jvp"], rtol=1e-8)

@@ -1,5 +1,6 @@
 """The Taylor rule's two contractions (per synapse / moments first): values, every derivative, the choice."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,10 +26,11 @@ def _inputs(getkey, n, post, pre):
     )
 
 
-def _rule(getkey, contraction):
+def _rule(getkey, contraction, derivative="reverse"):
     # every power up to 2 of each variable (so every branch of both contractions runs), total degree ≤ 3
     full = TaylorRule.full(("x", "y", "w", "r"), 2, max_degree=3)
-    return TaylorRule(full.terms, jax.random.normal(getkey(), (len(full.terms),)), learning_rate=0.7, contraction=contraction)
+    coeffs = jax.random.normal(getkey(), (len(full.terms),))
+    return TaylorRule(full.terms, coeffs, learning_rate=0.7, contraction=contraction, derivative=derivative)
 
 
 @pytest.mark.parametrize("contraction", CONTRACTIONS)
@@ -40,21 +42,26 @@ def test_contraction_matches_the_monomial_oracle(contraction, regime, getkey):
     np.testing.assert_allclose(rule(pre, post, w, r), want, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("contraction", CONTRACTIONS)
+# the moments path has no hand-written derivative, so one derivative setting covers it
+DERIVATIVES = [("synapse", "reverse"), ("synapse", "forward"), ("moments", "reverse")]
+
+
+@pytest.mark.parametrize("contraction, derivative", DERIVATIVES)
 @pytest.mark.parametrize("regime", REGIMES)
-def test_every_cotangent_matches_autodiff_and_finite_differences(contraction, regime, getkey):
+def test_every_cotangent_matches_autodiff_and_finite_differences(contraction, derivative, regime, getkey):
     """Gradients in θ, x, y, w, r against plain autodiff of the term-by-term formula and central differences.
 
     The loss weighs Δw by a random matrix and squares it, so every cotangent is a dense,
     non-trivial function of all inputs: dropping any term of the backward (the y-derivative,
     the w-derivative, the coefficient path) changes at least one of these five gradients.
     """
-    rule = _rule(getkey, contraction)
+    rule = _rule(getkey, contraction, derivative)
     args = (rule.coeffs, *_inputs(getkey, *regime))
     u = jax.random.normal(getkey(), args[3].shape)
 
     def ours(c, pre, post, w, r):
-        return jnp.sum(u * TaylorRule(rule.terms, c, learning_rate=0.7, contraction=contraction)(pre, post, w, r) ** 2)
+        rule_c = TaylorRule(rule.terms, c, learning_rate=0.7, contraction=contraction, derivative=derivative)
+        return jnp.sum(u * rule_c(pre, post, w, r) ** 2)
 
     def plain(c, pre, post, w, r):
         return jnp.sum(u * _plain_taylor(rule, c, pre, post, w, r) ** 2)
@@ -84,21 +91,46 @@ def test_every_cotangent_matches_autodiff_and_finite_differences(contraction, re
 
 @pytest.mark.slow
 @pytest.mark.parametrize("contraction", CONTRACTIONS)
-def test_forward_over_reverse_still_works(contraction, getkey):
-    """Hessians (Laplace intervals, NUTS mass matrices) go forward over reverse through the rule."""
+def test_hessians_in_both_derivative_modes(contraction, getkey):
+    """Hessians (Laplace intervals, NUTS mass matrices): forward over reverse through the JVP
+    (``derivative="forward"``), reverse over reverse through the VJP (the default)."""
     rule = _rule(getkey, contraction)
     pre, post, w, r = _inputs(getkey, 2, 3, 2)
 
     def loss(c, w, impl):
         return jnp.sum(impl(c, w) ** 3)
 
-    ours = lambda c, w: TaylorRule(rule.terms, c, learning_rate=0.7, contraction=contraction)(pre, post, w, r)  # noqa: E731
+    def ours(derivative):
+        return lambda c, w: TaylorRule(rule.terms, c, learning_rate=0.7, contraction=contraction, derivative=derivative)(pre, post, w, r)
+
     plain = lambda c, w: _plain_taylor(rule, c, pre, post, w, r)  # noqa: E731
-    hess = lambda impl: jax.jit(jax.jacfwd(jax.grad(lambda c, w: loss(c, w, impl), argnums=(0, 1)), argnums=(0, 1)))  # noqa: E731
-    h_ours = hess(ours)(rule.coeffs, w)
-    h_plain = hess(plain)(rule.coeffs, w)
-    for got, want in zip(jax.tree_util.tree_leaves(h_ours), jax.tree_util.tree_leaves(h_plain)):
-        np.testing.assert_allclose(got, want, rtol=1e-7, atol=1e-9)
+    fwd_rev = lambda impl: jax.jit(jax.jacfwd(jax.grad(lambda c, w: loss(c, w, impl), argnums=(0, 1)), argnums=(0, 1)))  # noqa: E731
+    rev_rev = lambda impl: jax.jit(jax.jacrev(jax.grad(lambda c, w: loss(c, w, impl), argnums=(0, 1)), argnums=(0, 1)))  # noqa: E731
+    want = jax.tree_util.tree_leaves(fwd_rev(plain)(rule.coeffs, w))
+    for got in (fwd_rev(ours("forward"))(rule.coeffs, w), rev_rev(ours("reverse"))(rule.coeffs, w)):
+        for g, h in zip(jax.tree_util.tree_leaves(got), want):
+            np.testing.assert_allclose(g, h, rtol=1e-7, atol=1e-9)
+
+
+def test_forward_mode_switches_every_rule_in_a_model(getkey):
+    """`forward_mode` flips every Taylor rule of a pytree, after which jax.jacfwd works; the default refuses it."""
+    import plasticinfer as pi
+    from plasticinfer._rules import forward_mode
+
+    model = pi.PlasticityModel(
+        {"ff": pi.oja(0.1), "rec": pi.hebbian(0.05)}, pi.Recurrent(2, 3, plastic=("ff", "rec")), pi.GaussianActivity(1.0),
+        {"ff": jax.random.normal(getkey(), (1, 3, 2)), "rec": 0.3 * jax.random.normal(getkey(), (1, 3, 3))},
+    )
+    data = pi.TrialData({"x": jax.random.normal(getkey(), (1, 6, 2))}, jax.random.normal(getkey(), (1, 6, 3)), jnp.ones((1, 6, 3), bool))
+    coeffs = lambda m, c: eqx.tree_at(lambda mm: mm.rule["ff"].coeffs, m, c)  # noqa: E731
+    f = lambda m: lambda c: coeffs(m, c).log_likelihood(data).sum()  # noqa: E731
+    fmodel = forward_mode(model)
+    assert {r.derivative for r in fmodel.rule.values()} == {"forward"}
+    assert {r.derivative for r in model.rule.values()} == {"reverse"}  # a copy: the original is unchanged
+    c0 = model.rule["ff"].coeffs
+    np.testing.assert_allclose(jax.jacfwd(f(fmodel))(c0), jax.grad(f(model))(c0), rtol=1e-9)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jacfwd(f(model))(c0)
 
 
 def test_the_choice_follows_the_shapes():

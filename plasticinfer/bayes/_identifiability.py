@@ -21,7 +21,7 @@ import pandas as pd
 
 from .._errors import ModelError
 from .._networks import ChoiceCircuit
-from .._rules import Monomial, TaylorRule
+from .._rules import Monomial, TaylorRule, forward_mode
 from .._trial_data import TrialData
 
 #: |posterior correlation| at or above this flags a pair of terms.
@@ -143,6 +143,7 @@ def _fisher(posterior, data: TrialData, group) -> np.ndarray:
         name = f"{g.name}_mu" if g.name in spec.pooled else g.name
         model = g.set(model, jnp.asarray(posterior.draws(name).mean((0, 1)), dtype=g.get(model).dtype))
     theta0 = group.get(model)
+    model = forward_mode(model)  # jacfwd: one forward-mode pass per coefficient
     with jax.numpy_dtype_promotion("standard"):
         jac = np.asarray(jax.jacfwd(lambda th: group.set(model, th).log_likelihood(data))(theta0))  # (traj, trial, k)
     valid = np.asarray(jnp.broadcast_to(data.mask, data.observations.shape))

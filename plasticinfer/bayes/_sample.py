@@ -132,7 +132,8 @@ def _initial_inverse_mass(potential_fn, z0: dict, dense: bool):
     n = flat.size
     if n > HESSIAN_MAX_DIMENSION:
         return jnp.eye(n, dtype=flat.dtype) if dense else jnp.ones_like(flat)
-    h = jax.hessian(lambda f: potential_fn(unravel(f)))(flat)
+    # reverse over reverse: Taylor rules carry a hand-written VJP, which forward mode cannot enter
+    h = jax.jacrev(jax.grad(lambda f: potential_fn(unravel(f))))(flat)
     h = jnp.where(jnp.isfinite(h), 0.5 * (h + h.T), 0.0)
     evals, evecs = jnp.linalg.eigh(h)
     positive = evals[0] > 1e-8 * jnp.maximum(evals[-1], 1e-300)

@@ -34,7 +34,16 @@ import jax
 import jax.numpy as jnp
 
 Contraction = Literal["auto", "synapse", "moments"]
-Derivative = Literal["reverse", "forward"]
+Derivative = Literal["auto", "reverse", "forward"]
+
+# from this many synapses on, the hand-written VJP beats JAX's transpose of the JVP (measured on
+# a 2-core CPU: JVP 2× faster at 2 × 10, a tie at 20 × 200, the VJP 1.5× faster at 1000 × 100)
+_VJP_MIN_SYNAPSES = 2**14
+
+
+def choose_derivative(n_post: int, n_pre: int) -> str:
+    """``"reverse"`` (the VJP) for layers of at least 2¹⁴ synapses, else ``"forward"`` (the JVP)."""
+    return "reverse" if n_post * n_pre >= _VJP_MIN_SYNAPSES else "forward"
 
 # up to this many (sample, y-power) pairs the per-synapse path sums Horner polynomials
 # elementwise; beyond it, it forms the C coefficient matrices with one matrix product
@@ -70,12 +79,13 @@ def choose_contraction(shape: tuple[int, int, int, int], n_samples: int, n_post:
 
 
 def taylor_update(
-    theta, pre, post, weight, reward, contraction: Contraction = "auto", *, scale: float = 1.0, derivative: Derivative = "reverse"
+    theta, pre, post, weight, reward, contraction: Contraction = "auto", *, scale: float = 1.0, derivative: Derivative = "auto"
 ):
     """scale · mean_n Σ θ_abcd x^a y^b w^c r^d for θ (A, B, C, D), pre (N, pre), post (N, post), w (post, pre), r (N,).
 
     ``derivative`` picks the per-synapse path's hand-written derivative: ``"reverse"`` (a VJP;
-    fastest gradients, no forward mode) or ``"forward"`` (a JVP; every JAX transformation).
+    fastest gradients on large layers, no forward mode), ``"forward"`` (a JVP; every JAX
+    transformation) or ``"auto"`` (:func:`choose_derivative`, from the layer's size).
     """
     n, n_pre = pre.shape
     n_post = post.shape[1]
@@ -84,6 +94,8 @@ def taylor_update(
     if contraction == "moments":
         return scale * _moments_first(theta, pre, post, weight, reward)
     z = _per_sample_coefficients(theta, pre, reward)
+    if derivative == "auto":
+        derivative = choose_derivative(n_post, n_pre)
     if derivative == "reverse":
         return _synapse_poly_reverse(post, z, weight, float(scale))
     return scale * _synapse_poly(post, z, weight)

@@ -118,7 +118,9 @@ def test_forward_mode_switches_every_rule_in_a_model(getkey):
     from plasticinfer._rules import forward_mode
 
     model = pi.PlasticityModel(
-        {"ff": pi.oja(0.1), "rec": pi.hebbian(0.05)}, pi.Recurrent(2, 3, plastic=("ff", "rec")), pi.GaussianActivity(1.0),
+        {"ff": pi.oja(0.1).with_derivative("reverse"), "rec": pi.hebbian(0.05).with_derivative("reverse")},
+        pi.Recurrent(2, 3, plastic=("ff", "rec")),
+        pi.GaussianActivity(1.0),
         {"ff": jax.random.normal(getkey(), (1, 3, 2)), "rec": 0.3 * jax.random.normal(getkey(), (1, 3, 3))},
     )
     data = pi.TrialData({"x": jax.random.normal(getkey(), (1, 6, 2))}, jax.random.normal(getkey(), (1, 6, 3)), jnp.ones((1, 6, 3), bool))
@@ -131,6 +133,24 @@ def test_forward_mode_switches_every_rule_in_a_model(getkey):
     np.testing.assert_allclose(jax.jacfwd(f(fmodel))(c0), jax.grad(f(model))(c0), rtol=1e-9)
     with pytest.raises(TypeError, match="forward-mode"):
         jax.jacfwd(f(model))(c0)
+
+
+def test_auto_derivative_takes_the_vjp_for_large_layers_only(getkey):
+    from plasticinfer._taylor_contraction import choose_derivative
+
+    assert choose_derivative(1000, 100) == "reverse"  # the fitting benchmark's layer
+    assert choose_derivative(2, 10) == "forward" and choose_derivative(20, 200) == "forward"
+    # small layers keep forward mode under "auto": jacfwd through the default rule works there
+    rule = pi_oja()
+    pre, post, w, r = _inputs(getkey, 1, 3, 4)
+    g = jax.jacfwd(lambda c: TaylorRule(rule.terms, c)(pre, post, w, r))(rule.coeffs)
+    assert g.shape == (3, 4, 2) and bool(jnp.all(jnp.isfinite(g)))
+
+
+def pi_oja():
+    from plasticinfer import oja
+
+    return oja(1.0)
 
 
 def test_the_choice_follows_the_shapes():

@@ -1,0 +1,102 @@
+"""The public namespace: a small top level, specialist names behind their subpackages, no clashes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import plasticinfer as pi
+
+SUBPACKAGES = ("bayes", "compare", "data", "datasets", "discovery", "distributed", "fly", "metalearn")
+
+# A name at the top level that a subpackage uses for a *different* object, on purpose:
+DELIBERATE = {
+    ("compare", "compare"): "pi.compare is the subpackage; pi.compare.compare its engine (optax.adam style)",
+    ("datasets", "load"): "pi.datasets.load(name) loads a named dataset; pi.load(path) a file",
+    ("distributed", "fit_independent"): "the multi-process version of pi.fit_independent, same arguments and result",
+}
+
+
+def _public_names_of_a_fresh_import() -> list[str]:
+    """dir(plasticinfer) in a new interpreter: other tests' imports of submodules (cli, ...) don't leak in."""
+    code = "import json, plasticinfer as pi; print(json.dumps([n for n in dir(pi) if not n.startswith('_')]))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(pi.__file__).parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_top_level_is_small():
+    assert len(pi.__all__) <= 55, len(pi.__all__)
+    assert len(pi.__all__) == len(set(pi.__all__)), "duplicates in __all__"
+
+
+def test_all_matches_what_the_package_exposes():
+    assert sorted(_public_names_of_a_fresh_import()) == sorted(pi.__all__)
+
+
+def test_every_top_level_name_resolves():
+    missing = [n for n in pi.__all__ if not hasattr(pi, n)]
+    assert not missing, missing
+
+
+def test_the_everyday_path_is_at_the_top_level():
+    core = {"load", "validate", "TrialData", "TaylorRule", "MLPRule", "Monomial", "FeedForward", "ChoiceCircuit",
+            "GaussianActivity", "BernoulliChoice", "PlasticityModel", "simulate", "Trajectory", "fit",
+            "fit_independent", "FitResult", "make_activity_data", "make_choice_data", "PlasticInferError",
+            "DataError", "ModelError", "FitDivergedError", *SUBPACKAGES}
+    assert core <= set(pi.__all__), sorted(core - set(pi.__all__))
+
+
+def test_specialist_names_live_in_their_subpackage_only():
+    moved = {"NUTS": "bayes", "Laplace": "bayes", "Priors": "bayes", "LeaveFutureOut": "compare",
+             "deviance_explained": "compare", "cosine_similarity": "compare", "LIFHomeostasisObjective": "discovery",
+             "gradient_search": "discovery", "DigitsEpisodes": "metalearn", "tune_scale": "metalearn",
+             "load_mat": "data", "SchemaError": "data", "write_netcdf": "data", "simulate_choices": "data"}
+    for name, sub in moved.items():
+        assert name not in pi.__all__ and not hasattr(pi, name), name
+        assert name in getattr(pi, sub).__all__, (sub, name)
+
+
+def test_compare_is_the_subpackage():
+    import plasticinfer.compare
+
+    assert isinstance(pi.compare, types.ModuleType)
+    assert pi.compare is plasticinfer.compare is sys.modules["plasticinfer.compare"]
+    assert callable(pi.compare.compare) and pi.compare.compare.__module__ == "plasticinfer.compare._compare"
+
+
+def test_laplace_prior_and_laplace_intervals_do_not_clash():
+    assert "Laplace" not in pi.__all__ and pi.bayes.Laplace.__module__ == "plasticinfer.bayes._priors"
+    assert "laplace_intervals" in pi.__all__ and "laplace_intervals" not in pi.bayes.__all__
+
+
+@pytest.mark.parametrize("sub", SUBPACKAGES)
+def test_subpackage_all_resolves(sub):
+    module = getattr(pi, sub)
+    assert isinstance(module, types.ModuleType) and module.__name__ == f"plasticinfer.{sub}"
+    names = module.__all__
+    assert names and len(names) == len(set(names)), f"plasticinfer.{sub}.__all__ is empty or has duplicates"
+    missing = [n for n in names if not hasattr(module, n)]
+    assert not missing, (sub, missing)
+    assert not [n for n in names if n.startswith("_")], sub
+
+
+def test_no_top_level_name_means_something_else_in_a_subpackage():
+    clashes = {
+        (sub, name)
+        for sub in SUBPACKAGES
+        for name in getattr(pi, sub).__all__
+        if name in pi.__all__ and getattr(getattr(pi, sub), name) is not getattr(pi, name)
+    }
+    assert clashes == set(DELIBERATE), sorted(clashes ^ set(DELIBERATE))
+
+
+def test_one_deviance_explained():
+    assert not hasattr(pi, "deviance_explained") and not hasattr(pi.fly, "deviance_explained")
+    assert pi.compare.deviance_explained.__module__ == "plasticinfer.compare._stats"

@@ -100,3 +100,23 @@ def test_no_top_level_name_means_something_else_in_a_subpackage():
 def test_one_deviance_explained():
     assert not hasattr(pi, "deviance_explained") and not hasattr(pi.fly, "deviance_explained")
     assert pi.compare.deviance_explained.__module__ == "plasticinfer.compare._stats"
+
+
+# --------------------------------------------------------------------------------------
+# Consistent conventions across subpackages
+# --------------------------------------------------------------------------------------
+
+
+def test_result_types_share_field_names():
+    import dataclasses
+
+    results = [pi.FitResult, pi.metalearn.MetaLearnResult, pi.discovery.SearchResult, pi.discovery.NPEResult,
+               pi.compare.GRUFit, pi.bayes.Posterior]
+    for cls in results:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert "loss_history" in fields, cls
+        assert not fields & {"history", "train_loss", "svi_loss", "validation_loss"}, (cls, fields)
+    for cls in (pi.FitResult, pi.metalearn.MetaLearnResult):
+        assert "diverged_at" in {f.name for f in dataclasses.fields(cls)}
+    # -1 for "never", an int, on both (it used to be None on MetaLearnResult)
+    assert {f.name: f.type for f in dataclasses.fields(pi.metalearn.MetaLearnResult)}["diverged_at"] in (int, "int")

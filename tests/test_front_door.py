@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,49 @@ def test_one_deviance_explained():
 # --------------------------------------------------------------------------------------
 # Consistent conventions across subpackages
 # --------------------------------------------------------------------------------------
+
+
+def _progress_defaults():
+    import inspect
+
+    functions = [pi.fit, pi.fit_independent, pi.compare.compare, pi.fly.analyse_choices, pi.discovery.gradient_search,
+                 pi.discovery.cma_search, pi.metalearn.meta_learn, pi.metalearn.feedback_alignment_experiment,
+                 pi.compare.FitSettings]
+    return {f.__qualname__: inspect.signature(f).parameters["progress"].default for f in functions}
+
+
+def test_progress_defaults_to_true_everywhere():
+    defaults = _progress_defaults()
+    assert all(v is True for v in defaults.values()), defaults
+
+
+def test_progress_bars_only_where_someone_watches(monkeypatch):
+    import io
+
+    from plasticinfer._progress import show_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a log file, a pipe, pytest's capture
+    assert not show_progress(True) and not show_progress(False)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert show_progress(True) and not show_progress(False)
+
+
+def test_fit_with_default_progress_writes_nothing_to_a_captured_stderr(capfd):
+    import jax
+
+    syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 2), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
+                                n_trajectories=1, n_trials=10)
+    model = pi.PlasticityModel.create(pi.TaylorRule.from_terms({"x*y": 0.5}, learning_rate=0.05), pi.FeedForward(3, 2),
+                                      pi.GaussianActivity(0.5), n_trajectories=1, key=jax.random.key(1))
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 3 steps: not converged, and that is not the point here
+        pi.fit(model, syn.data, steps=3)  # progress=True by default
+    assert "it/s" not in capfd.readouterr().err
 
 
 def test_result_types_share_field_names():

@@ -146,7 +146,7 @@ def meta_learn(
         validation_episodes: fixed episodes (from ``episodes``' classes) scored every ``eval_every`` steps
             to choose the returned coefficients.
         checkpoint: rematerialise online steps on the backward pass (less memory).
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (only on a terminal or in Jupyter).
 
     Raises:
         FitDivergedError: if not even the starting coefficients give a finite meta-loss.
@@ -164,6 +164,8 @@ def meta_learn(
 
     from tqdm.auto import tqdm
 
+    from .._progress import show_progress
+
     start = time.perf_counter()
     best_val = float(_validate(params, static, network, episodes, val_keys, l1))
     if not np.isfinite(best_val):
@@ -178,7 +180,7 @@ def meta_learn(
         opt_state = optimiser.init(params)
     alive = jnp.asarray(True)
     done, diverged_at = 0, -1
-    with tqdm(total=steps, desc="meta-learning", disable=not progress, leave=False) as bar:
+    with tqdm(total=steps, desc="meta-learning", disable=not show_progress(progress), leave=False) as bar:
         while done < steps:
             n = min(eval_every, steps - done)
             k_train, sub = jax.random.split(k_train)

@@ -84,7 +84,7 @@ def run(name, data, split, args, key):
         t0 = time.perf_counter()
         try:
             res = pi.compare.compare({label: h}, data, split=split, per_subject=False, baselines=label == next(iter(hyps)),
-                             steps=args.steps, restarts=args.restarts, key=key)
+                                     steps=args.steps, restarts=args.restarts, key=key)
         except Exception as err:  # a benchmark reports a failure and goes on
             print(f"  {label:<40s} FAILED: {type(err).__name__}: {err}", flush=True)
             continue

@@ -168,7 +168,7 @@ print("ranking:", " > ".join(result.ranking()))
 from plasticinfer.compare import SubjectKFold
 
 population = pi.compare.compare(["x·r + w"], data, split=SubjectKFold(3, seed=0), per_subject=False, baselines=False, steps=STEPS,
-                        restarts=RESTARTS, key=k_cmp)
+                                restarts=RESTARTS, key=k_cmp)
 print(population.summary())
 print(population.equation("x·r + w"))
 

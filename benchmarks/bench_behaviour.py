@@ -17,7 +17,6 @@ its fit time can be printed. Usage:
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 
 import jax
@@ -41,15 +40,14 @@ from plasticinfer.compare import (  # noqa: E402
 )
 from plasticinfer.compare._stats import wilcoxon_signed_rank  # noqa: E402
 
-cmp = importlib.import_module("plasticinfer.compare")  # `pi.compare` is the function
 
 
 def dataset_split(ds):
-    return cmp.DatasetSplit(labels=tuple(str(v) for v in ds["split"].values)), "compare.DatasetSplit"
+    return pi.compare.DatasetSplit(labels=tuple(str(v) for v in ds["split"].values)), "compare.DatasetSplit"
 
 
 def subject_kfold(k, seed):
-    return cmp.SubjectKFold(k=k, seed=seed), "compare.SubjectKFold"
+    return pi.compare.SubjectKFold(k=k, seed=seed), "compare.SubjectKFold"
 
 
 def hypotheses(data, args):
@@ -73,7 +71,7 @@ def hypotheses(data, args):
             "found", SparseRuleHypothesis("option Taylor, L1 path · softmax", option_taylor_rule(), l1_path=path))
     out["option Taylor, L1 path · AR"] = (
         "found", SparseRuleHypothesis("option Taylor, L1 path · AR", option_taylor_rule(),
-                                      policy=cmp.AcceptReject(1.0, 0.0, learn_weight=False), l1_path=path))
+                                      policy=pi.compare.AcceptReject(1.0, 0.0, learn_weight=False), l1_path=path))
     for h in args.hidden:
         out[f"GRU ({h} units)"] = ("gru", GRUHypothesis(f"GRU ({h} units)", hidden=h, steps=args.gru_steps))
     return out
@@ -85,8 +83,8 @@ def run(name, data, split, args, key):
     for label, (kind, h) in hyps.items():
         t0 = time.perf_counter()
         try:
-            res = pi.compare({label: h}, data, split=split, per_subject=False, baselines=label == next(iter(hyps)),
-                             steps=args.steps, restarts=args.restarts, key=key)
+            res = pi.compare.compare({label: h}, data, split=split, per_subject=False, baselines=label == next(iter(hyps)),
+                                     steps=args.steps, restarts=args.restarts, key=key)
         except Exception as err:  # a benchmark reports a failure and goes on
             print(f"  {label:<40s} FAILED: {type(err).__name__}: {err}", flush=True)
             continue

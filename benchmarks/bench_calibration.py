@@ -41,7 +41,7 @@ def main():
         n_trajectories=n,
         initial_weights={"w": jnp.zeros((1, 2))},
     )
-    p, _ = pi.block_schedule(((0.2, 0.8), (0.8, 0.2), (0.5, 0.5)), 80)
+    p, _ = pi.data.block_schedule(((0.2, 0.8), (0.8, 0.2), (0.5, 0.5)), 80)
     p = jnp.broadcast_to(p, (n,) + p.shape)
     cues = pi.one_hot_cues(2)
     priors = bayes.Priors(
@@ -59,7 +59,7 @@ def main():
 
     res = bayes.simulation_based_calibration(
         model,
-        lambda k, m: pi.simulate_choices(m, cues, p, key=k)[0],
+        lambda k, m: pi.data.simulate_choices(m, cues, p, key=k)[0],
         key=jax.random.key(args.seed),
         n_datasets=args.datasets,
         priors=priors,

@@ -38,7 +38,7 @@ def main() -> None:
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPU cores visible")
     k_run, k_ablation = jax.random.split(jax.random.key(args.seed))
     t0 = time.perf_counter()
-    report = pi.feedback_alignment_experiment(
+    report = pi.metalearn.feedback_alignment_experiment(
         key=k_run,
         hidden=(100, 80),
         n_way=5,
@@ -62,8 +62,8 @@ def main() -> None:
     for name in rule.names:
         mask = jnp.asarray([n == name for n in rule.names])
         learners[f"without {name}"] = (rule.with_coeffs(jnp.where(mask, 0.0, rule.coeffs)), net)
-    _, heldout = pi.digits_split(n_way=5, k_shot=10, n_query=10)
-    ablation = pi.evaluate_learners(learners, heldout, key=k_ablation, n_episodes=args.eval_episodes)
+    _, heldout = pi.metalearn.digits_split(n_way=5, k_shot=10, n_query=10)
+    ablation = pi.metalearn.evaluate_learners(learners, heldout, key=k_ablation, n_episodes=args.eval_episodes)
     print("\none-term-out ablation of the surviving rule (fresh held-out episodes):")
     print(ablation.table()[["accuracy", "accuracy_se"]].to_string(float_format=lambda v: f"{v:.3f}"))
     paths = report.save(out)

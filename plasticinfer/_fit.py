@@ -173,7 +173,7 @@ def fit(
         clip_norm: clip gradients to this global norm before the optimiser (``None``: no
             clipping; do not clip for L-BFGS, whose line search needs the true gradient).
         fit_rule, fit_initial_weights, fit_observation, fit_network: which parts are trained.
-        progress: show a progress bar.
+        progress: show a progress bar (only on a terminal or in Jupyter: logs and pipes stay clean).
         devices: devices to shard restarts across (default: all of ``jax.devices()``).
         checkpoint: a file to which the whole optimiser state (parameters, optimiser state,
             step, best-so-far, loss histories) is written atomically every

@@ -70,9 +70,10 @@ def check_attrs(where: str, attrs: dict[Any, Any]) -> None:
 
 
 def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write an xarray Dataset to a netCDF-4 file (h5netcdf engine), atomically.
+    """Write an xarray Dataset to a netCDF-4 file (h5netcdf engine), atomically, without validating it.
 
-    The same dataset written twice gives byte-identical files.
+    The same dataset written twice gives byte-identical files. For a dataset that must follow the
+    schema, :func:`plasticinfer.save_netcdf` validates first, then writes through this function.
 
     Raises:
         SchemaError: an attribute netCDF cannot store; nothing is written.

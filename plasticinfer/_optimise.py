@@ -204,9 +204,11 @@ def _optimise(
 
     from tqdm.auto import tqdm
 
+    from ._progress import show_progress
+
     interrupted = False
     finished = stopped_early or (done > 0 and not np.asarray(carry[2]).any())
-    with tqdm(total=steps, initial=min(done, steps), desc=desc, disable=not progress, leave=False) as bar:
+    with tqdm(total=steps, initial=min(done, steps), desc=desc, disable=not show_progress(progress), leave=False) as bar:
         while done < steps and not finished:
             n = min(eval_every - done % eval_every, steps - done)
             if checkpoint is not None:

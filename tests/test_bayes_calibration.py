@@ -36,14 +36,14 @@ def test_sbc_small_rule_is_calibrated(tmp_path):
         pi.TaylorRule.from_terms({"x*r": 0.5, "w": -0.05}), pi.ChoiceCircuit(2), pi.BernoulliChoice(1.0, learn_temperature=False),
         n_trajectories=n, initial_weights={"w": jnp.zeros((1, 2))},
     )
-    p, _ = pi.block_schedule(((0.2, 0.8), (0.8, 0.2)), 60)
+    p, _ = pi.data.block_schedule(((0.2, 0.8), (0.8, 0.2)), 60)
     p = jnp.broadcast_to(p, (n,) + p.shape)
     cues = pi.one_hot_cues(2)
     priors = bayes.Priors(
         coefficients=bayes.Normal(scale={"x*r": 0.3, "w": 0.03}, loc={"x*r": 0.5, "w": -0.05}), observation=None
     )
     res = bayes.simulation_based_calibration(
-        model, lambda k, m: pi.simulate_choices(m, cues, p, key=k)[0], key=jax.random.key(0), n_datasets=20, priors=priors,
+        model, lambda k, m: pi.data.simulate_choices(m, cues, p, key=k)[0], key=jax.random.key(0), n_datasets=20, priors=priors,
         method=bayes.NUTS(warmup=150, samples=150), n_rank_draws=99,
     )
     assert res.truth.shape == (20, 2) and res.ranks.min() >= 0 and res.ranks.max() <= 99

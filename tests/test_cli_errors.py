@@ -148,7 +148,7 @@ def files(tmp_path_factory):
     syn = pi.make_activity_data(rule, pi.FeedForward(3, 2), inputs, key=jax.random.key(1), n_trajectories=2, n_trials=20)
 
     nc = base / "neural.nc"
-    pi.write_netcdf(activity_dataset(syn), nc)
+    pi.data.write_netcdf(activity_dataset(syn), nc)
     csv = base / "lab.csv"
     pd.DataFrame(
         {"animal": ["m1"] * 4 + ["m2"] * 4, "side": list("LRRLLLRR"), "rewarded": [1, 0, 1, 1, 0, 1, 1, 0]}

@@ -87,7 +87,7 @@ def test_leave_one_subject_out_with_shared_rule(syn):
     assert sorted(ps["subject"].unique()) == [0, 1, 2]
     assert (ps.groupby("hypothesis")["n_heldout"].sum() == 3 * 120).all()
     assert np.isfinite(ps["heldout_ll"]).all()
-    with pytest.raises(pi.ComparisonError, match="per_subject=False"):
+    with pytest.raises(pi.compare.ComparisonError, match="per_subject=False"):
         compare({"x·r": _rule("x*r")}, data, split=LeaveOneSubjectOut(), steps=5, baselines=False, restarts=1)
 
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import plasticinfer as pi
-from plasticinfer import DatasetError
+from plasticinfer.data import DatasetError
 from plasticinfer.cli import app
 from plasticinfer.data import _datasets
 
@@ -199,7 +199,7 @@ def test_cli_inspect_invalid_netcdf_reports_validator(tmp_path):
     result = runner.invoke(app, ["inspect", str(path)])
     assert result.exit_code != 0
     assert "subjects: 2" in result.output  # described before the verdict
-    assert isinstance(result.exception, pi.SchemaError) and "validator: INVALID" in str(result.exception)
+    assert isinstance(result.exception, pi.data.SchemaError) and "validator: INVALID" in str(result.exception)
 
 
 def test_cli_main_turns_errors_into_exit_code_2(tmp_path):

@@ -15,12 +15,12 @@ from plasticinfer import PlasticInferError
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 LOADERS = {
-    ".csv": lambda p: pi.load_table(p),
-    ".parquet": lambda p: pi.load_table(p),
-    ".mat": lambda p: pi.load_mat(p),
-    ".nwb": lambda p: pi.load_nwb(p),
-    ".h5": lambda p: pi.load_hdf5(p, {"choice": "choice", "reward": "reward"}),
-    ".nc": lambda p: pi.load_netcdf(p),
+    ".csv": lambda p: pi.data.load_table(p),
+    ".parquet": lambda p: pi.data.load_table(p),
+    ".mat": lambda p: pi.data.load_mat(p),
+    ".nwb": lambda p: pi.data.load_nwb(p),
+    ".h5": lambda p: pi.data.load_hdf5(p, {"choice": "choice", "reward": "reward"}),
+    ".nc": lambda p: pi.data.load_netcdf(p),
     ".txt": lambda p: pi.load(p),
 }
 
@@ -170,7 +170,7 @@ def test_random_tables_raise_only_our_errors(table):
 def test_random_arrays_raise_only_our_errors(choice, reward):
     for build in (
         lambda: pi.behaviour_dataset([choice], [reward]),
-        lambda: pi.from_matrices(np.array(choice, dtype=float), np.array(reward, dtype=float)),
+        lambda: pi.data.from_matrices(np.array(choice, dtype=float), np.array(reward, dtype=float)),
     ):
         try:
             ds = build()

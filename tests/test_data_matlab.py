@@ -6,8 +6,7 @@ import pytest
 import scipy.io
 
 import plasticinfer as pi
-from plasticinfer import FileFormatError
-from plasticinfer.data import read_mat
+from plasticinfer.data import FileFormatError, read_mat
 
 
 def write_mat73(path, **arrays):
@@ -43,7 +42,7 @@ def test_generic_vectors_round_trip(tmp_path, version):
     choice = np.array([1, 2, 2, 1, 2])
     reward = np.array([0.0, 1.0, 1.0, 0.0, 0.5])
     write_mat(path, version, resp=choice, rew=reward, blk=np.array([1, 1, 2, 2, 2]))
-    ds = pi.load_mat(path, columns={"choice": "resp", "reward": "rew", "block": "blk"})
+    ds = pi.data.load_mat(path, columns={"choice": "resp", "reward": "rew", "block": "blk"})
     np.testing.assert_array_equal(ds["choice"].values, [choice - 1])
     np.testing.assert_array_equal(ds["reward"].values, [reward])
     np.testing.assert_array_equal(ds["block"].values, [[1, 1, 2, 2, 2]])
@@ -56,7 +55,7 @@ def test_generic_matrices_with_nan_padding(tmp_path, version):
     choice = np.array([[0, 1, 1, 0], [1, 1, np.nan, np.nan]])
     reward = np.array([[1, 0, 1, 0], [0, 1, np.nan, np.nan]])
     write_mat(path, version, choice=choice, reward=reward)
-    ds = pi.load_mat(path)
+    ds = pi.data.load_mat(path)
     np.testing.assert_array_equal(ds["trial_mask"].values, [[1, 1, 1, 1], [1, 1, 0, 0]])
     np.testing.assert_array_equal(ds["choice"].values, [[0, 1, 1, 0], [1, 1, -1, -1]])
 
@@ -73,7 +72,7 @@ def _fly_arrays():
 def test_fly_layout_round_trip(tmp_path, version):
     X, Y, R = _fly_arrays()
     write_mat(tmp_path / "Fly3.mat", version, X=X, Y=Y.reshape(-1, 1), R=R.reshape(-1, 1))
-    ds = pi.load_mat(tmp_path / "Fly3.mat")
+    ds = pi.data.load_mat(tmp_path / "Fly3.mat")
     assert list(ds["subject"].values) == ["Fly3"]
     np.testing.assert_array_equal(ds["choice"].values, [[0, 0, 1]])
     np.testing.assert_array_equal(ds["reward"].values, [[1.0, 0.0, 1.0]])
@@ -108,13 +107,13 @@ def test_bad_fly_files(tmp_path, arrays, pattern):
     path = tmp_path / "Fly1.mat"
     scipy.io.savemat(path, arrays)
     with pytest.raises(FileFormatError, match=pattern):
-        pi.load_mat(path)
+        pi.data.load_mat(path)
 
 
 def test_fly_drop_incomplete(tmp_path):
     path = tmp_path / "Fly1.mat"
     scipy.io.savemat(path, dict(X=np.eye(2)[[0, 1, 1]], Y=[1, 1, 0], R=[1, 0]))
-    ds = pi.load_mat(path, drop_incomplete=True)
+    ds = pi.data.load_mat(path, drop_incomplete=True)
     np.testing.assert_array_equal(ds["choice"].values, [[0, 1]])
 
 
@@ -131,7 +130,7 @@ def test_choice_order_layout(tmp_path, version):
     co = np.array([[1, 2], [2, 2], [2, 0]])
     ro = np.array([[1, 0], [0, 2], [2, 0]])
     folder = _session(tmp_path / "grp" / "20200101T000000_Fly9", co, ro, version)
-    ds = pi.load_mat(folder / "reward_order.mat")  # either file of the pair works
+    ds = pi.data.load_mat(folder / "reward_order.mat")  # either file of the pair works
     assert list(ds["subject"].values) == ["20200101T000000_Fly9"]
     np.testing.assert_array_equal(ds["choice"].values, [[0, 1, 1, 1, 1]])
     np.testing.assert_array_equal(ds["reward"].values, [[1.0, 0.0, 1.0, 0.0, 1.0]])
@@ -161,14 +160,14 @@ def test_folder_of_choice_order_sessions(tmp_path):
 def test_bad_choice_order(tmp_path, co, ro, pattern):
     folder = _session(tmp_path / "s", co, ro)
     with pytest.raises(FileFormatError, match=pattern):
-        pi.load_mat(folder / "choice_order.mat")
+        pi.data.load_mat(folder / "choice_order.mat")
 
 
 def test_choice_order_without_partner(tmp_path):
     (tmp_path / "s").mkdir()
     scipy.io.savemat(tmp_path / "s" / "choice_order.mat", {"choice_order": np.ones((2, 1))})
     with pytest.raises(FileFormatError, match=r"reward_order.mat' does not exist"):
-        pi.load_mat(tmp_path / "s" / "choice_order.mat")
+        pi.data.load_mat(tmp_path / "s" / "choice_order.mat")
 
 
 def test_v73_file_given_to_v5_reader(tmp_path):
@@ -177,8 +176,8 @@ def test_v73_file_given_to_v5_reader(tmp_path):
     with pytest.raises(FileFormatError, match=r"v7.3 \(HDF5-based\) file.*scipy.io.loadmat"):
         read_mat(path, mat_version=5)
     with pytest.raises(FileFormatError, match="v7.3"):
-        pi.load_mat(path, mat_version=5)
-    assert pi.load_mat(path)["choice"].values.tolist() == [[0, 1]]
+        pi.data.load_mat(path, mat_version=5)
+    assert pi.data.load_mat(path)["choice"].values.tolist() == [[0, 1]]
 
 
 def test_truncated_and_garbage_mat_files(tmp_path):
@@ -187,23 +186,23 @@ def test_truncated_and_garbage_mat_files(tmp_path):
     truncated = tmp_path / "trunc.mat"
     truncated.write_bytes(good.read_bytes()[:300])
     with pytest.raises(FileFormatError, match=r"trunc.mat' could not be read as a MATLAB v5 file"):
-        pi.load_mat(truncated)
+        pi.data.load_mat(truncated)
     h5 = tmp_path / "trunc73.mat"
     write_mat73(h5, choice=np.arange(100) % 2, reward=np.ones(100))
     h5.write_bytes(h5.read_bytes()[:1200])
     with pytest.raises(FileFormatError, match="trunc73.mat"):
-        pi.load_mat(h5)
+        pi.data.load_mat(h5)
     empty = tmp_path / "empty.mat"
     empty.write_bytes(b"")
     with pytest.raises(FileFormatError, match="empty"):
-        pi.load_mat(empty)
+        pi.data.load_mat(empty)
 
 
 def test_generic_layout_errors(tmp_path):
     path = tmp_path / "x.mat"
     scipy.io.savemat(path, {"a": np.arange(3), "b": np.ones(3)})
     with pytest.raises(FileFormatError, match=r"variables 'choice', 'reward' not found; the file holds \['a', 'b'\]"):
-        pi.load_mat(path)
+        pi.data.load_mat(path)
     scipy.io.savemat(path, {"choice": np.arange(3) % 2, "reward": np.ones(4)})
-    with pytest.raises(pi.SchemaError, match="differ in length"):
-        pi.load_mat(path)
+    with pytest.raises(pi.data.SchemaError, match="differ in length"):
+        pi.data.load_mat(path)

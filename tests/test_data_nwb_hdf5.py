@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import plasticinfer as pi
-from plasticinfer import FileFormatError, SchemaError
+from plasticinfer.data import FileFormatError, SchemaError
 
 pynwb = pytest.importorskip("pynwb")
 
@@ -37,7 +37,7 @@ def _write(nwb, path):
 
 def test_nwb_trials_round_trip(tmp_path):
     path = _write(_nwbfile(), tmp_path / "s.nwb")
-    ds = pi.load_nwb(path, columns={"choice": "response"}, attrs={"units_reward": "uL"})
+    ds = pi.data.load_nwb(path, columns={"choice": "response"}, attrs={"units_reward": "uL"})
     assert list(ds["subject"].values) == ["mouse7"]
     np.testing.assert_array_equal(ds["choice"].values, [[0, 1, 1, 0]])
     np.testing.assert_array_equal(ds["reward"].values, [[2.5, 2.5, 0.0, 0.0]])
@@ -50,7 +50,7 @@ def test_nwb_trials_round_trip(tmp_path):
 def test_nwb_without_trials_table(tmp_path):
     path = _write(_nwbfile(with_trials=False), tmp_path / "empty.nwb")
     with pytest.raises(FileFormatError, match=r"empty.nwb' has no trials table.*add_trial"):
-        pi.load_nwb(path)
+        pi.data.load_nwb(path)
 
 
 def test_nwb_neural_time_series_binned_by_trials(tmp_path):
@@ -62,21 +62,21 @@ def test_nwb_neural_time_series_binned_by_trials(tmp_path):
     module = nwb.create_processing_module("inputs", "stimuli")
     module.add(pynwb.TimeSeries(name="stim", data=stim, unit="a.u.", timestamps=t))
     path = _write(nwb, tmp_path / "neural.nwb")
-    ds = pi.load_nwb(path, activity="rates", input="stim")
+    ds = pi.data.load_nwb(path, activity="rates", input="stim")
     assert ds.attrs["kind"] == "neural" and ds.attrs["units_activity"] == "Hz"
     assert dict(ds.sizes) == {"subject": 1, "trial": 4, "pre": 3, "post": 2}
     # trial 0 is [0, 0.5): samples t = 0, 0.25 -> mean 0.125
     np.testing.assert_allclose(ds["activity"].values[0, :, 0], [0.125, 1.125, 2.125, 3.125])
     np.testing.assert_allclose(ds["input"].values[0, :, 2], [-0.125, -1.125, -2.125, -3.125])
     with pytest.raises(FileFormatError, match=r"no TimeSeries named 'spikes'.*rates"):
-        pi.load_nwb(path, activity="spikes", input="stim")
+        pi.data.load_nwb(path, activity="spikes", input="stim")
 
 
 def test_nwb_neural_without_trials_uses_samples(tmp_path):
     nwb = _nwbfile(with_trials=False)
     nwb.add_acquisition(pynwb.TimeSeries(name="y", data=np.ones((5, 2)), unit="Hz", rate=10.0))
     nwb.add_acquisition(pynwb.TimeSeries(name="x", data=np.zeros((5, 3)), unit="a.u.", rate=10.0))
-    ds = pi.load_nwb(_write(nwb, tmp_path / "n.nwb"), activity="y", input="x")
+    ds = pi.data.load_nwb(_write(nwb, tmp_path / "n.nwb"), activity="y", input="x")
     assert ds.sizes["trial"] == 5 and ds.sizes["pre"] == 3
 
 
@@ -84,7 +84,7 @@ def test_nwb_garbage(tmp_path):
     path = tmp_path / "bad.nwb"
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
     with pytest.raises(FileFormatError, match="bad.nwb"):
-        pi.load_nwb(path)
+        pi.data.load_nwb(path)
 
 
 # --- HDF5 ----------------------------------------------------------------------------------
@@ -104,7 +104,7 @@ def test_hdf5_behaviour_round_trip(tmp_path):
     reward = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, np.nan]])
     path = _h5(tmp_path / "b.h5", **{"behav/choice": choice, "behav/reward": reward,
                                      "meta/ids": np.array([b"r1", b"r2"])})
-    ds = pi.load_hdf5(path, {"choice": "behav/choice", "reward": "/behav/reward", "subject": "meta/ids"})
+    ds = pi.data.load_hdf5(path, {"choice": "behav/choice", "reward": "/behav/reward", "subject": "meta/ids"})
     assert list(ds["subject"].values) == ["r1", "r2"]
     np.testing.assert_array_equal(ds["choice"].values, [[0, 1, 1], [1, 0, -1]])
     np.testing.assert_array_equal(ds["trial_mask"].values, [[1, 1, 1], [1, 1, 0]])
@@ -118,28 +118,28 @@ def test_hdf5_neural_round_trip_infers_recorded(tmp_path):
     mask = np.ones((2, 6), bool)
     mask[0, 4:] = False
     path = _h5(tmp_path / "n.hdf5", stim=x, rates=y, mask=mask)
-    ds = pi.load_hdf5(path, {"input": "stim", "activity": "rates", "trial_mask": "mask"})
+    ds = pi.data.load_hdf5(path, {"input": "stim", "activity": "rates", "trial_mask": "mask"})
     np.testing.assert_array_equal(ds["recorded"].values, [[1, 1, 1], [1, 1, 0]])
     np.testing.assert_allclose(ds["input"].values[0, :4], x[0, :4])
     assert (ds["input"].values[0, 4:] == 0).all()
     assert ds.attrs["units_activity"] == "spikes/s"
-    back = pi.load_netcdf(pi.save_netcdf(ds, tmp_path / "n.nc"))
+    back = pi.data.load_netcdf(pi.save_netcdf(ds, tmp_path / "n.nc"))
     np.testing.assert_array_equal(back["activity"].values, ds["activity"].values)
 
 
 def test_hdf5_errors(tmp_path):
     path = _h5(tmp_path / "b.h5", choice=np.array([0, 1]), reward=np.array([1.0, 0.0]))
     with pytest.raises(FileFormatError, match=r"dataset 'resp' \(mapped to 'choice'\) not found.*'/choice'"):
-        pi.load_hdf5(path, {"choice": "resp", "reward": "reward"})
+        pi.data.load_hdf5(path, {"choice": "resp", "reward": "reward"})
     with pytest.raises(SchemaError, match=r"mapping lacks \['reward'\]"):
-        pi.load_hdf5(path, {"choice": "choice"})
+        pi.data.load_hdf5(path, {"choice": "choice"})
     with pytest.raises(SchemaError, match=r"unknown schema names \['spikes'\]"):
-        pi.load_hdf5(path, {"choice": "choice", "reward": "reward", "spikes": "x"})
+        pi.data.load_hdf5(path, {"choice": "choice", "reward": "reward", "spikes": "x"})
     big = _h5(tmp_path / "big.h5", choice=np.arange(5000) % 2, reward=np.ones(5000))
     truncated = tmp_path / "trunc.h5"
     truncated.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
     with pytest.raises(FileFormatError, match=r"trunc.h5' could not be read as HDF5"):
-        pi.load_hdf5(truncated, {"choice": "choice", "reward": "reward"})
+        pi.data.load_hdf5(truncated, {"choice": "choice", "reward": "reward"})
     with pytest.raises(FileFormatError, match="mapping="):
         pi.load(path)
 

@@ -7,7 +7,8 @@ import pytest
 import xarray as xr
 
 import plasticinfer as pi
-from plasticinfer import DataError, SchemaError
+from plasticinfer import DataError
+from plasticinfer.data import SchemaError
 
 
 def _behaviour(**kw):
@@ -154,8 +155,8 @@ def test_validate_rejects_non_dataset():
 
 
 def test_errors_are_plasticinfer_data_errors():
-    assert issubclass(SchemaError, DataError) and issubclass(pi.FileFormatError, DataError)
-    assert issubclass(pi.DatasetError, DataError) and issubclass(DataError, pi.PlasticInferError)
+    assert issubclass(SchemaError, DataError) and issubclass(pi.data.FileFormatError, DataError)
+    assert issubclass(pi.data.DatasetError, DataError) and issubclass(DataError, pi.PlasticInferError)
 
 
 def test_presentations_schema():
@@ -170,19 +171,19 @@ def test_presentations_schema():
 def test_concat_subjects_repads():
     a = pi.behaviour_dataset([[0, 1, 1]], [[1.0, 0.0, 1.0]], subjects=["a"])
     b = pi.behaviour_dataset([[1]], [[0.0]], subjects=["b"])
-    ds = pi.concat_subjects([b, a])
+    ds = pi.data.concat_subjects([b, a])
     assert list(ds["subject"].values) == ["b", "a"]
     np.testing.assert_array_equal(ds["choice"].values, [[1, -1, -1], [0, 1, 1]])
     np.testing.assert_array_equal(ds["block"].values, [[1, -1, -1], [1, 1, 1]])
     with pytest.raises(SchemaError, match="unique"):
-        pi.concat_subjects([a, a])
+        pi.data.concat_subjects([a, a])
 
 
 def test_netcdf_round_trip_behaviour_and_neural(tmp_path):
     for ds in (_behaviour(), _neural(recorded=[[True, False], [True, True]]),
                pi.behaviour_dataset([[1, 0]], [[1.0, 0.0]], presented=[[[0, 1], [0]]])):
         path = pi.save_netcdf(ds, tmp_path / "ds.nc")
-        back = pi.load_netcdf(path)
+        back = pi.data.load_netcdf(path)
         xr.testing.assert_identical(back, ds)
         for name in ds.variables:
             assert back[name].dtype.kind == ds[name].dtype.kind or ds[name].dtype.kind in "OU", name
@@ -206,7 +207,7 @@ def test_save_netcdf_is_atomic_and_refuses_invalid(tmp_path):
 
 def test_save_netcdf_keeps_true_attrs(tmp_path):
     ds = _neural().assign_attrs(true_coeffs=np.array([1.0, -1.0]), true_rule="oja")
-    back = pi.load_netcdf(pi.save_netcdf(ds, tmp_path / "n.nc"))
+    back = pi.data.load_netcdf(pi.save_netcdf(ds, tmp_path / "n.nc"))
     np.testing.assert_array_equal(back.attrs["true_coeffs"], [1.0, -1.0])
     assert back.attrs["true_rule"] == "oja"
 
@@ -217,4 +218,4 @@ def test_load_netcdf_of_invalid_file_names_the_file(tmp_path):
     path = tmp_path / "bad.nc"
     raw.to_netcdf(path, engine="h5netcdf")
     with pytest.raises(SchemaError, match="bad.nc"):
-        pi.load_netcdf(path)
+        pi.data.load_netcdf(path)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import plasticinfer as pi
-from plasticinfer import FileFormatError, SchemaError
+from plasticinfer.data import FileFormatError, SchemaError
 
 
 def _table() -> pd.DataFrame:
@@ -45,7 +45,7 @@ def test_table_with_column_mapping(tmp_path, suffix):
         df.to_parquet(path)
     else:
         df.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
-    ds = pi.load_table(path, columns=MAPPING, attrs={"license": "CC0"})
+    ds = pi.data.load_table(path, columns=MAPPING, attrs={"license": "CC0"})
     _check_table_dataset(ds)
     assert ds.attrs["source"] == str(path) and ds.attrs["license"] == "CC0"
     assert pi.load(path, columns=MAPPING)["choice"].equals(ds["choice"])
@@ -53,11 +53,11 @@ def test_table_with_column_mapping(tmp_path, suffix):
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_round_trip_through_to_dataframe(tmp_path, suffix):
-    ds = pi.load_table(_write(tmp_path, _table()), columns=MAPPING)
+    ds = pi.data.load_table(_write(tmp_path, _table()), columns=MAPPING)
     out = tmp_path / f"again{suffix}"
-    table = pi.to_dataframe(ds)
+    table = pi.data.to_dataframe(ds)
     table.to_parquet(out) if suffix == ".parquet" else table.to_csv(out, index=False)
-    back = pi.load_table(out)
+    back = pi.data.load_table(out)
     for name in ("choice", "reward", "trial_mask", "block", "trial_number", "p_reward", "rt"):
         np.testing.assert_array_equal(back[name].values, ds[name].values, err_msg=name)
     assert list(back["room"].values) == ["A", "B"]
@@ -66,7 +66,7 @@ def test_round_trip_through_to_dataframe(tmp_path, suffix):
 def test_single_subject_without_trial_column_keeps_file_order(tmp_path):
     path = tmp_path / "session7.csv"
     pd.DataFrame({"choice": [1, 0, 1], "reward": [1, 0, 0]}).to_csv(path, index=False)
-    ds = pi.load_table(path)
+    ds = pi.data.load_table(path)
     assert list(ds["subject"].values) == ["session7"]
     np.testing.assert_array_equal(ds["choice"].values, [[1, 0, 1]])
     assert "trial_number" not in ds.coords
@@ -76,8 +76,8 @@ def test_text_choice_codes(tmp_path):
     df = pd.DataFrame({"choice": ["left", "right", "left"], "reward": [1, 0, 1]})
     path = _write(tmp_path, df)
     with pytest.raises(SchemaError, match=r"row 0.*found 'left'.*choice_codes"):
-        pi.load_table(path)
-    ds = pi.load_table(path, choice_codes={"left": 0, "right": 1})
+        pi.data.load_table(path)
+    ds = pi.data.load_table(path, choice_codes={"left": 0, "right": 1})
     np.testing.assert_array_equal(ds["choice"].values, [[0, 1, 0]])
 
 
@@ -130,43 +130,43 @@ def test_bad_tables(tmp_path, change, pattern):
             data[key] = value
     path = _write(tmp_path, pd.DataFrame(data))
     with pytest.raises(SchemaError, match=pattern):
-        pi.load_table(path)
+        pi.data.load_table(path)
 
 
 def test_mapping_errors(tmp_path):
     path = _write(tmp_path, pd.DataFrame(BASE))
     with pytest.raises(SchemaError, match=r"column 'animal_response' \(mapped to 'choice'\) not found"):
-        pi.load_table(path, columns={"choice": "animal_response"})
+        pi.data.load_table(path, columns={"choice": "animal_response"})
     with pytest.raises(SchemaError, match=r"unknown schema name 'choise'"):
-        pi.load_table(path, columns={"choise": "choice"})
+        pi.data.load_table(path, columns={"choise": "choice"})
 
 
 def test_empty_and_missing_files(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     with pytest.raises(FileFormatError, match=r"empty.csv' is empty"):
-        pi.load_table(empty)
+        pi.data.load_table(empty)
     header_only = tmp_path / "header.csv"
     header_only.write_text("choice,reward\n")
     with pytest.raises(FileFormatError, match="no rows"):
-        pi.load_table(header_only)
+        pi.data.load_table(header_only)
     with pytest.raises(FileFormatError, match="not found"):
-        pi.load_table(tmp_path / "nope.csv")
+        pi.data.load_table(tmp_path / "nope.csv")
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 definitely not parquet")
     with pytest.raises(FileFormatError, match=r"broken.parquet' could not be read"):
-        pi.load_table(broken)
+        pi.data.load_table(broken)
 
 
 def test_from_matrices_pads_trailing_nan():
     choice = np.array([[0, 1, 1], [1, np.nan, np.nan]])
     reward = np.array([[1, 0, 1], [0, np.nan, np.nan]], dtype=float)
-    ds = pi.from_matrices(choice, reward, subjects=["x", "y"])
+    ds = pi.data.from_matrices(choice, reward, subjects=["x", "y"])
     np.testing.assert_array_equal(ds["trial_mask"].values, [[1, 1, 1], [1, 0, 0]])
     with pytest.raises(SchemaError, match=r"subject 'y', trial 2"):
-        pi.from_matrices(np.array([[0, 1, 1], [1, np.nan, 0]]), reward, subjects=["x", "y"])
+        pi.data.from_matrices(np.array([[0, 1, 1], [1, np.nan, 0]]), reward, subjects=["x", "y"])
     with pytest.raises(SchemaError, match="disagree in shape"):
-        pi.from_matrices(choice, reward[:, :2])
+        pi.data.from_matrices(choice, reward[:, :2])
 
 
 # --- property: any ragged behaviour dataset survives table and netCDF round trips -------------
@@ -193,11 +193,11 @@ def test_round_trips_preserve_every_real_trial(data):
 
     choice, reward, block = data
     ds = pi.behaviour_dataset(choice, reward, block=block, subjects=[f"s{i}" for i in range(len(choice))])
-    back = pi.from_dataframe(pi.to_dataframe(ds))
+    back = pi.from_dataframe(pi.data.to_dataframe(ds))
     for name in ("choice", "reward", "trial_mask", "block"):
         np.testing.assert_array_equal(back[name].values, ds[name].values, err_msg=name)
     with tempfile.TemporaryDirectory() as tmp:
-        again = pi.load_netcdf(pi.save_netcdf(ds, Path(tmp) / "d.nc"))
+        again = pi.data.load_netcdf(pi.save_netcdf(ds, Path(tmp) / "d.nc"))
     np.testing.assert_array_equal(again["reward"].values, ds["reward"].values)
     for i, c in enumerate(choice):  # padding sits after each subject's own trials, and only there
         assert ds["trial_mask"].values[i].sum() == len(c)

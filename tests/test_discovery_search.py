@@ -59,7 +59,7 @@ def test_gradient_search_finds_the_minimum_of_a_quadratic(key):
     import optax
 
     res = gradient_search(Quadratic(CENTRE, WEIGHTS), key=key, restarts=3, steps=300, optimiser=optax.adam(5e-2), clip_norm=None, progress=False)
-    assert res.method == "gradient" and res.history.shape == (3, 300)
+    assert res.method == "gradient" and res.loss_history.shape == (3, 300)
     np.testing.assert_allclose(np.asarray(res.rules.coeffs), np.broadcast_to(np.asarray(CENTRE), (3, 4)), atol=5e-3)
     assert res.success.all() and sum(res.settings["skipped_steps"]) == 0
 

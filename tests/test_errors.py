@@ -65,8 +65,8 @@ def test_hierarchy():
     for c in warnings_:
         assert issubclass(c, _errors.PlasticInferWarning), c
     # Bad-input errors stay ValueErrors, so `except ValueError` in user code keeps working.
-    for c in (pi.DataError, pi.ModelError, pi.SchemaError, pi.FileFormatError, pi.DatasetError, pi.ComparisonError,
-              pi.DiscoveryError, pi.bayes.PriorError):
+    for c in (pi.DataError, pi.ModelError, pi.data.SchemaError, pi.data.FileFormatError, pi.data.DatasetError, pi.compare.ComparisonError,
+              pi.discovery.DiscoveryError, pi.bayes.PriorError):
         assert issubclass(c, ValueError), c
     assert issubclass(pi.bayes.SamplingError, RuntimeError) and issubclass(pi.FitDivergedError, RuntimeError)
 
@@ -74,9 +74,9 @@ def test_hierarchy():
 def test_public_names_are_the_one_definition():
     assert pi.bayes.PosteriorWarning is _errors.PosteriorWarning
     assert pi.bayes.SamplingError is _errors.SamplingError
-    assert pi.ComparisonError is _errors.ComparisonError
-    assert pi.DiscoveryError is _errors.DiscoveryError
-    assert pi.SchemaError is _errors.SchemaError
+    assert pi.compare.ComparisonError is _errors.ComparisonError
+    assert pi.discovery.DiscoveryError is _errors.DiscoveryError
+    assert pi.data.SchemaError is _errors.SchemaError
 
 
 def test_formerly_bare_raises_are_library_errors():

@@ -101,7 +101,7 @@ def test_old_format_is_refused_clearly(problem, tmp_path):
     syn, model = problem
     ds = pi.fit(model, syn.data, **KW).to_dataset()
     ds.attrs.pop("format")
-    pi.write_netcdf(ds, tmp_path / "old.nc")
+    pi.data.write_netcdf(ds, tmp_path / "old.nc")
     with pytest.raises(pi.DataError, match="old.nc.*Re-run the fit"):
         pi.FitResult.load(tmp_path / "old.nc", like=model)
 

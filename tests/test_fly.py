@@ -69,7 +69,7 @@ def test_synthetic_flies_same_trial_structure_recovered_with_covering_intervals(
         truth, pi.ChoiceCircuit(2), pi.BernoulliChoice(1.0, 0.0, lapse=0.01), n_trajectories=n_subj,
         initial_weights={"w": jnp.zeros((1, 2))},
     )
-    data, _ = pi.simulate_choices(model_true, pi.one_hot_cues(2), p18, key=jax.random.key(7))
+    data, _ = pi.data.simulate_choices(model_true, pi.one_hot_cues(2), p18, key=jax.random.key(7))
     h = get_hypotheses(["x·r + w"])["x·r + w"]
     model = h.model(data, lapse=0.01)  # the simulator's lapse rate
     res = pi.fit(model, data, steps=60, fit_initial_weights=False, fit_observation=False, progress=False)
@@ -99,7 +99,7 @@ def test_hierarchical_fit_recovers_population_decay(shared_data, tmp_path):
             pi.TaylorRule.from_terms({"x*r": float(xr_true[s]), "w": float(w_true[s])}), pi.ChoiceCircuit(2),
             pi.BernoulliChoice(1.0, 0.0, lapse=0.01), n_trajectories=1, initial_weights={"w": jnp.zeros((1, 2))},
         )
-        d, _ = pi.simulate_choices(m, pi.one_hot_cues(2), p[s : s + 1], key=jax.random.key(100 + s))
+        d, _ = pi.data.simulate_choices(m, pi.one_hot_cues(2), p[s : s + 1], key=jax.random.key(100 + s))
         choices.append(np.asarray(d.observations[0]))
         rewards.append(np.asarray(d.inputs["reward"][0]))
     tm = flies["trial_mask"].transpose("subject", "trial").values
@@ -192,5 +192,5 @@ def test_hypothesis_names_ascii_and_unicode_are_the_standard_ones():
     (other,) = get_hypotheses(["x*r + x*w"]).values()
     assert other.name == "x*r + x*w" and set(other.rule.names) == {"x*r", "x*w"}
     assert get_hypotheses(["base rate", "x·r"]).keys() == {"x·r"}  # baselines are always in the comparison
-    with pytest.raises(pi.ComparisonError, match="standard hypothesis"):
+    with pytest.raises(pi.compare.ComparisonError, match="standard hypothesis"):
         get_hypotheses(["x*q"])

@@ -62,8 +62,8 @@ def test_training_lowers_the_loss_and_beats_a_coin_flip(key):
     score = hyp.score(fold, FitSettings(restarts=1))
     fit = hyp.last_fit
     assert fit.initial_loss > 0.6  # an untrained network is near a coin flip (log 2 = 0.69)
-    assert fit.train_loss[-1] < fit.initial_loss - 0.2
-    assert fit.train_loss[-1] <= fit.train_loss[0]
+    assert fit.loss_history[-1] < fit.initial_loss - 0.2
+    assert fit.loss_history[-1] <= fit.loss_history[0]
     # held-out animals: better than log(1/2) per choice by a clear margin (the RW agent has β = 5)
     per_choice = score.test_ll.sum() / score.n_test.sum()
     assert per_choice > np.log(0.5) + 0.05
@@ -94,4 +94,4 @@ def test_early_stopping_uses_only_training_animals(key):
 def test_fit_gru_without_validation_runs_all_steps(key):
     data = _random_data(4)
     res = fit_gru(TinyGRU(1, key=key), data, None, steps=100, eval_every=50)
-    assert res.best_step == 100 and len(res.train_loss) == 2
+    assert res.best_step == 100 and len(res.loss_history) == 2

@@ -56,10 +56,10 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path):
 
 
 def test_write_errors_name_the_file(tmp_path):
-    with pytest.raises(pi.FileFormatError, match="nowhere.*does not exist"):
+    with pytest.raises(pi.data.FileFormatError, match="nowhere.*does not exist"):
         _io.write_netcdf(_ds(), tmp_path / "nowhere" / "a.nc")
     bad = _ds().assign_attrs(flag=True)
-    with pytest.raises(pi.SchemaError, match="'flag'"):
+    with pytest.raises(pi.data.SchemaError, match="'flag'"):
         _io.write_netcdf(bad, tmp_path / "a.nc")
     assert not (tmp_path / "a.nc").exists()
 
@@ -69,10 +69,10 @@ def test_read_round_trip_and_errors(tmp_path):
     back = _io.read_netcdf(path)
     assert back["s"].values.tolist() == ["a", "bb", "c"] and back.attrs["k"] == "v"
     np.testing.assert_array_equal(back["a"].values, np.arange(3.0))
-    with pytest.raises(pi.FileFormatError, match="missing.nc"):
+    with pytest.raises(pi.data.FileFormatError, match="missing.nc"):
         _io.read_netcdf(tmp_path / "missing.nc")
     (tmp_path / "junk.nc").write_bytes(b"junk")
-    with pytest.raises(pi.FileFormatError, match="junk.nc"):
+    with pytest.raises(pi.data.FileFormatError, match="junk.nc"):
         _io.read_netcdf(tmp_path / "junk.nc")
 
 

@@ -139,7 +139,7 @@ def test_configuration_errors(getkey):
         FeedbackNetwork((64,))
     train, _ = digits_split(n_way=5, k_shot=2, n_query=1)
     with pytest.raises(pi.ModelError, match="5-way"):
-        pi.meta_learn(LocalRule.pool(), FeedbackNetwork((64, 8, 3)), train, key=getkey(), steps=1)
+        pi.metalearn.meta_learn(LocalRule.pool(), FeedbackNetwork((64, 8, 3)), train, key=getkey(), steps=1)
 
 
 def test_float32_episode_under_strict_promotion(getkey):

@@ -34,7 +34,7 @@ def test_learner_evaluation_statistics_against_numpy():
 
 @pytest.fixture(scope="module")
 def tiny_report():  # ~20 s of compilation: tests using it are marked slow
-    return pi.feedback_alignment_experiment(key=jax.random.key(3), progress=False, threshold=1e-6, **TINY)
+    return pi.metalearn.feedback_alignment_experiment(key=jax.random.key(3), progress=False, threshold=1e-6, **TINY)
 
 
 @pytest.mark.slow

@@ -42,28 +42,28 @@ def test_reward_modulated_rule_recovered_from_choices():
     c = res.model.rule.coefficients
     assert c["x*r"] == pytest.approx(1.0, rel=0.10)
     assert c["w"] == pytest.approx(-0.05, abs=0.02)
-    assert pi.cosine_similarity(res.model.rule, true) > 0.98
+    assert pi.compare.cosine_similarity(res.model.rule, true) > 0.98
 
 
 def test_heldout_evaluation_uses_fresh_keys_and_scores_identity():
     net = pi.FeedForward(3, 2)
     inputs = pi.GaussianInputs.isotropic(3)
     rule = pi.oja(0.05)
-    same = pi.heldout_r2(rule, rule, net, inputs, key=jax.random.key(0), n_trajectories=2, n_trials=30)
+    same = pi.compare.heldout_r2(rule, rule, net, inputs, key=jax.random.key(0), n_trajectories=2, n_trials=30)
     assert same.r2_weights == pytest.approx(1.0) and same.r2_activity == pytest.approx(1.0)
-    other = pi.heldout_r2(pi.hebbian(0.05), rule, net, inputs, key=jax.random.key(0), n_trajectories=2, n_trials=30)
+    other = pi.compare.heldout_r2(pi.hebbian(0.05), rule, net, inputs, key=jax.random.key(0), n_trajectories=2, n_trials=30)
     assert other.r2_weights < same.r2_weights
 
 
 def test_metrics_oracles():
-    assert pi.r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0
-    assert pi.r2_score([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == pytest.approx(0.0)
+    assert pi.compare.r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == 1.0
+    assert pi.compare.r2_score([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == pytest.approx(0.0)
     a = pi.TaylorRule.from_terms({"x*y": 2.0}, learning_rate=0.5)
     b = pi.TaylorRule.from_terms({"x*y": 1.0, "w": 0.0})
-    assert pi.cosine_similarity(a, b) == pytest.approx(1.0)
-    assert pi.coefficient_error(a, b) == pytest.approx({"x*y": 0.0, "w": 0.0})
+    assert pi.compare.cosine_similarity(a, b) == pytest.approx(1.0)
+    assert pi.compare.coefficient_error(a, b) == pytest.approx({"x*y": 0.0, "w": 0.0})
     with pytest.raises(pi.ModelError):
-        pi.r2_score([1.0], [1.0, 2.0])
+        pi.compare.r2_score([1.0], [1.0, 2.0])
 
 
 def test_split_trials_by_block_is_disjoint_and_takes_the_end():

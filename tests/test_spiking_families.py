@@ -1,7 +1,6 @@
 """Plausibility summaries, constraints and the family (NPE posterior) predictive check on a small E/I network."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import binomtest

@@ -104,9 +104,9 @@ print(result.coefficients.T.loc[["x*y", "y^2*w"]])
 # same start, and we compare the weight and activity trajectories.
 
 # %%
-score = pi.heldout_r2(result.model.rule, true_rule, network, inputs, key=k_eval, n_trajectories=5, n_trials=N_TRIALS, init_scale=0.3)
+score = pi.compare.heldout_r2(result.model.rule, true_rule, network, inputs, key=k_eval, n_trajectories=5, n_trials=N_TRIALS, init_scale=0.3)
 print(f"held-out R²: weights {score.r2_weights:.4f}, activity {score.r2_activity:.4f}")
-print(f"cosine to the true rule: {pi.cosine_similarity(result.model.rule, true_rule):.4f}")
+print(f"cosine to the true rule: {pi.compare.cosine_similarity(result.model.rule, true_rule):.4f}")
 
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.semilogy(result.loss_history[0] - result.loss_history[0].min() + 1e-6)

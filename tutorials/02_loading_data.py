@@ -93,7 +93,7 @@ mice = pi.load(
     attrs={"license": "CC-BY-4.0", "citation": "My Lab (2026), unpublished"},
 )
 print(mice)
-print(pi.schema_notes(mice))  # what the validator would like you to add
+print(pi.data.schema_notes(mice))  # what the validator would like you to add
 
 # %% [markdown]
 # Mistakes are caught with a message naming the file, column and row, and what to do:
@@ -112,7 +112,7 @@ except pi.DataError as e:
 
 # %%
 path = pi.save_netcdf(mice, OUT / "my_mice.nc")
-again = pi.load_netcdf(path)
+again = pi.data.load_netcdf(path)
 assert again["choice"].equals(mice["choice"]) and again["trial_mask"].equals(mice["trial_mask"])
 
 # %% [markdown]
@@ -125,7 +125,7 @@ assert again["choice"].equals(mice["choice"]) and again["trial_mask"].equals(mic
 
 # %%
 def per_block(ds):
-    df = pi.to_dataframe(ds)
+    df = pi.data.to_dataframe(ds)
     out = df.groupby(["subject", "block"]).agg(choice_1=("choice", "mean"), reward=("reward", "mean"))
     if "p_reward_0" in df and df["p_reward_0"].notna().all():
         share = df["p_reward_1"] / (df["p_reward_0"] + df["p_reward_1"])

@@ -151,12 +151,12 @@ print("fly 0:", hier.subject_model(0).rule)
 
 # %%
 hypotheses = ["x·r", "x·r + w", "x*r + x"]  # one syntax, ASCII or Unicode (plasticinfer.compare.parse_hypothesis)
-result = pi.compare(hypotheses, data, split=pi.HeldOutTrials(0.25), blocks=syn.block, steps=STEPS, restarts=RESTARTS, key=k_cmp)
+result = pi.compare.compare(hypotheses, data, split=pi.compare.HeldOutTrials(0.25), blocks=syn.block, steps=STEPS, restarts=RESTARTS, key=k_cmp)
 print(result.summary())
 print("\ndoes adding the decay term help?", result.paired_test("x·r + w", "x·r"))
 print(result.table(reference="base rate")[["mean_normalized_likelihood", "se_normalized_likelihood", "aic", "p_better_than_reference"]].round(4))
 print(result.coefficient_table("x·r + w").round(3))
-paths = result.save(OUT / "comparison")  # also scores.csv and coefficients.csv; pi.ComparisonResult.load reads it back
+paths = result.save(OUT / "comparison")  # also scores.csv and coefficients.csv; pi.compare.ComparisonResult.load reads it back
 print("ranking:", " > ".join(result.ranking()))
 
 # %% [markdown]
@@ -167,8 +167,8 @@ print("ranking:", " > ".join(result.ranking()))
 # %%
 from plasticinfer.compare import SubjectKFold
 
-population = pi.compare(["x·r + w"], data, split=SubjectKFold(3, seed=0), per_subject=False, baselines=False, steps=STEPS,
-                        restarts=RESTARTS, key=k_cmp)
+population = pi.compare.compare(["x·r + w"], data, split=SubjectKFold(3, seed=0), per_subject=False, baselines=False, steps=STEPS,
+                                restarts=RESTARTS, key=k_cmp)
 print(population.summary())
 print(population.equation("x·r + w"))
 

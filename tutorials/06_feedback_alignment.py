@@ -81,11 +81,11 @@ for t in TERM_POOL:
 # `RandomFeedback` draws a fixed B per network instead (feedback alignment).
 
 # %%
-net_bp = pi.FeedbackNetwork((64, 100, 80, 5), pi.SymmetricFeedback())
+net_bp = pi.metalearn.FeedbackNetwork((64, 100, 80, 5), pi.metalearn.SymmetricFeedback())
 state = net_bp.init(k_check)
 x, label = jnp.linspace(0.0, 1.0, 64), jnp.asarray(3)
 grads = jax.grad(net_bp.loss)(state.weights, x, label)
-pg = pi.LocalRule.feedback_alignment(1.0, learning_rate=1.0)
+pg = pi.metalearn.LocalRule.feedback_alignment(1.0, learning_rate=1.0)
 for l, (s, g) in enumerate(zip(net_bp.signals(state, x, label), grads)):
     print(f"layer {l}: max |pseudo-gradient + ∂L/∂W| = {float(jnp.max(jnp.abs(pg(s) + g))):.2e}")
 
@@ -97,7 +97,7 @@ for l, (s, g) in enumerate(zip(net_bp.signals(state, x, label), grads)):
 # how to learn. Each episode shows K images per class one at a time, then scores query images.
 
 # %%
-train, heldout = pi.digits_split(n_way=SIZES["n_way"], k_shot=SIZES["k_shot"], n_query=SIZES["n_query"])
+train, heldout = pi.metalearn.digits_split(n_way=SIZES["n_way"], k_shot=SIZES["k_shot"], n_query=SIZES["n_query"])
 episode = heldout.sample(k_episode)
 fig, axes = plt.subplots(1, 8, figsize=(10, 1.6))
 for ax, img, lab in zip(axes, episode.support_x, episode.support_y):
@@ -124,7 +124,7 @@ print(f"{episode.support_x.shape[0]} online examples, {episode.query_x.shape[0]}
 
 # %%
 t0 = time.perf_counter()
-report = pi.feedback_alignment_experiment(key=k_experiment, progress=not SMALL, **SIZES)
+report = pi.metalearn.feedback_alignment_experiment(key=k_experiment, progress=not SMALL, **SIZES)
 print(f"total {time.perf_counter() - t0:.0f} s, of which meta-training {report.meta.wall_time:.0f} s\n")
 print(report.summary())
 
@@ -149,5 +149,5 @@ fa_net = report.networks["meta-learned"]
 learners = {"all surviving terms": (rule, fa_net)}
 for name in rule.names:
     learners[f"without {name}"] = (rule.with_coeffs(jnp.where(jnp.asarray([n == name for n in rule.names]), 0.0, rule.coeffs)), fa_net)
-ablation = pi.evaluate_learners(learners, heldout, key=k_ablation, n_episodes=SIZES["eval_episodes"])
+ablation = pi.metalearn.evaluate_learners(learners, heldout, key=k_ablation, n_episodes=SIZES["eval_episodes"])
 print(ablation.table()[["accuracy", "accuracy_se"]].to_string(float_format=lambda v: f"{v:.3f}"))

@@ -54,7 +54,7 @@ syn = pi.make_activity_data(
 x, y = np.asarray(syn.data.inputs["x"]), np.asarray(syn.data.observations)
 ds = pi.neural_dataset(list(x), list(y), attrs={"units_activity": "a.u.", "source": "simulated Oja layer"})
 pi.save_netcdf(ds, OUT / "recordings.nc")
-ds = pi.load_netcdf(OUT / "recordings.nc")
+ds = pi.data.load_netcdf(OUT / "recordings.nc")
 print(ds)
 
 # %% [markdown]

@@ -29,7 +29,6 @@
 # flies and few fitting steps, so the numbers are illustrative only. See `docs/behaviour.md`.
 
 # %%
-import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -64,8 +63,7 @@ labels = np.asarray(ds["split"].values, dtype=object)
 keep = np.concatenate([np.flatnonzero(labels == "training")[:N_TRAIN], np.flatnonzero(labels == "test")[:N_TEST]])
 ds = ds.isel(subject=keep, trial=slice(0, N_TRIALS))
 data = pi.TrialData.from_dataset(ds)
-cmp = importlib.import_module("plasticinfer.compare")  # `pi.compare` is the function
-split = cmp.DatasetSplit(labels=tuple(labels[keep]))
+split = pi.compare.DatasetSplit(labels=tuple(labels[keep]))
 print(f"{N_TRAIN} training and {N_TEST} test flies × {N_TRIALS} trials")
 
 # %% [markdown]
@@ -86,7 +84,7 @@ hyps = {
     ),
     "GRU (2 units)": GRUHypothesis("GRU (2 units)", hidden=2, steps=GRU_STEPS),
 }
-result = pi.compare(hyps, data, split=split, per_subject=False, steps=STEPS, restarts=1, key=jax.random.key(0))
+result = pi.compare.compare(hyps, data, split=split, per_subject=False, steps=STEPS, restarts=1, key=jax.random.key(0))
 
 # %% [markdown]
 # ## Normalized likelihood of the test flies, and a paired test

@@ -40,14 +40,14 @@ class Posterior:
         spec: the model structure and priors (``spec.template`` is the starting model).
         method: the ``NUTS`` or ``SVI`` settings used.
         seconds: wall time of the sampler (compilation included).
-        svi_loss: the ELBO loss per SVI step (SVI only).
+        loss_history: the ELBO loss per SVI step (SVI only; ``None`` for NUTS and for a loaded posterior).
     """
 
     idata: object
     spec: ModelSpec
     method: object
     seconds: float
-    svi_loss: np.ndarray | None = None
+    loss_history: np.ndarray | None = None
     _summary_cache: dict = field(default_factory=dict, repr=False)
 
     # ---- construction ----------------------------------------------------------------------
@@ -245,11 +245,11 @@ class Posterior:
                     f"bulk ESS below {ESS_MIN} (min {np.nanmin(ess):.0f}) for {len(low)} parameters, e.g. {list(low[:5])}: "
                     "intervals are unreliable. Draw more samples or reparameterise (hierarchical fits are non-centred already)."
                 )
-        if self.svi_loss is not None:
-            n = len(self.svi_loss)
+        if self.loss_history is not None:
+            n = len(self.loss_history)
             if n >= 20:
-                tail = self.svi_loss[-n // 10 :].mean()
-                before = self.svi_loss[-n // 5 : -n // 10].mean()
+                tail = self.loss_history[-n // 10 :].mean()
+                before = self.loss_history[-n // 5 : -n // 10].mean()
                 if abs(before - tail) > 0.01 * max(abs(tail), 1.0):
                     msgs.append(
                         f"SVI's loss still changed by {abs(before - tail):.3g} over the last 10 % of steps: it may not "

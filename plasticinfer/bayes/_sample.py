@@ -55,7 +55,9 @@ class NUTS:
             command line does that, a library cannot do it safely.
         init_jitter: standard deviation of the noise added (in unconstrained space) to the warm
             start of each chain, so chains start apart.
-        progress: show NumPyro's progress bar.
+
+    Sampling runs as one compiled program per chain (warmup and draws in a single ``lax.scan``), so
+    there is no progress bar to show.
     """
 
     warmup: int = 500
@@ -66,7 +68,6 @@ class NUTS:
     dense_mass: bool | None = None
     chain_method: str | None = None
     init_jitter: float = 0.02
-    progress: bool = False
 
     def resolved_chain_method(self) -> str:
         if self.chain_method is not None:

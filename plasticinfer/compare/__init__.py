@@ -1,5 +1,10 @@
 """Model comparison: held-out likelihood with time-respecting and subject-level splits, fair baselines,
-per-subject metrics, paired tests — the one comparison engine (the fly analysis is a layer over it)."""
+per-subject metrics, paired tests — the one comparison engine (the fly analysis is a layer over it).
+
+The engine is the function :func:`compare` (``pi.compare.compare``, as ``optax.adam`` lives in
+``optax``); ``pi.compare`` itself is this module. The rule-recovery metrics — a fitted rule against the
+true one (``cosine_similarity``, ``coefficient_error``, ``heldout_r2``) — are here too.
+"""
 
 from ._agents import (
     AcceptReject as AcceptReject,
@@ -21,6 +26,13 @@ from ._baselines import (
     static_weights_model as static_weights_model,
 )
 from ._compare import RESTARTS as RESTARTS, compare as compare
+from .._metrics import (
+    HeldOutScore as HeldOutScore,
+    coefficient_error as coefficient_error,
+    cosine_similarity as cosine_similarity,
+    heldout_r2 as heldout_r2,
+    r2_score as r2_score,
+)
 from ._parse import RuleHypothesis as RuleHypothesis, parse_hypothesis as parse_hypothesis, rule_equation as rule_equation
 from ._result import ComparisonResult as ComparisonResult
 from .._errors import ComparisonError as ComparisonError
@@ -101,4 +113,10 @@ __all__ = [
     "standard_baselines",
     "static_weights_model",
     "wilcoxon_signed_rank",
+    # rule recovery
+    "HeldOutScore",
+    "coefficient_error",
+    "cosine_similarity",
+    "heldout_r2",
+    "r2_score",
 ]

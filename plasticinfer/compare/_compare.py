@@ -35,7 +35,7 @@ def compare(
     restart_scale: float = 0.2,
     key: PRNGKeyArray | None = None,
     subject_names: Sequence[str] | None = None,
-    progress: bool = False,
+    progress: bool = True,
 ) -> ComparisonResult:
     """Fit every hypothesis on the training part of each fold and score it on the held-out part.
 
@@ -71,7 +71,7 @@ def compare(
         key: PRNG key for the restarts (the same jitter for every hypothesis) and for initial weights of
             activity models (and MLP rules) built here; required unless ``restarts=1`` and no such model is built.
         subject_names: labels for the per-subject table (default: the dataset's subject coordinate).
-        progress: show fitting progress bars.
+        progress: show fitting progress bars (only on a terminal or in Jupyter).
     """
     if not hypotheses:
         raise ComparisonError("give at least one hypothesis (a dict name → equation, rule or model, or a list of equations)")

@@ -120,14 +120,18 @@ def _chunk(params, state, static, train, validation, opt, length):
 
 @dataclass
 class GRUFit:
-    """What :func:`fit_gru` returns: the parameters with the best validation loss and the loss curves
-    (``initial_loss`` before training; then one entry per ``eval_every`` steps)."""
+    """What :func:`fit_gru` returns: the parameters with the best validation loss and the loss curves.
+
+    ``initial_loss`` is the training loss before training; ``loss_history`` (training) and
+    ``validation_history`` hold one entry per ``eval_every`` steps, taken at ``validation_steps`` (the
+    field names of :class:`~plasticinfer.FitResult`).
+    """
 
     model: TinyGRU
     initial_loss: float
-    train_loss: np.ndarray
-    validation_loss: np.ndarray
-    steps: np.ndarray
+    loss_history: np.ndarray
+    validation_history: np.ndarray
+    validation_steps: np.ndarray
     best_step: int
 
 

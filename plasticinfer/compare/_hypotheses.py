@@ -35,7 +35,7 @@ class FitSettings:
     restarts: int = 4
     restart_scale: float = 0.2
     key: object = None
-    progress: bool = False
+    progress: bool = True
 
     def fit_kwargs(self) -> dict:
         out = dict(steps=self.steps, l1=self.l1, progress=self.progress, fit_initial_weights=self.fit_initial_weights)

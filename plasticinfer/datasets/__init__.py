@@ -16,3 +16,5 @@ from ..data._datasets import (
     names as names,
     verify as verify,
 )
+
+__all__ = ["DataFile", "DatasetInfo", "cache_dir", "candidate_dirs", "download", "info", "load", "locate", "names", "verify"]

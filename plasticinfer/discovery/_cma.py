@@ -89,10 +89,12 @@ def cma_search(
 
     from tqdm.auto import tqdm
 
+    from .._progress import show_progress
+
     t_start = time.perf_counter()
     history = np.full((restarts, generations), np.nan)
     last_x = [np.tile(x0[r], (popsize, 1)) for r in range(restarts)]
-    for g in tqdm(range(generations), desc=f"CMA-ES ({restarts}×{popsize})", disable=not progress, leave=False):
+    for g in tqdm(range(generations), desc=f"CMA-ES ({restarts}×{popsize})", disable=not show_progress(progress), leave=False):
         active = [not es.stop() for es in strategies]
         if not any(active):
             break

@@ -92,7 +92,7 @@ def gradient_search(
             zero and kept there, and the remaining steps re-fit the survivors. Gives exact
             zeros where L1 with stochastic gradients leaves small noisy coefficients.
         prune_at: fraction of the steps after which to prune.
-        progress: show a progress bar.
+        progress: show a progress bar (only on a terminal or in Jupyter; see ``plasticinfer._progress``).
 
     Where a restart's loss or gradient is non-finite, it does not update but steps back
     halfway towards the last parameters whose loss was finite (a backtracking that ends
@@ -149,6 +149,8 @@ def gradient_search(
 
     from tqdm.auto import tqdm
 
+    from .._progress import show_progress
+
     if refresh_every < 1:
         raise DiscoveryError(f"refresh_every must be ≥ 1; got {refresh_every}")
     if prune is not None and not (0 < prune < 1 and 0 < prune_at < 1):
@@ -165,7 +167,7 @@ def gradient_search(
     last_ok = params_b
     done = 0
     episode = sample(k_train)
-    with tqdm(total=steps, desc=f"gradient search ({restarts} restarts)", disable=not progress, leave=False) as bar:
+    with tqdm(total=steps, desc=f"gradient search ({restarts} restarts)", disable=not show_progress(progress), leave=False) as bar:
         while done < steps:
             n = min(refresh_every, steps - done)
             if resample and done > 0:

@@ -32,8 +32,9 @@ class SearchResult:
         losses: held-out objective of every final rule (evaluated on a key no training step used).
         metrics: held-out metrics per restart (``objective.metrics``), each an array (restart,).
         success: whether each final rule meets the objective (``objective.success``).
-        history: training objective (loss + L1 penalty) per restart and step / generation
-            (for CMA-ES: the best of each generation).
+        loss_history: training objective (loss + L1 penalty) per restart and step / generation
+            (for CMA-ES: the best of each generation); NaN where it was non-finite (the gradient search
+            then steps back and goes on: ``settings["skipped_steps"]`` counts those steps per restart).
         method: ``"gradient"`` or ``"cma-es"``.
         wall_time: seconds spent optimising (compilation included), excluding the final evaluation.
         settings: the arguments that shaped the search.
@@ -43,7 +44,7 @@ class SearchResult:
     losses: np.ndarray
     metrics: dict[str, np.ndarray]
     success: np.ndarray
-    history: np.ndarray
+    loss_history: np.ndarray
     method: str
     wall_time: float
     settings: dict = field(default_factory=dict)

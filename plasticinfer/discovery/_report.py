@@ -34,10 +34,10 @@ def to_dataset(result, *, reference: str | None = None, families: Sequence[RuleF
             "loss": (("restart",), np.asarray(result.losses, dtype=float)),
             "success": (("restart",), np.asarray(result.success, dtype=np.int8)),
             "family": (("restart",), family),
-            "history": (("restart", "step"), np.asarray(result.history, dtype=float)),
+            "history": (("restart", "step"), np.asarray(result.loss_history, dtype=float)),
             **{f"metric_{k}": (("restart",), np.asarray(v, dtype=float)) for k, v in result.metrics.items() if k != "loss"},
         },
-        coords={"restart": np.arange(result.n_restarts), "parameter": names, "step": np.arange(result.history.shape[1])},
+        coords={"restart": np.arange(result.n_restarts), "parameter": names, "step": np.arange(result.loss_history.shape[1])},
     )
     ds["success"].attrs["description"] = "1 if the restart's final rule meets the objective on held-out episodes"
     ds["loss"].attrs["description"] = "objective on a held-out episode (no training step used it)"
@@ -150,7 +150,7 @@ def plot_search(result, families: Sequence[RuleFamily] = (), *, reference: str |
     u = normalise(names, values, reference)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 1.6]})
     ax = axes[0]
-    hist = np.where(np.isfinite(result.history), result.history, np.nan)
+    hist = np.where(np.isfinite(result.loss_history), result.loss_history, np.nan)
     for i, h in enumerate(hist):
         ax.plot(np.maximum(h, 1e-12), color="C2" if result.success[i] else "0.6", lw=0.8)
     ax.set_yscale("log")

@@ -138,7 +138,7 @@ def run_families(
             "prior": np.asarray(prior.sample(k_prior, n_memory)),
         }
         hand, hand_names = hand_written_rules(task)
-        groups, speeds = {}, {}
+        groups = {}
         for gname, th in groups_theta.items():
             auc, sp, nl = score_rules(task, protocol, jnp.asarray(th, dtype), pats, k_mem, rng=rng, n_shuffles=n_shuffles, batch_size=mb)
             groups[gname] = MemoryGroup(gname, auc, sp, null_group_means(nl, rng))

@@ -167,7 +167,11 @@ class NPEPosterior(eqx.Module):
 
 @dataclass
 class NPEResult:
-    """Trained posterior estimator and the simulations behind it."""
+    """Trained posterior estimator and the simulations behind it.
+
+    ``loss_history`` and ``validation_history`` are the flow's training and held-out negative
+    log-likelihood per epoch (flowjax's ``fit_to_data``; the field names of ``FitResult``).
+    """
 
     posterior: NPEPosterior
     theta: np.ndarray  # (n, d) prior draws used for training
@@ -175,7 +179,8 @@ class NPEResult:
     dropped: int  # simulations with non-finite summaries (not used)
     simulation_seconds: float
     training_seconds: float
-    losses: dict
+    loss_history: np.ndarray
+    validation_history: np.ndarray
 
     @property
     def simulations_per_minute(self) -> float:
@@ -243,7 +248,8 @@ def run_npe(
         raise DiscoveryError(f"only {ok.sum()} of {n_simulations} simulations gave finite summaries; check the simulator and prior")
     t0 = time.perf_counter()
     posterior, losses = train_npe(k_train, theta[ok], x[ok], prior, **train_kwargs)
-    return NPEResult(posterior, theta[ok], x[ok], int((~ok).sum()), t_sim, time.perf_counter() - t0, losses)
+    seconds = time.perf_counter() - t0
+    return NPEResult(posterior, theta[ok], x[ok], int((~ok).sum()), t_sim, seconds, losses["train"], losses["val"])
 
 
 @dataclass

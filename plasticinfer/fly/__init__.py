@@ -14,3 +14,16 @@ from ._analysis import (
 from ._hypotheses import Hypothesis as Hypothesis, get_hypotheses as get_hypotheses, standard_hypotheses as standard_hypotheses
 from ._hierarchical import PopulationPosterior as PopulationPosterior, hierarchical_fit as hierarchical_fit
 from ._report import write_report as write_report
+
+__all__ = [
+    "ChoiceAnalysis",
+    "Hypothesis",
+    "PopulationPosterior",
+    "analyse_choices",
+    "choice_probabilities",
+    "decay_summary",
+    "get_hypotheses",
+    "hierarchical_fit",
+    "standard_hypotheses",
+    "write_report",
+]

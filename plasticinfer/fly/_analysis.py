@@ -112,7 +112,7 @@ def analyse_choices(
     restarts: int = RESTARTS,
     per_subject: bool | None = None,
     in_sample: bool = True,
-    progress: bool = False,
+    progress: bool = True,
 ) -> ChoiceAnalysis:
     """Compare rule hypotheses on a behaviour dataset: :func:`compare` with the standard fly hypotheses.
 
@@ -133,7 +133,7 @@ def analyse_choices(
             required, for subject-level splits).
         in_sample: also fit and score every hypothesis on all trials (per fly), for comparison with
             in-sample published figures and for the fitted coefficients on all the data.
-        progress: show fitting progress bars.
+        progress: show fitting progress bars (only on a terminal or in Jupyter).
     """
     from ..data import validate
 

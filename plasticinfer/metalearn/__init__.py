@@ -6,7 +6,7 @@ feedback-alignment pseudo-gradient, error-Hebbian, Oja, Hebb, decay, …) is met
 differentiating through whole online few-shot episodes, and compared with online backprop and plain
 feedback alignment on digit classes held out of meta-training.
 
-Everything here is also re-exported from :mod:`plasticinfer`.
+Reach these names through the subpackage: ``pi.metalearn.meta_learn``, ``pi.metalearn.DigitsEpisodes``, ….
 """
 
 from ._episodes import (

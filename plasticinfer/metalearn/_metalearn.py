@@ -59,20 +59,22 @@ class MetaLearnResult:
         rule: coefficients with the lowest validation meta-loss (episodes from the meta-training classes
             drawn with a key of their own; never the evaluation classes).
         final_rule: coefficients after the last finite step.
-        loss_history: training meta-loss per step (NaN after a divergence).
-        validation_loss / validation_steps: validation meta-loss and the step count at which it was taken.
+        loss_history: training meta-loss per step (NaN from a divergence on).
+        validation_history / validation_steps: validation meta-loss and the step count at which it was
+            taken (as ``FitResult.validation_history`` / ``validation_steps``).
         coeff_history: coefficients at each validation point, (n_validations, terms).
-        diverged_at: the first step with a non-finite loss or meta-gradient, or None.
+        diverged_at: the first step with a non-finite loss or meta-gradient; −1: never (as on
+            :class:`~plasticinfer.FitResult`).
         wall_time: seconds spent in the meta-training loop (compilation included).
     """
 
     rule: LocalRule
     final_rule: LocalRule
     loss_history: np.ndarray
-    validation_loss: np.ndarray
+    validation_history: np.ndarray
     validation_steps: np.ndarray
     coeff_history: np.ndarray
-    diverged_at: int | None
+    diverged_at: int
     steps_run: int
     wall_time: float
     settings: dict = field(default_factory=dict)
@@ -144,7 +146,7 @@ def meta_learn(
         validation_episodes: fixed episodes (from ``episodes``' classes) scored every ``eval_every`` steps
             to choose the returned coefficients.
         checkpoint: rematerialise online steps on the backward pass (less memory).
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (only on a terminal or in Jupyter).
 
     Raises:
         FitDivergedError: if not even the starting coefficients give a finite meta-loss.
@@ -162,6 +164,8 @@ def meta_learn(
 
     from tqdm.auto import tqdm
 
+    from .._progress import show_progress
+
     start = time.perf_counter()
     best_val = float(_validate(params, static, network, episodes, val_keys, l1))
     if not np.isfinite(best_val):
@@ -175,8 +179,8 @@ def meta_learn(
     with jax.numpy_dtype_promotion("standard"):
         opt_state = optimiser.init(params)
     alive = jnp.asarray(True)
-    done, diverged_at = 0, None
-    with tqdm(total=steps, desc="meta-learning", disable=not progress, leave=False) as bar:
+    done, diverged_at = 0, -1
+    with tqdm(total=steps, desc="meta-learning", disable=not show_progress(progress), leave=False) as bar:
         while done < steps:
             n = min(eval_every, steps - done)
             k_train, sub = jax.random.split(k_train)
@@ -201,7 +205,7 @@ def meta_learn(
                 best_val, best_params = v, params
             bar.set_postfix({"meta-loss": f"{losses[-1]:.4f}", "validation": f"{v:.4f}", "best": f"{best_val:.4f}"})
     wall = time.perf_counter() - start
-    if diverged_at is not None:
+    if diverged_at >= 0:
         warnings.warn(
             f"meta-learning stopped at step {diverged_at}: non-finite meta-loss or meta-gradient; "
             f"returning the best finite coefficients (validation meta-loss {best_val:.4g})",
@@ -212,7 +216,7 @@ def meta_learn(
         rule=eqx.combine(best_params, static),
         final_rule=eqx.combine(params, static),
         loss_history=np.concatenate(history) if history else np.zeros(0),
-        validation_loss=np.asarray(val_hist),
+        validation_history=np.asarray(val_hist),
         validation_steps=np.asarray(val_steps),
         coeff_history=np.stack(coeff_hist),
         diverged_at=diverged_at,

@@ -82,7 +82,7 @@ class FeedbackAlignmentReport:
             f"all terms: {self.rule.equation()}",
             f"baselines: backprop {self.rules[BACKPROP].equation()}, feedback alignment {self.rules[FEEDBACK_ALIGNMENT].equation()}",
         ]
-        if self.meta.diverged_at is not None:
+        if self.meta.diverged_at >= 0:
             lines.append(f"WARNING: meta-learning hit a non-finite loss at step {self.meta.diverged_at}; best finite coefficients kept")
         if self.timings:
             lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
@@ -141,7 +141,7 @@ class FeedbackAlignmentReport:
         window = max(1, len(h) // 40)
         smooth = np.convolve(h, np.ones(window) / window, mode="valid") if len(h) >= window else h
         ax.plot(np.arange(smooth.size) + window, smooth, label="training (running mean)", color="0.5")
-        ax.plot(self.meta.validation_steps, self.meta.validation_loss, "o-", label="validation", color="tab:red", ms=3)
+        ax.plot(self.meta.validation_steps, self.meta.validation_history, "o-", label="validation", color="tab:red", ms=3)
         ax.set_xlabel("meta-step")
         ax.set_ylabel("meta-loss (query CE + L1)")
         ax.set_title("meta-training")
@@ -167,7 +167,7 @@ class FeedbackAlignmentReport:
                 "query_loss": (("learner", "episode"), ev.loss),
                 "learning_curve": (("learner", "episode", "seen"), ev.curve),
                 "meta_loss": ("step", self.meta.loss_history),
-                "validation_loss": ("validation", self.meta.validation_loss),
+                "validation_loss": ("validation", self.meta.validation_history),
                 "coefficient_history": (("validation", "term"), self.meta.coeff_history.astype(float)),
             },
             coords={
@@ -191,7 +191,7 @@ class FeedbackAlignmentReport:
                 "surviving_equation": self.surviving_equation(),
                 "threshold": self.threshold,
                 "learning_rate": self.rule.learning_rate,
-                "diverged_at": -1 if self.meta.diverged_at is None else self.meta.diverged_at,
+                "diverged_at": int(self.meta.diverged_at),
                 "settings": json.dumps(self.settings, default=str),
                 "timings": json.dumps(self.timings),
                 "created_by": "plasticinfer",

@@ -75,6 +75,7 @@ from ._model import PlasticityModel as PlasticityModel
 from ._simulate import Trajectory as Trajectory, simulate as simulate
 from ._fit import FitResult as FitResult, fit as fit, fit_independent as fit_independent
 from ._laplace import laplace_intervals as laplace_intervals
+from ._rules import forward_mode as forward_mode
 
 # --- synthetic data ---
 from ._synthetic import (
@@ -143,6 +144,7 @@ __all__ = [
     "fit",
     "fit_independent",
     "laplace_intervals",
+    "forward_mode",
     # synthetic data
     "GaussianInputs",
     "make_activity_data",

@@ -176,7 +176,7 @@ class TaylorRule(AbstractRule):
             function" (reverse over reverse works). ``"forward"``: a JVP that supports every JAX
             transformation (faster on small layers: 2× at 2 × 10). ``"auto"`` (default): the VJP
             from 2¹⁴ synapses on, else the JVP. Switch a whole model to ``"forward"`` with
-            :func:`forward_mode` before forward-mode transformations; the library does so itself
+            :func:`plasticinfer.forward_mode` before forward-mode transformations; the library does so itself
             where it needs them (Laplace intervals, identifiability).
     """
 

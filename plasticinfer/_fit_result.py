@@ -12,6 +12,7 @@ import numpy as np
 
 from ._errors import ModelError
 from ._model import PlasticityModel
+from ._rules import rule_equation
 from ._results_io import coefficient_rows, fit_to_dataset, load_fit_fields, save_fit
 
 
@@ -75,8 +76,9 @@ class FitResult:
 
     def equation(self, subject: int | None = None) -> str:
         model = self.subject(subject) if subject is not None else self.model
-        rules = model.taylor_rules()
-        return "\n".join(f"{k}: {r}" if k != "rule" else str(r) for k, r in rules.items()) or str(model.rule)
+        rpe = bool(getattr(model.network, "reward_expectation", False))  # the rule sees r − E[r]
+        rules = {k: rule_equation(r, reward_expectation=rpe) for k, r in model.taylor_rules().items()}
+        return "\n".join(f"{k}: {eq}" if k != "rule" else eq for k, eq in rules.items()) or str(model.rule)
 
     def to_dataset(self):
         """The result as an xarray Dataset (the content of the file :meth:`save` writes)."""

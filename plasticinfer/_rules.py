@@ -404,6 +404,22 @@ class TaylorRule(AbstractRule):
         return jnp.sum(jnp.abs(self.coeffs) * free)
 
 
+#: how equations print the reward when the network passes the reward-prediction error r − E[r]
+RPE = "(r−E[r])"
+
+
+def rule_equation(rule: AbstractRule, *, reward_expectation: bool = False, precision: int = 3) -> str:
+    """``rule``'s equation, printing ``(r−E[r])`` for r when the network passes the prediction error.
+
+    The one formatter used by fit results, comparisons and the fly report: a rule fitted in a
+    ``ChoiceCircuit(reward_expectation=True)`` sees r − E[r] where its terms say r.
+    """
+    text = rule.equation(precision=precision) if isinstance(rule, TaylorRule) else str(rule)
+    if not reward_expectation:
+        return text
+    return re.sub(r"(?<![A-Za-z\[])r(?![A-Za-z\]])", RPE, text)
+
+
 def forward_mode(tree):
     """A copy of ``tree`` (a rule, a model, any pytree) with every :class:`TaylorRule` switched to ``derivative="forward"``.
 

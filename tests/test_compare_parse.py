@@ -119,3 +119,13 @@ def test_fitted_equations_of_a_comparison_print_the_prediction_error(from_string
     assert f"{abs(theta[0]):.3f}·x·(r−E[r])" in eq and f"{abs(theta[1]):.3f}·w" in eq
     with pytest.raises(ComparisonError, match="subject="):
         res.equation("x·(r−E[r]) + w")
+
+
+def test_fit_result_equation_prints_the_prediction_error_of_its_network(getkey):
+    """FitResult.equation uses the one formatter: a rule fitted in a reward-expectation circuit reads r−E[r]."""
+    rule = pi.TaylorRule.from_terms({"x*r": 0.3, "w": -0.05})
+    syn = pi.make_choice_data(rule, key=getkey(), n_subjects=1, trials_per_block=10, reward_expectation=True)
+    res = pi.fit(syn.true_model, syn.data, steps=2, progress=False)
+    assert "(r−E[r])" in res.equation() and "·r " not in res.equation()
+    plain = pi.make_choice_data(rule, key=getkey(), n_subjects=1, trials_per_block=10)
+    assert "(r−E[r])" not in pi.fit(plain.true_model, plain.data, steps=2, progress=False).equation()

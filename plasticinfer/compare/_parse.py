@@ -18,12 +18,11 @@ from jaxtyping import PRNGKeyArray
 
 from .._errors import ModelError
 from .._model import PlasticityModel
-from .._rules import AbstractRule, Monomial, TaylorRule
+from .._rules import RPE, AbstractRule, Monomial, TaylorRule, rule_equation  # noqa: F401 (rule_equation re-exported)
 from .._trial_data import TrialData
 from .._errors import ComparisonError
 
 #: How the reward-prediction error is printed.
-RPE = "(r−E[r])"
 _RPE_PATTERN = re.compile(r"\(\s*r\s*[-−]\s*(?:E\s*\[\s*r\s*\]|E\s*\(\s*r\s*\)|⟨\s*r\s*⟩|<\s*r\s*>)\s*\)")
 _NUMBER = r"(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)"
 
@@ -83,14 +82,6 @@ class RuleHypothesis:
         if not isinstance(rule, TaylorRule):
             return self.name
         return rule_equation(rule, reward_expectation=self.reward_expectation)
-
-
-def rule_equation(rule: AbstractRule, *, reward_expectation: bool = False, precision: int = 3) -> str:
-    """``rule``'s equation, printing ``(r−E[r])`` for r when the network passes the prediction error."""
-    text = rule.equation(precision=precision) if isinstance(rule, TaylorRule) else str(rule)
-    if not reward_expectation:
-        return text
-    return re.sub(r"(?<![A-Za-z\[])r(?![A-Za-z\]])", RPE, text)
 
 
 def parse_hypothesis(text: str, *, name: str | None = None, learning_rate: float = 1.0) -> RuleHypothesis:

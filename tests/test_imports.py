@@ -74,11 +74,14 @@ def test_tutorials_and_docs_import_only_public_modules():
     import re
 
     pattern = re.compile(r"^\s*(from|import)\s+plasticinfer(\.[A-Za-z]\w*)*\._\w+", re.MULTILINE)
+    attribute = re.compile(r"\bpi(\.[A-Za-z]\w*)*\._[a-z]\w*")  # pi._convert.choice_data(...) in code
     root = LIBRARY.parent
     offenders = [
         f"{p.relative_to(root)}: {m.group(0).strip()}"
-        for p in sorted([*root.glob("tutorials/*.py"), *root.glob("docs/*.md")])
-        for m in pattern.finditer(p.read_text(encoding="utf-8"))
+        for p in sorted([*root.glob("tutorials/*.py"), *root.glob("docs/*.md"), root / "README.md"])
+        for pat in (pattern, attribute)
+        for m in pat.finditer(p.read_text(encoding="utf-8"))
     ]
     assert not offenders, offenders
-    assert pattern.search("from plasticinfer._convert import choice_data")  # the pattern is not vacuous
+    assert pattern.search("from plasticinfer._convert import choice_data")  # the patterns are not vacuous
+    assert attribute.search("data = pi._convert.choice_data(ds)") and not attribute.search("pi.compare.compare(h)")

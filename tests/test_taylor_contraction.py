@@ -166,3 +166,26 @@ def test_unknown_contraction_is_a_clear_error():
 
     with pytest.raises(ModelError, match="contraction must be"):
         TaylorRule(["x*y"], contraction="fast")
+
+
+def test_nuts_mass_matrix_hessian_falls_back_to_reverse_over_reverse(getkey):
+    """The NUTS warm start's Hessian goes forward over reverse; through a VJP rule it falls back, same matrix."""
+    from plasticinfer.bayes._sample import _initial_inverse_mass
+
+    rule = _rule(getkey, "synapse")
+    pre, post, w, r = _inputs(getkey, 1, 3, 4)
+
+    def potential(derivative):
+        def f(z):
+            rule_z = TaylorRule(rule.terms, z["theta"], learning_rate=0.7, contraction="synapse", derivative=derivative)
+            return jnp.sum(rule_z(pre, post, w, r) ** 2) + 0.5 * jnp.sum(z["theta"] ** 2)
+
+        return f
+
+    z0 = {"theta": rule.coeffs}
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.hessian(potential("reverse"))(z0)
+    for dense in (True, False):
+        got = _initial_inverse_mass(potential("reverse"), z0, dense)
+        want = _initial_inverse_mass(potential("forward"), z0, dense)
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12)

@@ -133,8 +133,13 @@ def _initial_inverse_mass(potential_fn, z0: dict, dense: bool):
     n = flat.size
     if n > HESSIAN_MAX_DIMENSION:
         return jnp.eye(n, dtype=flat.dtype) if dense else jnp.ones_like(flat)
-    # reverse over reverse: Taylor rules carry a hand-written VJP, which forward mode cannot enter
-    h = jax.jacrev(jax.grad(lambda f: potential_fn(unravel(f))))(flat)
+    potential = lambda f: potential_fn(unravel(f))  # noqa: E731
+    try:
+        h = jax.hessian(potential)(flat)  # forward over reverse
+    except TypeError as err:  # a large layer's Taylor rule uses its VJP, which forward mode cannot enter
+        if "forward-mode" not in str(err):
+            raise
+        h = jax.jacrev(jax.grad(potential))(flat)  # reverse over reverse
     h = jnp.where(jnp.isfinite(h), 0.5 * (h + h.T), 0.0)
     evals, evecs = jnp.linalg.eigh(h)
     positive = evals[0] > 1e-8 * jnp.maximum(evals[-1], 1e-300)

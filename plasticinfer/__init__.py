@@ -14,7 +14,8 @@ style), each with its own ``__all__``:
 - ``plasticinfer.fly``: two-odour choice learning (Drosophila) hypotheses and report;
 - ``plasticinfer.distributed``: the same work split over processes and machines.
 
-Modules with a leading underscore are private.
+Every error and warning class is public in ``plasticinfer.errors``. Modules with a leading
+underscore are private.
 """
 
 # --- errors (the subpackages' own errors subclass these; see plasticinfer.data, .bayes, .compare, ...) ---
@@ -23,6 +24,7 @@ from ._errors import (
     FitDivergedError as FitDivergedError,
     ModelError as ModelError,
     PlasticInferError as PlasticInferError,
+    PlasticInferWarning as PlasticInferWarning,
 )
 
 # --- data ---
@@ -102,6 +104,7 @@ __all__ = [
     "FitDivergedError",
     "ModelError",
     "PlasticInferError",
+    "PlasticInferWarning",
     # data
     "TrialData",
     "behaviour_dataset",

@@ -98,6 +98,21 @@ def test_no_top_level_name_means_something_else_in_a_subpackage():
     assert clashes == set(DELIBERATE), sorted(clashes ^ set(DELIBERATE))
 
 
+def test_no_two_subpackages_use_one_name_for_different_objects():
+    """`pi.bayes.AbstractPrior` and a discovery prior, or two `NetworkState`s, would be read as one concept."""
+    deliberate = {("data", "datasets", "load"): "as pi.load vs pi.datasets.load above",
+                  ("bayes", "distributed", "sample"): "the multi-process version of pi.bayes.sample, same arguments"}
+    owner: dict[str, tuple[str, object]] = {}
+    clashes = []
+    for sub in SUBPACKAGES:
+        for name in getattr(pi, sub).__all__:
+            obj = getattr(getattr(pi, sub), name)
+            if name in owner and owner[name][1] is not obj and (owner[name][0], sub, name) not in deliberate:
+                clashes.append((owner[name][0], sub, name))
+            owner.setdefault(name, (sub, obj))
+    assert not clashes, clashes
+
+
 def test_one_deviance_explained():
     assert not hasattr(pi, "deviance_explained") and not hasattr(pi.fly, "deviance_explained")
     assert pi.compare.deviance_explained.__module__ == "plasticinfer.compare._stats"
@@ -164,3 +179,36 @@ def test_result_types_share_field_names():
         assert "diverged_at" in {f.name for f in dataclasses.fields(cls)}
     # -1 for "never", an int, on both (it used to be None on MetaLearnResult)
     assert {f.name: f.type for f in dataclasses.fields(pi.metalearn.MetaLearnResult)}["diverged_at"] in (int, "int")
+
+
+def test_every_error_and_warning_class_is_public_in_errors():
+    import inspect
+
+    import plasticinfer._errors as private
+    import plasticinfer.errors as errors
+
+    defined = {n for n, obj in vars(private).items() if inspect.isclass(obj) and obj.__module__ == private.__name__}
+    assert defined == set(errors.__all__), sorted(defined ^ set(errors.__all__))
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert cls is getattr(private, name)
+        base = errors.PlasticInferWarning if issubclass(cls, Warning) else errors.PlasticInferError
+        assert issubclass(cls, base), name
+    # the subpackages re-export the very same classes, never look-alikes
+    for sub in SUBPACKAGES:
+        module = getattr(pi, sub)
+        for name in getattr(module, "__all__", []):
+            if name in errors.__all__:
+                assert getattr(module, name) is getattr(errors, name), (sub, name)
+    assert pi.PlasticInferWarning is errors.PlasticInferWarning
+
+
+def test_one_filter_silences_every_library_warning():
+    import plasticinfer.errors as errors
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=pi.PlasticInferWarning)
+        for name in ("ConvergenceWarning", "DivergenceWarning", "InterruptedWarning", "PosteriorWarning"):
+            warnings.warn("x", getattr(errors, name))
+    assert caught == []

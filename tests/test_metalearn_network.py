@@ -12,7 +12,7 @@ from plasticinfer.metalearn import (
     DigitsEpisodes,
     FeedbackNetwork,
     LocalRule,
-    NetworkState,
+    FeedbackState,
     RandomFeedback,
     SymmetricFeedback,
     digits_split,
@@ -57,7 +57,7 @@ def test_random_feedback_uses_its_fixed_matrices(getkey):
     state = fa.init(getkey())
     assert [b.shape for b in state.feedback] == [(6, 5), (5, 4), (4, 3)]
     x, label = jax.random.uniform(getkey(), (6,)), jnp.asarray(2)
-    aligned = NetworkState(state.weights, tuple(w.T for w in state.weights))
+    aligned = FeedbackState(state.weights, tuple(w.T for w in state.weights))
     for s_fa, s_bp in zip(fa.signals(aligned, x, label), bp.signals(state, x, label)):
         np.testing.assert_allclose(np.asarray(s_fa.e_pre), np.asarray(s_bp.e_pre), rtol=1e-12)
     random_errors = fa.signals(state, x, label)
@@ -81,7 +81,7 @@ def test_scan_episode_matches_plain_python_loop(getkey):
     curve = [float(net.accuracy(state.weights, episode.query_x, episode.query_y))]
     for x, y in zip(episode.support_x, episode.support_y):
         signals = net.signals(state, x, y)
-        state = NetworkState(tuple(s.w + rule(s) for s in signals), state.feedback)
+        state = FeedbackState(tuple(s.w + rule(s) for s in signals), state.feedback)
         curve.append(float(net.accuracy(state.weights, episode.query_x, episode.query_y)))
     np.testing.assert_allclose(float(out.query_loss), float(net.loss(state.weights, episode.query_x, episode.query_y)), rtol=1e-10)
     np.testing.assert_allclose(np.asarray(out.curve), curve)

@@ -57,13 +57,13 @@ from ._homeostasis_report import HomeostasisAnalysis as HomeostasisAnalysis, ana
 from ._pair_rules import EIRules as EIRules, PairRule as PairRule
 from ._spiking import (
     EINetwork as EINetwork,
-    NetworkState as NetworkState,
+    SpikingState as SpikingState,
     SpikingRun as SpikingRun,
     network_statistics as network_statistics,
     simulate_network as simulate_network,
 )
 from ._sbi import (
-    AbstractPrior as AbstractPrior,
+    AbstractSBIPrior as AbstractSBIPrior,
     BoxPrior as BoxPrior,
     GaussianPrior as GaussianPrior,
     NPEPosterior as NPEPosterior,
@@ -139,11 +139,11 @@ __all__ = [
     "EIRules",
     "PairRule",
     "EINetwork",
-    "NetworkState",
+    "SpikingState",
     "SpikingRun",
     "network_statistics",
     "simulate_network",
-    "AbstractPrior",
+    "AbstractSBIPrior",
     "BoxPrior",
     "GaussianPrior",
     "NPEPosterior",

@@ -31,7 +31,7 @@ from ._common import DiscoveryError
 Simulator = Callable[[Array, PRNGKeyArray], Array]  # θ (d,), key -> summaries (m,)
 
 
-class AbstractPrior(eqx.Module):
+class AbstractSBIPrior(eqx.Module):
     """A prior over a parameter vector, with a bijection onto an unconstrained space."""
 
     names: tuple[str, ...] = eqx.field(static=True)
@@ -54,7 +54,7 @@ class AbstractPrior(eqx.Module):
         return len(self.names)
 
 
-class BoxPrior(AbstractPrior):
+class BoxPrior(AbstractSBIPrior):
     """Independent uniform priors on [low, high] per parameter (logit bijection)."""
 
     low: Float[Array, " d"]
@@ -84,7 +84,7 @@ class BoxPrior(AbstractPrior):
         return jnp.all((theta >= self.low) & (theta <= self.high), axis=-1)
 
 
-class GaussianPrior(AbstractPrior):
+class GaussianPrior(AbstractSBIPrior):
     """Independent normal priors N(mean, sd²) (identity bijection)."""
 
     mean: Float[Array, " d"]
@@ -146,7 +146,7 @@ class NPEPosterior(eqx.Module):
     """q(θ | x): a conditional flow on the standardised unconstrained parameters given standardised summaries."""
 
     flow: eqx.Module
-    prior: AbstractPrior
+    prior: AbstractSBIPrior
     x_mean: Array
     x_std: Array
     z_mean: Array
@@ -191,7 +191,7 @@ def train_npe(
     key: PRNGKeyArray,
     theta,
     x,
-    prior: AbstractPrior,
+    prior: AbstractSBIPrior,
     *,
     flow_layers: int = 5,
     nn_width: int = 64,
@@ -229,7 +229,7 @@ def train_npe(
 def run_npe(
     key: PRNGKeyArray,
     simulator: Simulator,
-    prior: AbstractPrior,
+    prior: AbstractSBIPrior,
     *,
     n_simulations: int,
     batch_size: int = 64,
@@ -286,4 +286,4 @@ def sbc(key: PRNGKeyArray, posterior: NPEPosterior, simulator: Simulator, *, n_t
     return SBCResult(ranks, n_samples, coverage, prior.names)
 
 
-__all__ = ["AbstractPrior", "BoxPrior", "GaussianPrior", "NPEPosterior", "NPEResult", "SBCResult", "run_npe", "sbc", "simulate_batched", "train_npe"]
+__all__ = ["AbstractSBIPrior", "BoxPrior", "GaussianPrior", "NPEPosterior", "NPEResult", "SBCResult", "run_npe", "sbc", "simulate_batched", "train_npe"]

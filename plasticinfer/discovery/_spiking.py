@@ -40,7 +40,7 @@ from ._common import DiscoveryError
 from ._pair_rules import SYNAPSE_TYPES, EIRules
 
 
-class NetworkState(eqx.Module):
+class SpikingState(eqx.Module):
     """Dynamic state carried between calls of :func:`simulate_network`."""
 
     weights: Float[Array, "post pre"]
@@ -65,7 +65,7 @@ class SpikingRun(eqx.Module):
         spikes, v: per step (segment, step, n), only with ``record=True``.
     """
 
-    state: NetworkState
+    state: SpikingState
     counts: Float[Array, "segment n"]
     isi_sum: Float[Array, " n"]
     isi_sq: Float[Array, " n"]
@@ -143,12 +143,12 @@ class EINetwork(eqx.Module):
     def refractory_steps(self) -> int:
         return int(round(self.refractory / self.dt))
 
-    def initial_state(self, key: PRNGKeyArray | None = None) -> NetworkState:
+    def initial_state(self, key: PRNGKeyArray | None = None) -> SpikingState:
         """Rest (or, with ``key``, voltages uniform between rest and threshold), no traces."""
         n, dt = self.n, self.weights.dtype
         z = jnp.zeros(n, dt)
         v = z if key is None else jax.random.uniform(key, (n,), dt, 0.0, self.threshold)
-        return NetworkState(
+        return SpikingState(
             self.weights, v, z, z, jnp.zeros(n, jnp.int32), jnp.full(self.max_spikes, n, jnp.int32), jnp.zeros((4, n), dt), jnp.zeros((4, n), dt)
         )
 
@@ -189,7 +189,7 @@ def simulate_network(
     n_segments: int | None = None,
     segment_steps: int = 200,
     drive: Float[Array, "segment n"] | None = None,
-    state: NetworkState | None = None,
+    state: SpikingState | None = None,
     measure_from: int = 0,
     record: bool = False,
 ) -> SpikingRun:
@@ -275,7 +275,7 @@ def simulate_network(
             w = w.at[idx, :].set(rows_new, mode="drop")
             s = spike.astype(dt)[None, :]
             x_pre, x_post = x_pre + s, x_post + s
-        new = NetworkState(w, v, i_e, i_i, refr, idx, x_pre, x_post)
+        new = SpikingState(w, v, i_e, i_i, refr, idx, x_pre, x_post)
         sf = spike.astype(dt)
         tf = t.astype(dt) * network.dt
         has_isi = spike & (last >= 0) & measuring
@@ -333,4 +333,4 @@ def network_statistics(network: EINetwork, run: SpikingRun, *, measure_from: int
     return out
 
 
-__all__ = ["EINetwork", "NetworkState", "SpikingRun", "simulate_network", "network_statistics"]
+__all__ = ["EINetwork", "SpikingState", "SpikingRun", "simulate_network", "network_statistics"]

@@ -27,7 +27,7 @@ from ._metalearn import (
 from ._network import (
     AbstractFeedback as AbstractFeedback,
     FeedbackNetwork as FeedbackNetwork,
-    NetworkState as NetworkState,
+    FeedbackState as FeedbackState,
     RandomFeedback as RandomFeedback,
     SymmetricFeedback as SymmetricFeedback,
     sharp_softplus as sharp_softplus,
@@ -55,7 +55,7 @@ __all__ = [
     "LocalRule",
     "LocalTerm",
     "MetaLearnResult",
-    "NetworkState",
+    "FeedbackState",
     "RandomFeedback",
     "SymmetricFeedback",
     "default_optimiser",

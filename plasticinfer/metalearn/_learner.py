@@ -9,7 +9,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ModelError
 from ._episodes import DigitsEpisodes, Episode
-from ._network import FeedbackNetwork, NetworkState
+from ._network import FeedbackNetwork, FeedbackState
 from ._terms import LocalRule
 
 
@@ -50,7 +50,7 @@ def run_episode(
     rule = rule.astype(dtype)
     state0 = network.init(key, dtype)
 
-    def body(state: NetworkState, example):
+    def body(state: FeedbackState, example):
         x, label = example
         new = network.step(rule, state, x, label)
         acc = network.accuracy(new.weights, episode.query_x, episode.query_y) if curve else None

@@ -29,7 +29,7 @@ from .._errors import ModelError
 from ._terms import LayerSignals, LocalRule
 
 
-class NetworkState(eqx.Module):
+class FeedbackState(eqx.Module):
     """The plastic forward weights W_l and the fixed feedback matrices B_l (empty for symmetric feedback)."""
 
     weights: tuple[Float[Array, "n_out n_in"], ...]
@@ -44,7 +44,7 @@ class AbstractFeedback(eqx.Module):
         """The fixed matrices this pathway needs (drawn once per network)."""
 
     @abc.abstractmethod
-    def matrix(self, state: NetworkState, layer: int) -> Float[Array, "n_in n_out"]:
+    def matrix(self, state: FeedbackState, layer: int) -> Float[Array, "n_in n_out"]:
         """B_l, mapping e_{l+1} (n_{l+1},) to layer l (n_l,)."""
 
 
@@ -119,12 +119,12 @@ class FeedbackNetwork(eqx.Module):
     def n_classes(self) -> int:
         return self.sizes[-1]
 
-    def init(self, key: PRNGKeyArray, dtype=float) -> NetworkState:
+    def init(self, key: PRNGKeyArray, dtype=float) -> FeedbackState:
         """Fresh random forward weights and feedback matrices."""
         k_w, k_b = jax.random.split(key)
         shapes = [(n_out, n_in) for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:])]
         weights = _scaled_normals(k_w, shapes, self.init_scale, dtype)
-        return NetworkState(weights, self.feedback.init(k_b, weights, self.init_scale))
+        return FeedbackState(weights, self.feedback.init(k_b, weights, self.init_scale))
 
     def forward(self, weights: tuple[Array, ...], x: Float[Array, "... n_in"]) -> tuple[list[Array], list[Array]]:
         """Activities [x, y_1, …, y_L] (y_L the class probabilities) and pre-activations [z_1, …, z_L]."""
@@ -147,7 +147,7 @@ class FeedbackNetwork(eqx.Module):
         pred = jnp.argmax(self.logits(weights, x), axis=-1)
         return jnp.mean((pred == labels).astype(x.dtype))
 
-    def signals(self, state: NetworkState, x: Float[Array, " n_in"], label: Int[Array, ""]) -> list[LayerSignals]:
+    def signals(self, state: FeedbackState, x: Float[Array, " n_in"], label: Int[Array, ""]) -> list[LayerSignals]:
         """Per layer, the local quantities the rule may use, for one example."""
         ys, zs = self.forward(state.weights, x)
         e = [None] * (self.n_layers + 1)
@@ -157,7 +157,7 @@ class FeedbackNetwork(eqx.Module):
             e[l] = back * _derivative(self.activation, zs[l - 1]) if l > 0 else back
         return [LayerSignals(ys[l], ys[l + 1], e[l], e[l + 1], w) for l, w in enumerate(state.weights)]
 
-    def step(self, rule: LocalRule, state: NetworkState, x: Float[Array, " n_in"], label: Int[Array, ""]) -> NetworkState:
+    def step(self, rule: LocalRule, state: FeedbackState, x: Float[Array, " n_in"], label: Int[Array, ""]) -> FeedbackState:
         """One online update on one example: every layer changes by rule(its local signals)."""
         new = tuple(s.w + rule(s) for s in self.signals(state, x, label))
-        return NetworkState(new, state.feedback)
+        return FeedbackState(new, state.feedback)

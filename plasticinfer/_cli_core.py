@@ -53,11 +53,17 @@ def demo(
     typer.echo("Simulating Oja's rule (20 → 5, 8 trajectories × 300 trials, 10 % noise, half the neurons recorded)")
     typer.echo("and fitting a 27-term Taylor rule over (x, y, w) with unknown initial weights …")
     report = oja_recovery(key=jax.random.key(seed), steps=steps, progress=show_bars(quiet))
+    interrupted = bool(report.fit.interrupted)
     typer.echo("")
+    if interrupted:
+        typer.echo("INTERRUPTED: the figures below are from the best parameters so far, not a finished fit")
     typer.echo(report.summary())
     paths = report.save(out)
     typer.echo(f"\nwrote to {out}/:")
     _echo_paths(paths)
+    if interrupted:  # as `plasticinfer fit`: what there is, saved; then the exit status of a Ctrl-C
+        typer.echo(f"interrupted: saved the best parameters so far to {out}", err=True)
+        raise typer.Exit(130)
 
 
 def simulate_cmd(

@@ -310,6 +310,30 @@ def test_ctrl_c_exits_130_without_a_crash(tmp_path):
 
 
 @pytest.mark.slow
+def test_demo_interrupted_during_the_fit_saves_and_exits_130(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the demo fits (the subprocess test above may land before or during the fit, by timing):
+    the best parameters so far are saved and flagged, and the exit status is 130, as for `plasticinfer fit`."""
+    import plasticinfer._optimise as optimise
+
+    real, calls = optimise._run_chunk, []
+
+    def interrupted_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optimise, "_run_chunk", interrupted_on_the_second_chunk)
+    out = tmp_path / "d"
+    assert run(["demo", "--steps", "400", "--out", str(out), "--quiet"]) == 130
+    captured = capsys.readouterr()
+    assert "INTERRUPTED" in captured.out and "cosine" in captured.out
+    assert captured.err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in captured.err
+    assert {p.name for p in out.iterdir()} == {"results.nc", "coefficients.csv", "summary.md", "recovery.png"}
+    assert len(calls) == 2
+
+
+@pytest.mark.slow
 def test_fit_writes_plot_and_reports_diverged_restarts(files, tmp_path, capsys):
     """A huge --learning-rate: restarts that diverge are reported (one warning line each), not silent."""
     out = tmp_path / "fit"

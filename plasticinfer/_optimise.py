@@ -206,6 +206,8 @@ def _optimise(
 
     from ._progress import show_progress
 
+    from . import _interrupt
+
     interrupted = False
     finished = stopped_early or (done > 0 and not np.asarray(carry[2]).any())
     with tqdm(total=steps, initial=min(done, steps), desc=desc, disable=not show_progress(progress), leave=False) as bar:
@@ -220,6 +222,8 @@ def _optimise(
                 interrupted = True
                 break
             carry = new_carry
+            if _interrupt.count():  # a Ctrl-C on the command line whose KeyboardInterrupt was swallowed elsewhere
+                interrupted = True  # stop after this chunk's bookkeeping below: its steps are kept
             history.append(losses)
             done += n
             bar.update(n)
@@ -243,6 +247,8 @@ def _optimise(
                 finished = True
             if checkpoint is not None and (done % checkpoint_every == 0 or done == steps or finished):
                 save(done)
+            if interrupted:
+                break
     if interrupted:
         save(done)
         warnings.warn(

@@ -152,6 +152,9 @@ def _run(argv: list[str]) -> int:
 
 def main() -> None:
     """Console entry point (the `plasticinfer` script)."""
+    from ._interrupt import install
+
+    install()  # a Ctrl-C is never lost; a second one quits at once
     code = run()
     sys.stdout.flush()
     sys.stderr.flush()

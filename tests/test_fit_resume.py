@@ -11,7 +11,8 @@ import pytest
 
 import plasticinfer as pi
 from plasticinfer import _optimise
-from plasticinfer._errors import ConvergenceWarning, PlasticInferWarning  # not yet exported by the front door
+from plasticinfer import _interrupt
+from plasticinfer.errors import ConvergenceWarning, PlasticInferWarning
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,37 @@ def test_interrupt_returns_best_so_far_and_resumes(problem, tmp_path, monkeypatc
     _same(resumed, full)
     saved = pi.FitResult.load(res.save(tmp_path / "int.nc"), like=model)
     assert saved.interrupted
+
+
+def test_a_swallowed_ctrl_c_on_the_command_line_still_stops_the_fit(problem, monkeypatch):
+    """The command line counts SIGINTs; when the KeyboardInterrupt was lost (raised in a destructor or a C
+    callback), the fit stops after its current chunk with that chunk's steps kept."""
+    syn, model = problem
+    kw = dict(progress=False, optimiser=optax.adam(1e-2), eval_every=5)
+    five = _quiet(pi.fit, model, syn.data, steps=5, **kw)
+    monkeypatch.setattr(_interrupt, "_count", 1)
+    with pytest.warns(PlasticInferWarning, match="interrupted at step 5 of 20"):
+        res = pi.fit(model, syn.data, steps=20, **kw)
+    assert res.interrupted and res.steps_run == 5
+    np.testing.assert_allclose(res.loss_history, five.loss_history, rtol=1e-12)
+
+
+def test_an_interrupted_fit_stops_the_analysis_built_on_it(problem, monkeypatch):
+    """A comparison must not rank half-fitted models: the interrupt of one of its fits goes on up."""
+    syn, _ = problem
+    real, calls = _optimise._run_chunk, []
+
+    def interrupted_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_optimise, "_run_chunk", interrupted_on_second)
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlasticInferWarning)
+        pi.compare.compare(["x*y", "x*y - y^2*w"], syn.data, steps=6, restarts=1, progress=False, key=jax.random.key(2))
+    assert len(calls) == 2
 
 
 def test_convergence_still_falling(problem, tmp_path):

@@ -22,6 +22,7 @@ from scipy import stats
 
 from .._errors import ModelError
 from .._fit import fit
+from .._interrupt import finished
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ._numpyro_model import ModelSpec
@@ -202,10 +203,10 @@ def simulation_based_calibration(
         true_model = spec.place({g.name: prior[g.name][i] for g in spec.groups})
         data = simulate_jit(data_keys[i], true_model)
         if warm_start > 0:
-            fitted = fit(
+            fitted = finished(fit(
                 model, data, steps=warm_start, fit_initial_weights=priors.initial_weights is not None, progress=False,
                 devices=jax.devices()[:1],
-            )
+            ))
             start_i = spec.latent_init(fitted.model)
         else:
             start_i = start

@@ -32,6 +32,7 @@ from jaxtyping import Array, Float
 
 from .._errors import ModelError
 from .._fit import fit
+from .._interrupt import finished
 from .._model import PlasticityModel
 from .._networks import ChoiceCircuit
 from .._observation import AbstractObservationModel, BernoulliChoice
@@ -396,8 +397,8 @@ class SparseRuleHypothesis(AbstractHypothesis):
         val_ll, models = [], []
         for lam in self.l1_path:
             with _quiet_jitter():  # a traced strength: one compilation for the whole path
-                model = fit(model, fit_part, steps=settings.steps, l1=jnp.asarray(float(lam)), progress=False,
-                            fit_initial_weights=False).model
+                model = finished(fit(model, fit_part, steps=settings.steps, l1=jnp.asarray(float(lam)), progress=False,
+                                     fit_initial_weights=False)).model
             val_model = eqx.tree_at(lambda m: m.initial_weights, model, {"w": jnp.zeros((val_part.n_trajectories, 1, model.network.n_in))})
             with jax.numpy_dtype_promotion("standard"):
                 val_ll.append(float(jnp.sum(val_model.log_likelihood(val_part))))

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
+from .._interrupt import finished
 
 from .._fit import fit, fit_independent
 from .._model import PlasticityModel
@@ -183,7 +184,7 @@ class ModelHypothesis(AbstractHypothesis):
                     "with LeaveOneSubjectOut, SubjectKFold or DatasetSplit"
                 )
             with _quiet_jitter():
-                result = fit_independent(train_model, fold.train, **kwargs)
+                result = finished(fit_independent(train_model, fold.train, **kwargs))
             train_ll = per_subject_ll(result.model, fold.train)
             pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
             rows = [pos[s] for s in fold.test_subjects.tolist()]
@@ -192,7 +193,7 @@ class ModelHypothesis(AbstractHypothesis):
             coeffs = _records(result)
             return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model)
         with _quiet_jitter():
-            result = fit(train_model, fold.train, **kwargs)
+            result = finished(fit(train_model, fold.train, **kwargs))
         fitted = result.model
         with jax.numpy_dtype_promotion("standard"):
             train_ll = np.asarray(fitted.log_likelihood(fold.train)).sum(-1)
@@ -227,10 +228,10 @@ def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: F
         w0 = {name: v[np.asarray(fold.test_subjects)] for name, v in start.initial_weights.items()}
     test_model = PlasticityModel(fitted.rule, fitted.network, fitted.observation, w0)
     if fold.calibration is not None and settings.fit_initial_weights and trial_valid(fold.calibration).any():
-        test_model = fit(
+        test_model = finished(fit(
             test_model, fold.calibration, steps=settings.steps, progress=settings.progress,
             fit_rule=False, fit_observation=False, fit_network=False,
-        ).model
+        )).model
     return test_model
 
 

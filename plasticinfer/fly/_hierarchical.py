@@ -14,6 +14,7 @@ from jaxtyping import PRNGKeyArray
 from .._convert import choice_data
 from .._errors import DataError
 from .._fit import fit_independent
+from .._interrupt import finished
 from .._rules import TaylorRule
 from ._hypotheses import get_hypotheses
 
@@ -168,7 +169,7 @@ def hierarchical_fit(
         else bayes.Priors(coefficients=bayes.Normal(1.0), observation=bayes.Normal(1.0), population_scale=bayes.HalfNormal(0.5))
     )
     method = method if method is not None else bayes.NUTS(warmup=500, samples=500, chains=2, target_accept=0.9, dense_mass=True)
-    start = fit_independent(model, data, steps=start_steps, l1=h.l1 or 0.0, fit_initial_weights=False, progress=False)
+    start = finished(fit_independent(model, data, steps=start_steps, l1=h.l1 or 0.0, fit_initial_weights=False, progress=False))
     post = bayes.sample(model, data, key=k_sample, priors=priors, method=method, hierarchical=bayes.Hierarchical(), init=start)
     names = list(model.rule.names)
     decay = "w" if "w" in names and not model.rule.fixed[names.index("w")] else None

@@ -31,6 +31,23 @@ def run_tutorial(name: str, out: Path, *, small: bool = True, cwd: Path | None =
     return proc.stdout
 
 
+def interrupt_chunk(monkeypatch, on_call: int) -> list:
+    """Make the optimisation loop's ``on_call``-th compiled chunk raise ``KeyboardInterrupt`` (a Ctrl-C
+    during it); returns the list that records the calls."""
+    from plasticinfer import _optimise
+
+    real, calls = _optimise._run_chunk, []
+
+    def chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == on_call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_optimise, "_run_chunk", chunk)
+    return calls
+
+
 def _taylor(key):
     r = pi.TaylorRule.full(("x", "y", "w", "r"), 2)
     return pi.TaylorRule(r.terms, 0.01 * jax.random.normal(key, (len(r.terms),)), learning_rate=1.0)

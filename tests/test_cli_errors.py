@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import pandas as pd
 import pytest
 
-from helpers import REPO
+from helpers import REPO, interrupt_chunk
 
 import plasticinfer as pi
 from plasticinfer._convert import activity_dataset
@@ -318,17 +318,7 @@ def test_ctrl_c_exits_130_without_a_crash(tmp_path):
 def test_demo_interrupted_during_the_fit_saves_and_exits_130(tmp_path, capsys, monkeypatch):
     """Ctrl-C while the demo fits (the subprocess test above may land before or during the fit, by timing):
     the best parameters so far are saved and flagged, and the exit status is 130, as for `plasticinfer fit`."""
-    import plasticinfer._optimise as optimise
-
-    real, calls = optimise._run_chunk, []
-
-    def interrupted_on_the_second_chunk(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(optimise, "_run_chunk", interrupted_on_the_second_chunk)
+    calls = interrupt_chunk(monkeypatch, 2)
     out = tmp_path / "d"
     assert run(["demo", "--steps", "400", "--out", str(out), "--quiet"]) == 130
     captured = capsys.readouterr()

@@ -9,6 +9,8 @@ import numpy as np
 import optax
 import pytest
 
+from helpers import interrupt_chunk
+
 import plasticinfer as pi
 from plasticinfer import _optimise
 from plasticinfer import _interrupt
@@ -86,16 +88,9 @@ def test_interrupt_returns_best_so_far_and_resumes(problem, tmp_path, monkeypatc
     syn, model = problem
     kw = dict(progress=False, optimiser=optax.adam(1e-2), eval_every=5)
     full = _quiet(pi.fit, model, syn.data, steps=20, **kw)
-    real, calls = _optimise._run_chunk, []
-
-    def interrupted_on_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
+    real = _optimise._run_chunk
     ck = tmp_path / "fit.ckpt"
-    monkeypatch.setattr(_optimise, "_run_chunk", interrupted_on_third)
+    interrupt_chunk(monkeypatch, 3)
     with pytest.warns(PlasticInferWarning, match="interrupted at step 10 of 20"):
         res = pi.fit(model, syn.data, steps=20, checkpoint=ck, checkpoint_every=100, **kw)
     monkeypatch.setattr(_optimise, "_run_chunk", real)
@@ -128,15 +123,7 @@ def test_a_swallowed_ctrl_c_on_the_command_line_still_stops_the_fit(problem, mon
 def test_an_interrupted_fit_stops_the_analysis_built_on_it(problem, monkeypatch):
     """A comparison must not rank half-fitted models: the interrupt of one of its fits goes on up."""
     syn, _ = problem
-    real, calls = _optimise._run_chunk, []
-
-    def interrupted_on_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_optimise, "_run_chunk", interrupted_on_second)
+    calls = interrupt_chunk(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
         warnings.simplefilter("ignore", PlasticInferWarning)
         pi.compare.compare(["x*y", "x*y - y^2*w"], syn.data, steps=6, restarts=1, progress=False, key=jax.random.key(2))

@@ -85,8 +85,12 @@ def _one_step(params, opt_state, alive, data, frozen, *, static, optimiser, l1):
 
 
 @eqx.filter_jit
-def _run_chunk(carry, data, frozen, static, optimiser, l1, n, data_axis):
-    """``n`` vmapped optimisation steps in one scan, tracking the best finite parameters per batch member."""
+def _run_chunk(carry, data, frozen, static, optimiser, l1, length, data_axis, n):
+    """``n`` vmapped optimisation steps in one scan, tracking the best finite parameters per batch member.
+
+    The scan has the static ``length`` (≥ n) and its steps from ``n`` (a traced count) on do
+    nothing, so every chunk of a fit, the last, shorter one included, runs one compiled program.
+    """
     step = functools.partial(_one_step, static=static, optimiser=optimiser, l1=l1)
     v_step = jax.vmap(step, in_axes=(0, 0, 0, data_axis, data_axis))
 
@@ -102,8 +106,11 @@ def _run_chunk(carry, data, frozen, static, optimiser, l1, n, data_axis):
         recorded = jnp.where(alive, loss, jnp.nan)
         return (new_params, new_opt, alive, best_params, best_loss, diverged_at), recorded
 
+    def idle(c, t):
+        return c, jnp.full(c[2].shape, jnp.nan, dtype=c[4].dtype)
+
     step0 = carry[-1]
-    c, losses = jax.lax.scan(body, carry[:-1], step0 + jnp.arange(n))
+    c, losses = jax.lax.scan(lambda c, t: jax.lax.cond(t < step0 + n, body, idle, c, t), carry[:-1], step0 + jnp.arange(length))
     return c + (step0 + n,), losses
 
 
@@ -210,14 +217,16 @@ def _optimise(
 
     interrupted = False
     finished = stopped_early or (done > 0 and not np.asarray(carry[2]).any())
+    # every chunk is at most this long: one compiled program per fit, whatever the remainder of steps
+    length = min(eval_every, checkpoint_every) if checkpoint is not None else eval_every
     with tqdm(total=steps, initial=min(done, steps), desc=desc, disable=not show_progress(progress), leave=False) as bar:
         while done < steps and not finished:
             n = min(eval_every - done % eval_every, steps - done)
             if checkpoint is not None:
                 n = min(n, checkpoint_every - done % checkpoint_every)
             try:
-                new_carry, losses = _run_chunk(carry, data, frozen, static, optimiser, l1, n, data_axis)
-                losses = np.asarray(losses)
+                new_carry, losses = _run_chunk(carry, data, frozen, static, optimiser, l1, length, data_axis, jnp.asarray(n))
+                losses = np.asarray(losses)[:n]
             except KeyboardInterrupt:
                 interrupted = True
                 break

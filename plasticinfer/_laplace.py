@@ -6,7 +6,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.stats import norm
 
 from ._errors import ModelError
 from ._model import PlasticityModel
@@ -47,6 +46,8 @@ def laplace_intervals(model: PlasticityModel, data: TrialData, *, level: float =
         raise ModelError("the log-likelihood is flat in some direction of the coefficients (singular Hessian): "
                          "some terms are not identifiable from these data; drop one of each look-alike pair") from None
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    from scipy.stats import norm  # here, not at import: scipy.stats costs every `import plasticinfer` ~0.5 s
+
     z = norm.ppf(0.5 + level / 2)
     est = np.asarray(coeffs)
     return pd.DataFrame(

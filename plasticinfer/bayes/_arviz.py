@@ -18,11 +18,26 @@ import pandas as pd
 
 from .._io import atomic_write
 
-with warnings.catch_warnings():  # ArviZ 0.23 announces its 1.x refactor on import
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
 
-InferenceData = az.InferenceData
+class _LazyArviZ:
+    """ArviZ, imported on first use: it brings matplotlib.pyplot along (over a second of every
+    `import plasticinfer`, the command line's start-up included) and is needed only for posteriors."""
+
+    def __getattr__(self, name):
+        with warnings.catch_warnings():  # ArviZ 0.23 announces its 1.x refactor on import
+            warnings.simplefilter("ignore", FutureWarning)
+            import arviz
+
+        return getattr(arviz, name)
+
+
+az = _LazyArviZ()
+
+
+def __getattr__(name):  # `InferenceData` stays importable from here without importing ArviZ up front
+    if name == "InferenceData":
+        return az.InferenceData
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_inference_data(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from .._errors import ComparisonError
 
@@ -75,6 +74,8 @@ def wilcoxon_signed_rank(a, b=None, *, alternative: str = "two-sided") -> Paired
     nz = d[d != 0]
     if nz.size == 0:
         return PairedTest(np.nan, 1.0, 0, 0, float(np.median(d)) if d.size else np.nan, alternative)
+    from scipy import stats  # here, not at import: scipy.stats costs every `import plasticinfer` ~0.5 s
+
     res = stats.wilcoxon(nz, alternative=alternative, zero_method="wilcox", method="auto")
     return PairedTest(float(res.statistic), float(res.pvalue), int(nz.size), int((nz > 0).sum()), float(np.median(d)), alternative)
 

@@ -91,11 +91,11 @@ def test_homeostasis_analysis_and_report(rate_task, key, tmp_path):
     assert "x_post" in paths["summary"].read_text() and paths["manifold"].stat().st_size > 1000
 
 
-def test_cli_homeostasis_and_pc1(tmp_path):
+# The three discovery commands are three tests (each mostly XLA compilation) so that test workers can share them out.
+def test_cli_homeostasis(tmp_path):
     from plasticinfer.cli import app
 
-    runner = CliRunner()
-    r = runner.invoke(
+    r = CliRunner().invoke(
         app,
         ["discover", "homeostasis", "--restarts", "2", "--steps", "5", "--cma-restarts", "1", "--generations", "2", "--no-familiarity", "--out", str(tmp_path / "h"), "--quiet"],
     )
@@ -103,12 +103,22 @@ def test_cli_homeostasis_and_pc1(tmp_path):
     for name in ("results_gradient.nc", "results_cma-es.nc", "summary.md", "manifold.png"):
         assert (tmp_path / "h" / name).exists()
     assert "ν*" in (tmp_path / "h" / "summary.md").read_text()
-    r = runner.invoke(app, ["discover", "pc1", "--n-pre", "3", "--restarts", "1", "--steps", "4", "--out", str(tmp_path / "p"), "--quiet"])
+
+
+def test_cli_pc1(tmp_path):
+    from plasticinfer.cli import app
+
+    r = CliRunner().invoke(app, ["discover", "pc1", "--n-pre", "3", "--restarts", "1", "--steps", "4", "--out", str(tmp_path / "p"), "--quiet"])
     assert r.exit_code == 0, r.output
     md = (tmp_path / "p" / "summary.md").read_text()
     assert "Comparison with Oja's rule" in md and "θ(y²w)/θ(x·y)" in md
     assert xr.load_dataset(tmp_path / "p" / "results.nc", engine="h5netcdf").sizes["parameter"] == 27
-    r = runner.invoke(app, ["discover", "pca-network", "--n-in", "6", "--n-out", "2", "--restarts", "1", "--steps", "3", "--out", str(tmp_path / "n"), "--quiet"])
+
+
+def test_cli_pca_network(tmp_path):
+    from plasticinfer.cli import app
+
+    r = CliRunner().invoke(app, ["discover", "pca-network", "--n-in", "6", "--n-out", "2", "--restarts", "1", "--steps", "3", "--out", str(tmp_path / "n"), "--quiet"])
     assert r.exit_code == 0, r.output
     ds = xr.load_dataset(tmp_path / "n" / "results.nc", engine="h5netcdf")
     assert "ff:x*y" in ds["parameter"].values and "lateral:x*y" in ds["parameter"].values

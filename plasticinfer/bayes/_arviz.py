@@ -34,12 +34,6 @@ class _LazyArviZ:
 az = _LazyArviZ()
 
 
-def __getattr__(name):  # `InferenceData` stays importable from here without importing ArviZ up front
-    if name == "InferenceData":
-        return az.InferenceData
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def to_inference_data(
     posterior: Mapping[str, np.ndarray],
     *,
@@ -107,7 +101,7 @@ def psis_loo(idata: az.InferenceData, var_name: str, valid: np.ndarray):
         return az.loo(tmp, pointwise=True, var_name=var_name)
 
 
-__all__ = ["InferenceData", "to_inference_data", "save", "load", "diagnostics", "psis_loo", "group", "scalar_labels"]
+__all__ = ["to_inference_data", "save", "load", "diagnostics", "psis_loo", "group", "scalar_labels"]
 
 
 def summary_table(idata: az.InferenceData, var_names: Sequence[str], interval: float = 0.9) -> pd.DataFrame:

@@ -48,6 +48,36 @@ def shared_data() -> Path:
     return path
 
 
+# --- bounded memory: JAX keeps every program it compiles for the life of the process --------------------------------
+# A test worker compiles ~4,000 programs in the fast tier and grew to ~4.5 GB, nearly all of it JAX's caches. When a
+# test module ends with the process above this size, the caches are dropped (test modules rarely share compiled
+# programs; the next one compiles what it needs) and the freed memory is handed back to the system.
+CACHE_LIMIT_MIB = float(os.environ.get("PLASTICINFER_TEST_CACHE_LIMIT_MIB", "2500"))
+
+
+def _rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, AttributeError):  # not Linux: never clear
+        return 0.0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bounded_jax_caches():
+    yield
+    if _rss_mib() > CACHE_LIMIT_MIB:
+        import ctypes
+        import gc
+
+        jax.clear_caches()
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 # --- peak memory per test process, printed at the end of the run (issue: report memory per xdist worker) ------------
 def _peak_rss_mib() -> float:
     import resource

@@ -75,6 +75,21 @@ def test_gradient_search_backs_out_of_non_finite_regions(key):
     assert min(res.settings["skipped_steps"]) > 0
 
 
+def test_a_second_gradient_search_compiles_nothing(getkey):
+    """The chunk of steps, the episode sampler and the metrics are compiled once per objective type, settings
+    and shapes, not once per call (they were closures, re-jitted on every search)."""
+    from plasticinfer.discovery import _gradient, _optimise
+
+    compiled = (_gradient._chunk, _optimise.sample_episode, _optimise._metrics)
+    first = gradient_search(Quadratic(CENTRE, WEIGHTS), key=getkey(), restarts=2, steps=30, l1=0.01, progress=False)
+    sizes = [f._cached._cache_size() for f in compiled]
+    # another key, another objective instance (same type and shapes), another penalty strength
+    again = gradient_search(Quadratic(CENTRE + 0.1, WEIGHTS), key=getkey(), restarts=2, steps=30, l1=0.02, progress=False)
+    assert [f._cached._cache_size() for f in compiled] == sizes
+    assert not np.allclose(np.asarray(first.rules.coeffs), np.asarray(again.rules.coeffs))
+    assert again.settings["l1"] == 0.02
+
+
 def test_fixed_terms_stay_fixed(key):
     rule = pi.TaylorRule(["x", "y", "x*y", "w"], jnp.array([0.0, 0.0, 0.4, 0.0]), fixed=["x*y"])
     res = gradient_search(Quadratic(CENTRE, WEIGHTS), rule, key=key, restarts=2, steps=50, init_scale=0.3, progress=False)

@@ -12,7 +12,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 
 from ._common import AbstractObjective, DiscoveryError
-from ._optimise import SearchResult, _finish, _objective_fn, _scales, _space
+from ._optimise import SearchResult, _finish, _objective_fn, _scales, _space, sample_episode
 
 
 # --------------------------------------------------------------------------------------
@@ -84,7 +84,9 @@ def cma_search(
         return total(unravel(flat0.at[free_j].set(v.astype(flat0.dtype))), episode)
 
     batch_loss = eqx.filter_jit(jax.vmap(loss_of, in_axes=(0, None)))
-    sample = eqx.filter_jit(objective.sample)
+    def sample(k):
+        return sample_episode(objective, k)
+
     episode = sample(k_train)
 
     from tqdm.auto import tqdm

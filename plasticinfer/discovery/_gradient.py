@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 
@@ -14,7 +15,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._fit import _all_finite, _tree_where
 from ._common import AbstractObjective, DiscoveryError
-from ._optimise import SearchResult, _finish, _objective_fn, _scales, _space
+from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
 
 
 def _prune_mask(phi_b, mask, threshold):
@@ -46,6 +47,49 @@ def _prune_mask(phi_b, mask, threshold):
 # --------------------------------------------------------------------------------------
 # Gradient descent through the learning trajectory
 # --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _default_optimiser(steps: int) -> optax.GradientTransformation:
+    """Adam with a cosine-decayed step size; one object per ``steps``, so compiled chunks are reused."""
+    return optax.adam(optax.cosine_decay_schedule(3e-2, steps, alpha=0.05))
+
+
+@functools.lru_cache(maxsize=16)
+def _with_clipping(optimiser: optax.GradientTransformation, clip_norm: float | None) -> optax.GradientTransformation:
+    if clip_norm is None:
+        return optimiser
+    return optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
+
+
+def _one_step(p, s, last_ok, episode, problem, optimiser):
+    loss, g = jax.value_and_grad(_total_loss)(p, episode, *problem)
+    finite = jnp.isfinite(loss) & _all_finite(g)
+    g = _tree_where(finite, g, jax.tree_util.tree_map(jnp.zeros_like, g))
+    with jax.numpy_dtype_promotion("standard"):  # optax computes b1**count with an int count
+        upd, s_new = optimiser.update(g, s, p)
+    p_new = eqx.apply_updates(p, upd)
+    ok = finite & _all_finite(p_new)
+    # non-finite here: step back halfway towards the last point whose loss was finite
+    back = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), p, last_ok)
+    p_out = _tree_where(ok, p_new, back)
+    return p_out, _tree_where(ok, s_new, s), _tree_where(finite, p, last_ok), jnp.where(finite, loss, jnp.nan), ~ok
+
+
+@eqx.filter_jit
+def _chunk(p, s, last_ok, skipped, keep, episode, problem, optimiser, n):
+    """``n`` vmapped steps of every restart on one episode. Module-level, with the objective and the
+    optimiser as arguments: a second search with the same settings and shapes compiles nothing."""
+    v_step = jax.vmap(functools.partial(_one_step, optimiser=optimiser), in_axes=(0, 0, 0, None, None))
+
+    def body(c, _):
+        p, s, last_ok, skipped = c
+        p, s, last_ok, loss, bad = v_step(p, s, last_ok, episode, problem)
+        p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
+        return (p, s, last_ok, skipped + bad.astype(skipped.dtype)), loss
+
+    (p, s, last_ok, skipped), losses = jax.lax.scan(body, (p, s, last_ok, skipped), None, length=n)
+    return p, s, last_ok, skipped, losses
 
 
 def gradient_search(
@@ -115,38 +159,8 @@ def gradient_search(
             for l, m, k in zip(leaves, mask_leaves, init_keys)
         ],
     )
-    if optimiser is None:
-        optimiser = optax.adam(optax.cosine_decay_schedule(3e-2, steps, alpha=0.05))
-    if clip_norm is not None:
-        optimiser = optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
-    total = _objective_fn(objective, static, l1, scales, mask)
-
-    def one_step(p, s, last_ok, episode):
-        loss, g = jax.value_and_grad(total)(p, episode)
-        finite = jnp.isfinite(loss) & _all_finite(g)
-        g = _tree_where(finite, g, jax.tree_util.tree_map(jnp.zeros_like, g))
-        with jax.numpy_dtype_promotion("standard"):  # optax computes b1**count with an int count
-            upd, s_new = optimiser.update(g, s, p)
-        p_new = eqx.apply_updates(p, upd)
-        ok = finite & _all_finite(p_new)
-        # non-finite here: step back halfway towards the last point whose loss was finite
-        back = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), p, last_ok)
-        p_out = _tree_where(ok, p_new, back)
-        return p_out, _tree_where(ok, s_new, s), _tree_where(finite, p, last_ok), jnp.where(finite, loss, jnp.nan), ~ok
-
-    v_step = jax.vmap(one_step, in_axes=(0, 0, 0, None))
-
-    @eqx.filter_jit
-    def chunk(p, s, last_ok, skipped, keep, episode, n):
-        def body(c, _):
-            p, s, last_ok, skipped = c
-            p, s, last_ok, loss, bad = v_step(p, s, last_ok, episode)
-            p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
-            return (p, s, last_ok, skipped + bad.astype(skipped.dtype)), loss
-
-        (p, s, last_ok, skipped), losses = jax.lax.scan(body, (p, s, last_ok, skipped), None, length=n)
-        return p, s, last_ok, skipped, losses
-
+    optimiser = _with_clipping(optimiser if optimiser is not None else _default_optimiser(steps), clip_norm)
+    problem = (objective, static, jnp.asarray(float(l1)), scales, mask)  # l1 traced (weakly typed): no re-jit per value
     from tqdm.auto import tqdm
 
     from .._progress import show_progress
@@ -157,7 +171,6 @@ def gradient_search(
         raise DiscoveryError(f"prune must be in (0, 1) and prune_at in (0, 1); got prune={prune}, prune_at={prune_at}")
     prune_step = int(round(prune_at * steps / refresh_every)) * refresh_every if prune is not None else None
     keep = jax.tree_util.tree_map(jnp.ones_like, params_b)
-    sample = eqx.filter_jit(objective.sample)
     t_start = time.perf_counter()
     with jax.numpy_dtype_promotion("standard"):
         state = jax.vmap(optimiser.init)(params_b)
@@ -166,17 +179,17 @@ def gradient_search(
     p = params_b
     last_ok = params_b
     done = 0
-    episode = sample(k_train)
+    episode = sample_episode(objective, k_train)
     with tqdm(total=steps, desc=f"gradient search ({restarts} restarts)", disable=not show_progress(progress), leave=False) as bar:
         while done < steps:
             n = min(refresh_every, steps - done)
             if resample and done > 0:
-                episode = sample(jax.random.fold_in(k_train, done))
+                episode = sample_episode(objective, jax.random.fold_in(k_train, done))
             if prune_step is not None and done == prune_step:
                 keep = _prune_mask(p, mask, prune)
                 p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
                 last_ok = p
-            p, state, last_ok, skipped, losses = chunk(p, state, last_ok, skipped, keep, episode, n)
+            p, state, last_ok, skipped, losses = _chunk(p, state, last_ok, skipped, keep, episode, problem, optimiser, n)
             losses = np.asarray(losses)
             history.append(losses)
             done += n

@@ -113,12 +113,22 @@ def _space(rule):
     return params, static, mask
 
 
+@eqx.filter_jit
+def sample_episode(objective: AbstractObjective, key: PRNGKeyArray):
+    """``objective.sample(key)``, compiled once per objective type and shapes (not once per call)."""
+    return objective.sample(key)
+
+
+@eqx.filter_jit
+def _metrics(objective, params, static, episode):
+    return jax.vmap(lambda p: objective.metrics(eqx.combine(p, static), episode))(params)
+
+
 def evaluate(objective: AbstractObjective, rules, key: PRNGKeyArray) -> dict[str, np.ndarray]:
     """``objective.metrics`` of a stack of rules (leading axis), all on one episode drawn from ``key``."""
     params, static = eqx.partition(rules, eqx.is_inexact_array)
-    episode = eqx.filter_jit(objective.sample)(key)
-    fn = eqx.filter_jit(jax.vmap(lambda p, ep: objective.metrics(eqx.combine(p, static), ep), in_axes=(0, None)))
-    return {k: np.asarray(v) for k, v in fn(params, episode).items()}
+    episode = sample_episode(objective, key)
+    return {k: np.asarray(v) for k, v in _metrics(objective, params, static, episode).items()}
 
 
 def _finish(objective, rules, key, history, method, wall, settings) -> SearchResult:
@@ -147,15 +157,16 @@ def _scales(objective, rule, params, key, precondition):
     return s
 
 
-def _objective_fn(objective, static, l1, scales, mask):
+def _total_loss(phi, episode, objective, static, l1, scales, mask):
     """Loss of φ-parameters: the objective at θ = φ/s plus ``l1``·Σ|φ| over free entries."""
-
-    def total(phi, episode):
-        theta = jax.tree_util.tree_map(lambda f, s: f / s, phi, scales)
-        pen = sum(jnp.sum(jnp.abs(f) * m) for f, m in zip(jax.tree_util.tree_leaves(phi), jax.tree_util.tree_leaves(mask)))
-        return objective.loss(eqx.combine(theta, static), episode) + l1 * pen
-
-    return total
+    theta = jax.tree_util.tree_map(lambda f, s: f / s, phi, scales)
+    pen = sum(jnp.sum(jnp.abs(f) * m) for f, m in zip(jax.tree_util.tree_leaves(phi), jax.tree_util.tree_leaves(mask)))
+    return objective.loss(eqx.combine(theta, static), episode) + l1 * pen
 
 
-__all__ = ["SearchResult", "evaluate"]
+def _objective_fn(objective, static, l1, scales, mask):
+    """:func:`_total_loss` with everything but (φ, episode) fixed."""
+    return lambda phi, episode: _total_loss(phi, episode, objective, static, l1, scales, mask)
+
+
+__all__ = ["SearchResult", "evaluate", "sample_episode"]

@@ -14,6 +14,7 @@ from jaxtyping import PRNGKeyArray
 from .._simulate import simulate
 from ._common import AbstractObjective, DiscoveryError
 from ._homeostasis import HomeostasisObjective
+from ._optimise import sample_episode
 
 
 def roc_auc(positive, negative) -> float:
@@ -124,7 +125,7 @@ def familiarity_probe(
     net = objective.network
     n_exc, n_inh = net.n_exc, net.n_inh
     k_ep, k_pat = jax.random.split(key)
-    episode = eqx.filter_jit(objective.sample)(k_ep)
+    episode = sample_episode(objective, k_ep)
     n_net = objective.n_networks
     n_all = 2 * n_patterns
     active = jax.random.uniform(k_pat, (n_net, n_all, n_exc + n_inh)) < active_fraction

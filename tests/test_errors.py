@@ -15,7 +15,7 @@ from plasticinfer import _errors
 LIBRARY = Path(pi.__file__).parent
 BUILTIN = {name for name, obj in vars(builtins).items() if isinstance(obj, type) and issubclass(obj, BaseException)}
 # Abstract-method placeholders are a contract with subclass authors, not an error a user can cause.
-ALLOWED = {"NotImplementedError"}
+ALLOWED = {"NotImplementedError", "KeyboardInterrupt"}  # the user's own Ctrl-C, passed on up (plasticinfer/_interrupt.py)
 
 
 def _raised_names(tree: ast.AST):

@@ -3,10 +3,13 @@
 import os
 from pathlib import Path
 
-# The suite's time goes mostly to XLA compiling many small programs that then run for milliseconds.
-# JAX's "most optimizations off" (XLA backend -O0, no expensive LLVM passes) compiles ~30 % faster
-# for ~10 % slower execution. Set before jax is imported so that it also reaches every subprocess
-# (tutorials, the CLI through its entry point); JAX_DISABLE_MOST_OPTIMIZATIONS=0 runs fully optimised.
+# The fast tier's time goes mostly to XLA compiling many small programs that then run for milliseconds.
+# JAX's "most optimizations off" (XLA backend -O0, no expensive LLVM passes) compiles ~30 % faster, but
+# the compiled code runs slower (2.4x for the demo's 300-step fit). So: off for the fast tier, on for the
+# tests marked slow, which are long runs (see _full_optimisation_for_slow_tests). Set before jax is
+# imported so that it also reaches every subprocess; setting JAX_DISABLE_MOST_OPTIMIZATIONS yourself
+# (0 or 1) applies that value to every test.
+_USER_CHOSE_OPTIMISATION = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
@@ -63,19 +66,50 @@ def _rss_mib() -> float:
         return 0.0
 
 
+# Within a module the limit is higher (its tests often share programs); one module's tests grew a worker
+# from 5 to 8.7 GB before this per-test check.
+TEST_CACHE_LIMIT_MIB = float(os.environ.get("PLASTICINFER_TEST_CACHE_LIMIT_MIB_PER_TEST", "4000"))
+
+
+def _drop_jax_caches() -> None:
+    import ctypes
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _bounded_jax_caches():
     yield
     if _rss_mib() > CACHE_LIMIT_MIB:
-        import ctypes
-        import gc
+        _drop_jax_caches()
 
-        jax.clear_caches()
-        gc.collect()
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+
+@pytest.fixture(autouse=True)
+def _bounded_jax_caches_per_test():
+    yield
+    if _rss_mib() > TEST_CACHE_LIMIT_MIB:
+        _drop_jax_caches()
+
+
+@pytest.fixture(autouse=True)
+def _full_optimisation_for_slow_tests(request):
+    """Tests marked slow are long runs of few programs: compile them fully optimised (see the top)."""
+    if _USER_CHOSE_OPTIMISATION or request.node.get_closest_marker("slow") is None:
+        yield
+        return
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "0"  # for the subprocesses the test starts
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+        jax.config.update("jax_disable_most_optimizations", True)
 
 
 # --- peak memory per test process, printed at the end of the run (issue: report memory per xdist worker) ------------

@@ -218,7 +218,6 @@ def _optimise(
     interrupted = False
     finished = stopped_early or (done > 0 and not np.asarray(carry[2]).any())
     # every chunk is at most this long: one compiled program per fit, whatever the remainder of steps
-    # every chunk is at most this long: one compiled program per fit, whatever the remainder of steps
     length = min(eval_every, checkpoint_every if checkpoint is not None else eval_every, steps)
     with tqdm(total=steps, initial=min(done, steps), desc=desc, disable=not show_progress(progress), leave=False) as bar:
         while done < steps and not finished:

@@ -35,6 +35,40 @@ _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _FROM_SUPERSCRIPT = {v: k for k, v in zip("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")}
 
 
+def format_equation(
+    terms: Iterable[tuple[float, str]],
+    *,
+    lhs: str = "Δw",
+    learning_rate: float = 1.0,
+    precision: int = 3,
+    threshold: float = 0.0,
+) -> str:
+    """The one equation formatter for every rule: ``"Δw = η·(1.000·x·y − 0.500·w)"``.
+
+    Args:
+        terms: ``(coefficient, term)`` pairs in print order; the term ``""`` (or ``"1"``) is the constant,
+            a term containing a space is put in parentheses.
+        lhs: the left-hand side (``"Δw"``, ``"ΔW"``, ``"pre spike: Δw"``).
+        learning_rate: η, written in front of the sum unless it is 1.
+        precision: decimals of each coefficient.
+        threshold: terms with |θ| ≤ threshold are left out (exact zeros always are).
+    """
+    parts = []
+    for c, term in terms:
+        c = float(c)
+        if abs(c) <= threshold or c == 0.0:
+            continue
+        body = "" if term in ("", "1") else "·" + (f"({term})" if " " in term else term)
+        parts.append(("−" if c < 0 else "+", f"{abs(c):.{precision}f}{body}"))
+    if not parts:
+        rhs = "0"
+    else:
+        rhs = ("−" if parts[0][0] == "−" else "") + parts[0][1] + "".join(f" {s} {p}" for s, p in parts[1:])
+    if learning_rate == 1.0:
+        return f"{lhs} = {rhs}"
+    return f"{lhs} = {learning_rate:g}·({rhs})"
+
+
 class AbstractRule(eqx.Module):
     """A plasticity rule acting on a whole weight matrix."""
 
@@ -51,6 +85,16 @@ class AbstractRule(eqx.Module):
     def penalty(self) -> Float[Array, ""]:
         """L1 norm of the sparsity-penalised parameters (zero for rules without such)."""
         return jnp.zeros(())
+
+    format_equation = staticmethod(format_equation)
+
+    def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
+        """The rule written out (``"Δw = 0.500·x·r − 0.100·w"``). Rules with named terms print them with
+        :meth:`format_equation` (the one formatter every rule uses); others say what they compute."""
+        return f"Δw = {type(self).__name__}(x, y, w, r)"
+
+    def __str__(self) -> str:
+        return self.equation()
 
 
 # --------------------------------------------------------------------------------------
@@ -343,23 +387,10 @@ class TaylorRule(AbstractRule):
 
     def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
         """``"Δw = 1.000·x·y − 1.000·y²·w"`` over the terms whose |θ| > threshold."""
-        parts = []
-        for t, c in zip(self.terms, np.asarray(self.coeffs)):
-            if abs(c) <= threshold or (threshold == 0.0 and c == 0.0):
-                continue
-            sign = "−" if c < 0 else "+"
-            body = "" if t.degree == 0 else "·" + t.pretty()
-            parts.append((sign, f"{abs(c):.{precision}f}{body}"))
-        if not parts:
-            rhs = "0"
-        else:
-            rhs = ("−" if parts[0][0] == "−" else "") + parts[0][1]
-            rhs += "".join(f" {s} {p}" for s, p in parts[1:])
-        lr = "" if self.learning_rate == 1.0 else f"{self.learning_rate:g}·("
-        return f"Δw = {lr}{rhs}{')' if lr else ''}"
-
-    def __str__(self) -> str:
-        return self.equation()
+        return format_equation(
+            zip(np.asarray(self.coeffs), (t.pretty() for t in self.terms)),
+            learning_rate=self.learning_rate, precision=precision, threshold=threshold,
+        )  # fmt: skip
 
     def warnings_for(self, *, binary_reward: bool = False) -> list[str]:
         """Identifiability warnings, e.g. terms differing only in the power of r when r is binary."""
@@ -414,7 +445,7 @@ def rule_equation(rule: AbstractRule, *, reward_expectation: bool = False, preci
     The one formatter used by fit results, comparisons and the fly report: a rule fitted in a
     ``ChoiceCircuit(reward_expectation=True)`` sees r − E[r] where its terms say r.
     """
-    text = rule.equation(precision=precision) if isinstance(rule, TaylorRule) else str(rule)
+    text = rule.equation(precision=precision) if isinstance(rule, AbstractRule) else str(rule)
     if not reward_expectation:
         return text
     return re.sub(r"(?<![A-Za-z\[])r(?![A-Za-z\]])", RPE, text)
@@ -486,6 +517,12 @@ class MLPRule(AbstractRule):
         out = jax.vmap(self.mlp)(z).reshape(shape)
         return self.learning_rate * out.mean(0)
 
+    def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
+        """``"Δw = MLP(x, y, w, r)"`` (width × depth in brackets); an MLP has no named terms to print."""
+        mlp = self.mlp
+        lr = "" if self.learning_rate == 1.0 else f"{self.learning_rate:g}·"
+        return f"Δw = {lr}MLP({', '.join(self.variables)})  [{mlp.width_size} wide, {mlp.depth} hidden layers]"
+
 
 class CovarianceRule(AbstractRule):
     """Δw = η · mean_batch (x − x̄)(y − ȳ), with x̄, ȳ the batch means (needs batch > 1)."""
@@ -502,6 +539,12 @@ class CovarianceRule(AbstractRule):
         xc = pre - pre.mean(0)
         yc = post - post.mean(0)
         return self.learning_rate * self.coeff * (yc.T @ xc) / pre.shape[0]
+
+    def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
+        """``"Δw = 1.000·(x−x̄)·(y−ȳ)"`` (x̄, ȳ: batch means)."""
+        return format_equation(
+            [(self.coeff, "(x−x̄)·(y−ȳ)")], learning_rate=self.learning_rate, precision=precision, threshold=threshold
+        )
 
 
 # --------------------------------------------------------------------------------------

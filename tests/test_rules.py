@@ -207,3 +207,45 @@ def test_taylor_derivatives_match_plain_autodiff(batch, variables, max_power, ma
         for g, h in zip(jax.tree_util.tree_leaves(got["hessian"]), jax.tree_util.tree_leaves(hess_want)):
             np.testing.assert_allclose(g, h, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(d["forward"]["jvp"], want["jvp"], rtol=1e-8)
+
+
+def test_one_equation_formatter():
+    """Signs, constants, parentheses, η and the threshold, written out by hand."""
+    fmt = pi.AbstractRule.format_equation
+    assert fmt([(-0.5, "x·y"), (0.25, ""), (0.0, "w")]) == "Δw = −0.500·x·y + 0.250"
+    assert fmt([(2.0, "a − b"), (-1e-4, "w")], lhs="ΔW", learning_rate=0.05, threshold=1e-3) == "ΔW = 0.05·(2.000·(a − b))"
+    assert fmt([(1e-4, "w")], threshold=1e-3) == "Δw = 0"
+    assert fmt([(1.0, "1"), (-2.0, "x")], precision=1) == "Δw = 1.0 − 2.0·x"
+
+
+def test_every_rule_prints_through_the_one_formatter(key):
+    """Every rule class of the package: ``str(rule)`` is ``rule.equation()``, and rules with named terms give
+    exactly what the formatter gives for their (coefficient, term) pairs."""
+    from plasticinfer.compare import OptionTaylorRule, QAgentRule
+    from plasticinfer.discovery import PairRule, TraceRule
+    from plasticinfer.metalearn import LocalRule
+
+    fmt = pi.AbstractRule.format_equation
+    taylor = TaylorRule.from_terms({"x*r": 0.5, "w": -0.1}, learning_rate=0.3)
+    local = LocalRule.from_terms({"pseudo_gradient": 1.0, "decay": -0.02})
+    trace = TraceRule(-0.04, 0.0, 1.0, 0.5, tau_pre=0.01, tau_post=0.03)
+    pair = PairRule(-0.04, 0.0, 1.0, 0.5, 0.01, 0.03)
+    expected = {
+        "taylor": (taylor, fmt([(0.5, "x·r"), (-0.1, "w")], learning_rate=0.3)),
+        "local": (local, fmt([(1.0, "e_{l+1}·y_lᵀ"), (-0.02, "W")], lhs="ΔW", learning_rate=0.05)),
+        "covariance": (pi.CovarianceRule(0.25), "Δw = 0.250·(x−x̄)·(y−ȳ)"),
+        "trace": (
+            trace,
+            "pre spike: Δw = −0.040 + 0.500·x_post; post spike: Δw = 1.000·x_pre  [τ_pre = 10 ms, τ_post = 30 ms]",
+        ),
+        "pair": (pair, str(trace)),  # same update, same print, whether the time constants are searched or fixed
+        "option": (OptionTaylorRule(taylor), "ΔQ_k = 0.3·(0.500·x·r − 0.100·q)"),
+        "agent": (QAgentRule(0.25, forget_unchosen=True, kappa=0.125), "QAgentRule(alpha=0.25, kappa=0.125)"),
+        "mlp": (pi.MLPRule(("x", "y"), width=4, depth=1, key=key), "Δw = MLP(x, y)  [4 wide, 1 hidden layers]"),
+    }
+    for name, (rule, text) in expected.items():
+        assert rule.equation() == text, name
+        assert str(rule) == text, name
+    args = (jnp.ones((2, 3)), jnp.ones((2, 1)), jnp.zeros((1, 3)), jnp.ones(2))
+    np.testing.assert_allclose(pair(*args), trace(*args))
+    np.testing.assert_allclose(trace(*args), -0.04 + 0.5 * 0.03 + 1.0 * 0.01)  # α·ν_pre + (κτ_post + γτ_pre)·ν_pre·ν_post

@@ -155,8 +155,10 @@ class QAgentRule(AbstractRule):
         q2 = q1 + x * alpha * (target - q1)
         return (q2 - q)[None, :]
 
-    def __str__(self) -> str:
-        p = ", ".join(f"{k}={v:.3g}" for k, v in self.parameters().items())
+    def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
+        """``"QAgentRule(alpha=0.2, kappa=0.1)"``: the agent's parameters on their natural scale (its update is
+        written out in the class docs; it is not a sum of named terms)."""
+        p = ", ".join(f"{k}={v:.{precision}g}" for k, v in self.parameters().items())
         return f"QAgentRule({p})"
 
 
@@ -324,9 +326,6 @@ class OptionTaylorRule(AbstractRule):
         """The update as an equation in option signals: x = chosen, o = other value, q = own value, r = reward."""
         rhs = self.taylor.equation(precision=precision, threshold=threshold).split("=", 1)[1]
         return "ΔQ_k =" + rhs.translate(str.maketrans({"y": "o", "w": "q"}))
-
-    def __str__(self) -> str:
-        return self.equation()
 
 
 def option_taylor_rule(max_power: int = 2, *, init: dict[str, float] | None = None) -> OptionTaylorRule:

@@ -34,7 +34,59 @@ from .._simulate import simulate
 from ._common import AbstractObjective, DiscoveryError
 
 
-class TraceRule(AbstractRule):
+class AbstractPairRule(AbstractRule):
+    """The pair-based trace rule's update, shared by :class:`TraceRule` (fixed time constants) and
+    :class:`~plasticinfer.discovery.PairRule` (time constants as parameters).
+
+    Subclasses hold α, β, γ, κ, τ_pre, τ_post and η as ``alpha``, ``beta``, ``gamma``, ``kappa``,
+    ``tau_pre``, ``tau_post`` and ``learning_rate``.
+    """
+
+    alpha: eqx.AbstractVar[Float[Array, ""]]
+    beta: eqx.AbstractVar[Float[Array, ""]]
+    gamma: eqx.AbstractVar[Float[Array, ""]]
+    kappa: eqx.AbstractVar[Float[Array, ""]]
+    tau_pre: eqx.AbstractVar[float | Float[Array, ""]]
+    tau_post: eqx.AbstractVar[float | Float[Array, ""]]
+    learning_rate: eqx.AbstractVar[float]
+
+    @property
+    def pair_coefficient(self) -> Array:
+        """κ·τ_post + γ·τ_pre: the weight of ν_pre·ν_post in the rate form."""
+        return self.kappa * self.tau_post + self.gamma * self.tau_pre
+
+    def __call__(self, pre, post, weight, reward):
+        pre, post, _ = _batched(pre, post, reward)
+        n = pre.shape[0]
+        mean_pre = jnp.mean(pre, axis=0)  # (pre,)
+        mean_post = jnp.mean(post, axis=0)  # (post,)
+        pair = post.T @ pre / n  # (post, pre)
+        dw = self.alpha * mean_pre[None, :] + self.beta * mean_post[:, None] + self.pair_coefficient * pair
+        return self.learning_rate * jnp.broadcast_to(dw, weight.shape)
+
+    def on_pre(self, x_post) -> Array:
+        """Weight change per presynaptic spike given the postsynaptic trace."""
+        return self.learning_rate * (self.alpha + self.kappa * x_post)
+
+    def on_post(self, x_pre) -> Array:
+        """Weight change per postsynaptic spike given the presynaptic traces."""
+        return self.learning_rate * (self.beta + self.gamma * x_pre)
+
+    @property
+    def coefficients(self) -> dict[str, float]:
+        return {k: float(getattr(self, k)) for k in ("alpha", "beta", "gamma", "kappa")}
+
+    def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
+        """``"pre spike: Δw = η·(α + κ·x_post); post spike: Δw = η·(β + γ·x_pre)  [τ…]"`` with numbers."""
+        c = self.coefficients
+        kw = dict(learning_rate=self.learning_rate, precision=precision, threshold=threshold)
+        pre = self.format_equation([(c["alpha"], ""), (c["kappa"], "x_post")], lhs="pre spike: Δw", **kw)
+        post = self.format_equation([(c["beta"], ""), (c["gamma"], "x_pre")], lhs="post spike: Δw", **kw)
+        taus = f"[τ_pre = {float(self.tau_pre) * 1e3:g} ms, τ_post = {float(self.tau_post) * 1e3:g} ms]"
+        return f"{pre}; {post}  {taus}"
+
+
+class TraceRule(AbstractPairRule):
     """Pair-based trace rule (α, β, γ, κ, τ_pre, τ_post); called on rates it returns the mean drift dw/dt.
 
     Attributes:
@@ -42,7 +94,7 @@ class TraceRule(AbstractRule):
         beta: change per postsynaptic spike (alone).
         gamma: change per postsynaptic spike, times the presynaptic trace.
         kappa: change per presynaptic spike, times the postsynaptic trace.
-        tau_pre, tau_post: trace time constants (seconds).
+        tau_pre, tau_post: trace time constants (seconds; fixed, not searched).
         learning_rate: η.
 
     ``rule(pre_rates, post_rates, w, reward)`` is the rate form (Hz in, weight per second
@@ -74,31 +126,9 @@ class TraceRule(AbstractRule):
         """Vogels et al. 2011: symmetric Hebbian pairing (κ = γ = 1) with depression α = −2·target·τ per pre spike."""
         return cls(-2.0 * target * tau, 0.0, 1.0, 1.0, tau_pre=tau, tau_post=tau, learning_rate=learning_rate)
 
-    @property
-    def pair_coefficient(self) -> Array:
-        """κ·τ_post + γ·τ_pre: the weight of ν_pre·ν_post in the rate form."""
-        return self.kappa * self.tau_post + self.gamma * self.tau_pre
-
     def fixed_point(self, nu_pre) -> Array:
         """The analytic steady postsynaptic rate ν* = −α·ν_pre / (β + (κτ_post + γτ_pre)·ν_pre)."""
         return -self.alpha * nu_pre / (self.beta + self.pair_coefficient * nu_pre)
-
-    def __call__(self, pre, post, weight, reward):
-        pre, post, _ = _batched(pre, post, reward)
-        n = pre.shape[0]
-        mean_pre = jnp.mean(pre, axis=0)  # (pre,)
-        mean_post = jnp.mean(post, axis=0)  # (post,)
-        pair = post.T @ pre / n  # (post, pre)
-        dw = self.alpha * mean_pre[None, :] + self.beta * mean_post[:, None] + self.pair_coefficient * pair
-        return self.learning_rate * jnp.broadcast_to(dw, weight.shape)
-
-    def on_pre(self, x_post) -> Array:
-        """Weight change per presynaptic spike given the postsynaptic trace."""
-        return self.learning_rate * (self.alpha + self.kappa * x_post)
-
-    def on_post(self, x_pre) -> Array:
-        """Weight change per postsynaptic spike given the presynaptic traces."""
-        return self.learning_rate * (self.beta + self.gamma * x_pre)
 
     def penalty(self):
         return jnp.abs(self.alpha) + jnp.abs(self.beta) + jnp.abs(self.gamma) + jnp.abs(self.kappa)
@@ -109,25 +139,6 @@ class TraceRule(AbstractRule):
             {"x": float(self.alpha), "y": float(self.beta), "x*y": float(self.pair_coefficient)},
             learning_rate=self.learning_rate,
         )
-
-    @property
-    def coefficients(self) -> dict[str, float]:
-        return {k: float(getattr(self, k)) for k in ("alpha", "beta", "gamma", "kappa")}
-
-    def equation(self, *, precision: int = 3, threshold: float = 0.0) -> str:
-        """``"pre spike: Δw = η·(α + κ·x_post); post spike: Δw = η·(β + γ·x_pre)"`` with numbers."""
-        c = self.coefficients
-        lead = lambda v: f"{v:.{precision}f}".replace("-", "−")  # noqa: E731
-        tail = lambda v: f"{'−' if v < 0 else '+'} {abs(v):.{precision}f}"  # noqa: E731
-        lr = "" if self.learning_rate == 1.0 else f"{self.learning_rate:g}·"
-        return (
-            f"pre spike: Δw = {lr}({lead(c['alpha'])} {tail(c['kappa'])}·x_post); "
-            f"post spike: Δw = {lr}({lead(c['beta'])} {tail(c['gamma'])}·x_pre)  "
-            f"[τ_pre = {self.tau_pre * 1e3:g} ms, τ_post = {self.tau_post * 1e3:g} ms]"
-        )
-
-    def __str__(self) -> str:
-        return self.equation()
 
 
 def taylor_fixed_point(rule: TaylorRule, nu_pre) -> Array:

@@ -74,7 +74,7 @@ class SearchResult:
         r = self.rule(self.best if i is None else i)
         lines = []
         for name, rr in as_rule_dict(r).items():
-            eq = rr.equation(threshold=threshold, precision=precision) if isinstance(rr, TaylorRule) else rr.equation(precision=precision)
+            eq = rr.equation(threshold=threshold, precision=precision)
             lines.append(eq if name == "rule" else f"{name}: {eq}")
         return "\n".join(lines)
 

@@ -25,16 +25,15 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from .._rules import AbstractRule, _batched
 from ._common import DiscoveryError
-from ._homeostasis import TraceRule
+from ._homeostasis import AbstractPairRule, TraceRule
 
 PARAMETERS: tuple[str, ...] = ("alpha", "beta", "gamma", "kappa", "tau_pre", "tau_post")
 SYNAPSE_TYPES: tuple[str, ...] = ("ee", "ei", "ie", "ii")
 _TYPE_LABEL = {"ee": "E→E", "ei": "E→I", "ie": "I→E", "ii": "I→I"}
 
 
-class PairRule(AbstractRule):
+class PairRule(AbstractPairRule):
     """Pair-based trace rule (α, β, γ, κ, τ_pre, τ_post) with learning rate η; see the module docstring."""
 
     alpha: Float[Array, ""]
@@ -78,39 +77,12 @@ class PairRule(AbstractRule):
         """Vogels et al. 2011 inhibitory rule: κ = γ = 1, α = −2·target·τ (drives the postsynaptic rate to ``target``)."""
         return cls(-2.0 * target * tau, 0.0, 1.0, 1.0, tau, tau, learning_rate=learning_rate)
 
-    def on_pre(self, x_post) -> Array:
-        """Weight change per presynaptic spike given the postsynaptic trace."""
-        return self.learning_rate * (self.alpha + self.kappa * x_post)
-
-    def on_post(self, x_pre) -> Array:
-        """Weight change per postsynaptic spike given the presynaptic trace."""
-        return self.learning_rate * (self.beta + self.gamma * x_pre)
-
-    @property
-    def pair_coefficient(self) -> Array:
-        return self.kappa * self.tau_post + self.gamma * self.tau_pre
-
-    def __call__(self, pre, post, weight, reward):
-        pre, post, _ = _batched(pre, post, reward)
-        n = pre.shape[0]
-        pair = post.T @ pre / n
-        dw = self.alpha * jnp.mean(pre, 0)[None, :] + self.beta * jnp.mean(post, 0)[:, None] + self.pair_coefficient * pair
-        return self.learning_rate * jnp.broadcast_to(dw, weight.shape)
-
     def as_trace_rule(self) -> TraceRule:
         """The same rule with fixed time constants, for the single-neuron B3 tools (manifold, fixed point)."""
         return TraceRule(
             float(self.alpha), float(self.beta), float(self.gamma), float(self.kappa),
             tau_pre=float(self.tau_pre), tau_post=float(self.tau_post), learning_rate=self.learning_rate,
         )  # fmt: skip
-
-    def __str__(self) -> str:
-        v = {p: float(getattr(self, p)) for p in PARAMETERS}
-        return (
-            f"pre: Δw = {self.learning_rate:g}·({v['alpha']:+.3f} {v['kappa']:+.3f}·x_post); "
-            f"post: Δw = {self.learning_rate:g}·({v['beta']:+.3f} {v['gamma']:+.3f}·x_pre) "
-            f"[τ_pre = {v['tau_pre'] * 1e3:.1f} ms, τ_post = {v['tau_post'] * 1e3:.1f} ms]"
-        )
 
 
 class EIRules(eqx.Module):

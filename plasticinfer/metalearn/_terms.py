@@ -24,6 +24,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._errors import ModelError
+from .._rules import format_equation
 
 
 class LayerSignals(eqx.Module):
@@ -267,19 +268,10 @@ class LocalRule(eqx.Module):
 
     def equation(self, *, threshold: float = 0.0, precision: int = 3) -> str:
         """``"ΔW = 0.05·(1.000·e_{l+1}·y_lᵀ − 0.020·W)"`` over the terms with |θ| > threshold."""
-        parts = []
-        for t, c in zip(self.terms, np.asarray(self.coeffs)):
-            if abs(c) <= threshold or c == 0.0:
-                continue
-            body = f"({t.name})" if " " in t.name else t.name
-            parts.append(("−" if c < 0 else "+", f"{abs(c):.{precision}f}·{body}"))
-        if not parts:
-            rhs = "0"
-        else:
-            rhs = ("−" if parts[0][0] == "−" else "") + parts[0][1] + "".join(f" {s} {p}" for s, p in parts[1:])
-        if self.learning_rate == 1.0:
-            return f"ΔW = {rhs}"
-        return f"ΔW = {self.learning_rate:g}·({rhs})"
+        return format_equation(
+            zip(np.asarray(self.coeffs), self.names),
+            lhs="ΔW", learning_rate=self.learning_rate, precision=precision, threshold=threshold,
+        )  # fmt: skip
 
     def __str__(self) -> str:
         return self.equation()

@@ -19,6 +19,7 @@ from ._families import (
     find_families as find_families,
 )
 from ._homeostasis import (
+    AbstractPairRule as AbstractPairRule,
     HomeostasisObjective as HomeostasisObjective,
     HomeostaticRateNeuron as HomeostaticRateNeuron,
     TraceRule as TraceRule,
@@ -107,6 +108,7 @@ __all__ = [
     "RuleFamily",
     "coefficient_table",
     "find_families",
+    "AbstractPairRule",
     "HomeostasisObjective",
     "HomeostaticRateNeuron",
     "TraceRule",

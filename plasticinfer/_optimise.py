@@ -66,6 +66,57 @@ def _init_opt_state(optimiser, params_b):
         return jax.vmap(optimiser.init)(params_b)
 
 
+DIVERGENCE_POLICIES = ("stop", "step_back")
+
+
+def check_divergence(divergence: str) -> str:
+    """``divergence`` if it names a policy of :func:`guarded_update`, else a :class:`ModelError` listing them."""
+    if divergence not in DIVERGENCE_POLICIES:
+        raise ModelError(f"divergence must be one of {DIVERGENCE_POLICIES}; got {divergence!r}")
+    return divergence
+
+
+def guarded_update(params, opt_state, loss, grads, alive, last_ok, *, optimiser, divergence: str, value_fn=None):
+    """One optax update with the divergence guard that fit, discovery and meta-learning share.
+
+    A non-finite loss or gradient never reaches the optimiser (the gradient is zeroed, the update
+    discarded), and neither does an update that makes the parameters non-finite. Then:
+
+    - ``"stop"``: the member stops for good (``alive`` turns False; its parameters and optimiser state
+      stay where they were). What ``fit`` and ``meta_learn`` do; the best finite iterate is kept by them.
+    - ``"step_back"``: the member steps halfway back towards ``last_ok``, the last parameters whose
+      loss was finite, and goes on (a backtracking that ends inside the finite region). What the
+      gradient search of discovery does: its resampled episodes make a rare non-finite draw recoverable.
+
+    ``value_fn`` (optional) is passed to optimisers that take extra arguments (optax line searches), with
+    the loss and gradient. Returns ``(params, opt_state, alive, last_ok, recorded_loss, discarded)``:
+    the loss is NaN where it was non-finite (or the member had stopped); ``discarded`` marks steps
+    whose update was not applied.
+    """
+    finite = jnp.isfinite(loss) & _all_finite(grads)
+    grads = _tree_where(finite, grads, jax.tree_util.tree_map(jnp.zeros_like, grads))
+    extra = {} if value_fn is None else dict(value=loss, grad=grads, value_fn=value_fn)
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 step counts (and L-BFGS int64s) with floats
+        updates, new_opt = optimiser.update(grads, opt_state, params, **extra)
+    new_params = eqx.apply_updates(params, updates)
+    new_last_ok = None if last_ok is None else _tree_where(finite & alive, params, last_ok)
+    if divergence == "stop":
+        ok = finite & alive
+        applied = ok & _all_finite(new_params)
+        return (
+            _tree_where(applied, new_params, params), _tree_where(ok, new_opt, opt_state), ok, new_last_ok,
+            jnp.where(ok, loss, jnp.nan), ~applied,
+        )  # fmt: skip
+    if divergence == "step_back":
+        ok = finite & _all_finite(new_params)
+        back = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), params, last_ok)
+        return (
+            _tree_where(ok, new_params, back), _tree_where(ok, new_opt, opt_state), alive,
+            new_last_ok, jnp.where(finite, loss, jnp.nan), ~ok,
+        )  # fmt: skip
+    raise ModelError(f"divergence must be one of {DIVERGENCE_POLICIES}; got {divergence!r}")
+
+
 def _one_step(params, opt_state, alive, data, frozen, *, static, optimiser, l1):
     objective = _make_objective(static, l1)
     value_fn = lambda p: objective(p, data, frozen)  # noqa: E731
@@ -73,15 +124,10 @@ def _one_step(params, opt_state, alive, data, frozen, *, static, optimiser, l1):
         loss, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
     else:
         loss, grads = jax.value_and_grad(value_fn)(params)
-    finite = jnp.isfinite(loss) & _all_finite(grads)
-    grads = _tree_where(finite, grads, jax.tree_util.tree_map(jnp.zeros_like, grads))
-    with jax.numpy_dtype_promotion("standard"):
-        updates, new_opt = optimiser.update(grads, opt_state, params, value=loss, grad=grads, value_fn=value_fn)
-    new_params = eqx.apply_updates(params, updates)
-    ok = finite & alive
-    new_params = _tree_where(ok & _all_finite(new_params), new_params, params)
-    new_opt = _tree_where(ok, new_opt, opt_state)
-    return new_params, new_opt, loss, finite
+    new_params, new_opt, alive, _, loss, _ = guarded_update(
+        params, opt_state, loss, grads, alive, None, optimiser=optimiser, divergence="stop", value_fn=value_fn
+    )
+    return new_params, new_opt, alive, loss
 
 
 @eqx.filter_jit
@@ -96,15 +142,12 @@ def _run_chunk(carry, data, frozen, static, optimiser, l1, length, data_axis, n)
 
     def body(c, t):
         params, opt_state, alive, best_params, best_loss, diverged_at = c
-        new_params, new_opt, loss, finite = v_step(params, opt_state, alive, data, frozen)
-        newly_dead = alive & ~finite
-        diverged_at = jnp.where(newly_dead, t, diverged_at)
-        alive = alive & finite
-        better = alive & (loss < best_loss)
+        new_params, new_opt, new_alive, loss = v_step(params, opt_state, alive, data, frozen)
+        diverged_at = jnp.where(alive & ~new_alive, t, diverged_at)
+        better = new_alive & (loss < best_loss)  # loss is NaN once a member has stopped
         best_params = jax.vmap(_tree_where)(better, params, best_params)
         best_loss = jnp.where(better, loss, best_loss)
-        recorded = jnp.where(alive, loss, jnp.nan)
-        return (new_params, new_opt, alive, best_params, best_loss, diverged_at), recorded
+        return (new_params, new_opt, new_alive, best_params, best_loss, diverged_at), loss
 
     def idle(c, t):
         return c, jnp.full(c[2].shape, jnp.nan, dtype=c[4].dtype)

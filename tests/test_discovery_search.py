@@ -75,6 +75,24 @@ def test_gradient_search_backs_out_of_non_finite_regions(key):
     assert min(res.settings["skipped_steps"]) > 0
 
 
+def test_gradient_search_can_stop_at_the_first_non_finite_step_instead(key):
+    """The shared guard's other policy: a restart that hits the NaN region stops there for good (as a fit
+    does), so its loss history is NaN from that step on and its rule is the last finite point."""
+    import optax
+
+    obj = Quadratic(CENTRE, WEIGHTS, nan_above=0.65)
+    kw = dict(key=key, restarts=4, steps=200, optimiser=optax.adam(5e-2), clip_norm=None, progress=False)
+    stop = gradient_search(obj, divergence="stop", **kw)
+    back = gradient_search(obj, **kw)
+    assert stop.settings["divergence"] == "stop" and back.settings["divergence"] == "step_back"
+    for h in stop.loss_history:
+        first = int(np.argmax(np.isnan(h)))
+        assert first > 0 and np.isnan(h[first:]).all()  # stopped for good
+    assert all(np.isfinite(h[int(np.argmax(np.isnan(h))):]).any() for h in back.loss_history)  # stepped back, went on
+    c = np.asarray(stop.rules.coeffs)
+    assert np.all(c[:, 0] <= 0.65) and np.all(np.isfinite(stop.losses))
+
+
 def test_a_second_gradient_search_compiles_nothing(getkey):
     """The chunk of steps, the episode sampler and the metrics are compiled once per objective type, settings
     and shapes, not once per call (they were closures, re-jitted on every search)."""

@@ -18,8 +18,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._trial_data import TrialData
 from .._errors import ComparisonError
+from .._optimise import guarded_update
+from .._trial_data import TrialData
 from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, is_choice_data, n_observations
 from ._splits import Fold, restrict, subjects, trial_valid
 
@@ -108,12 +109,12 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
 @eqx.filter_jit
 def _chunk(params, state, static, train, validation, opt, length):
     def body(carry, _):
-        p, s = carry
+        p, s, alive = carry
         loss, g = jax.value_and_grad(lambda p: _mean_nll(eqx.combine(p, static), train))(p)
-        updates, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, updates), s), loss
+        p, s, alive, _, loss, _ = guarded_update(p, s, loss, g, alive, None, optimiser=opt, divergence="stop")
+        return (p, s, alive), loss
 
-    (params, state), losses = jax.lax.scan(body, (params, state), None, length=length)
+    (params, state, _), losses = jax.lax.scan(body, (params, state, jnp.asarray(True)), None, length=length)
     val = _mean_nll(eqx.combine(params, static), validation) if validation is not None else losses[-1]
     return params, state, losses[-1], val
 
@@ -166,7 +167,7 @@ def fit_gru(
         tr.append(float(loss))
         va.append(float(val))
         st.append(done)
-        if not np.isfinite(va[-1]):
+        if not (np.isfinite(va[-1]) and np.isfinite(tr[-1])):  # diverged: the guard stopped it at its last finite point
             break
         if va[-1] < best_val:
             best, best_val, best_step = params, va[-1], done

@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from .._fit import _all_finite, _tree_where
+from .._optimise import check_divergence, guarded_update
 from ._common import AbstractObjective, DiscoveryError
 from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
 
@@ -62,34 +62,25 @@ def _with_clipping(optimiser: optax.GradientTransformation, clip_norm: float | N
     return optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
 
 
-def _one_step(p, s, last_ok, episode, problem, optimiser):
+def _one_step(p, s, alive, last_ok, episode, problem, optimiser, divergence):
     loss, g = jax.value_and_grad(_total_loss)(p, episode, *problem)
-    finite = jnp.isfinite(loss) & _all_finite(g)
-    g = _tree_where(finite, g, jax.tree_util.tree_map(jnp.zeros_like, g))
-    with jax.numpy_dtype_promotion("standard"):  # optax computes b1**count with an int count
-        upd, s_new = optimiser.update(g, s, p)
-    p_new = eqx.apply_updates(p, upd)
-    ok = finite & _all_finite(p_new)
-    # non-finite here: step back halfway towards the last point whose loss was finite
-    back = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), p, last_ok)
-    p_out = _tree_where(ok, p_new, back)
-    return p_out, _tree_where(ok, s_new, s), _tree_where(finite, p, last_ok), jnp.where(finite, loss, jnp.nan), ~ok
+    return guarded_update(p, s, loss, g, alive, last_ok, optimiser=optimiser, divergence=divergence)
 
 
 @eqx.filter_jit
-def _chunk(p, s, last_ok, skipped, keep, episode, problem, optimiser, n):
+def _chunk(p, s, alive, last_ok, skipped, keep, episode, problem, optimiser, n, divergence):
     """``n`` vmapped steps of every restart on one episode. Module-level, with the objective and the
     optimiser as arguments: a second search with the same settings and shapes compiles nothing."""
-    v_step = jax.vmap(functools.partial(_one_step, optimiser=optimiser), in_axes=(0, 0, 0, None, None))
+    step = functools.partial(_one_step, optimiser=optimiser, divergence=divergence)
+    v_step = jax.vmap(step, in_axes=(0, 0, 0, 0, None, None))
 
     def body(c, _):
-        p, s, last_ok, skipped = c
-        p, s, last_ok, loss, bad = v_step(p, s, last_ok, episode, problem)
+        p, s, alive, last_ok, skipped = c
+        p, s, alive, last_ok, loss, discarded = v_step(p, s, alive, last_ok, episode, problem)
         p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
-        return (p, s, last_ok, skipped + bad.astype(skipped.dtype)), loss
+        return (p, s, alive, last_ok, skipped + discarded.astype(skipped.dtype)), loss
 
-    (p, s, last_ok, skipped), losses = jax.lax.scan(body, (p, s, last_ok, skipped), None, length=n)
-    return p, s, last_ok, skipped, losses
+    return jax.lax.scan(body, (p, s, alive, last_ok, skipped), None, length=n)
 
 
 def gradient_search(
@@ -108,6 +99,7 @@ def gradient_search(
     precondition: bool = True,
     prune: float | None = None,
     prune_at: float = 0.6,
+    divergence: str = "step_back",
     progress: bool = True,
 ) -> SearchResult:
     """Minimise ``objective.loss`` by gradient descent through the whole learning trajectory.
@@ -136,12 +128,17 @@ def gradient_search(
             zero and kept there, and the remaining steps re-fit the survivors. Gives exact
             zeros where L1 with stochastic gradients leaves small noisy coefficients.
         prune_at: fraction of the steps after which to prune.
+        divergence: what a restart does when its loss or gradient turns non-finite (the policy that
+            ``fit`` and ``meta_learn`` share, see ``plasticinfer._optimise.guarded_update``):
+            ``"step_back"`` (default) or ``"stop"``.
         progress: show a progress bar (only on a terminal or in Jupyter; see ``plasticinfer._progress``).
 
-    Where a restart's loss or gradient is non-finite, it does not update but steps back
-    halfway towards the last parameters whose loss was finite (a backtracking that ends
-    inside the finite region); these steps are counted in ``settings["skipped_steps"]``.
+    Where a restart's loss or gradient is non-finite, it does not update but (``"step_back"``) steps
+    back halfway towards the last parameters whose loss was finite (a backtracking that ends
+    inside the finite region) or (``"stop"``) stops there; these steps are counted in
+    ``settings["skipped_steps"]``.
     """
+    check_divergence(divergence)
     if restarts < 1 or steps < 1:
         raise DiscoveryError(f"restarts and steps must be ≥ 1; got restarts={restarts}, steps={steps}")
     rule = objective.default_rule() if rule is None else rule
@@ -175,6 +172,7 @@ def gradient_search(
     with jax.numpy_dtype_promotion("standard"):
         state = jax.vmap(optimiser.init)(params_b)
     skipped = jnp.zeros(restarts, dtype=jnp.int32)
+    alive = jnp.ones(restarts, dtype=bool)
     history = []
     p = params_b
     last_ok = params_b
@@ -189,7 +187,9 @@ def gradient_search(
                 keep = _prune_mask(p, mask, prune)
                 p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
                 last_ok = p
-            p, state, last_ok, skipped, losses = _chunk(p, state, last_ok, skipped, keep, episode, problem, optimiser, n)
+            (p, state, alive, last_ok, skipped), losses = _chunk(
+                p, state, alive, last_ok, skipped, keep, episode, problem, optimiser, n, divergence
+            )
             losses = np.asarray(losses)
             history.append(losses)
             done += n
@@ -212,6 +212,7 @@ def gradient_search(
         prune=prune,
         prune_step=prune_step,
         optimiser=repr(optimiser)[:200],
+        divergence=divergence,
         skipped_steps=np.asarray(skipped).tolist(),
     )
     return _finish(objective, rules, k_eval, history, "gradient", wall, settings)

@@ -20,7 +20,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
-from .._errors import FitDivergedError, ModelError
+from .._errors import DivergenceWarning, FitDivergedError, ModelError
+from .._optimise import guarded_update
 from ._episodes import DigitsEpisodes
 from ._learner import check_compatible, run_episodes
 from ._network import FeedbackNetwork
@@ -94,20 +95,16 @@ def _validate(params, static, network, episodes, keys, l1):
 
 @eqx.filter_jit
 def _chunk(params, opt_state, alive, keys, static, network, episodes, optimiser, l1, checkpoint):
-    """Meta-steps over keys (n, meta_batch); once a loss or meta-gradient is non-finite, nothing changes."""
+    """Meta-steps over keys (n, meta_batch); once a loss or meta-gradient is non-finite, nothing changes
+    (the ``"stop"`` policy of the optimisation loop every fit shares)."""
 
     def body(carry, ks):
         p, opt_state, alive = carry
         (loss, _), grads = jax.value_and_grad(_objective, has_aux=True)(p, static, network, episodes, ks, l1, checkpoint)
-        finite = jnp.isfinite(loss)
-        for g in jax.tree_util.tree_leaves(grads):
-            finite = finite & jnp.all(jnp.isfinite(g))
-        with jax.numpy_dtype_promotion("standard"):  # optax mixes int32 step counts with floats
-            updates, new_state = optimiser.update(grads, opt_state, p)
-        new_p = eqx.apply_updates(p, updates)
-        ok = alive & finite
-        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
-        return (keep(new_p, p), keep(new_state, opt_state), ok), jnp.where(ok, loss, jnp.nan)
+        p, opt_state, alive, _, loss, _ = guarded_update(
+            p, opt_state, loss, grads, alive, None, optimiser=optimiser, divergence="stop"
+        )
+        return (p, opt_state, alive), loss
 
     (params, opt_state, alive), losses = jax.lax.scan(body, (params, opt_state, alive), keys)
     return params, opt_state, alive, losses
@@ -209,7 +206,7 @@ def meta_learn(
         warnings.warn(
             f"meta-learning stopped at step {diverged_at}: non-finite meta-loss or meta-gradient; "
             f"returning the best finite coefficients (validation meta-loss {best_val:.4g})",
-            RuntimeWarning,
+            DivergenceWarning,
             stacklevel=2,
         )
     return MetaLearnResult(

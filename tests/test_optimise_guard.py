@@ -1,0 +1,81 @@
+"""The one divergence guard of every optimisation loop (fit, discovery, meta-learning, the GRU reference)."""
+
+import re
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import plasticinfer as pi
+from plasticinfer._optimise import guarded_update
+
+SGD = optax.sgd(0.5)
+
+
+def _step(loss, grads, params, last_ok, alive=True, divergence="stop"):
+    return guarded_update(
+        params, SGD.init(params), jnp.asarray(loss), grads, jnp.asarray(alive), last_ok,
+        optimiser=SGD, divergence=divergence,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("divergence", ["stop", "step_back"])
+def test_a_finite_step_is_the_optimisers_step(divergence):
+    p = {"a": jnp.array([1.0, 2.0])}
+    new, _, alive, last_ok, loss, discarded = _step(3.0, {"a": jnp.array([1.0, -2.0])}, p, {"a": jnp.zeros(2)}, divergence=divergence)
+    np.testing.assert_allclose(new["a"], [0.5, 3.0])  # p − 0.5·g
+    np.testing.assert_allclose(last_ok["a"], [1.0, 2.0])  # the point whose loss was finite
+    assert bool(alive) and float(loss) == 3.0 and not bool(discarded)
+
+
+def test_stop_keeps_the_point_and_stops_for_good():
+    p, last = {"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([0.0, 0.0])}
+    new, _, alive, last_ok, loss, discarded = _step(jnp.nan, {"a": jnp.ones(2)}, p, last)
+    np.testing.assert_array_equal(new["a"], p["a"])
+    np.testing.assert_array_equal(last_ok["a"], last["a"])
+    assert not bool(alive) and np.isnan(loss) and bool(discarded)
+    # once stopped, a finite loss changes nothing either
+    again, _, alive, _, loss, _ = _step(1.0, {"a": jnp.ones(2)}, new, last_ok, alive=alive)
+    np.testing.assert_array_equal(again["a"], p["a"])
+    assert not bool(alive) and np.isnan(loss)
+
+
+def test_step_back_goes_halfway_to_the_last_finite_point_and_goes_on():
+    p, last = {"a": jnp.array([1.0, 2.0])}, {"a": jnp.array([3.0, -2.0])}
+    new, _, alive, last_ok, loss, discarded = _step(1.0, {"a": jnp.array([jnp.inf, 0.0])}, p, last, divergence="step_back")
+    np.testing.assert_allclose(new["a"], [2.0, 0.0])
+    np.testing.assert_array_equal(last_ok["a"], last["a"])  # a non-finite gradient: p was not a finite point
+    assert bool(alive) and np.isnan(loss) and bool(discarded)
+
+
+@pytest.mark.parametrize("divergence", ["stop", "step_back"])
+def test_an_update_that_overflows_is_never_applied(divergence):
+    p, last = {"a": jnp.array([1.5e308])}, {"a": jnp.array([0.0])}
+    new, _, alive, last_ok, loss, discarded = _step(1.0, {"a": jnp.array([-1e308])}, p, last, divergence=divergence)
+    assert np.all(np.isfinite(new["a"])) and bool(discarded) and float(loss) == 1.0
+    expected = p["a"] if divergence == "stop" else 0.5 * (p["a"] + last["a"])
+    np.testing.assert_allclose(new["a"], expected)
+    np.testing.assert_array_equal(last_ok["a"], p["a"])  # its loss was finite
+
+
+def test_unknown_policy_is_refused_before_any_work(key):
+    with pytest.raises(pi.ModelError, match="divergence must be one of"):
+        pi.discovery.gradient_search(pi.discovery.PC1Objective.create(n_pre=3), key=key, divergence="freeze")
+
+
+def test_every_optimisation_loop_updates_through_the_guard():
+    """No optax update in the library outside guarded_update: one divergence policy implementation."""
+    root = Path(pi.__file__).parent
+    calls = []
+    for path in root.rglob("*.py"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\b\w+\.update\(\s*(g|grads|grad|gradients)\b", line):
+                calls.append(f"{path.relative_to(root)}:{n}")
+    assert calls == [f"_optimise.py:{_line_of('optimiser.update(grads, opt_state, params')}"], calls
+
+
+def _line_of(text):
+    lines = (Path(pi.__file__).parent / "_optimise.py").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)

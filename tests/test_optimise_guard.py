@@ -10,6 +10,7 @@ import pytest
 
 import plasticinfer as pi
 from plasticinfer._optimise import guarded_update
+from plasticinfer.errors import ConvergenceWarning
 
 SGD = optax.sgd(0.5)
 
@@ -79,3 +80,48 @@ def test_every_optimisation_loop_updates_through_the_guard():
 def _line_of(text):
     lines = (Path(pi.__file__).parent / "_optimise.py").read_text().splitlines()
     return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+def test_noisy_convergence_diagnostics_tell_a_fall_from_noise():
+    """The control: pure noise is rarely called 'still falling', a clear fall almost always is."""
+    from plasticinfer._optimise import diagnose
+
+    rng = np.random.default_rng(0)
+    t = np.arange(300)
+    false_alarms = np.mean([bool(diagnose(1 + 0.1 * rng.standard_normal(300), tol=1e-4, noisy=True)) for _ in range(500)])
+    detected = np.mean([bool(diagnose(1 - 0.01 * t + 0.1 * rng.standard_normal(300), tol=1e-4, noisy=True)) for _ in range(200)])
+    assert false_alarms < 0.02 and detected > 0.95, (false_alarms, detected)
+    # the single-point rule of deterministic fits would call about half of the pure-noise histories falling
+    single = np.mean([bool(diagnose(1 + 0.1 * rng.standard_normal(300), tol=1e-4)) for _ in range(200)])
+    assert single > 0.3
+    settled = 1 + np.exp(-t / 20) + 0.05 * rng.standard_normal(300)
+    stepped_back = settled.copy()
+    stepped_back[[50, 120]] = np.nan  # the guard stepped back from two bad steps and went on
+    assert diagnose(stepped_back, tol=1e-4, noisy=True) == ""
+    stopped = settled.copy()
+    stopped[250:] = np.nan
+    assert "non-finite at step 250 and the run stopped" in diagnose(stopped, tol=1e-4, noisy=True)
+
+
+def test_searches_record_convergence_and_warn_for_an_unsettled_best_restart(key):
+    from plasticinfer.discovery import AbstractObjective
+
+    class Bowl(AbstractObjective):
+        def loss(self, rule, episode):
+            return jnp.sum((rule.coeffs - 3.0) ** 2)
+
+        def metrics(self, rule, episode):
+            return {"loss": self.loss(rule, episode)}
+
+        def default_rule(self):
+            return pi.TaylorRule(["x", "y"], jnp.zeros(2))
+
+        def success(self, metrics):
+            return bool(metrics["loss"] < 1e-3)
+
+    kw = dict(key=key, restarts=2, optimiser=optax.adam(0.1), clip_norm=None, progress=False)
+    with pytest.warns(ConvergenceWarning, match="best restart .* has not converged: the loss was still falling"):
+        short = pi.discovery.gradient_search(Bowl(), steps=10, **kw)
+    assert not short.converged.any() and all("still falling" in m for m in short.convergence_messages)
+    long = pi.discovery.gradient_search(Bowl(), steps=400, **kw)
+    assert long.converged.all() and long.convergence_messages == ("", "")

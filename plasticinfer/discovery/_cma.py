@@ -139,4 +139,5 @@ def cma_search(
         evaluations=int(sum(es.countevals for es in strategies)),
         cma_version=cma.__version__,
     )
-    return _finish(objective, rules, k_eval, history, "cma-es", wall, settings)
+    # NaN from a generation on: that restart met CMA-ES's own termination criteria (tolfun, tolx, ...)
+    return _finish(objective, rules, k_eval, history, "cma-es", wall, settings, nan="finished")

@@ -215,4 +215,5 @@ def gradient_search(
         divergence=divergence,
         skipped_steps=np.asarray(skipped).tolist(),
     )
-    return _finish(objective, rules, k_eval, history, "gradient", wall, settings)
+    nan = "stopped" if divergence == "stop" else "skipped"
+    return _finish(objective, rules, k_eval, history, "gradient", wall, settings, nan=nan)

@@ -8,6 +8,7 @@ episode that no training step used.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from .._errors import ConvergenceWarning
+from .._optimise import diagnose
 from .._rules import TaylorRule
 from ._common import AbstractObjective, DiscoveryError, as_rule_dict
+
+
+CONVERGENCE_TOL = 1e-4  # as fit's default convergence_tol
 
 
 @dataclass
@@ -38,6 +44,10 @@ class SearchResult:
         method: ``"gradient"`` or ``"cma-es"``.
         wall_time: seconds spent optimising (compilation included), excluding the final evaluation.
         settings: the arguments that shaped the search.
+        converged: per restart, whether its loss history had settled (the diagnostics every fit uses,
+            for a noisy objective: ``plasticinfer._optimise.diagnose``); a ``ConvergenceWarning`` when the
+            best restart had not.
+        convergence_messages: per restart, why not ("" where it had).
     """
 
     rules: Any
@@ -48,6 +58,8 @@ class SearchResult:
     method: str
     wall_time: float
     settings: dict = field(default_factory=dict)
+    converged: np.ndarray | None = None
+    convergence_messages: tuple[str, ...] = ()
 
     @property
     def n_restarts(self) -> int:
@@ -131,13 +143,39 @@ def evaluate(objective: AbstractObjective, rules, key: PRNGKeyArray) -> dict[str
     return {k: np.asarray(v) for k, v in _metrics(objective, params, static, episode).items()}
 
 
-def _finish(objective, rules, key, history, method, wall, settings) -> SearchResult:
+def _diagnose_search(h, nan: str) -> str:
+    """Convergence of one restart's loss history; what a NaN means depends on the search (``nan``):
+    ``"stopped"`` the restart stopped at a non-finite loss, ``"skipped"`` the guard stepped back from that
+    step and went on, ``"finished"`` the optimiser had met its own termination criteria (CMA-ES)."""
+    h = np.asarray(h, dtype=float)
+    finite = np.isfinite(h)
+    if nan == "finished" and h.size and not finite[-1]:
+        return ""
+    if nan in ("skipped", "finished"):
+        h = h[finite]
+    return diagnose(h, tol=CONVERGENCE_TOL, noisy=True)
+
+
+def _finish(objective, rules, key, history, method, wall, settings, *, nan: str = "stopped") -> SearchResult:
     metrics = evaluate(objective, rules, key)
     losses = metrics["loss"]
     success = np.array(
         [np.isfinite(losses[i]) and objective.success({k: v[i] for k, v in metrics.items()}) for i in range(len(losses))]
     )
-    return SearchResult(rules, losses, metrics, success, history, method, wall, settings)
+    messages = tuple(_diagnose_search(h, nan) for h in np.asarray(history))
+    result = SearchResult(
+        rules, losses, metrics, success, history, method, wall, settings,
+        converged=np.array([not m for m in messages]), convergence_messages=messages,
+    )  # fmt: skip
+    if messages and messages[result.best]:
+        n_bad = sum(bool(m) for m in messages)
+        warnings.warn(
+            f"{method} search: the best restart ({result.best}) has not converged: {messages[result.best]} "
+            f"({n_bad} of {len(messages)} restarts not converged)",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return result
 
 
 def _scales(objective, rule, params, key, precondition):

@@ -35,11 +35,18 @@ def to_dataset(result, *, reference: str | None = None, families: Sequence[RuleF
             "success": (("restart",), np.asarray(result.success, dtype=np.int8)),
             "family": (("restart",), family),
             "history": (("restart", "step"), np.asarray(result.loss_history, dtype=float)),
+            **(
+                {"converged": (("restart",), np.asarray(result.converged, dtype=np.int8))}
+                if result.converged is not None else {}
+            ),
             **{f"metric_{k}": (("restart",), np.asarray(v, dtype=float)) for k, v in result.metrics.items() if k != "loss"},
         },
         coords={"restart": np.arange(result.n_restarts), "parameter": names, "step": np.arange(result.loss_history.shape[1])},
     )
     ds["success"].attrs["description"] = "1 if the restart's final rule meets the objective on held-out episodes"
+    if "converged" in ds:
+        ds["converged"].attrs["description"] = "1 if the restart's loss history had settled at the step limit"
+        ds.attrs["convergence_messages"] = json.dumps(list(result.convergence_messages))
     ds["loss"].attrs["description"] = "objective on a held-out episode (no training step used it)"
     ds.attrs.update(
         method=result.method,

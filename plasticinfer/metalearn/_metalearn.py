@@ -20,8 +20,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
-from .._errors import DivergenceWarning, FitDivergedError, ModelError
-from .._optimise import guarded_update
+from .._errors import ConvergenceWarning, DivergenceWarning, FitDivergedError, ModelError
+from .._optimise import diagnose, guarded_update
 from ._episodes import DigitsEpisodes
 from ._learner import check_compatible, run_episodes
 from ._network import FeedbackNetwork
@@ -67,6 +67,8 @@ class MetaLearnResult:
         diverged_at: the first step with a non-finite loss or meta-gradient; −1: never (as on
             :class:`~plasticinfer.FitResult`).
         wall_time: seconds spent in the meta-training loop (compilation included).
+        converged / convergence_message: whether the meta-loss had settled at the step limit, and why
+            not (the diagnostics every fit uses, for a noisy loss; a ``ConvergenceWarning`` when not).
     """
 
     rule: LocalRule
@@ -79,6 +81,8 @@ class MetaLearnResult:
     steps_run: int
     wall_time: float
     settings: dict = field(default_factory=dict)
+    converged: bool = True
+    convergence_message: str = ""
 
     def equation(self, threshold: float = 0.02) -> str:
         return self.rule.equation(threshold=threshold)
@@ -209,10 +213,14 @@ def meta_learn(
             DivergenceWarning,
             stacklevel=2,
         )
+    loss_history = np.concatenate(history) if history else np.zeros(0)
+    message = diagnose(loss_history, tol=1e-4, noisy=True)  # every step draws new episodes: a noisy loss
+    if message and diverged_at < 0:
+        warnings.warn(f"meta-learning has not converged: {message}", ConvergenceWarning, stacklevel=2)
     return MetaLearnResult(
         rule=eqx.combine(best_params, static),
         final_rule=eqx.combine(params, static),
-        loss_history=np.concatenate(history) if history else np.zeros(0),
+        loss_history=loss_history,
         validation_history=np.asarray(val_hist),
         validation_steps=np.asarray(val_steps),
         coeff_history=np.stack(coeff_hist),
@@ -220,6 +228,8 @@ def meta_learn(
         steps_run=done,
         wall_time=wall,
         settings=dict(steps=steps, meta_batch=meta_batch, l1=l1, validation_episodes=validation_episodes, eval_every=eval_every),
+        converged=not message,
+        convergence_message=message,
     )
 
 

@@ -192,6 +192,8 @@ class FeedbackAlignmentReport:
                 "threshold": self.threshold,
                 "learning_rate": self.rule.learning_rate,
                 "diverged_at": int(self.meta.diverged_at),
+                "converged": int(self.meta.converged),
+                "convergence_message": self.meta.convergence_message,
                 "settings": json.dumps(self.settings, default=str),
                 "timings": json.dumps(self.timings),
                 "created_by": "plasticinfer",

@@ -58,6 +58,8 @@ RULES = {
     "oja": lambda key: pi.oja(0.05),
     "mlp": lambda key: pi.MLPRule(width=8, depth=2, key=key, learning_rate=0.05, final_scale=1.0),
     "covariance": lambda key: pi.CovarianceRule(0.05),
+    # the pair-based trace rule in its rate form (TraceRule shares its update through AbstractPairRule)
+    "pair": lambda key: pi.discovery.PairRule(-0.01, 0.02, 0.05, 0.03, 0.02, 0.03, learning_rate=0.5),
 }
 
 
@@ -132,4 +134,63 @@ OBSERVATIONS = {
     "bernoulli": (pi.BernoulliChoice(1.5, bias=0.2), _choice_drives, _scipy_bernoulli, True),
     "bernoulli_lapse": (pi.BernoulliChoice(2.0, lapse=0.1), _choice_drives, _scipy_bernoulli, True),
     "poisson": (pi.PoissonCounts(dt=2.0), _gaussian_outputs, _scipy_poisson, True),
+}
+
+
+# --- discovery objectives: (objective, the rule to check at, finite-difference step or None) ----------------------------
+# The rule is a function of (objective, key); a step of None marks an objective whose loss is not differentiable
+# (spike counts), searched by CMA-ES only. Sizes are tiny: the contract tests check the plumbing, not the science.
+
+
+def _pc1_case(key):
+    from plasticinfer.discovery import PC1Objective
+
+    obj = PC1Objective.create(None, 3, n_networks=2, n_steps=12, n_samples=5)
+    rule = obj.default_rule()
+    coeffs = rule.with_coefficients({"x*y": 1.0, "y^2*w": -1.0}).coeffs + 0.05 * jax.random.normal(key, rule.coeffs.shape)
+    return obj, _with_coeffs(rule, coeffs)
+
+
+def _with_coeffs(rule, coeffs):
+    import equinox as eqx
+
+    return eqx.tree_at(lambda r: r.coeffs, rule, coeffs)
+
+
+def _pca_network_case(key):
+    from plasticinfer.discovery import PCANetworkObjective
+
+    obj = PCANetworkObjective.create(None, 6, 2, n_networks=1, n_steps=8, n_samples=4)
+    ref = obj.reference_rule()
+    base = {
+        "ff": pi.TaylorRule.full(("x", "y", "w"), 2, max_degree=3, learning_rate=0.1),
+        "lateral": pi.TaylorRule.full(("x", "y", "w"), 1, learning_rate=0.1),
+    }
+    k_ff, k_lat = jax.random.split(key)
+    rules = {}
+    for (name, rule), k in zip(base.items(), (k_ff, k_lat)):
+        rule = rule.with_coefficients({n: c for n, c in ref[name].coefficients.items() if n in rule.names})
+        rules[name] = _with_coeffs(rule, rule.coeffs + 0.05 * jax.random.normal(k, rule.coeffs.shape))
+    return obj, rules
+
+
+def _homeostasis_case(key):
+    from plasticinfer.discovery import HomeostasisObjective, TraceRule
+
+    obj = HomeostasisObjective.create(n_steps=60, measure_steps=10, n_networks=2, fluctuation=0.3, n_samples=3)
+    # exact gradients: inside the clamp and the rectifier's linear range the gradient leak plays no part
+    return obj, TraceRule(-0.2, 0.1, 0.5, 0.5, learning_rate=1e-3)
+
+
+def _lif_case(key):
+    from plasticinfer.discovery import LIFHomeostasisObjective, TraceRule
+
+    return LIFHomeostasisObjective.create(duration=0.2, measure=0.1, window=0.1, n_networks=2), TraceRule.vogels(5.0)
+
+
+OBJECTIVES = {
+    "pc1": (_pc1_case, 1e-6),
+    "pca_network": (_pca_network_case, 1e-6),
+    "homeostasis": (_homeostasis_case, 1e-5),
+    "lif_homeostasis": (_lif_case, None),
 }

@@ -159,46 +159,8 @@ def test_guard_keeps_a_diverging_rule_finite(key):
     assert np.max(np.abs(np.asarray(w))) <= GuardedNetwork(pi.FeedForward(3, 1)).bound
 
 
-def _fd_check(loss, x, eps=1e-6, rtol=1e-4):
-    loss = jax.jit(loss)
-    g = np.asarray(jax.jit(jax.grad(loss))(x))
-    fd = np.array([(loss(x.at[i].add(eps)) - loss(x.at[i].add(-eps))) / (2 * eps) for i in range(x.shape[0])])
-    np.testing.assert_allclose(g, fd, rtol=rtol, atol=1e-7 * np.max(np.abs(fd)))
-
-
-def test_pc1_gradient_matches_finite_differences(getkey):
-    obj = PC1Objective.create(None, 3, n_networks=2, n_steps=12, n_samples=5)
-    ep = obj.sample(getkey())
-    rule = obj.default_rule()
-    x = 0.05 * jax.random.normal(getkey(), rule.coeffs.shape) + rule.with_coefficients({"x*y": 1.0, "y^2*w": -1.0}).coeffs
-    loss = lambda c: obj.loss(eqx.tree_at(lambda r: r.coeffs, rule, c), ep)  # noqa: E731
-    _fd_check(loss, x)
-
-
-def test_pca_network_gradient_matches_finite_differences(getkey):
-    obj = PCANetworkObjective.create(None, 6, 2, n_networks=1, n_steps=8, n_samples=4)
-    ep = obj.sample(getkey())
-    ref = obj.reference_rule()
-    base = {"ff": pi.TaylorRule.full(("x", "y", "w"), 2, max_degree=3, learning_rate=0.1), "lateral": pi.TaylorRule.full(("x", "y", "w"), 1, learning_rate=0.1)}
-    base = {k: v.with_coefficients({n: c for n, c in ref[k].coefficients.items() if n in v.names}) for k, v in base.items()}
-    n_ff = len(base["ff"].terms)
-    x = jnp.concatenate([base["ff"].coeffs, base["lateral"].coeffs]) + 0.05 * jax.random.normal(getkey(), (n_ff + len(base["lateral"].terms),))
-
-    def loss(c):
-        r = {"ff": eqx.tree_at(lambda t: t.coeffs, base["ff"], c[:n_ff]), "lateral": eqx.tree_at(lambda t: t.coeffs, base["lateral"], c[n_ff:])}
-        return obj.loss(r, ep)
-
-    _fd_check(loss, x)
-
-
-def test_homeostasis_gradient_matches_finite_differences(key):
-    obj = HomeostasisObjective.create(n_steps=60, measure_steps=10, n_networks=2, fluctuation=0.3, n_samples=3)
-    ep = obj.sample(key)
-    # exact gradients: inside the clamp and the rectifier's linear range the gradient leak plays no part
-    rule = TraceRule(-0.2, 0.1, 0.5, 0.5, learning_rate=1e-3)
-    params, static = eqx.partition(rule, eqx.is_inexact_array)
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-    _fd_check(lambda v: obj.loss(eqx.combine(unravel(v), static), ep), flat, eps=1e-5)
+# The gradients of the PC1, PCA-network and rate-homeostasis objectives against finite differences: the contract
+# tests over every objective (tests/test_objectives_contract.py, registry in tests/helpers.py::OBJECTIVES).
 
 
 def test_lateral_network_with_oja_and_anti_hebbian_spans_the_top_pcs(key):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array
+from jaxtyping import Array, PRNGKeyArray
 
 from ._errors import ModelError
 from ._networks import AbstractNetwork
@@ -26,12 +27,33 @@ class Trajectory(eqx.Module):
         weights: the weights *used on* every trial (before that trial's update), leading
             axis ``trial``; ``None`` unless ``save_weights=True``.
         final_state: the network state after the last trial.
+        records: with an environment, what it recorded on every trial (leading axis ``trial``;
+            e.g. the choice, the reward and P(choice)); ``None`` without one.
     """
 
     outputs: Array
     final_weights: dict[str, Array]
     weights: dict[str, Array] | None = None
     final_state: Any = None
+    records: Any = None
+
+
+class AbstractEnvironment(eqx.Module):
+    """A task that answers the network: it makes each trial's inputs from the network as it is (closed loop).
+
+    :func:`simulate` with ``environment=`` calls :meth:`trial` before every network step: it gets the
+    network, its weights on that trial, the environment's own state, the trial's entry of the given
+    ``trials`` (a schedule, e.g. reward probabilities) and a key of its own, and returns the inputs for
+    ``network.step``, its next state and a record of the trial.
+    """
+
+    @abc.abstractmethod
+    def initial_state(self) -> Any:
+        """The environment's state before the first trial (a pytree of arrays; ``None`` if it keeps none)."""
+
+    @abc.abstractmethod
+    def trial(self, network: AbstractNetwork, weights, state, schedule, key: PRNGKeyArray) -> tuple[dict, Any, Any]:
+        """``(inputs for network.step, next state, record)`` for one trial."""
 
 
 def _n_trials(trials) -> int:
@@ -54,6 +76,8 @@ def simulate(
     state=None,
     save_weights: bool = False,
     checkpoint: bool | int = True,
+    environment: AbstractEnvironment | None = None,
+    key: PRNGKeyArray | None = None,
 ) -> Trajectory:
     """Simulate learning over trials.
 
@@ -70,6 +94,10 @@ def simulate(
             grows as √T × weights instead of T × weights — whenever trials × weights reaches
             2¹⁸ elements (below that, storing every step is cheaper than recomputing). An int
             forces that segment length; ``False`` stores every step.
+        environment: a closed-loop task (e.g. :class:`~plasticinfer.data.BaitedBandit`) that makes every
+            trial's inputs from the network as it is; ``trials`` is then its schedule (one entry per
+            trial, e.g. reward probabilities) and ``key`` is split into one key per trial for it.
+        key: with an environment, the PRNG key of its random draws.
 
     Returns:
         A :class:`Trajectory`.
@@ -83,18 +111,31 @@ def simulate(
     n = _n_trials(trials)
     if state is None:
         state = network.initial_state(weights)
+    if environment is None:
+        env_state = None
+        if key is not None:
+            raise ModelError("simulate: key= is for an environment's random draws; pass environment= too (or drop key)")
+    else:
+        if key is None:
+            raise ModelError(f"simulate with an environment ({type(environment).__name__}) needs key= for its random draws")
+        env_state = environment.initial_state()
+        trials = (trials, jax.random.split(key, n))
 
     def body(carry, trial):
-        w, s = carry
+        w, s, e = carry
+        record = None
+        if environment is not None:
+            schedule, k = trial
+            trial, e, record = environment.trial(network, w, e, schedule, k)
         w_new, s_new, out = network.step(rule, w, s, trial)
-        return (w_new, s_new), (out, w if save_weights else None)
+        return (w_new, s_new, e), (out, w if save_weights else None, record)
 
     if checkpoint is True:  # automatic: recomputation only pays when storing every step would be large
         n_weights = sum(int(w.size) for w in jax.tree_util.tree_leaves(weights))
         checkpoint = True if n * n_weights >= _AUTO_CHECKPOINT_ELEMENTS else False
     if checkpoint is False or n <= 4:
-        (wf, sf), (outs, ws) = jax.lax.scan(body, (weights, state), trials)
-        return Trajectory(outs, wf, ws, sf)
+        (wf, sf, _), (outs, ws, records) = jax.lax.scan(body, (weights, state, env_state), trials)
+        return Trajectory(outs, wf, ws, sf, records)
 
     seg = int(checkpoint) if checkpoint is not True else max(1, int(math.ceil(math.sqrt(n))))
     n_seg, rem = divmod(n, seg)
@@ -106,15 +147,11 @@ def simulate(
     # full segments in an outer scan; the remainder (if any) as one more checkpointed segment,
     # so no step needs a padding mask (which would cost extra passes over the weights)
     head = jax.tree_util.tree_map(lambda a: a[: n_seg * seg].reshape((n_seg, seg) + a.shape[1:]), trials)
-    carry, (outs, ws) = jax.lax.scan(segment, (weights, state), head)
-    unseg = lambda a: a.reshape((n_seg * seg,) + a.shape[2:])  # noqa: E731
-    outs = jax.tree_util.tree_map(unseg, outs)
-    ws = jax.tree_util.tree_map(unseg, ws) if save_weights else None
+    carry, stacked = jax.lax.scan(segment, (weights, state, env_state), head)
+    outs, ws, records = jax.tree_util.tree_map(lambda a: a.reshape((n_seg * seg,) + a.shape[2:]), stacked)
     if rem:
         tail = jax.tree_util.tree_map(lambda a: a[n_seg * seg :], trials)
-        carry, (outs_t, ws_t) = segment(carry, tail)
-        cat = lambda a, b: jnp.concatenate([a, b], axis=0)  # noqa: E731
-        outs = jax.tree_util.tree_map(cat, outs, outs_t)
-        ws = jax.tree_util.tree_map(cat, ws, ws_t) if save_weights else None
-    wf, sf = carry
-    return Trajectory(outs, wf, ws, sf)
+        carry, tail_out = segment(carry, tail)
+        outs, ws, records = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b], axis=0), (outs, ws, records), tail_out)
+    wf, sf, _ = carry
+    return Trajectory(outs, wf, ws, sf, records)

@@ -14,7 +14,7 @@ from ._errors import ModelError
 from ._model import PlasticityModel
 from ._networks import ChoiceCircuit
 from ._observation import BernoulliChoice
-from ._simulate import simulate
+from ._simulate import AbstractEnvironment, simulate
 from ._trial_data import TrialData
 
 
@@ -142,6 +142,35 @@ def block_schedule(block_probabilities, trials_per_block: int = 80) -> tuple[Arr
     return jnp.asarray(p), jnp.asarray(block)
 
 
+class BaitedBandit(AbstractEnvironment):
+    """A two-alternative task with (optionally baited) probabilistic rewards, played by a choice model.
+
+    On every trial the network's drives for the option ``cues`` go through the ``observation`` model
+    (P(choice = 1)), a choice is drawn, each option is newly baited with its scheduled probability, and
+    the chosen option pays out if it is baited. With ``baited`` rewards, a reward assigned to an option
+    stays available until that option is chosen (as in the fly operant-matching experiments); without,
+    bait never carries over. The schedule (``trials`` of :func:`simulate`) is the reward probability of
+    each option on each trial, (trial, option). Records per trial: choice, reward and P(choice = 1).
+    """
+
+    cues: Array
+    observation: BernoulliChoice
+    baited: bool = eqx.field(static=True, default=True)
+
+    def initial_state(self):
+        return jnp.zeros(2, bool)
+
+    def trial(self, network, weights, bait, p_reward, key):
+        k_choice, k_bait = jax.random.split(key)
+        prob = self.observation.probability(network.drives(weights, self.cues))
+        choice = jax.random.bernoulli(k_choice, prob).astype(jnp.int32)
+        new_bait = jax.random.bernoulli(k_bait, p_reward)
+        available = (bait | new_bait) if self.baited else new_bait
+        reward = available[choice].astype(self.cues.dtype)
+        bait = available.at[choice].set(False) if self.baited else jnp.zeros_like(bait)
+        return {"cues": self.cues, "choice": choice, "reward": reward}, bait, (choice, reward, prob)
+
+
 def simulate_choices(
     model: PlasticityModel,
     cues: Array,
@@ -152,39 +181,25 @@ def simulate_choices(
 ) -> tuple[TrialData, Array]:
     """Let a choice model play a two-alternative task; returns (data, P(choice=1) per trial).
 
-    With ``baited`` rewards, a reward assigned to an option stays available until that
-    option is chosen (as in the fly operant-matching experiments).
+    Every trajectory is :func:`simulate` with a :class:`BaitedBandit` environment (the one simulator).
 
     Args:
         model: a model with a :class:`ChoiceCircuit` and a :class:`BernoulliChoice` observation.
         cues: option patterns (option, feature).
         p_reward: reward probabilities (trajectory, trial, option).
+        key: split into one key per trajectory.
+        baited: a reward assigned to an option stays available until that option is chosen.
     """
     if not isinstance(model.network, ChoiceCircuit) or not isinstance(model.observation, BernoulliChoice):
         raise ModelError("simulate_choices needs a ChoiceCircuit network and a BernoulliChoice observation")
     n_traj, n_trials, _ = p_reward.shape
     if model.n_trajectories != n_traj:
         raise ModelError(f"model has {model.n_trajectories} trajectories; p_reward has {n_traj}")
-    net, obs_model, rule = model.network, model.observation, model.rule
+    env = BaitedBandit(cues, model.observation, baited=baited)
 
     def one(w0, p, k):
-        def body(carry, inp):
-            w, s, bait = carry
-            p_t, kt = inp
-            k_choice, k_bait = jax.random.split(kt)
-            d = net.drives(w, cues)
-            prob = obs_model.probability(d)
-            choice = jax.random.bernoulli(k_choice, prob).astype(jnp.int32)
-            new_bait = jax.random.bernoulli(k_bait, p_t)
-            available = (bait | new_bait) if baited else new_bait
-            reward = available[choice].astype(cues.dtype)
-            bait = available.at[choice].set(False) if baited else jnp.zeros_like(bait)
-            w, s, _ = net.step(rule, w, s, {"cues": cues, "choice": choice, "reward": reward})
-            return (w, s, bait), (choice, reward, prob)
-
-        init = (w0, net.initial_state(w0), jnp.zeros(2, bool))
-        _, (choice, reward, prob) = jax.lax.scan(body, init, (p, jax.random.split(k, n_trials)))
-        return choice, reward, prob
+        traj = simulate(model.rule, model.network, w0, p, environment=env, key=k, checkpoint=False)
+        return traj.records
 
     keys = jax.random.split(key, n_traj)
     choice, reward, prob = jax.vmap(one)(model.initial_weights, p_reward, keys)

@@ -149,3 +149,63 @@ def test_rescorla_wagner_is_a_taylor_rule():
         dq[c] += alpha * (r - q[c])
         q = q + dq
     np.testing.assert_allclose(traj_f.outputs, np.array(ref_f), atol=1e-12)
+
+
+# --- closed loop: an environment makes each trial's inputs from the network as it is -------------------------------------
+
+
+def _bandit_loop_reference(rule, net, env, w, p_reward, key):
+    """Oracle: a plain Python loop playing the baited two-armed bandit by hand (same key per trial)."""
+    bait = np.zeros(2, bool)
+    choices, rewards, probs = [], [], []
+    for t, kt in enumerate(jax.random.split(key, p_reward.shape[0])):
+        k_choice, k_bait = jax.random.split(kt)
+        prob = float(env.observation.probability(net.drives(w, env.cues)))
+        choice = int(jax.random.bernoulli(k_choice, prob))
+        available = bait | np.asarray(jax.random.bernoulli(k_bait, p_reward[t]))
+        reward = float(available[choice])
+        available[choice] = False
+        bait = available
+        w, _, _ = net.step(rule, w, None, {"cues": env.cues, "choice": jnp.asarray(choice), "reward": jnp.asarray(reward)})
+        choices.append(choice), rewards.append(reward), probs.append(prob)
+    return np.asarray(choices), np.asarray(rewards), np.asarray(probs), w
+
+
+@pytest.mark.parametrize("checkpoint", [False, 4])
+def test_environment_closed_loop_matches_a_plain_loop(checkpoint):
+    net = pi.ChoiceCircuit(2)
+    env = pi.data.BaitedBandit(pi.one_hot_cues(2), pi.BernoulliChoice(3.0, bias=0.2))
+    rule = pi.TaylorRule.from_terms({"x*r": 0.5, "w": -0.1})
+    w0 = {"w": jnp.array([[0.2, -0.1]])}
+    p = jnp.asarray(np.tile([[0.3, 0.7]], (13, 1)))
+    key = jax.random.key(11)
+    traj = pi.simulate(rule, net, w0, p, environment=env, key=key, checkpoint=checkpoint)
+    choice, reward, prob, w_final = _bandit_loop_reference(rule, net, env, w0, np.asarray(p), key)
+    np.testing.assert_array_equal(traj.records[0], choice)
+    np.testing.assert_array_equal(traj.records[1], reward)
+    np.testing.assert_allclose(traj.records[2], prob, rtol=1e-12)
+    np.testing.assert_allclose(traj.final_weights["w"], w_final["w"], rtol=1e-12)
+    assert 0 < reward.sum() < 13 and 0 < choice.sum() < 13  # the check is not vacuous
+
+
+def test_bait_semantics():
+    """Certain bait on option 0 only: every choice of 0 pays, no choice of 1 does; without baiting the same."""
+    net = pi.ChoiceCircuit(2)
+    p = jnp.asarray(np.tile([[1.0, 0.0]], (40, 1)))
+    for baited in (True, False):
+        env = pi.data.BaitedBandit(pi.one_hot_cues(2), pi.BernoulliChoice(1.0), baited=baited)
+        traj = pi.simulate(pi.weight_decay(0.0), net, {"w": jnp.zeros((1, 2))}, p, environment=env, key=jax.random.key(0))
+        choice, reward, prob = (np.asarray(a) for a in traj.records)
+        np.testing.assert_array_equal(reward, (choice == 0).astype(float))
+        np.testing.assert_allclose(prob, 0.5)  # the weights never move: P(choice = 1) = sigmoid(0)
+        assert 5 < choice.sum() < 35
+
+
+def test_environment_and_key_go_together():
+    net = pi.ChoiceCircuit(2)
+    env = pi.data.BaitedBandit(pi.one_hot_cues(2), pi.BernoulliChoice(1.0))
+    w0, p = {"w": jnp.zeros((1, 2))}, jnp.full((3, 2), 0.5)
+    with pytest.raises(pi.ModelError, match="needs key="):
+        pi.simulate(pi.hebbian(), net, w0, p, environment=env)
+    with pytest.raises(pi.ModelError, match="pass environment="):
+        pi.simulate(pi.hebbian(), net, w0, {"cues": jnp.zeros((3, 2, 2))}, key=jax.random.key(0))

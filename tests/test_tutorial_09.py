@@ -6,7 +6,8 @@ from helpers import run_tutorial
 
 
 @pytest.mark.slow
-def test_tutorial_07_runs(tmp_path):
+def test_tutorial_09_runs(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("PLASTICINFER_DATA_DIR", str(shared_data))  # reads the real fly data: skipped on a clone without it
     out = run_tutorial("09_behaviour_comparison.py", tmp_path, timeout=1200)
     for f in ["normalized_likelihood.csv", "comparison.csv", "per_subject.csv"]:
         assert (tmp_path / f).exists(), f

@@ -9,7 +9,9 @@ are also at the top level of ``plasticinfer``; the specialist ones are here. See
 from ._combine import concat_subjects as concat_subjects
 from .._errors import DatasetError as DatasetError, FileFormatError as FileFormatError, SchemaError as SchemaError
 from .._io import write_netcdf as write_netcdf
+from .._simulate import AbstractEnvironment as AbstractEnvironment
 from .._synthetic import (
+    BaitedBandit as BaitedBandit,
     GaussianInputs as GaussianInputs,
     SyntheticActivity as SyntheticActivity,
     SyntheticChoices as SyntheticChoices,
@@ -56,6 +58,8 @@ __all__ = [
     "save_netcdf",
     "write_netcdf",
     # synthetic data
+    "AbstractEnvironment",
+    "BaitedBandit",
     "GaussianInputs",
     "SyntheticActivity",
     "SyntheticChoices",

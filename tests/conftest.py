@@ -112,6 +112,29 @@ def _full_optimisation_for_slow_tests(request):
         jax.config.update("jax_disable_most_optimizations", True)
 
 
+# --- the longest tests first ---------------------------------------------------------------------------------------------
+# xdist's default scheduling hands out the first quarter of the collection round-robin and the rest as workers free
+# up; a 7-minute test collected late was the tail of every run (one worker busy, the other idle). These single,
+# self-contained tests (no module-scoped fixtures) start first, longest first; every other test keeps its place.
+# Seconds: the last full run that printed durations (2 cores).
+LONGEST_FIRST = (
+    "tests/test_tutorials.py::test_tutorial_runs[04_fly_reward_learning.py]",  # 412
+    "tests/test_cli.py::test_simulate_then_fit",  # 362
+    "tests/test_tutorial_03.py::test_tutorial_03_runs",  # 165
+    "tests/test_docs_commands.py::test_documented_commands_run",  # 112
+    "tests/test_discovery_search.py::test_oja_rediscovered_at_39_inputs",  # 101
+    "tests/test_bayes_calibration.py::test_sbc_small_rule_is_calibrated",  # 86
+    "tests/test_distributed.py::test_two_processes_on_localhost_equal_one_process",  # 60
+    "tests/test_tutorial_05.py::test_tutorial_05_runs_small",  # 54
+    "tests/test_tutorial_09.py::test_tutorial_09_runs",  # 48
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the rest keep the collection order
+
+
 # --- peak memory per test process, printed at the end of the run (issue: report memory per xdist worker) ------------
 def _peak_rss_mib() -> float:
     import resource

@@ -169,3 +169,28 @@ def test_cli_compare_named_dataset_and_missing_file(tmp_path, shared_data, monke
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "nope.nc" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_compare_logs_one_line_per_fit(tmp_path):
+    """Progress that reads well in a log file: one line before each fit, hypothesis and fold named; the
+    command line prints them on stderr unless --quiet."""
+    tiny = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.5}), key=jax.random.key(0), n_subjects=4,
+                               block_probabilities=((0.2, 0.8), (0.8, 0.2)), trials_per_block=10)
+    lines = []
+    pi.compare.compare(["x*r", "x*r + w"], tiny.data, steps=2, restarts=1, baselines=False, progress=False, log=lines.append)
+    assert lines == ["[1/2] x*r", "[2/2] x*r + w"]
+    lines.clear()
+    pi.compare.compare(["x*r"], tiny.data, split=pi.compare.SubjectKFold(2, seed=0), per_subject=False, steps=2,
+                       restarts=1, baselines=False, progress=False, log=lines.append)
+    assert len(lines) == 2 and lines[0].startswith("[1/2] x*r, fold ") and lines[1].startswith("[2/2] x*r, fold ")
+
+    from plasticinfer.cli import app
+
+    args = ["compare", "--synthetic", "choice", "--subjects", "2", "--steps", "2", "--restarts", "1", "-H", "x*r",
+            "--no-baselines", "--out"]
+    loud = CliRunner().invoke(app, args + [str(tmp_path / "a")])
+    assert loud.exit_code == 0, loud.output
+    assert "[1/1] x*r" in loud.output
+    quiet = CliRunner().invoke(app, args + [str(tmp_path / "b"), "--quiet"])
+    assert quiet.exit_code == 0 and "[1/1]" not in quiet.output

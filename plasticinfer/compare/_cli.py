@@ -99,7 +99,7 @@ def compare_command(
     subjects: Annotated[int, Size("Subjects of the synthetic task.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed (synthetic data; initial weights of activity models).")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for what ComparisonResult.save writes (comparison.csv, comparison.md, per_subject.csv, comparison.png, …).")] = Path("plasticinfer-compare"),
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress lines or bars.")] = False,
 ) -> None:
     """Rank rule hypotheses by held-out log-likelihood, per subject and overall, against baselines."""
     if (data is None) == (synthetic is None):
@@ -144,6 +144,7 @@ def compare_command(
         key=jax.random.fold_in(jax.random.key(seed), 1),
         subject_names=names,
         progress=show_bars(quiet),
+        log=None if quiet else note,
     )
     typer.echo("")
     typer.echo(result.summary())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ def compare(
     key: PRNGKeyArray | None = None,
     subject_names: Sequence[str] | None = None,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> ComparisonResult:
     """Fit every hypothesis on the training part of each fold and score it on the held-out part.
 
@@ -72,6 +73,8 @@ def compare(
             activity models (and MLP rules) built here; required unless ``restarts=1`` and no such model is built.
         subject_names: labels for the per-subject table (default: the dataset's subject coordinate).
         progress: show fitting progress bars (only on a terminal or in Jupyter).
+        log: called with one line before each fit (``"[2/6] x·r + w"``, with the fold when there are
+            several), e.g. ``print`` or a logger's ``info``: progress that reads well in a log file.
     """
     if not hypotheses:
         raise ComparisonError("give at least one hypothesis (a dict name → equation, rule or model, or a list of equations)")
@@ -100,24 +103,24 @@ def compare(
         raise ComparisonError(f"blocks must have shape (trajectory, trial) = {(data.n_trajectories, data.n_trials)}")
     folds = split.folds(data, blocks=blocks)
     rows, fit_rows, coef_rows, fitted = [], [], [], {}
-    for h in hyps + base:
-        if not h.applies_to(data):
-            continue
-        for fold in folds:
-            s = h.score(fold, settings)
-            n_trials = trial_valid(fold.test).sum(axis=1)
-            for j, subj in enumerate(fold.test_subjects.tolist()):
-                rows.append([h.name, fold.name, int(subj), float(s.test_ll[j]), int(s.n_test[j]), int(n_trials[j]),
-                             int(s.n_params), bool(s.per_subject_params)])
-            units = fold.train_subjects.tolist() if s.per_subject_params else [SHARED]
-            if s.per_subject_params:
-                fit_rows += [[h.name, fold.name, int(u), float(s.train_ll[i]), int(s.n_train[i]), int(s.n_params)] for i, u in enumerate(units)]
-            else:
-                fit_rows.append([h.name, fold.name, SHARED, float(np.sum(s.train_ll)), int(np.sum(s.n_train)), int(s.n_params)])
-            for u, record in zip(units, s.coefficients or []):
-                coef_rows += [[h.name, fold.name, int(u), term, float(v)] for term, v in record.items()]
-            if s.model is not None:
-                fitted[(h.name, fold.name)] = s.model
+    todo = [(h, fold) for h in hyps + base if h.applies_to(data) for fold in folds]
+    for done, (h, fold) in enumerate(todo, 1):
+        if log is not None:
+            log(f"[{done}/{len(todo)}] {h.name}" + (f", fold {fold.name}" if len(folds) > 1 else ""))
+        s = h.score(fold, settings)
+        n_trials = trial_valid(fold.test).sum(axis=1)
+        for j, subj in enumerate(fold.test_subjects.tolist()):
+            rows.append([h.name, fold.name, int(subj), float(s.test_ll[j]), int(s.n_test[j]), int(n_trials[j]),
+                         int(s.n_params), bool(s.per_subject_params)])
+        units = fold.train_subjects.tolist() if s.per_subject_params else [SHARED]
+        if s.per_subject_params:
+            fit_rows += [[h.name, fold.name, int(u), float(s.train_ll[i]), int(s.n_train[i]), int(s.n_params)] for i, u in enumerate(units)]
+        else:
+            fit_rows.append([h.name, fold.name, SHARED, float(np.sum(s.train_ll)), int(np.sum(s.n_train)), int(s.n_params)])
+        for u, record in zip(units, s.coefficients or []):
+            coef_rows += [[h.name, fold.name, int(u), term, float(v)] for term, v in record.items()]
+        if s.model is not None:
+            fitted[(h.name, fold.name)] = s.model
     scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     bad = scores[~np.isfinite(scores["test_ll"])]
     if len(bad):

@@ -113,6 +113,7 @@ def analyse_choices(
     per_subject: bool | None = None,
     in_sample: bool = True,
     progress: bool = True,
+    log=None,
 ) -> ChoiceAnalysis:
     """Compare rule hypotheses on a behaviour dataset: :func:`compare` with the standard fly hypotheses.
 
@@ -134,6 +135,7 @@ def analyse_choices(
         in_sample: also fit and score every hypothesis on all trials (per fly), for comparison with
             in-sample published figures and for the fitted coefficients on all the data.
         progress: show fitting progress bars (only on a terminal or in Jupyter).
+        log: called with one line before each fit (see :func:`compare`); the in-sample fits' lines say so.
     """
     from ..data import validate
 
@@ -148,12 +150,13 @@ def analyse_choices(
         per_subject = not isinstance(split, SUBJECT_SPLITS)
     kwargs = dict(steps=steps, restarts=restarts, key=key, progress=progress)
     t0 = time.perf_counter()
-    heldout = compare(hyps, ds, split=split, per_subject=per_subject, **kwargs)
+    heldout = compare(hyps, ds, split=split, per_subject=per_subject, log=log, **kwargs)
     timings = {"held-out": time.perf_counter() - t0}
     ins = None
     if in_sample:
         t0 = time.perf_counter()
-        ins = compare(hyps, ds, split=InSample(), per_subject=True, **kwargs)
+        in_log = None if log is None else (lambda line: log(f"in-sample {line}"))
+        ins = compare(hyps, ds, split=InSample(), per_subject=True, log=in_log, **kwargs)
         timings["in-sample"] = time.perf_counter() - t0
     return ChoiceAnalysis(heldout, ins, ds, hyps, timings)
 

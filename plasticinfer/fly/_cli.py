@@ -68,7 +68,7 @@ def fly(
     note(f"{ds.sizes['subject']} subjects × up to {ds.sizes['trial']} trials; fitting {names} (all subjects at once, {steps} steps each) …", quiet)
     analysis = analyse_choices(
         ds, hypotheses, key=jax.random.key(seed), heldout_fraction=heldout, steps=steps, in_sample=in_sample,
-        progress=show_bars(quiet), **extra,
+        progress=show_bars(quiet), log=None if quiet else note, **extra,
     )  # fmt: skip
     note(f"fits done in {time.perf_counter() - t0:.0f} s", quiet)
     population = None

@@ -30,6 +30,7 @@ def linear_gaussian():
     return model, data, mean, np.sqrt(np.diag(cov))
 
 
+@pytest.mark.slow  # 20–33 s on 2 cores: the slow tier (still run by CI)
 def test_nuts_matches_conjugate_posterior(linear_gaussian):
     model, data, mean, sd = linear_gaussian
     priors = bayes.Priors(initial_weights=bayes.Normal(PRIOR_SD), observation=None)
@@ -107,6 +108,7 @@ def test_psis_loo_warns_that_it_is_optimistic(choice_posterior):
     assert loo.n_data_points == 6 * 240
 
 
+@pytest.mark.slow  # 20–33 s on 2 cores: the slow tier (still run by CI)
 def test_grid_posterior_of_one_coefficient():
     """One free coefficient: the NUTS posterior against a numerically integrated grid posterior."""
     syn = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.4}), key=jax.random.key(5), n_subjects=2,

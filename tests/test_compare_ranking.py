@@ -152,6 +152,7 @@ def test_compare_on_activity_data():
     assert (ps["n_heldout"] == 20 * n_rec).all()
 
 
+@pytest.mark.slow  # 20–33 s on 2 cores: the slow tier (still run by CI)
 def test_cli_compare_named_dataset_and_missing_file(tmp_path, shared_data, monkeypatch):
     """`plasticinfer compare rajagopalan2023` reads the named real dataset; a missing file is one clear line."""
     from plasticinfer.cli import app

@@ -154,6 +154,7 @@ def test_families_group_by_sign_pattern():
     assert sum(f.count for f in everything) == 5
 
 
+@pytest.mark.slow  # 20–33 s on 2 cores: the slow tier (still run by CI)
 def test_oja_rediscovered_from_27_terms_at_3_inputs(key):
     """B1 with a full degree-2 Taylor rule over (x, y, w) and an L1 penalty: Oja up to its rate."""
     import optax

@@ -197,3 +197,33 @@ def test_search_arguments_are_checked(key):
         gradient_search(obj, key=key, steps=10, prune=1.5, progress=False)
     with pytest.raises(DiscoveryError, match="at least 2"):
         cma_search(obj, pi.TaylorRule(["x"]), key=key, progress=False)
+
+
+def test_search_results_save_and_load_without_a_template(tmp_path, key):
+    """Self-describing files: a Taylor search and a trace-rule result come back equal, rules rebuilt by class."""
+    import optax
+
+    res = gradient_search(Quadratic(CENTRE, WEIGHTS), key=key, restarts=2, steps=20, optimiser=optax.adam(5e-2),
+                          clip_norm=None, progress=False)
+    back = SearchResult.load(res.save(tmp_path / "search.nc"))
+    np.testing.assert_array_equal(back.rules.coeffs, res.rules.coeffs)
+    assert back.rules.names == res.rules.names and back.rules.learning_rate == res.rules.learning_rate
+    np.testing.assert_array_equal(back.losses, res.losses)
+    np.testing.assert_array_equal(back.loss_history, res.loss_history)
+    np.testing.assert_array_equal(back.success, res.success)
+    np.testing.assert_array_equal(back.converged, res.converged)
+    assert back.convergence_messages == res.convergence_messages and back.method == "gradient"
+    assert back.settings["restarts"] == 2 and back.equation() == res.equation()
+    assert set(back.metrics) == set(res.metrics)
+
+    trace = _fake_result([[-0.2, 0.0, 1.0, 1.0], [-0.1, 0.3, 0.0, 0.5]], [True, False])
+    again = SearchResult.load(trace.save(tmp_path / "trace.nc"))
+    assert isinstance(again.rules, TraceRule) and again.rules.tau_pre == trace.rules.tau_pre
+    np.testing.assert_array_equal(again.rules.kappa, trace.rules.kappa)
+    assert again.equation(1) == trace.equation(1)
+
+    import xarray as xr
+
+    other = pi.data.write_netcdf(xr.Dataset({"x": ("t", np.arange(3.0))}), tmp_path / "other.nc")
+    with pytest.raises(pi.DataError, match="not a plasticinfer search result"):
+        SearchResult.load(other)

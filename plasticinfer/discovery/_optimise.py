@@ -8,8 +8,10 @@ episode that no training step used.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,15 +19,18 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 from jaxtyping import PRNGKeyArray
 
 from .._errors import ConvergenceWarning
+from .._io import write_netcdf
 from .._optimise import diagnose
 from .._rules import TaylorRule
 from ._common import AbstractObjective, DiscoveryError, as_rule_dict
 
 
 CONVERGENCE_TOL = 1e-4  # as fit's default convergence_tol
+SEARCH_FORMAT = "plasticinfer-search/1"
 
 
 @dataclass
@@ -89,6 +94,57 @@ class SearchResult:
             eq = rr.equation(threshold=threshold, precision=precision)
             lines.append(eq if name == "rule" else f"{name}: {eq}")
         return "\n".join(lines)
+
+    def save(self, path) -> Path:
+        """Write the whole result to a self-describing netCDF file (atomically): every restart's rule by
+        parameter name along a ``restart`` axis, the rules' classes and settings, losses, metrics, success,
+        histories, convergence and the search settings. :meth:`load` reads it back without a template."""
+        from .._results_io import encode_structure, model_variables, named_leaves, to_json
+
+        ds = xr.Dataset(model_variables(self.rules, prefix="rules.", lead=["restart"]))
+        ds["loss"] = xr.DataArray(np.asarray(self.losses, dtype=float), dims=["restart"])
+        ds["success"] = xr.DataArray(np.asarray(self.success, dtype=np.int8), dims=["restart"])
+        ds["loss_history"] = xr.DataArray(np.asarray(self.loss_history, dtype=float), dims=["restart", "step"])
+        for k, v in self.metrics.items():
+            ds[f"metric.{k}"] = xr.DataArray(np.asarray(v, dtype=float), dims=["restart"])
+        if self.converged is not None:
+            ds["converged"] = xr.DataArray(np.asarray(self.converged, dtype=np.int8), dims=["restart"])
+        ds.attrs.update(
+            created_by="plasticinfer",
+            format=SEARCH_FORMAT,
+            method=self.method,
+            wall_time_s=float(self.wall_time),
+            settings=to_json(self.settings),
+            convergence_messages=json.dumps(list(self.convergence_messages)),
+            parameters=to_json(list(named_leaves(self.rules))),
+            rules_structure=to_json(encode_structure(self.rules)),
+            best_equation=self.equation(threshold=1e-3),
+        )
+        return write_netcdf(ds, path)
+
+    @classmethod
+    def load(cls, path) -> "SearchResult":
+        """Read a file written by :meth:`save`; refuses any other file with one clear error."""
+        from .._errors import DataError
+        from .._io import read_netcdf
+        from .._results_io import rebuild
+
+        path = Path(path)
+        ds = read_netcdf(path)
+        if ds.attrs.get("created_by") != "plasticinfer" or ds.attrs.get("format") != SEARCH_FORMAT:
+            raise DataError(
+                f"{path}: not a plasticinfer search result (format {ds.attrs.get('format')!r}; this version reads "
+                f"{SEARCH_FORMAT!r}, written by SearchResult.save)"
+            )
+        names = json.loads(ds.attrs["parameters"])
+        rules = rebuild(json.loads(ds.attrs["rules_structure"]), {n: ds["rules." + n].values for n in names}, path)
+        metrics = {k[len("metric."):]: ds[k].values for k in ds.data_vars if k.startswith("metric.")}
+        return cls(
+            rules, ds["loss"].values, metrics, ds["success"].values.astype(bool), ds["loss_history"].values,
+            str(ds.attrs["method"]), float(ds.attrs["wall_time_s"]), json.loads(ds.attrs["settings"]),
+            converged=ds["converged"].values.astype(bool) if "converged" in ds else None,
+            convergence_messages=tuple(json.loads(ds.attrs.get("convergence_messages", "[]"))),
+        )  # fmt: skip
 
     def summary(self) -> str:
         ok = int(self.success.sum())

@@ -10,7 +10,9 @@ from helpers import run_tutorial
 def test_tutorial_runs(name, tmp_path, request, monkeypatch):
     if name == "04_fly_reward_learning.py":  # reads the real fly data: skipped on a clone without it
         monkeypatch.setenv("PLASTICINFER_DATA_DIR", str(request.getfixturevalue("shared_data")))
-    run_tutorial(name, tmp_path)
+    # a hang guard, not a speed test: the fly tutorial takes ~7 min alone and over 10 min while the other test
+    # worker is busy (it starts first, so that it is not the run's tail)
+    run_tutorial(name, tmp_path, timeout=1800)
     expected = {"01_simulate_and_fit.py": ["fit.nc", "loss.png"], "04_fly_reward_learning.py": ["report.md", "traces.png", "posterior.png", "posterior.nc"]}
     for f in expected[name]:
         assert (tmp_path / f).exists(), f

@@ -21,7 +21,7 @@ from .distributed import unshard
 from ._errors import DivergenceWarning, FitDivergedError, ModelError
 from ._fit_result import FitResult, index_model as _index_model
 from ._model import PlasticityModel
-from ._optimise import _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence  # noqa: F401 (re-exported)
+from ._optimise import CONVERGENCE_TOL, _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence  # noqa: F401 (re-exported)
 from ._results_io import strip_addresses
 from ._trial_data import TrialData
 
@@ -143,7 +143,7 @@ def fit(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 50,
     resume: bool = False,
-    convergence_tol: float = 1e-4,
+    convergence_tol: float = CONVERGENCE_TOL,
 ) -> FitResult:
     """Fit a model's parameters by gradient descent through the whole learning trajectory.
 
@@ -266,7 +266,7 @@ def fit_independent(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 50,
     resume: bool = False,
-    convergence_tol: float = 1e-4,
+    convergence_tol: float = CONVERGENCE_TOL,
 ) -> FitResult:
     """Fit every trajectory (subject) separately, each with its own rule, as one vmapped computation.
 

@@ -67,6 +67,7 @@ def _init_opt_state(optimiser, params_b):
 
 
 DIVERGENCE_POLICIES = ("stop", "step_back")
+CONVERGENCE_TOL = 1e-4  # the default tolerance of diagnose() for fits, searches and meta-learning
 
 
 def check_divergence(divergence: str) -> str:
@@ -93,6 +94,7 @@ def guarded_update(params, opt_state, loss, grads, alive, last_ok, *, optimiser,
     the loss is NaN where it was non-finite (or the member had stopped); ``discarded`` marks steps
     whose update was not applied.
     """
+    check_divergence(divergence)
     finite = jnp.isfinite(loss) & _all_finite(grads)
     grads = _tree_where(finite, grads, jax.tree_util.tree_map(jnp.zeros_like, grads))
     extra = {} if value_fn is None else dict(value=loss, grad=grads, value_fn=value_fn)
@@ -107,14 +109,12 @@ def guarded_update(params, opt_state, loss, grads, alive, last_ok, *, optimiser,
             _tree_where(applied, new_params, params), _tree_where(ok, new_opt, opt_state), ok, new_last_ok,
             jnp.where(ok, loss, jnp.nan), ~applied,
         )  # fmt: skip
-    if divergence == "step_back":
-        ok = finite & _all_finite(new_params)
-        back = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), params, last_ok)
-        return (
-            _tree_where(ok, new_params, back), _tree_where(ok, new_opt, opt_state), alive,
-            new_last_ok, jnp.where(finite, loss, jnp.nan), ~ok,
-        )  # fmt: skip
-    raise ModelError(f"divergence must be one of {DIVERGENCE_POLICIES}; got {divergence!r}")
+    ok = finite & _all_finite(new_params)  # "step_back"
+    back = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), params, last_ok)
+    return (
+        _tree_where(ok, new_params, back), _tree_where(ok, new_opt, opt_state), alive,
+        new_last_ok, jnp.where(finite, loss, jnp.nan), ~ok,
+    )  # fmt: skip
 
 
 def _one_step(params, opt_state, alive, data, frozen, *, static, optimiser, l1):
@@ -361,9 +361,8 @@ def diagnose(history, *, tol: float, noisy: bool = False) -> str:
         if bad[-1]:
             t = int(np.flatnonzero(~bad)[-1]) + 1 if (~bad).any() else 0
             return f"the loss turned non-finite at step {t} and the run stopped there; its last finite parameters are returned"
-        h = h[~bad]
-        bad = ~np.isfinite(h)
-    if bad.any():
+        h = h[~bad]  # steps the guard stepped back from
+    elif bad.any():
         t = int(np.argmax(bad))
         return f"the loss or gradient turned non-finite at step {t}; the best parameters before it are returned"
     first, last = h[0], h[-1]

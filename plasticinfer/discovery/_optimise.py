@@ -24,12 +24,11 @@ from jaxtyping import PRNGKeyArray
 
 from .._errors import ConvergenceWarning
 from .._io import write_netcdf
-from .._optimise import diagnose
+from .._optimise import CONVERGENCE_TOL, diagnose
 from .._rules import TaylorRule
 from ._common import AbstractObjective, DiscoveryError, as_rule_dict
 
 
-CONVERGENCE_TOL = 1e-4  # as fit's default convergence_tol
 SEARCH_FORMAT = "plasticinfer-search/1"
 
 

@@ -21,7 +21,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._errors import ConvergenceWarning, DivergenceWarning, FitDivergedError, ModelError
-from .._optimise import diagnose, guarded_update
+from .._optimise import CONVERGENCE_TOL, diagnose, guarded_update
 from ._episodes import DigitsEpisodes
 from ._learner import check_compatible, run_episodes
 from ._network import FeedbackNetwork
@@ -214,7 +214,7 @@ def meta_learn(
             stacklevel=2,
         )
     loss_history = np.concatenate(history) if history else np.zeros(0)
-    message = diagnose(loss_history, tol=1e-4, noisy=True)  # every step draws new episodes: a noisy loss
+    message = diagnose(loss_history, tol=CONVERGENCE_TOL, noisy=True)  # every step draws new episodes: a noisy loss
     if message and diverged_at < 0:
         warnings.warn(f"meta-learning has not converged: {message}", ConvergenceWarning, stacklevel=2)
     return MetaLearnResult(

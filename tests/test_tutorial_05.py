@@ -13,7 +13,8 @@ def test_tutorial_05_runs_small(tmp_path):
     losses = {l.split("loss =")[0].strip(): float(l.split("loss =")[1]) for l in out.splitlines() if "loss =" in l and l[:1].isalpha()}
     assert losses["Oja"] < 0.01 < losses["anti-Oja"]  # the oracle printed by the tutorial
     assert "θ(y²w)/θ(x·y)" in out and "Analytic manifold" in out and "simulated" in out
-    for name in ("b3_gradient.nc", "b3_cma.nc", "summary.md", "manifold.png"):
+    assert "reloaded: gradient 2 restarts" in out and out.split("reloaded:")[1].splitlines()[0].endswith("→ True")
+    for name in ("b3_gradient.nc", "b3_cma.nc", "summary.md", "manifold.png", "pc1_search.nc"):
         assert (tmp_path / name).stat().st_size > 0
     assert not list(REPO.glob("*.png")) and not list((REPO / "tutorials").glob("*.png"))
 

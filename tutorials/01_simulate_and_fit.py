@@ -123,4 +123,20 @@ fig.savefig(OUT / "loss.png", dpi=100)
 result.save(OUT / "fit.nc")
 back = pi.FitResult.load(OUT / "fit.nc", like=model)
 print("reloaded:", back.model.rule.equation(threshold=0.01))
+
+# %% [markdown]
+# ## Closed loop: a task that answers the network
+# `simulate` can also let a task make each trial's inputs from the network as it is. Here a choice
+# circuit plays a baited two-armed bandit (option 1 pays out with probability 0.8): with a
+# reward-modulated rule it learns to prefer that option. `Trajectory.records` holds each trial's
+# choice, reward and P(choice = 1); `pi.data.simulate_choices` is this, one trajectory per subject.
+
+# %%
+bandit = pi.data.BaitedBandit(pi.one_hot_cues(2), pi.BernoulliChoice(2.0))
+p_reward = jnp.tile(jnp.array([[0.2, 0.8]]), (200, 1))
+played = pi.simulate(pi.TaylorRule.from_terms({"x*r": 0.01}), pi.ChoiceCircuit(2), {"w": jnp.zeros((1, 2))},
+                     p_reward, environment=bandit, key=jax.random.key(3))
+choice, reward, p_choice = played.records
+print(f"bandit: P(choice = 1) {float(p_choice[0]):.2f} on the first trial, {float(p_choice[-1]):.2f} after 200; "
+      f"rewarded on {float(reward.mean()):.2f} of the trials")
 print("outputs in", OUT)

@@ -99,6 +99,16 @@ for i in range(res.n_restarts):
           f"largest other term {c['largest_other_term']} at {c['largest_other']:.3f}")  # fmt: skip
 
 # %% [markdown]
+# Every restart's rule, its losses, histories and convergence (`res.converged`: a noisy loss still
+# falling at the step limit gets a `ConvergenceWarning`) go to one self-describing file, read back
+# without a template:
+
+# %%
+saved = res.save(OUT / "pc1_search.nc")
+again = dsc.SearchResult.load(saved)
+print("reloaded:", again.method, again.n_restarts, "restarts, converged", again.converged.tolist(), "→", again.equation(threshold=1e-3) == res.equation(threshold=1e-3))
+
+# %% [markdown]
 # Solutions that meet the objective are grouped into **families** by the sign pattern of their
 # normalised coefficients:
 

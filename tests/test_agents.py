@@ -2,6 +2,7 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -252,3 +253,33 @@ def test_sparse_rule_search_selects_on_training_animals_and_keeps_the_true_terms
     assert {"x*r", "x*w"} <= set(sel["terms"])
     assert score.test_ll.sum() / score.n_test.sum() > np.log(0.5) + 0.05
     assert sel["equation"].startswith("ΔQ_k =")
+
+
+def test_sparse_rule_refit_starts_from_the_largest_finite_halving_of_the_selected_rule(key):
+    # a selected rule can blow up on animals it was not fitted on (q² feeds back on itself); the
+    # refit must start where every training animal's likelihood is finite, as near the rule as possible
+    from plasticinfer.compare import SparseRuleHypothesis, option_taylor_rule
+
+    data = _simulate_agent(QAgentRule(0.3), pi.BernoulliChoice(3.0, 0.0), 6, key)
+    base = option_taylor_rule(init={"x*r": 1.0, "w^2": 40.0})
+    rule = type(base)(base.taylor.without([n for n in base.taylor.names if n not in ("x*r", "w^2")]))
+    policy = pi.BernoulliChoice(1.0, 0.0, learn_temperature=False)
+
+    def finite(r):
+        with jax.numpy_dtype_promotion("standard"):
+            return bool(np.isfinite(float(jnp.sum(agent_model(r, policy, data).log_likelihood(data)))))
+
+    assert not finite(rule)  # the premise: at full strength the values blow up
+    hyp = SparseRuleHypothesis("found", rule, policy=policy)
+    start, factor = hyp._finite_start(rule, policy, data)
+    assert 0 < factor < 1 and finite(start)
+    np.testing.assert_allclose(np.asarray(start.taylor.coeffs), factor * np.asarray(rule.taylor.coeffs))
+    doubled = eqx.tree_at(lambda r: r.taylor.coeffs, rule, 2 * factor * rule.taylor.coeffs)
+    assert not finite(doubled)  # the largest power-of-two shrink that is finite, not any smaller one
+    with pytest.raises(ComparisonError, match="diverges on the training animals"):
+        hyp._finite_start(rule, policy, data, max_halvings=0)
+
+
+def test_option_taylor_rule_refuses_an_unknown_starting_term():
+    with pytest.raises(pi.ModelError, match="x\\^2"):
+        option_taylor_rule(init={"x*r": 1.0, "x^2": 1.0})  # x is binary, so x^2 is no term of the family: refused, not dropped

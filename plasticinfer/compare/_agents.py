@@ -338,7 +338,7 @@ def option_taylor_rule(max_power: int = 2, *, init: dict[str, float] | None = No
              if m.x <= 1 and m.r <= 1 and m.y + m.w <= max_power and m.name not in ("1", "r")]
     start = {"x*r": 0.5, "x*w": -0.2} if init is None else init
     rule = TaylorRule(terms)
-    return OptionTaylorRule(rule.with_coefficients({k: v for k, v in start.items() if k in rule.names}))
+    return OptionTaylorRule(rule.with_coefficients(start))  # an unknown term name is refused, not dropped
 
 
 # --------------------------------------------------------------------------------------
@@ -413,7 +413,7 @@ class SparseRuleHypothesis(AbstractHypothesis):
         drop = [n for n, c in zip(taylor.names, np.asarray(taylor.coeffs)) if abs(c) <= self.prune_below]
         if len(drop) == len(taylor.names):  # keep the largest term: a rule with no terms is no learning at all
             drop.remove(taylor.names[int(np.argmax(np.abs(np.asarray(taylor.coeffs))))])
-        pruned = OptionTaylorRule(taylor.without(drop))
+        pruned, shrink = self._finite_start(OptionTaylorRule(taylor.without(drop)), models[best].observation, fold.train)
         final = ModelHypothesis(self.name, agent_model(pruned, models[best].observation, fold.train, n_trajectories=1))
         out = final.score(fold, dataclasses.replace(settings, l1=0.0, per_subject=False))
         fitted = getattr(out, "model", None)  # FoldScore carries the fitted model where compare keeps it
@@ -422,8 +422,31 @@ class SparseRuleHypothesis(AbstractHypothesis):
             "fold": fold.name, "l1_path": tuple(self.l1_path), "validation_ll": val_ll, "chosen_l1": self.l1_path[best],
             "terms": pruned.taylor.names, "equation": shown.equation(),
             "equation_from": "refit on all training animals" if shown is not pruned else "fit on the fitting part (before the refit)",
+            "start_shrink": shrink,
         })
         return out
+
+    def _finite_start(self, rule: OptionTaylorRule, policy, train: TrialData, max_halvings: int = 30):
+        """The refit's start: ``rule``, or its coefficients halved until every training animal's likelihood is finite.
+
+        The rule was chosen on the fitting part of the training animals; on all of them its values may
+        blow up (q² and o² terms feed back on themselves), and a fit cannot start from a non-finite
+        loss. Halving moves the start toward no learning (always finite) along the selected
+        rule's own direction; the refit then optimises freely. Returns ``(rule, factor)``.
+        """
+        factor = 1.0
+        for _ in range(max_halvings + 1):
+            start = eqx.tree_at(lambda r: r.taylor.coeffs, rule, factor * rule.taylor.coeffs)
+            model = agent_model(start, policy, train)
+            with jax.numpy_dtype_promotion("standard"):
+                ll = float(jnp.sum(model.log_likelihood(train)))
+            if np.isfinite(ll):
+                return start, factor
+            factor /= 2
+        raise ComparisonError(
+            f"{self.name}: the selected rule {rule.equation()} diverges on the training animals even with its coefficients "
+            f"scaled by 2^-{max_halvings}; use option_taylor_rule(max_power=1) or larger L1 strengths"
+        )
 
 
 __all__ = [

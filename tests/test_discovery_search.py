@@ -108,6 +108,19 @@ def test_a_second_gradient_search_compiles_nothing(getkey):
     assert again.settings["l1"] == 0.02
 
 
+def test_a_second_cma_search_compiles_nothing(getkey):
+    """CMA-ES's population loss is compiled once per objective type, settings and shapes, not once per search."""
+    from plasticinfer.discovery import _cma
+
+    kw = dict(restarts=2, generations=5, popsize=6, progress=False)
+    first = cma_search(Quadratic(CENTRE, WEIGHTS), key=getkey(), l1=0.01, **kw)
+    size = _cma._population_loss._cached._cache_size()
+    again = cma_search(Quadratic(CENTRE + 0.1, WEIGHTS), key=getkey(), l1=0.02, **kw)
+    assert _cma._population_loss._cached._cache_size() == size
+    assert not np.allclose(np.asarray(first.rules.coeffs), np.asarray(again.rules.coeffs))
+    assert again.settings["l1"] == 0.02
+
+
 def test_fixed_terms_stay_fixed(key):
     rule = pi.TaylorRule(["x", "y", "x*y", "w"], jnp.array([0.0, 0.0, 0.4, 0.0]), fixed=["x*y"])
     res = gradient_search(Quadratic(CENTRE, WEIGHTS), rule, key=key, restarts=2, steps=50, init_scale=0.3, progress=False)

@@ -12,12 +12,28 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 
 from ._common import AbstractObjective, DiscoveryError
-from ._optimise import SearchResult, _finish, _objective_fn, _scales, _space, sample_episode
+from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
 
 
 # --------------------------------------------------------------------------------------
 # CMA-ES (the `cma` package), population evaluated in one vmapped call per generation
 # --------------------------------------------------------------------------------------
+
+
+@eqx.filter_jit
+def _population_loss(xs, episode, flat0, free, phi0, problem):
+    """The loss of every candidate (a row of ``xs``: the free parameters, in φ units) on one episode.
+
+    Module level, with the search's problem as arguments (like the gradient search's chunk), so it is
+    compiled once per objective type, settings and shapes rather than once per search.
+    """
+    objective, static, l1, scales, mask = problem
+    _, unravel = ravel_pytree(phi0)
+
+    def one(v):
+        return _total_loss(unravel(flat0.at[free].set(v.astype(flat0.dtype))), episode, objective, static, l1, scales, mask)
+
+    return jax.vmap(one)(xs)
 
 
 def cma_search(
@@ -76,14 +92,13 @@ def cma_search(
         )
         for r in range(restarts)
     ]
-    total = _objective_fn(objective, static, l1, scales, mask)
     flat0 = jnp.asarray(flat0)
     free_j = jnp.asarray(free)
+    problem = (objective, static, jnp.asarray(float(l1)), scales, mask)  # l1 traced: no re-jit per value
 
-    def loss_of(v, episode):
-        return total(unravel(flat0.at[free_j].set(v.astype(flat0.dtype))), episode)
+    def batch_loss(xs, episode):
+        return _population_loss(xs, episode, flat0, free_j, phi0, problem)
 
-    batch_loss = eqx.filter_jit(jax.vmap(loss_of, in_axes=(0, None)))
     def sample(k):
         return sample_episode(objective, k)
 

@@ -257,9 +257,4 @@ def _total_loss(phi, episode, objective, static, l1, scales, mask):
     return objective.loss(eqx.combine(theta, static), episode) + l1 * pen
 
 
-def _objective_fn(objective, static, l1, scales, mask):
-    """:func:`_total_loss` with everything but (φ, episode) fixed."""
-    return lambda phi, episode: _total_loss(phi, episode, objective, static, l1, scales, mask)
-
-
 __all__ = ["SearchResult", "evaluate", "sample_episode"]

@@ -27,6 +27,16 @@ from ._io import read_netcdf, write_netcdf
 from ._rules import Monomial, TaylorRule
 
 FORMAT = "plasticinfer-fit/2"
+FORMATS = {
+    "fit": (FORMAT, "fit result", "FitResult.save"),
+    "search": ("plasticinfer-search/1", "search result", "discovery.SearchResult.save"),
+    "metalearn": ("plasticinfer-metalearn/1", "meta-learning result", "metalearn.MetaLearnResult.save"),
+    "calibration": ("plasticinfer-calibration/1", "calibration result", "bayes.CalibrationResult.save"),
+    "sbc": ("plasticinfer-sbc/1", "SBC result", "discovery.SBCResult.save"),
+    "npe": ("plasticinfer-npe/1", "NPE result", "discovery.NPEResult.save"),
+    "families": ("plasticinfer-families/1", "rule-families result", "discovery.FamiliesResult.save"),
+}
+"""Every results file kind: its format tag, what it holds, and the method that writes it."""
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _TRUSTED_MODULES = ("plasticinfer", "equinox", "jax", "numpy")
 
@@ -229,6 +239,68 @@ def model_attrs(model) -> dict[str, str]:
         )
         attrs["learning_rate"] = to_json({k: r.learning_rate for k, r in rules.items()})
     return attrs
+
+
+# --------------------------------------------------------------------------------------
+# Results files of every kind: one writer, one reader that refuses any other kind
+# --------------------------------------------------------------------------------------
+
+
+def result_attrs(kind: str) -> dict[str, str]:
+    """The attributes that mark a file as a plasticinfer result of ``kind`` (a key of :data:`FORMATS`)."""
+    return {"created_by": "plasticinfer", "format": FORMATS[kind][0]}
+
+
+def tagged(ds: xr.Dataset, kind: str, annotations: xr.Dataset | None = None) -> xr.Dataset:
+    """A result's Dataset with its format tag and, merged in, ``annotations``: a report's extra variables and
+    attributes (e.g. normalised coefficients), which the result's reader ignores. An annotation may not reuse
+    a name the result stores."""
+    ds = ds.copy()
+    if annotations is not None:
+        clash = sorted(set(map(str, annotations.data_vars)) & set(map(str, ds.variables)))
+        clash += sorted(set(annotations.attrs) & set(ds.attrs))
+        if clash:
+            raise DataError(f"report annotations reuse names the {FORMATS[kind][1]} stores: {clash}; rename them")
+        attrs = dict(ds.attrs)
+        ds = xr.merge([ds, annotations], compat="no_conflicts", combine_attrs="drop")
+        ds.attrs.update(attrs, **annotations.attrs)
+    ds.attrs.update(result_attrs(kind))
+    return ds
+
+
+def write_result(ds: xr.Dataset, path, kind: str, annotations: xr.Dataset | None = None) -> Path:
+    """Write a result's Dataset (see :func:`tagged`) atomically; :func:`read_result` reads it back."""
+    return write_netcdf(tagged(ds, kind, annotations), path)
+
+
+def read_result(path, kind: str) -> xr.Dataset:
+    """Read a file written by :func:`write_result` for ``kind``; any other file is refused with one
+    :class:`DataError` that names the file, the kind it holds and the method that writes this kind."""
+    fmt, noun, writer = FORMATS[kind]
+    ds = read_netcdf(path)
+    found_fmt = ds.attrs.get("format")
+    if ds.attrs.get("created_by") == "plasticinfer" and found_fmt == fmt:
+        return ds
+    found = next((f"a plasticinfer {n} ({f!r}, written by {w})" for f, n, w in FORMATS.values() if f == found_fmt), None)
+    if found is None:
+        found = f"format {found_fmt!r}" if found_fmt else "no plasticinfer format tag (not written by a plasticinfer save)"
+    raise DataError(
+        f"{path}: not a plasticinfer {noun}: the file holds {found}. This reads {fmt!r} files, written by {writer}; "
+        f"open the file with the load of its own kind."
+    )
+
+
+def pytree_variables(tree, name: str, lead: list[str] = ()) -> tuple[dict[str, xr.DataArray], dict[str, str]]:
+    """A pytree of modules (rules, flows, priors) as variables ``name.<path>`` and its structure as the attribute
+    ``name_structure``; :func:`read_pytree` rebuilds it without a template. ``lead`` names leading batch axes."""
+    return model_variables(tree, prefix=f"{name}.", lead=lead), {f"{name}_structure": to_json(encode_structure(tree))}
+
+
+def read_pytree(ds: xr.Dataset, name: str, source="the file"):
+    """Inverse of :func:`pytree_variables`."""
+    prefix = f"{name}."
+    arrays = {str(k)[len(prefix):]: ds[k].values for k in ds.data_vars if str(k).startswith(prefix)}
+    return rebuild(json.loads(ds.attrs[f"{name}_structure"]), arrays, source)
 
 
 # --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import json
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,16 @@ def _resolve(name: str):
     return obj
 
 
+def _module_constant(obj) -> str | None:
+    """``module:NAME`` when ``obj`` is a module-level constant of its class's (trusted) module, e.g. a named
+    term of the meta-learning pool; such objects are stored by name, not by content (their formula is code)."""
+    module = getattr(type(obj), "__module__", "") or ""
+    if module.split(".")[0] not in _TRUSTED_MODULES or module not in sys.modules:
+        return None
+    name = next((k for k, v in vars(sys.modules[module]).items() if v is obj and not k.startswith("__")), None)
+    return f"{module}:{name}" if name else None
+
+
 def encode_structure(obj, path: str = ""):
     """A JSON-able description of ``obj``: modules by class and fields, arrays by their leaf name."""
     join = (lambda k: f"{path}.{k}" if path else str(k))  # noqa: E731
@@ -165,6 +176,9 @@ def encode_structure(obj, path: str = ""):
         return {"value": obj}
     if isinstance(obj, (np.integer, np.floating, np.bool_)):
         return {"value": obj.item()}
+    constant = _module_constant(obj)
+    if constant:
+        return {"constant": constant}
     if callable(obj):
         name = _qualified(obj)
         return {"function": name} if name else {"unresolvable": strip_addresses(repr(obj))}
@@ -215,7 +229,7 @@ def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file"):
         return tuple(items) if kind == "tuple" else items
     if kind == "value":
         return spec
-    if kind == "function":
+    if kind in ("function", "constant"):
         return _resolve(spec)
     raise DataError(
         f"{source}: the model holds {spec}, which a file cannot describe (a lambda or local object); "
@@ -276,8 +290,12 @@ def write_result(ds: xr.Dataset, path, kind: str, annotations: xr.Dataset | None
 def read_result(path, kind: str) -> xr.Dataset:
     """Read a file written by :func:`write_result` for ``kind``; any other file is refused with one
     :class:`DataError` that names the file, the kind it holds and the method that writes this kind."""
+    return check_kind(read_netcdf(path), path, kind)
+
+
+def check_kind(ds: xr.Dataset, path, kind: str) -> xr.Dataset:
+    """``ds`` (read from ``path``) if it holds a result of ``kind``; else the :class:`DataError` of :func:`read_result`."""
     fmt, noun, writer = FORMATS[kind]
-    ds = read_netcdf(path)
     found_fmt = ds.attrs.get("format")
     if ds.attrs.get("created_by") == "plasticinfer" and found_fmt == fmt:
         return ds
@@ -333,15 +351,15 @@ def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefi
         )
 
 
-def fill_like(like, ds: xr.Dataset, prefix: str, lead_shape: tuple[int, ...] = ()):
-    """``like`` with every array leaf replaced by the stored one (dtype of the template)."""
+def fill_like(like, ds: xr.Dataset, prefix: str, lead_shape: tuple[int, ...] = (), *, cast: bool = True):
+    """``like`` with every array leaf replaced by the stored one (dtype of the template; of the file if not ``cast``)."""
     names = list(named_leaves(like))
     it = iter(names)
     leaves, treedef = jax.tree_util.tree_flatten(like)
     out = []
     for leaf in leaves:
         if eqx.is_array(leaf):
-            out.append(jnp.asarray(ds[prefix + next(it)].values, dtype=leaf.dtype))
+            out.append(jnp.asarray(ds[prefix + next(it)].values, dtype=leaf.dtype if cast else None))
         else:
             out.append(leaf)
     return jax.tree_util.tree_unflatten(treedef, out)
@@ -400,6 +418,8 @@ def load_fit_fields(path, like=None) -> dict:
     """The fields of a saved :class:`FitResult` (see ``FitResult.load``)."""
     path = Path(path)
     ds = read_netcdf(path)
+    if ds.attrs.get("format") in {f for f, _, _ in FORMATS.values()} - {FORMAT}:
+        check_kind(ds, path, "fit")  # another kind of result: say which
     if ds.attrs.get("created_by") != "plasticinfer" or "loss" not in ds:
         raise DataError(f"{path}: not a plasticinfer fit result (no 'loss' variable / created_by attribute)")
     if ds.attrs.get("format") != FORMAT:

@@ -157,21 +157,33 @@ def _module_constant(obj) -> str | None:
     return f"{module}:{name}" if name else None
 
 
-def encode_structure(obj, path: str = ""):
-    """A JSON-able description of ``obj``: modules by class and fields, arrays by their leaf name."""
+def encode_structure(obj, path: str = "", arrays: dict | None = None):
+    """A JSON-able description of ``obj``: modules by class and fields, arrays by their leaf name.
+
+    With ``arrays`` (a dict to fill; see :func:`record_dataset`) every array is also collected under its
+    leaf name, NumPy arrays are marked to come back as NumPy arrays, plain dataclasses (records such as
+    a predictive check) are described by class and fields like modules, and dicts keep their order.
+    """
     join = (lambda k: f"{path}.{k}" if path else str(k))  # noqa: E731
+    enc = (lambda v, k: encode_structure(v, join(k), arrays))  # noqa: E731
     if eqx.is_array(obj):
-        return {"array": path}
+        if arrays is None:
+            return {"array": path}
+        arrays[path] = np.asarray(obj)
+        return {"numpy" if isinstance(obj, (np.ndarray, np.generic)) else "array": path}
     if isinstance(obj, eqx.Module):
         name = _qualified(type(obj))
-        fields = {f.name: encode_structure(getattr(obj, f.name), join(f.name)) for f in dataclasses.fields(obj)}
+        fields = {f.name: enc(getattr(obj, f.name), f.name) for f in dataclasses.fields(obj)}
         return {"module": name or type(obj).__qualname__, "fields": fields}
     if isinstance(obj, Monomial):
         return {"monomial": obj.name}
     if isinstance(obj, Mapping):
-        return {"dict": {str(k): encode_structure(v, join(k)) for k, v in obj.items()}}
+        if arrays is None:
+            return {"dict": {str(k): enc(v, k) for k, v in obj.items()}}
+        # a record keeps its order (JSON sorts keys) and its keys' types; leaves are named by position
+        return {"items": [[encode_structure(k), enc(v, i)] for i, (k, v) in enumerate(obj.items())]}
     if isinstance(obj, (tuple, list)):
-        return {type(obj).__name__: [encode_structure(v, join(i)) for i, v in enumerate(obj)]}
+        return {type(obj).__name__: [enc(v, i) for i, v in enumerate(obj)]}
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return {"value": obj}
     if isinstance(obj, (np.integer, np.floating, np.bool_)):
@@ -179,10 +191,43 @@ def encode_structure(obj, path: str = ""):
     constant = _module_constant(obj)
     if constant:
         return {"constant": constant}
+    if arrays is not None and dataclasses.is_dataclass(obj) and not isinstance(obj, type) and _qualified(type(obj)):
+        fields = {f.name: enc(getattr(obj, f.name), f.name) for f in dataclasses.fields(obj)}
+        return {"module": _qualified(type(obj)), "fields": fields}
     if callable(obj):
         name = _qualified(obj)
         return {"function": name} if name else {"unresolvable": strip_addresses(repr(obj))}
     return {"unresolvable": strip_addresses(repr(obj))}
+
+
+def record_dataset(obj, name: str) -> xr.Dataset:
+    """Any record of results (dataclasses, modules, dicts, arrays, numbers, strings) as one Dataset: its arrays as
+    variables ``name.<path>`` (dims ``name.<path>.dim<k>``) and its structure as the attribute ``name_structure``;
+    :func:`read_pytree` rebuilds it without a template, arrays of the same type and dtype."""
+    arrays: dict[str, np.ndarray] = {}
+    structure = encode_structure(obj, "", arrays)
+    variables = {f"{name}.{k}": xr.DataArray(v, dims=[f"{name}.{k}.dim{i}" for i in range(v.ndim)]) for k, v in arrays.items()}
+    return xr.Dataset(variables, attrs={f"{name}_structure": to_json(structure)})
+
+
+def nest(ds: xr.Dataset, prefix: str) -> xr.Dataset:
+    """``ds`` with every variable, dimension and attribute renamed ``prefix.<name>``, to sit inside another
+    result's file (a family study's NPE result); :func:`unnest` takes it back out."""
+    dims = {d: f"{prefix}.{d}" for d in ds.dims if d not in ds.variables}
+    out = ds.rename({**{k: f"{prefix}.{k}" for k in ds.variables}, **dims})
+    out.attrs = {f"{prefix}.{k}": v for k, v in ds.attrs.items()}
+    return out
+
+
+def unnest(ds: xr.Dataset, prefix: str) -> xr.Dataset:
+    """The Dataset that :func:`nest` put under ``prefix`` (empty if there is none)."""
+    p = f"{prefix}."
+    keep = [str(k) for k in ds.variables if str(k).startswith(p)]
+    sub = ds.drop_vars([k for k in ds.variables if str(k) not in keep])
+    dims = {d: d[len(p):] for d in map(str, sub.dims) if d.startswith(p) and d not in keep}
+    sub = sub.rename({**{k: k[len(p):] for k in keep}, **dims})
+    sub.attrs = {k[len(p):]: v for k, v in ds.attrs.items() if k.startswith(p)}
+    return sub
 
 
 def describe(obj) -> str:
@@ -208,10 +253,10 @@ def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file"):
     """Inverse of :func:`encode_structure`; ``arrays`` maps leaf names to values."""
     kind = "module" if "module" in structure else next(iter(structure))
     spec = structure[kind]
-    if kind == "array":
+    if kind in ("array", "numpy"):
         if spec not in arrays:
             raise DataError(f"{source}: parameter {spec!r} is described but not stored")
-        return jnp.asarray(arrays[spec])
+        return jnp.asarray(arrays[spec]) if kind == "array" else np.asarray(arrays[spec])
     if kind == "module":
         if ":" not in spec:
             raise DataError(f"{source}: class {spec!r} cannot be imported; load with like= a model built as the fitted one")
@@ -224,6 +269,8 @@ def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file"):
         return Monomial.parse(spec)
     if kind == "dict":
         return {k: rebuild(v, arrays, source) for k, v in spec.items()}
+    if kind == "items":
+        return {rebuild(k, arrays, source): rebuild(v, arrays, source) for k, v in spec}
     if kind in ("tuple", "list"):
         items = [rebuild(v, arrays, source) for v in spec]
         return tuple(items) if kind == "tuple" else items

@@ -12,7 +12,19 @@ import xarray as xr
 import plasticinfer as pi
 from plasticinfer._results_io import named_leaves
 from plasticinfer.bayes import CalibrationResult
-from plasticinfer.discovery import BoxPrior, NPEPosterior, NPEResult, SBCResult, SearchResult, TraceRule
+from plasticinfer.discovery import (
+    BoxPrior,
+    FamiliesResult,
+    FamilyTask,
+    NPEPosterior,
+    NPEResult,
+    PlausibilityConstraints,
+    SBCResult,
+    SearchResult,
+    TraceRule,
+)
+from plasticinfer.discovery._memory import MemoryGroup, MemoryReport
+from plasticinfer.discovery._plausibility import PredictiveCheck
 from plasticinfer.discovery._sbi import _flow
 from plasticinfer.metalearn import TERM_POOL, LocalRule, MetaLearnResult
 
@@ -58,6 +70,24 @@ def _npe() -> NPEResult:
     post = NPEPosterior(_flow(jax.random.key(11), 2, 3, 2, 8, jnp.float64), prior, *std, 2, 8)
     rng = np.random.default_rng(2)
     return NPEResult(post, rng.random((6, 2)), rng.normal(size=(6, 3)), 1, 0.5, 2.25, np.array([3.0, 2.0]), np.array([3.5, 2.5]))
+
+
+def _families(with_sbc: bool) -> FamiliesResult:
+    """A small study built by hand (no simulation): the task of the spiking-families tests, an untrained posterior."""
+    task = FamilyTask.create(jax.random.key(7), n_exc=16, n_inh=4, p=0.5, duration=0.2, transient=0.05, segment=0.05)
+    prior, d, m = task.prior(), len(task.parameter_names), len(task.summary_names)
+    rng = np.random.default_rng(3)
+    std = [jnp.asarray(rng.normal(size=n)) for n in (m, m, d, d)]
+    post = NPEPosterior(_flow(jax.random.key(12), d, m, 1, 4, jnp.float64), prior, *std, 1, 4)
+    npe = NPEResult(post, rng.random((5, d)), rng.normal(size=(5, m)), 0, 1.5, 3.0, np.array([2.0]), np.array([2.5]))
+    check = PredictiveCheck(0.25, (0.1, 0.5), 0.125, (0.05, 0.3), {"rate_i": 0.5, "rate_e": 1.0}, {"rate_e": 0.25}, 8,
+                            rng.random((8, d)), np.array([True, False] * 4))  # fmt: skip
+    groups = {n: MemoryGroup(n, rng.random(3), rng.random(3), rng.random(4)) for n in ("prior", "posterior (plausible)", "no plasticity")}
+    diffs = {"prior": (0.125, -0.5, 0.75), "no plasticity": (0.25, 0.0, 0.5)}  # unsorted: order must survive
+    memory = MemoryReport(groups, rng.random(3), diffs, "no evidence")
+    sbc = SBCResult(rng.integers(0, 11, (3, d)), 10, {0.5: rng.random(d), 0.9: rng.random(d)}, tuple(task.parameter_names)) if with_sbc else None
+    constraints = PlausibilityConstraints(rate_e=(2.0, 20.0))
+    return FamiliesResult(task, constraints, npe, rng.normal(size=(7, d)), check, sbc, memory, {"hand-written": ["a", "b"]})
 
 
 def _fit_file(path):
@@ -117,12 +147,53 @@ def test_npe_result_round_trip(tmp_path):
     np.testing.assert_array_equal(back.posterior.sample(key, x_obs, 4), res.posterior.sample(key, x_obs, 4))
 
 
+@pytest.mark.parametrize("with_sbc", [True, False])
+def test_families_result_round_trip(tmp_path, with_sbc):
+    res = _families(with_sbc)
+    back = FamiliesResult.load(res.save(tmp_path / "families.nc"))
+    # the task: its network's arrays and every static setting
+    assert type(back.task) is FamilyTask and type(back.task.network) is type(res.task.network)
+    _assert_leaves_equal(res.task, back.task)
+    assert jax.tree_util.tree_structure(back.task) == jax.tree_util.tree_structure(res.task)
+    assert back.constraints == res.constraints
+    np.testing.assert_array_equal(back.posterior_samples, res.posterior_samples)
+    _assert_leaves_equal(res.npe.posterior, back.npe.posterior)
+    for name in ("theta", "x", "loss_history", "validation_history"):
+        np.testing.assert_array_equal(getattr(back.npe, name), getattr(res.npe, name), err_msg=name)
+    assert (back.npe.dropped, back.npe.simulation_seconds, back.npe.training_seconds) == (0, 1.5, 3.0)
+    c, cb = res.check, back.check
+    for name in ("posterior_fraction", "posterior_interval", "prior_fraction", "prior_interval", "per_summary_posterior", "per_summary_prior", "n"):
+        assert getattr(cb, name) == getattr(c, name), name
+    for name in ("posterior_theta", "posterior_accepted"):
+        assert type(getattr(cb, name)) is np.ndarray and getattr(cb, name).dtype == getattr(c, name).dtype
+        np.testing.assert_array_equal(getattr(cb, name), getattr(c, name), err_msg=name)
+    assert list(back.memory.groups) == list(res.memory.groups)
+    for g, group in res.memory.groups.items():
+        assert back.memory.groups[g].name == group.name
+        for name in ("auc", "speed", "null_means"):
+            np.testing.assert_array_equal(getattr(back.memory.groups[g], name), getattr(group, name))
+    np.testing.assert_array_equal(back.memory.matched, res.memory.matched)
+    assert list(back.memory.differences.items()) == list(res.memory.differences.items())
+    assert back.memory.verdict == res.memory.verdict
+    assert back.memory_names == res.memory_names
+    assert list(back.check.per_summary_posterior) == list(res.check.per_summary_posterior)
+    if with_sbc:
+        np.testing.assert_array_equal(back.sbc.ranks, res.sbc.ranks)
+        assert back.sbc.names == res.sbc.names and list(back.sbc.coverage) == [0.5, 0.9]
+        for lv in (0.5, 0.9):
+            np.testing.assert_array_equal(back.sbc.coverage[lv], res.sbc.coverage[lv])
+    else:
+        assert back.sbc is None
+    assert back.markdown() == res.markdown()
+
+
 LOADERS = {
     "search": SearchResult.load,
     "metalearn": MetaLearnResult.load,
     "calibration": CalibrationResult.load,
     "sbc": SBCResult.load,
     "npe": NPEResult.load,
+    "families": FamiliesResult.load,
 }
 
 
@@ -147,6 +218,8 @@ def test_each_load_refuses_another_kind_and_a_foreign_file(tmp_path):
         CalibrationResult.load(files["sbc"])
     with pytest.raises(pi.DataError, match=r"not a plasticinfer NPE result: the file holds a plasticinfer SBC"):
         NPEResult.load(files["sbc"])
+    with pytest.raises(pi.DataError, match=r"not a plasticinfer rule-families result: the file holds a plasticinfer NPE"):
+        FamiliesResult.load(_npe().save(tmp_path / "npe.nc"))
     with pytest.raises(pi.DataError, match=r"not a plasticinfer fit result: the file holds a plasticinfer meta-learning"):
         pi.FitResult.load(files["metalearn"])
     foreign = pi.data.write_netcdf(xr.Dataset({"x": ("t", np.arange(3.0))}), tmp_path / "other.nc")

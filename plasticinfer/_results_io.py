@@ -329,13 +329,8 @@ def tagged(ds: xr.Dataset, kind: str, annotations: xr.Dataset | None = None) -> 
     return ds
 
 
-def write_result(ds: xr.Dataset, path, kind: str, annotations: xr.Dataset | None = None) -> Path:
-    """Write a result's Dataset (see :func:`tagged`) atomically; :func:`read_result` reads it back."""
-    return write_netcdf(tagged(ds, kind, annotations), path)
-
-
 def read_result(path, kind: str) -> xr.Dataset:
-    """Read a file written by :func:`write_result` for ``kind``; any other file is refused with one
+    """Read a file of ``kind`` (a :func:`tagged` Dataset written by ``write_netcdf``); any other file is refused with one
     :class:`DataError` that names the file, the kind it holds and the method that writes this kind."""
     return check_kind(read_netcdf(path), path, kind)
 

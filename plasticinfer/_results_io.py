@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import json
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,16 @@ from ._io import read_netcdf, write_netcdf
 from ._rules import Monomial, TaylorRule
 
 FORMAT = "plasticinfer-fit/2"
+FORMATS = {
+    "fit": (FORMAT, "fit result", "FitResult.save"),
+    "search": ("plasticinfer-search/1", "search result", "discovery.SearchResult.save"),
+    "metalearn": ("plasticinfer-metalearn/1", "meta-learning result", "metalearn.MetaLearnResult.save"),
+    "calibration": ("plasticinfer-calibration/1", "calibration result", "bayes.CalibrationResult.save"),
+    "sbc": ("plasticinfer-sbc/1", "SBC result", "discovery.SBCResult.save"),
+    "npe": ("plasticinfer-npe/1", "NPE result", "discovery.NPEResult.save"),
+    "families": ("plasticinfer-families/1", "rule-families result", "discovery.FamiliesResult.save"),
+}
+"""Every results file kind: its format tag, what it holds, and the method that writes it."""
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _TRUSTED_MODULES = ("plasticinfer", "equinox", "jax", "numpy")
 
@@ -136,29 +147,87 @@ def _resolve(name: str):
     return obj
 
 
-def encode_structure(obj, path: str = ""):
-    """A JSON-able description of ``obj``: modules by class and fields, arrays by their leaf name."""
+def _module_constant(obj) -> str | None:
+    """``module:NAME`` when ``obj`` is a module-level constant of its class's (trusted) module, e.g. a named
+    term of the meta-learning pool; such objects are stored by name, not by content (their formula is code)."""
+    module = getattr(type(obj), "__module__", "") or ""
+    if module.split(".")[0] not in _TRUSTED_MODULES or module not in sys.modules:
+        return None
+    name = next((k for k, v in vars(sys.modules[module]).items() if v is obj and not k.startswith("__")), None)
+    return f"{module}:{name}" if name else None
+
+
+def encode_structure(obj, path: str = "", arrays: dict | None = None):
+    """A JSON-able description of ``obj``: modules by class and fields, arrays by their leaf name.
+
+    With ``arrays`` (a dict to fill; see :func:`record_dataset`) every array is also collected under its
+    leaf name, NumPy arrays are marked to come back as NumPy arrays, plain dataclasses (records such as
+    a predictive check) are described by class and fields like modules, and dicts keep their order.
+    """
     join = (lambda k: f"{path}.{k}" if path else str(k))  # noqa: E731
+    enc = (lambda v, k: encode_structure(v, join(k), arrays))  # noqa: E731
     if eqx.is_array(obj):
-        return {"array": path}
+        if arrays is None:
+            return {"array": path}
+        arrays[path] = np.asarray(obj)
+        return {"numpy" if isinstance(obj, (np.ndarray, np.generic)) else "array": path}
     if isinstance(obj, eqx.Module):
         name = _qualified(type(obj))
-        fields = {f.name: encode_structure(getattr(obj, f.name), join(f.name)) for f in dataclasses.fields(obj)}
+        fields = {f.name: enc(getattr(obj, f.name), f.name) for f in dataclasses.fields(obj)}
         return {"module": name or type(obj).__qualname__, "fields": fields}
     if isinstance(obj, Monomial):
         return {"monomial": obj.name}
     if isinstance(obj, Mapping):
-        return {"dict": {str(k): encode_structure(v, join(k)) for k, v in obj.items()}}
+        if arrays is None:
+            return {"dict": {str(k): enc(v, k) for k, v in obj.items()}}
+        # a record keeps its order (JSON sorts keys) and its keys' types; leaves are named by position
+        return {"items": [[encode_structure(k), enc(v, i)] for i, (k, v) in enumerate(obj.items())]}
     if isinstance(obj, (tuple, list)):
-        return {type(obj).__name__: [encode_structure(v, join(i)) for i, v in enumerate(obj)]}
+        return {type(obj).__name__: [enc(v, i) for i, v in enumerate(obj)]}
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return {"value": obj}
     if isinstance(obj, (np.integer, np.floating, np.bool_)):
         return {"value": obj.item()}
+    constant = _module_constant(obj)
+    if constant:
+        return {"constant": constant}
+    if arrays is not None and dataclasses.is_dataclass(obj) and not isinstance(obj, type) and _qualified(type(obj)):
+        fields = {f.name: enc(getattr(obj, f.name), f.name) for f in dataclasses.fields(obj)}
+        return {"module": _qualified(type(obj)), "fields": fields}
     if callable(obj):
         name = _qualified(obj)
         return {"function": name} if name else {"unresolvable": strip_addresses(repr(obj))}
     return {"unresolvable": strip_addresses(repr(obj))}
+
+
+def record_dataset(obj, name: str) -> xr.Dataset:
+    """Any record of results (dataclasses, modules, dicts, arrays, numbers, strings) as one Dataset: its arrays as
+    variables ``name.<path>`` (dims ``name.<path>.dim<k>``) and its structure as the attribute ``name_structure``;
+    :func:`read_pytree` rebuilds it without a template, arrays of the same type and dtype."""
+    arrays: dict[str, np.ndarray] = {}
+    structure = encode_structure(obj, "", arrays)
+    variables = {f"{name}.{k}": xr.DataArray(v, dims=[f"{name}.{k}.dim{i}" for i in range(v.ndim)]) for k, v in arrays.items()}
+    return xr.Dataset(variables, attrs={f"{name}_structure": to_json(structure)})
+
+
+def nest(ds: xr.Dataset, prefix: str) -> xr.Dataset:
+    """``ds`` with every variable, dimension and attribute renamed ``prefix.<name>``, to sit inside another
+    result's file (a family study's NPE result); :func:`unnest` takes it back out."""
+    dims = {d: f"{prefix}.{d}" for d in ds.dims if d not in ds.variables}
+    out = ds.rename({**{k: f"{prefix}.{k}" for k in ds.variables}, **dims})
+    out.attrs = {f"{prefix}.{k}": v for k, v in ds.attrs.items()}
+    return out
+
+
+def unnest(ds: xr.Dataset, prefix: str) -> xr.Dataset:
+    """The Dataset that :func:`nest` put under ``prefix`` (empty if there is none)."""
+    p = f"{prefix}."
+    keep = [str(k) for k in ds.variables if str(k).startswith(p)]
+    sub = ds.drop_vars([k for k in ds.variables if str(k) not in keep])
+    dims = {d: d[len(p):] for d in map(str, sub.dims) if d.startswith(p) and d not in keep}
+    sub = sub.rename({**{k: k[len(p):] for k in keep}, **dims})
+    sub.attrs = {k[len(p):]: v for k, v in ds.attrs.items() if k.startswith(p)}
+    return sub
 
 
 def describe(obj) -> str:
@@ -184,10 +253,10 @@ def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file"):
     """Inverse of :func:`encode_structure`; ``arrays`` maps leaf names to values."""
     kind = "module" if "module" in structure else next(iter(structure))
     spec = structure[kind]
-    if kind == "array":
+    if kind in ("array", "numpy"):
         if spec not in arrays:
             raise DataError(f"{source}: parameter {spec!r} is described but not stored")
-        return jnp.asarray(arrays[spec])
+        return jnp.asarray(arrays[spec]) if kind == "array" else np.asarray(arrays[spec])
     if kind == "module":
         if ":" not in spec:
             raise DataError(f"{source}: class {spec!r} cannot be imported; load with like= a model built as the fitted one")
@@ -200,12 +269,14 @@ def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file"):
         return Monomial.parse(spec)
     if kind == "dict":
         return {k: rebuild(v, arrays, source) for k, v in spec.items()}
+    if kind == "items":
+        return {rebuild(k, arrays, source): rebuild(v, arrays, source) for k, v in spec}
     if kind in ("tuple", "list"):
         items = [rebuild(v, arrays, source) for v in spec]
         return tuple(items) if kind == "tuple" else items
     if kind == "value":
         return spec
-    if kind == "function":
+    if kind in ("function", "constant"):
         return _resolve(spec)
     raise DataError(
         f"{source}: the model holds {spec}, which a file cannot describe (a lambda or local object); "
@@ -229,6 +300,67 @@ def model_attrs(model) -> dict[str, str]:
         )
         attrs["learning_rate"] = to_json({k: r.learning_rate for k, r in rules.items()})
     return attrs
+
+
+# --------------------------------------------------------------------------------------
+# Results files of every kind: one writer, one reader that refuses any other kind
+# --------------------------------------------------------------------------------------
+
+
+def result_attrs(kind: str) -> dict[str, str]:
+    """The attributes that mark a file as a plasticinfer result of ``kind`` (a key of :data:`FORMATS`)."""
+    return {"created_by": "plasticinfer", "format": FORMATS[kind][0]}
+
+
+def tagged(ds: xr.Dataset, kind: str, annotations: xr.Dataset | None = None) -> xr.Dataset:
+    """A result's Dataset with its format tag and, merged in, ``annotations``: a report's extra variables and
+    attributes (e.g. normalised coefficients), which the result's reader ignores. An annotation may not reuse
+    a name the result stores."""
+    ds = ds.copy()
+    if annotations is not None:
+        clash = sorted(set(map(str, annotations.data_vars)) & set(map(str, ds.variables)))
+        clash += sorted(set(annotations.attrs) & set(ds.attrs))
+        if clash:
+            raise DataError(f"report annotations reuse names the {FORMATS[kind][1]} stores: {clash}; rename them")
+        attrs = dict(ds.attrs)
+        ds = xr.merge([ds, annotations], compat="no_conflicts", combine_attrs="drop")
+        ds.attrs.update(attrs, **annotations.attrs)
+    ds.attrs.update(result_attrs(kind))
+    return ds
+
+
+def read_result(path, kind: str) -> xr.Dataset:
+    """Read a file of ``kind`` (a :func:`tagged` Dataset written by ``write_netcdf``); any other file is refused with one
+    :class:`DataError` that names the file, the kind it holds and the method that writes this kind."""
+    return check_kind(read_netcdf(path), path, kind)
+
+
+def check_kind(ds: xr.Dataset, path, kind: str) -> xr.Dataset:
+    """``ds`` (read from ``path``) if it holds a result of ``kind``; else the :class:`DataError` of :func:`read_result`."""
+    fmt, noun, writer = FORMATS[kind]
+    found_fmt = ds.attrs.get("format")
+    if ds.attrs.get("created_by") == "plasticinfer" and found_fmt == fmt:
+        return ds
+    found = next((f"a plasticinfer {n} ({f!r}, written by {w})" for f, n, w in FORMATS.values() if f == found_fmt), None)
+    if found is None:
+        found = f"format {found_fmt!r}" if found_fmt else "no plasticinfer format tag (not written by a plasticinfer save)"
+    raise DataError(
+        f"{path}: not a plasticinfer {noun}: the file holds {found}. This reads {fmt!r} files, written by {writer}; "
+        f"open the file with the load of its own kind."
+    )
+
+
+def pytree_variables(tree, name: str, lead: list[str] = ()) -> tuple[dict[str, xr.DataArray], dict[str, str]]:
+    """A pytree of modules (rules, flows, priors) as variables ``name.<path>`` and its structure as the attribute
+    ``name_structure``; :func:`read_pytree` rebuilds it without a template. ``lead`` names leading batch axes."""
+    return model_variables(tree, prefix=f"{name}.", lead=lead), {f"{name}_structure": to_json(encode_structure(tree))}
+
+
+def read_pytree(ds: xr.Dataset, name: str, source="the file"):
+    """Inverse of :func:`pytree_variables`."""
+    prefix = f"{name}."
+    arrays = {str(k)[len(prefix):]: ds[k].values for k in ds.data_vars if str(k).startswith(prefix)}
+    return rebuild(json.loads(ds.attrs[f"{name}_structure"]), arrays, source)
 
 
 # --------------------------------------------------------------------------------------
@@ -261,15 +393,15 @@ def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefi
         )
 
 
-def fill_like(like, ds: xr.Dataset, prefix: str, lead_shape: tuple[int, ...] = ()):
-    """``like`` with every array leaf replaced by the stored one (dtype of the template)."""
+def fill_like(like, ds: xr.Dataset, prefix: str, lead_shape: tuple[int, ...] = (), *, cast: bool = True):
+    """``like`` with every array leaf replaced by the stored one (dtype of the template; of the file if not ``cast``)."""
     names = list(named_leaves(like))
     it = iter(names)
     leaves, treedef = jax.tree_util.tree_flatten(like)
     out = []
     for leaf in leaves:
         if eqx.is_array(leaf):
-            out.append(jnp.asarray(ds[prefix + next(it)].values, dtype=leaf.dtype))
+            out.append(jnp.asarray(ds[prefix + next(it)].values, dtype=leaf.dtype if cast else None))
         else:
             out.append(leaf)
     return jax.tree_util.tree_unflatten(treedef, out)
@@ -328,6 +460,8 @@ def load_fit_fields(path, like=None) -> dict:
     """The fields of a saved :class:`FitResult` (see ``FitResult.load``)."""
     path = Path(path)
     ds = read_netcdf(path)
+    if ds.attrs.get("format") in {f for f, _, _ in FORMATS.values()} - {FORMAT}:
+        check_kind(ds, path, "fit")  # another kind of result: say which
     if ds.attrs.get("created_by") != "plasticinfer" or "loss" not in ds:
         raise DataError(f"{path}: not a plasticinfer fit result (no 'loss' variable / created_by attribute)")
     if ds.attrs.get("format") != FORMAT:

@@ -84,10 +84,25 @@ def test_homeostasis_analysis_and_report(rate_task, key, tmp_path):
     fams = find_families(res, reference="alpha")
     ds = to_dataset(res, reference="alpha", families=fams)
     md = summary_markdown(res, title="test", families=fams, sections={"Manifold": analysis.markdown()})
-    paths = save_report(tmp_path, datasets={"results": ds}, markdown=md, figures={"manifold": analysis.figure()})
+    paths = save_report(
+        tmp_path, markdown=md, searches={"results": res}, families={"results": fams}, reference="alpha",
+        figures={"manifold": analysis.figure()},
+    )  # fmt: skip
     back = xr.load_dataset(paths["results"], engine="h5netcdf")
     np.testing.assert_allclose(back["coefficients"].sel(parameter="alpha").values, np.asarray(rules.alpha))
     np.testing.assert_array_equal(back["success"].values, [1, 1, 0])
+    # one writer: the report's file is the one SearchResult.save writes (with the report's table), and loads back
+    xr.testing.assert_identical(back, ds)
+    again = SearchResult.load(paths["results"])
+    assert isinstance(again.rules, TraceRule)
+    for name in ("alpha", "beta", "gamma", "kappa"):
+        np.testing.assert_array_equal(getattr(again.rules, name), getattr(rules, name))
+    np.testing.assert_array_equal(again.losses, res.losses)
+    np.testing.assert_array_equal(again.success, res.success)
+    assert set(again.metrics) == set(res.metrics)
+    for k in res.metrics:
+        np.testing.assert_array_equal(again.metrics[k], res.metrics[k])
+    assert again.equation(0) == res.equation(0)
     assert "x_post" in paths["summary"].read_text() and paths["manifold"].stat().st_size > 1000
 
 
@@ -102,6 +117,7 @@ def test_cli_homeostasis(tmp_path):
     assert r.exit_code == 0, r.output
     for name in ("results_gradient.nc", "results_cma-es.nc", "summary.md", "manifold.png"):
         assert (tmp_path / "h" / name).exists()
+    assert SearchResult.load(tmp_path / "h" / "results_cma-es.nc").method == "cma-es"
     assert "ν*" in (tmp_path / "h" / "summary.md").read_text()
 
 

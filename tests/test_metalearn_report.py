@@ -71,6 +71,15 @@ def test_report_files_round_trip(tiny_report, tmp_path):
     np.testing.assert_allclose(ds["accuracy"].values, tiny_report.evaluation.accuracy)
     assert ds["learning_curve"].dims == ("learner", "episode", "seen")
     assert ds.attrs["surviving_equation"] == tiny_report.surviving_equation()
+    # one writer: results.nc is MetaLearnResult.save's file (plus the report's tables) and loads back exactly
+    meta, back = tiny_report.meta, pi.metalearn.MetaLearnResult.load(paths["results"])
+    for name in ("rule", "final_rule"):
+        assert getattr(back, name).terms == getattr(meta, name).terms
+        np.testing.assert_array_equal(getattr(back, name).coeffs, getattr(meta, name).coeffs)
+    for name in ("loss_history", "validation_history", "validation_steps", "coeff_history"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(meta, name), err_msg=name)
+    for name in ("diverged_at", "steps_run", "wall_time", "settings", "converged", "convergence_message"):
+        assert getattr(back, name) == getattr(meta, name), name
     md = paths["summary"].read_text(encoding="utf-8")
     assert "| backprop |" in md and "e_{l+1}·e_lᵀ" in md
     assert not list((tmp_path / "out").glob("*.tmp"))

@@ -21,6 +21,9 @@ def test_cli_families_tiny(tmp_path):
     assert ds.sizes["parameter"] == 24 and ds.sizes["simulation"] == 24
     md = (tmp_path / "summary.md").read_text()
     assert "meet every constraint" in md and "Verdict" in md
+    from plasticinfer.discovery import FamiliesResult
+
+    assert FamiliesResult.load(tmp_path / "families.nc").markdown() == md  # the whole study reads back from its file
 
 
 def test_cli_families_rejects_unknown_type(tmp_path):

@@ -185,13 +185,15 @@ print(analysis.markdown())
 
 # %%
 fig = analysis.figure()
+searches = {"b3_gradient": grad, "b3_cma": cma}
 paths = dsc.save_report(
     OUT,
-    datasets={f"b3_{m}": dsc.to_dataset(r, reference="alpha", families=dsc.find_families(r, reference="alpha"))
-              for m, r in (("gradient", grad), ("cma", cma))},
     markdown="# Tutorial 05\n\n" + analysis.markdown(),
+    searches=searches,
+    families={m: dsc.find_families(r, reference="alpha") for m, r in searches.items()},
+    reference="alpha",
     figures={"manifold": fig},
-)  # fmt: skip
+)
 print({k: str(v) for k, v in paths.items()})
 
 # %% [markdown]

@@ -114,5 +114,5 @@ print(f"{res.npe.simulations_per_minute:.0f} simulations per minute")
 # %%
 print(res.memory.markdown())
 (OUT / "summary.md").write_text(res.markdown())
-res.to_dataset().to_netcdf(OUT / "families.nc", engine="h5netcdf")
+res.save(OUT / "families.nc")  # dsc.FamiliesResult.load reads it back
 print("wrote", OUT / "summary.md")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -115,6 +116,57 @@ class CalibrationResult:
         from ._plots import plot_ranks
 
         return plot_ranks(self.ranks, self.n_rank_draws, self.names, dict(self.coverage), bins=bins)
+
+    def to_dataset(self):
+        """The content of the file :meth:`save` writes (format ``plasticinfer-calibration/1``): ``truth``,
+        ``rank``, ``covered``, ``posterior_mean``, ``posterior_sd`` over (dataset, parameter), ``divergences`` and
+        ``max_rhat`` per dataset; attributes ``n_rank_draws``, ``interval``, ``seconds``."""
+        import xarray as xr
+
+        from .._results_io import tagged
+
+        dp = ("dataset", "parameter")
+        ds = xr.Dataset(
+            {
+                "truth": (dp, np.asarray(self.truth)),
+                "rank": (dp, np.asarray(self.ranks)),
+                "covered": (dp, np.asarray(self.covered, dtype=np.int8)),
+                "posterior_mean": (dp, np.asarray(self.posterior_mean)),
+                "posterior_sd": (dp, np.asarray(self.posterior_sd)),
+                "divergences": ("dataset", np.asarray(self.divergences)),
+                "max_rhat": ("dataset", np.asarray(self.max_rhat)),
+            },
+            coords={"parameter": list(self.names)},
+            attrs={"n_rank_draws": int(self.n_rank_draws), "interval": float(self.interval), "seconds": float(self.seconds)},
+        )
+        return tagged(ds, "calibration")
+
+    def save(self, path) -> Path:
+        """Write the result to one self-describing netCDF file, atomically (see :meth:`to_dataset`)."""
+        from .._io import write_netcdf
+
+        return write_netcdf(self.to_dataset(), path)
+
+    @classmethod
+    def load(cls, path) -> "CalibrationResult":
+        """Read a file written by :meth:`save`; any other file is refused with one
+        :class:`~plasticinfer.DataError` naming the kind it holds."""
+        from .._results_io import read_result
+
+        ds = read_result(path, "calibration")
+        return cls(
+            names=[str(n) for n in ds["parameter"].values],
+            truth=ds["truth"].values,
+            ranks=ds["rank"].values,
+            n_rank_draws=int(ds.attrs["n_rank_draws"]),
+            covered=ds["covered"].values.astype(bool),
+            interval=float(ds.attrs["interval"]),
+            posterior_mean=ds["posterior_mean"].values,
+            posterior_sd=ds["posterior_sd"].values,
+            divergences=ds["divergences"].values,
+            max_rhat=ds["max_rhat"].values,
+            seconds=float(ds.attrs["seconds"]),
+        )
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per (dataset, parameter): truth, rank, covered, posterior mean and sd."""

@@ -71,7 +71,7 @@ def pc1(
     output_folder(out)
     import jax
 
-    from . import PC1Objective, find_families, gradient_search, oja_comparison, plot_search, save_report, summary_markdown, to_dataset
+    from . import PC1Objective, find_families, gradient_search, oja_comparison, plot_search, save_report, summary_markdown
     from ._report import _table
 
     k_obj, k_search = jax.random.split(jax.random.key(seed))
@@ -99,8 +99,11 @@ def pc1(
     md = summary_markdown(res, title=f"PC1 extraction, {n_pre} inputs", families=fams, notes=notes, sections={"Comparison with Oja's rule": oja_table})
     paths = save_report(
         out,
-        datasets={"results": to_dataset(res, reference="x*y", families=fams, description=f"PC1 objective, n_pre={n_pre}")},
         markdown=md,
+        searches={"results": res},
+        families={"results": fams},
+        reference="x*y",
+        description=f"PC1 objective, n_pre={n_pre}",
         figures={"search": plot_search(res, fams, reference="x*y", title=f"PC1, {n_pre} inputs")},
     )
     typer.echo(res.summary())
@@ -134,7 +137,7 @@ def pca_network(
     import jax
 
     from .._rules import TaylorRule
-    from . import PCANetworkObjective, find_families, gradient_search, plot_search, save_report, summary_markdown, to_dataset
+    from . import PCANetworkObjective, find_families, gradient_search, plot_search, save_report, summary_markdown
 
     k_obj, k_search = jax.random.split(jax.random.key(seed))
     obj = PCANetworkObjective.create(k_obj, n_in, n_out, n_networks=networks)
@@ -150,8 +153,11 @@ def pca_network(
     md = summary_markdown(res, title=f"PCA network {n_in} → {n_out}", families=fams, notes=notes)
     paths = save_report(
         out,
-        datasets={"results": to_dataset(res, reference="x*y", families=fams, description=f"PCA network {n_in}->{n_out}")},
         markdown=md,
+        searches={"results": res},
+        families={"results": fams},
+        reference="x*y",
+        description=f"PCA network {n_in}->{n_out}",
         figures={"search": plot_search(res, fams, reference="x*y", title=f"PCA network {n_in} → {n_out}")},
     )
     typer.echo(res.summary())
@@ -208,7 +214,6 @@ def homeostasis(
         plot_search,
         save_report,
         summary_markdown,
-        to_dataset,
     )
     from ._common import DiscoveryError
 
@@ -230,10 +235,10 @@ def homeostasis(
         typer.echo(f"CMA-ES: {cma_restarts} runs × {generations} generations …")
         results["cma-es"] = cma_search(obj, key=k_c, restarts=cma_restarts, generations=generations, l1=l1, init_scale=1.0, progress=show_bars(quiet))
     analysis = analyse_homeostasis(results, obj, key=k_a, familiarity=familiarity and model is Model.rate, generalise_to=(5.0, 20.0) if model is Model.rate else ())
-    datasets, figures, parts = {}, {"manifold": analysis.figure()}, []
+    searches, families, figures, parts = {}, {}, {"manifold": analysis.figure()}, []
     for m, res in results.items():
         fams = find_families(res, reference="alpha")
-        datasets[f"results_{m}"] = to_dataset(res, reference="alpha", families=fams, description=f"B3 {model.value} model, {m}")
+        searches[f"results_{m}"], families[f"results_{m}"] = res, fams
         figures[f"search_{m}"] = plot_search(res, fams, reference="alpha", title=f"B3 ({model.value}), {m}")
         parts.append(summary_markdown(res, title=f"{m}", families=fams))
         typer.echo(res.summary())
@@ -253,7 +258,9 @@ def homeostasis(
         + [p.replace("# ", "## ", 1) for p in parts]
         + ["## Notes\n\n" + "\n".join(f"- {n}" for n in notes)]
     )
-    paths = save_report(out, datasets=datasets, markdown=md, figures=figures)
+    paths = save_report(
+        out, markdown=md, searches=searches, families=families, reference="alpha", description=f"B3 {model.value} model", figures=figures
+    )
     typer.echo("\n" + analysis.markdown())
     typer.echo(f"\nwrote to {out}/:")
     _echo_paths(paths)

@@ -38,7 +38,7 @@ def families(
     """
     import jax
 
-    from .._io import write_netcdf, write_text
+    from .._io import write_text
     from ._common import DiscoveryError
     from ._memory import FamiliarityProtocol
     from ._plausibility import FamilyTask
@@ -62,7 +62,7 @@ def families(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"families": write_netcdf(res.to_dataset(), out / "families.nc"), "summary": write_text(res.markdown(), out / "summary.md")}
+    paths = {"families": res.save(out / "families.nc"), "summary": write_text(res.markdown(), out / "summary.md")}
     if not quiet:
         typer.echo(res.check.markdown())
         if res.memory is not None:

@@ -29,9 +29,6 @@ from .._rules import TaylorRule
 from ._common import AbstractObjective, DiscoveryError, as_rule_dict
 
 
-SEARCH_FORMAT = "plasticinfer-search/1"
-
-
 @dataclass
 class SearchResult:
     """What a search returns.
@@ -94,13 +91,15 @@ class SearchResult:
             lines.append(eq if name == "rule" else f"{name}: {eq}")
         return "\n".join(lines)
 
-    def save(self, path) -> Path:
-        """Write the whole result to a self-describing netCDF file (atomically): every restart's rule by
-        parameter name along a ``restart`` axis, the rules' classes and settings, losses, metrics, success,
-        histories, convergence and the search settings. :meth:`load` reads it back without a template."""
-        from .._results_io import encode_structure, model_variables, named_leaves, to_json
+    def to_dataset(self, annotations: xr.Dataset | None = None) -> xr.Dataset:
+        """The content of the file :meth:`save` writes: every restart's rule by parameter name along a
+        ``restart`` axis (``rules.<path>``), the rules' classes and settings (``rules_structure``), ``loss``,
+        ``success``, ``loss_history``, ``metric.<name>``, ``converged``, and the search's attributes.
+        ``annotations`` (a report's extra variables, see :func:`plasticinfer.discovery.to_dataset`) are merged in."""
+        from .._results_io import pytree_variables, tagged, to_json
 
-        ds = xr.Dataset(model_variables(self.rules, prefix="rules.", lead=["restart"]))
+        variables, structure = pytree_variables(self.rules, "rules", lead=["restart"])
+        ds = xr.Dataset(variables)
         ds["loss"] = xr.DataArray(np.asarray(self.losses, dtype=float), dims=["restart"])
         ds["success"] = xr.DataArray(np.asarray(self.success, dtype=np.int8), dims=["restart"])
         ds["loss_history"] = xr.DataArray(np.asarray(self.loss_history, dtype=float), dims=["restart", "step"])
@@ -109,34 +108,30 @@ class SearchResult:
         if self.converged is not None:
             ds["converged"] = xr.DataArray(np.asarray(self.converged, dtype=np.int8), dims=["restart"])
         ds.attrs.update(
-            created_by="plasticinfer",
-            format=SEARCH_FORMAT,
             method=self.method,
             wall_time_s=float(self.wall_time),
             settings=to_json(self.settings),
             convergence_messages=json.dumps(list(self.convergence_messages)),
-            parameters=to_json(list(named_leaves(self.rules))),
-            rules_structure=to_json(encode_structure(self.rules)),
+            best_restart=int(self.best),
             best_equation=self.equation(threshold=1e-3),
+            **structure,
         )
-        return write_netcdf(ds, path)
+        return tagged(ds, "search", annotations)
+
+    def save(self, path, annotations: xr.Dataset | None = None) -> Path:
+        """Write the whole result to a self-describing netCDF file (atomically; see :meth:`to_dataset`), with a
+        report's ``annotations`` if given. :meth:`load` reads it back without a template."""
+        return write_netcdf(self.to_dataset(annotations), path)
 
     @classmethod
     def load(cls, path) -> "SearchResult":
-        """Read a file written by :meth:`save`; refuses any other file with one clear error."""
-        from .._errors import DataError
-        from .._io import read_netcdf
-        from .._results_io import rebuild
+        """Read a file written by :meth:`save` (or a discovery report's ``results*.nc``); refuses any other
+        file with one :class:`~plasticinfer.DataError` naming the kind it holds."""
+        from .._results_io import read_pytree, read_result
 
         path = Path(path)
-        ds = read_netcdf(path)
-        if ds.attrs.get("created_by") != "plasticinfer" or ds.attrs.get("format") != SEARCH_FORMAT:
-            raise DataError(
-                f"{path}: not a plasticinfer search result (format {ds.attrs.get('format')!r}; this version reads "
-                f"{SEARCH_FORMAT!r}, written by SearchResult.save)"
-            )
-        names = json.loads(ds.attrs["parameters"])
-        rules = rebuild(json.loads(ds.attrs["rules_structure"]), {n: ds["rules." + n].values for n in names}, path)
+        ds = read_result(path, "search")
+        rules = read_pytree(ds, "rules", path)
         metrics = {k[len("metric."):]: ds[k].values for k in ds.data_vars if k.startswith("metric.")}
         return cls(
             rules, ds["loss"].values, metrics, ds["success"].values.astype(bool), ds["loss_history"].values,

@@ -13,52 +13,37 @@ from ._families import RuleFamily, coefficient_table, normalise
 from ._homeostasis import TraceRule
 
 
-def to_dataset(result, *, reference: str | None = None, families: Sequence[RuleFamily] = (), description: str = ""):
-    """The search as an :class:`xarray.Dataset` with dims ``restart``, ``parameter``, ``step``.
-
-    Variables: ``coefficients`` and ``normalised`` (by |θ(reference)| per rule, or the norm),
-    ``loss`` (held-out), ``success``, every held-out metric, ``history`` and ``family``
-    (index into the attrs' family list, −1 for none). Attrs carry the method, wall time,
-    settings, the best equation and every family's label, count and equation.
-    """
+def report_annotations(result, *, reference: str | None = None, families: Sequence[RuleFamily] = (), description: str = ""):
+    """What a report adds to a search's file: a table of every restart's coefficients by name, normalised, and
+    its family. Variables ``coefficients`` and ``normalised`` (by |θ(reference)| per rule, or the norm), dims
+    ``restart`` × ``parameter``, and ``family`` (index into the attrs' family list, −1 for none); attrs
+    ``normalised_by``, ``families`` (every family's label, count and equation) and ``description``."""
     import xarray as xr
 
     names, values = coefficient_table(result.rules)
     family = np.full(result.n_restarts, -1, dtype=np.int64)
     for i, f in enumerate(families):
         family[f.members] = i
-    ds = xr.Dataset(
+    return xr.Dataset(
         {
             "coefficients": (("restart", "parameter"), values),
             "normalised": (("restart", "parameter"), normalise(names, values, reference)),
-            "loss": (("restart",), np.asarray(result.losses, dtype=float)),
-            "success": (("restart",), np.asarray(result.success, dtype=np.int8)),
             "family": (("restart",), family),
-            "history": (("restart", "step"), np.asarray(result.loss_history, dtype=float)),
-            **(
-                {"converged": (("restart",), np.asarray(result.converged, dtype=np.int8))}
-                if result.converged is not None else {}
-            ),
-            **{f"metric_{k}": (("restart",), np.asarray(v, dtype=float)) for k, v in result.metrics.items() if k != "loss"},
         },
-        coords={"restart": np.arange(result.n_restarts), "parameter": names, "step": np.arange(result.loss_history.shape[1])},
+        coords={"restart": np.arange(result.n_restarts), "parameter": names},
+        attrs=dict(
+            normalised_by=reference or "L2 norm per rule",
+            families=json.dumps([{"label": f.label, "count": f.count, "equation": f.equation} for f in families]),
+            description=description,
+        ),
     )
-    ds["success"].attrs["description"] = "1 if the restart's final rule meets the objective on held-out episodes"
-    if "converged" in ds:
-        ds["converged"].attrs["description"] = "1 if the restart's loss history had settled at the step limit"
-        ds.attrs["convergence_messages"] = json.dumps(list(result.convergence_messages))
-    ds["loss"].attrs["description"] = "objective on a held-out episode (no training step used it)"
-    ds.attrs.update(
-        method=result.method,
-        wall_time_s=float(result.wall_time),
-        settings=json.dumps(result.settings, default=str),
-        best_restart=int(result.best),
-        best_equation=result.equation(threshold=1e-3),
-        normalised_by=reference or "L2 norm per rule",
-        families=json.dumps([{"label": f.label, "count": f.count, "equation": f.equation} for f in families]),
-        description=description,
-    )
-    return ds
+
+
+def to_dataset(result, *, reference: str | None = None, families: Sequence[RuleFamily] = (), description: str = ""):
+    """The file a report writes for a search: ``result.to_dataset()`` (everything
+    :meth:`SearchResult.load <plasticinfer.discovery.SearchResult.load>` reads back) with the report's
+    :func:`report_annotations` (``coefficients``, ``normalised``, ``family``) merged in."""
+    return result.to_dataset(report_annotations(result, reference=reference, families=families, description=description))
 
 
 def manifold_table(result, nu_pre: float, target: float) -> dict[str, np.ndarray]:
@@ -220,18 +205,33 @@ def plot_manifold(tables: Mapping[str, Mapping[str, np.ndarray]], nu_pre: float,
     return fig
 
 
-def save_report(folder, *, datasets: Mapping[str, object], markdown: str, figures: Mapping[str, object] | None = None) -> dict[str, Path]:
-    """Write ``<name>.nc`` per dataset, ``summary.md`` and ``<name>.png`` per figure into ``folder``.
+def save_report(
+    folder,
+    *,
+    markdown: str,
+    searches: Mapping[str, object] | None = None,
+    families: Mapping[str, Sequence[RuleFamily]] | None = None,
+    reference: str | None = None,
+    description: str = "",
+    figures: Mapping[str, object] | None = None,
+) -> dict[str, Path]:
+    """Write ``<name>.nc`` per search, ``summary.md`` and ``<name>.png`` per figure into ``folder``.
 
-    Every file is written atomically (a temporary file, then a rename).
+    Each search is written by :meth:`SearchResult.save <plasticinfer.discovery.SearchResult.save>` with the
+    report's :func:`report_annotations` (its ``families[name]``, normalised by ``reference``), so
+    ``SearchResult.load`` reads it back. Every file is written atomically (a temporary file, then a rename).
     """
     import matplotlib.pyplot as plt
 
-    from .._io import write_figure, write_netcdf, write_text
+    from .._io import write_figure, write_text
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: write_netcdf(ds, folder / f"{name}.nc") for name, ds in datasets.items()}
+    families = families or {}
+    paths = {
+        name: res.save(folder / f"{name}.nc", report_annotations(res, reference=reference, families=families.get(name, ()), description=description))
+        for name, res in (searches or {}).items()
+    }
     paths["summary"] = write_text(markdown, folder / "summary.md")
     for name, fig in (figures or {}).items():
         paths[name] = write_figure(fig, folder / f"{name}.png", dpi=120)
@@ -239,4 +239,4 @@ def save_report(folder, *, datasets: Mapping[str, object], markdown: str, figure
     return paths
 
 
-__all__ = ["to_dataset", "manifold_table", "summary_markdown", "plot_search", "plot_manifold", "save_report"]
+__all__ = ["report_annotations", "to_dataset", "manifold_table", "summary_markdown", "plot_search", "plot_manifold", "save_report"]

@@ -44,10 +44,21 @@ class FamiliesResult:
         return len(self.npe.theta) * secs / max(self.npe.simulation_seconds, 1e-9)
 
     def to_dataset(self):
+        """The content of the file :meth:`save` writes (format ``plasticinfer-families/1``).
+
+        For reading by eye: ``posterior`` (sample, parameter), ``theta`` (simulation, parameter), ``summaries``
+        (simulation, summary), ``accepted`` (simulation) and attributes ``n_neurons``, ``plastic``,
+        ``posterior_fraction_plausible``, ``prior_fraction_plausible``, ``simulations_per_minute``. For
+        :meth:`load`: the NPE result under ``npe.`` (as ``NPEResult.save`` writes it), the SBC result under
+        ``sbc.`` (if any), and the task, constraints, predictive check, memory report and names as a record
+        (``record.<path>`` arrays, ``record_structure``).
+        """
         import xarray as xr
 
+        from .._results_io import nest, record_dataset, tagged
+
         names = list(self.task.parameter_names)
-        return xr.Dataset(
+        ds = xr.Dataset(
             {
                 "posterior": (("sample", "parameter"), self.posterior_samples),
                 "theta": (("simulation", "parameter"), self.npe.theta),
@@ -63,6 +74,33 @@ class FamiliesResult:
                 "simulations_per_minute": self.npe.simulations_per_minute,
             },
         )
+        record = {"task": self.task, "constraints": self.constraints, "check": self.check, "memory": self.memory, "memory_names": self.memory_names}
+        parts = [ds, record_dataset(record, "record"), nest(self.npe.to_dataset(), "npe")]
+        if self.sbc is not None:
+            parts.append(nest(self.sbc.to_dataset(), "sbc"))
+        return tagged(xr.merge(parts, combine_attrs="no_conflicts"), "families")
+
+    def save(self, path):
+        """Write the whole study to one self-describing netCDF file, atomically (see :meth:`to_dataset`)."""
+        from .._io import write_netcdf
+
+        return write_netcdf(self.to_dataset(), path)
+
+    @classmethod
+    def load(cls, path) -> "FamiliesResult":
+        """Read a file written by :meth:`save` (or ``families.nc`` of ``plasticinfer discover families``); any other
+        file is refused with one :class:`~plasticinfer.DataError` naming the kind it holds."""
+        from .._results_io import check_kind, read_pytree, read_result, unnest
+
+        ds = read_result(path, "families")
+        record = read_pytree(ds, "record", path)
+        npe = NPEResult.from_dataset(check_kind(unnest(ds, "npe"), path, "npe"), path)
+        sbc_ds = unnest(ds, "sbc")
+        sbc_res = SBCResult.from_dataset(check_kind(sbc_ds, path, "sbc"), path) if sbc_ds.attrs else None
+        return cls(
+            record["task"], record["constraints"], npe, ds["posterior"].values, record["check"], sbc_res,
+            record["memory"], record["memory_names"],
+        )  # fmt: skip
 
     def markdown(self) -> str:
         t, c = self.task, self.constraints

@@ -151,6 +151,8 @@ class NPEPosterior(eqx.Module):
     x_std: Array
     z_mean: Array
     z_std: Array
+    flow_layers: int = eqx.field(static=True, default=5)  # how the flow was built (see _flow), so a file can rebuild it
+    nn_width: int = eqx.field(static=True, default=64)
 
     def sample(self, key: PRNGKeyArray, x_obs, n: int) -> Float[Array, "n d"]:
         """``n`` posterior samples of θ at the summaries ``x_obs`` (m,)."""
@@ -186,6 +188,83 @@ class NPEResult:
     def simulations_per_minute(self) -> float:
         return 60.0 * len(self.theta) / max(self.simulation_seconds, 1e-9)
 
+    def to_dataset(self):
+        """The content of the file :meth:`save` writes (format ``plasticinfer-npe/1``): every array of the
+        posterior (the flow's weights and masks, the prior, the standardisation) as ``posterior.<path>``, the prior's
+        class (``prior_structure``), ``theta`` (simulation, parameter), ``x`` (simulation, summary),
+        ``loss_history`` and ``validation_history`` per epoch; attributes ``flow_layers``, ``nn_width`` (how to
+        rebuild the flow), ``dropped``, ``simulation_seconds``, ``training_seconds``. No code is stored."""
+        import xarray as xr
+
+        from .._results_io import encode_structure, model_variables, tagged, to_json
+
+        p = self.posterior
+        ds = xr.Dataset(
+            {
+                **model_variables(p, prefix="posterior."),
+                "theta": (("simulation", "parameter"), np.asarray(self.theta)),
+                "x": (("simulation", "summary"), np.asarray(self.x)),
+                "loss_history": ("epoch", np.asarray(self.loss_history)),
+                "validation_history": ("validation_epoch", np.asarray(self.validation_history)),
+            },
+            coords={"parameter": list(p.prior.names)},
+            attrs={
+                "prior_structure": to_json(encode_structure(p.prior, "prior")),
+                "flow_layers": int(p.flow_layers),
+                "nn_width": int(p.nn_width),
+                "dropped": int(self.dropped),
+                "simulation_seconds": float(self.simulation_seconds),
+                "training_seconds": float(self.training_seconds),
+            },
+        )
+        return tagged(ds, "npe")
+
+    def save(self, path):
+        """Write the result to one self-describing netCDF file, atomically (see :meth:`to_dataset`)."""
+        from .._io import write_netcdf
+
+        return write_netcdf(self.to_dataset(), path)
+
+    @classmethod
+    def load(cls, path) -> "NPEResult":
+        """Read a file written by :meth:`save`: the flow is rebuilt as :func:`train_npe` builds it and filled with
+        the stored arrays (exactly, dtypes kept). Any other file is refused with one
+        :class:`~plasticinfer.DataError` naming the kind it holds."""
+        from .._results_io import read_result
+
+        return cls.from_dataset(read_result(path, "npe"), path)
+
+    @classmethod
+    def from_dataset(cls, ds, source="the file") -> "NPEResult":
+        import json
+
+        from .._errors import DataError
+        from .._results_io import fill_like, named_leaves, rebuild
+
+        stored = {str(k)[len("posterior."):]: ds[k].values for k in ds.data_vars if str(k).startswith("posterior.")}
+        prior = rebuild(json.loads(ds.attrs["prior_structure"]), stored, source)
+        layers, width = int(ds.attrs["flow_layers"]), int(ds.attrs["nn_width"])
+        z_mean = stored["z_mean"]
+        flow = _flow(jax.random.key(0), z_mean.shape[0], stored["x_mean"].shape[0], layers, width, z_mean.dtype)
+        std = [jnp.asarray(stored[n]) for n in ("x_mean", "x_std", "z_mean", "z_std")]
+        template = NPEPosterior(flow, prior, *std, layers, width)
+        wanted = {n: np.shape(v) for n, v in named_leaves(template).items()}
+        found = {n: np.shape(v) for n, v in stored.items()}
+        if wanted != found:
+            diff = sorted(set(wanted.items()) ^ set(found.items()))[:6]
+            raise DataError(f"{source}: the stored flow does not match the flow train_npe builds (differences: {diff}); "
+                            "was it written by another version of plasticinfer or flowjax?")  # fmt: skip
+        return cls(
+            posterior=fill_like(template, ds, "posterior.", cast=False),
+            theta=ds["theta"].values,
+            x=ds["x"].values,
+            dropped=int(ds.attrs["dropped"]),
+            simulation_seconds=float(ds.attrs["simulation_seconds"]),
+            training_seconds=float(ds.attrs["training_seconds"]),
+            loss_history=ds["loss_history"].values,
+            validation_history=ds["validation_history"].values,
+        )
+
 
 def train_npe(
     key: PRNGKeyArray,
@@ -201,8 +280,6 @@ def train_npe(
     batch_size: int = 128,
 ) -> tuple[NPEPosterior, dict]:
     """Fit q(θ | x) by maximum likelihood on simulated pairs (rows with non-finite x are the caller's to drop)."""
-    from flowjax.distributions import Normal
-    from flowjax.flows import masked_autoregressive_flow
     from flowjax.train import fit_to_data
 
     theta, x = jnp.asarray(theta), jnp.asarray(x)
@@ -215,15 +292,25 @@ def train_npe(
     z_mean, z_std = jnp.mean(z, 0), jnp.std(z, 0) + 1e-8
     zs, xs = (z - z_mean) / z_std, (x - x_mean) / x_std
     k_flow, k_fit = jax.random.split(key)
+    flow = _flow(k_flow, theta.shape[1], x.shape[1], flow_layers, nn_width, zs.dtype)
     with jax.numpy_dtype_promotion("standard"):  # optax/flowjax mix int counters and floats under x64
-        flow = masked_autoregressive_flow(
-            k_flow, base_dist=Normal(jnp.zeros(theta.shape[1], zs.dtype)), cond_dim=x.shape[1], flow_layers=flow_layers, nn_width=nn_width
-        )
         flow, losses = fit_to_data(
             k_fit, flow, (zs, xs), learning_rate=learning_rate, max_epochs=max_epochs, max_patience=max_patience,
             batch_size=min(batch_size, max(8, int(0.9 * zs.shape[0]) // 2)), show_progress=False,
         )  # fmt: skip
-    return NPEPosterior(flow, prior, x_mean, x_std, z_mean, z_std), {k: np.asarray(v) for k, v in losses.items()}
+    posterior = NPEPosterior(flow, prior, x_mean, x_std, z_mean, z_std, flow_layers, nn_width)
+    return posterior, {k: np.asarray(v) for k, v in losses.items()}
+
+
+def _flow(key: PRNGKeyArray, dim: int, cond_dim: int, flow_layers: int, nn_width: int, dtype):
+    """The untrained conditional flow of :func:`train_npe` (also the template :meth:`NPEResult.load` fills)."""
+    from flowjax.distributions import Normal
+    from flowjax.flows import masked_autoregressive_flow
+
+    with jax.numpy_dtype_promotion("standard"):
+        return masked_autoregressive_flow(
+            key, base_dist=Normal(jnp.zeros(dim, dtype)), cond_dim=cond_dim, flow_layers=flow_layers, nn_width=nn_width
+        )
 
 
 def run_npe(
@@ -260,6 +347,43 @@ class SBCResult:
     n_samples: int
     coverage: dict[float, np.ndarray]  # level -> per-parameter fraction of true θ inside the central interval
     names: tuple[str, ...]
+
+    def to_dataset(self):
+        """The content of the file :meth:`save` writes (format ``plasticinfer-sbc/1``): ``ranks`` (test, parameter),
+        ``coverage`` (level, parameter); attribute ``n_samples``."""
+        import xarray as xr
+
+        from .._results_io import tagged
+
+        levels = list(self.coverage)
+        ds = xr.Dataset(
+            {
+                "ranks": (("test", "parameter"), np.asarray(self.ranks)),
+                "coverage": (("level", "parameter"), np.asarray([self.coverage[lv] for lv in levels], dtype=float).reshape(len(levels), len(self.names))),
+            },
+            coords={"parameter": list(self.names), "level": np.asarray(levels, dtype=float)},
+            attrs={"n_samples": int(self.n_samples)},
+        )  # fmt: skip
+        return tagged(ds, "sbc")
+
+    def save(self, path):
+        """Write the result to one self-describing netCDF file, atomically (see :meth:`to_dataset`)."""
+        from .._io import write_netcdf
+
+        return write_netcdf(self.to_dataset(), path)
+
+    @classmethod
+    def load(cls, path) -> "SBCResult":
+        """Read a file written by :meth:`save`; any other file is refused with one :class:`~plasticinfer.DataError`."""
+        from .._results_io import read_result
+
+        return cls.from_dataset(read_result(path, "sbc"))
+
+    @classmethod
+    def from_dataset(cls, ds, source="the file") -> "SBCResult":
+        coverage = {float(lv): ds["coverage"].values[i] for i, lv in enumerate(ds["level"].values)}
+        names = tuple(str(n) for n in ds["parameter"].values)
+        return cls(ds["ranks"].values, int(ds.attrs["n_samples"]), coverage, names)
 
     def uniformity_pvalues(self, bins: int = 10) -> np.ndarray:
         """χ² test p-value per parameter that the ranks are uniform (small: miscalibrated)."""

@@ -8,10 +8,12 @@ feedback), so the rule must work for any draw, not for one network.
 from __future__ import annotations
 
 import functools
+import json
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -86,6 +88,79 @@ class MetaLearnResult:
 
     def equation(self, threshold: float = 0.02) -> str:
         return self.rule.equation(threshold=threshold)
+
+    def to_dataset(self, annotations=None):
+        """The content of the file :meth:`save` writes (format ``plasticinfer-metalearn/1``): ``rule.coeffs`` and
+        ``final_rule.coeffs`` by ``term`` (with ``alias``), the rules' terms and η (``rule_structure``,
+        ``final_rule_structure``), ``loss_history`` (step), ``validation_history`` and ``validation_step``
+        (validation), ``coeff_history`` (validation, term); attributes ``diverged_at``, ``steps_run``,
+        ``wall_time_s``, ``settings``, ``converged``, ``convergence_message``, ``equation``. ``annotations``
+        (a report's extra variables) are merged in; :meth:`load` ignores them."""
+        import xarray as xr
+
+        from .._results_io import pytree_variables, tagged, to_json
+
+        variables, attrs = {}, {}
+        for name, rule in (("rule", self.rule), ("final_rule", self.final_rule)):
+            v, a = pytree_variables(rule, name)
+            variables.update({k: x.rename({x.dims[0]: "term"}) if k == f"{name}.coeffs" else x for k, x in v.items()})
+            attrs.update(a)
+        ds = xr.Dataset(
+            {
+                **variables,
+                "loss_history": ("step", np.asarray(self.loss_history)),
+                "validation_history": ("validation", np.asarray(self.validation_history)),
+                "coeff_history": (("validation", "term"), np.asarray(self.coeff_history)),
+            },
+            coords={
+                "term": [t.name for t in self.rule.terms],
+                "alias": ("term", [t.alias for t in self.rule.terms]),
+                "step": np.arange(1, np.size(self.loss_history) + 1),
+                "validation_step": ("validation", np.asarray(self.validation_steps)),
+            },
+            attrs={
+                **attrs,
+                "equation": self.rule.equation(),
+                "diverged_at": int(self.diverged_at),
+                "steps_run": int(self.steps_run),
+                "wall_time_s": float(self.wall_time),
+                "settings": to_json(self.settings),
+                "converged": int(self.converged),
+                "convergence_message": self.convergence_message,
+            },
+        )
+        return tagged(ds, "metalearn", annotations)
+
+    def save(self, path, annotations=None) -> Path:
+        """Write the result to one self-describing netCDF file, atomically (see :meth:`to_dataset`);
+        :meth:`load` reads it back without a template."""
+        from .._io import write_netcdf
+
+        return write_netcdf(self.to_dataset(annotations), path)
+
+    @classmethod
+    def load(cls, path) -> "MetaLearnResult":
+        """Read a file written by :meth:`save` (or the ``results.nc`` of a feedback-alignment report); any other
+        file is refused with one :class:`~plasticinfer.DataError` naming the kind it holds. Rules whose terms
+        are not named constants of an importable module (a term defined in a script) cannot be rebuilt."""
+        from .._results_io import read_pytree, read_result
+
+        path = Path(path)
+        ds = read_result(path, "metalearn")
+        return cls(
+            rule=read_pytree(ds, "rule", path),
+            final_rule=read_pytree(ds, "final_rule", path),
+            loss_history=ds["loss_history"].values,
+            validation_history=ds["validation_history"].values,
+            validation_steps=ds["validation_step"].values,
+            coeff_history=ds["coeff_history"].values,
+            diverged_at=int(ds.attrs["diverged_at"]),
+            steps_run=int(ds.attrs["steps_run"]),
+            wall_time=float(ds.attrs["wall_time_s"]),
+            settings=json.loads(ds.attrs["settings"]),
+            converged=bool(ds.attrs["converged"]),
+            convergence_message=str(ds.attrs["convergence_message"]),
+        )
 
 
 def _objective(params, static, network, episodes, keys, l1, checkpoint):

@@ -15,7 +15,7 @@ import optax
 from jaxtyping import PRNGKeyArray
 
 from .._errors import ModelError
-from .._io import write_figure, write_netcdf, write_text
+from .._io import write_figure, write_text
 from ._episodes import DEFAULT_HELDOUT_CLASSES, digits_split
 from ._evaluate import LearnerEvaluation, evaluate_learners
 from ._metalearn import MetaLearnResult, meta_learn, tune_scale
@@ -149,8 +149,12 @@ class FeedbackAlignmentReport:
         fig.tight_layout()
         return fig
 
-    def to_dataset(self):
-        """xarray Dataset: coefficients by term and learner, per-episode accuracies, learning curves, histories."""
+    def annotations(self):
+        """What the report adds to the meta-learning result's file: ``coefficient`` (term) of the meta-learned
+        rule, ``rule_coefficient`` (rule, term) of every learner's rule, the held-out ``accuracy`` and
+        ``query_loss`` (learner, episode), ``learning_curve`` (learner, episode, seen), ``tuning_loss_<learner>``
+        (scale), and attributes ``surviving_equation``, ``threshold``, ``learning_rate``, ``experiment_settings``,
+        ``timings``, ``kind``."""
         import xarray as xr
 
         ev = self.evaluation
@@ -166,19 +170,12 @@ class FeedbackAlignmentReport:
                 "accuracy": (("learner", "episode"), ev.accuracy),
                 "query_loss": (("learner", "episode"), ev.loss),
                 "learning_curve": (("learner", "episode", "seen"), ev.curve),
-                "meta_loss": ("step", self.meta.loss_history),
-                "validation_loss": ("validation", self.meta.validation_history),
-                "coefficient_history": (("validation", "term"), self.meta.coeff_history.astype(float)),
             },
             coords={
-                "term": [t.name for t in terms],
-                "alias": ("term", [t.alias for t in terms]),
                 "rule": list(self.rules),
                 "learner": list(ev.learners),
                 "episode": np.arange(ev.n_episodes),
                 "seen": np.arange(ev.curve.shape[-1]),
-                "step": np.arange(1, self.meta.loss_history.size + 1),
-                "validation_step": ("validation", self.meta.validation_steps),
             },
         )
         for name, table in self.tuning.items():
@@ -187,20 +184,20 @@ class FeedbackAlignmentReport:
             )
         ds.attrs.update(
             {
-                "equation": self.rule.equation(),
                 "surviving_equation": self.surviving_equation(),
                 "threshold": self.threshold,
                 "learning_rate": self.rule.learning_rate,
-                "diverged_at": int(self.meta.diverged_at),
-                "converged": int(self.meta.converged),
-                "convergence_message": self.meta.convergence_message,
-                "settings": json.dumps(self.settings, default=str),
+                "experiment_settings": json.dumps(self.settings, default=str),
                 "timings": json.dumps(self.timings),
-                "created_by": "plasticinfer",
                 "kind": "feedback-alignment meta-learning",
             }
         )
         return ds
+
+    def to_dataset(self):
+        """The content of ``results.nc``: the meta-learning result's dataset (``MetaLearnResult.to_dataset``,
+        read back by ``MetaLearnResult.load``) with the report's :meth:`annotations` merged in."""
+        return self.meta.to_dataset(self.annotations())
 
     def save(self, folder) -> dict[str, Path]:
         """Write results.nc, summary.md and learning_curves.png into ``folder`` (each atomically)."""
@@ -209,7 +206,7 @@ class FeedbackAlignmentReport:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = {
-            "results": write_netcdf(self.to_dataset(), folder / "results.nc"),
+            "results": self.meta.save(folder / "results.nc", self.annotations()),
             "summary": write_text(self.markdown(), folder / "summary.md"),
         }
         fig = self.plot()

@@ -338,12 +338,28 @@ def _optimise(
 # --------------------------------------------------------------------------------------
 
 
+def _flat_noisy(h: np.ndarray, k: int) -> bool:
+    """No window of ``k`` steps has a mean significantly (three standard errors) below the first window's.
+
+    The pointwise test (no step below the first) misreads a noisy loss whose first draw happened to be
+    low as one that never moved; window means with their standard errors do not.
+    """
+    windows = h[: (h.size // k) * k].reshape(-1, k)
+    means = windows.mean(axis=1)
+    j = int(np.argmin(means))
+    if j == 0:
+        return True
+    se = float(np.sqrt((np.var(windows[0], ddof=1) + np.var(windows[j], ddof=1)) / k)) if k > 1 else 0.0
+    return means[0] - means[j] <= max(3.0 * se, 1e-12 * max(1.0, abs(means[0])))
+
+
 def diagnose(history, *, tol: float, noisy: bool = False) -> str:
     """Why one loss history has not converged ("" if it has).
 
     - *diverged*: the loss or gradient turned non-finite (the best finite parameters are kept);
     - *flat*: the loss never moved below its first value (a learning rate so large that every
-      step was rejected, or one so small that nothing happened);
+      step was rejected, or one so small that nothing happened); with ``noisy``, no window of 10 %
+      of the steps has a mean three standard errors below the first window's;
     - *still falling*: over the last 10 % of steps the loss fell by more than ``tol`` relative
       to its scale (the larger of |final loss| and the total decrease).
 
@@ -366,11 +382,18 @@ def diagnose(history, *, tol: float, noisy: bool = False) -> str:
         t = int(np.argmax(bad))
         return f"the loss or gradient turned non-finite at step {t}; the best parameters before it are returned"
     first, last = h[0], h[-1]
-    if first - np.min(h) <= 1e-12 * max(1.0, abs(first)):
-        return f"the loss never moved from {first:.6g} in {h.size} steps (learning rate far too large or too small?)"
     k = max(1, int(np.ceil(0.1 * h.size)))
     if noisy and h.size >= 4:
         k = min(k, h.size // 2)
+        if _flat_noisy(h, k):
+            return (
+                f"the loss never moved detectably: no stretch of {k} steps has a mean below that of the first {k} "
+                f"({np.mean(h[:k]):.6g}) by more than three standard errors, in {h.size} steps (too few steps for the "
+                "noise, or a learning rate far too large or too small?)"
+            )
+    elif first - np.min(h) <= 1e-12 * max(1.0, abs(first)):
+        return f"the loss never moved from {first:.6g} in {h.size} steps (learning rate far too large or too small?)"
+    if noisy and h.size >= 4:
         recent, before = h[-k:], h[-2 * k : -k]
         last = float(np.mean(recent))
         drop = float(np.mean(before)) - last

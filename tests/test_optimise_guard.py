@@ -88,9 +88,18 @@ def test_noisy_convergence_diagnostics_tell_a_fall_from_noise():
 
     rng = np.random.default_rng(0)
     t = np.arange(300)
-    false_alarms = np.mean([bool(diagnose(1 + 0.1 * rng.standard_normal(300), tol=1e-4, noisy=True)) for _ in range(500)])
+    noise_only = [diagnose(1 + 0.1 * rng.standard_normal(300), tol=1e-4, noisy=True) for _ in range(500)]
+    false_alarms = np.mean(["still falling" in m for m in noise_only])
     detected = np.mean([bool(diagnose(1 - 0.01 * t + 0.1 * rng.standard_normal(300), tol=1e-4, noisy=True)) for _ in range(200)])
     assert false_alarms < 0.02 and detected > 0.95, (false_alarms, detected)
+    # a loss that is pure noise around a constant never moved, and is called so
+    assert np.mean(["never moved" in m for m in noise_only]) > 0.8
+    # ... but a loss that fell, and whose first draw happened to be low, did move (the pointwise rule said it never did)
+    lucky = [1.1 - 0.1 * (1 - np.exp(-t / 30)) + 0.02 * rng.standard_normal(300) for _ in range(200)]
+    for h in lucky:
+        h[0] = h.min() - 0.01
+    assert all("never moved" in diagnose(h, tol=1e-4) for h in lucky)  # the pointwise rule's false alarm
+    assert np.mean(["never moved" in diagnose(h, tol=1e-4, noisy=True) for h in lucky]) < 0.02
     # the single-point rule of deterministic fits would call about half of the pure-noise histories falling
     single = np.mean([bool(diagnose(1 + 0.1 * rng.standard_normal(300), tol=1e-4)) for _ in range(200)])
     assert single > 0.3

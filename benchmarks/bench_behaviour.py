@@ -78,6 +78,8 @@ def hypotheses(data, args):
                                       policy=pi.compare.AcceptReject(1.0, 0.0, learn_weight=False), l1_path=path))
     for h in args.hidden:
         out[f"GRU ({h} units)"] = ("gru", GRUHypothesis(f"GRU ({h} units)", hidden=h, steps=args.gru_steps))
+    if args.only:
+        out = {k: v for k, v in out.items() if any(s in k for s in args.only)}
     return out
 
 
@@ -146,6 +148,7 @@ def main():
     ap.add_argument("--gru-steps", type=int, default=3000)
     ap.add_argument("--max-power", type=int, default=1,
                     help="degree of the found rule in the two values (2 blows up on held-out flies: q² feeds back on itself)")
+    ap.add_argument("--only", nargs="+", default=None, help="run only the hypotheses whose name contains one of these")
     ap.add_argument("--quick", action="store_true", help="a few hypotheses only (smoke run)")
     ap.add_argument("--reduced", action="store_true", help="four classical agents instead of ten (a busy machine)")
     ap.add_argument("--datasets", nargs="+", default=["mohanta2022", "rajagopalan2023"])

@@ -1,5 +1,6 @@
 """Held-out probes (familiarity, generalisation), the B3 analysis, reports and the CLI."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +8,9 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
+import plasticinfer as pi
 from plasticinfer.discovery import (
+    DiscoveryError,
     HomeostasisObjective,
     SearchResult,
     TraceRule,
@@ -178,3 +181,34 @@ def test_lif_metrics_report_counting_noise(key):
     spikes = float(m["rate_hz"]) * 1.0 * 2  # rate × measured seconds × networks
     assert spikes > 0
     assert float(m["rate_counting_sd_hz"]) == pytest.approx(np.sqrt(spikes) / 2.0)
+
+
+def test_resampled_manifold_reads_residuals_against_their_standard_error(key):
+    """A rule whose measured rate is its fixed point plus unit-variance noise: the mean over runs, its standard
+    error and the residual in standard errors come out as a hand computation over the same draws says."""
+    from plasticinfer.discovery import AbstractObjective, resample_manifold
+
+    class NoisyRate(AbstractObjective):
+        def sample(self, key):
+            return jax.random.normal(key, ())
+
+        def loss(self, rule, episode):
+            return jnp.sum(rule.coeffs**2)
+
+        def metrics(self, rule, episode):  # rate = coefficient + 2 Hz of noise per run
+            return {"loss": self.loss(rule, episode), "rate_hz": rule.coeffs[0] + 2.0 * episode}
+
+        def default_rule(self):
+            return pi.TaylorRule(["x"], jnp.zeros(1))
+
+    rules = eqx.tree_at(lambda r: r.coeffs, pi.TaylorRule(["x"], jnp.zeros(1)), jnp.asarray([[5.0], [7.0]]))  # two restarts
+    keys = jax.random.split(key, 16)
+    draws = np.array([2.0 * float(jax.random.normal(k, ())) for k in keys])
+    out = resample_manifold(NoisyRate(), rules, keys, nu_star=np.array([5.0, 5.0]))
+    se = draws.std(ddof=1) / 4
+    np.testing.assert_allclose(out["rate"], [5.0 + draws.mean(), 7.0 + draws.mean()], rtol=1e-6)
+    np.testing.assert_allclose(out["rate_se"], [se, se], rtol=1e-5)
+    np.testing.assert_allclose(out["residual_z"], [draws.mean() / se, (2.0 + draws.mean()) / se], rtol=1e-5)
+    assert abs(out["residual_z"][0]) < 3 < abs(out["residual_z"][1])  # on the manifold / 2 Hz off it, by 4 SE
+    with pytest.raises(DiscoveryError, match="at least 2 runs"):
+        resample_manifold(NoisyRate(), rules, keys[:1], nu_star=np.array([5.0, 5.0]))

@@ -55,7 +55,11 @@ from ._report import (
     summary_markdown as summary_markdown,
     to_dataset as to_dataset,
 )
-from ._homeostasis_report import HomeostasisAnalysis as HomeostasisAnalysis, analyse_homeostasis as analyse_homeostasis
+from ._homeostasis_report import (
+    HomeostasisAnalysis as HomeostasisAnalysis,
+    analyse_homeostasis as analyse_homeostasis,
+    resample_manifold as resample_manifold,
+)
 from ._pair_rules import EIRules as EIRules, PairRule as PairRule
 from ._spiking import (
     EINetwork as EINetwork,
@@ -140,6 +144,7 @@ __all__ = [
     "to_dataset",
     "HomeostasisAnalysis",
     "analyse_homeostasis",
+    "resample_manifold",
     "EIRules",
     "PairRule",
     "EINetwork",

@@ -10,6 +10,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from ._common import DiscoveryError
+from ._optimise import evaluate
 from ._homeostasis import HomeostasisObjective
 from ._probes import FamiliarityScore, familiarity_probe, generalisation
 from ._report import _table, manifold_table, plot_manifold
@@ -50,6 +51,7 @@ class HomeostasisAnalysis:
                     target_error_max_pct=float(100 * np.max(rel)),
                     sim_residual_median_hz=float(np.median(np.abs(t["residual"][ok]))),
                     sim_residual_max_hz=float(np.max(np.abs(t["residual"][ok]))),
+                    **_residual_z_summary(t, ok),
                     position_min=float(np.min(t["position"][ok])),
                     position_max=float(np.max(t["position"][ok])),
                 )
@@ -83,7 +85,9 @@ class HomeostasisAnalysis:
         text = [
             "Analytic manifold: ν* = −α·ν_pre / (β + (κτ_post + γτ_pre)·ν_pre) "
             f"with ν_pre = {self.nu_pre:g} Hz, target {self.target:g} Hz. `target_error` = |ν*(rule) − target| / target; "
-            "`sim_residual` = |simulated rate − ν*(rule)|; `position` = β/(β + (κτ_post + γτ_pre)·ν_pre) "
+            "`sim_residual` = |simulated rate − ν*(rule)| (the rate averaged over `manifold_runs` independent runs; "
+            "`sim_residual_z_max` = the largest |residual| / standard error, `off_manifold_3se` = solutions more than "
+            "three standard errors off); `position` = β/(β + (κτ_post + γτ_pre)·ν_pre) "
             "(0: Vogels-like pure pairing, 1: purely postsynaptic).",
             "",
             _table(rows, ["quantity"] + list(s)),
@@ -103,10 +107,45 @@ class HomeostasisAnalysis:
         return plot_manifold(self.tables, self.nu_pre, self.target, self.successes)
 
 
+def _residual_z_summary(t, ok) -> dict[str, float]:
+    """With resampled rates: the largest |residual| / SE and how many solutions sit more than 3 SE off the manifold."""
+    if "residual_z" not in t:
+        return {}
+    z = np.abs(t["residual_z"][ok])
+    if not np.isfinite(z).any():  # a deterministic model: no sampling error to compare with
+        return {}
+    return {
+        "sim_residual_z_max": float(np.nanmax(z)),
+        "off_manifold_3se": int(np.sum(z > 3)),
+        "rate_se_median_hz": float(np.median(t["rate_se"][ok])),
+        "manifold_runs": int(t["runs"][0]),
+    }
+
+
 def _fmt(v) -> str:
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     return f"{v:.3g}" if np.isfinite(v) else "–"
+
+
+def resample_manifold(objective, rules, keys, nu_star) -> dict[str, np.ndarray]:
+    """Every rule's simulated rate over independent episodes (one per key), against its fixed point ν*.
+
+    Returns per restart ``rate`` (the mean over runs; replaces the single held-out run's rate),
+    ``rate_se`` (standard error over runs; 0 for a deterministic model), ``residual`` = rate − ν*,
+    ``residual_z`` = residual / rate_se (NaN where rate_se is 0) and ``runs``. With a spiking neuron a
+    residual is a finding only where |residual_z| is large: one run's rate carries the Poisson counting
+    noise of its spikes.
+    """
+    if len(keys) < 2:
+        raise DiscoveryError(f"resampling the manifold needs at least 2 runs; got {len(keys)}")
+    rates = np.stack([evaluate(objective, rules, k)["rate_hz"] for k in keys]).astype(float)  # (runs, restarts)
+    mean = rates.mean(axis=0)
+    se = rates.std(axis=0, ddof=1) / np.sqrt(rates.shape[0])
+    residual = mean - np.asarray(nu_star, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, residual / se, np.nan)
+    return {"rate": mean, "rate_se": se, "residual": residual, "residual_z": z, "runs": np.full(mean.shape, rates.shape[0])}
 
 
 def analyse_homeostasis(
@@ -117,14 +156,23 @@ def analyse_homeostasis(
     familiarity: bool = True,
     generalise_to: Sequence[float] = (5.0, 20.0),
     auc_threshold: float = 0.6,
+    manifold_runs: int = 8,
 ) -> HomeostasisAnalysis:
     """Check B3 searches (``{"gradient": result, "cma-es": result}``) against the manifold and probe them.
 
     ``familiarity`` runs :func:`familiarity_probe` (rate model only); ``generalise_to``
     re-runs every rule with other inhibitory input rates (Hz) and records |rate − target|.
+    ``manifold_runs`` independent episodes re-measure every rule's rate (:func:`resample_manifold`), so
+    a residual from the manifold is read against its standard error, not one noisy run.
     """
     nu_pre, target = objective.nu_inh, objective.target
+    if manifold_runs < 0:
+        raise DiscoveryError(f"manifold_runs must be ≥ 0; got {manifold_runs}")
     tables = {m: manifold_table(r, nu_pre, target) for m, r in results.items()}
+    if manifold_runs:
+        keys = jax.random.split(jax.random.fold_in(key, 1), manifold_runs)
+        for m, r in results.items():
+            tables[m].update(resample_manifold(objective, r.rules, keys, tables[m]["nu_star"]))
     successes = {m: np.asarray(r.success, bool) for m, r in results.items()}
     rate_model = isinstance(objective, HomeostasisObjective)
     k_fam, k_gen = jax.random.split(key)
@@ -143,4 +191,4 @@ def analyse_homeostasis(
     )
 
 
-__all__ = ["HomeostasisAnalysis", "analyse_homeostasis"]
+__all__ = ["HomeostasisAnalysis", "analyse_homeostasis", "resample_manifold"]

@@ -35,6 +35,7 @@ from plasticinfer._convert import choice_data  # noqa: E402
 from plasticinfer.compare import (  # noqa: E402
     ComparisonResult,
     GRUHypothesis,
+    PopulationModel,
     SparseRuleHypothesis,
     accept_reject_policy,
     agent_model,
@@ -76,6 +77,10 @@ def hypotheses(data, args):
     out["option Taylor, L1 path · AR"] = (
         "found", SparseRuleHypothesis("option Taylor, L1 path · AR", option_taylor_rule(args.max_power),
                                       policy=pi.compare.AcceptReject(1.0, 0.0, learn_weight=False), l1_path=path))
+    if args.population:
+        for name in sm:
+            shared = agent_model(rules[name], softmax_policy(), data)
+            out[f"{name} · softmax, population"] = ("population", PopulationModel.from_model(shared, n_draws=args.population))
     for h in args.hidden:
         out[f"GRU ({h} units)"] = ("gru", GRUHypothesis(f"GRU ({h} units)", hidden=h, steps=args.gru_steps))
     if args.only:
@@ -148,6 +153,9 @@ def main():
     ap.add_argument("--gru-steps", type=int, default=3000)
     ap.add_argument("--max-power", type=int, default=1,
                     help="degree of the found rule in the two values (2 blows up on held-out flies: q² feeds back on itself)")
+    ap.add_argument("--population", type=int, default=0, metavar="DRAWS",
+                    help="also the softmax agents as populations (rule parameters vary between flies; unseen flies "
+                         "predicted by the marginal likelihood over DRAWS draws)")
     ap.add_argument("--only", nargs="+", default=None, help="run only the hypotheses whose name contains one of these")
     ap.add_argument("--quick", action="store_true", help="a few hypotheses only (smoke run)")
     ap.add_argument("--reduced", action="store_true", help="four classical agents instead of ten (a busy machine)")

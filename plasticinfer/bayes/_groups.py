@@ -10,6 +10,7 @@ counts of AIC/BIC, so they cannot disagree.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import dataclasses
 from dataclasses import dataclass
 
 import equinox as eqx
@@ -212,6 +213,10 @@ def count_free_parameters(model: PlasticityModel, *, initial_weights: bool = Tru
     total = 0
     for g in parameter_groups(model, initial_weights=initial_weights):
         total += g.size // g.shape[0] if (per_trajectory and g.part == INITIAL_WEIGHTS) else g.size
+    # a subclass's own fitted arrays (a population model's log σ) count too
+    for f in dataclasses.fields(model):
+        if f.name not in ("rule", "network", "observation", "initial_weights"):
+            total += sum(int(a.size) for a in jax.tree_util.tree_leaves(getattr(model, f.name)) if eqx.is_inexact_array(a))
     return total
 
 

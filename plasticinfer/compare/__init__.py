@@ -47,6 +47,7 @@ from ._hypotheses import (
     choice_model as choice_model,
 )
 from ._plots import plot_comparison as plot_comparison
+from .._population import PopulationModel as PopulationModel
 from ._splits import (
     AbstractSplit as AbstractSplit,
     DatasetSplit as DatasetSplit,
@@ -97,6 +98,7 @@ __all__ = [
     "LeaveOneSubjectOut",
     "ModelHypothesis",
     "PairedTest",
+    "PopulationModel",
     "RESTARTS",
     "RuleHypothesis",
     "SubjectKFold",

@@ -128,9 +128,13 @@ def activity_model(rule: AbstractRule, data: TrialData, *, key: PRNGKeyArray, in
     )
 
 
+def _with_initial_weights(model: PlasticityModel, w0: dict) -> PlasticityModel:
+    """``model`` (of whatever PlasticityModel class) with other initial weights."""
+    return eqx.tree_at(lambda m: m.initial_weights, model, w0)
+
+
 def _for_subjects(model: PlasticityModel, index: np.ndarray) -> PlasticityModel:
-    w0 = {k: v[np.asarray(index)] for k, v in model.initial_weights.items()}
-    return PlasticityModel(model.rule, model.network, model.observation, w0)
+    return _with_initial_weights(model, {k: v[np.asarray(index)] for k, v in model.initial_weights.items()})
 
 
 def per_subject_ll(stacked: PlasticityModel, data: TrialData) -> np.ndarray:
@@ -163,10 +167,7 @@ class ModelHypothesis(AbstractHypothesis):
         model = self.model
         n_total = int(max(fold.train_subjects.max(), fold.test_subjects.max())) + 1
         if model.n_trajectories == 1 and n_total > 1:
-            model = PlasticityModel.create(
-                model.rule, model.network, model.observation, n_trajectories=n_total,
-                initial_weights={k: v[0] for k, v in model.initial_weights.items()},
-            )
+            model = _with_initial_weights(model, {k: jnp.broadcast_to(v[0], (n_total,) + v.shape[1:]) for k, v in model.initial_weights.items()})
         if model.n_trajectories < n_total:
             raise ComparisonError(
                 f"hypothesis {self.name!r} has initial weights for {model.n_trajectories} trajectories; the data have {n_total}"
@@ -226,7 +227,7 @@ def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: F
         w0 = {name: jnp.broadcast_to(jnp.mean(v, axis=0), (len(fold.test_subjects),) + v.shape[1:]) for name, v in fitted.initial_weights.items()}
     else:
         w0 = {name: v[np.asarray(fold.test_subjects)] for name, v in start.initial_weights.items()}
-    test_model = PlasticityModel(fitted.rule, fitted.network, fitted.observation, w0)
+    test_model = _with_initial_weights(fitted, w0)
     if fold.calibration is not None and settings.fit_initial_weights and trial_valid(fold.calibration).any():
         test_model = finished(fit(
             test_model, fold.calibration, steps=settings.steps, progress=settings.progress,

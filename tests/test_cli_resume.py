@@ -36,3 +36,19 @@ def test_resume_without_checkpoint_is_refused(small_data, tmp_path, capsys):
     assert _fit(small_data, tmp_path / "none", "--steps", "5", "--resume") == 2
     err = capsys.readouterr().err
     assert "no checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fly_nuts_resume_without_checkpoint_is_refused(tmp_path, capsys):
+    """`plasticinfer fly --hierarchical … --resume` with nothing to resume: one line, usage-error status, before any fit."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "fly"
+    base = [sys.executable, "-m", "plasticinfer.cli", "fly", "--out", str(out), "--quiet"]
+    res = subprocess.run([*base, "--hierarchical", "x*r + w", "--resume"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr
+    assert f"--resume: no checkpoint at {out / 'nuts-checkpoint.npz'}" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # the folder this run created is removed again
+    assert run(["fly", "--out", str(out), "--quiet", "--checkpoint-every", "10"]) == 2
+    assert "add --hierarchical" in capsys.readouterr().err

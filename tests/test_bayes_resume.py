@@ -1,0 +1,163 @@
+"""NUTS checkpoints: chunked = unchunked and interrupted + resumed = uninterrupted, bit for bit; bad checkpoints refused."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import plasticinfer as pi
+from plasticinfer import bayes
+from plasticinfer.bayes._sample import NUTSRunner
+from plasticinfer.errors import InterruptedWarning
+
+NUTS = bayes.NUTS(warmup=12, samples=8, chains=2, max_tree_depth=4)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """A 2×3 layer's initial weights under Gaussian noise: six sampled scalars, quick to compile."""
+    k_x, k_w, k_n = jax.random.split(jax.random.key(3), 3)
+    x = jax.random.normal(k_x, (1, 12, 3))
+    y = x @ jax.random.normal(k_w, (2, 3)).T + 0.3 * jax.random.normal(k_n, (1, 12, 2))
+    data = pi.TrialData({"x": x}, y, jnp.ones_like(y, bool))
+    model = pi.PlasticityModel.create(
+        pi.TaylorRule.from_terms({"x*y": 0.0}, fixed=["x*y"]), pi.FeedForward(3, 2), pi.GaussianActivity(0.3, learn_sigma=False),
+        initial_weights={"w": jnp.zeros((2, 3))},
+    )  # fmt: skip
+    priors = bayes.Priors(initial_weights=bayes.Normal(1.0), observation=None)
+    return model, data, priors
+
+
+def _sample(problem, method=NUTS, key=0, **kw):
+    model, data, priors = problem
+    return bayes.sample(model, data, key=jax.random.key(key), priors=priors, method=method, warn=False, **kw)
+
+
+def _assert_identical(a, b):
+    for name in ("initial_w",):
+        np.testing.assert_array_equal(a.draws(name), b.draws(name))
+    for stat in ("lp", "step_size", "n_steps", "diverging", "acceptance_rate"):
+        np.testing.assert_array_equal(a.idata.sample_stats[stat].values, b.idata.sample_stats[stat].values)
+
+
+def _interrupt_after(monkeypatch, chunks: int) -> list:
+    """Make the ``chunks + 1``-th compiled chunk of NUTS raise ``KeyboardInterrupt`` (a Ctrl-C during it)."""
+    real, calls = NUTSRunner._advance_fn, []
+
+    def advance_fn(self, length):
+        fn = real(self, length)
+
+        def wrapped(*args):
+            calls.append(1)
+            if len(calls) == chunks + 1:
+                raise KeyboardInterrupt
+            return fn(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(NUTSRunner, "_advance_fn", advance_fn)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def reference(problem):
+    """The uninterrupted, unchunked run: one compiled scan over all 20 iterations of both chains."""
+    return _sample(problem)
+
+
+@pytest.mark.slow  # three NUTS compilations, ~40 s on 2 shared cores
+def test_chunked_and_resumed_runs_equal_the_uninterrupted_run(problem, tmp_path, monkeypatch):
+    reference = _sample(problem)  # here, not the module's fixture: slow tests compile with other XLA settings
+    ck = tmp_path / "nuts.ckpt"
+    # chunks of 5 iterations, the third of which spans the end of warmup (12): the same draws bit for bit
+    _assert_identical(_sample(problem, checkpoint=ck, checkpoint_every=5), reference)
+
+    # a Ctrl-C during the third chunk keeps the first two (10 iterations: still in warmup) and says how to resume
+    ck.unlink()
+    _interrupt_after(monkeypatch, 2)
+    warned = pytest.warns(InterruptedWarning, match=rf"after 10 of 20 iterations.*{ck.name}.*resume=True")
+    with warned, pytest.raises(KeyboardInterrupt):
+        _sample(problem, checkpoint=ck, checkpoint_every=5)
+    monkeypatch.undo()
+    assert ck.is_file()
+    resumed = _sample(problem, checkpoint=ck, checkpoint_every=5, resume=True)
+    _assert_identical(resumed, reference)
+
+    # a finished checkpoint resumes without sampling again
+    calls = _interrupt_after(monkeypatch, 0)
+    _assert_identical(_sample(problem, checkpoint=ck, checkpoint_every=5, resume=True), reference)
+    assert not calls
+
+
+def test_resume_in_sampling_phase_with_other_chunking(problem, reference, tmp_path, monkeypatch):
+    """Interrupted in the draws (after 14 of 20), resumed with chunks of 3: still the uninterrupted draws."""
+    ck = tmp_path / "nuts.ckpt"
+    _interrupt_after(monkeypatch, 2)
+    with pytest.warns(InterruptedWarning, match="after 14 of 20"), pytest.raises(KeyboardInterrupt):
+        _sample(problem, checkpoint=ck, checkpoint_every=7)
+    monkeypatch.undo()
+    _assert_identical(_sample(problem, checkpoint=ck, checkpoint_every=3, resume=True), reference)
+
+
+@pytest.fixture(scope="module")
+def finished_checkpoint(problem, tmp_path_factory):
+    ck = tmp_path_factory.mktemp("nuts") / "nuts.ckpt"
+    _sample(problem, checkpoint=ck, checkpoint_every=20)
+    return ck
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"key": 1}, id="key"),
+        pytest.param({"method": bayes.NUTS(warmup=12, samples=8, chains=2, max_tree_depth=4, target_accept=0.9)}, id="settings"),
+        pytest.param({"data": True}, id="data"),
+        pytest.param({"priors": bayes.Priors(initial_weights=bayes.Normal(2.0), observation=None)}, id="priors"),
+    ],
+)
+def test_checkpoint_of_another_run_is_refused(problem, finished_checkpoint, change, tmp_path):
+    ck = tmp_path / "other.ckpt"
+    ck.write_bytes(finished_checkpoint.read_bytes())
+    before = ck.read_bytes()
+    model, data, priors = problem
+    change = dict(change)
+    if change.pop("data", False):
+        data = pi.TrialData(data.inputs, data.observations.at[0, 0, 0].add(1.0), data.mask)
+    priors = change.pop("priors", priors)
+    with pytest.raises(pi.DataError, match=r"other\.ckpt: this checkpoint belongs to a different NUTS run"):
+        _sample((model, data, priors), checkpoint=ck, resume=True, **change)
+    assert ck.read_bytes() == before  # nothing overwritten
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_corrupt_checkpoint_is_refused_and_kept(problem, finished_checkpoint, damage, tmp_path):
+    ck = tmp_path / "bad.ckpt"
+    good = finished_checkpoint.read_bytes()
+    ck.write_bytes(good[: len(good) // 2] if damage == "truncated" else b"not a checkpoint\n")
+    before = ck.read_bytes()
+    with pytest.raises(pi.DataError, match=r"bad\.ckpt: cannot read as a plasticinfer checkpoint.*delete it"):
+        _sample(problem, checkpoint=ck, resume=True)
+    assert ck.read_bytes() == before
+
+
+def test_checkpoint_options_are_checked(problem, tmp_path):
+    with pytest.raises(pi.ModelError, match="resume=True needs checkpoint=PATH"):
+        _sample(problem, resume=True)
+    with pytest.raises(pi.ModelError, match="checkpoint_every must be ≥ 1"):
+        _sample(problem, checkpoint=tmp_path / "c", checkpoint_every=0)
+    with pytest.raises(pi.ModelError, match="NUTS"):
+        _sample(problem, method=bayes.SVI(steps=5), checkpoint=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_distributed_checkpoint_is_refused_across_processes(problem, tmp_path, monkeypatch):
+    """Several processes would write one checkpoint file: refused, before any sampling, with the way out."""
+    from plasticinfer import distributed as dist
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    model, data, priors = problem
+    with pytest.raises(dist.DistributedError, match=r"nuts\.ckpt.*not supported across 2 processes.*one process"):
+        dist.sample(model, data, key=jax.random.key(0), priors=priors, method=NUTS, checkpoint=tmp_path / "nuts.ckpt")
+    assert not (tmp_path / "nuts.ckpt").exists()

@@ -112,6 +112,16 @@ def load_checkpoint(
     Refuses a checkpoint written for another problem (fingerprint mismatch), saying it belongs to a
     different ``identity`` (what was run and what differs).
     """
+    parts, header = read_checkpoint(path, expected_fingerprint, identity)
+    trees = {name: as_tree(path, name, stored, like[name]) if name in like else stored for name, stored in parts.items()}
+    return trees, header
+
+
+def read_checkpoint(path: str | os.PathLike, expected_fingerprint: str, identity: str = FIT_IDENTITY) -> tuple[dict, dict]:
+    """The first half of :func:`load_checkpoint`: every part as a list of arrays, and the header.
+
+    Checks the file and its fingerprint before the caller builds anything to restore into.
+    """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -119,31 +129,32 @@ def load_checkpoint(
             arrays = {k: z[k] for k in z.files if k != "__header__"}
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
         raise DataError(f"{path}: cannot read as a plasticinfer checkpoint ({type(e).__name__}: {e}); delete it to start afresh") from None
-    if header.get("format") != _FORMAT:
-        raise DataError(f"{path}: not a plasticinfer checkpoint (format {header.get('format')!r})")
+    if not isinstance(header, dict) or header.get("format") != _FORMAT:
+        raise DataError(f"{path}: not a plasticinfer checkpoint (format {header.get('format') if isinstance(header, dict) else None!r})")
     if header.get("fingerprint") != expected_fingerprint:
         raise DataError(
             f"{path}: this checkpoint belongs to a different {identity}. Use another checkpoint path, "
             "delete this file, or pass resume=False to overwrite it."
         )
-    trees = {}
-    for name, count in header["counts"].items():
-        stored = [arrays[f"{name}/{i}"] for i in range(count)]
-        if name not in like:
-            trees[name] = stored
-            continue
-        leaves, treedef = jax.tree_util.tree_flatten(like[name])
-        leaves = [jax.random.key_data(b) if _is_key(b) else b for b in leaves]  # compare keys as their data
-        if count != len(leaves) or any(np.shape(a) != np.shape(b) for a, b in zip(stored, leaves)):
-            raise DataError(f"{path}: checkpoint part {name!r} does not match this run's state; delete it to start afresh")
-        typed = jax.tree_util.tree_leaves(like[name])
-        trees[name] = jax.tree_util.tree_unflatten(
-            treedef,
-            [
-                jax.random.wrap_key_data(jax.numpy.asarray(a, dtype=b.dtype), impl=jax.random.key_impl(t))
-                if _is_key(t)
-                else jax.numpy.asarray(a, dtype=np.asarray(b).dtype if not hasattr(b, "dtype") else b.dtype)
-                for a, b, t in zip(stored, leaves, typed)
-            ],
-        )
-    return trees, header
+    try:
+        parts = {name: [arrays[f"{name}/{i}"] for i in range(count)] for name, count in header["counts"].items()}
+    except (KeyError, TypeError, AttributeError):
+        raise DataError(f"{path}: checkpoint is incomplete (its arrays do not match its header); delete it to start afresh") from None
+    return parts, header
+
+
+def as_tree(path: str | os.PathLike, name: str, stored: list, like):
+    """The second half of :func:`load_checkpoint`: the arrays of part ``name`` as a pytree like ``like``."""
+    leaves, treedef = jax.tree_util.tree_flatten(like)
+    plain = [jax.random.key_data(b) if _is_key(b) else b for b in leaves]  # compare keys as their data
+    if len(stored) != len(plain) or any(np.shape(a) != np.shape(b) for a, b in zip(stored, plain)):
+        raise DataError(f"{path}: checkpoint part {name!r} does not match this run's state; delete it to start afresh")
+    return jax.tree_util.tree_unflatten(
+        treedef,
+        [
+            jax.random.wrap_key_data(jax.numpy.asarray(a, dtype=b.dtype), impl=jax.random.key_impl(t))
+            if _is_key(t)
+            else jax.numpy.asarray(a, dtype=np.asarray(b).dtype if not hasattr(b, "dtype") else b.dtype)
+            for a, b, t in zip(stored, plain, leaves)
+        ],
+    )

@@ -131,13 +131,31 @@ def test_checkpoint_of_another_run_is_refused(problem, finished_checkpoint, chan
     assert ck.read_bytes() == before  # nothing overwritten
 
 
-@pytest.mark.parametrize("damage", ["truncated", "text"])
-def test_corrupt_checkpoint_is_refused_and_kept(problem, finished_checkpoint, damage, tmp_path):
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncated", "cannot read as a plasticinfer checkpoint"),
+        ("text", "cannot read as a plasticinfer checkpoint"),
+        ("incomplete", "checkpoint is incomplete"),
+        ("iterations", "checkpoint holds an inconsistent number of iterations"),
+    ],
+)
+def test_corrupt_checkpoint_is_refused_and_kept(problem, finished_checkpoint, damage, message, tmp_path):
     ck = tmp_path / "bad.ckpt"
     good = finished_checkpoint.read_bytes()
-    ck.write_bytes(good[: len(good) // 2] if damage == "truncated" else b"not a checkpoint\n")
+    if damage in ("truncated", "text"):
+        ck.write_bytes(good[: len(good) // 2] if damage == "truncated" else b"not a checkpoint\n")
+    else:  # the right header (fingerprint) over damaged contents
+        with np.load(finished_checkpoint) as z:
+            arrays = {k: z[k] for k in z.files}
+        if damage == "incomplete":
+            del arrays["z/0"]
+        else:
+            arrays["stats/0"] = arrays["stats/0"][:, :-1]
+        with open(ck, "wb") as f:
+            np.savez(f, **arrays)
     before = ck.read_bytes()
-    with pytest.raises(pi.DataError, match=r"bad\.ckpt: cannot read as a plasticinfer checkpoint.*delete it"):
+    with pytest.raises(pi.DataError, match=rf"bad\.ckpt: {message}.*delete it"):
         _sample(problem, checkpoint=ck, resume=True)
     assert ck.read_bytes() == before
 
@@ -181,3 +199,18 @@ def test_one_runner_starts_each_run_where_it_is_told(problem):
     again, _, _ = runner.run(data, near, key)
     np.testing.assert_array_equal(again["initial_w"], a["initial_w"])
     assert np.abs(b["initial_w"] - a["initial_w"]).mean() > 1.0
+
+
+def test_counted_ctrl_c_stops_after_the_chunk_and_keeps_it(problem, tmp_path, monkeypatch):
+    """On the command line a Ctrl-C can be swallowed inside JAX; the counted one stops the run after the chunk."""
+    import json
+
+    from plasticinfer import _interrupt
+
+    monkeypatch.setattr(_interrupt, "count", lambda: 1)
+    ck = tmp_path / "nuts.ckpt"
+    with pytest.warns(InterruptedWarning, match="after 7 of 20"), pytest.raises(KeyboardInterrupt):
+        _sample(problem, checkpoint=ck, checkpoint_every=7)
+    with np.load(ck) as z:
+        assert json.loads(bytes(z["__header__"]).decode())["done"] == 7
+        assert z["stats/0"].shape == (2, 7)  # both chains' first 7 iterations

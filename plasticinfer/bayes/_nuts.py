@@ -17,12 +17,7 @@ from jaxtyping import PRNGKeyArray
 from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import unconstrain_fn
 
-from .._checkpoint import (
-    check_checkpoint_options,
-    fingerprint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from .._checkpoint import as_tree, check_checkpoint_options, fingerprint, read_checkpoint, save_checkpoint
 from .._errors import DataError, InterruptedWarning, ModelError
 from .._trial_data import TrialData
 from ._numpyro_model import ModelSpec
@@ -112,6 +107,10 @@ def _initial_inverse_mass(potential_fn, z0: dict, dense: bool):
         return var
     scale = jnp.sqrt(var / jnp.clip(jnp.diag(cov), 1e-300, None))
     return jnp.where(positive, cov * scale[:, None] * scale[None, :], jnp.diag(var))
+
+
+#: What must match for a NUTS checkpoint to resume (the text of the mismatch error).
+_IDENTITY = "NUTS run (model structure, data, priors, starting point, key or NUTS settings differ)"
 
 
 class NUTSRunner:
@@ -253,16 +252,19 @@ class NUTSRunner:
             if self._kernels is None:
                 self._build(data, latent, k_setup)
             init, _, to_draws = self._kernels
-            advance = self._advance_fn(min(every, total))
-            state = init(data, self._start(data, latent), chain_keys)
-            zs, stats, done, earlier = [], [], 0, 0.0
+            stored = None
             if checkpoint is not None:
                 fp = fingerprint(
                     "NUTS", data, latent, jax.random.key_data(chain_keys), self.spec.template, self.spec.priors,
                     self.spec.hierarchical, self.spec.checkpoint, config, self.chain_method, identity,
                 )  # fmt: skip
-                if resume and Path(checkpoint).exists():
-                    state, zs, stats, done, earlier = self._load(checkpoint, state, fp, total)
+                if resume and Path(checkpoint).exists():  # checked before the sampler is compiled
+                    stored = read_checkpoint(checkpoint, fp, _IDENTITY)
+            advance = self._advance_fn(min(every, total))
+            state = init(data, self._start(data, latent), chain_keys)
+            zs, stats, done, earlier = [], [], 0, 0.0
+            if stored is not None:
+                state, zs, stats, done, earlier = self._restore(checkpoint, *stored, state, total)
             interrupted = False
             while done < total:
                 n = min(every - done % every, total - done)
@@ -309,14 +311,16 @@ class NUTSRunner:
         save_checkpoint(path, parts, {"fingerprint": fp, "done": done, "seconds": seconds})
 
     @staticmethod
-    def _load(path, like_state, fp, total):
-        identity = "NUTS run (model structure, data, priors, starting point, key or NUTS settings differ)"
-        trees, header = load_checkpoint(path, {"state": like_state}, fp, identity)
-        done = int(header["done"])
-        if not 0 < done <= total or any(np.shape(a)[1] != done for a in trees["z"] + trees["stats"]):
+    def _restore(path, parts, header, like_state, total):
+        """The state, draws, stats, iterations done and seconds spent in a checkpoint's run."""
+        state = as_tree(path, "state", parts.get("state", []), like_state)
+        done = int(header.get("done", -1))
+        z, st = parts.get("z", []), parts.get("stats", [])
+        n_sites = jax.tree_util.tree_structure(like_state.z).num_leaves
+        if not 0 < done <= total or len(st) != 6 or len(z) != n_sites or any(np.ndim(a) < 2 or np.shape(a)[1] != done for a in z + st):
             raise DataError(f"{path}: checkpoint holds an inconsistent number of iterations; delete it to start afresh")
-        z = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like_state.z), trees["z"])
-        return trees["state"], [z], [tuple(trees["stats"])], done, float(header["seconds"])
+        z = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like_state.z), z)
+        return state, [z], [tuple(st)], done, float(header.get("seconds", 0.0))
 
     def _stats(self, stats) -> dict:
         diverging, n_steps, accept, potential, energy, step_size = (np.asarray(s) for s in stats)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,10 @@ NUTS = bayes.NUTS(warmup=12, samples=8, chains=2, max_tree_depth=4)
 
 @pytest.fixture(scope="module")
 def problem():
+    return _problem()
+
+
+def _problem():
     """A 2×3 layer's initial weights under Gaussian noise: six sampled scalars, quick to compile."""
     k_x, k_w, k_n = jax.random.split(jax.random.key(3), 3)
     x = jax.random.normal(k_x, (1, 12, 3))
@@ -67,28 +73,76 @@ def reference(problem):
     return _sample(problem)
 
 
-@pytest.mark.slow  # three NUTS compilations, ~40 s on 2 shared cores
-def test_chunked_and_resumed_runs_equal_the_uninterrupted_run(problem, tmp_path, monkeypatch):
-    reference = _sample(problem)  # here, not the module's fixture: slow tests compile with other XLA settings
+@pytest.mark.slow  # four NUTS compilations, ~60 s on 2 shared cores
+@pytest.mark.parametrize("chain_method", ["vectorized", "sequential"])
+def test_chunked_and_resumed_runs_equal_the_uninterrupted_run(problem, tmp_path, monkeypatch, chain_method):
+    method = dataclasses.replace(NUTS, chain_method=chain_method)
+    reference = _sample(problem, method)  # here, not the module's fixture: slow tests compile with other XLA settings
     ck = tmp_path / "nuts.ckpt"
     # chunks of 5 iterations, the third of which spans the end of warmup (12): the same draws bit for bit
-    _assert_identical(_sample(problem, checkpoint=ck, checkpoint_every=5), reference)
+    _assert_identical(_sample(problem, method, checkpoint=ck, checkpoint_every=5), reference)
 
     # a Ctrl-C during the third chunk keeps the first two (10 iterations: still in warmup) and says how to resume
     ck.unlink()
     _interrupt_after(monkeypatch, 2)
     warned = pytest.warns(InterruptedWarning, match=rf"after 10 of 20 iterations.*{ck.name}.*resume=True")
     with warned, pytest.raises(KeyboardInterrupt):
-        _sample(problem, checkpoint=ck, checkpoint_every=5)
+        _sample(problem, method, checkpoint=ck, checkpoint_every=5)
     monkeypatch.undo()
     assert ck.is_file()
-    resumed = _sample(problem, checkpoint=ck, checkpoint_every=5, resume=True)
+    resumed = _sample(problem, method, checkpoint=ck, checkpoint_every=5, resume=True)
     _assert_identical(resumed, reference)
 
     # a finished checkpoint resumes without sampling again
     calls = _interrupt_after(monkeypatch, 0)
-    _assert_identical(_sample(problem, checkpoint=ck, checkpoint_every=5, resume=True), reference)
+    _assert_identical(_sample(problem, method, checkpoint=ck, checkpoint_every=5, resume=True), reference)
     assert not calls
+
+
+_PARALLEL = """
+import sys, warnings
+import jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, {tests!r})
+import test_bayes_resume as t
+from plasticinfer.bayes._nuts import NUTSRunner
+problem = t._problem()
+assert jax.local_device_count() == 2 and t.NUTS.resolved_chain_method() == "parallel"
+reference = t._sample(problem)
+real, calls = NUTSRunner._advance_fn, []
+def advance_fn(self, length):
+    fn = real(self, length)
+    def wrapped(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return fn(*args)
+    return wrapped
+NUTSRunner._advance_fn = advance_fn
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t._sample(problem, checkpoint={ck!r}, checkpoint_every=5)
+except KeyboardInterrupt:
+    pass
+NUTSRunner._advance_fn = real
+t._assert_identical(t._sample(problem, checkpoint={ck!r}, checkpoint_every=5, resume=True), reference)
+print("identical")
+"""
+
+
+@pytest.mark.slow  # a fresh process with two host devices: ~40 s
+def test_parallel_chains_resume_bit_identically(tmp_path):
+    """``chain_method="parallel"`` (pmap, one chain per device) needs two devices from JAX's start: a subprocess."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _PARALLEL.format(tests=str(Path(__file__).parent), ck=str(tmp_path / "nuts.ckpt"))
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0 and "identical" in res.stdout, res.stderr[-3000:]
 
 
 def test_resume_in_sampling_phase_with_other_chunking(problem, reference, tmp_path, monkeypatch):

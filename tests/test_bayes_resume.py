@@ -8,10 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import interrupt_nuts_chunk
 
 import plasticinfer as pi
 from plasticinfer import bayes
-from plasticinfer.bayes._sample import NUTSRunner
+from plasticinfer.bayes._nuts import NUTSRunner
 from plasticinfer.errors import InterruptedWarning
 
 NUTS = bayes.NUTS(warmup=12, samples=8, chains=2, max_tree_depth=4)
@@ -48,25 +49,6 @@ def _assert_identical(a, b):
         np.testing.assert_array_equal(a.idata.sample_stats[stat].values, b.idata.sample_stats[stat].values)
 
 
-def _interrupt_after(monkeypatch, chunks: int) -> list:
-    """Make the ``chunks + 1``-th compiled chunk of NUTS raise ``KeyboardInterrupt`` (a Ctrl-C during it)."""
-    real, calls = NUTSRunner._advance_fn, []
-
-    def advance_fn(self, length):
-        fn = real(self, length)
-
-        def wrapped(*args):
-            calls.append(1)
-            if len(calls) == chunks + 1:
-                raise KeyboardInterrupt
-            return fn(*args)
-
-        return wrapped
-
-    monkeypatch.setattr(NUTSRunner, "_advance_fn", advance_fn)
-    return calls
-
-
 @pytest.fixture(scope="module")
 def reference(problem):
     """The uninterrupted, unchunked run: one compiled scan over all 20 iterations of both chains."""
@@ -84,7 +66,7 @@ def test_chunked_and_resumed_runs_equal_the_uninterrupted_run(problem, tmp_path,
 
     # a Ctrl-C during the third chunk keeps the first two (10 iterations: still in warmup) and says how to resume
     ck.unlink()
-    _interrupt_after(monkeypatch, 2)
+    interrupt_nuts_chunk(monkeypatch, 2)
     warned = pytest.warns(InterruptedWarning, match=rf"after 10 of 20 iterations.*{ck.name}.*resume=True")
     with warned, pytest.raises(KeyboardInterrupt):
         _sample(problem, method, checkpoint=ck, checkpoint_every=5)
@@ -94,7 +76,7 @@ def test_chunked_and_resumed_runs_equal_the_uninterrupted_run(problem, tmp_path,
     _assert_identical(resumed, reference)
 
     # a finished checkpoint resumes without sampling again
-    calls = _interrupt_after(monkeypatch, 0)
+    calls = interrupt_nuts_chunk(monkeypatch, 0)
     _assert_identical(_sample(problem, method, checkpoint=ck, checkpoint_every=5, resume=True), reference)
     assert not calls
 
@@ -105,27 +87,21 @@ import jax, numpy as np
 jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, {tests!r})
 import test_bayes_resume as t
-from plasticinfer.bayes._nuts import NUTSRunner
+import pytest
+from helpers import interrupt_nuts_chunk
 problem = t._problem()
 assert jax.local_device_count() == 2 and t.NUTS.resolved_chain_method() == "parallel"
 reference = t._sample(problem)
-real, calls = NUTSRunner._advance_fn, []
-def advance_fn(self, length):
-    fn = real(self, length)
-    def wrapped(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return fn(*args)
-    return wrapped
-NUTSRunner._advance_fn = advance_fn
+patch = pytest.MonkeyPatch()
+interrupt_nuts_chunk(patch, 2)
 try:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t._sample(problem, checkpoint={ck!r}, checkpoint_every=5)
+    raise SystemExit("not interrupted")
 except KeyboardInterrupt:
     pass
-NUTSRunner._advance_fn = real
+patch.undo()
 t._assert_identical(t._sample(problem, checkpoint={ck!r}, checkpoint_every=5, resume=True), reference)
 print("identical")
 """
@@ -148,7 +124,7 @@ def test_parallel_chains_resume_bit_identically(tmp_path):
 def test_resume_in_sampling_phase_with_other_chunking(problem, reference, tmp_path, monkeypatch):
     """Interrupted in the draws (after 14 of 20), resumed with chunks of 3: still the uninterrupted draws."""
     ck = tmp_path / "nuts.ckpt"
-    _interrupt_after(monkeypatch, 2)
+    interrupt_nuts_chunk(monkeypatch, 2)
     with pytest.warns(InterruptedWarning, match="after 14 of 20"), pytest.raises(KeyboardInterrupt):
         _sample(problem, checkpoint=ck, checkpoint_every=7)
     monkeypatch.undo()

@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ._errors import DataError, ModelError
+from ._errors import DataError, FileFormatError, ModelError
 from ._io import atomic_write
 from ._results_io import strip_addresses
 
@@ -73,6 +73,12 @@ def check_checkpoint_options(checkpoint, checkpoint_every: int, resume: bool) ->
         raise ModelError(f"checkpoint_every must be ≥ 1; got {checkpoint_every}")
     if resume and checkpoint is None:
         raise ModelError("resume=True needs checkpoint=PATH (the file to resume from)")
+    if checkpoint is not None:  # before any work, not at the first save
+        path = Path(checkpoint)
+        if path.is_dir():
+            raise FileFormatError(f"checkpoint={str(path)!r} is a folder; give a file name, e.g. {str(path / 'run.ckpt')!r}")
+        if not path.parent.is_dir():
+            raise FileFormatError(f"checkpoint={str(path)!r}: folder {str(path.parent)!r} does not exist. Create it.")
 
 
 def _is_key(leaf) -> bool:

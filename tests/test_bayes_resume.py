@@ -198,6 +198,10 @@ def test_checkpoint_options_are_checked(problem, tmp_path):
     with pytest.raises(pi.ModelError, match="NUTS"):
         _sample(problem, method=bayes.SVI(steps=5), checkpoint=tmp_path / "c")
     assert not (tmp_path / "c").exists()
+    with pytest.raises(pi.DataError, match="nowhere.*does not exist. Create it"):  # at once, not after the first chunk
+        _sample(problem, checkpoint=tmp_path / "nowhere" / "c")
+    with pytest.raises(pi.DataError, match="is a folder; give a file name"):
+        _sample(problem, checkpoint=tmp_path)
 
 
 def test_distributed_checkpoint_is_refused_across_processes(problem, tmp_path, monkeypatch):

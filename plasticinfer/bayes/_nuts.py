@@ -224,7 +224,6 @@ class NUTSRunner:
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 50,
         resume: bool = False,
-        identity=(),
     ):
         """Sample one dataset; returns (draws by site with (chain, draw) axes, sample stats, seconds).
 
@@ -234,7 +233,7 @@ class NUTSRunner:
 
         With ``checkpoint``, warmup and sampling run in chunks of ``checkpoint_every`` iterations and
         after each the chains' states and the draws so far are written there; ``resume`` continues
-        from it (``identity``: extra objects for its fingerprint). A Ctrl-C (``KeyboardInterrupt``)
+        from it. A Ctrl-C (``KeyboardInterrupt``)
         keeps the last completed chunk in the checkpoint, warns how to resume and goes on up.
         """
         from .. import _interrupt
@@ -256,7 +255,7 @@ class NUTSRunner:
             if checkpoint is not None:
                 fp = fingerprint(
                     "NUTS", data, latent, jax.random.key_data(chain_keys), self.spec.template, self.spec.priors,
-                    self.spec.hierarchical, self.spec.checkpoint, config, self.chain_method, identity,
+                    self.spec.hierarchical, self.spec.checkpoint, config, self.chain_method,
                 )  # fmt: skip
                 if resume and Path(checkpoint).exists():  # checked before the sampler is compiled
                     stored = read_checkpoint(checkpoint, fp, _IDENTITY)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from ._checkpoint import check_checkpoint_options, fingerprint, load_checkpoint, save_checkpoint
 from ._errors import ConvergenceWarning, InterruptedWarning, ModelError
 from ._trial_data import TrialData
 
@@ -198,10 +198,7 @@ def _optimise(
     enters the checkpoint's fingerprint. A ``KeyboardInterrupt`` between or during chunks
     ends the loop with the state of the last completed chunk (``interrupted`` in the output).
     """
-    if checkpoint_every < 1:
-        raise ModelError(f"checkpoint_every must be ≥ 1; got {checkpoint_every}")
-    if resume and checkpoint is None:
-        raise ModelError("resume=True needs checkpoint=PATH (the file to resume from)")
+    check_checkpoint_options(checkpoint, checkpoint_every, resume)
     if eval_every < 1:
         raise ModelError(f"eval_every must be ≥ 1; got {eval_every}")
     optimiser = _prepared_optimiser(optimiser, clip_norm)

@@ -319,25 +319,31 @@ def fit_independent(model, data, *, key=None, **kwargs):
     )
 
 
-def sample(model, data, *, key, priors=None, method=None, hierarchical=None, init=None, warn: bool = True):
+def sample(
+    model, data, *, key, priors=None, method=None, hierarchical=None, init=None, warn: bool = True,
+    checkpoint=None, checkpoint_every: int = 50, resume: bool = False,
+):  # fmt: skip
     """:func:`plasticinfer.bayes.sample` with the NUTS chains split over processes; every process gets the posterior.
 
     Chain ``c`` uses the same key as in a one-process run, so with the same ``chain_method`` its
     draws are identical; each process runs its :func:`share` of the chains (``"sequential"`` for one
     chain, else ``"parallel"`` over local devices when there are enough, otherwise ``"vectorized"``).
-    SVI (one optimisation) is not split: every process computes it. Arguments as for ``sample``.
+    SVI (one optimisation) is not split: every process computes it. Arguments as for ``sample``;
+    ``checkpoint`` works in a one-process run only (several processes would write one file at once).
     """
-    from .bayes._sample import NUTS, NUTSRunner, _run_svi, finish, prepare
+    from .bayes._sample import NUTS, NUTSRunner, _check_sampler_checkpoint, finish, prepare, run_sampler
 
     spec, method, data, latent = prepare(model, data, priors=priors, method=method, hierarchical=hierarchical, init=init)
+    _check_sampler_checkpoint(method, checkpoint, checkpoint_every, resume)
     k_run, _ = jax.random.split(key)
     if not isinstance(method, NUTS) or jax.process_count() == 1:
-        if isinstance(method, NUTS):
-            draws, stats, seconds = NUTSRunner(spec, method).run(data, latent, k_run)
-            svi_loss = None
-        else:
-            draws, stats, seconds, svi_loss = _run_svi(spec, method, data, latent, k_run)
+        draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume)
         return finish(spec, method, data, draws, stats, seconds, svi_loss=svi_loss, warn=warn)
+    if checkpoint is not None:
+        raise DistributedError(
+            f"checkpoint={str(checkpoint)!r}: NUTS checkpoints are not supported across {jax.process_count()} processes "
+            "(each would write the same file); sample in one process to checkpoint, or pass checkpoint=None"
+        )
     if method.chains < jax.process_count():
         raise DistributedError(
             f"NUTS(chains={method.chains}) cannot be split over {jax.process_count()} processes; "

@@ -48,6 +48,28 @@ def interrupt_chunk(monkeypatch, on_call: int) -> list:
     return calls
 
 
+def interrupt_nuts_chunk(monkeypatch, chunks: int) -> list:
+    """Make NUTS's ``chunks + 1``-th compiled chunk raise ``KeyboardInterrupt`` (a Ctrl-C during it);
+    returns the list that records the calls (``pytest.MonkeyPatch()`` serves outside a test too)."""
+    from plasticinfer.bayes._nuts import NUTSRunner
+
+    real, calls = NUTSRunner._advance_fn, []
+
+    def advance_fn(self, length):
+        fn = real(self, length)
+
+        def wrapped(*args):
+            calls.append(1)
+            if len(calls) == chunks + 1:
+                raise KeyboardInterrupt
+            return fn(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(NUTSRunner, "_advance_fn", advance_fn)
+    return calls
+
+
 def _taylor(key):
     r = pi.TaylorRule.full(("x", "y", "w", "r"), 2)
     return pi.TaylorRule(r.terms, 0.01 * jax.random.normal(key, (len(r.terms),)), learning_rate=1.0)

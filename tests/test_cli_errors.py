@@ -72,6 +72,7 @@ USAGE = [
     (["fly", "--heldout", "0"], "'--heldout'"),
     (["fly", "--restarts", "0"], "'--restarts'"),
     (["fly", "--warmup", "0"], "'--warmup'"),
+    (["fly", "--checkpoint-every", "0"], "'--checkpoint-every'"),
     (["discover", "pc1", "--lr", "0"], "'--lr'"),
     (["discover", "pc1", "--n-pre", "0"], "'--n-pre'"),
     (["discover", "pc1", "--restarts", "0"], "'--restarts'"),
@@ -102,6 +103,8 @@ DATA = [
     (["fly", f"{T}/nope.csv"], "nope.csv does not exist"),
     (["fly", NC], "analyses behaviour"),
     (["fly", "--map", "choice=x"], "named dataset"),
+    (["fly", "--resume"], "add --hierarchical"),
+    (["fly", "--hierarchical", "x*r + w", "--resume"], "no checkpoint"),
     (["fly", CSV], "animal"),  # the table's own column names need --map: the loader's message names them
     (["compare"], "give either a dataset"),
     (["compare", NC, "--synthetic", "choice"], "give either a dataset"),

@@ -36,3 +36,57 @@ def test_resume_without_checkpoint_is_refused(small_data, tmp_path, capsys):
     assert _fit(small_data, tmp_path / "none", "--steps", "5", "--resume") == 2
     err = capsys.readouterr().err
     assert "no checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fly_nuts_resume_without_checkpoint_is_refused(tmp_path, capsys):
+    """`plasticinfer fly --hierarchical … --resume` with nothing to resume: one line, usage-error status, before any fit."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "fly"
+    base = [sys.executable, "-m", "plasticinfer.cli", "fly", "--out", str(out), "--quiet"]
+    res = subprocess.run([*base, "--hierarchical", "x*r + w", "--resume"], capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 2, res.stderr
+    assert f"--resume: no checkpoint at {out / 'nuts-checkpoint.npz'}" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # the folder this run created is removed again
+    assert run(["fly", "--out", str(out), "--quiet", "--checkpoint-every", "10"]) == 2
+    assert "add --hierarchical" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # three small fly analyses with a hierarchical NUTS fit each
+def test_fly_nuts_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, capsys):
+    """`plasticinfer fly --hierarchical … --checkpoint-every 5`, Ctrl-C in its third chunk, then `--resume`:
+    the posterior written equals the one of a run never interrupted (and never checkpointed)."""
+    import jax
+    from helpers import interrupt_nuts_chunk
+
+    import plasticinfer as pi
+    from plasticinfer._io import write_netcdf
+
+    syn = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.6, "w": -0.1}), key=jax.random.key(5), n_subjects=2,
+                              block_probabilities=((0.2, 0.8), (0.8, 0.2)), trials_per_block=20, inverse_temperature=1.0)  # fmt: skip
+    ds = pi.behaviour_dataset(
+        [np.asarray(syn.data.observations[i]) for i in range(2)], [np.asarray(syn.data.inputs["reward"][i]) for i in range(2)],
+        block=[np.asarray(syn.block[i]) for i in range(2)], subjects=["fly_a", "fly_b"],
+    )  # fmt: skip
+    write_netcdf(ds, tmp_path / "flies.nc")
+    argv = ["fly", str(tmp_path / "flies.nc"), "-H", "x*r + w", "--hierarchical", "x*r + w", "--warmup", "10", "--draws", "6",
+            "--steps", "5", "--restarts", "1", "--no-in-sample", "--quiet"]  # fmt: skip
+    assert run([*argv, "--out", str(tmp_path / "reference")]) == 0
+
+    out = tmp_path / "resumed"
+    interrupt_nuts_chunk(monkeypatch, 2)
+    capsys.readouterr()
+    assert run([*argv, "--out", str(out), "--checkpoint-every", "5"]) == 130
+    assert "rerun the same command with --resume" in capsys.readouterr().err
+    assert (out / "nuts-checkpoint.npz").is_file() and not (out / "posterior.nc").exists()
+    monkeypatch.undo()
+    assert run([*argv, "--out", str(out), "--checkpoint-every", "5", "--resume"]) == 0
+    for group in ("posterior", "sample_stats"):
+        ref = xr.load_dataset(tmp_path / "reference" / "posterior.nc", group=group)
+        got = xr.load_dataset(out / "posterior.nc", group=group)
+        assert ("theta_mu" in ref) if group == "posterior" else ("lp" in ref)
+        for name in ref.data_vars:
+            if name != "seconds":
+                np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=f"{group}/{name}")

@@ -41,6 +41,8 @@ def fly(
     ] = None,
     warmup: Annotated[int, Size("NUTS warmup steps per chain (with --hierarchical).")] = 500,
     draws: Annotated[int, Size("NUTS draws per chain (with --hierarchical).")] = 500,
+    checkpoint_every: Annotated[Optional[int], Size("With --hierarchical: save the NUTS state to OUT/nuts-checkpoint.npz every N iterations.")] = None,
+    resume: Annotated[bool, typer.Option(help="With --hierarchical: continue the NUTS run from OUT/nuts-checkpoint.npz.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress lines or bars.")] = False,
 ) -> None:
     """Fit rule hypotheses to every fly (MAP), rank them by held-out likelihood, and write a report."""
@@ -56,6 +58,11 @@ def fly(
     t0 = time.perf_counter()
     if split not in ("heldout", "dataset", "kfold"):
         raise CLIError(f"--split must be one of heldout, dataset, kfold; got {split!r}")
+    checkpoint = out / "nuts-checkpoint.npz"
+    if (checkpoint_every is not None or resume) and hierarchical is None:
+        raise CLIError("--checkpoint-every and --resume checkpoint the hierarchical NUTS run; add --hierarchical HYPOTHESIS.")
+    if resume and not checkpoint.is_file():
+        raise CLIError(f"--resume: no checkpoint at {checkpoint}; run once with --hierarchical, --checkpoint-every N and --out {out}.")
     extra = {"restarts": restarts}
     if split != "heldout":
         from ..compare._splits import DatasetSplit, SubjectKFold
@@ -77,9 +84,17 @@ def fly(
         from ._hierarchical import hierarchical_fit
 
         note(f"hierarchical NUTS fit of {hierarchical!r} across flies …", quiet)
-        population = hierarchical_fit(
-            ds, hierarchical, key=jax.random.key(seed + 1), method=bayes.NUTS(warmup=warmup, samples=draws, chains=2, target_accept=0.9, dense_mass=True)
-        )
+        saving = checkpoint_every is not None or resume
+        nuts_extra = {"checkpoint": checkpoint, "checkpoint_every": checkpoint_every or 50, "resume": resume} if saving else {}
+        try:
+            population = hierarchical_fit(
+                ds, hierarchical, key=jax.random.key(seed + 1),
+                method=bayes.NUTS(warmup=warmup, samples=draws, chains=2, target_accept=0.9, dense_mass=True), **nuts_extra,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            if saving:
+                typer.echo(f"interrupted: the NUTS state is saved in {checkpoint}; rerun the same command with --resume to continue", err=True)
+            raise
     paths = write_report(analysis, out, title=f"Choice-learning analysis: {dataset}", posterior=population)
     typer.echo(analysis.table().round(2).to_string())
     if population is not None:

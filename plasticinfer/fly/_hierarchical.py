@@ -126,6 +126,9 @@ def hierarchical_fit(
     method=None,
     priors=None,
     start_steps: int = 100,
+    checkpoint=None,
+    checkpoint_every: int = 50,
+    resume: bool = False,
 ) -> PopulationPosterior:
     """Hierarchical NUTS fit of one hypothesis across every subject of a behaviour dataset.
 
@@ -147,6 +150,8 @@ def hierarchical_fit(
         priors: ``bayes.Priors`` (default: Normal(1) on coefficient means, HalfNormal(0.5) on their
             spread across flies, Normal(1) on the bias).
         start_steps: L-BFGS steps of the per-fly MAP fits that start the sampler.
+        checkpoint, checkpoint_every, resume: checkpoints of the NUTS run, as for
+            :func:`plasticinfer.bayes.sample` (the MAP start is recomputed, identically, on resuming).
     """
     from .. import bayes
     from ..data import validate
@@ -170,7 +175,10 @@ def hierarchical_fit(
     )
     method = method if method is not None else bayes.NUTS(warmup=500, samples=500, chains=2, target_accept=0.9, dense_mass=True)
     start = finished(fit_independent(model, data, steps=start_steps, l1=h.l1 or 0.0, fit_initial_weights=False, progress=False))
-    post = bayes.sample(model, data, key=k_sample, priors=priors, method=method, hierarchical=bayes.Hierarchical(), init=start)
+    post = bayes.sample(
+        model, data, key=k_sample, priors=priors, method=method, hierarchical=bayes.Hierarchical(), init=start,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+    )  # fmt: skip
     names = list(model.rule.names)
     decay = "w" if "w" in names and not model.rule.fixed[names.index("w")] else None
     return PopulationPosterior(post, h.name, [str(s) for s in ds["subject"].values], decay)

@@ -74,25 +74,21 @@ class PopulationModel(PlasticityModel):
         return jnp.exp(self.log_scale)
 
     def subject_rules(self):
-        """The rules of the ``n_draws`` fixed draws (a stacked rule, leading axis ``draw``)."""
-        flat, unravel, static = _flat_rule(self.rule)
-        eps = jax.random.normal(self.key, (self.n_draws, flat.size), flat.dtype)
-        thetas = flat + jnp.exp(self.log_scale) * eps
-        return eqx.combine(jax.vmap(unravel)(thetas), static)
-
-    def log_likelihood(self, data: TrialData, *, checkpoint: bool | int = True) -> Float[Array, "trajectory trial"]:
-        """Per subject, the marginal log-likelihood of its sequence (first column; zeros elsewhere; see the class)."""
+        """The rules of the ``n_draws`` fixed draws (a stacked rule, leading axis ``draw``): μ + σ·ε_k."""
         flat, unravel, static = _flat_rule(self.rule)
         if self.log_scale.shape != flat.shape:
             raise ModelError(f"PopulationModel: log_scale has shape {self.log_scale.shape}; the rule has {flat.size} free parameters")
         eps = jax.random.normal(self.key, (self.n_draws, flat.size), flat.dtype)
+        return eqx.combine(jax.vmap(unravel)(flat + jnp.exp(self.log_scale) * eps), static)
+
+    def log_likelihood(self, data: TrialData, *, checkpoint: bool | int = True) -> Float[Array, "trajectory trial"]:
+        """Per subject, the marginal log-likelihood of its sequence (first column; zeros elsewhere; see the class)."""
         shared = PlasticityModel(self.rule, self.network, self.observation, self.initial_weights)
 
-        def one(e):
-            rule = eqx.combine(unravel(flat + jnp.exp(self.log_scale) * e), static)
+        def one(rule):
             return eqx.tree_at(lambda m: m.rule, shared, rule).log_likelihood(data, checkpoint=checkpoint).sum(-1)
 
-        ll = jax.vmap(one)(eps)  # (draw, subject)
+        ll = eqx.filter_vmap(one)(self.subject_rules())  # (draw, subject)
         marginal = jax.nn.logsumexp(ll, axis=0) - jnp.log(float(self.n_draws))
         return jnp.zeros(data.observations.shape[:2], marginal.dtype).at[:, 0].set(marginal)
 

@@ -1,12 +1,12 @@
 """Families of co-active rules in a recurrent E/I spiking network: speed, SBI round, coverage, predictive rates, memory table.
 
-    PYTHONPATH=. python benchmarks/bench_families.py [--simulations 256] [--memory 8] [--sbc 0] [--n-exc 160 --n-inh 40]
+    PYTHONPATH=. python benchmarks/bench_families.py [--simulations 256] [--memory 8] [--sbc 0] [--n-exc 160 --n-inh 40] [--delays 10 60]
 
 Prints: (1) simulated seconds per wall second of the 800/200 network (static, plastic), and the
 same network stepped with a dense (post, pre) matrix product in the same script; (2) NPE
 coverage on a linear-Gaussian simulator with a known posterior; (3) the SBI round on the
 network task (simulations per minute, posterior vs prior fraction meeting every constraint);
-(4) the familiarity table with its nulls. Figures depend on the machine's load: the script
+(4) the familiarity table with its nulls (and again after each of ``--delays``). Figures depend on the machine's load: the script
 prints the 1-minute load average next to them.
 """
 
@@ -26,6 +26,7 @@ from plasticinfer.discovery import (
     FamiliarityProtocol,
     GaussianPrior,
     PairRule,
+    memory_study,
     network_statistics,
     run_families,
     run_npe,
@@ -71,6 +72,8 @@ def main():
     ap.add_argument("--n-exc", type=int, default=160)
     ap.add_argument("--n-inh", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--delays", type=float, nargs="*", default=[],
+                    help="also rerun the memory table after these delays (s) between familiarisation and test, on the same posterior")
     args = ap.parse_args()
     print(f"load average (1 min) at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; devices: {jax.devices()}")
 
@@ -114,8 +117,13 @@ def main():
     if out.sbc is not None:
         print(f"    network SBC 90 % coverage: mean {out.sbc.coverage[0.9].mean():.2f}, min {out.sbc.coverage[0.9].min():.2f}")
     if out.memory is not None:
-        print("\n[4] familiarity (readout on after-familiarisation responses only)")
+        print(f"\n[4] familiarity (readout on after-familiarisation responses only), delay {FamiliarityProtocol().delay:g} s")
         print(out.memory.markdown())
+    for delay in args.delays:
+        t1 = time.perf_counter()
+        report, _ = memory_study(jax.random.key(6), task, out.check, FamiliarityProtocol(delay=delay), n_memory=max(args.memory, 2))
+        print(f"\n[4] familiarity after a delay of {delay:g} s (same posterior; {time.perf_counter() - t1:.0f} s)")
+        print(report.markdown())
     print(f"study wall time {time.perf_counter() - t0:.0f} s; load average (1 min) at end: {os.getloadavg()[0]:.1f}")
 
 

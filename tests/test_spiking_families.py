@@ -9,6 +9,8 @@ from plasticinfer.discovery import (
     DiscoveryError,
     FamilyTask,
     PlausibilityConstraints,
+    FamiliarityProtocol,
+    memory_study,
     network_statistics,
     predictive_check,
     run_npe,
@@ -71,3 +73,16 @@ def test_family_posterior_end_to_end_small(tiny_task, getkey):
     assert 0 <= chk.prior_fraction <= min(chk.per_summary_prior.values())
     assert chk.posterior_interval[0] <= chk.posterior_fraction <= chk.posterior_interval[1]
     assert "posterior (16)" in chk.markdown()
+
+    # the memory probe with its controls, at two delays on the same check (what bench_families --delays runs)
+    proto = FamiliarityProtocol(n_patterns=4, repeats=1, warmup=0.05, delay=0.05, test_repeats=2)
+    report, names = memory_study(jax.random.key(3), tiny_task, chk, proto, n_memory=2, n_shuffles=5)
+    again, _ = memory_study(jax.random.key(3), tiny_task, chk, proto, n_memory=2, n_shuffles=5)
+    later, _ = memory_study(jax.random.key(3), tiny_task, chk, FamiliarityProtocol(n_patterns=4, repeats=1, warmup=0.05, delay=0.2, test_repeats=2),
+                            n_memory=2, n_shuffles=5)  # fmt: skip
+    groups = list(report.groups)
+    assert groups[0].startswith("posterior") and groups[1:] == ["prior", "no plasticity", "hand-written"]
+    assert len(report.groups["hand-written"].auc) == len(names["hand-written"]) == 8  # two hand-written rules at four speeds
+    assert np.all(report.groups["no plasticity"].speed == 0) and np.all(report.groups["prior"].speed > 0)
+    np.testing.assert_array_equal(report.groups["prior"].auc, again.groups["prior"].auc)  # one key, one answer
+    assert not np.array_equal(report.groups["prior"].speed, later.groups["prior"].speed)  # the delay is simulated (weights keep moving)

@@ -101,7 +101,7 @@ from ._memory import (
     shuffled_aucs as shuffled_aucs,
     speed_matched as speed_matched,
 )
-from ._rule_families import FamiliesResult as FamiliesResult, run_families as run_families
+from ._rule_families import FamiliesResult as FamiliesResult, memory_study as memory_study, run_families as run_families
 
 __all__ = [
     "AbstractObjective",
@@ -180,5 +180,6 @@ __all__ = [
     "shuffled_aucs",
     "speed_matched",
     "FamiliesResult",
+    "memory_study",
     "run_families",
 ]

@@ -136,6 +136,50 @@ class FamiliesResult:
         return "\n".join(lines) + "\n"
 
 
+def memory_study(
+    key: PRNGKeyArray, task: FamilyTask, check: PredictiveCheck, protocol: FamiliarityProtocol | None = None, *,
+    n_memory: int = 8, n_shuffles: int = 50,
+) -> tuple[MemoryReport, dict]:
+    """The familiarity probe with its controls for the rules a predictive check found plausible.
+
+    Groups: up to ``n_memory`` posterior draws that met every constraint in ``check`` (the
+    stability-selected rules; all posterior draws if none did), as many prior draws, no plasticity
+    (each run its own input noise), and the hand-written rules at four speeds, each scored by a
+    readout of after-familiarisation responses against its shuffled-label null; the candidate is
+    also compared with speed-matched hand-written rules. Returns the report and the hand-written
+    rules' names. Run it again with another ``protocol`` (e.g. a longer ``delay``) on the same
+    check to ask how long the memory lasts.
+    """
+    return _memory_study(*jax.random.split(key, 4), task, check, protocol or FamiliarityProtocol(), n_memory, n_shuffles)
+
+
+def _memory_study(k_mem, k_pat, k_none, k_prior, task, check, protocol, n_memory, n_shuffles):
+    rng = np.random.default_rng(int(jax.random.randint(k_mem, (), 0, 2**31 - 1)))
+    mb = max(n_memory, 2)  # one compiled protocol batch for every group
+    pats = make_patterns(k_pat, task, protocol)
+    dtype = task.network.weights.dtype
+    plausible = check.posterior_theta[check.posterior_accepted]
+    cand = plausible[:n_memory] if len(plausible) else check.posterior_theta[:n_memory]
+    groups_theta = {
+        "posterior (plausible)" if len(plausible) else "posterior (none plausible)": cand,
+        "prior": np.asarray(task.prior().sample(k_prior, n_memory)),
+    }
+    hand, hand_names = hand_written_rules(task)
+    groups = {}
+    for gname, th in groups_theta.items():
+        auc, sp, nl = score_rules(task, protocol, jnp.asarray(th, dtype), pats, k_mem, rng=rng, n_shuffles=n_shuffles, batch_size=mb)
+        groups[gname] = MemoryGroup(gname, auc, sp, null_group_means(nl, rng))
+    zero = np.tile(np.array([0, 0, 0, 0, 0.02, 0.02]), len(task.plastic))
+    zeros = np.tile(zero, (max(2, n_memory // 2), 1))
+    n_auc, n_sp, n_nl = score_rules(task, protocol, jnp.asarray(zeros, dtype), pats, jax.random.split(k_none, len(zeros)), rng=rng, n_shuffles=n_shuffles, batch_size=mb)
+    groups["no plasticity"] = MemoryGroup("no plasticity", n_auc, n_sp, null_group_means(n_nl, rng))  # own input noise per run
+    h_auc, h_sp, h_nl = score_rules(task, protocol, jnp.asarray(hand, dtype), pats, k_mem, rng=rng, n_shuffles=n_shuffles, batch_size=mb)
+    groups["hand-written"] = MemoryGroup("hand-written", h_auc, h_sp, null_group_means(h_nl, rng))
+    cname = next(iter(groups_theta))
+    matched = h_auc[speed_matched(groups[cname].speed, h_sp)]
+    return memory_report(groups, cname, matched, rng=rng), {"hand-written": hand_names}
+
+
 def run_families(
     key: PRNGKeyArray,
     task: FamilyTask,
@@ -155,42 +199,15 @@ def run_families(
     """NPE family posterior for ``task``; predictive check; optional SBC on the network; optional memory probe with controls."""
     constraints = constraints or PlausibilityConstraints()
     protocol = protocol or FamiliarityProtocol()
-    k_npe, k_post, k_chk, k_sbc, k_mem, k_pat, k_none, k_prior = jax.random.split(key, 8)
+    k_npe, k_post, k_chk, k_sbc, *k_memory = jax.random.split(key, 8)
     prior = task.prior()
     npe = run_npe(k_npe, task.simulator, prior, n_simulations=n_simulations, batch_size=batch_size, **npe_kwargs)
     x_obs = jnp.asarray(constraints.target_summaries(task.plastic))
     samples = np.asarray(npe.posterior.sample(k_post, x_obs, n_posterior))
     check = predictive_check(k_chk, npe.posterior, task, constraints, n=n_predictive, batch_size=batch_size)
     sbc_res = sbc(k_sbc, npe.posterior, task.simulator, n_tests=n_sbc, n_samples=100, batch_size=batch_size) if n_sbc else None
-    mem, names = None, {}
-    if memory:
-        rng = np.random.default_rng(int(jax.random.randint(k_mem, (), 0, 2**31 - 1)))
-        mb = max(n_memory, 2)  # one compiled protocol batch for every group
-        pats = make_patterns(k_pat, task, protocol)
-        dtype = task.network.weights.dtype
-        # stability-selected rules: posterior draws that met every constraint in the predictive check
-        plausible = check.posterior_theta[check.posterior_accepted]
-        cand = plausible[:n_memory] if len(plausible) else check.posterior_theta[:n_memory]
-        groups_theta = {
-            "posterior (plausible)" if len(plausible) else "posterior (none plausible)": cand,
-            "prior": np.asarray(prior.sample(k_prior, n_memory)),
-        }
-        hand, hand_names = hand_written_rules(task)
-        groups = {}
-        for gname, th in groups_theta.items():
-            auc, sp, nl = score_rules(task, protocol, jnp.asarray(th, dtype), pats, k_mem, rng=rng, n_shuffles=n_shuffles, batch_size=mb)
-            groups[gname] = MemoryGroup(gname, auc, sp, null_group_means(nl, rng))
-        zero = np.tile(np.array([0, 0, 0, 0, 0.02, 0.02]), len(task.plastic))
-        zeros = np.tile(zero, (max(2, n_memory // 2), 1))
-        n_auc, n_sp, n_nl = score_rules(task, protocol, jnp.asarray(zeros, dtype), pats, jax.random.split(k_none, len(zeros)), rng=rng, n_shuffles=n_shuffles, batch_size=mb)
-        groups["no plasticity"] = MemoryGroup("no plasticity", n_auc, n_sp, null_group_means(n_nl, rng))  # own input noise per run
-        h_auc, h_sp, h_nl = score_rules(task, protocol, jnp.asarray(hand, dtype), pats, k_mem, rng=rng, n_shuffles=n_shuffles, batch_size=mb)
-        groups["hand-written"] = MemoryGroup("hand-written", h_auc, h_sp, null_group_means(h_nl, rng))
-        cname = next(iter(groups_theta))
-        matched = h_auc[speed_matched(groups[cname].speed, h_sp)]
-        mem = memory_report(groups, cname, matched, rng=rng)
-        names = {"hand-written": hand_names}
+    mem, names = _memory_study(*k_memory, task, check, protocol, n_memory, n_shuffles) if memory else (None, {})
     return FamiliesResult(task, constraints, npe, samples, check, sbc_res, mem, names)
 
 
-__all__ = ["FamiliesResult", "run_families"]
+__all__ = ["FamiliesResult", "memory_study", "run_families"]

@@ -10,5 +10,6 @@ def test_results_tutorial_runs(tmp_path):
     out = run_tutorial("07_results_and_resume.py", tmp_path)
     assert "resumed == uninterrupted: True" in out
     assert "refused:" in out and "terms: file has 3" in out
-    for f in ("recordings.nc", "fit.ckpt", "fit.nc"):
+    assert "chunked == unchunked: True" in out and "same draws: True" in out
+    for f in ("recordings.nc", "fit.ckpt", "fit.nc", "nuts.ckpt"):
         assert (tmp_path / f).exists(), f

@@ -77,10 +77,15 @@ def hypotheses(data, args):
     out["option Taylor, L1 path · AR"] = (
         "found", SparseRuleHypothesis("option Taylor, L1 path · AR", option_taylor_rule(args.max_power),
                                       policy=pi.compare.AcceptReject(1.0, 0.0, learn_weight=False), l1_path=path))
-    if args.population:
-        for name in sm:
-            shared = agent_model(rules[name], softmax_policy(), data)
-            out[f"{name} · softmax, population"] = ("population", PopulationModel.from_model(shared, n_draws=args.population))
+    if args.population:  # the same agents with their parameters varying between flies, and the found rule's population refit
+        pops = [(name, "softmax", softmax_policy) for name in sm] + [("DF + LT + OS", "AR", accept_reject_policy)]
+        for name, pname, policy in pops:
+            shared = agent_model(rules[name], policy(), data)
+            out[f"{name} · {pname}, population"] = ("population", PopulationModel.from_model(shared, n_draws=args.population))
+        out["option Taylor, L1 path · AR, population"] = (
+            "found", SparseRuleHypothesis("option Taylor, L1 path · AR, population", option_taylor_rule(args.max_power),
+                                          policy=pi.compare.AcceptReject(1.0, 0.0, learn_weight=False), l1_path=path,
+                                          population=args.population))
     for h in args.hidden:
         out[f"GRU ({h} units)"] = ("gru", GRUHypothesis(f"GRU ({h} units)", hidden=h, steps=args.gru_steps))
     if args.only:
@@ -113,7 +118,7 @@ def run(name, data, split, args, key):
     summary = ps.groupby("hypothesis", sort=False).agg(
         nlik=("nlik", "mean"), se=("nlik", lambda x: x.std(ddof=1) / np.sqrt(len(x))), n=("nlik", "size"),
         params=("n_params", "max"))
-    classical = [h for h in summary.index if kinds[h] == "agent"]
+    classical = [h for h in summary.index if kinds[h] in ("agent", "population")]  # shared or population
     best_classical = summary.loc[classical, "nlik"].idxmax()
     table = []
     for h, r in summary.sort_values("nlik", ascending=False).iterrows():

@@ -68,6 +68,25 @@ class PopulationModel(PlasticityModel):
         log_scale = jnp.full(flat.shape, jnp.log(scale), flat.dtype)
         return cls(model.rule, model.network, model.observation, model.initial_weights, log_scale, key, int(n_draws))
 
+    def with_finite_draws(self, data: TrialData, *, max_halvings: int = 20) -> "PopulationModel":
+        """This model with σ halved until every draw's log-likelihood of ``data`` is finite.
+
+        A wide starting σ can put draws where a rule's values blow up (a positive coefficient on
+        an option's own value feeds back on itself); a fit cannot start from a non-finite loss. The
+        mean is kept; σ moves toward the shared model, which must itself be finite.
+        """
+        shared = PlasticityModel(self.rule, self.network, self.observation, self.initial_weights)
+        with jax.numpy_dtype_promotion("standard"):
+            if not bool(jnp.isfinite(jnp.sum(shared.log_likelihood(data)))):
+                raise ModelError("PopulationModel: the population mean's own likelihood is not finite on these data; start from another rule")
+            model = self
+            for _ in range(max_halvings + 1):
+                draws = eqx.filter_vmap(lambda r: eqx.tree_at(lambda m: m.rule, shared, r).log_likelihood(data).sum())(model.subject_rules())
+                if bool(jnp.all(jnp.isfinite(draws))):
+                    return model
+                model = eqx.tree_at(lambda m: m.log_scale, model, model.log_scale - jnp.log(2.0))
+        raise ModelError(f"PopulationModel: some draws stay non-finite with σ scaled by 2^-{max_halvings}; start with a smaller scale")
+
     @property
     def scale(self) -> Array:
         """σ, one entry per free rule parameter."""

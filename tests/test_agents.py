@@ -254,6 +254,15 @@ def test_sparse_rule_search_selects_on_training_animals_and_keeps_the_true_terms
     assert score.test_ll.sum() / score.n_test.sum() > np.log(0.5) + 0.05
     assert sel["equation"].startswith("ΔQ_k =")
 
+    # population=M: the same selection (shared fits), then the chosen terms refitted as a population
+    pop = SparseRuleHypothesis("found", option_taylor_rule(), policy=pi.BernoulliChoice(3.0, 0.0, learn_temperature=False),
+                               l1_path=(0.0, 1e-2), prune_below=0.05, population=8)
+    pscore = pop.score(fold, FitSettings(steps=50, restarts=1))
+    assert pop.selection[0]["terms"] == sel["terms"] and pop.selection[0]["validation_ll"] == sel["validation_ll"]
+    assert isinstance(pscore.model, pi.compare.PopulationModel) and pscore.model.n_draws == 8
+    assert pscore.n_params == score.n_params + len(sel["terms"])  # one spread per kept coefficient
+    assert np.isfinite(pscore.test_ll).all() and pscore.test_ll.sum() / pscore.n_test.sum() > np.log(0.5) + 0.05
+
 
 def test_sparse_rule_refit_starts_from_the_largest_finite_halving_of_the_selected_rule(key):
     # a selected rule can blow up on animals it was not fitted on (q² feeds back on itself); the
@@ -283,3 +292,30 @@ def test_sparse_rule_refit_starts_from_the_largest_finite_halving_of_the_selecte
 def test_option_taylor_rule_refuses_an_unknown_starting_term():
     with pytest.raises(pi.ModelError, match="x\\^2"):
         option_taylor_rule(init={"x*r": 1.0, "x^2": 1.0})  # x is binary, so x^2 is no term of the family: refused, not dropped
+
+
+def test_population_start_halves_the_spread_until_every_draw_is_finite(key):
+    # a wide σ puts draws where the values blow up (w² feeds back on itself); a population fit must
+    # start where every draw's likelihood is finite, with σ as wide as that allows
+    from plasticinfer.compare import PopulationModel, option_taylor_rule
+
+    data = _simulate_agent(QAgentRule(0.3), pi.BernoulliChoice(3.0, 0.0), 6, key)
+    base = option_taylor_rule(init={"x*r": 0.5, "w^2": -0.5})
+    rule = type(base)(base.taylor.without([n for n in base.taylor.names if n not in ("x*r", "w^2")]))
+    model = agent_model(rule, pi.BernoulliChoice(1.0, 0.0, learn_temperature=False), data)
+    wide = PopulationModel.from_model(model, scale=50.0, n_draws=16)
+
+    def all_finite(pop):
+        shared = pi.PlasticityModel(pop.rule, pop.network, pop.observation, pop.initial_weights)
+        with jax.numpy_dtype_promotion("standard"):
+            ll = eqx.filter_vmap(lambda r: eqx.tree_at(lambda m: m.rule, shared, r).log_likelihood(data).sum())(pop.subject_rules())
+        return bool(np.all(np.isfinite(np.asarray(ll))))
+
+    assert not all_finite(wide)  # the premise
+    got = wide.with_finite_draws(data)
+    halvings = np.asarray(wide.log_scale - got.log_scale) / np.log(2.0)
+    assert all_finite(got) and np.allclose(halvings, np.round(halvings)) and halvings.min() >= 1
+    assert not all_finite(eqx.tree_at(lambda m: m.log_scale, got, got.log_scale + np.log(2.0)))  # no halving too many
+    np.testing.assert_array_equal(np.asarray(got.rule.taylor.coeffs), np.asarray(wide.rule.taylor.coeffs))  # the mean is kept
+    with pytest.raises(pi.ModelError, match="non-finite"):
+        wide.with_finite_draws(data, max_halvings=0)

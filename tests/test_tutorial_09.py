@@ -12,3 +12,4 @@ def test_tutorial_09_runs(tmp_path, shared_data, monkeypatch):
     for f in ["normalized_likelihood.csv", "comparison.csv", "per_subject.csv"]:
         assert (tmp_path / f).exists(), f
     assert "rule from data: L1 =" in out and "signed-rank p =" in out
+    assert "DF · softmax (population)" in out and "fitted spread σ across flies" in out

@@ -44,6 +44,7 @@ from ._hypotheses import (
     FoldScore as FoldScore,
     ModelHypothesis as ModelHypothesis,
     activity_model as activity_model,
+    as_populations as as_populations,
     choice_model as choice_model,
 )
 from ._plots import plot_comparison as plot_comparison
@@ -103,6 +104,7 @@ __all__ = [
     "RuleHypothesis",
     "SubjectKFold",
     "activity_model",
+    "as_populations",
     "aic",
     "bic",
     "choice_model",

@@ -34,6 +34,7 @@ from .._errors import ModelError
 from .._fit import fit
 from .._interrupt import finished
 from .._model import PlasticityModel
+from .._population import PopulationModel
 from .._networks import ChoiceCircuit
 from .._observation import AbstractObservationModel, BernoulliChoice
 from .._rules import AbstractRule, TaylorRule, all_monomials
@@ -279,13 +280,42 @@ def classical_rules() -> dict[str, QAgentRule]:
 
 
 def classical_agents(data: TrialData, *, policies=("accept-reject", "softmax"), rules=None) -> dict[str, PlasticityModel]:
-    """Every classical rule with each policy, as models ready for :func:`compare` (names "rule · policy")."""
+    """Every classical rule with each policy, as models ready for :func:`compare` (names "rule · policy").
+
+    ``rules``: a dict name → rule, or names of :func:`classical_rules` (case and spacing ignored;
+    ``"all"`` for every one); default every one.
+    """
     makers = {"accept-reject": accept_reject_policy, "softmax": softmax_policy}
     unknown = [p for p in policies if p not in makers]
     if unknown:
         raise ComparisonError(f"unknown policies {unknown}; choose from {sorted(makers)}")
-    rules = classical_rules() if rules is None else rules
+    if rules is None:
+        rules = classical_rules()
+    elif not isinstance(rules, dict):
+        rules = select_rules(rules)
     return {f"{name} · {p}": agent_model(rule, makers[p](), data) for p in policies for name, rule in rules.items()}
+
+
+def select_rules(names) -> dict[str, QAgentRule]:
+    """The :func:`classical_rules` named in ``names`` (case and spacing ignored; ``"all"``: every one)."""
+    table = classical_rules()
+
+    def norm(s: str) -> str:
+        return "".join(str(s).lower().split())
+
+    by_norm = {norm(k): k for k in table}
+    if isinstance(names, str):
+        names = [names]
+    out = {}
+    for name in names:
+        if norm(name) == "all":
+            out.update(table)
+            continue
+        if norm(name) not in by_norm:
+            raise ComparisonError(f"unknown classical agent {name!r}; choose from {list(table)} or 'all'")
+        k = by_norm[norm(name)]
+        out[k] = table[k]
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -367,6 +397,10 @@ class SparseRuleHypothesis(AbstractHypothesis):
         l1_path: L1 strengths tried (per-observation penalty units, as in :func:`fit`).
         prune_below: coefficients at or below this magnitude are dropped after selection.
         validation_fraction, seed: the validation cut of the training animals.
+        population: if > 0, the selected rule is refitted as a :class:`PopulationModel` with this many
+            Monte Carlo draws (its coefficients vary between animals; held-out animals are predicted by
+            the marginal likelihood): the structure is chosen with shared fits, the spread is fitted last.
+            Needs a split that holds out whole subjects.
         selection: filled by :meth:`score`: one dict per fold with the path's validation log-likelihoods,
             the chosen strength and the final equation.
     """
@@ -378,6 +412,7 @@ class SparseRuleHypothesis(AbstractHypothesis):
     prune_below: float = 1e-2
     validation_fraction: float = 0.25
     seed: int = 0
+    population: int = 0
     selection: list = field(default_factory=list, repr=False)
 
     def applies_to(self, data):
@@ -414,7 +449,13 @@ class SparseRuleHypothesis(AbstractHypothesis):
         if len(drop) == len(taylor.names):  # keep the largest term: a rule with no terms is no learning at all
             drop.remove(taylor.names[int(np.argmax(np.abs(np.asarray(taylor.coeffs))))])
         pruned, shrink = self._finite_start(OptionTaylorRule(taylor.without(drop)), models[best].observation, fold.train)
-        final = ModelHypothesis(self.name, agent_model(pruned, models[best].observation, fold.train, n_trajectories=1))
+        final_model = agent_model(pruned, models[best].observation, fold.train, n_trajectories=1)
+        if self.population:
+            pop_key = jax.random.key(self.seed)
+            on_train = PopulationModel.from_model(agent_model(pruned, models[best].observation, fold.train), n_draws=self.population, key=pop_key)
+            log_scale = on_train.with_finite_draws(fold.train).log_scale  # the fit must start where every draw is finite
+            final_model = eqx.tree_at(lambda m: m.log_scale, PopulationModel.from_model(final_model, n_draws=self.population, key=pop_key), log_scale)
+        final = ModelHypothesis(self.name, final_model)
         out = final.score(fold, dataclasses.replace(settings, l1=0.0, per_subject=False))
         fitted = getattr(out, "model", None)  # FoldScore carries the fitted model where compare keeps it
         shown = fitted.rule if isinstance(getattr(fitted, "rule", None), OptionTaylorRule) else pruned

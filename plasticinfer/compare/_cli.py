@@ -57,6 +57,73 @@ def _load(source: str, mapping, choice_codes, data_dir):
     return ds, {"behaviour": "choice", "neural": "activity"}[kind]
 
 
+AGENT_HELP = (
+    "Also a classical agent (Q-learning family, docs/behaviour.md): a name such as 'DF + LT + OS', "
+    "'Q (RW)', 'expected SARSA', or 'all' (repeat). Each comes with every --policy. Choice data with two cues."
+)
+POLICY_HELP = "Policies of the --agent rows: softmax, accept-reject (repeat; default both)."
+GRU_HELP = (
+    "Also a tiny GRU with this many units, the flexible ceiling (repeat; 1–8). Needs a split that holds out "
+    "whole subjects (dataset, kfold, subject)."
+)
+GRU_STEPS_HELP = "Adam steps of each --gru fit (early-stopped on a validation part of the training subjects)."
+POPULATION_HELP = (
+    "Also every rule and agent as a population: its parameters vary between subjects as N(μ, σ²), unseen "
+    "subjects predicted by the marginal likelihood over DRAWS Monte Carlo draws (64 is a good start). Needs a "
+    "split that holds out whole subjects (dataset, kfold, subject)."
+)
+
+
+def check_extra_options(*, agents, policies, gru, population, subject_split: bool) -> None:
+    """Refuse inconsistent --agent/--policy/--gru/--population options before any data are read."""
+    from .._cli_common import CLIError
+    from ._agents import select_rules
+
+    if policies and not agents:
+        raise CLIError("--policy chooses the policies of the --agent rows; add --agent NAME (or 'all')")
+    unknown = [p for p in policies or () if p not in ("softmax", "accept-reject")]
+    if unknown:
+        raise CLIError(f"--policy must be softmax or accept-reject; got {unknown}")
+    if agents:
+        try:
+            select_rules(list(agents))
+        except ComparisonError as err:
+            raise CLIError(f"--agent: {err}") from None
+    for option, given in (("--gru", gru), ("--population", population)):
+        if given and not subject_split:
+            raise CLIError(f"{option} predicts subjects the fit never saw: add --split dataset, kfold or subject.")
+    if population is not None and population < 2:
+        raise CLIError(f"--population is the number of Monte Carlo draws (≥ 2; 64 is a good start); got {population}")
+    bad = [h for h in gru or () if not 1 <= h <= 64]
+    if bad:
+        raise CLIError(f"--gru is a number of units between 1 and 64 (tiny RNNs use 1–8); got {bad}")
+
+
+def extra_hypotheses(models: dict, ds, *, agents, policies, gru, gru_steps: int, population: int, subject_split: bool, seed: int) -> dict:
+    """The hypotheses the --agent, --gru and --population options add to ``models`` (equations already parsed); ``ds`` a
+    dataset or :class:`TrialData`.
+
+    Shared by ``plasticinfer compare`` and ``plasticinfer fly`` so both add the same rows.
+    """
+    import jax
+
+    from .._trial_data import TrialData
+    from ._agents import classical_agents
+    from ._gru import GRUHypothesis
+    from ._hypotheses import as_populations
+
+    check_extra_options(agents=agents, policies=policies, gru=gru, population=population, subject_split=subject_split)
+    extra: dict = {}
+    td = ds if isinstance(ds, TrialData) else TrialData.from_dataset(ds, validate=False) if (agents or population) else None
+    if agents:
+        extra.update(classical_agents(td, policies=tuple(policies or ("softmax", "accept-reject")), rules=list(agents)))
+    if population:
+        extra.update(as_populations({**models, **extra}, td, n_draws=population, key=jax.random.key(seed)))
+    for h in gru or ():
+        extra[f"GRU ({h} units)"] = GRUHypothesis(f"GRU ({h} units)", hidden=h, steps=gru_steps, seed=seed)
+    return extra
+
+
 def _synthetic(name: str, subjects: int, seed: int):
     import jax
     import jax.numpy as jnp
@@ -95,6 +162,11 @@ def compare_command(
     baselines: Annotated[bool, typer.Option(help="Add the baselines (coin flip, base rate, Rescorla–Wagner; activity: mean activity, static weights).")] = True,
     steps: Annotated[int, Size("L-BFGS steps per fit.")] = 200,
     restarts: Annotated[int, Size(RESTARTS_HELP)] = 4,
+    agent: Annotated[Optional[list[str]], typer.Option("--agent", help=AGENT_HELP)] = None,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", help=POLICY_HELP)] = None,
+    gru: Annotated[Optional[list[int]], typer.Option("--gru", help=GRU_HELP)] = None,
+    gru_steps: Annotated[int, Size(GRU_STEPS_HELP)] = 3000,
+    population: Annotated[Optional[int], typer.Option("--population", metavar="DRAWS", help=POPULATION_HELP)] = None,
     learning_rate: Annotated[float, Rate("Rate η of activity rules (choice rules use η = 1).")] = 0.01,
     subjects: Annotated[int, Size("Subjects of the synthetic task.")] = 8,
     seed: Annotated[int, typer.Option(help="Random seed (synthetic data; initial weights of activity models).")] = 0,
@@ -110,6 +182,9 @@ def compare_command(
         raise ComparisonError(f"--split must be one of {list(SPLITS)}; got {split!r}")
     if synthetic is not None and (map_ or choice_codes or data_dir):
         raise ComparisonError("--map, --choice-codes and --data-dir describe a dataset; --synthetic data needs none of them")
+    if synthetic == "activity" and (agent or gru):
+        raise ComparisonError("--agent and --gru model choices; --synthetic activity is neural activity")
+    check_extra_options(agents=agent, policies=policy, gru=gru, population=population, subject_split=split in ("subject", "dataset", "kfold"))
     output_folder(out)
     import jax
 
@@ -128,7 +203,12 @@ def compare_command(
     equations = hypothesis or DEFAULT_HYPOTHESES[kind]
     rate = 1.0 if kind == "choice" else learning_rate
     hyps = {eq: parse_hypothesis(eq, learning_rate=rate) for eq in equations}
-    if split in ("subject", "dataset", "kfold") and not shared:
+    if kind != "choice" and (agent or gru):
+        raise ComparisonError(f"--agent and --gru model choices; {data} holds neural activity")
+    subject_split = split in ("subject", "dataset", "kfold")
+    hyps.update(extra_hypotheses(hyps, td, agents=agent, policies=policy, gru=gru, gru_steps=gru_steps,
+                                 population=population, subject_split=subject_split, seed=seed))  # fmt: skip
+    if subject_split and not shared:
         shared = True
         note(f"--split {split} fits one shared rule (--shared)", quiet)
     note(f"comparing {list(hyps)} on {what}", quiet)

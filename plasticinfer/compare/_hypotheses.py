@@ -16,6 +16,7 @@ from .._interrupt import finished
 
 from .._fit import fit, fit_independent
 from .._model import PlasticityModel
+from .._population import PopulationModel
 from .._networks import ChoiceCircuit, FeedForward
 from .._observation import BernoulliChoice, GaussianActivity
 from .._rules import AbstractRule
@@ -178,6 +179,12 @@ class ModelHypothesis(AbstractHypothesis):
             kwargs["l1"] = self.l1
         n_train = n_observations(fold.train)
         n_test = n_observations(fold.test)
+        if isinstance(model, PopulationModel) and (settings.per_subject or not fold.new_subjects):
+            raise ComparisonError(
+                f"hypothesis {self.name!r} is a population model: it predicts animals it never saw from the "
+                "population fitted on the others. Use per_subject=False with a split that holds out whole "
+                "subjects (DatasetSplit, SubjectKFold, LeaveOneSubjectOut)."
+            )
         if settings.per_subject:
             if fold.new_subjects:
                 raise ComparisonError(
@@ -265,7 +272,32 @@ def as_hypothesis(name: str, value, data: TrialData, *, key: PRNGKeyArray | None
     )
 
 
+def as_populations(
+    hypotheses, data: TrialData, *, n_draws: int = 64, scale: float = 0.3, key: PRNGKeyArray | None = None, suffix: str = " (population)"
+) -> dict[str, ModelHypothesis]:
+    """Every model hypothesis as a :class:`PopulationModel` (its rule's parameters vary between subjects).
+
+    ``hypotheses`` is what :func:`compare` takes (a dict or a list of equations); each becomes its
+    standard model for ``data`` (:func:`as_hypothesis`), is wrapped by
+    :meth:`PopulationModel.from_model` (σ starts at ``scale``; ``n_draws`` fixed draws from ``key``)
+    and is named ``name + suffix``. Score them with ``per_subject=False`` and a split that holds out
+    whole subjects. A hypothesis that is not a model (a GRU, an L1 search) is refused.
+    """
+    if not isinstance(hypotheses, dict):
+        hypotheses = {str(h): h for h in hypotheses}
+    key = jax.random.key(0) if key is None else key
+    out = {}
+    for name, value in hypotheses.items():
+        h = as_hypothesis(name, value, data, key=key)
+        if not isinstance(h, ModelHypothesis):
+            raise ComparisonError(f"hypothesis {name!r} ({type(h).__name__}) is not a model; only models have a population version")
+        label = f"{name}{suffix}"
+        out[label] = ModelHypothesis(label, PopulationModel.from_model(h.model, n_draws=n_draws, scale=scale, key=key), l1=h.l1)
+    return out
+
+
 __all__ = [
+    "as_populations",
     "AbstractHypothesis",
     "ModelHypothesis",
     "FitSettings",

@@ -112,6 +112,7 @@ def analyse_choices(
     restarts: int = RESTARTS,
     per_subject: bool | None = None,
     in_sample: bool = True,
+    extra: dict | None = None,
     progress: bool = True,
     log=None,
 ) -> ChoiceAnalysis:
@@ -134,6 +135,10 @@ def analyse_choices(
             required, for subject-level splits).
         in_sample: also fit and score every hypothesis on all trials (per fly), for comparison with
             in-sample published figures and for the fitted coefficients on all the data.
+        extra: more hypotheses, name → anything :func:`compare` takes (classical agents from
+            :func:`~plasticinfer.compare.classical_agents`, a :class:`~plasticinfer.compare.GRUHypothesis`,
+            population models from :func:`~plasticinfer.compare.as_populations`); they join the held-out
+            comparison only (the in-sample one fits rules per fly).
         progress: show fitting progress bars (only on a terminal or in Jupyter).
         log: called with one line before each fit (see :func:`compare`); the in-sample fits' lines say so.
     """
@@ -150,7 +155,10 @@ def analyse_choices(
         per_subject = not isinstance(split, SUBJECT_SPLITS)
     kwargs = dict(steps=steps, restarts=restarts, key=key, progress=progress)
     t0 = time.perf_counter()
-    heldout = compare(hyps, ds, split=split, per_subject=per_subject, log=log, **kwargs)
+    clash = sorted(set(extra or {}) & set(hyps))
+    if clash:
+        raise ComparisonError(f"extra hypotheses {clash} have the names of standard ones; rename them")
+    heldout = compare({**hyps, **(extra or {})}, ds, split=split, per_subject=per_subject, log=log, **kwargs)
     timings = {"held-out": time.perf_counter() - t0}
     ins = None
     if in_sample:

@@ -19,6 +19,7 @@ from .._cli_common import (
     show_bars,
     unit_interval,
 )
+from ..compare._cli import AGENT_HELP, GRU_HELP, GRU_STEPS_HELP, POLICY_HELP, POPULATION_HELP, check_extra_options
 
 
 def fly(
@@ -35,6 +36,11 @@ def fly(
     folds: Annotated[int, Size("Folds of flies for --split kfold.")] = 5,
     in_sample: Annotated[bool, typer.Option(help="Also fit on all trials (in-sample figures, as published).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed (MLP initialisation).")] = 0,
+    agent: Annotated[Optional[list[str]], typer.Option("--agent", help=AGENT_HELP)] = None,
+    policy: Annotated[Optional[list[str]], typer.Option("--policy", help=POLICY_HELP)] = None,
+    gru: Annotated[Optional[list[int]], typer.Option("--gru", help=GRU_HELP)] = None,
+    gru_steps: Annotated[int, Size(GRU_STEPS_HELP)] = 3000,
+    population: Annotated[Optional[int], typer.Option("--population", metavar="DRAWS", help=POPULATION_HELP)] = None,
     hierarchical: Annotated[
         Optional[str],
         typer.Option(help="Also fit this hypothesis hierarchically across flies with NUTS (e.g. 'x*r + w'; several minutes)."),
@@ -63,22 +69,28 @@ def fly(
         raise CLIError("--checkpoint-every and --resume checkpoint the hierarchical NUTS run; add --hierarchical HYPOTHESIS.")
     if resume and not checkpoint.is_file():
         raise CLIError(f"--resume: no checkpoint at {checkpoint}; run once with --hierarchical, --checkpoint-every N and --out {out}.")
-    extra = {"restarts": restarts}
+    check_extra_options(agents=agent, policies=policy, gru=gru, population=population, subject_split=split != "heldout")
+    options = {"restarts": restarts}
     if split != "heldout":
         from ..compare._splits import DatasetSplit, SubjectKFold
 
-        extra["split"] = DatasetSplit() if split == "dataset" else SubjectKFold(folds, seed=seed)
+        options["split"] = DatasetSplit() if split == "dataset" else SubjectKFold(folds, seed=seed)
     ds = load_data(dataset, mapping=map_, choice_codes=choice_codes, data_dir=data_dir)
     if ds.attrs.get("kind") != "behaviour":
         raise CLIError(f"{dataset}: `plasticinfer fly` analyses behaviour (attrs kind='behaviour'); this one is {ds.attrs.get('kind')!r}. Use `plasticinfer fit` for neural data.")
+    from ..compare._cli import extra_hypotheses
+    from ._hypotheses import get_hypotheses
+
+    extra = extra_hypotheses(get_hypotheses(hypotheses), ds, agents=agent, policies=policy, gru=gru, gru_steps=gru_steps,
+                             population=population, subject_split=split != "heldout", seed=seed)  # fmt: skip
     names = hypotheses or "the standard hypotheses"
     note(f"{ds.sizes['subject']} subjects × up to {ds.sizes['trial']} trials; fitting {names} (all subjects at once, {steps} steps each) …", quiet)
     analysis = analyse_choices(
         ds, hypotheses, key=jax.random.key(seed), heldout_fraction=heldout, steps=steps, in_sample=in_sample,
-        progress=show_bars(quiet), log=None if quiet else note, **extra,
+        extra=extra or None, progress=show_bars(quiet), log=None if quiet else note, **options,
     )  # fmt: skip
     note(f"fits done in {time.perf_counter() - t0:.0f} s", quiet)
-    population = None
+    posterior = None
     if hierarchical is not None:
         from .. import bayes
         from ._hierarchical import hierarchical_fit
@@ -87,7 +99,7 @@ def fly(
         saving = checkpoint_every is not None or resume
         nuts_extra = {"checkpoint": checkpoint, "checkpoint_every": checkpoint_every or 50, "resume": resume} if saving else {}
         try:
-            population = hierarchical_fit(
+            posterior = hierarchical_fit(
                 ds, hierarchical, key=jax.random.key(seed + 1),
                 method=bayes.NUTS(warmup=warmup, samples=draws, chains=2, target_accept=0.9, dense_mass=True), **nuts_extra,
             )  # fmt: skip
@@ -95,10 +107,10 @@ def fly(
             if saving:
                 typer.echo(f"interrupted: the NUTS state is saved in {checkpoint}; rerun the same command with --resume to continue", err=True)
             raise
-    paths = write_report(analysis, out, title=f"Choice-learning analysis: {dataset}", posterior=population)
+    paths = write_report(analysis, out, title=f"Choice-learning analysis: {dataset}", posterior=posterior)
     typer.echo(analysis.table().round(2).to_string())
-    if population is not None:
-        typer.echo("\n" + str(population))
+    if posterior is not None:
+        typer.echo("\n" + str(posterior))
     typer.echo(f"\n{time.perf_counter() - t0:.0f} s; wrote {paths['report']} and figures in {out}/")
 
 

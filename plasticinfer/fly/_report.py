@@ -191,8 +191,11 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
     if best is not None and s.per_subject is False:
         model = next((m for (h, _), m in result.fitted.items() if h == best), None)
         reward_expectation = bool(getattr(getattr(model, "network", None), "reward_expectation", False))
-        if model is not None:
-            lines.append(f"- Best hypothesis, shared fit: {rule_equation(model.rule, reward_expectation=reward_expectation)}")
+        if model is not None and hasattr(model, "rule"):
+            line = f"- Best hypothesis, shared fit: {rule_equation(model.rule, reward_expectation=reward_expectation)}"
+            if hasattr(model, "scale"):
+                line += f" (population mean; spread σ across subjects {np.round(np.asarray(model.scale), 3).tolist()})"
+            lines.append(line)
     if posterior is not None:
         lines += ["", "## Hierarchical posterior", "", "```", str(posterior), "```", ""]
         if hasattr(posterior, "per_subject"):

@@ -292,6 +292,11 @@ ISSUE = [  # the failures listed in issue #13, through the real entry point
     (["fit", "{nc}", "--l1", "-1"], 2, "--l1"),
     (["compare", "--synthetic", "choice", "--restarts", "0"], 2, "--restarts"),
     (["fly", "--data-dir", "{tmp}/nodata"], 2, "plasticinfer datasets download"),
+    # the behavioural-model options, typos and misuse
+    (["compare", "--synthetic", "choice", "--agent", "Q-learning"], 2, "unknown classical agent 'Q-learning'"),
+    (["compare", "--synthetic", "choice", "--split", "kfold", "--gru", "four"], 2, "--gru"),
+    (["compare", "--synthetic", "choice", "--agents", "all"], 2, "No such option"),
+    (["fly", "--population", "64"], 2, "add --split dataset, kfold or subject"),
 ]
 
 

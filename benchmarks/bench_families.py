@@ -73,7 +73,7 @@ def main():
     ap.add_argument("--n-inh", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--delays", type=float, nargs="*", default=[],
-                    help="also rerun the memory table after these delays (s) between familiarisation and test, on the same posterior")
+                    help="also the memory table after these delays (s) between familiarisation and test, on the same posterior, as one series with the default delay first (one key: the same patterns at every delay)")
     args = ap.parse_args()
     print(f"load average (1 min) at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; devices: {jax.devices()}")
 
@@ -115,11 +115,16 @@ def main():
     print(f"    meet every constraint: posterior {out.check.posterior_fraction:.2f} {np.round(out.check.posterior_interval, 2)} vs prior {out.check.prior_fraction:.2f} {np.round(out.check.prior_interval, 2)} (n = {out.check.n} each)")
     print(f"    accepted among the training simulations (prior draws): {out.to_dataset()['accepted'].values.mean():.3f}")
     if out.sbc is not None:
-        print(f"    network SBC 90 % coverage: mean {out.sbc.coverage[0.9].mean():.2f}, min {out.sbc.coverage[0.9].min():.2f}")
+        pv = out.sbc.uniformity_pvalues()
+        print(f"    network SBC ({len(out.sbc.ranks)} draws): 90 % coverage mean {out.sbc.coverage[0.9].mean():.2f}, min {out.sbc.coverage[0.9].min():.2f}; "
+              f"50 % coverage mean {out.sbc.coverage[0.5].mean():.2f}, min {out.sbc.coverage[0.5].min():.2f}; "
+              f"rank-uniformity p < 0.05 for {int((pv < 0.05).sum())} of {pv.size} parameters (≈ {0.05 * pv.size:.1f} expected by chance)")
     if out.memory is not None:
         print(f"\n[4] familiarity (readout on after-familiarisation responses only), delay {FamiliarityProtocol().delay:g} s")
         print(out.memory.markdown())
-    for delay in args.delays:
+    # the delay series shares one key (the same patterns, draws and input noise at every delay), starting
+    # again at the default delay so that its first row pairs with the others
+    for delay in ([FamiliarityProtocol().delay] + [d for d in args.delays if d != FamiliarityProtocol().delay]) if args.delays else []:
         t1 = time.perf_counter()
         report, _ = memory_study(jax.random.key(6), task, out.check, FamiliarityProtocol(delay=delay), n_memory=max(args.memory, 2))
         print(f"\n[4] familiarity after a delay of {delay:g} s (same posterior; {time.perf_counter() - t1:.0f} s)")

@@ -82,7 +82,17 @@ def test_homeostasis_analysis_and_report(rate_task, key, tmp_path):
     np.testing.assert_allclose(t["position"][:2], [0.0, 0.2 / (0.2 + 0.02 * 10)])
     s = analysis.summary()["gradient"]
     assert s["solutions"] == 2 and s["position_max"] == pytest.approx(0.5)
-    assert 0.0 <= s["familiarity_fraction"] <= 1.0
+    assert 0.0 <= s["familiarity_above_chance"] <= 1.0
+    # the controls ran on the same episode and patterns: the Vogels solution is the "Vogels ×1" control
+    c, fam = analysis.familiarity_controls, analysis.familiarity["gradient"]
+    assert c.speed[0] == 0.0 and np.all(np.diff(c.speed[1:]) > 0)  # no plasticity, then Vogels ×0.25 … ×16
+    assert fam.speed[0] == pytest.approx(c.speed[2], rel=1e-5) and fam.auc_after[0] == pytest.approx(c.auc_after[2], abs=1e-9)
+    nearest = [1 + int(np.argmin(np.abs(np.log(c.speed[1:]) - np.log(fam.speed[i])))) for i in range(2)]
+    assert nearest[0] == 2
+    hand = np.median([fam.auc_after[i] - c.auc_after[nearest[i]] for i in range(2)])
+    assert s["familiarity_minus_speed_matched_vogels_median"] == pytest.approx(hand)
+    assert s["familiarity_minus_no_plasticity_median"] == pytest.approx(np.median(fam.auc_after[:2] - c.auc_after[0]))
+    assert "Vogels ×16" in analysis.markdown() and "familiarity_above_chance" in analysis.markdown()
     assert s["generalises_nu_inh_20Hz"] == 0.5  # Vogels generalises, the β-rule does not
     fams = find_families(res, reference="alpha")
     ds = to_dataset(res, reference="alpha", families=fams)

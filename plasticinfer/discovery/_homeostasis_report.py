@@ -11,7 +11,7 @@ from jaxtyping import PRNGKeyArray
 
 from ._common import DiscoveryError
 from ._optimise import evaluate
-from ._homeostasis import HomeostasisObjective
+from ._homeostasis import HomeostasisObjective, TraceRule
 from ._probes import FamiliarityScore, familiarity_probe, generalisation
 from ._report import _table, manifold_table, plot_manifold
 
@@ -26,7 +26,10 @@ class HomeostasisAnalysis:
         successes: per method, which restarts meet the objective.
         familiarity: per method, the familiarity probe of every restart (or ``None``).
         generalisation: per method, variant name → |rate − target| (Hz) per restart.
-        auc_threshold: the AUC above which a rule counts as detecting familiarity.
+        auc_threshold: kept for files and calls of earlier versions; the summary no longer counts
+            change-score AUCs above it (that score reads each pattern's own "before" response).
+        familiarity_controls: the same probe (same episode and patterns) on the controls: no
+            plasticity and Vogels' rule at ``CONTROL_SPEEDS`` times its strength (or ``None``).
     """
 
     nu_pre: float
@@ -37,6 +40,7 @@ class HomeostasisAnalysis:
     generalisation: dict[str, dict[str, np.ndarray]] | None = None
     auc_threshold: float = 0.6
     wall_times: dict[str, float] = field(default_factory=dict)
+    familiarity_controls: FamiliarityScore | None = None
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per method: solutions, manifold residuals, spread along the manifold, familiarity fraction."""
@@ -56,14 +60,35 @@ class HomeostasisAnalysis:
                     position_max=float(np.max(t["position"][ok])),
                 )
                 if self.familiarity is not None:
-                    auc = self.familiarity[m].auc[ok]
-                    row["familiarity_fraction"] = float(np.mean(auc > self.auc_threshold))
-                    row["auc_median"] = float(np.median(auc))
+                    row.update(self._familiarity_row(self.familiarity[m], ok))
                 if self.generalisation is not None:
                     for name, err in self.generalisation[m].items():
                         row[f"generalises_{name}"] = float(np.mean(err[ok] < 0.1 * self.target))
             out[m] = row
         return out
+
+    def _familiarity_row(self, score: FamiliarityScore, ok: np.ndarray) -> dict[str, float]:
+        """The controlled familiarity figures of the solutions: after-only AUC against its null, speed, and
+        the difference from the Vogels control nearest in speed (the AUC grows with speed, which B3 leaves free)."""
+        auc, p95, speed = score.auc_after[ok], score.null_p95[ok], score.speed[ok]
+        row = {
+            "familiarity_auc_after_median": float(np.nanmedian(auc)),
+            "familiarity_above_chance": float(np.mean(auc > p95)),
+            "familiarity_speed_median": float(np.median(speed)),
+        }
+        c = self.familiarity_controls
+        if c is not None:
+            vogels = np.arange(1, len(c.speed))  # row 0 is no plasticity
+            nearest = vogels[np.argmin(np.abs(np.log(c.speed[vogels])[None, :] - np.log(np.maximum(speed, 1e-12))[:, None]), axis=1)]
+            row["familiarity_minus_speed_matched_vogels_median"] = float(np.nanmedian(auc - c.auc_after[nearest]))
+            row["familiarity_minus_no_plasticity_median"] = float(np.nanmedian(auc - c.auc_after[0]))
+        return row
+
+    def controls_table(self) -> str:
+        """The controls' after-only AUC, its shuffled-label 95th percentile, and speed (Markdown)."""
+        c = self.familiarity_controls
+        rows = [[name, _fmt(c.auc_after[i]), _fmt(c.null_p95[i]), _fmt(float(c.speed[i]))] for i, name in enumerate(control_names())]
+        return _table(rows, ["control", "AUC (after only)", "chance 95th pct", "speed"])
 
     def agreement(self) -> dict[str, float]:
         """How CMA-ES and gradient descent compare (needs both): medians of ν*/target − 1 and of the position."""
@@ -95,9 +120,15 @@ class HomeostasisAnalysis:
         if self.familiarity is not None:
             text += [
                 "",
-                f"Familiarity: fraction of solutions whose detection AUC exceeds {self.auc_threshold:g} "
-                "(novel patterns' responses move further from baseline than familiar ones'; see familiarity_probe).",
+                "Familiarity (`familiarity_probe`): the AUC with which the after-familiarisation responses alone "
+                "(distance from the baseline rate) tell novel from familiar patterns; `familiarity_above_chance` = "
+                "the fraction of solutions above their own shuffled-label 95th percentile. The AUC grows with the "
+                "rule's speed, which the homeostasis task leaves free, so each solution is also compared with the "
+                "Vogels rule nearest to it in speed (`familiarity_minus_speed_matched_vogels_median`) and with no "
+                "plasticity. A solution detects familiarity only where it beats its null and these controls.",
             ]
+            if self.familiarity_controls is not None:
+                text += ["", self.controls_table()]
         if len(self.tables) == 2 and {"gradient", "cma-es"} <= set(self.tables):
             a = self.agreement()
             text += ["", "Agreement between the optimisers: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in a.items())]
@@ -176,9 +207,10 @@ def analyse_homeostasis(
     successes = {m: np.asarray(r.success, bool) for m, r in results.items()}
     rate_model = isinstance(objective, HomeostasisObjective)
     k_fam, k_gen = jax.random.split(key)
-    fam = None
+    fam = controls = None
     if familiarity and rate_model:
         fam = {m: familiarity_probe(objective, r.rules, key=k_fam) for m, r in results.items()}
+        controls = familiarity_probe(objective, control_rules(objective), key=k_fam)  # same episode and patterns
     gen = None
     if generalise_to and rate_model:
         variants = {f"nu_inh_{v:g}Hz": objective.with_rates(nu_inh=v) for v in generalise_to}
@@ -187,8 +219,26 @@ def analyse_homeostasis(
             g = generalisation(variants, r.rules, key=k_gen)
             gen[m] = {name: np.abs(met["rate_hz"] - target) for name, met in g.items()}
     return HomeostasisAnalysis(
-        nu_pre, target, tables, successes, fam, gen, auc_threshold, {m: float(r.wall_time) for m, r in results.items()}
+        nu_pre, target, tables, successes, fam, gen, auc_threshold, {m: float(r.wall_time) for m, r in results.items()}, controls
     )
+
+
+#: Speeds of the Vogels control in the familiarity probe (multiples of its coefficients).
+CONTROL_SPEEDS = (0.25, 1.0, 4.0, 16.0)
+
+
+def control_names() -> list[str]:
+    return ["no plasticity"] + [f"Vogels ×{s:g}" for s in CONTROL_SPEEDS]
+
+
+def control_rules(objective: HomeostasisObjective) -> TraceRule:
+    """A stack of rules: no plasticity, then Vogels' rule for the task's target with its coefficients × ``CONTROL_SPEEDS``."""
+    v = TraceRule.vogels(objective.target, tau=objective.tau_pre, learning_rate=objective.learning_rate)
+    scale = np.concatenate([[0.0], CONTROL_SPEEDS])
+    return TraceRule(
+        scale * float(v.alpha), scale * float(v.beta), scale * float(v.gamma), scale * float(v.kappa),
+        tau_pre=v.tau_pre, tau_post=v.tau_post, learning_rate=v.learning_rate,
+    )  # fmt: skip
 
 
 __all__ = ["HomeostasisAnalysis", "analyse_homeostasis", "resample_manifold"]

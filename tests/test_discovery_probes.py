@@ -222,3 +222,11 @@ def test_resampled_manifold_reads_residuals_against_their_standard_error(key):
     assert abs(out["residual_z"][0]) < 3 < abs(out["residual_z"][1])  # on the manifold / 2 Hz off it, by 4 SE
     with pytest.raises(DiscoveryError, match="at least 2 runs"):
         resample_manifold(NoisyRate(), rules, keys[:1], nu_star=np.array([5.0, 5.0]))
+
+    class RoundingRate(NoisyRate):  # a deterministic rate whose runs differ only by rounding (1e-9 Hz)
+        def metrics(self, rule, episode):
+            return {"loss": self.loss(rule, episode), "rate_hz": rule.coeffs[0] + 1e-9 * episode}
+
+    det = resample_manifold(RoundingRate(), rules, keys, nu_star=np.array([5.0 - 1e-7, 5.0]))
+    assert np.all(np.isnan(det["residual_z"]))  # not 30 "standard errors" off the manifold
+    np.testing.assert_allclose(det["residual"], [1e-7 + 1e-9 * draws.mean() / 2, 2.0 + 1e-9 * draws.mean() / 2], rtol=1e-3, atol=1e-9)

@@ -159,12 +159,17 @@ def _fmt(v) -> str:
     return f"{v:.3g}" if np.isfinite(v) else "–"
 
 
+#: Relative spread of a rate over runs below which it is rounding, not sampling noise.
+RATE_RESOLUTION = 1e-5
+
+
 def resample_manifold(objective, rules, keys, nu_star) -> dict[str, np.ndarray]:
     """Every rule's simulated rate over independent episodes (one per key), against its fixed point ν*.
 
     Returns per restart ``rate`` (the mean over runs; replaces the single held-out run's rate),
     ``rate_se`` (standard error over runs; 0 for a deterministic model), ``residual`` = rate − ν*,
-    ``residual_z`` = residual / rate_se (NaN where rate_se is 0) and ``runs``. With a spiking neuron a
+    ``residual_z`` = residual / rate_se (NaN where rate_se is at rounding level, below ``RATE_RESOLUTION``
+    of the rate: a deterministic model) and ``runs``. With a spiking neuron a
     residual is a finding only where |residual_z| is large: one run's rate carries the Poisson counting
     noise of its spikes.
     """
@@ -174,8 +179,11 @@ def resample_manifold(objective, rules, keys, nu_star) -> dict[str, np.ndarray]:
     mean = rates.mean(axis=0)
     se = rates.std(axis=0, ddof=1) / np.sqrt(rates.shape[0])
     residual = mean - np.asarray(nu_star, dtype=float)
+    # a spread at the level of floating-point rounding is no sampling noise: a deterministic model's
+    # residuals are read as they are (z = NaN), not as many "standard errors" of its rounding
+    noisy = se > RATE_RESOLUTION * np.maximum(np.abs(mean), 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, residual / se, np.nan)
+        z = np.where(noisy, residual / se, np.nan)
     return {"rate": mean, "rate_se": se, "residual": residual, "residual_z": z, "runs": np.full(mean.shape, rates.shape[0])}
 
 

@@ -6,7 +6,8 @@
    pruning; per restart θ(y²w)/θ(x·y) (target −1 ± 10 %) and θ(w)/θ(x·y); wall time.
 2. PCA network (B2) 50 → 5: principal angles of the solutions (target: all < 10°); wall time.
 3. B3 rate model: gradient descent and CMA-ES families; manifold residuals; agreement of the
-   optimisers; spread along the manifold; generalisation; fraction detecting familiarity.
+   optimisers; spread along the manifold; generalisation; familiarity against its null, no plasticity and
+   speed-matched Vogels rules.
 4. B3 LIF: CMA-ES wall time; residual of the spiking steady state against the rate manifold.
 
 Timings are wall-clock on whatever machine runs this (the shared 2-core CPU inflates them).

@@ -12,6 +12,7 @@ from jaxtyping import PRNGKeyArray
 from ._common import DiscoveryError
 from ._optimise import evaluate
 from ._homeostasis import HomeostasisObjective, TraceRule
+from ._memory import speed_matched
 from ._probes import FamiliarityScore, familiarity_probe, generalisation
 from ._report import _table, manifold_table, plot_manifold
 
@@ -78,8 +79,7 @@ class HomeostasisAnalysis:
         }
         c = self.familiarity_controls
         if c is not None:
-            vogels = np.arange(1, len(c.speed))  # row 0 is no plasticity
-            nearest = vogels[np.argmin(np.abs(np.log(c.speed[vogels])[None, :] - np.log(np.maximum(speed, 1e-12))[:, None]), axis=1)]
+            nearest = 1 + speed_matched(speed, c.speed[1:])  # row 0 of the controls is no plasticity
             row["familiarity_minus_speed_matched_vogels_median"] = float(np.nanmedian(auc - c.auc_after[nearest]))
             row["familiarity_minus_no_plasticity_median"] = float(np.nanmedian(auc - c.auc_after[0]))
         return row

@@ -70,7 +70,9 @@ def format_equation(
 
 
 class AbstractRule(eqx.Module):
-    """A plasticity rule acting on a whole weight matrix."""
+    """A plasticity rule acting on a whole weight matrix. The network decides the call: core networks pass
+    (pre, post, weight, reward); a network with richer local signals may pass one record of them instead
+    (``metalearn.FeedbackNetwork`` calls ``metalearn.LocalRule`` with a ``LayerSignals``)."""
 
     @abc.abstractmethod
     def __call__(

@@ -93,7 +93,9 @@ def simulate(
             about √T segments and recomputes each segment in the backward pass, so memory
             grows as √T × weights instead of T × weights — whenever trials × weights reaches
             2¹⁸ elements (below that, storing every step is cheaper than recomputing). An int
-            forces that segment length; ``False`` stores every step.
+            forces that segment length (1: every step is recomputed from its stored input weights,
+            the fastest for small layers with many operations per step, such as meta-learning's
+            networks); ``False`` stores every step.
         environment: a closed-loop task (e.g. :class:`~plasticinfer.data.BaitedBandit`) that makes every
             trial's inputs from the network as it is; ``trials`` is then its schedule (one entry per
             trial, e.g. reward probabilities) and ``key`` is split into one key per trial for it.
@@ -138,6 +140,9 @@ def simulate(
         return Trajectory(outs, wf, ws, sf, records)
 
     seg = int(checkpoint) if checkpoint is not True else max(1, int(math.ceil(math.sqrt(n))))
+    if seg == 1:  # every step rematerialised: one scan of checkpointed steps (no nesting, one compiled body)
+        (wf, sf, _), (outs, ws, records) = jax.lax.scan(jax.checkpoint(body), (weights, state, env_state), trials)
+        return Trajectory(outs, wf, ws, sf, records)
     n_seg, rem = divmod(n, seg)
 
     @jax.checkpoint

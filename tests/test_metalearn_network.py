@@ -65,28 +65,40 @@ def test_random_feedback_uses_its_fixed_matrices(getkey):
     # the output layer's error is the same under either pathway: onehot − softmax
     np.testing.assert_allclose(np.asarray(random_errors[-1].e_post), np.asarray(bp.signals(state, x, label)[-1].e_post))
     # an online step changes the forward weights but never the feedback matrices
-    new = fa.step(LocalRule.pool(), state, x, label)
-    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(new.feedback, state.feedback))
-    assert not np.allclose(np.asarray(new.weights[0]), np.asarray(state.weights[0]))
+    weights = dict(zip(fa.weight_shapes(), state.weights))
+    new, feedback, _ = fa.step(LocalRule.pool(), weights, state.feedback, {"x": x, "label": label})
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(feedback, state.feedback))
+    assert not np.allclose(np.asarray(new["w0"]), np.asarray(state.weights[0]))
 
 
 def test_scan_episode_matches_plain_python_loop(getkey):
-    """run_episode (lax.scan, checkpointed) gives the same query loss and curve as a hand-written loop."""
+    """run_episode is the core simulate over FeedbackNetwork (an AbstractNetwork, its rule an AbstractRule):
+    stored steps, √T segments and segments of 4 (which leave a remainder of 9) all give the query loss and
+    curve of a hand-written loop over the layers' local signals."""
+    assert isinstance(FeedbackNetwork(), pi.AbstractNetwork) and isinstance(LocalRule.pool(), pi.AbstractRule)
     episodes = DigitsEpisodes.from_digits((0, 1, 2), n_way=3, k_shot=3, n_query=4, dtype=jnp.float64)
     net = FeedbackNetwork((64, 9, 3))
     rule = LocalRule.pool({"pseudo_gradient": 1.5, "error_hebbian": 0.3, "oja": -0.2, "decay": -0.1}, learning_rate=0.1)
     episode, k_net = episodes.sample(getkey()), getkey()
-    out = run_episode(rule, net, episode, k_net, curve=True)
     state = net.init(k_net, jnp.float64)
     curve = [float(net.accuracy(state.weights, episode.query_x, episode.query_y))]
     for x, y in zip(episode.support_x, episode.support_y):
         signals = net.signals(state, x, y)
         state = FeedbackState(tuple(s.w + rule(s) for s in signals), state.feedback)
         curve.append(float(net.accuracy(state.weights, episode.query_x, episode.query_y)))
-    np.testing.assert_allclose(float(out.query_loss), float(net.loss(state.weights, episode.query_x, episode.query_y)), rtol=1e-10)
-    np.testing.assert_allclose(np.asarray(out.curve), curve)
-    assert out.curve.shape == (episode.support_x.shape[0] + 1,)
-    assert float(out.query_accuracy) == curve[-1]
+    for checkpoint in (True, 4, False):
+        out = run_episode(rule, net, episode, k_net, curve=True, checkpoint=checkpoint)
+        np.testing.assert_allclose(float(out.query_loss), float(net.loss(state.weights, episode.query_x, episode.query_y)), rtol=1e-10)
+        np.testing.assert_allclose(np.asarray(out.curve), curve)
+        assert out.curve.shape == (episode.support_x.shape[0] + 1,)
+        assert float(out.query_accuracy) == curve[-1]
+    # one network step by hand is the same update, and never touches the feedback (the state)
+    weights = dict(zip(net.weight_shapes(), net.init(k_net, jnp.float64).weights))
+    stepped, feedback, _ = net.step(rule, weights, state.feedback, {"x": episode.support_x[0], "label": episode.support_y[0]})
+    assert feedback is state.feedback
+    first = net.signals(net.init(k_net, jnp.float64), episode.support_x[0], episode.support_y[0])
+    for l, s in enumerate(first):
+        np.testing.assert_allclose(np.asarray(stepped[f"w{l}"]), np.asarray(s.w + rule(s)), rtol=1e-12)
 
 
 def _digit_of():

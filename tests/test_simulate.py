@@ -25,7 +25,7 @@ PAIRS = [(n, r) for n in sorted(NETWORKS) for r in sorted(RULES) if r != "covari
 
 
 @pytest.mark.parametrize(("net_name", "rule_name"), PAIRS)
-@pytest.mark.parametrize("checkpoint", [True, False, 3])
+@pytest.mark.parametrize("checkpoint", [True, False, 3, 1])
 def test_scan_matches_plain_loop(net_name, rule_name, checkpoint, getkey):
     network, make_trials = NETWORKS[net_name]
     rule = RULES[rule_name](getkey())
@@ -56,7 +56,7 @@ def test_user_defined_rule_works(getkey):
     np.testing.assert_allclose(traj.outputs, ref.outputs, rtol=1e-12)
 
 
-@pytest.mark.parametrize("checkpoint", [True, 7])
+@pytest.mark.parametrize("checkpoint", [True, 7, 1])
 def test_checkpointed_gradient_equals_plain_and_finite_differences(checkpoint, getkey):
     net = pi.FeedForward(4, 3)
     w0 = net.init_weights(getkey(), 0.3)
@@ -171,7 +171,7 @@ def _bandit_loop_reference(rule, net, env, w, p_reward, key):
     return np.asarray(choices), np.asarray(rewards), np.asarray(probs), w
 
 
-@pytest.mark.parametrize("checkpoint", [False, 4])
+@pytest.mark.parametrize("checkpoint", [False, 4, 1])
 def test_environment_closed_loop_matches_a_plain_loop(checkpoint):
     net = pi.ChoiceCircuit(2)
     env = pi.data.BaitedBandit(pi.one_hot_cues(2), pi.BernoulliChoice(3.0, bias=0.2))

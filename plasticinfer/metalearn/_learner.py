@@ -8,8 +8,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ModelError
+from .._simulate import AbstractEnvironment, simulate
 from ._episodes import DigitsEpisodes, Episode
-from ._network import FeedbackNetwork, FeedbackState
+from ._network import FeedbackNetwork
 from ._terms import LocalRule
 
 
@@ -32,6 +33,20 @@ def check_compatible(network: FeedbackNetwork, episodes: DigitsEpisodes) -> None
         )
 
 
+class _QueryProbe(AbstractEnvironment):
+    """Hands the support examples to the network unchanged and records the query accuracy of the weights
+    each example meets (the learning curve, computed inside the scan: no per-step weights are stored)."""
+
+    query_x: Array
+    query_y: Array
+
+    def initial_state(self):
+        return None
+
+    def trial(self, network, weights, state, schedule, key):
+        return schedule, None, network.accuracy(network.layers(weights), self.query_x, self.query_y)
+
+
 def run_episode(
     rule: LocalRule,
     network: FeedbackNetwork,
@@ -39,31 +54,28 @@ def run_episode(
     key: PRNGKeyArray,
     *,
     curve: bool = False,
-    checkpoint: bool = True,
+    checkpoint: bool | int = True,
 ) -> EpisodeOutcome:
     """Learn the support stream online (batch size 1) from a fresh network drawn with ``key``; score the queries.
 
-    ``checkpoint`` rematerialises each online step on the backward pass, so differentiating through
-    the episode stores only the weights per step.
+    The online phase is :func:`~plasticinfer.simulate` (``checkpoint`` as there, except that ``True``
+    rematerialises every step, the fastest here); with ``curve`` it runs in a probe environment that
+    records the query accuracy before every example.
     """
     dtype = episode.support_x.dtype
-    rule = rule.astype(dtype)
     state0 = network.init(key, dtype)
-
-    def body(state: FeedbackState, example):
-        x, label = example
-        new = network.step(rule, state, x, label)
-        acc = network.accuracy(new.weights, episode.query_x, episode.query_y) if curve else None
-        return new, acc
-
-    if checkpoint:
-        body = jax.checkpoint(body)
-    state, accs = jax.lax.scan(body, state0, (episode.support_x, episode.support_y))
-    loss = network.loss(state.weights, episode.query_x, episode.query_y)
-    acc = network.accuracy(state.weights, episode.query_x, episode.query_y)
+    trials = {"x": episode.support_x, "label": episode.support_y}
+    weights = dict(zip(network.weight_shapes(), state0.weights))
+    # checkpoint=True rematerialises every online step (segments of 1): for these small layers with many
+    # operations per step, 1.6× faster meta-gradients than √T segments and 1.9× faster than storing every step
+    ck = 1 if checkpoint is True else checkpoint
+    probe = dict(environment=_QueryProbe(episode.query_x, episode.query_y), key=key) if curve else {}
+    traj = simulate(rule.astype(dtype), network, weights, trials, state=state0.feedback, checkpoint=ck, **probe)
+    final = network.layers(traj.final_weights)
+    loss = network.loss(final, episode.query_x, episode.query_y)
+    acc = network.accuracy(final, episode.query_x, episode.query_y)
     if curve:
-        acc0 = network.accuracy(state0.weights, episode.query_x, episode.query_y)
-        return EpisodeOutcome(loss, acc, jnp.concatenate([acc0[None], accs]))
+        return EpisodeOutcome(loss, acc, jnp.concatenate([traj.records, acc[None]]))
     return EpisodeOutcome(loss, acc)
 
 

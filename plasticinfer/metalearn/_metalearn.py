@@ -221,7 +221,7 @@ def meta_learn(
         l1: weight of Σ|θ_k| in the meta-loss.
         validation_episodes: fixed episodes (from ``episodes``' classes) scored every ``eval_every`` steps
             to choose the returned coefficients.
-        checkpoint: rematerialise online steps on the backward pass (less memory).
+        checkpoint: rematerialise every online step on the backward pass (less memory; see ``run_episode``).
         progress: show a tqdm bar (only on a terminal or in Jupyter).
 
     Raises:

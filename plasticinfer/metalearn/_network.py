@@ -13,6 +13,8 @@ Errors travel back through a feedback pathway B_l of shape (n_l, n_{l+1})::
 With ``SymmetricFeedback`` B_l = W_lᵀ, so e_l = −∂L/∂z_l (backprop; e_0 = −∂L/∂x); with
 ``RandomFeedback`` B_l is a fixed random matrix drawn once per network (feedback alignment).
 All layers then change at once: W_l ← W_l + rule(y_l, y_{l+1}, e_l, e_{l+1}, W_l).
+As an AbstractNetwork (run by ``simulate``): weights ``{"w0": W_0, …}``, state the fixed B_l (``init(key).feedback``),
+one trial ``{"x": (n_in,), "label": int}`` per example, output y_L.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._errors import ModelError
-from ._terms import LayerSignals, LocalRule
+from .._networks import AbstractNetwork, _require, _rule_for
+from ._terms import LayerSignals
 
 
 class FeedbackState(eqx.Module):
@@ -90,7 +93,7 @@ def _derivative(f: Callable[[Array], Array], z: Array) -> Array:
     return jax.jvp(f, (z,), (jnp.ones_like(z),))[1]
 
 
-class FeedbackNetwork(eqx.Module):
+class FeedbackNetwork(AbstractNetwork):
     """Rate network ``sizes[0] → … → sizes[-1]`` with a softmax output, learning online from a local rule.
 
     Attributes:
@@ -119,11 +122,20 @@ class FeedbackNetwork(eqx.Module):
     def n_classes(self) -> int:
         return self.sizes[-1]
 
+    def weight_shapes(self) -> dict[str, tuple[int, int]]:
+        return {f"w{l}": (n_out, n_in) for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:]))}
+
+    def layers(self, weights: dict[str, Array]) -> tuple[Array, ...]:
+        """The weights dict as the tuple (W_0, …, W_{L−1}) of :class:`FeedbackState`."""
+        return tuple(weights[f"w{l}"] for l in range(self.n_layers))
+
+    def initial_state(self, weights):
+        raise ModelError("FeedbackNetwork's state is its feedback matrices, drawn with the weights: state=network.init(key).feedback")
+
     def init(self, key: PRNGKeyArray, dtype=float) -> FeedbackState:
         """Fresh random forward weights and feedback matrices."""
         k_w, k_b = jax.random.split(key)
-        shapes = [(n_out, n_in) for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:])]
-        weights = _scaled_normals(k_w, shapes, self.init_scale, dtype)
+        weights = _scaled_normals(k_w, list(self.weight_shapes().values()), self.init_scale, dtype)
         return FeedbackState(weights, self.feedback.init(k_b, weights, self.init_scale))
 
     def forward(self, weights: tuple[Array, ...], x: Float[Array, "... n_in"]) -> tuple[list[Array], list[Array]]:
@@ -157,7 +169,8 @@ class FeedbackNetwork(eqx.Module):
             e[l] = back * _derivative(self.activation, zs[l - 1]) if l > 0 else back
         return [LayerSignals(ys[l], ys[l + 1], e[l], e[l + 1], w) for l, w in enumerate(state.weights)]
 
-    def step(self, rule: LocalRule, state: FeedbackState, x: Float[Array, " n_in"], label: Int[Array, ""]) -> FeedbackState:
-        """One online update on one example: every layer changes by rule(its local signals)."""
-        new = tuple(s.w + rule(s) for s in self.signals(state, x, label))
-        return FeedbackState(new, state.feedback)
+    def step(self, rule, weights: dict[str, Array], state: tuple[Array, ...], trial: dict[str, Array]):
+        """One online update on one example: every layer changes by rule(its local signals); ``state`` (B_l) stays."""
+        x, label = _require(trial, "x", "FeedbackNetwork"), _require(trial, "label", "FeedbackNetwork")
+        signals = self.signals(FeedbackState(self.layers(weights), state), x, label)
+        return {f"w{l}": s.w + _rule_for(rule, f"w{l}")(s) for l, s in enumerate(signals)}, state, signals[-1].y_post

@@ -24,7 +24,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from .._errors import ModelError
-from .._rules import format_equation
+from .._rules import AbstractRule
 
 
 class LayerSignals(eqx.Module):
@@ -146,8 +146,9 @@ def find_term(name: str | LocalTerm, pool: Sequence[LocalTerm] = TERM_POOL) -> L
     raise ModelError(f"unknown term {name!r}; known terms: {known}")
 
 
-class LocalRule(eqx.Module):
+class LocalRule(AbstractRule):
     """ΔW_l = η · Σ_k θ_k · F_k(y_l, y_{l+1}, e_l, e_{l+1}, W_l), the same θ for every layer.
+    An AbstractRule called with a layer's :class:`LayerSignals` record, not (pre, post, weight, reward).
 
     Attributes:
         coeffs: one coefficient θ_k per term (the meta-learned parameters).
@@ -268,10 +269,7 @@ class LocalRule(eqx.Module):
 
     def equation(self, *, threshold: float = 0.0, precision: int = 3) -> str:
         """``"ΔW = 0.05·(1.000·e_{l+1}·y_lᵀ − 0.020·W)"`` over the terms with |θ| > threshold."""
-        return format_equation(
+        return self.format_equation(
             zip(np.asarray(self.coeffs), self.names),
             lhs="ΔW", learning_rate=self.learning_rate, precision=precision, threshold=threshold,
         )  # fmt: skip
-
-    def __str__(self) -> str:
-        return self.equation()

@@ -13,6 +13,11 @@
    gradient (target < 2 GB), and the forward against a floor derived on this machine in this run:
    the rule's flops per trial at the measured matmul rate, and the weight matrix's bytes per trial
    at the measured rate of a scan that only streams the matrix (roofline: the larger of the two).
+3. Where the gradient's time goes at 100 → 1000: per trial, the forward step, one backward step (the VJP
+   of a trial's update) and the kernels that step is made of on XLA:CPU — one elementwise pass over W,
+   y = W·x, and the six thin matrix products of the rule's VJP (3 × (B × post)·(post × pre) for the
+   coefficient cotangents, 3 × (post × pre)·(pre × (B − 1)) for the output's) — each timed alone in a
+   scan of the same length.
 
 Process CPU time counts every thread of this process; on a shared machine it moves much less than
 wall time, so compare old and new on it. Run:  python benchmarks/bench_gradient.py [--float64] [--quick]
@@ -152,6 +157,49 @@ def scale(dtype, n_trials, key):
     )
 
 
+def breakdown(dtype, n_trials, key):
+    """Per-trial wall seconds (median of 5) of the backward step and of the kernels it is built from."""
+    import plasticinfer as pi
+
+    model, data = _problem(100, 1000, n_trials, 1, dtype, key)
+    net, rule = model.network, model.rule
+    w = model.initial_weights["w"][0]
+    x, r = data.inputs["x"][0, 0], data.inputs["reward"][0, 0]
+    n_post, n_pre = w.shape
+    b = rule._dense().shape[1]
+    k1, k2 = jax.random.split(key)
+    yp = jax.random.normal(k1, (b, n_post), dtype)
+    zy = jax.random.normal(k2, (n_pre, b - 1), dtype)
+
+    def per_trial(f):
+        run = jax.jit(lambda c: jax.lax.scan(lambda c, _: (f(c), None), c, None, length=n_trials)[0])
+        return _time(run, w)["median"] / n_trials
+
+    def step(rl, ww):
+        new, _, y = net.step(rl, {"w": ww}, None, {"x": x, "reward": r})
+        return new["w"], y
+
+    def backward(c):
+        # the weights move every trial too (one cheap elementwise pass), so XLA cannot hoist the
+        # recomputed forward quantities (y, z, ∂P/∂w) out of the loop as it would for fixed weights
+        u, ww = c
+        _, vjp = jax.vjp(step, rule, ww)
+        return 0.5 * vjp((u, jnp.ones((n_post,), dtype)))[1], ww * 0.999 + 1e-4
+
+    def per_trial_pair(f):
+        run = jax.jit(lambda c: jax.lax.scan(lambda c, _: (f(c), None), c, None, length=n_trials)[0])
+        return _time(run, (w, w))["median"] / n_trials
+
+    return dict(
+        forward=per_trial(lambda c: step(rule, c)[0]),
+        backward=per_trial_pair(backward),
+        elementwise=per_trial(lambda c: c * 0.999 + 1e-3),
+        matvec=per_trial(lambda c: c * 0.999 + 1e-3 * (c @ x)[:, None]),
+        coeff_products=per_trial(lambda c: c * 0.999 + 1e-3 * sum((yp @ (c * (1.0 + 0.01 * k))).sum() for k in range(3))),
+        output_products=per_trial(lambda c: c * 0.999 + 1e-3 * sum((c * (1.0 + 0.01 * k)) @ zy for k in range(3)).sum(1)[:, None]),
+    )
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--float64", action="store_true", help="use float64 (default float32)")
@@ -199,6 +247,22 @@ def main():
         f"= {t_bytes:.3f} s → floor {floor:.3f} s"
     )
     print(f"   forward / floor           {f['median'] / floor:.2f}× (median), {f['min'] / floor:.2f}× (min) (target ≤ 2)")
+    print(f"\n3. where the gradient's time goes, 100 → 1000, per trial (median of 5 scans of {n_trials} trials)")
+    bd = breakdown(dtype, n_trials, key)
+    us = lambda t: f"{t * 1e6:7.1f} µs"  # noqa: E731
+    base = bd["elementwise"]
+    per_grad = g["median"] / n_trials
+    backward = bd["backward"] - base  # less the pass that moves the weights
+    print(f"   gradient (section 2), per trial                 {us(per_grad)}")
+    print(f"   forward step (y = W·x, the rule, W + ΔW)        {us(bd['forward'])}")
+    print(f"   backward step (the VJP of one trial)            {us(backward)} = {backward / bd['forward']:.1f}× the forward step")
+    rest = per_grad - 2 * bd["forward"] - backward
+    print(f"   the rest: gradient − forward − recomputed forward − backward step = {us(rest)} (the scan's residuals and segments)")
+    print(f"   one elementwise pass over W (the scan's floor)  {us(base)}")
+    print(f"   y = W·x, beyond that pass                       {us(bd['matvec'] - base)}")
+    print(f"   the backward's products, each group timed alone beyond that pass:")
+    print(f"     3 × (B×post)·(post×pre) (coefficient cotangents) {us(bd['coeff_products'] - base)}")
+    print(f"     3 × (post×pre)·(pre×(B−1)) (output cotangent)    {us(bd['output_products'] - base)}")
     print(f"   process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
 
 

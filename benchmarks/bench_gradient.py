@@ -257,7 +257,7 @@ def main():
     print(f"   forward step (y = W·x, the rule, W + ΔW)        {us(bd['forward'])}")
     print(f"   backward step (the VJP of one trial)            {us(backward)} = {backward / bd['forward']:.1f}× the forward step")
     rest = per_grad - 2 * bd["forward"] - backward
-    print(f"   the rest: gradient − forward − recomputed forward − backward step = {us(rest)} (the scan's residuals and segments)")
+    print(f"   the rest: gradient − forward − recomputed forward − backward step = {us(rest)} (around the steps: residuals and carries)")
     print(f"   one elementwise pass over W (the scan's floor)  {us(base)}")
     print(f"   y = W·x, beyond that pass                       {us(bd['matvec'] - base)}")
     print(f"   the backward's products, each group timed alone beyond that pass:")

@@ -82,8 +82,8 @@ def simulate(
     """Simulate learning over trials.
 
     Args:
-        rule: a rule (any module ``rule(pre, post, weight, reward) -> Δw``) or a dict of rules
-            keyed by weight name.
+        rule: a rule (an :class:`AbstractRule`, called as the network decides: the core networks
+            call ``rule(pre, post, weight, reward) -> Δw``) or a dict of rules keyed by weight name.
         network: the network.
         weights: initial weights, a dict as in ``network.weight_shapes()``.
         trials: dict of per-trial inputs, each with leading axis ``trial``.
@@ -132,10 +132,12 @@ def simulate(
         w_new, s_new, out = network.step(rule, w, s, trial)
         return (w_new, s_new, e), (out, w if save_weights else None, record)
 
+    if checkpoint is not True and checkpoint and int(checkpoint) < 1:
+        raise ModelError(f"simulate: checkpoint must be True, False or a segment length ≥ 1 (got {checkpoint!r})")
     if checkpoint is True:  # automatic: recomputation only pays when storing every step would be large
         n_weights = sum(int(w.size) for w in jax.tree_util.tree_leaves(weights))
         checkpoint = True if n * n_weights >= _AUTO_CHECKPOINT_ELEMENTS else False
-    if checkpoint is False or n <= 4:
+    if not checkpoint or n <= 4:
         (wf, sf, _), (outs, ws, records) = jax.lax.scan(body, (weights, state, env_state), trials)
         return Trajectory(outs, wf, ws, sf, records)
 

@@ -73,8 +73,8 @@ def test_random_feedback_uses_its_fixed_matrices(getkey):
 
 def test_scan_episode_matches_plain_python_loop(getkey):
     """run_episode is the core simulate over FeedbackNetwork (an AbstractNetwork, its rule an AbstractRule):
-    stored steps, √T segments and segments of 4 (which leave a remainder of 9) all give the query loss and
-    curve of a hand-written loop over the layers' local signals."""
+    every step rematerialised (True), segments of 4 (9 examples: a remainder of 1) and stored steps (False)
+    all give the query loss and curve of a hand-written loop over the layers' local signals."""
     assert isinstance(FeedbackNetwork(), pi.AbstractNetwork) and isinstance(LocalRule.pool(), pi.AbstractRule)
     episodes = DigitsEpisodes.from_digits((0, 1, 2), n_way=3, k_shot=3, n_query=4, dtype=jnp.float64)
     net = FeedbackNetwork((64, 9, 3))
@@ -99,6 +99,21 @@ def test_scan_episode_matches_plain_python_loop(getkey):
     first = net.signals(net.init(k_net, jnp.float64), episode.support_x[0], episode.support_y[0])
     for l, s in enumerate(first):
         np.testing.assert_allclose(np.asarray(stepped[f"w{l}"]), np.asarray(s.w + rule(s)), rtol=1e-12)
+
+
+def test_rules_and_networks_of_the_two_call_conventions_are_not_mixed(getkey):
+    """A meta-learning rule in a core network, or a core rule in a FeedbackNetwork, is refused with a ModelError
+    naming what each expects (not a TypeError from inside the trace); init_weights draws what init draws."""
+    net, key = FeedbackNetwork((6, 4, 3)), getkey()
+    weights, feedback = net.init_weights(key), net.init(key).feedback
+    np.testing.assert_array_equal(np.asarray(weights["w1"]), np.asarray(net.init(key).weights[1]))
+    trials = {"x": jnp.ones((5, 6)), "label": jnp.zeros(5, int)}
+    with pytest.raises(pi.ModelError, match="needs a metalearn.LocalRule.*TaylorRule"):
+        pi.simulate(pi.oja(), net, weights, trials, state=feedback)
+    with pytest.raises(pi.ModelError, match="LocalRule is a meta-learning rule"):
+        pi.simulate(LocalRule.pool(), pi.FeedForward(6, 3), {"w": jnp.zeros((3, 6))}, {"x": jnp.ones((5, 6))})
+    with pytest.raises(pi.ModelError, match="init_scale"):
+        net.init_weights(key, scale=0.5)
 
 
 def _digit_of():

@@ -104,6 +104,12 @@ def test_shape_errors_are_clear(getkey):
         pi.simulate(pi.oja(), net, {"w": jnp.zeros((3, 4))}, {"u": jnp.zeros((5, 4))})
     with pytest.raises(pi.ModelError, match="no rule given"):
         pi.simulate({"ff": pi.oja()}, pi.Recurrent(4, 3), pi.Recurrent(4, 3).init_weights(getkey()), {"x": jnp.zeros((5, 4))})
+    # checkpoint: 0 (or any false value) stores every step like False; a negative segment length is refused
+    w0, xs = {"w": 0.1 * jax.random.normal(getkey(), (3, 4))}, {"x": jax.random.normal(getkey(), (9, 4))}
+    plain = pi.simulate(pi.oja(), net, w0, xs, checkpoint=False).outputs
+    np.testing.assert_array_equal(np.asarray(pi.simulate(pi.oja(), net, w0, xs, checkpoint=0).outputs), np.asarray(plain))
+    with pytest.raises(pi.ModelError, match="segment length ≥ 1"):
+        pi.simulate(pi.oja(), net, w0, xs, checkpoint=-2)
 
 
 def test_choice_circuit_decays_unchosen_and_tracks_expectation():

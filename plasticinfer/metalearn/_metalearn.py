@@ -46,7 +46,7 @@ def meta_loss(
     keys: PRNGKeyArray,
     l1: float = 0.0,
     *,
-    checkpoint: bool = True,
+    checkpoint: bool | int = True,
 ) -> tuple[Array, Array]:
     """(query cross-entropy + l1·|θ|₁, query cross-entropy), averaged over one episode per key."""
     out = run_episodes(rule, network, episodes, keys, checkpoint=checkpoint)
@@ -206,7 +206,7 @@ def meta_learn(
     l1: float = 0.03,
     validation_episodes: int = 64,
     eval_every: int = 25,
-    checkpoint: bool = True,
+    checkpoint: bool | int = True,
     progress: bool = True,
 ) -> MetaLearnResult:
     """Meta-learn ``rule.coeffs`` so that ``network`` learns ``episodes`` online, one example at a time.

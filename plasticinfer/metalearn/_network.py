@@ -29,7 +29,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .._errors import ModelError
 from .._networks import AbstractNetwork, _require, _rule_for
-from ._terms import LayerSignals
+from ._terms import LayerSignals, LocalRule
 
 
 class FeedbackState(eqx.Module):
@@ -129,6 +129,12 @@ class FeedbackNetwork(AbstractNetwork):
         """The weights dict as the tuple (W_0, …, W_{L−1}) of :class:`FeedbackState`."""
         return tuple(weights[f"w{l}"] for l in range(self.n_layers))
 
+    def init_weights(self, key: PRNGKeyArray, scale: float | None = None, dtype=float) -> dict[str, Array]:
+        """The forward weights :meth:`init` draws with ``key`` (``init_scale``·N(0, 1/n_in)), as a dict."""
+        if scale is not None:
+            raise ModelError("FeedbackNetwork's weight scale is its init_scale; build the network with init_scale=… instead")
+        return dict(zip(self.weight_shapes(), self.init(key, dtype).weights))
+
     def initial_state(self, weights):
         raise ModelError("FeedbackNetwork's state is its feedback matrices, drawn with the weights: state=network.init(key).feedback")
 
@@ -172,5 +178,11 @@ class FeedbackNetwork(AbstractNetwork):
     def step(self, rule, weights: dict[str, Array], state: tuple[Array, ...], trial: dict[str, Array]):
         """One online update on one example: every layer changes by rule(its local signals); ``state`` (B_l) stays."""
         x, label = _require(trial, "x", "FeedbackNetwork"), _require(trial, "label", "FeedbackNetwork")
+        for name in self.weight_shapes():
+            if not isinstance(_rule_for(rule, name), LocalRule):
+                raise ModelError(
+                    f"FeedbackNetwork calls its rule with a layer's LayerSignals, so it needs a metalearn.LocalRule "
+                    f"(got {type(_rule_for(rule, name)).__name__} for {name!r})"
+                )
         signals = self.signals(FeedbackState(self.layers(weights), state), x, label)
         return {f"w{l}": s.w + _rule_for(rule, f"w{l}")(s) for l, s in enumerate(signals)}, state, signals[-1].y_post

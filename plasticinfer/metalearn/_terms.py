@@ -216,7 +216,12 @@ class LocalRule(AbstractRule):
 
     # ---- evaluation ----------------------------------------------------------------
 
-    def __call__(self, signals: LayerSignals) -> Float[Array, "n_out n_in"]:
+    def __call__(self, signals: LayerSignals, *core_args) -> Float[Array, "n_out n_in"]:
+        if core_args or not isinstance(signals, LayerSignals):
+            raise ModelError(
+                "LocalRule is a meta-learning rule: metalearn.FeedbackNetwork calls it with a layer's LayerSignals; "
+                "a core network calls its rule with (pre, post, weight, reward) — use a TaylorRule or MLPRule there"
+            )
         total = self.coeffs[0] * self.terms[0](signals)
         for k in range(1, len(self.terms)):
             total = total + self.coeffs[k] * self.terms[k](signals)

@@ -7,6 +7,7 @@ import functools
 import os
 import warnings
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -60,12 +61,6 @@ def _prepared_optimiser(optimiser, clip_norm):
     return optax.with_extra_args_support(optimiser)
 
 
-@eqx.filter_jit
-def _init_opt_state(optimiser, params_b):
-    with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 under x64
-        return jax.vmap(optimiser.init)(params_b)
-
-
 DIVERGENCE_POLICIES = ("stop", "step_back")
 CONVERGENCE_TOL = 1e-4  # the default tolerance of diagnose() for fits, searches and meta-learning
 
@@ -117,44 +112,92 @@ def guarded_update(params, opt_state, loss, grads, alive, last_ok, *, optimiser,
     )  # fmt: skip
 
 
-def _one_step(params, opt_state, alive, data, frozen, *, static, optimiser, l1):
-    objective = _make_objective(static, l1)
-    value_fn = lambda p: objective(p, data, frozen)  # noqa: E731
+class Steps(NamedTuple):
+    """The state of one optimisation, or of a batch of them (leading axis), between compiled chunks."""
+
+    params: Any
+    opt_state: Any
+    alive: jax.Array  # False once a member has stopped (the "stop" policy)
+    last_ok: Any  # the last parameters whose loss was finite (None: not tracked)
+    best_params: Any  # the parameters with the lowest finite loss so far
+    best_loss: jax.Array
+    diverged_at: jax.Array  # the step at which a member stopped, −1 if it has not
+    skipped: jax.Array  # steps whose update was discarded
+    step: jax.Array  # steps run (a scalar: every member runs the same steps)
+
+
+def start_steps(params, optimiser, *, batched: bool, track_last_ok: bool = False) -> Steps:
+    """The state before the first step: ``params`` (with a leading batch axis if ``batched``)."""
+    with jax.numpy_dtype_promotion("standard"):  # optax's L-BFGS mixes int32/int64 under x64
+        opt_state = (jax.vmap(optimiser.init) if batched else optimiser.init)(params)
+    shape = (jax.tree_util.tree_leaves(params)[0].shape[0],) if batched else ()
+    index = jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+    dtype = next((l.dtype for l in jax.tree_util.tree_leaves(params) if eqx.is_inexact_array(l)), jnp.result_type(float))
+    return Steps(
+        params, opt_state, jnp.ones(shape, bool), params if track_last_ok else None, params,
+        jnp.full(shape, jnp.inf, dtype), jnp.full(shape, -1, index), jnp.zeros(shape, index), jnp.asarray(0, index),
+    )  # fmt: skip
+
+
+def _member_step(params, opt_state, alive, last_ok, data, x, *, loss_fn, optimiser, divergence):
+    value_fn = lambda p: loss_fn(p, data, x)  # noqa: E731
     if _has_linesearch(opt_state):  # reuse the value and gradient the line search already computed
         loss, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
     else:
         loss, grads = jax.value_and_grad(value_fn)(params)
-    new_params, new_opt, alive, _, loss, _ = guarded_update(
-        params, opt_state, loss, grads, alive, None, optimiser=optimiser, divergence="stop", value_fn=value_fn
+    return guarded_update(
+        params, opt_state, loss, grads, alive, last_ok, optimiser=optimiser, divergence=divergence, value_fn=value_fn
     )
-    return new_params, new_opt, alive, loss
 
 
 @eqx.filter_jit
-def _run_chunk(carry, data, frozen, static, optimiser, l1, length, data_axis, n):
-    """``n`` vmapped optimisation steps in one scan, tracking the best finite parameters per batch member.
+def run_steps(loss_fn, state: Steps, data, xs, optimiser, divergence, length, n, data_axis=None, project=None):
+    """``n`` guarded optimisation steps (:func:`guarded_update`) in one compiled scan: the loop of every fit,
+    search and meta-learning run.
 
-    The scan has the static ``length`` (≥ n) and its steps from ``n`` (a traced count) on do
-    nothing, so every chunk of a fit, the last, shorter one included, runs one compiled program.
+    ``loss_fn(params, data, x)`` is the scalar loss: a module-level function bound with
+    :class:`equinox.Partial` (its arrays are traced, the rest is static), so a second call with the same
+    shapes and settings compiles nothing. ``data`` is vmapped along ``data_axis`` when ``state`` is a batch
+    (``None``: shared by every member); ``xs`` (or ``None``) has one entry per step along its leading axis
+    (e.g. PRNG keys). The scan has the static ``length`` (≥ n) and its steps from ``n`` (traced) on do
+    nothing, so every chunk of a run, the last, shorter one included, is one compiled program.
+    ``project`` (optional) maps the parameters after every update (e.g. zeroing pruned terms). Along the
+    way the best finite parameters, the step at which a member stopped and the discarded steps are kept
+    in ``state``. Returns the new state and the losses, (length,) or (length, batch), NaN where a step
+    was not taken or its loss was non-finite.
     """
-    step = functools.partial(_one_step, static=static, optimiser=optimiser, l1=l1)
-    v_step = jax.vmap(step, in_axes=(0, 0, 0, data_axis, data_axis))
+    optimiser = optax.with_extra_args_support(optimiser)  # line searches are passed the loss and its function
+    batched = state.alive.ndim == 1
+    step = functools.partial(_member_step, loss_fn=loss_fn, optimiser=optimiser, divergence=divergence)
+    where = _tree_where
+    if batched:
+        step = jax.vmap(step, in_axes=(0, 0, 0, 0, data_axis, None))
+        where = jax.vmap(_tree_where)
 
-    def body(c, t):
-        params, opt_state, alive, best_params, best_loss, diverged_at = c
-        new_params, new_opt, new_alive, loss = v_step(params, opt_state, alive, data, frozen)
-        diverged_at = jnp.where(alive & ~new_alive, t, diverged_at)
-        better = new_alive & (loss < best_loss)  # loss is NaN once a member has stopped
-        best_params = jax.vmap(_tree_where)(better, params, best_params)
-        best_loss = jnp.where(better, loss, best_loss)
-        return (new_params, new_opt, new_alive, best_params, best_loss, diverged_at), loss
+    def body(s, tx):
+        t, x = tx
+        params, opt_state, alive, last_ok, loss, discarded = step(s.params, s.opt_state, s.alive, s.last_ok, data, x)
+        if project is not None:
+            params = project(params)
+        loss = loss.astype(s.best_loss.dtype)
+        better = alive & (loss < s.best_loss)  # loss is NaN once a member has stopped
+        new = Steps(
+            params, opt_state, alive, last_ok, where(better, s.params, s.best_params), jnp.where(better, loss, s.best_loss),
+            jnp.where(s.alive & ~alive, t, s.diverged_at), s.skipped + discarded.astype(s.skipped.dtype), s.step,
+        )  # fmt: skip
+        return new, loss
 
-    def idle(c, t):
-        return c, jnp.full(c[2].shape, jnp.nan, dtype=c[4].dtype)
+    def idle(s, tx):
+        return s, jnp.full(s.alive.shape, jnp.nan, dtype=s.best_loss.dtype)
 
-    step0 = carry[-1]
-    c, losses = jax.lax.scan(lambda c, t: jax.lax.cond(t < step0 + n, body, idle, c, t), carry[:-1], step0 + jnp.arange(length))
-    return c + (step0 + n,), losses
+    ts = state.step + jnp.arange(length, dtype=state.step.dtype)
+    s, losses = jax.lax.scan(lambda s, tx: jax.lax.cond(tx[0] < state.step + n, body, idle, s, tx), state, (ts, xs))
+    return s._replace(step=state.step + n), losses
+
+
+def _fit_loss(params, data, x, *, static, l1):
+    trials, frozen = data
+    return _make_objective(static, l1)(params, trials, frozen)
 
 
 @eqx.filter_jit
@@ -203,11 +246,8 @@ def _optimise(
         raise ModelError(f"eval_every must be ≥ 1; got {eval_every}")
     optimiser = _prepared_optimiser(optimiser, clip_norm)
     n_batch = jax.tree_util.tree_leaves(params_b)[0].shape[0]
-    opt_state = _init_opt_state(optimiser, params_b)
-    alive = jnp.ones(n_batch, bool)
-    best_loss = jnp.full(n_batch, jnp.inf)
-    diverged_at = jnp.full(n_batch, -1, dtype=jnp.int32 if not jax.config.jax_enable_x64 else jnp.int64)
-    carry = (params_b, opt_state, alive, params_b, best_loss, diverged_at, jnp.asarray(0))
+    carry = start_steps(params_b, optimiser, batched=True)
+    loss_fn = eqx.Partial(_fit_loss, static=static, l1=l1)
 
     history = []
     val_hist, val_steps = [], []
@@ -256,7 +296,7 @@ def _optimise(
     from . import _interrupt
 
     interrupted = False
-    finished = stopped_early or (done > 0 and not np.asarray(carry[2]).any())
+    finished = stopped_early or (done > 0 and not np.asarray(carry.alive).any())
     # every chunk is at most this long: one compiled program per fit, whatever the remainder of steps
     length = min(eval_every, checkpoint_every if checkpoint is not None else eval_every, steps)
     with tqdm(total=steps, initial=min(done, steps), desc=desc, disable=not show_progress(progress), leave=False) as bar:
@@ -265,7 +305,9 @@ def _optimise(
             if checkpoint is not None:
                 n = min(n, checkpoint_every - done % checkpoint_every)
             try:
-                new_carry, losses = _run_chunk(carry, data, frozen, static, optimiser, l1, length, data_axis, jnp.asarray(n))
+                new_carry, losses = run_steps(
+                    loss_fn, carry, (data, frozen), None, optimiser, "stop", length, jnp.asarray(n), data_axis
+                )
                 losses = np.asarray(losses)[:n]
             except KeyboardInterrupt:
                 interrupted = True
@@ -279,12 +321,12 @@ def _optimise(
             finite_losses = losses[-1][np.isfinite(losses[-1])]
             postfix = {"loss": f"{finite_losses.min():.4g}" if finite_losses.size else "nan"}
             if validation is not None and (done % eval_every == 0 or done == steps):
-                v = np.asarray(_validation_loss(carry[0], validation, frozen, static, l1, data_axis))
-                alive_np = np.asarray(carry[2])
+                v = np.asarray(_validation_loss(carry.params, validation, frozen, static, l1, data_axis))
+                alive_np = np.asarray(carry.alive)
                 v = np.where(alive_np & np.isfinite(v), v, np.inf)
                 improved = v < best_val - 1e-12
                 best_val = np.where(improved, v, best_val)
-                best_val_params = jax.vmap(_tree_where)(jnp.asarray(improved), carry[0], best_val_params)
+                best_val_params = jax.vmap(_tree_where)(jnp.asarray(improved), carry.params, best_val_params)
                 since_improved = 0 if improved.any() else since_improved + done - (val_steps[-1] if val_steps else 0)
                 val_hist.append(np.where(np.isfinite(v), v, np.nan))
                 val_steps.append(done)
@@ -292,7 +334,7 @@ def _optimise(
                 if patience is not None and since_improved >= patience:
                     stopped_early = finished = True
             bar.set_postfix(postfix)
-            if not np.asarray(carry[2]).any():
+            if not np.asarray(carry.alive).any():
                 finished = True
             if checkpoint is not None and (done % checkpoint_every == 0 or done == steps or finished):
                 save(done)
@@ -307,7 +349,7 @@ def _optimise(
             stacklevel=3,
         )
 
-    params_final, _, alive, best_params, best_loss, diverged_at, _ = carry
+    best_params, best_loss, diverged_at = carry.best_params, carry.best_loss, carry.diverged_at
     history = np.concatenate(history, axis=0).T if history else np.zeros((n_batch, 0))
     if validation is not None:
         chosen, score = best_val_params, best_val
@@ -453,8 +495,7 @@ def _shard(carry, data, validation, data_axis, devices, n_batch):
     def put(tree, sharding):
         return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding) if eqx.is_array(a) else a, tree)
 
-    *batched_part, step = carry
-    carry = tuple(put(c, batched) for c in batched_part) + (jax.device_put(step, replicated),)
+    carry = put(carry._replace(step=None), batched)._replace(step=jax.device_put(carry.step, replicated))
     data_sharding = batched if data_axis == 0 else replicated
     data = put(data, data_sharding)
     if validation is not None:

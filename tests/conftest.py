@@ -12,6 +12,20 @@ from pathlib import Path
 _USER_CHOSE_OPTIMISATION = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
+# One on-disk compilation cache for the whole run, shared by both xdist workers and every subprocess a test
+# starts (the CLI, tutorials, the two-process test): the same small programs are compiled again and again by
+# different processes, and by one process after its caches were dropped (below). Set before jax is imported;
+# the controller process creates the folder (the workers inherit the variables) and removes it at the end. A
+# JAX_COMPILATION_CACHE_DIR of your own is used as it is and kept.
+_OWN_COMPILATION_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    _OWN_COMPILATION_CACHE = tempfile.mkdtemp(prefix="plasticinfer-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_COMPILATION_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
@@ -166,3 +180,11 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"peak memory per test worker: {figures}")
     elif not hasattr(terminalreporter.config, "workerinput"):
         terminalreporter.write_line(f"peak memory of the test process: {_peak_rss_mib():,.0f} MiB")
+
+
+def pytest_unconfigure(config):
+    """The controller (not an xdist worker) removes the compilation cache folder it created."""
+    if _OWN_COMPILATION_CACHE is not None and not hasattr(config, "workerinput"):
+        import shutil
+
+        shutil.rmtree(_OWN_COMPILATION_CACHE, ignore_errors=True)

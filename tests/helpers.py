@@ -36,7 +36,7 @@ def interrupt_chunk(monkeypatch, on_call: int) -> list:
     during it); returns the list that records the calls."""
     from plasticinfer import _optimise
 
-    real, calls = _optimise._run_chunk, []
+    real, calls = _optimise.run_steps, []
 
     def chunk(*args, **kwargs):
         calls.append(1)
@@ -44,7 +44,7 @@ def interrupt_chunk(monkeypatch, on_call: int) -> list:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_optimise, "_run_chunk", chunk)
+    monkeypatch.setattr(_optimise, "run_steps", chunk)
     return calls
 
 

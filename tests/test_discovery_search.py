@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import plasticinfer as pi
@@ -96,9 +97,10 @@ def test_gradient_search_can_stop_at_the_first_non_finite_step_instead(key):
 def test_a_second_gradient_search_compiles_nothing(getkey):
     """The chunk of steps, the episode sampler and the metrics are compiled once per objective type, settings
     and shapes, not once per call (they were closures, re-jitted on every search)."""
-    from plasticinfer.discovery import _gradient, _optimise
+    from plasticinfer import _optimise as loop
+    from plasticinfer.discovery import _optimise
 
-    compiled = (_gradient._chunk, _optimise.sample_episode, _optimise._metrics)
+    compiled = (loop.run_steps, _optimise.sample_episode, _optimise._metrics)
     first = gradient_search(Quadratic(CENTRE, WEIGHTS), key=getkey(), restarts=2, steps=30, l1=0.01, progress=False)
     sizes = [f._cached._cache_size() for f in compiled]
     # another key, another objective instance (same type and shapes), another penalty strength
@@ -106,6 +108,12 @@ def test_a_second_gradient_search_compiles_nothing(getkey):
     assert [f._cached._cache_size() for f in compiled] == sizes
     assert not np.allclose(np.asarray(first.rules.coeffs), np.asarray(again.rules.coeffs))
     assert again.settings["l1"] == 0.02
+    # a new optimiser, and 25 steps in chunks of 10: the last, 5-step chunk runs the 10-step program
+    before = loop.run_steps._cached._cache_size()
+    odd = gradient_search(Quadratic(CENTRE, WEIGHTS), key=getkey(), restarts=2, steps=25, refresh_every=10,
+                          optimiser=optax.adam(0.05), progress=False)
+    assert loop.run_steps._cached._cache_size() == before + 1
+    assert odd.loss_history.shape == (2, 25) and np.isfinite(odd.loss_history).all()
 
 
 def test_a_second_cma_search_compiles_nothing(getkey):

@@ -88,12 +88,12 @@ def test_interrupt_returns_best_so_far_and_resumes(problem, tmp_path, monkeypatc
     syn, model = problem
     kw = dict(progress=False, optimiser=optax.adam(1e-2), eval_every=5)
     full = _quiet(pi.fit, model, syn.data, steps=20, **kw)
-    real = _optimise._run_chunk
+    real = _optimise.run_steps
     ck = tmp_path / "fit.ckpt"
     interrupt_chunk(monkeypatch, 3)
     with pytest.warns(PlasticInferWarning, match="interrupted at step 10 of 20"):
         res = pi.fit(model, syn.data, steps=20, checkpoint=ck, checkpoint_every=100, **kw)
-    monkeypatch.setattr(_optimise, "_run_chunk", real)
+    monkeypatch.setattr(_optimise, "run_steps", real)
     assert res.interrupted and not res.converged and res.steps_run == 10
     assert "interrupted" in res.convergence_message
     np.testing.assert_allclose(res.loss_history, full.loss_history[:, :10], rtol=1e-12)

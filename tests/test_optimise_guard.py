@@ -134,3 +134,43 @@ def test_searches_record_convergence_and_warn_for_an_unsettled_best_restart(key)
     assert not short.converged.any() and all("still falling" in m for m in short.convergence_messages)
     long = pi.discovery.gradient_search(Bowl(), steps=400, **kw)
     assert long.converged.all() and long.convergence_messages == ("", "")
+
+
+def _poisoned_bowl(p, poison, x):
+    """(p − 1)²; its log term is −inf for a poisoned member on a step whose x is 1."""
+    return jnp.sum((p["a"] - 1.0) ** 2) + jnp.log1p(-poison * x)
+
+
+def test_the_shared_loop_equals_a_plain_loop_of_guarded_steps():
+    """run_steps (the loop of fit, discovery, meta-learning and the GRU) against a Python loop of guarded_update:
+    a batch of two, member 1 poisoned at step 3, a chunk of 5 steps run by the program of 8."""
+    import equinox as eqx
+
+    from plasticinfer._optimise import run_steps, start_steps
+
+    p0 = {"a": jnp.array([[3.0, -1.0], [0.5, 2.0]])}
+    poison = jnp.array([0.0, 1.0])
+    xs = jnp.array([0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    state, losses = run_steps(
+        eqx.Partial(_poisoned_bowl), start_steps(p0, SGD, batched=True), poison, xs, SGD, "stop", 8, jnp.asarray(5), 0
+    )
+    for m in range(2):
+        p, s, alive, best, best_loss, stopped = {"a": p0["a"][m]}, None, jnp.asarray(True), None, np.inf, -1
+        s = SGD.init(p)
+        for t in range(5):
+            loss = _poisoned_bowl(p, poison[m], xs[t])
+            grads = {"a": 2.0 * (p["a"] - 1.0)}
+            new, s, new_alive, _, rec, _ = guarded_update(p, s, loss, grads, alive, None, optimiser=SGD, divergence="stop")
+            if bool(alive) and not bool(new_alive):
+                stopped = t
+            if bool(new_alive) and float(rec) < best_loss:
+                best, best_loss = p, float(rec)
+            np.testing.assert_allclose(losses[t, m], rec, rtol=1e-12)
+            p, alive = new, new_alive
+        np.testing.assert_allclose(state.params["a"][m], p["a"], rtol=1e-12)
+        np.testing.assert_allclose(state.best_params["a"][m], best["a"], rtol=1e-12)
+        assert float(state.best_loss[m]) == pytest.approx(best_loss, rel=1e-12)
+        assert int(state.diverged_at[m]) == stopped and bool(state.alive[m]) == bool(alive)
+    assert [int(d) for d in state.diverged_at] == [-1, 3]
+    assert np.isnan(np.asarray(losses[5:])).all()  # the program's steps past n do nothing
+    assert int(state.step) == 5

@@ -19,7 +19,7 @@ import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._errors import ComparisonError
-from .._optimise import guarded_update
+from .._optimise import run_steps, start_steps
 from .._trial_data import TrialData
 from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, is_choice_data, n_observations
 from ._splits import Fold, restrict, subjects, trial_valid
@@ -106,17 +106,11 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
     return optax.adam(learning_rate)  # one object per rate, so compiled chunks are reused across fits
 
 
-@eqx.filter_jit
-def _chunk(params, state, static, train, validation, opt, length):
-    def body(carry, _):
-        p, s, alive = carry
-        loss, g = jax.value_and_grad(lambda p: _mean_nll(eqx.combine(p, static), train))(p)
-        p, s, alive, _, loss, _ = guarded_update(p, s, loss, g, alive, None, optimiser=opt, divergence="stop")
-        return (p, s, alive), loss
+def _gru_loss(params, train, _x, *, static):
+    return _mean_nll(eqx.combine(params, static), train)
 
-    (params, state, _), losses = jax.lax.scan(body, (params, state, jnp.asarray(True)), None, length=length)
-    val = _mean_nll(eqx.combine(params, static), validation) if validation is not None else losses[-1]
-    return params, state, losses[-1], val
+
+_mean_nll_jit = eqx.filter_jit(_mean_nll)
 
 
 @dataclass
@@ -155,17 +149,18 @@ def fit_gru(
         raise ComparisonError(f"fit_gru: steps and eval_every must be ≥ 1; got {steps}, {eval_every}")
     opt = _adam(float(learning_rate))
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    state = opt.init(params)
-    initial = float(_mean_nll(model, train))
+    state = start_steps(params, opt, batched=False)
+    loss_fn = eqx.Partial(_gru_loss, static=static)
+    initial = float(_mean_nll_jit(model, train))
     best, best_val, best_step = params, np.inf, 0
     tr, va, st = [], [], []
     done = 0
     while done < steps:
-        with jax.numpy_dtype_promotion("standard"):  # optax's step counter is int32
-            params, state, loss, val = _chunk(params, state, static, train, validation, opt, int(eval_every))
+        state, losses = run_steps(loss_fn, state, train, None, opt, "stop", int(eval_every), jnp.asarray(eval_every))
+        params = state.params
         done += eval_every
-        tr.append(float(loss))
-        va.append(float(val))
+        tr.append(float(losses[-1]))
+        va.append(float(_mean_nll_jit(eqx.combine(params, static), validation)) if validation is not None else tr[-1])
         st.append(done)
         if not (np.isfinite(va[-1]) and np.isfinite(tr[-1])):  # diverged: the guard stopped it at its last finite point
             break

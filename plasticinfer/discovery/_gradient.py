@@ -13,7 +13,8 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from .._optimise import check_divergence, guarded_update
+from .._optimise import _prepared_optimiser, check_divergence, run_steps, start_steps
+from .._results_io import strip_addresses
 from ._common import AbstractObjective, DiscoveryError
 from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
 
@@ -55,32 +56,12 @@ def _default_optimiser(steps: int) -> optax.GradientTransformation:
     return optax.adam(optax.cosine_decay_schedule(3e-2, steps, alpha=0.05))
 
 
-@functools.lru_cache(maxsize=16)
-def _with_clipping(optimiser: optax.GradientTransformation, clip_norm: float | None) -> optax.GradientTransformation:
-    if clip_norm is None:
-        return optimiser
-    return optax.chain(optax.clip_by_global_norm(clip_norm), optimiser)
+def _search_loss(p, episode, _x, *, problem):
+    return _total_loss(p, episode, *problem)
 
 
-def _one_step(p, s, alive, last_ok, episode, problem, optimiser, divergence):
-    loss, g = jax.value_and_grad(_total_loss)(p, episode, *problem)
-    return guarded_update(p, s, loss, g, alive, last_ok, optimiser=optimiser, divergence=divergence)
-
-
-@eqx.filter_jit
-def _chunk(p, s, alive, last_ok, skipped, keep, episode, problem, optimiser, n, divergence):
-    """``n`` vmapped steps of every restart on one episode. Module-level, with the objective and the
-    optimiser as arguments: a second search with the same settings and shapes compiles nothing."""
-    step = functools.partial(_one_step, optimiser=optimiser, divergence=divergence)
-    v_step = jax.vmap(step, in_axes=(0, 0, 0, 0, None, None))
-
-    def body(c, _):
-        p, s, alive, last_ok, skipped = c
-        p, s, alive, last_ok, loss, discarded = v_step(p, s, alive, last_ok, episode, problem)
-        p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
-        return (p, s, alive, last_ok, skipped + discarded.astype(skipped.dtype)), loss
-
-    return jax.lax.scan(body, (p, s, alive, last_ok, skipped), None, length=n)
+def _keep(p, keep):
+    return jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
 
 
 def gradient_search(
@@ -129,7 +110,8 @@ def gradient_search(
             zeros where L1 with stochastic gradients leaves small noisy coefficients.
         prune_at: fraction of the steps after which to prune.
         divergence: what a restart does when its loss or gradient turns non-finite (the policy that
-            ``fit`` and ``meta_learn`` share, see ``plasticinfer._optimise.guarded_update``):
+            ``fit`` and ``meta_learn`` share, see ``plasticinfer._optimise.guarded_update``; every
+            step runs in the loop they share, ``plasticinfer._optimise.run_steps``):
             ``"step_back"`` (default) or ``"stop"``.
         progress: show a progress bar (only on a terminal or in Jupyter; see ``plasticinfer._progress``).
 
@@ -156,7 +138,8 @@ def gradient_search(
             for l, m, k in zip(leaves, mask_leaves, init_keys)
         ],
     )
-    optimiser = _with_clipping(optimiser if optimiser is not None else _default_optimiser(steps), clip_norm)
+    chosen = optimiser if optimiser is not None else _default_optimiser(steps)
+    optimiser = _prepared_optimiser(chosen, clip_norm)
     problem = (objective, static, jnp.asarray(float(l1)), scales, mask)  # l1 traced (weakly typed): no re-jit per value
     from tqdm.auto import tqdm
 
@@ -168,38 +151,33 @@ def gradient_search(
         raise DiscoveryError(f"prune must be in (0, 1) and prune_at in (0, 1); got prune={prune}, prune_at={prune_at}")
     prune_step = int(round(prune_at * steps / refresh_every)) * refresh_every if prune is not None else None
     keep = jax.tree_util.tree_map(jnp.ones_like, params_b)
+    loss_fn = eqx.Partial(_search_loss, problem=problem)
     t_start = time.perf_counter()
-    with jax.numpy_dtype_promotion("standard"):
-        state = jax.vmap(optimiser.init)(params_b)
-    skipped = jnp.zeros(restarts, dtype=jnp.int32)
-    alive = jnp.ones(restarts, dtype=bool)
+    state = start_steps(params_b, optimiser, batched=True, track_last_ok=True)
     history = []
-    p = params_b
-    last_ok = params_b
-    done = 0
     episode = sample_episode(objective, k_train)
     with tqdm(total=steps, desc=f"gradient search ({restarts} restarts)", disable=not show_progress(progress), leave=False) as bar:
-        while done < steps:
+        while (done := int(state.step)) < steps:
             n = min(refresh_every, steps - done)
             if resample and done > 0:
                 episode = sample_episode(objective, jax.random.fold_in(k_train, done))
             if prune_step is not None and done == prune_step:
-                keep = _prune_mask(p, mask, prune)
-                p = jax.tree_util.tree_map(lambda a, k: a * k, p, keep)
-                last_ok = p
-            (p, state, alive, last_ok, skipped), losses = _chunk(
-                p, state, alive, last_ok, skipped, keep, episode, problem, optimiser, n, divergence
+                keep = _prune_mask(state.params, mask, prune)
+                pruned = _keep(state.params, keep)
+                state = state._replace(params=pruned, last_ok=pruned)
+            state, losses = run_steps(
+                loss_fn, state, episode, None, optimiser, divergence, min(refresh_every, steps), jnp.asarray(n),
+                project=eqx.Partial(_keep, keep=keep),
             )
-            losses = np.asarray(losses)
+            losses = np.asarray(losses)[:n]
             history.append(losses)
-            done += n
             bar.update(n)
             last = losses[-1][np.isfinite(losses[-1])]
             bar.set_postfix(loss=f"{last.min():.4g}" if last.size else "nan")
     wall = time.perf_counter() - t_start
     history = np.concatenate(history, axis=0).T
     # the last parameters whose loss was finite (the final update itself is never evaluated)
-    rules = eqx.combine(jax.tree_util.tree_map(lambda f, sc: f / sc, last_ok, scales), static)
+    rules = eqx.combine(jax.tree_util.tree_map(lambda f, sc: f / sc, state.last_ok, scales), static)
     settings = dict(
         restarts=restarts,
         steps=steps,
@@ -211,9 +189,9 @@ def gradient_search(
         refresh_every=refresh_every,
         prune=prune,
         prune_step=prune_step,
-        optimiser=repr(optimiser)[:200],
+        optimiser=strip_addresses(repr(chosen))[:200],
         divergence=divergence,
-        skipped_steps=np.asarray(skipped).tolist(),
+        skipped_steps=np.asarray(state.skipped).tolist(),
     )
     nan = "stopped" if divergence == "stop" else "skipped"
     return _finish(objective, rules, k_eval, history, "gradient", wall, settings, nan=nan)

@@ -23,7 +23,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._errors import ConvergenceWarning, DivergenceWarning, FitDivergedError, ModelError
-from .._optimise import CONVERGENCE_TOL, diagnose, guarded_update
+from .._optimise import CONVERGENCE_TOL, diagnose, run_steps, start_steps
 from ._episodes import DigitsEpisodes
 from ._learner import check_compatible, run_episodes
 from ._network import FeedbackNetwork
@@ -172,21 +172,8 @@ def _validate(params, static, network, episodes, keys, l1):
     return _objective(params, static, network, episodes, keys, l1, False)[0]
 
 
-@eqx.filter_jit
-def _chunk(params, opt_state, alive, keys, static, network, episodes, optimiser, l1, checkpoint):
-    """Meta-steps over keys (n, meta_batch); once a loss or meta-gradient is non-finite, nothing changes
-    (the ``"stop"`` policy of the optimisation loop every fit shares)."""
-
-    def body(carry, ks):
-        p, opt_state, alive = carry
-        (loss, _), grads = jax.value_and_grad(_objective, has_aux=True)(p, static, network, episodes, ks, l1, checkpoint)
-        p, opt_state, alive, _, loss, _ = guarded_update(
-            p, opt_state, loss, grads, alive, None, optimiser=optimiser, divergence="stop"
-        )
-        return (p, opt_state, alive), loss
-
-    (params, opt_state, alive), losses = jax.lax.scan(body, (params, opt_state, alive), keys)
-    return params, opt_state, alive, losses
+def _meta_step_loss(params, _data, keys, *, static, network, episodes, l1, checkpoint):
+    return _objective(params, static, network, episodes, keys, l1, checkpoint)[0]
 
 
 @eqx.filter_jit
@@ -251,35 +238,32 @@ def meta_learn(
         )
     best_params = params
     val_hist, val_steps, coeff_hist = [best_val], [0], [np.asarray(params.coeffs)]
+    state = start_steps(params, optimiser, batched=False)
+    loss_fn = eqx.Partial(_meta_step_loss, static=static, network=network, episodes=episodes, l1=l1, checkpoint=checkpoint)
+    length = min(eval_every, steps)
     history: list[np.ndarray] = []
-    with jax.numpy_dtype_promotion("standard"):
-        opt_state = optimiser.init(params)
-    alive = jnp.asarray(True)
-    done, diverged_at = 0, -1
     with tqdm(total=steps, desc="meta-learning", disable=not show_progress(progress), leave=False) as bar:
-        while done < steps:
+        while (done := int(state.step)) < steps:
             n = min(eval_every, steps - done)
             k_train, sub = jax.random.split(k_train)
-            keys = jax.random.split(sub, (n, meta_batch))
-            params, opt_state, alive, losses = _chunk(
-                params, opt_state, alive, keys, static, network, episodes, optimiser, l1, checkpoint
-            )
-            losses = np.asarray(losses)
+            keys = jax.random.split(sub, (length, meta_batch))
+            state, losses = run_steps(loss_fn, state, None, keys, optimiser, "stop", length, jnp.asarray(n))
+            losses = np.asarray(losses)[:n]
             history.append(losses)
-            if not bool(alive):
-                diverged_at = done + int(np.flatnonzero(~np.isfinite(losses))[0])
-                done += n
-                bar.update(n)
-                break
-            done += n
             bar.update(n)
+            if not bool(state.alive):
+                break
+            params = state.params
             v = float(_validate(params, static, network, episodes, val_keys, l1))
             val_hist.append(v)
-            val_steps.append(done)
+            val_steps.append(done + n)
             coeff_hist.append(np.asarray(params.coeffs))
             if np.isfinite(v) and v < best_val:
                 best_val, best_params = v, params
             bar.set_postfix({"meta-loss": f"{losses[-1]:.4f}", "validation": f"{v:.4f}", "best": f"{best_val:.4f}"})
+    done = int(state.step)
+    diverged_at = int(state.diverged_at)
+    params = state.params
     wall = time.perf_counter() - start
     if diverged_at >= 0:
         warnings.warn(

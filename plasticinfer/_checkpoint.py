@@ -22,7 +22,7 @@ from ._errors import DataError, FileFormatError, ModelError
 from ._io import atomic_write
 from ._results_io import strip_addresses
 
-_FORMAT = "plasticinfer-checkpoint/1"
+_FORMAT = "plasticinfer-checkpoint/2"  # 2: a fit's state counts its discarded steps
 
 
 def _describe(obj, depth: int = 0) -> str:
@@ -135,6 +135,12 @@ def read_checkpoint(path: str | os.PathLike, expected_fingerprint: str, identity
             arrays = {k: z[k] for k in z.files if k != "__header__"}
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
         raise DataError(f"{path}: cannot read as a plasticinfer checkpoint ({type(e).__name__}: {e}); delete it to start afresh") from None
+    found = header.get("format") if isinstance(header, dict) else None
+    if isinstance(found, str) and found.startswith("plasticinfer-checkpoint/") and found != _FORMAT:
+        raise DataError(
+            f"{path}: a checkpoint of an earlier plasticinfer (format {found!r}, this version writes {_FORMAT!r}), "
+            "whose saved state this version cannot continue. Delete it (or use another checkpoint path) to start afresh."
+        )
     if not isinstance(header, dict) or header.get("format") != _FORMAT:
         raise DataError(f"{path}: not a plasticinfer checkpoint (format {header.get('format') if isinstance(header, dict) else None!r})")
     if header.get("fingerprint") != expected_fingerprint:

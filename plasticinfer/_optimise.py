@@ -132,7 +132,7 @@ def start_steps(params, optimiser, *, batched: bool, track_last_ok: bool = False
         opt_state = (jax.vmap(optimiser.init) if batched else optimiser.init)(params)
     shape = (jax.tree_util.tree_leaves(params)[0].shape[0],) if batched else ()
     index = jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
-    dtype = next((l.dtype for l in jax.tree_util.tree_leaves(params) if eqx.is_inexact_array(l)), jnp.result_type(float))
+    dtype = jnp.result_type(float)  # the widest float: losses are recorded (and compared) without rounding
     return Steps(
         params, opt_state, jnp.ones(shape, bool), params if track_last_ok else None, params,
         jnp.full(shape, jnp.inf, dtype), jnp.full(shape, -1, index), jnp.zeros(shape, index), jnp.asarray(0, index),

@@ -167,3 +167,22 @@ def test_diagnose_oracle():
     assert "still falling" in _optimise.diagnose(1 - t / 100, tol=1e-4)  # linear decrease to the end
     assert "never moved" in _optimise.diagnose(np.full(100, 3.0), tol=1e-4)
     assert "non-finite at step 40" in _optimise.diagnose(np.where(t < 40, 1 - t / 100, np.nan), tol=1e-4)
+
+
+def test_a_checkpoint_of_an_earlier_format_is_refused_with_advice(problem, tmp_path):
+    """A checkpoint whose saved state has another layout (an earlier version's) is named as such, not as another fit."""
+    import json
+
+    syn, model = problem
+    ck = tmp_path / "fit.ckpt"
+    kw = dict(steps=4, checkpoint=ck, progress=False, optimiser=optax.adam(1e-2))
+    _quiet(pi.fit, model, syn.data, **kw)
+    with np.load(ck) as f:
+        arrays = dict(f)
+    header = json.loads(arrays["__header__"].tobytes())
+    header["format"] = "plasticinfer-checkpoint/1"
+    arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with open(ck, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(pi.DataError, match=r"fit.ckpt: a checkpoint of an earlier plasticinfer .*Delete it"):
+        pi.fit(model, syn.data, resume=True, **kw)

@@ -95,3 +95,6 @@ def test_fit_gru_without_validation_runs_all_steps(key):
     data = _random_data(4)
     res = fit_gru(TinyGRU(1, key=key), data, None, steps=100, eval_every=50)
     assert res.best_step == 100 and len(res.loss_history) == 2
+    # steps that are not a multiple of eval_every: the last chunk runs what is left, no more
+    odd = fit_gru(TinyGRU(1, key=key), data, None, steps=70, eval_every=30)
+    assert odd.best_step == 70 and list(odd.validation_steps) == [30, 60, 70]

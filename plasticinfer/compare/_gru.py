@@ -156,10 +156,11 @@ def fit_gru(
     tr, va, st = [], [], []
     done = 0
     while done < steps:
-        state, losses = run_steps(loss_fn, state, train, None, opt, "stop", int(eval_every), jnp.asarray(eval_every))
+        n = min(eval_every, steps - done)  # the last chunk runs what is left, with the same program
+        state, losses = run_steps(loss_fn, state, train, None, opt, "stop", min(eval_every, steps), jnp.asarray(n))
         params = state.params
-        done += eval_every
-        tr.append(float(losses[-1]))
+        done += n
+        tr.append(float(losses[n - 1]))
         va.append(float(_mean_nll_jit(eqx.combine(params, static), validation)) if validation is not None else tr[-1])
         st.append(done)
         if not (np.isfinite(va[-1]) and np.isfinite(tr[-1])):  # diverged: the guard stopped it at its last finite point

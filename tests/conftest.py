@@ -14,7 +14,8 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 # One on-disk compilation cache for the whole run, shared by both xdist workers and every subprocess a test
 # starts (the CLI, tutorials, the two-process test): the same small programs are compiled again and again by
-# different processes, and by one process after its caches were dropped (below); fast tier 487 s -> 377 s.
+# different processes, and by one process after its caches were dropped (below). Fast tier, back to back on
+# 2 cores: 463 s without it, 429 s with it (an earlier pair: 487 s, 377 s; single runs here vary by ±20 %).
 # Set before jax is imported; the process that creates the folder (the controller: the workers and
 # subprocesses inherit the variables) removes it at the end. (JAX's bounded cache, which locks every read
 # and write, made the fast tier slower than no cache at all: 908 s.) A JAX_COMPILATION_CACHE_DIR of your

@@ -139,15 +139,36 @@ def start_steps(params, optimiser, *, batched: bool, track_last_ok: bool = False
     )  # fmt: skip
 
 
-def _member_step(params, opt_state, alive, last_ok, data, x, *, loss_fn, optimiser, divergence):
+def _member_step(params, opt_state, alive, last_ok, data, x, loss, grads, *, loss_fn, optimiser, divergence):
     value_fn = lambda p: loss_fn(p, data, x)  # noqa: E731
-    if _has_linesearch(opt_state):  # reuse the value and gradient the line search already computed
-        loss, grads = optax.value_and_grad_from_state(value_fn)(params, state=opt_state)
-    else:
-        loss, grads = jax.value_and_grad(value_fn)(params)
     return guarded_update(
         params, opt_state, loss, grads, alive, last_ok, optimiser=optimiser, divergence=divergence, value_fn=value_fn
     )
+
+
+def _values_and_grads(loss_fn, params, opt_state, data, x, batched, data_axis):
+    """The loss and gradient at ``params``, of every member of a batch if ``batched``.
+
+    A line search (optax's L-BFGS) already evaluated them at the point it accepted and stores them in its
+    state: those are reused. They are computed only where the stored value is not finite (before the first
+    step), behind a condition on the whole batch: a condition inside ``vmap`` becomes a select that
+    computes both branches, which cost every batched L-BFGS step one more loss and gradient.
+    """
+    fresh = jax.value_and_grad(lambda p, d, x: loss_fn(p, d, x))
+    if batched:
+        fresh = jax.vmap(fresh, in_axes=(0, data_axis, None))
+    if not _has_linesearch(opt_state):
+        return fresh(params, data, x)
+    stored = (optax.tree_utils.tree_get(opt_state, "value"), optax.tree_utils.tree_get(opt_state, "grad"))
+    valid = jnp.isfinite(stored[0])
+
+    def recompute(stored):
+        new = fresh(params, data, x)
+        if batched:
+            return jax.vmap(_tree_where)(valid, stored, new)
+        return new
+
+    return jax.lax.cond(jnp.all(valid), lambda s: s, recompute, stored)
 
 
 @eqx.filter_jit
@@ -171,12 +192,15 @@ def run_steps(loss_fn, state: Steps, data, xs, optimiser, divergence, length, n,
     step = functools.partial(_member_step, loss_fn=loss_fn, optimiser=optimiser, divergence=divergence)
     where = _tree_where
     if batched:
-        step = jax.vmap(step, in_axes=(0, 0, 0, 0, data_axis, None))
+        step = jax.vmap(step, in_axes=(0, 0, 0, 0, data_axis, None, 0, 0))
         where = jax.vmap(_tree_where)
 
     def body(s, tx):
         t, x = tx
-        params, opt_state, alive, last_ok, loss, discarded = step(s.params, s.opt_state, s.alive, s.last_ok, data, x)
+        loss, grads = _values_and_grads(loss_fn, s.params, s.opt_state, data, x, batched, data_axis)
+        params, opt_state, alive, last_ok, loss, discarded = step(
+            s.params, s.opt_state, s.alive, s.last_ok, data, x, loss, grads
+        )
         if project is not None:
             params = project(params)
         loss = loss.astype(s.best_loss.dtype)

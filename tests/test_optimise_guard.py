@@ -3,13 +3,14 @@
 import re
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 import plasticinfer as pi
-from plasticinfer._optimise import guarded_update
+from plasticinfer._optimise import _values_and_grads, guarded_update
 from plasticinfer.errors import ConvergenceWarning
 
 SGD = optax.sgd(0.5)
@@ -174,3 +175,43 @@ def test_the_shared_loop_equals_a_plain_loop_of_guarded_steps():
     assert [int(d) for d in state.diverged_at] == [-1, 3]
     assert np.isnan(np.asarray(losses[5:])).all()  # the program's steps past n do nothing
     assert int(state.step) == 5
+
+
+def test_a_batched_line_search_reuses_its_stored_loss_and_gradient():
+    """L-BFGS stores the loss and gradient of the point it accepted: a batch evaluates them afresh only
+    where the stored value is not finite, and not at all when every member has one (inside ``vmap`` a
+    condition would compute both branches: one extra loss and gradient per step)."""
+    import jax
+
+    from plasticinfer._optimise import _values_and_grads
+
+    calls = []
+
+    def loss_fn(p, data, x):
+        jax.debug.callback(lambda: calls.append(1))
+        return jnp.sum((p["a"] - data) ** 2)
+
+    opt = optax.lbfgs()
+    params = {"a": jnp.array([[1.0, 2.0], [3.0, 4.0]])}
+    state = jax.vmap(opt.init)(params)
+    data = jnp.array([0.5, -1.0])
+    run = jax.jit(lambda p, s: _values_and_grads(loss_fn, p, s, data, None, True, None))
+
+    stored_grad = {"a": jnp.array([[7.0, 8.0], [9.0, 10.0]])}
+    fresh_value = jax.vmap(lambda p: loss_fn(p, data, None))(params)
+    jax.effects_barrier()
+    calls.clear()
+    both = optax.tree_utils.tree_set(state, value=jnp.array([0.25, 0.75]), grad=stored_grad)
+    value, grad = run(params, both)
+    jax.effects_barrier()
+    assert calls == []  # nothing evaluated
+    np.testing.assert_array_equal(value, [0.25, 0.75])
+    np.testing.assert_array_equal(grad["a"], stored_grad["a"])
+
+    one = optax.tree_utils.tree_set(state, value=jnp.array([0.25, jnp.inf]), grad=stored_grad)
+    value, grad = run(params, one)
+    jax.effects_barrier()
+    assert calls  # evaluated, and used only where the stored value was not finite
+    np.testing.assert_allclose(value, [0.25, fresh_value[1]])
+    np.testing.assert_array_equal(grad["a"][0], stored_grad["a"][0])
+    np.testing.assert_allclose(grad["a"][1], 2 * (params["a"][1] - data))

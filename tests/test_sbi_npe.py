@@ -47,6 +47,7 @@ def test_sbc_ranks_are_uniform_and_coverage_matches(linear_npe):
     np.testing.assert_allclose(res.coverage[0.5], 0.5, atol=0.11)
 
 
+@pytest.mark.slow  # needs the trained flow of the slow tier's NPE checks (15 s to train on 2 cores)
 def test_sbc_detects_a_miscalibrated_posterior(linear_npe):
     """The check has teeth: a posterior whose spread is shrunk 3x fails coverage."""
     post = linear_npe.posterior

@@ -141,8 +141,8 @@ def read_checkpoint(path: str | os.PathLike, expected_fingerprint: str, identity
             f"{path}: a checkpoint of an earlier plasticinfer (format {found!r}, this version writes {_FORMAT!r}), "
             "whose saved state this version cannot continue. Delete it (or use another checkpoint path) to start afresh."
         )
-    if not isinstance(header, dict) or header.get("format") != _FORMAT:
-        raise DataError(f"{path}: not a plasticinfer checkpoint (format {header.get('format') if isinstance(header, dict) else None!r})")
+    if found != _FORMAT:
+        raise DataError(f"{path}: not a plasticinfer checkpoint (format {found!r})")
     if header.get("fingerprint") != expected_fingerprint:
         raise DataError(
             f"{path}: this checkpoint belongs to a different {identity}. Use another checkpoint path, "

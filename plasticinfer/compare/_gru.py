@@ -95,6 +95,7 @@ class TinyGRU(eqx.Module):
         return int(sum(x.size for x in jax.tree_util.tree_leaves(eqx.filter(self, eqx.is_inexact_array))))
 
 
+@eqx.filter_jit
 def _mean_nll(model: TinyGRU, data: TrialData) -> Array:
     ll = model.log_likelihood(data)
     n = jnp.sum(jnp.broadcast_to(data.mask, ll.shape), dtype=ll.dtype)
@@ -108,9 +109,6 @@ def _adam(learning_rate: float) -> optax.GradientTransformation:
 
 def _gru_loss(params, train, _x, *, static):
     return _mean_nll(eqx.combine(params, static), train)
-
-
-_mean_nll_jit = eqx.filter_jit(_mean_nll)
 
 
 @dataclass
@@ -151,7 +149,7 @@ def fit_gru(
     params, static = eqx.partition(model, eqx.is_inexact_array)
     state = start_steps(params, opt, batched=False)
     loss_fn = eqx.Partial(_gru_loss, static=static)
-    initial = float(_mean_nll_jit(model, train))
+    initial = float(_mean_nll(model, train))
     best, best_val, best_step = params, np.inf, 0
     tr, va, st = [], [], []
     done = 0
@@ -161,7 +159,7 @@ def fit_gru(
         params = state.params
         done += n
         tr.append(float(losses[n - 1]))
-        va.append(float(_mean_nll_jit(eqx.combine(params, static), validation)) if validation is not None else tr[-1])
+        va.append(float(_mean_nll(eqx.combine(params, static), validation)) if validation is not None else tr[-1])
         st.append(done)
         if not (np.isfinite(va[-1]) and np.isfinite(tr[-1])):  # diverged: the guard stopped it at its last finite point
             break

@@ -63,7 +63,6 @@ def Fraction(help: str, **kw: Any) -> Any:  # noqa: N802
 
 
 RESTARTS_HELP = "Starts per fit (the model's starting values and jittered copies); the best training loss wins."
-SEED_HELP = "Root random seed."
 MAP_HELP = (
     "SCHEMA=SOURCE: read schema variable SCHEMA from your column / variable / HDF5 path SOURCE "
     "(repeat, e.g. --map choice=response --map reward=rewarded; NWB neural data: --map activity=dff --map input=stim)."

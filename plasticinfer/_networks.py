@@ -225,11 +225,6 @@ def sparse_cues(key: PRNGKeyArray, n_options: int, n_in: int, active_fraction: f
     return jnp.stack(rows)
 
 
-def stack_cues(cues: Array, n_trajectories: int, n_trials: int) -> Array:
-    """Broadcast fixed cue patterns to (trajectory, trial, option, feature)."""
-    return jnp.broadcast_to(cues, (n_trajectories, n_trials) + cues.shape)
-
-
 __all__ = [
     "AbstractNetwork",
     "FeedForward",

@@ -393,7 +393,7 @@ def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefi
         )
 
 
-def fill_like(like, ds: xr.Dataset, prefix: str, lead_shape: tuple[int, ...] = (), *, cast: bool = True):
+def fill_like(like, ds: xr.Dataset, prefix: str, *, cast: bool = True):
     """``like`` with every array leaf replaced by the stored one (dtype of the template; of the file if not ``cast``)."""
     names = list(named_leaves(like))
     it = iter(names)

@@ -154,11 +154,6 @@ class GuardedNetwork(AbstractNetwork):
         return new_w, new_s, out
 
 
-def check_positive(name: str, value, what: str = "") -> None:
-    if not value > 0:
-        raise DiscoveryError(f"{name} must be positive{what}; got {value!r}")
-
-
 def as_rule_dict(rule) -> dict[str, Any]:
     """``{"rule": r}`` for a single rule, the dict itself otherwise (for reports)."""
     return dict(rule) if isinstance(rule, Mapping) else {"rule": rule}

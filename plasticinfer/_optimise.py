@@ -154,7 +154,7 @@ def _values_and_grads(loss_fn, params, opt_state, data, x, batched, data_axis):
     step), behind a condition on the whole batch: a condition inside ``vmap`` becomes a select that
     computes both branches, which cost every batched L-BFGS step one more loss and gradient.
     """
-    fresh = jax.value_and_grad(lambda p, d, x: loss_fn(p, d, x))
+    fresh = jax.value_and_grad(loss_fn)
     if batched:
         fresh = jax.vmap(fresh, in_axes=(0, data_axis, None))
     if not _has_linesearch(opt_state):

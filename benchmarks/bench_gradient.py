@@ -15,9 +15,9 @@
    at the measured rate of a scan that only streams the matrix (roofline: the larger of the two).
 3. Where the gradient's time goes at 100 → 1000: per trial, the forward step, one backward step (the VJP
    of a trial's update) and the kernels that step is made of on XLA:CPU — one elementwise pass over W,
-   y = W·x, and the six thin matrix products of the rule's VJP (3 × (B × post)·(post × pre) for the
-   coefficient cotangents, 3 × (post × pre)·(pre × (B − 1)) for the output's) — each timed alone in a
-   scan of the same length.
+   y = W·x, and the rule's VJP product (C·post × pre)·(pre × A) over the stacked V_c = ū ⊙ w^c, beside
+   the same product as C separate ones (post × pre)·(pre × A) — each timed alone in a scan of the same
+   length.
 
 Process CPU time counts every thread of this process; on a shared machine it moves much less than
 wall time, so compare old and new on it. Run:  python benchmarks/bench_gradient.py [--float64] [--quick]
@@ -166,10 +166,9 @@ def breakdown(dtype, n_trials, key):
     w = model.initial_weights["w"][0]
     x, r = data.inputs["x"][0, 0], data.inputs["reward"][0, 0]
     n_post, n_pre = w.shape
-    b = rule._dense().shape[1]
-    k1, k2 = jax.random.split(key)
-    yp = jax.random.normal(k1, (b, n_post), dtype)
-    zy = jax.random.normal(k2, (n_pre, b - 1), dtype)
+    a, _, c, _ = rule._dense().shape
+    xp = jax.random.normal(key, (n_pre, a), dtype)
+    planes = lambda ww: [ww * (1.0 + 0.01 * k) for k in range(c)]  # noqa: E731  (stand-ins for the V_c)
 
     def per_trial(f):
         run = jax.jit(lambda c: jax.lax.scan(lambda c, _: (f(c), None), c, None, length=n_trials)[0])
@@ -195,8 +194,8 @@ def breakdown(dtype, n_trials, key):
         backward=per_trial_pair(backward),
         elementwise=per_trial(lambda c: c * 0.999 + 1e-3),
         matvec=per_trial(lambda c: c * 0.999 + 1e-3 * (c @ x)[:, None]),
-        coeff_products=per_trial(lambda c: c * 0.999 + 1e-3 * sum((yp @ (c * (1.0 + 0.01 * k))).sum() for k in range(3))),
-        output_products=per_trial(lambda c: c * 0.999 + 1e-3 * sum((c * (1.0 + 0.01 * k)) @ zy for k in range(3)).sum(1)[:, None]),
+        stacked_product=per_trial(lambda ww: ww * 0.999 + 1e-3 * (jnp.stack(planes(ww)).reshape(-1, n_pre) @ xp).sum()),
+        separate_products=per_trial(lambda ww: ww * 0.999 + 1e-3 * sum((v @ xp).sum() for v in planes(ww))),
     )
 
 
@@ -260,9 +259,9 @@ def main():
     print(f"   the rest: gradient − forward − recomputed forward − backward step = {us(rest)} (around the steps: residuals and carries)")
     print(f"   one elementwise pass over W (the scan's floor)  {us(base)}")
     print(f"   y = W·x, beyond that pass                       {us(bd['matvec'] - base)}")
-    print(f"   the backward's products, each group timed alone beyond that pass:")
-    print(f"     3 × (B×post)·(post×pre) (coefficient cotangents) {us(bd['coeff_products'] - base)}")
-    print(f"     3 × (post×pre)·(pre×(B−1)) (output cotangent)    {us(bd['output_products'] - base)}")
+    print("   the VJP's product over the stacked V_c (with forming them), timed alone beyond that pass:")
+    print(f"     one (C·post×pre)·(pre×A), as the VJP does it      {us(bd['stacked_product'] - base)}")
+    print(f"     C separate (post×pre)·(pre×A), for comparison     {us(bd['separate_products'] - base)}")
     print(f"   process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
 
 

@@ -36,13 +36,16 @@ import jax.numpy as jnp
 Contraction = Literal["auto", "synapse", "moments"]
 Derivative = Literal["auto", "reverse", "forward"]
 
-# from this many synapses on, the hand-written VJP beats JAX's transpose of the JVP (measured on
-# a 2-core CPU: JVP 2× faster at 2 × 10, a tie at 20 × 200, the VJP 1.5× faster at 1000 × 100)
-_VJP_MIN_SYNAPSES = 2**14
+# from this many synapses on, the hand-written VJP beats JAX's transpose of the JVP (gradient of a
+# 240-trial log-likelihood on a 2-core CPU, per trajectory, single / vmapped over 8: JVP faster
+# at 2 × 10 (0.9 vs 1.3 ms / 0.29 vs 0.34 ms); mixed at 10 × 100 (2.8 vs 3.3 ms / 2.4 vs 1.8 ms);
+# the VJP faster from 10 × 200 (5.3 vs 10.1 ms) and 20 × 200 (8.0 vs 8.7 ms / 4.1 vs 6.6 ms) on,
+# 7.6× at 1000 × 100 single (65 vs 495 ms))
+_VJP_MIN_SYNAPSES = 2000
 
 
 def choose_derivative(n_post: int, n_pre: int) -> str:
-    """``"reverse"`` (the VJP) for layers of at least 2¹⁴ synapses, else ``"forward"`` (the JVP)."""
+    """``"reverse"`` (the VJP) for layers of at least 2,000 synapses, else ``"forward"`` (the JVP)."""
     return "reverse" if n_post * n_pre >= _VJP_MIN_SYNAPSES else "forward"
 
 # up to this many (sample, y-power) pairs the per-synapse path sums Horner polynomials
@@ -93,12 +96,11 @@ def taylor_update(
         contraction = choose_contraction(theta.shape, n, n_post, n_pre)
     if contraction == "moments":
         return scale * _moments_first(theta, pre, post, weight, reward)
-    z = _per_sample_coefficients(theta, pre, reward)
     if derivative == "auto":
         derivative = choose_derivative(n_post, n_pre)
     if derivative == "reverse":
-        return _synapse_poly_reverse(post, z, weight, float(scale))
-    return scale * _synapse_poly(post, z, weight)
+        return _synapse_reverse(theta, pre, post, weight, reward, float(scale))
+    return scale * _synapse_poly(post, _per_sample_coefficients(theta, pre, reward), weight)
 
 
 def _moments_first(theta, pre, post, weight, reward):
@@ -191,49 +193,87 @@ def _synapse_poly_jvp(primals, tangents):
 
 
 # --------------------------------------------------------------------------------------
-# The reverse-mode path: a hand-written VJP
+# The reverse-mode path: a hand-written VJP of the whole update
 # --------------------------------------------------------------------------------------
 #
-# Transposing the JVP above leaves XLA with a dozen small kernels per trial (nine column sums for
-# the coefficients, each fused with a broadcast of a slice of the stored per-trial residuals,
-# which the CPU backend does not vectorise). The VJP below needs, per trial and with
-# V_c = ū ⊙ w^c (C − 1 elementwise products):
-#   z̄[n, b, c, :] = Σ_i y_ni^b V_c[i, :]          — C thin matrix products (N·B × post)·(post × pre)
-#   ȳ[n, i] = Σ_b≥1 b y_ni^(b−1) Σ_cj V_c[i, j] z[n, b, c, j]   — C thin products (post × pre)·(pre × N·(B−1))
-#   w̄ = ū ⊙ ∂P/∂w                                 — one elementwise Horner pass
-# and the learning rate and 1/N are applied to these small outputs, not to ū.
+# Transposing the JVP above leaves XLA with a dozen small kernels per trial. The VJP below goes
+# from the update's cotangent ū straight to the cotangents of (θ, x, y, w, r), through the
+# *presynaptic* side: with V_c = ū ⊙ w^c (one elementwise loop) it forms
+#   M_c[i, (n, a)] = Σ_j V_c[i, j] x_nj^a      — one product (C·post × pre)·(pre × N·A) over the stacked V_c
+# and everything else from these small (post × N·A) matrices:
+#   θ̄_abcd = Σ_n r_n^d Σ_i y_ni^b M_c[i, n, a]
+#   ȳ_ni   = Σ_b≥1 b y_ni^(b−1) Σ_ac M_c[i, n, a] Σ_d θ_abcd r_n^d
+#   r̄_n    = Σ_d≥1 d r_n^(d−1) Σ_abc θ_abcd Σ_i y_ni^b M_c[i, n, a]
+#   w̄      = ū ⊙ ∂P/∂w                         — one elementwise Horner pass
+# The presynaptic cotangent x̄ (needed when x is itself computed, as in a recurrent layer) comes
+# from one more product with the stacked V_c, transposed; XLA drops it when x is data. The former
+# VJP went through the per-sample coefficients z (z̄, then θ̄ and x̄ from it) and needed both sets
+# of products, as 2·C separate thin products: on XLA:CPU (2 cores, 100 → 1000) one backward step
+# took 258 µs, now 131 µs, and the whole gradient is 1.8× faster (docs/core.md). One stacked
+# product, not C: C products of (post × pre)·(pre × A) cost twice as much there. The learning rate
+# and 1/N are applied to the small outputs, not to ū. The forward pass computes Δw directly (it
+# does not call the custom_vjp function again), so forward over reverse (``jax.hessian``) works;
+# plain forward mode (``jax.jvp``, ``jax.jacfwd``) does not enter a VJP.
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _synapse_poly_reverse(y, z, w, scale: float):
-    """scale · (1/N) Σ_n Σ_bc y[n, :, None]^b · w^c · z[n, b, c, None, :] (as _synapse_poly, with a VJP)."""
-    return _poly(y, z, w) * (scale / y.shape[0])
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _synapse_reverse(theta, pre, post, weight, reward, scale: float):
+    """scale · mean_n Σ θ_abcd x^a y^b w^c r^d by the per-synapse path (as :func:`taylor_update`), with a VJP."""
+    z = _per_sample_coefficients(theta, pre, reward)
+    return _poly(post, z, weight) * (scale / pre.shape[0])
 
 
-def _synapse_poly_reverse_fwd(y, z, w, scale):
-    return _synapse_poly_reverse(y, z, w, scale), (y, z, w)
+def _synapse_reverse_fwd(theta, pre, post, weight, reward, scale):
+    z = _per_sample_coefficients(theta, pre, reward)
+    out = _poly(post, z, weight) * (scale / pre.shape[0])
+    # z is not kept: recomputed in the backward pass (one small product), it is a buffer of its own
+    # there; read as a slice of the stacked residuals of a scan, its broadcasts inside the
+    # elementwise w̄ loop were not vectorised by XLA:CPU (6× slower at 100 → 1000)
+    return out, (theta, pre, post, weight, reward)
 
 
-def _synapse_poly_reverse_bwd(scale, residuals, u):
-    y, z, w = residuals
-    n, b, c, p = z.shape
-    post = w.shape[0]
+def _synapse_reverse_bwd(scale, residuals, u):
+    theta, x, y, w, r = residuals
+    a, b, c, d = theta.shape
+    n, p = x.shape
     s = scale / n
-    yp = _powers(y, b).reshape(n * b, post)  # (N·B, post)
-    vs = [u]
-    for _ in range(1, c):
-        vs.append(vs[-1] * w)
-    zbar = jnp.stack([yp @ v for v in vs], axis=1).reshape(n, b, c, p) * s
-    if b > 1:
-        zy = jnp.stack([k * z[:, k] for k in range(1, b)], axis=1)  # (N, B−1, C, pre): coefficients of ∂/∂y
-        q = sum(vs[k] @ zy[:, :, k].reshape(n * (b - 1), p).T for k in range(c))  # (post, N·(B−1))
-        q = q.reshape(post, n, b - 1) * s
-        ybar = _horner([q[:, :, k].T for k in range(b - 1)], y)
+    xp = _powers(x, a)  # (N, A, pre)
+    yp = _powers(y, b)  # (N, B, post)
+    rp = _powers(r, d)  # (N, D)
+    # the V_c = ū ⊙ w^c one above the other, (C·post, pre), as one elementwise loop over an iota
+    # (a stack of the C products would be a concatenate, which XLA:CPU does not vectorise)
+    plane = jax.lax.broadcasted_iota(jnp.int32, (c,) + w.shape, 0)
+    stacked = jnp.broadcast_to(u, (c,) + w.shape)
+    for j in range(1, c):
+        stacked = stacked * jnp.where(plane >= j, w, jnp.ones_like(w))
+    stacked = stacked.reshape(-1, p)
+    # M_c[i, n, a] as (C, post, N, A), from one product
+    m = (stacked @ xp.reshape(n * a, p).T).reshape(c, -1, n, a)
+    g = jnp.einsum("nbi,cina->nabc", yp, m)  # Σ_i y_ni^b M_c[i, n, a]
+    theta_r = jnp.einsum("abcd,nd->nabc", theta, rp)  # Σ_d θ_abcd r_n^d
+    theta_bar = jnp.einsum("nabc,nd->abcd", g, rp) * s
+    if d > 1:
+        h = jnp.einsum("abcd,nabc->nd", theta, g)
+        r_bar = sum(k * rp[:, k - 1] * h[:, k] for k in range(1, d)) * s
     else:
-        ybar = jnp.zeros_like(y)
-    deriv = _poly_dw(y, z, w)
-    wbar = u * (deriv * s) if deriv is not None else jnp.zeros_like(w)
-    return ybar, zbar, wbar
+        r_bar = jnp.zeros_like(r)
+    if b > 1:
+        q = jnp.einsum("cina,nabc->nbi", m, theta_r)
+        y_bar = sum(k * yp[:, k - 1] * q[:, k] for k in range(1, b)) * s
+    else:
+        y_bar = jnp.zeros_like(y)
+    if a > 1:
+        # x̄_nj = Σ_a' x_nj^a' Σ_ci V_c[i, j] H[c, i, n, a'] with H = (a'+1) Σ_b y_ni^b Σ_d θ_(a'+1)bcd r_n^d:
+        # one product with the stacked V_c transposed
+        hx = jnp.einsum("nbi,nabc->cina", yp, theta_r[:, 1:] * jnp.arange(1, a, dtype=theta.dtype)[None, :, None, None])
+        lx = jax.lax.dot_general(stacked, hx.reshape(-1, n * (a - 1)), (((0,), (0,)), ((), ())))  # (pre, N·(A−1))
+        lx = lx.T.reshape(n, a - 1, p)
+        x_bar = sum(xp[:, k] * lx[:, k] for k in range(a - 1)) * s
+    else:
+        x_bar = jnp.zeros_like(x)
+    deriv = _poly_dw(y, _per_sample_coefficients(theta, x, r), w)
+    w_bar = u * (deriv * s) if deriv is not None else jnp.zeros_like(w)
+    return theta_bar, x_bar, y_bar, w_bar, r_bar
 
 
-_synapse_poly_reverse.defvjp(_synapse_poly_reverse_fwd, _synapse_poly_reverse_bwd)
+_synapse_reverse.defvjp(_synapse_reverse_fwd, _synapse_reverse_bwd)

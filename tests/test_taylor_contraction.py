@@ -139,7 +139,8 @@ def test_auto_derivative_takes_the_vjp_for_large_layers_only(getkey):
     from plasticinfer._taylor_contraction import choose_derivative
 
     assert choose_derivative(1000, 100) == "reverse"  # the fitting benchmark's layer
-    assert choose_derivative(2, 10) == "forward" and choose_derivative(20, 200) == "forward"
+    assert choose_derivative(20, 200) == "reverse" and choose_derivative(10, 200) == "reverse"
+    assert choose_derivative(2, 10) == "forward" and choose_derivative(10, 100) == "forward"
     # small layers keep forward mode under "auto": jacfwd through the default rule works there
     rule = pi_oja()
     pre, post, w, r = _inputs(getkey, 1, 3, 4)
@@ -168,24 +169,36 @@ def test_unknown_contraction_is_a_clear_error():
         TaylorRule(["x*y"], contraction="fast")
 
 
-def test_nuts_mass_matrix_hessian_falls_back_to_reverse_over_reverse(getkey):
-    """The NUTS warm start's Hessian goes forward over reverse; through a VJP rule it falls back, same matrix."""
+def test_nuts_mass_matrix_hessian_goes_through_the_vjp_and_falls_back_where_forward_mode_is_refused(getkey):
+    """The NUTS warm start's Hessian goes forward over reverse. The VJP rule supports that (its forward pass
+    is plain JAX, its backward too), only plain forward mode is refused; a potential that refuses forward
+    over reverse too falls back to reverse over reverse. Every route gives the JVP rule's matrix."""
     from plasticinfer.bayes._sample import _initial_inverse_mass
 
     rule = _rule(getkey, "synapse")
     pre, post, w, r = _inputs(getkey, 1, 3, 4)
 
-    def potential(derivative):
+    @jax.custom_vjp
+    def square(v):  # a VJP whose forward pass calls itself: forward mode cannot enter it at all
+        return v**2
+
+    square.defvjp(lambda v: (square(v), v), lambda v, g: (2 * v * g,))
+
+    def potential(derivative, sq=jnp.square):
         def f(z):
             rule_z = TaylorRule(rule.terms, z["theta"], learning_rate=0.7, contraction="synapse", derivative=derivative)
-            return jnp.sum(rule_z(pre, post, w, r) ** 2) + 0.5 * jnp.sum(z["theta"] ** 2)
+            return jnp.sum(rule_z(pre, post, w, r) ** 2) + 0.5 * jnp.sum(sq(z["theta"]))
 
         return f
 
     z0 = {"theta": rule.coeffs}
     with pytest.raises(TypeError, match="forward-mode"):
-        jax.hessian(potential("reverse"))(z0)
+        jax.jacfwd(potential("reverse"))(z0)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.hessian(potential("reverse", square))(z0)
+    want_h = jax.hessian(potential("forward"))(z0)["theta"]["theta"]
+    np.testing.assert_allclose(jax.hessian(potential("reverse"))(z0)["theta"]["theta"], want_h, rtol=1e-8, atol=1e-12)
     for dense in (True, False):
-        got = _initial_inverse_mass(potential("reverse"), z0, dense)
         want = _initial_inverse_mass(potential("forward"), z0, dense)
-        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12)
+        for got in (_initial_inverse_mass(potential("reverse"), z0, dense), _initial_inverse_mass(potential("reverse", square), z0, dense)):
+            np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12)

@@ -202,3 +202,28 @@ def test_nuts_mass_matrix_hessian_goes_through_the_vjp_and_falls_back_where_forw
         want = _initial_inverse_mass(potential("forward"), z0, dense)
         for got in (_initial_inverse_mass(potential("reverse"), z0, dense), _initial_inverse_mass(potential("reverse", square), z0, dense)):
             np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-12)
+
+
+def test_vjp_under_vmap_in_a_checkpointed_recurrent_scan_equals_the_jvp(getkey):
+    """The VJP where fits use it: vmapped over trajectories, inside √T-checkpointed segments (with a
+    remainder), in a recurrent layer whose presynaptic input is itself computed (so x̄ is needed):
+    the gradients in every coefficient and initial weight equal those through the JVP."""
+    import plasticinfer as pi
+
+    net = pi.Recurrent(3, 4, plastic=("ff", "rec"))
+    full = TaylorRule.full(("x", "y", "w", "r"), 2, max_degree=3)
+    coeffs = {k: 0.3 * jax.random.normal(getkey(), (len(full.terms),)) for k in ("ff", "rec")}
+    w0 = {"ff": 0.5 * jax.random.normal(getkey(), (3, 4, 3)), "rec": 0.3 * jax.random.normal(getkey(), (3, 4, 4))}
+    trials = {"x": jax.random.normal(getkey(), (3, 11, 3)), "reward": jax.random.normal(getkey(), (3, 11))}
+
+    def loss(derivative):
+        def f(c, w, tr):
+            rules = {k: TaylorRule(full.terms, c[k], learning_rate=0.2, contraction="synapse", derivative=derivative) for k in c}
+            return jnp.sum(jnp.sin(pi.simulate(rules, net, w, tr, checkpoint=3).outputs))
+
+        return jax.jit(jax.vmap(jax.grad(f, argnums=(0, 1)), in_axes=(None, 0, 0)))
+
+    got, want = loss("reverse")(coeffs, w0, trials), loss("forward")(coeffs, w0, trials)
+    for g, h in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        assert float(jnp.max(jnp.abs(h))) > 1e-3
+        np.testing.assert_allclose(g, h, rtol=1e-8, atol=1e-10)

@@ -321,7 +321,7 @@ def fit_independent(model, data, *, key=None, **kwargs):
 
 def sample(
     model, data, *, key, priors=None, method=None, hierarchical=None, init=None, warn: bool = True,
-    checkpoint=None, checkpoint_every: int = 50, resume: bool = False,
+    checkpoint=None, checkpoint_every: int = 50, resume: bool = False, progress: bool = True,
 ):  # fmt: skip
     """:func:`plasticinfer.bayes.sample` with the NUTS chains split over processes; every process gets the posterior.
 
@@ -337,7 +337,7 @@ def sample(
     _check_sampler_checkpoint(method, checkpoint, checkpoint_every, resume)
     k_run, _ = jax.random.split(key)
     if not isinstance(method, NUTS) or jax.process_count() == 1:
-        draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume)
+        draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume, progress)
         return finish(spec, method, data, draws, stats, seconds, svi_loss=svi_loss, warn=warn)
     if checkpoint is not None:
         raise DistributedError(
@@ -355,7 +355,10 @@ def sample(
         n = len(mine)
         chosen = "sequential" if n == 1 else ("parallel" if jax.local_device_count() >= n else "vectorized")
         local_method = dataclasses.replace(method, chain_method=chosen)
-    draws, stats, seconds = NUTSRunner(spec, local_method).run(data, latent, k_run, chains=list(mine))
+    # a bar on the first process only (the others run the same number of iterations)
+    draws, stats, seconds = NUTSRunner(spec, local_method).run(
+        data, latent, k_run, chains=list(mine), progress=progress and jax.process_index() == 0
+    )
     parts = gather_objects((draws, stats, seconds))
     draws = {k: np.concatenate([p[0][k] for p in parts], axis=0) for k in draws}
     stats = {k: np.concatenate([p[1][k] for p in parts], axis=0) for k in stats}

@@ -131,6 +131,30 @@ def test_resume_in_sampling_phase_with_other_chunking(problem, reference, tmp_pa
     _assert_identical(_sample(problem, checkpoint=ck, checkpoint_every=3, resume=True), reference)
 
 
+def test_progress_bar_runs_in_chunks_with_the_uninterrupted_draws(problem, reference, monkeypatch, capsys):
+    """``progress=True`` where a bar is drawn (forced here: pytest's stderr is not a terminal): the run is
+    cut into chunks of ⌈20/20⌉ = 1 iteration for the bar, which names the run, and the draws are the
+    unchunked run's. Where no bar is drawn, nothing is chunked (one program over all 20 iterations)."""
+    import plasticinfer.bayes._nuts as nuts
+
+    lengths = []
+    original = NUTSRunner._advance_fn
+
+    def spy(self, length):
+        lengths.append(length)
+        return original(self, length)
+
+    monkeypatch.setattr(NUTSRunner, "_advance_fn", spy)
+    _assert_identical(_sample(problem, progress=True), reference)  # pytest's stderr: no bar, no chunks
+    assert lengths == [20] and "NUTS (" not in capsys.readouterr().err
+    monkeypatch.setattr(nuts, "show_progress", lambda progress: bool(progress))
+    _assert_identical(_sample(problem, progress=True), reference)
+    assert lengths == [20, 1]
+    assert "NUTS (2 chains, 12 warmup + 8 draws)" in capsys.readouterr().err
+    _sample(problem, progress=False)
+    assert lengths == [20, 1, 20] and "NUTS (" not in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def finished_checkpoint(problem, tmp_path_factory):
     ck = tmp_path_factory.mktemp("nuts") / "nuts.ckpt"

@@ -19,6 +19,7 @@ from numpyro.infer.util import unconstrain_fn
 
 from .._checkpoint import as_tree, check_checkpoint_options, fingerprint, read_checkpoint, save_checkpoint
 from .._errors import DataError, InterruptedWarning, ModelError
+from .._progress import show_progress
 from .._trial_data import TrialData
 from ._numpyro_model import ModelSpec
 
@@ -47,9 +48,10 @@ class NUTS:
         init_jitter: standard deviation of the noise added (in unconstrained space) to the warm
             start of each chain, so chains start apart.
 
-    Sampling runs as one compiled program per chain (warmup and draws in a single ``lax.scan``), so
-    there is no progress bar to show; with ``sample(checkpoint=...)`` it runs in chunks of
-    ``checkpoint_every`` iterations instead, each saved, and the draws are the same.
+    Sampling runs as compiled chunks of iterations (warmup and draws in one ``lax.scan`` per chunk):
+    one chunk when nobody watches, about 20 with a progress bar (``sample(progress=True)``, the
+    default, on a terminal or in Jupyter), chunks of ``checkpoint_every`` with ``sample(checkpoint=...)``,
+    each saved. However the run is cut, the draws are the same.
     """
 
     warmup: int = 500
@@ -226,6 +228,7 @@ class NUTSRunner:
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int = 50,
         resume: bool = False,
+        progress: bool = False,
     ):
         """Sample one dataset; returns (draws by site with (chain, draw) axes, sample stats, seconds).
 
@@ -237,13 +240,18 @@ class NUTSRunner:
         after each the chains' states and the draws so far are written there; ``resume`` continues
         from it. A Ctrl-C (``KeyboardInterrupt``)
         keeps the last completed chunk in the checkpoint, warns how to resume and goes on up.
+        ``progress`` draws a bar over the iterations (see :func:`plasticinfer._progress.show_progress`);
+        without a checkpoint it cuts the run into about 20 chunks for it (the same draws).
         """
+        from tqdm.auto import tqdm
+
         from .. import _interrupt
 
         config = self.config
         check_checkpoint_options(checkpoint, checkpoint_every, resume)
         total = config.warmup + config.samples
-        every = checkpoint_every if checkpoint is not None else total
+        bar = show_progress(progress)
+        every = checkpoint_every if checkpoint is not None else (max(1, -(-total // 20)) if bar else total)
         k_setup, k_run = jax.random.split(key)
         chain_keys = jax.random.split(k_run, config.chains)
         if chains is not None:
@@ -267,23 +275,27 @@ class NUTSRunner:
             if stored is not None:
                 state, zs, stats, done, earlier = self._restore(checkpoint, *stored, state, total)
             interrupted = False
-            while done < total:
-                n = min(every - done % every, total - done)
-                try:
-                    new_state, (z, st) = advance(data, state, jnp.asarray(n))
-                    z = jax.tree_util.tree_map(lambda a, n=n: np.asarray(a)[:, :n], z)
-                    st = tuple(np.asarray(a)[:, :n] for a in st)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    break
-                state, done = new_state, done + n
-                zs.append(z)
-                stats.append(st)
-                if checkpoint is not None:
-                    self._save(checkpoint, state, zs, stats, done, earlier + time.perf_counter() - t0, fp)
-                if _interrupt.count():  # a Ctrl-C on the command line whose KeyboardInterrupt was swallowed elsewhere
-                    interrupted = done < total
-                    break
+            desc = f"NUTS ({len(chain_keys)} chain{'s' if len(chain_keys) != 1 else ''}, {config.warmup} warmup + {config.samples} draws)"
+            with tqdm(total=total, initial=done, desc=desc, unit="it", disable=not bar, leave=False) as pbar:
+                while done < total:
+                    n = min(every - done % every, total - done)
+                    try:
+                        new_state, (z, st) = advance(data, state, jnp.asarray(n))
+                        z = jax.tree_util.tree_map(lambda a, n=n: np.asarray(a)[:, :n], z)
+                        st = tuple(np.asarray(a)[:, :n] for a in st)
+                    except KeyboardInterrupt:
+                        interrupted = True
+                        break
+                    state, done = new_state, done + n
+                    zs.append(z)
+                    stats.append(st)
+                    pbar.update(n)
+                    pbar.set_postfix_str("warmup" if done <= config.warmup else "sampling", refresh=False)
+                    if checkpoint is not None:
+                        self._save(checkpoint, state, zs, stats, done, earlier + time.perf_counter() - t0, fp)
+                    if _interrupt.count():  # a Ctrl-C on the command line whose KeyboardInterrupt was swallowed elsewhere
+                        interrupted = done < total
+                        break
             if interrupted:
                 warnings.warn(
                     f"NUTS interrupted after {done} of {total} iterations (warmup and draws) per chain; "

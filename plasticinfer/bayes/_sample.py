@@ -80,6 +80,8 @@ def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: P
     svi = _NumPyroSVI(spec.numpyro_model, guide, optimiser, Trace_ELBO(num_particles=config.particles))
     t0 = time.perf_counter()
     with jax.numpy_dtype_promotion("standard"):
+        # no bar: NumPyro's runs the steps one jitted call at a time, not as one scan, which is slower
+        # and need not round the same way
         result = svi.run(k_fit, config.steps, data, progress_bar=False)
         latent_draws = Predictive(guide, params=result.params, num_samples=config.draws)(k_draw, data)
         det_names = [n for n in _deterministic_sites(spec) if n not in latent_draws]
@@ -137,6 +139,7 @@ def sample(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 50,
     resume: bool = False,
+    progress: bool = True,
 ):
     """Sample the posterior of a model's parameters given data.
 
@@ -167,6 +170,9 @@ def sample(
         resume: continue from ``checkpoint`` if it exists. A checkpoint of a different model,
             data, priors, starting point, key or ``NUTS`` settings is refused. The draws equal
             those of an uninterrupted run.
+        progress: (NUTS) a progress bar over the iterations (warmup and draws, all chains at once),
+            drawn only on a terminal or in Jupyter (as every ``progress=`` of the package). The draws
+            do not depend on it. SVI runs as one compiled loop, without a bar.
 
     Returns:
         A :class:`Posterior` (``.idata`` is an ArviZ InferenceData).
@@ -178,14 +184,18 @@ def sample(
     spec, method, data, latent = prepare(model, data, priors=priors, method=method, hierarchical=hierarchical, init=init)
     _check_sampler_checkpoint(method, checkpoint, checkpoint_every, resume)
     k_run, _ = jax.random.split(key)
-    draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume)
+    draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume, progress)
     return finish(spec, method, data, draws, stats, seconds, svi_loss=svi_loss, warn=warn)
 
 
-def run_sampler(spec, method, data, latent, key, checkpoint=None, checkpoint_every: int = 50, resume: bool = False):
+def run_sampler(
+    spec, method, data, latent, key, checkpoint=None, checkpoint_every: int = 50, resume: bool = False, progress: bool = False
+):  # fmt: skip
     """Run ``method`` (all NUTS chains, or SVI): ``(draws, stats, seconds, svi_loss or None)``."""
     if isinstance(method, NUTS):
-        run = NUTSRunner(spec, method).run(data, latent, key, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume)
+        run = NUTSRunner(spec, method).run(
+            data, latent, key, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress
+        )
         return (*run, None)
     return _run_svi(spec, method, data, latent, key)
 

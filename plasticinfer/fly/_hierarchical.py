@@ -129,6 +129,7 @@ def hierarchical_fit(
     checkpoint=None,
     checkpoint_every: int = 50,
     resume: bool = False,
+    progress: bool = True,
 ) -> PopulationPosterior:
     """Hierarchical NUTS fit of one hypothesis across every subject of a behaviour dataset.
 
@@ -152,6 +153,7 @@ def hierarchical_fit(
         start_steps: L-BFGS steps of the per-fly MAP fits that start the sampler.
         checkpoint, checkpoint_every, resume: checkpoints of the NUTS run, as for
             :func:`plasticinfer.bayes.sample` (the MAP start is recomputed, identically, on resuming).
+        progress: the NUTS run's progress bar, as for :func:`plasticinfer.bayes.sample`.
     """
     from .. import bayes
     from ..data import validate
@@ -177,7 +179,7 @@ def hierarchical_fit(
     start = finished(fit_independent(model, data, steps=start_steps, l1=h.l1 or 0.0, fit_initial_weights=False, progress=False))
     post = bayes.sample(
         model, data, key=k_sample, priors=priors, method=method, hierarchical=bayes.Hierarchical(), init=start,
-        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress,
     )  # fmt: skip
     names = list(model.rule.names)
     decay = "w" if "w" in names and not model.rule.fixed[names.index("w")] else None

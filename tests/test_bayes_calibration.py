@@ -52,3 +52,32 @@ def test_sbc_small_rule_is_calibrated(tmp_path):
     assert res.uniformity().loc["all", "p_chi2"] > 0.001, res.summary()
     fig = res.plot()
     fig.savefig(tmp_path / "ranks.png")
+
+
+def test_sbc_progress_is_a_bar_or_a_callback_and_changes_no_rank(monkeypatch, capsys):
+    """``progress=True`` (default) draws a bar over the datasets where someone watches (forced here: pytest's
+    stderr is not a terminal); a callable is called ``(done, total)`` after each dataset instead. The ranks
+    do not depend on which."""
+    import plasticinfer.bayes._calibration as calibration
+
+    model = pi.PlasticityModel.create(
+        pi.TaylorRule.from_terms({"x*r": 0.5}), pi.ChoiceCircuit(2), pi.BernoulliChoice(1.0, learn_temperature=False),
+        n_trajectories=1, initial_weights={"w": jnp.zeros((1, 2))},
+    )  # fmt: skip
+    p, _ = pi.data.block_schedule(((0.2, 0.8), (0.8, 0.2)), 10)
+    cues = pi.one_hot_cues(2)
+    settings = dict(
+        key=jax.random.key(1), n_datasets=3, priors=bayes.Priors(coefficients=bayes.Normal(0.3, loc=0.5), observation=None),
+        method=bayes.NUTS(warmup=10, samples=10, chains=1, max_tree_depth=3), n_rank_draws=9,
+    )  # fmt: skip
+    sim = lambda k, m: pi.data.simulate_choices(m, cues, p[None], key=k)[0]  # noqa: E731
+    calls = []
+    logged = bayes.simulation_based_calibration(model, sim, progress=lambda done, total: calls.append((done, total)), **settings)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert "simulation-based calibration" not in capsys.readouterr().err
+    monkeypatch.setattr(calibration, "show_progress", lambda progress: bool(progress))
+    shown = bayes.simulation_based_calibration(model, sim, **settings)
+    assert "simulation-based calibration" in capsys.readouterr().err
+    np.testing.assert_array_equal(shown.ranks, logged.ranks)
+    bayes.simulation_based_calibration(model, sim, progress=False, **settings)
+    assert "simulation-based calibration" not in capsys.readouterr().err

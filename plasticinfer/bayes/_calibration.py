@@ -23,6 +23,7 @@ from numpyro.infer import Predictive
 from .._errors import ModelError
 from .._fit import fit
 from .._interrupt import finished
+from .._progress import show_progress
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ._numpyro_model import ModelSpec
@@ -209,7 +210,7 @@ def simulation_based_calibration(
     n_rank_draws: int = 99,
     interval: float = 0.9,
     warm_start: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: bool | Callable[[int, int], None] = True,
 ) -> CalibrationResult:
     """Run simulation-based calibration of :func:`sample` for a model and a data simulator.
 
@@ -228,8 +229,12 @@ def simulation_based_calibration(
         warm_start: L-BFGS steps of a MAP fit on each dataset before sampling (0: every posterior
             starts at ``model``'s values). The start then depends on the data only, never on the
             truth, so the calibration stays valid; it is how ``sample`` is meant to be used.
-        progress: optional callback ``(done, total)`` after each dataset.
+        progress: ``True`` (default): a progress bar over the datasets, drawn only on a terminal or in
+            Jupyter (as every ``progress=`` of the package); ``False``: none; or a callback
+            ``(done, total)`` called after each dataset (e.g. to log progress from a batch job).
     """
+    from tqdm.auto import tqdm
+
     priors = priors if priors is not None else Priors()
     method = method if method is not None else NUTS(warmup=300, samples=300)
     total = method.chains * method.samples
@@ -252,24 +257,31 @@ def simulation_based_calibration(
     simulate_jit = eqx.filter_jit(simulate)
     run_keys = jax.random.split(k_run, n_datasets)
     by_chain_parts, div_parts = [], []
-    for i in range(n_datasets):
-        true_model = spec.place({g.name: prior[g.name][i] for g in spec.groups})
-        data = simulate_jit(data_keys[i], true_model)
-        if warm_start > 0:
-            fitted = finished(fit(
-                model, data, steps=warm_start, fit_initial_weights=priors.initial_weights is not None, progress=False,
-                devices=jax.devices()[:1],
-            ))
-            start_i = spec.latent_init(fitted.model)
-        else:
-            start_i = start
-        draws, sample_stats, _ = runner.run(data, start_i, run_keys[i])
-        by_chain_parts.append(
-            np.concatenate([draws[g.name].reshape(method.chains, method.samples, -1) for g in spec.groups], axis=-1)
-        )
-        div_parts.append(int(sample_stats["diverging"].sum()))
-        if progress is not None:
-            progress(i + 1, n_datasets)
+    callback = progress if callable(progress) else None
+    bar = tqdm(total=n_datasets, desc="simulation-based calibration", unit="dataset", leave=False,
+               disable=callback is not None or not show_progress(bool(progress)))  # fmt: skip
+    try:
+        for i in range(n_datasets):
+            true_model = spec.place({g.name: prior[g.name][i] for g in spec.groups})
+            data = simulate_jit(data_keys[i], true_model)
+            if warm_start > 0:
+                fitted = finished(fit(
+                    model, data, steps=warm_start, fit_initial_weights=priors.initial_weights is not None, progress=False,
+                    devices=jax.devices()[:1],
+                ))
+                start_i = spec.latent_init(fitted.model)
+            else:
+                start_i = start
+            draws, sample_stats, _ = runner.run(data, start_i, run_keys[i])
+            by_chain_parts.append(
+                np.concatenate([draws[g.name].reshape(method.chains, method.samples, -1) for g in spec.groups], axis=-1)
+            )
+            div_parts.append(int(sample_stats["diverging"].sum()))
+            bar.update(1)
+            if callback is not None:
+                callback(i + 1, n_datasets)
+    finally:
+        bar.close()
     by_chain = np.stack(by_chain_parts)  # (dataset, chain, draw, parameter)
     divergences = np.asarray(div_parts, dtype=np.int64)
     flat = by_chain.reshape(n_datasets, -1, k)

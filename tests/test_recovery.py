@@ -87,3 +87,13 @@ def test_trial_data_checks_shapes():
         pi.TrialData({"x": jnp.zeros((2, 5, 3))}, jnp.zeros((2, 4, 1)), jnp.ones((2, 4, 1), bool))
     with pytest.raises(pi.DataError, match="leading"):
         pi.TrialData({"x": jnp.zeros((5,))}, jnp.zeros((2, 5)), jnp.ones((2, 5), bool))
+
+
+def test_gaussian_inputs_principal_components_are_the_covariance_eigenvectors_largest_first():
+    inputs = pi.GaussianInputs.with_spectrum(jax.random.key(4), [1.0, 5.0, 2.5, 0.3])
+    pcs = np.asarray(inputs.principal_components())
+    cov = np.asarray(inputs.cov)
+    np.testing.assert_allclose(pcs @ pcs.T, np.eye(4), atol=1e-10)  # orthonormal rows
+    lam = np.einsum("ki,ij,kj->k", pcs, cov, pcs)
+    np.testing.assert_allclose(lam, [5.0, 2.5, 1.0, 0.3], rtol=1e-10)  # largest first
+    np.testing.assert_allclose(cov @ pcs.T, pcs.T * lam, atol=1e-10)  # eigenvectors

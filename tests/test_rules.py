@@ -249,3 +249,17 @@ def test_every_rule_prints_through_the_one_formatter(key):
     args = (jnp.ones((2, 3)), jnp.ones((2, 1)), jnp.zeros((1, 3)), jnp.ones(2))
     np.testing.assert_allclose(pair(*args), trace(*args))
     np.testing.assert_allclose(trace(*args), -0.04 + 0.5 * 0.03 + 1.0 * 0.01)  # α·ν_pre + (κτ_post + γτ_pre)·ν_pre·ν_post
+
+
+def test_with_fixed_holds_the_named_terms_and_keeps_the_earlier_ones(getkey):
+    """``with_fixed`` adds fixed terms to a copy: no gradient reaches them, the others still learn, values unchanged."""
+    import equinox as eqx
+
+    rule = TaylorRule.from_terms({"x*y": 0.5, "w": -0.1, "x*r": 0.2}, fixed=["x*r"], learning_rate=0.3)
+    held = rule.with_fixed(["w"])
+    assert held.fixed == (False, True, True) and rule.fixed == (False, False, True)
+    np.testing.assert_array_equal(held.coeffs, rule.coeffs)
+    pre, post, w, r = jax.random.normal(getkey(), (1, 4)), jax.random.normal(getkey(), (1, 3)), jax.random.normal(getkey(), (3, 4)), jnp.ones(1)
+    g = eqx.filter_grad(lambda rl: jnp.sum(rl(pre, post, w, r) ** 2))(held).coeffs
+    assert float(g[0]) != 0.0 and float(g[1]) == 0.0 and float(g[2]) == 0.0
+    np.testing.assert_allclose(held(pre, post, w, r), rule(pre, post, w, r), rtol=1e-12)

@@ -215,3 +215,17 @@ def test_environment_and_key_go_together():
         pi.simulate(pi.hebbian(), net, w0, p, environment=env)
     with pytest.raises(pi.ModelError, match="pass environment="):
         pi.simulate(pi.hebbian(), net, w0, {"cues": jnp.zeros((3, 2, 2))}, key=jax.random.key(0))
+
+
+def test_model_simulate_trajectory_is_one_row_of_model_simulate(getkey):
+    """``PlasticityModel.simulate_trajectory(i, trials)`` runs trajectory i from its own initial weights."""
+    net = pi.FeedForward(4, 3)
+    w0 = {"w": 0.3 * jax.random.normal(getkey(), (3, 3, 4))}
+    model = pi.PlasticityModel(pi.oja(0.05), net, pi.GaussianActivity(1.0), w0)
+    x = jax.random.normal(getkey(), (3, 9, 4))
+    every = model.simulate({"x": x})
+    for i in range(3):
+        one = model.simulate_trajectory(i, {"x": x[i]})
+        np.testing.assert_allclose(one.outputs, every.outputs[i], rtol=1e-12)
+        np.testing.assert_allclose(one.final_weights["w"], every.final_weights["w"][i], rtol=1e-12)
+    assert not np.allclose(every.outputs[0], every.outputs[1])  # the trajectories do differ

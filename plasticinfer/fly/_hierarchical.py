@@ -136,7 +136,7 @@ def hierarchical_fit(
     Each fly's rule coefficients and choice bias are drawn from a population (non-centred:
     θ_s = μ + τ·z_s), so the posterior answers "what do flies do in general" (μ, τ) and "how does
     fly s differ" (θ_s). Initial weights are held at 0 (a naive fly; the fitted bias carries its
-    side preference), the inverse temperature at 1 and the lapse rate at the analysis's 1 %, as in
+    side preference), the inverse temperature at 1 and no lapse (``compare.LAPSE = 0``), as in
     the MAP analysis. The sampler starts at per-fly MAP fits (``start_steps`` L-BFGS steps, flies
     vmapped), with the population mean and spread at their mean and spread.
 

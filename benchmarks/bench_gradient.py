@@ -157,6 +157,32 @@ def scale(dtype, n_trials, key):
     )
 
 
+def checkpointing_only(dtype, n_trials, key):
+    """The gradient with the rule's backward replaced by one elementwise pass that still reads every stored input.
+
+    What is left is the cost of √T checkpointing as JAX's scan autodiff runs it: the forward twice, each
+    trial's W written to and read from the segment's residual stack, the carries. An experiment, not a
+    mode of the package: the VJP's backward is swapped on the shared function and put back afterwards.
+    """
+    import plasticinfer as pi
+    from plasticinfer import _taylor_contraction as tc
+
+    model, data = _problem(100, 1000, n_trials, 1, dtype, key)
+    w0 = {"w": model.initial_weights["w"][0]}
+    trials = {"x": data.inputs["x"][0], "reward": data.inputs["reward"][0]}
+
+    def trivial_bwd(scale, residuals, u):
+        theta, x, y, w, r = residuals
+        return theta * r.sum(), jnp.zeros_like(x), 1e-3 * y, u * (1 + 1e-3 * w), jnp.zeros_like(r)
+
+    grad = jax.jit(lambda r, w: jax.grad(lambda r, w: pi.simulate(r, model.network, w, trials).outputs.sum(), argnums=(0, 1))(r, w))
+    tc._synapse_reverse.defvjp(tc._synapse_reverse_fwd, trivial_bwd)
+    try:
+        return _time(grad, model.rule, w0)["median"] / n_trials
+    finally:
+        tc._synapse_reverse.defvjp(tc._synapse_reverse_fwd, tc._synapse_reverse_bwd)
+
+
 def breakdown(dtype, n_trials, key):
     """Per-trial wall seconds (median of 5) of the backward step and of the kernels it is built from."""
     import plasticinfer as pi
@@ -253,6 +279,11 @@ def main():
     per_grad = g["median"] / n_trials
     backward = bd["backward"] - base  # less the pass that moves the weights
     print(f"   gradient (section 2), per trial                 {us(per_grad)}")
+    machinery = checkpointing_only(dtype, n_trials, key)
+    print(
+        f"   the same with the rule's backward replaced by one elementwise pass: {us(machinery)} "
+        f"= {machinery / (f['median'] / n_trials):.1f}× the forward (what √T checkpointing itself costs)"
+    )
     print(f"   forward step (y = W·x, the rule, W + ΔW)        {us(bd['forward'])}")
     print(f"   backward step (the VJP of one trial)            {us(backward)} = {backward / bd['forward']:.1f}× the forward step")
     rest = per_grad - 2 * bd["forward"] - backward

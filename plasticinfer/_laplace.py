@@ -29,7 +29,9 @@ def laplace_intervals(model: PlasticityModel, data: TrialData, *, level: float =
     if not isinstance(model.rule, TaylorRule):
         raise ModelError("laplace_intervals needs a model with a single TaylorRule")
 
-    fmodel = forward_mode(model)  # jax.hessian goes forward over reverse
+    # jax.hessian goes forward over reverse, through either derivative of a Taylor rule; the JVP keeps
+    # it on one path for every layer size
+    fmodel = forward_mode(model)
 
     def nll(coeffs):
         m = eqx.tree_at(lambda mm: mm.rule.coeffs, fmodel, coeffs)

@@ -16,8 +16,9 @@ can be summed in two orders, and which is cheaper depends only on the shapes:
 :func:`choose_contraction` picks the cheaper from these two counts; both return the same Δw.
 
 The per-synapse path is the only part of a Taylor update that touches every synapse more than
-once, so it carries a hand-written derivative: a JVP (not a VJP, so forward mode, Hessians and
-``jacfwd`` keep working). For up to 16 (sample, y-power) pairs its linear part is elementwise —
+once, so it carries hand-written derivatives: a VJP for reverse mode on large layers (below; chosen
+by ``"auto"`` from 2,000 synapses) and a JVP, which every JAX transformation can enter (forward mode,
+``jacfwd``, Hessians). For up to 16 (sample, y-power) pairs the JVP's linear part is elementwise —
 dy ⊙ ∂P/∂y, the polynomial in the coefficient tangents, dw ⊙ ∂P/∂w — so JAX's transpose of it is
 one fused pass per cotangent: a row sum for y, column sums for the coefficients, an elementwise
 product for w. Beyond that it is two matrix products over the (sample, y-power) axis. The
@@ -273,7 +274,11 @@ def _synapse_reverse_bwd(scale, residuals, u):
         x_bar = jnp.zeros_like(x)
     deriv = _poly_dw(y, _per_sample_coefficients(theta, x, r), w)
     w_bar = u * (deriv * s) if deriv is not None else jnp.zeros_like(w)
-    return theta_bar, x_bar, y_bar, w_bar, r_bar
+    # each cotangent in its primal's dtype (mixed precision would otherwise promote, e.g. float32
+    # coefficients with float64 activity, and change the dtype of an optimiser's carry)
+    primals = (theta, x, y, w, r)
+    bars = (theta_bar, x_bar, y_bar, w_bar, r_bar)
+    return tuple(g.astype(v.dtype) if jnp.issubdtype(v.dtype, jnp.floating) else g for g, v in zip(bars, primals))
 
 
 _synapse_reverse.defvjp(_synapse_reverse_fwd, _synapse_reverse_bwd)

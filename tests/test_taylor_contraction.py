@@ -227,3 +227,52 @@ def test_vjp_under_vmap_in_a_checkpointed_recurrent_scan_equals_the_jvp(getkey):
     for g, h in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
         assert float(jnp.max(jnp.abs(h))) > 1e-3
         np.testing.assert_allclose(g, h, rtol=1e-8, atol=1e-10)
+
+
+# rules missing a whole variable: the VJP's branches where x̄, ȳ or r̄ are zeros, and a rule without w terms
+REDUCED = {
+    "no x": {"y*w": 0.4, "w^2": -0.3, "y^2*r": 0.2, "w*r": 0.5},
+    "no y": {"x*r": 0.6, "x*w": -0.2, "x^2*w^2": 0.1},
+    "no w, no r": {"x*y": 0.7, "x^2*y": -0.3, "y^2": 0.2},
+}
+
+
+@pytest.mark.parametrize("terms", list(REDUCED.values()), ids=list(REDUCED))
+@pytest.mark.parametrize("n", [1, 8])
+def test_vjp_of_rules_missing_a_variable_matches_autodiff(terms, n, getkey):
+    rule = TaylorRule.from_terms(terms, learning_rate=0.3)
+    pre, post, w, r = _inputs(getkey, n, 3, 4)
+    u = jax.random.normal(getkey(), w.shape)
+
+    def loss(derivative):
+        def f(c, pre, post, w, r):
+            rc = TaylorRule(rule.terms, c, learning_rate=0.3, contraction="synapse", derivative=derivative)
+            return jnp.sum(u * rc(pre, post, w, r) ** 2)
+
+        return f
+
+    plain = lambda c, pre, post, w, r: jnp.sum(u * _plain_taylor(rule, c, pre, post, w, r) ** 2)  # noqa: E731
+    args = (rule.coeffs, pre, post, w, r)
+    got = jax.jit(jax.grad(loss("reverse"), argnums=range(5)))(*args)
+    want = jax.grad(plain, argnums=range(5))(*args)
+    for g, h in zip(got, want):
+        np.testing.assert_allclose(g, h, rtol=1e-8, atol=1e-10)
+
+
+def test_vjp_cotangents_keep_their_primal_dtypes(getkey):
+    """Float32 coefficients with float64 activity: each cotangent comes back in its primal's dtype, as through the JVP."""
+    from plasticinfer._taylor_contraction import taylor_update
+
+    theta = jax.random.normal(getkey(), (3, 3, 3, 3), jnp.float32)
+    pre, post, w, r = _inputs(getkey, 1, 3, 4)
+
+    def f(derivative):
+        def g(th, pre, post, w, r):
+            return jnp.sum(taylor_update(th, pre, post, w, r, "synapse", scale=0.7, derivative=derivative) ** 2)
+
+        return jax.grad(g, argnums=range(5))
+
+    with jax.numpy_dtype_promotion("standard"):  # the suite runs strict; mixed precision needs standard promotion
+        for derivative in ("reverse", "forward"):
+            grads = f(derivative)(theta, pre, post, w, r)
+            assert [g.dtype for g in grads] == [jnp.float32] + [jnp.float64] * 4, derivative

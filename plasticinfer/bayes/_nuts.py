@@ -94,7 +94,7 @@ def _initial_inverse_mass(potential_fn, z0: dict, dense: bool):
     potential = lambda f: potential_fn(unravel(f))
     try:
         h = jax.hessian(potential)(flat)  # forward over reverse
-    except TypeError as err:  # a large layer's Taylor rule uses its VJP, which forward mode cannot enter
+    except TypeError as err:  # a custom_vjp that forward mode cannot enter even over reverse (the Taylor VJP can)
         if "forward-mode" not in str(err):
             raise
         h = jax.jacrev(jax.grad(potential))(flat)  # reverse over reverse
@@ -290,7 +290,7 @@ class NUTSRunner:
                     zs.append(z)
                     stats.append(st)
                     pbar.update(n)
-                    pbar.set_postfix_str("warmup" if done <= config.warmup else "sampling", refresh=False)
+                    pbar.set_postfix_str("warmup" if done < config.warmup else "sampling", refresh=False)
                     if checkpoint is not None:
                         self._save(checkpoint, state, zs, stats, done, earlier + time.perf_counter() - t0, fp)
                     if _interrupt.count():  # a Ctrl-C on the command line whose KeyboardInterrupt was swallowed elsewhere

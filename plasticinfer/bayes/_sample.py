@@ -80,8 +80,8 @@ def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: P
     svi = _NumPyroSVI(spec.numpyro_model, guide, optimiser, Trace_ELBO(num_particles=config.particles))
     t0 = time.perf_counter()
     with jax.numpy_dtype_promotion("standard"):
-        # no bar: NumPyro's runs the steps one jitted call at a time, not as one scan, which is slower
-        # and need not round the same way
+        # no bar: NumPyro's progress bar runs the steps one jitted call at a time, not as one scan,
+        # which is slower and need not round the same way
         result = svi.run(k_fit, config.steps, data, progress_bar=False)
         latent_draws = Predictive(guide, params=result.params, num_samples=config.draws)(k_draw, data)
         det_names = [n for n in _deterministic_sites(spec) if n not in latent_draws]

@@ -192,9 +192,11 @@ def breakdown(dtype, n_trials, key):
     w = model.initial_weights["w"][0]
     x, r = data.inputs["x"][0, 0], data.inputs["reward"][0, 0]
     n_post, n_pre = w.shape
+    from plasticinfer._taylor_contraction import _weight_power_planes
+
     a, _, c, _ = rule._dense().shape
     xp = jax.random.normal(key, (n_pre, a), dtype)
-    planes = lambda ww: [ww * (1.0 + 0.01 * k) for k in range(c)]  # noqa: E731  (stand-ins for the V_c)
+    u = jax.random.normal(key, w.shape, dtype)  # a stand-in cotangent
 
     def per_trial(f):
         run = jax.jit(lambda c: jax.lax.scan(lambda c, _: (f(c), None), c, None, length=n_trials)[0])
@@ -220,8 +222,8 @@ def breakdown(dtype, n_trials, key):
         backward=per_trial_pair(backward),
         elementwise=per_trial(lambda c: c * 0.999 + 1e-3),
         matvec=per_trial(lambda c: c * 0.999 + 1e-3 * (c @ x)[:, None]),
-        stacked_product=per_trial(lambda ww: ww * 0.999 + 1e-3 * (jnp.stack(planes(ww)).reshape(-1, n_pre) @ xp).sum()),
-        separate_products=per_trial(lambda ww: ww * 0.999 + 1e-3 * sum((v @ xp).sum() for v in planes(ww))),
+        stacked_product=per_trial(lambda ww: ww * 0.999 + 1e-3 * (_weight_power_planes(u, ww, c).reshape(-1, n_pre) @ xp).sum()),
+        separate_products=per_trial(lambda ww: ww * 0.999 + 1e-3 * sum((v @ xp).sum() for v in _weight_power_planes(u, ww, c))),
     )
 
 

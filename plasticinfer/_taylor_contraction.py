@@ -211,17 +211,31 @@ def _synapse_poly_jvp(primals, tangents):
 # VJP went through the per-sample coefficients z (z̄, then θ̄ and x̄ from it) and needed both sets
 # of products, as 2·C separate thin products: on XLA:CPU (2 cores, 100 → 1000) one backward step
 # took 258 µs, now 131 µs, and the whole gradient is 1.8× faster (docs/core.md). One stacked
-# product, not C: C products of (post × pre)·(pre × A) cost twice as much there. The learning rate
-# and 1/N are applied to the small outputs, not to ū. The forward pass computes Δw directly (it
+# product or C separate ones over the same planes: within noise in the whole gradient (243–261 vs
+# 262–269 µs per trial at 100 → 1000); timed alone, the separate ones are faster (bench_gradient.py
+# section 3); the stacked matrix stays, as x̄ uses it transposed. The learning rate and 1/N are
+# applied to the small outputs, not to ū. The forward pass computes Δw directly (it
 # does not call the custom_vjp function again), so forward over reverse (``jax.hessian``) works;
 # plain forward mode (``jax.jvp``, ``jax.jacfwd``) does not enter a VJP.
+
+
+def _weight_power_planes(u, w, c: int):
+    """(C, post, pre): u ⊙ w^k for k < C, as one elementwise loop over an iota.
+
+    A stack of the C products would be a concatenate, which XLA:CPU does not vectorise (102 instead
+    of ~41 µs per trial at 100 → 1000).
+    """
+    plane = jax.lax.broadcasted_iota(jnp.int32, (c,) + w.shape, 0)
+    out = jnp.broadcast_to(u, (c,) + w.shape)
+    for j in range(1, c):
+        out = out * jnp.where(plane >= j, w, jnp.ones_like(w))
+    return out
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def _synapse_reverse(theta, pre, post, weight, reward, scale: float):
     """scale · mean_n Σ θ_abcd x^a y^b w^c r^d by the per-synapse path (as :func:`taylor_update`), with a VJP."""
-    z = _per_sample_coefficients(theta, pre, reward)
-    return _poly(post, z, weight) * (scale / pre.shape[0])
+    return _synapse_reverse_fwd(theta, pre, post, weight, reward, scale)[0]
 
 
 def _synapse_reverse_fwd(theta, pre, post, weight, reward, scale):
@@ -241,13 +255,7 @@ def _synapse_reverse_bwd(scale, residuals, u):
     xp = _powers(x, a)  # (N, A, pre)
     yp = _powers(y, b)  # (N, B, post)
     rp = _powers(r, d)  # (N, D)
-    # the V_c = ū ⊙ w^c one above the other, (C·post, pre), as one elementwise loop over an iota
-    # (a stack of the C products would be a concatenate, which XLA:CPU does not vectorise)
-    plane = jax.lax.broadcasted_iota(jnp.int32, (c,) + w.shape, 0)
-    stacked = jnp.broadcast_to(u, (c,) + w.shape)
-    for j in range(1, c):
-        stacked = stacked * jnp.where(plane >= j, w, jnp.ones_like(w))
-    stacked = stacked.reshape(-1, p)
+    stacked = _weight_power_planes(u, w, c).reshape(-1, p)  # the V_c one above the other: (C·post, pre)
     # M_c[i, n, a] as (C, post, N, A), from one product
     m = (stacked @ xp.reshape(n * a, p).T).reshape(c, -1, n, a)
     g = jnp.einsum("nbi,cina->nabc", yp, m)  # Σ_i y_ni^b M_c[i, n, a]

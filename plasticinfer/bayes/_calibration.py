@@ -258,9 +258,8 @@ def simulation_based_calibration(
     run_keys = jax.random.split(k_run, n_datasets)
     by_chain_parts, div_parts = [], []
     callback = progress if callable(progress) else None
-    bar = tqdm(total=n_datasets, desc="simulation-based calibration", unit="dataset", leave=False,
-               disable=callback is not None or not show_progress(bool(progress)))  # fmt: skip
-    try:
+    quiet = callback is not None or not show_progress(bool(progress))
+    with tqdm(total=n_datasets, desc="simulation-based calibration", unit="dataset", leave=False, disable=quiet) as bar:
         for i in range(n_datasets):
             true_model = spec.place({g.name: prior[g.name][i] for g in spec.groups})
             data = simulate_jit(data_keys[i], true_model)
@@ -280,8 +279,6 @@ def simulation_based_calibration(
             bar.update(1)
             if callback is not None:
                 callback(i + 1, n_datasets)
-    finally:
-        bar.close()
     by_chain = np.stack(by_chain_parts)  # (dataset, chain, draw, parameter)
     divergences = np.asarray(div_parts, dtype=np.int64)
     flat = by_chain.reshape(n_datasets, -1, k)

@@ -9,8 +9,15 @@ from pathlib import Path
 # tests marked slow, which are long runs (see _full_optimisation_for_slow_tests). Set before jax is
 # imported so that it also reaches every subprocess; setting JAX_DISABLE_MOST_OPTIMIZATIONS yourself
 # (0 or 1) applies that value to every test.
-_USER_CHOSE_OPTIMISATION = "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ
-os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# The variable is inherited by the xdist workers from the controller, whose conftest set it: a marker tells them that
+# the suite chose it, not the user (without it every slow test ran unoptimised under `pytest -n 2`: the CLI fit test
+# took 159 s instead of 28).
+_USER_CHOSE_OPTIMISATION = (
+    "JAX_DISABLE_MOST_OPTIMIZATIONS" in os.environ and os.environ.get("PLASTICINFER_TEST_SUITE_SET_OPTIMISATION") != "1"
+)
+if not _USER_CHOSE_OPTIMISATION:
+    os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+    os.environ["PLASTICINFER_TEST_SUITE_SET_OPTIMISATION"] = "1"
 
 # One on-disk compilation cache for the whole run, shared by both xdist workers and every subprocess a test
 # starts (the CLI, tutorials, the two-process test): the same small programs are compiled again and again by
@@ -145,15 +152,15 @@ def _full_optimisation_for_slow_tests(request):
 # self-contained tests (no module-scoped fixtures) start first, longest first; every other test keeps its place.
 # Seconds: the last full run that printed durations (2 cores).
 LONGEST_FIRST = (
-    "tests/test_tutorials.py::test_tutorial_runs[04_fly_reward_learning.py]",  # 412
-    "tests/test_cli.py::test_simulate_then_fit",  # 362
-    "tests/test_tutorial_03.py::test_tutorial_03_runs",  # 165
-    "tests/test_docs_commands.py::test_documented_commands_run",  # 112
-    "tests/test_discovery_search.py::test_oja_rediscovered_at_39_inputs",  # 101
-    "tests/test_bayes_calibration.py::test_sbc_small_rule_is_calibrated",  # 86
-    "tests/test_distributed.py::test_two_processes_on_localhost_equal_one_process",  # 60
-    "tests/test_tutorial_05.py::test_tutorial_05_runs_small",  # 54
-    "tests/test_tutorial_09.py::test_tutorial_09_runs",  # 48
+    "tests/test_tutorials.py::test_tutorial_runs[04_fly_reward_learning.py]",  # 186
+    "tests/test_docs_commands.py::test_documented_commands_run",  # 136
+    "tests/test_tutorial_03.py::test_tutorial_03_runs",  # 116
+    "tests/test_tutorial_09.py::test_tutorial_09_runs",  # 67
+    "tests/test_tutorial_05.py::test_tutorial_05_runs_small",  # 53
+    "tests/test_distributed.py::test_two_processes_on_localhost_equal_one_process",  # 47
+    "tests/test_bayes_calibration.py::test_sbc_small_rule_is_calibrated",  # 44
+    "tests/test_cli.py::test_simulate_then_fit",  # 33
+    "tests/test_discovery_search.py::test_oja_rediscovered_at_39_inputs",  # 31
 )
 
 

@@ -12,8 +12,8 @@ from helpers import run_tutorial
 def test_tutorial_runs(name, tmp_path, request, monkeypatch):
     if name == "04_fly_reward_learning.py":  # reads the real fly data: skipped on a clone without it
         monkeypatch.setenv("PLASTICINFER_DATA_DIR", str(request.getfixturevalue("shared_data")))
-    # a hang guard, not a speed test: the fly tutorial takes ~7 min alone and over 10 min while the other test
-    # worker is busy (it starts first, so that it is not the run's tail)
+    # a hang guard, not a speed test: the fly tutorial takes ~3 min in the suite beside the other test worker
+    # (it starts first, so that it is not the run's tail)
     out = run_tutorial(name, tmp_path, timeout=1800)
     if name == "01_simulate_and_fit.py":  # the closed-loop bandit learns to prefer the richer option
         m = re.search(r"bandit: P\(choice = 1\) ([\d.]+) on the first trial, ([\d.]+) after 200", out)

@@ -1,0 +1,64 @@
+"""The suite's own settings (tests/conftest.py) reach every test process, xdist workers included.
+
+Slow tests are long runs of few programs and compile fully optimised; the fast tier compiles with JAX's
+"most optimisations off". Under ``pytest -n 2`` the workers inherit the controller's
+JAX_DISABLE_MOST_OPTIMIZATIONS=1 and once took it for the user's choice, so every slow test ran
+unoptimised (the CLI fit test: 159 s instead of 28). These tests run the suite's conftest in a pytest of
+their own, with and without xdist workers.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+INNER = '''
+import os
+import jax
+import pytest
+
+EXPECT = os.environ.get("INNER_EXPECT")  # "suite": slow optimised, fast not; "0"/"1": the user's value everywhere
+
+
+def _check(slow):
+    value = jax.config.values["jax_disable_most_optimizations"]
+    want = (not slow) if EXPECT == "suite" else EXPECT == "1"
+    assert value is want, (value, want)
+    assert os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] == ("1" if want else "0")  # what a subprocess would get
+
+
+@pytest.mark.slow
+def test_slow():
+    _check(True)
+
+
+def test_fast():
+    _check(False)
+'''
+
+
+def _inner_run(tmp_path, workers, expect, user_value=None):
+    shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
+    (tmp_path / "test_inner.py").write_text(INNER)
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_DISABLE_MOST_OPTIMIZATIONS", "PLASTICINFER_TEST_SUITE_SET_OPTIMISATION")}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    env.pop("PYTEST_XDIST_WORKER_COUNT", None)
+    env["INNER_EXPECT"] = expect
+    if user_value is not None:
+        env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = user_value
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestUnknownMarkWarning"]
+    args += ["-n", str(workers)] if workers else []
+    proc = subprocess.run(args + ["test_inner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_slow_tests_compile_optimised_and_fast_tests_not(tmp_path, workers):
+    _inner_run(tmp_path, workers, "suite")
+
+
+def test_the_users_choice_applies_to_every_test_in_every_worker(tmp_path):
+    _inner_run(tmp_path, 2, "0", user_value="0")

@@ -99,25 +99,69 @@ def _check_data(model: PlasticityModel, data: TrialData, name: str):
             )
     if mask.sum() == 0:
         raise ModelError(f"{name} has no observations inside its mask; nothing to fit")
+    # A non-finite input poisons every later trial's weights, and the gradient through masked trials too
+    # (the loaders fill padded trials' inputs with 0).
+    for key_, leaf in data.inputs.items():
+        arr = np.asarray(leaf)
+        if not np.issubdtype(arr.dtype, np.floating):
+            continue
+        bad = ~np.isfinite(arr).reshape(arr.shape[:2] + (-1,)).all(axis=-1)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ModelError(
+                f"{name}.inputs[{key_!r}] is not finite at (trajectory, trial) = {idx}; the network would carry the "
+                "NaN/inf into every later trial and every gradient. Clean that trial, or set its inputs to 0 if it is "
+                "padding (mask False there)"
+            )
+    model.check_data(data, name)
 
 
 def _check_arguments(model, data, validation, restarts, key, steps, optimiser):
     """Validate what fit/fit_independent were given; returns the optimiser to use."""
+    if not isinstance(model, PlasticityModel):
+        raise ModelError(
+            f"fit needs a PlasticityModel (a rule inside a network, with an observation model); got "
+            f"{type(model).__name__}. Build one with PlasticityModel.create(rule, network, observation, ...)"
+        )
+    for what, value in (("steps", steps), ("restarts", restarts)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ModelError(f"{what} must be an integer; got {value!r}")
+    if restarts < 1:
+        raise ModelError(f"restarts must be ≥ 1; got {restarts}")
+    if steps < 1:
+        raise ModelError(f"steps must be ≥ 1; got {steps}")
+    check_key(key, "fit")
+    if restarts > 1 and key is None:
+        raise ModelError("restarts > 1 needs a PRNG key for the jitter: pass key=jax.random.key(0)")
+    if optimiser is not None and not isinstance(optimiser, optax.GradientTransformation):
+        raise ModelError(
+            f"optimiser must be an optax optimiser (e.g. optax.adam(1e-2), optax.lbfgs()); got {optimiser!r}"
+        )
     _check_data(model, data, "data")
     if validation is not None:
         _check_data(model, validation, "validation")
-    if model.n_trajectories != data.n_trajectories:
-        raise ModelError(
-            f"model has initial weights for {model.n_trajectories} trajectories but data has {data.n_trajectories}; "
-            f"build it with PlasticityModel.create(..., n_trajectories={data.n_trajectories})"
-        )
-    if restarts < 1:
-        raise ModelError(f"restarts must be ≥ 1; got {restarts}")
-    if restarts > 1 and key is None:
-        raise ModelError("restarts > 1 needs a PRNG key for the jitter: pass key=jax.random.key(0)")
-    if steps < 1:
-        raise ModelError(f"steps must be ≥ 1; got {steps}")
     return _DEFAULT_OPTIMISER if optimiser is None else optimiser
+
+
+def check_l1(l1) -> float:
+    """``l1`` as a float; a negative, non-finite or non-numeric penalty is refused."""
+    try:
+        value = None if isinstance(l1, (bool, str)) else float(l1)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not np.isfinite(value) or value < 0:
+        raise ModelError(f"l1 must be a non-negative number (0 for no sparsity penalty); got {l1!r}")
+    return value
+
+
+def check_key(key, where: str) -> None:
+    """Refuse something that is not a JAX PRNG key (``jax.random.key(0)``) where one is expected."""
+    if key is None:
+        return
+    typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    legacy = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape[-1:] == (2,)
+    if not (typed or legacy):
+        raise ModelError(f"{where}: key must be a JAX PRNG key such as jax.random.key(0); got {key!r}")
 
 
 def fit(
@@ -192,6 +236,7 @@ def fit(
     """
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
     optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser)
+    l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
     spec = trainable_filter(
         model, rule=fit_rule, initial_weights=fit_initial_weights, observation=fit_observation, network=fit_network
     )
@@ -277,6 +322,7 @@ def fit_independent(
     """
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
     optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser)
+    l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
     n_subj = data.n_trajectories
     # One single-trajectory model per subject, stacked along a leading axis.
     per_subject = model.split_trajectories()

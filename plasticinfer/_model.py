@@ -8,6 +8,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._errors import ModelError
@@ -124,6 +125,45 @@ class PlasticityModel(eqx.Module):
             if isinstance(r, AbstractRule):
                 total = total + r.penalty()
         return total
+
+    def check_data(self, data: TrialData, name: str = "data") -> None:
+        """Refuse data this model cannot run on or score, with a :class:`ModelError` saying what to change.
+
+        Checks the number of trajectories, that every reward term of a Taylor rule has a reward to
+        read, that the network runs on one trial's inputs (traced, not run), and what the
+        observation model needs (:meth:`AbstractObservationModel.check_data`: shapes, choice codes,
+        counts). ``fit``, ``fit_independent`` and ``bayes.sample`` call it before any work.
+        """
+        if data.n_trajectories != self.n_trajectories:
+            raise ModelError(
+                f"model has initial weights for {self.n_trajectories} trajectories but {name} has "
+                f"{data.n_trajectories}; build it with PlasticityModel.create(..., n_trajectories={data.n_trajectories})"
+            )
+        if "reward" not in data.inputs:
+            for where, rule in self.taylor_rules().items():
+                free = [t.name for t, fixed in zip(rule.terms, rule.fixed) if t.r > 0 and not fixed]
+                if free:
+                    label = "the rule" if where == "rule" else f"the rule of {where!r}"
+                    raise ModelError(
+                        f"{label} has reward terms {free}, but {name} has no reward (inputs {sorted(data.inputs)}): r is 0 "
+                        "on every trial, so their coefficients cannot be fitted. Drop them (e.g. TaylorRule.full(('x', 'y', "
+                        "'w'), ...)) or give the data a reward variable"
+                    )
+        trials = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), data.inputs)
+        w0 = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in self.initial_weights.items()}
+        try:
+            traj = eqx.filter_eval_shape(
+                lambda w, t: simulate(self.rule, self.network, w, t, checkpoint=False), w0, trials
+            )
+        except (TypeError, ValueError) as e:
+            per_trial = {k: tuple(v.shape[2:]) for k, v in data.inputs.items()}
+            raise ModelError(
+                f"the network {type(self.network).__name__} (weights {self.network.weight_shapes()}) cannot run on "
+                f"{name}'s inputs (per trial: {per_trial}): {str(e).splitlines()[0].rstrip('.')}. Build the "
+                "network with the data's sizes"
+            ) from None
+        obs = np.asarray(data.observations)
+        self.observation.check_data(tuple(traj.outputs.shape[1:]), obs, np.asarray(data.mask), name)
 
     def _check_data_inputs(self, inputs):
         for name, leaf in inputs.items():

@@ -58,6 +58,11 @@ class AbstractNetwork(eqx.Module):
         """State carried between trials (none by default)."""
         return None
 
+    @staticmethod
+    def rule_for(rule: AbstractRule | Mapping[str, AbstractRule], name: str) -> AbstractRule:
+        """The rule of weight matrix ``name``: ``rule`` itself, or its entry when users give a dict of rules by name."""
+        return _rule_for(rule, name)
+
     def init_weights(self, key: PRNGKeyArray, scale: float = 0.1, dtype=float) -> dict[str, Array]:
         """Weights drawn as ``scale · N(0, 1)`` for every matrix."""
         shapes = self.weight_shapes()

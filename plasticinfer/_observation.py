@@ -7,11 +7,29 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._errors import ModelError
 
 _LOG_2PI = 1.8378770664093453
+
+
+def _check_parameter(value, what: str, *, positive: bool) -> None:
+    """Refuse a non-finite (or, with ``positive``, a non-positive) parameter given by the user.
+
+    Inside a JAX transformation the value is a tracer and cannot be checked; it passes.
+    """
+    try:
+        v = np.asarray(value, dtype=float)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    except (TypeError, ValueError):
+        raise ModelError(f"{what} must be a number or an array of numbers; got {value!r}") from None
+    bad = ~np.isfinite(v) | ((v <= 0) if positive else False)
+    if np.any(bad):
+        need = "positive and finite" if positive else "finite"
+        raise ModelError(f"{what} must be {need}; got {value!r}")
 
 
 class AbstractObservationModel(eqx.Module):
@@ -27,6 +45,34 @@ class AbstractObservationModel(eqx.Module):
 
     def penalty(self) -> Float[Array, ""]:
         return jnp.zeros(())
+
+    def check_data(self, output_shape: tuple[int, ...], observations, mask, name: str = "data") -> None:
+        """Refuse data this model cannot score, with a :class:`ModelError` that says what is wrong.
+
+        Called by ``fit``, ``fit_independent`` and ``bayes.sample`` before any work, with the
+        network's output shape for one trial and the data's ``(trajectory, trial, ...)``
+        observations and mask (NumPy arrays). The default checks that :meth:`log_prob` accepts
+        one trial's output and observation; subclasses add what their likelihood needs (shapes
+        that match exactly, the values a distribution has support on).
+        """
+        obs = jax.ShapeDtypeStruct(tuple(observations.shape[2:]), observations.dtype)
+        out = jax.ShapeDtypeStruct(tuple(output_shape), jnp.result_type(float))
+        try:
+            jax.eval_shape(self.log_prob, out, obs)
+        except (TypeError, ValueError) as e:
+            raise ModelError(
+                f"{type(self).__name__} cannot score {name}: the network's output per trial has shape "
+                f"{tuple(output_shape)} and an observation has shape {tuple(observations.shape[2:])} "
+                f"({str(e).splitlines()[0]}); build the network with the data's sizes"
+            ) from None
+
+    def _check_same_shape(self, output_shape, observations, name, what):
+        if tuple(output_shape) != tuple(observations.shape[2:]):
+            raise ModelError(
+                f"{name}: the network's output per trial has shape {tuple(output_shape)} but the {what} per trial "
+                f"have shape {tuple(observations.shape[2:])}; build the network with the data's sizes "
+                f"(e.g. FeedForward(n_pre, {observations.shape[-1] if observations.ndim > 2 else 1}))"
+            )
 
     def trial_log_prob(self, output, observation, mask) -> Float[Array, ""]:
         """Log-probability of one trial's observation, summed over masked-in entries.
@@ -52,6 +98,7 @@ class GaussianActivity(AbstractObservationModel):
     learn_sigma: bool = eqx.field(static=True)
 
     def __init__(self, sigma: float | Array = 0.1, *, learn_sigma: bool = True):
+        _check_parameter(sigma, "GaussianActivity: the noise scale sigma", positive=True)
         self.log_sigma = jnp.log(jnp.asarray(sigma, dtype=float))
         self.learn_sigma = learn_sigma
 
@@ -67,6 +114,10 @@ class GaussianActivity(AbstractObservationModel):
 
     def sample(self, key, output):
         return output + self.sigma * jax.random.normal(key, output.shape, output.dtype)
+
+    def check_data(self, output_shape, observations, mask, name="data"):
+        self._check_same_shape(output_shape, observations, name, "recorded activities")
+        super().check_data(output_shape, observations, mask, name)
 
 
 class BernoulliChoice(AbstractObservationModel):
@@ -88,6 +139,8 @@ class BernoulliChoice(AbstractObservationModel):
     ):
         if not 0.0 <= lapse < 1.0:
             raise ModelError(f"BernoulliChoice: lapse must be in [0, 1); got {lapse}")
+        _check_parameter(inverse_temperature, "BernoulliChoice: inverse_temperature", positive=True)
+        _check_parameter(bias, "BernoulliChoice: bias", positive=False)
         self.log_inverse_temperature = jnp.log(jnp.asarray(inverse_temperature, dtype=float))
         self.bias = jnp.asarray(bias, dtype=float)
         self.learn_temperature = learn_temperature
@@ -119,6 +172,24 @@ class BernoulliChoice(AbstractObservationModel):
     def sample(self, key, output):
         return jax.random.bernoulli(key, self.probability(output)).astype(jnp.int32)
 
+    def check_data(self, output_shape, observations, mask, name="data"):
+        if len(output_shape) == 0 or output_shape[-1] != 2:
+            raise ModelError(
+                f"BernoulliChoice scores a choice between two options, but the network gives {tuple(output_shape)} "
+                f"drives per trial; use a two-option network (ChoiceCircuit(2)) and two-option data"
+            )
+        obs = np.asarray(observations)
+        m = np.broadcast_to(np.asarray(mask), obs.shape)
+        bad = m & ~np.isin(obs, (0, 1))
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ModelError(
+                f"BernoulliChoice scores choices coded 0 or 1, but {name} has choice {obs[idx].item()!r} at (trajectory, trial) "
+                f"= {idx[:2]}; these data have more than two options (or other codes), which the binary choice model "
+                "cannot score — keep two options, or recode the choices as 0/1"
+            )
+        super().check_data(output_shape, observations, mask, name)
+
 
 class PoissonCounts(AbstractObservationModel):
     """Spike counts ~ Poisson(rate · dt) with rate = softplus(activity) (a non-negative link)."""
@@ -132,5 +203,21 @@ class PoissonCounts(AbstractObservationModel):
         lam = self.rate(output)
         return observation * jnp.log(lam + 1e-12) - lam - jax.scipy.special.gammaln(observation + 1.0)
 
+    def __check_init__(self):
+        _check_parameter(self.dt, "PoissonCounts: the bin width dt", positive=True)
+
     def sample(self, key, output):
         return jax.random.poisson(key, self.rate(output), output.shape).astype(output.dtype)
+
+    def check_data(self, output_shape, observations, mask, name="data"):
+        self._check_same_shape(output_shape, observations, name, "spike counts")
+        obs = np.asarray(observations)
+        m = np.broadcast_to(np.asarray(mask), obs.shape)
+        bad = m & ~((obs >= 0) & (np.floor(obs) == obs))
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ModelError(
+                f"PoissonCounts scores spike counts (non-negative integers), but {name} has {obs[idx].item()!r} at "
+                f"(trajectory, trial, ...) = {idx}; use GaussianActivity for continuous activity"
+            )
+        super().check_data(output_shape, observations, mask, name)

@@ -338,16 +338,32 @@ def read_result(path, kind: str) -> xr.Dataset:
 def check_kind(ds: xr.Dataset, path, kind: str) -> xr.Dataset:
     """``ds`` (read from ``path``) if it holds a result of ``kind``; else the :class:`DataError` of :func:`read_result`."""
     fmt, noun, writer = FORMATS[kind]
-    found_fmt = ds.attrs.get("format")
-    if ds.attrs.get("created_by") == "plasticinfer" and found_fmt == fmt:
+    if ds.attrs.get("created_by") == "plasticinfer" and ds.attrs.get("format") == fmt:
         return ds
-    found = next((f"a plasticinfer {n} ({f!r}, written by {w})" for f, n, w in FORMATS.values() if f == found_fmt), None)
-    if found is None:
-        found = f"format {found_fmt!r}" if found_fmt else "no plasticinfer format tag (not written by a plasticinfer save)"
     raise DataError(
-        f"{path}: not a plasticinfer {noun}: the file holds {found}. This reads {fmt!r} files, written by {writer}; "
-        f"open the file with the load of its own kind."
+        f"{path}: not a plasticinfer {noun}: the file holds {what_file_holds(ds, path)}. This reads {fmt!r} files, "
+        f"written by {writer}; open the file with the load of its own kind."
     )
+
+
+def what_file_holds(ds: xr.Dataset | None, path) -> str:
+    """What a results file that is not the kind wanted holds, by its format tag (or its groups: a posterior)."""
+    found_fmt = ds.attrs.get("format") if ds is not None else None
+    found = next((f"a plasticinfer {n} ({f!r}, written by {w})" for f, n, w in FORMATS.values() if f == found_fmt), None)
+    if found is not None:
+        return found
+    if found_fmt:
+        return f"format {found_fmt!r}"
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            groups = set(f.keys())
+    except (OSError, ValueError):
+        groups = set()
+    if "posterior" in groups:
+        return "an ArviZ posterior (written by bayes.Posterior.save; read it with pi.bayes.Posterior.load(path, like=model))"
+    return "no plasticinfer format tag (not written by a plasticinfer save)"
 
 
 def pytree_variables(tree, name: str, lead: list[str] = ()) -> tuple[dict[str, xr.DataArray], dict[str, str]]:
@@ -386,6 +402,15 @@ def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefi
             shape = tuple(ds[prefix + n].shape[lead:])
             if shape != expected[n]:
                 problems.append(f"parameter {n!r}: file has shape {shape}, like= has {expected[n]}")
+    # the configuration that no array records (learning rate, activation, noise settings): as described in the file
+    # (how a rule is differentiated or contracted is a choice of computation, not of model: not compared)
+    def setting(text):
+        return re.sub(r"(, )?\b(contraction|derivative)=[^,)]*", "", str(text))
+
+    for part in ("rule", "network", "observation"):
+        stored = ds.attrs.get(part)
+        if stored is not None and hasattr(like, part) and setting(describe(getattr(like, part))) != setting(stored):
+            problems.append(f"{part}: file has {setting(stored)}, like= has {setting(describe(getattr(like, part)))}")
     if problems:
         raise DataError(
             f"{path}: the stored model does not match the model given as like=:\n  - " + "\n  - ".join(problems)
@@ -463,7 +488,10 @@ def load_fit_fields(path, like=None) -> dict:
     if ds.attrs.get("format") in {f for f, _, _ in FORMATS.values()} - {FORMAT}:
         check_kind(ds, path, "fit")  # another kind of result: say which
     if ds.attrs.get("created_by") != "plasticinfer" or "loss" not in ds:
-        raise DataError(f"{path}: not a plasticinfer fit result (no 'loss' variable / created_by attribute)")
+        raise DataError(
+            f"{path}: not a plasticinfer fit result: the file holds {what_file_holds(ds, path)}; FitResult.load reads "
+            "files written by FitResult.save"
+        )
     if ds.attrs.get("format") != FORMAT:
         raise DataError(
             f"{path}: written in results format {ds.attrs.get('format', 'plasticinfer-fit/1 (param_000 leaves)')!r}; "

@@ -270,8 +270,12 @@ def fit_independent(model, data, *, key=None, **kwargs):
         key: PRNG key for restart jitter; every process must pass the same one.
         **kwargs: as for :func:`plasticinfer.fit_independent`.
     """
-    from ._fit import FitResult, fit_independent as _fit_independent
+    from ._fit import FitResult, _as_trial_data, _check_data, fit_independent as _fit_independent
 
+    data = _as_trial_data(data, "data")
+    if "validation" in kwargs:
+        kwargs["validation"] = _as_trial_data(kwargs["validation"], "validation")
+    _check_data(model, data, "data")  # on every process, before any of them starts its share
     n, processes = data.n_trajectories, jax.process_count()
     if processes == 1:
         return unshard(_fit_independent(model, data, key=key, **kwargs))
@@ -331,8 +335,10 @@ def sample(
     SVI (one optimisation) is not split: every process computes it. Arguments as for ``sample``;
     ``checkpoint`` works in a one-process run only (several processes would write one file at once).
     """
+    from ._fit import check_key
     from .bayes._sample import NUTS, NUTSRunner, _check_sampler_checkpoint, finish, prepare, run_sampler
 
+    check_key(key, "sample")
     spec, method, data, latent = prepare(model, data, priors=priors, method=method, hierarchical=hierarchical, init=init)
     _check_sampler_checkpoint(method, checkpoint, checkpoint_every, resume)
     k_run, _ = jax.random.split(key)

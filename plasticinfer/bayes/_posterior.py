@@ -112,7 +112,27 @@ class Posterior:
 
         if not os.path.exists(path):
             raise DataError(f"{path}: no such file")
-        idata = _arviz.load(path)
+        from .._errors import FileFormatError
+        from .._results_io import what_file_holds
+
+        try:
+            idata = _arviz.load(path)
+        except Exception as e:  # ArviZ/h5py/xarray raise many types for a file that is not netCDF
+            raise FileFormatError(
+                f"{path}: could not be read as a posterior (ArviZ InferenceData in netCDF-4): {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}. Is it a complete file written by Posterior.save?"
+            ) from e
+        if "posterior" not in idata.groups():
+            try:
+                from .._io import read_netcdf
+
+                root = read_netcdf(path)
+            except Exception:
+                root = None
+            raise DataError(
+                f"{path}: not a plasticinfer posterior: the file holds {what_file_holds(root, path)}. "
+                "Posterior.load reads files written by Posterior.save."
+            )
         if idata.posterior.attrs.get("created_by") != "plasticinfer":
             raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
         spec = ModelSpec(like, priors if priors is not None else Priors(), hierarchical)
@@ -228,6 +248,12 @@ class Posterior:
                     "separate, or use NUTS(dense_mass=True, max_tree_depth=12)."
                 )
         table = self.summary()
+        mcmc = stats is not None and "diverging" in stats  # NUTS; SVI's draws are independent by construction
+        if mcmc and self.n_chains == 1:
+            msgs.append(
+                "one chain: R-hat cannot be computed, so nothing checks that the sampler converged. Run two or more "
+                "chains (NUTS(chains=2), the default; docs/bayes.md says how they run in parallel on CPU cores)."
+            )
         if self.n_chains > 1:
             rhat = table["r_hat"].to_numpy(dtype=float)
             bad = table.index[np.nan_to_num(rhat, nan=np.inf) > RHAT_MAX]
@@ -238,6 +264,7 @@ class Posterior:
                     "from a MAP fit (init=fit(...)), or check identifiability() — terms the data cannot separate "
                     "need to be removed or given tighter priors."
                 )
+        if self.n_chains > 1 or mcmc:
             ess = table["ess_bulk"].to_numpy(dtype=float)
             low = table.index[ess < ESS_MIN]
             if len(low):

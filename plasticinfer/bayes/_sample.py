@@ -20,7 +20,7 @@ from numpyro.infer.initialization import init_to_value
 
 from .._checkpoint import check_checkpoint_options
 from .._errors import ModelError, PosteriorWarning, SamplingError
-from .._fit import FitResult, _as_trial_data, _check_data
+from .._fit import FitResult, _as_trial_data, _check_data, check_key
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ..distributed import unshard
@@ -181,6 +181,9 @@ def sample(
         KeyboardInterrupt: on Ctrl-C, after an :class:`InterruptedWarning` that says where the
             state was saved (with ``checkpoint``): a half-sampled posterior is not returned.
     """
+    check_key(key, "sample")
+    if key is None:
+        raise ModelError("sample needs key=, a JAX PRNG key such as jax.random.key(0)")
     spec, method, data, latent = prepare(model, data, priors=priors, method=method, hierarchical=hierarchical, init=init)
     _check_sampler_checkpoint(method, checkpoint, checkpoint_every, resume)
     k_run, _ = jax.random.split(key)
@@ -213,14 +216,17 @@ def prepare(model, data, *, priors=None, method=None, hierarchical=None, init=No
     a model fitted with its restarts sharded across devices carries arrays laid out on that fit's
     mesh, which the sampler's own device layout (``pmap`` over chains) cannot mix with.
     """
+    if isinstance(model, FitResult):
+        raise ModelError("sample needs a PlasticityModel; for a fit's result pass result.model (or init=result)")
+    if not isinstance(model, PlasticityModel):
+        raise ModelError(f"sample needs a PlasticityModel; got {type(model).__name__}")
+    if priors is not None and not isinstance(priors, Priors):
+        raise ModelError(
+            f"priors must be pi.bayes.Priors(...), e.g. Priors(coefficients=Laplace(1.0)); got {type(priors).__name__}"
+        )
     data = _as_trial_data(data, "data")
     model, data, init = unshard((model, data, init))
     _check_data(model, data, "data")
-    if data.n_trajectories != model.n_trajectories:
-        raise ModelError(
-            f"data has {data.n_trajectories} trajectories but the model has initial weights for {model.n_trajectories}; "
-            f"build the model with n_trajectories={data.n_trajectories}"
-        )
     spec = ModelSpec(model, priors if priors is not None else Priors(), hierarchical)
     method = default_method(spec) if method is None else method
     if not isinstance(method, (NUTS, SVI)):

@@ -10,7 +10,8 @@ from jaxtyping import PRNGKeyArray
 
 from .._trial_data import TrialData
 from ._baselines import standard_baselines
-from .._errors import ComparisonError
+from .._errors import ComparisonError, ModelError
+from .._fit import check_l1
 from ._hypotheses import AbstractHypothesis, FitSettings, ModelHypothesis, as_hypothesis, is_choice_data
 from ._parse import RuleHypothesis
 from ._result import COEFFICIENT_COLUMNS, FIT_COLUMNS, SCORE_COLUMNS, SHARED, ComparisonResult
@@ -78,7 +79,17 @@ def compare(
     """
     if not hypotheses:
         raise ComparisonError("give at least one hypothesis (a dict name → equation, rule or model, or a list of equations)")
+    if split is not None and not isinstance(split, AbstractSplit):
+        raise ComparisonError(
+            f"split must be a split object such as HeldOutTrials(0.25), LeaveFutureOut(), LeaveOneSubjectOut(); got {split!r}"
+        )
+    try:
+        l1 = check_l1(l1)
+    except ModelError as e:
+        raise ComparisonError(str(e)) from None
     data, blocks, subject_names, split, source = _prepare(data, blocks, subject_names, split)
+    if is_choice_data(data):
+        _check_two_options(data)
     if fit_initial_weights is None:
         fit_initial_weights = not is_choice_data(data)
     import jax
@@ -154,6 +165,19 @@ def _named(hypotheses):
                 "pass a dict name → rule/model for other kinds"
             )
     return out
+
+
+def _check_two_options(data: TrialData) -> None:
+    """The choice models and baselines here score a choice between two options coded 0/1."""
+    obs = np.asarray(data.observations)
+    mask = np.broadcast_to(np.asarray(data.mask), obs.shape)
+    bad = mask & ~np.isin(obs, (0, 1))
+    if bad.any():
+        i, t = (int(v) for v in np.argwhere(bad)[0])
+        raise ComparisonError(
+            f"compare's choice models are binary (two options coded 0 and 1), but the data have choice {obs[i, t].item()!r} "
+            f"at (subject, trial) = ({i}, {t}); compare two options at a time, or recode the choices as 0/1"
+        )
 
 
 def _prepare(data, blocks, subject_names, split):

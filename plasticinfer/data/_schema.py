@@ -119,6 +119,20 @@ def _as_float(values: ArrayLike, name: str, subject: str) -> np.ndarray:
         ) from None
 
 
+def _as_bool(values: ArrayLike, name: str) -> np.ndarray:
+    """Booleans, or numbers that are all 0 or 1; text (``"False"`` would read as True) is refused."""
+    arr = np.asarray(values)
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind in "iuf" and np.isin(arr, (0, 1)).all():
+        return arr.astype(bool)
+    raise SchemaError(
+        f"{name} must be True/False (or 0/1) values; got dtype {arr.dtype}"
+        + (f" with values such as {arr.ravel()[0].item()!r}" if arr.size else "")
+        + ". Convert it with e.g. np.asarray(values) == 'True' for text."
+    )
+
+
 def _subject_ids(subjects: Sequence[Any] | None, n: int) -> np.ndarray:
     ids = [str(i) for i in range(n)] if subjects is None else [str(s) for s in subjects]
     if len(ids) != n:
@@ -126,15 +140,17 @@ def _subject_ids(subjects: Sequence[Any] | None, n: int) -> np.ndarray:
     return np.array(ids, dtype=object)
 
 
-def _check_lengths(name: str, values: Sequence[Any], lengths: list[int], ids: np.ndarray) -> None:
+def _check_lengths(
+    name: str, values: Sequence[Any], lengths: list[int], ids: np.ndarray, reference: str = "choice"
+) -> None:
     if len(values) != len(lengths):
         raise SchemaError(
-            f"{name} has {len(values)} subjects but choice has {len(lengths)}; give one entry per subject."
+            f"{name} has {len(values)} subjects but {reference} has {len(lengths)}; give one entry per subject."
         )
     for sid, v, n in zip(ids, values, lengths):
         if len(v) != n:
             raise SchemaError(
-                f"subject {sid!r}: {name} has {len(v)} trials but choice has {n}. "
+                f"subject {sid!r}: {name} has {len(v)} trials but {reference} has {n}. "
                 "Every per-trial variable needs one value per trial; check for a missing or extra row."
             )
 
@@ -148,6 +164,7 @@ def _coords_for_subjects(
     lengths: list[int],
     subject_coords: Mapping[str, Sequence[Any]] | None,
     trial_coords: Mapping[str, Sequence[ArrayLike]] | None,
+    reference: str = "choice",
 ) -> dict[str, Any]:
     coords: dict[str, Any] = {}
     for name, values in (subject_coords or {}).items():
@@ -156,7 +173,7 @@ def _coords_for_subjects(
             raise SchemaError(f"subject coordinate {name!r} has {arr.shape[0]} values for {len(ids)} subjects.")
         coords[name] = ("subject", arr.astype(object) if arr.dtype.kind in "US" else arr)
     for name, values in (trial_coords or {}).items():
-        _check_lengths(f"trial coordinate {name!r}", values, lengths, ids)
+        _check_lengths(f"trial coordinate {name!r}", values, lengths, ids, reference)
         arrays = [np.asarray(v) for v in values]
         dtype = np.result_type(*[a.dtype for a in arrays]) if arrays else np.float64
         coords[name] = (("subject", "trial"), pad_ragged(arrays, fill_value(name, dtype)))
@@ -260,7 +277,13 @@ def behaviour_dataset(
         coords["option_label"] = ("option", np.array([str(x) for x in option_labels], dtype=object))
     if p_reward is not None:
         _check_lengths("p_reward", p_reward, lengths, ids)
-        probs = [np.asarray(p, dtype=np.float64).reshape(len(p), -1) for p in p_reward]
+        probs = [_as_float(p, "p_reward", str(sid)) for p, sid in zip(p_reward, ids)]
+        for sid, p in zip(ids, probs):
+            if p.ndim != 2 or p.shape[1] != n_opt:
+                raise SchemaError(
+                    f"subject {sid!r}: p_reward has shape {p.shape}; it needs one reward probability per trial and "
+                    f"option, shape (n_trials, {n_opt}) (NaN where unknown)."
+                )
         coords["p_reward"] = (("subject", "trial", "option"), pad_ragged(probs, np.nan))
     coords.update(_coords_for_subjects(ids, lengths, subject_coords, trial_coords))
 
@@ -310,7 +333,7 @@ def neural_dataset(
     ids = _subject_ids(subjects, n)
     inputs = [_as_float(x, "input", str(s)) for x, s in zip(input, ids)]
     lengths = [x.shape[0] if x.ndim else 0 for x in inputs]
-    _check_lengths("activity", activity, lengths, ids)
+    _check_lengths("activity", activity, lengths, ids, "input")
     acts = [_as_float(y, "activity", str(s)) for y, s in zip(activity, ids)]
     for name, arrays in (("input", inputs), ("activity", acts)):
         ndims = {a.ndim for a in arrays}
@@ -324,7 +347,7 @@ def neural_dataset(
     n_trials = x.shape[1]
     mask = _trial_mask(lengths, n_trials)
     n_post = y.shape[-1]
-    rec = np.ones((n, n_post), dtype=bool) if recorded is None else np.asarray(recorded, dtype=bool)
+    rec = np.ones((n, n_post), dtype=bool) if recorded is None else _as_bool(recorded, "recorded")
     if rec.shape != (n, n_post):
         raise SchemaError(f"recorded must have shape (subject, post) = {(n, n_post)}; got {rec.shape}.")
     rec_b = rec[:, None, None, :] if y.ndim == 4 else rec[:, None, :]
@@ -335,7 +358,7 @@ def neural_dataset(
         "subject": ("subject", ids),
         "trial": ("trial", np.arange(n_trials, dtype=np.int64)),
     }
-    coords.update(_coords_for_subjects(ids, lengths, subject_coords, trial_coords))
+    coords.update(_coords_for_subjects(ids, lengths, subject_coords, trial_coords, "input"))
     data_vars = {
         "input": (x_dims, x.astype(np.float64)),
         "activity": (y_dims, y.astype(np.float64)),

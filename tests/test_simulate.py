@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -229,3 +231,32 @@ def test_model_simulate_trajectory_is_one_row_of_model_simulate(getkey):
         np.testing.assert_allclose(one.outputs, every.outputs[i], rtol=1e-12)
         np.testing.assert_allclose(one.final_weights["w"], every.final_weights["w"][i], rtol=1e-12)
     assert not np.allclose(every.outputs[0], every.outputs[1])  # the trajectories do differ
+
+
+def _documented_rule_class():
+    """The `SignedHebb` recipe of docs/extending.md, executed as written there."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text(encoding="utf-8")
+    code = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "class SignedHebb" in block)
+    namespace = {"pi": pi, "jax": jax, "jnp": jnp}
+    exec(code, namespace)  # noqa: S102 - our own documentation
+    return namespace["SignedHebb"]
+
+
+@pytest.mark.parametrize("net_name", sorted(NETWORKS))
+def test_the_documented_rule_recipe_passes_the_scan_contract(net_name, getkey):
+    """docs/extending.md's rule works in every network of the registry and computes the Δw it says."""
+    network, make_trials = NETWORKS[net_name]
+    rule = _documented_rule_class()(jnp.asarray(0.05))
+    weights = network.init_weights(getkey(), 0.3)
+    trials = make_trials(getkey(), 11)
+    traj = pi.simulate(rule, network, weights, trials, save_weights=True)
+    outs, ws, final = _loop_reference(rule, network, weights, trials)
+    np.testing.assert_allclose(traj.outputs, outs, rtol=1e-10, atol=1e-12)
+    for k in ws:
+        np.testing.assert_allclose(traj.final_weights[k], final[k], rtol=1e-10, atol=1e-12)
+    # one unbatched sample: Δw = rate · sign(y) xᵀ, a full (n_post, n_pre) matrix (not a broadcast scalar)
+    pre, post = jax.random.normal(getkey(), (4,)), jax.random.normal(getkey(), (3,))
+    dw = rule(pre, post, jnp.zeros((3, 4)), jnp.zeros(()))
+    np.testing.assert_allclose(dw, 0.05 * np.outer(np.sign(post), pre), rtol=1e-12)

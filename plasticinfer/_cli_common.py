@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,7 @@ non_negative = _number_check(lambda v: v >= 0, "at least 0")
 positive = _number_check(lambda v: v > 0, "greater than 0")
 fraction = _number_check(lambda v: 0 <= v < 1, "in [0, 1)")
 unit_interval = _number_check(lambda v: 0 < v <= 1, "in (0, 1]")
+open_unit_interval = _number_check(lambda v: 0 < v < 1, "in (0, 1)")
 
 
 def Size(help: str, **kw: Any) -> Any:  # noqa: N802 - reads like a type in signatures
@@ -162,6 +164,8 @@ def parse_choice_codes(items: list[str] | None) -> dict[Any, int] | None:
     out: dict[Any, int] = {}
     for item in (part for it in items for part in it.split(",") if part.strip()):
         code, sep, index = item.partition("=")
+        if sep and code.strip() and _code(code.strip()) in out:
+            raise CLIError(f"--choice-codes gives the code {code.strip()!r} twice; give each code once.")
         try:
             out[_code(code.strip())] = int(index)
         except ValueError:
@@ -225,9 +229,29 @@ def load_file(path: Path, *, mapping: list[str] | None = None, choice_codes: lis
         kwargs["columns"] = columns
     if codes is not None:
         kwargs["choice_codes"] = codes
-    ds = load(path, **kwargs)
+    try:
+        ds = load(path, **kwargs)
+    except PlasticInferError as err:
+        raise CLIError(in_command_line_terms(str(err))) from None
     ds.attrs.setdefault("source_file", str(path))
     return ds
+
+
+_PYTHON_TO_CLI = [
+    # the loaders speak Python (their messages serve both); on the command line the same advice reads as options
+    (re.compile(r"columns=\{\s*'([\w]+)'\s*:\s*'([^']*)'(?:,\s*'([\w]+)'\s*:\s*'([^']*)')?\s*\}"),
+     lambda m: f"--map {m.group(1)}={m.group(2)}" + (f" --map {m.group(3)}={m.group(4)}" if m.group(3) else "")),
+    (re.compile(r"columns=\.\.\.|the columns= mapping"), lambda m: "--map" if "..." in m.group(0) else "the --map options"),
+    (re.compile(r"choice_codes=\{[^}]*\}|choice_codes=\.\.\."), lambda m: "--choice-codes CODE=INDEX (e.g. --choice-codes L=0,R=1)"),
+    (re.compile(r"load\(path, mapping=\{[^}]*\}\)?"), lambda m: "--map choice=/path/choice --map reward=/path/reward"),
+]
+
+
+def in_command_line_terms(message: str) -> str:
+    """A data-layer message with its Python advice (``columns={'reward': …}``) rewritten as the options that do it."""
+    for pattern, replace in _PYTHON_TO_CLI:
+        message = pattern.sub(replace, message)
+    return message
 
 
 def where_to_get(name: str, data_dir: Path | None = None) -> str:

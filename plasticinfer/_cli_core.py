@@ -40,7 +40,7 @@ def demo(
     steps: Annotated[int, Size("L-BFGS steps.")] = 300,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Recover Oja's rule from synthetic recordings: 20 → 5 layer, half the neurons recorded, 10 % noise.
+    """Recover Oja's rule from synthetic recordings: 20 → 5 layer, 2 of the 5 output neurons recorded, 10 % noise.
 
     Fits a full 27-term Taylor rule over (x, y, w) with unknown initial weights, prints true vs
     recovered coefficients and held-out R², and writes results to OUT.
@@ -50,7 +50,7 @@ def demo(
 
     from ._recovery import oja_recovery
 
-    typer.echo("Simulating Oja's rule (20 → 5, 8 trajectories × 300 trials, 10 % noise, half the neurons recorded)")
+    typer.echo("Simulating Oja's rule (20 → 5, 8 trajectories × 300 trials, 10 % noise, 2 of the 5 outputs recorded)")
     typer.echo("and fitting a 27-term Taylor rule over (x, y, w) with unknown initial weights …")
     report = oja_recovery(key=jax.random.key(seed), steps=steps, progress=show_bars(quiet))
     interrupted = bool(report.fit.interrupted)
@@ -171,7 +171,7 @@ def fit_cmd(
     map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
-    variables: Annotated[str, typer.Option(help="Rule variables, letters from x (pre), y (post), w (weight), r (reward).")] = "xyw",
+    variables: Annotated[str, typer.Option(help="Rule variables, letters from x (pre), y (post), w (weight); recordings carry no reward.")] = "xyw",
     max_power: Annotated[int, Size("Maximum power of each variable.")] = 2,
     learning_rate: Annotated[float, Rate("Overall rate η of the fitted rule (fixed).")] = 0.005,
     steps: Annotated[int, Size("L-BFGS steps.")] = 300,
@@ -186,7 +186,11 @@ def fit_cmd(
     """Fit a Taylor plasticity rule to a neural dataset (feed-forward layer, Gaussian noise, fitted initial weights)."""
     bad = sorted(set(variables) - set("xywr"))
     if bad or not variables:
-        raise CLIError(f"--variables takes letters from x, y, w, r (e.g. xyw); got {variables!r}.")
+        raise CLIError(f"--variables takes letters from x, y, w (e.g. xyw); got {variables!r}.")
+    if "r" in variables:
+        raise CLIError(f"--variables {variables}: neural recordings carry no reward, so terms in r cannot be fitted; use letters from x, y, w.")
+    if len(set(variables)) != len(variables):
+        raise CLIError(f"--variables {variables}: each letter once (e.g. xyw).")
     output_folder(out)
     checkpoint = out / "checkpoint.nc"
     if resume and not checkpoint.is_file():

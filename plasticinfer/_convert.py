@@ -92,6 +92,8 @@ def activity_dataset(syn, *, description: str = "synthetic recordings") -> xr.Da
             "kind": "neural",
             "description": description,
             "source": "plasticinfer synthetic",
+            "license": "none: simulated data, free of any licence",
+            "citation": "simulated with plasticinfer (no publication to cite)",
             "units_activity": "a.u.",
             "true_equation": syn.true_model.rule.equation(),
             "true_learning_rate": syn.true_model.rule.learning_rate,

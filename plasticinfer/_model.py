@@ -144,10 +144,11 @@ class PlasticityModel(eqx.Module):
                 free = [t.name for t, fixed in zip(rule.terms, rule.fixed) if t.r > 0 and not fixed]
                 if free:
                     label = "the rule" if where == "rule" else f"the rule of {where!r}"
+                    shown = free if len(free) <= 4 else free[:4] + [f"… {len(free)} in all"]
                     raise ModelError(
-                        f"{label} has reward terms {free}, but {name} has no reward (inputs {sorted(data.inputs)}): r is 0 "
-                        "on every trial, so their coefficients cannot be fitted. Drop them (e.g. TaylorRule.full(('x', 'y', "
-                        "'w'), ...)) or give the data a reward variable"
+                        f"{label} has reward terms {shown}, but {name} has no reward (inputs {sorted(data.inputs)}): r is 0 "
+                        "on every trial, so their coefficients cannot be fitted. Drop them (a rule over x, y, w only) or "
+                        "give the data a reward variable"
                     )
         trials = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), data.inputs)
         w0 = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in self.initial_weights.items()}

@@ -157,6 +157,11 @@ class Monomial:
             if s == "":
                 raise ModelError("empty term name; use '1' for the constant term")
             return cls()
+        if re.match(r"^[\*·]|.*[\*·]$", s):
+            raise ModelError(
+                f"cannot parse term {text!r}: a product sign with no factor on one side (write terms like 'x*y', "
+                "'y^2*w')"
+            )
         powers = dict.fromkeys(VARIABLES, 0)
         for factor in re.split(r"[\*·\s]+", s):
             if not factor:
@@ -169,6 +174,35 @@ class Monomial:
                 )
             powers[m.group(1)] += int(m.group(2) or 1)
         return cls(**powers)
+
+
+_NUMBER = r"(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)"
+
+
+def signed_terms(text: str, equation: str | None = None) -> list[tuple[float, str | None, str]]:
+    """``(sign, number or None, term)`` for each signed term of an equation's right-hand side (``0.5·x·r − w``).
+
+    The one reader of rule equations (``TaylorRule.from_equation``, ``compare.parse_hypothesis``): a sign
+    with no term after it (``"x*y +"``) or a product sign with nothing before it (``"*x"``) is refused
+    rather than read as the constant term. ``equation`` is the text to name in errors.
+    """
+    where = text if equation is None else equation
+    tokens = [t.strip() for t in re.split(r"(?<!\d[eE])(?=[+-])", text.strip()) if t.strip()]
+    if not tokens:
+        raise ModelError(f"empty rule equation {where!r}; write terms such as 'x*y - y^2*w'")
+    out = []
+    for tok in tokens:
+        m = re.fullmatch(rf"([+-]?)\s*({_NUMBER})?\s*([\*·]?)\s*(.*)", tok, re.S)
+        sign, number, times, body = m.group(1), m.group(2), m.group(3), m.group(4).strip()
+        if number is None and times:
+            raise ModelError(f"cannot parse rule equation {where!r}: {tok!r} has a product sign with nothing before it")
+        if number is None and not body:
+            raise ModelError(
+                f"cannot parse rule equation {where!r}: a sign {tok!r} with no term after it (write terms like "
+                "'x*y - y^2*w'; '1' is the constant term)"
+            )
+        out.append((-1.0 if sign == "-" else 1.0, number, body))
+    return out
 
 
 def _as_monomial(term: "Monomial | str") -> Monomial:
@@ -318,16 +352,10 @@ class TaylorRule(AbstractRule):
         s = s.split("=", 1)[-1].strip()
         if not s:
             raise ModelError(f"empty rule equation {equation!r}")
-        tokens = [t for t in re.split(r"(?<!\d[eE])(?=[+-])", s.replace(" ", "")) if t]
         coefficients: dict[Monomial, float] = {}
-        for tok in tokens:
-            m = re.fullmatch(r"([+-]?)(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)?[\*·]?(.*)", tok)
-            if m is None:
-                raise ModelError(f"cannot parse {tok!r} in rule equation {equation!r}")
-            sign = -1.0 if m.group(1) == "-" else 1.0
-            value = float(m.group(2)) if m.group(2) else 1.0
-            body = m.group(3) or "1"
-            mono = Monomial.parse(body)
+        for sign, number, body in signed_terms(s.replace(" ", ""), equation):
+            value = float(number) if number else 1.0
+            mono = Monomial.parse(body or "1")
             coefficients[mono] = coefficients.get(mono, 0.0) + sign * value
         return cls(list(coefficients), jnp.asarray(list(coefficients.values())), learning_rate=learning_rate)
 

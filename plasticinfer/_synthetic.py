@@ -69,6 +69,10 @@ class SyntheticActivity:
     clean_activity: Array
 
 
+#: Largest growth of simulated activity over its first trial that synthetic data may show (beyond: refused).
+_MAX_GROWTH = 1e6
+
+
 def make_activity_data(
     rule,
     network,
@@ -91,7 +95,8 @@ def make_activity_data(
         key: PRNG key (split internally into inputs, initial weights, noise, recorded subset).
         noise: noise standard deviation; with ``relative_noise`` it is a fraction of the
             clean activity's standard deviation (10 % noise: ``noise=0.1``).
-        recorded_fraction: fraction of output neurons recorded (the same neurons on every trial).
+        recorded_fraction: fraction of output neurons recorded (the same neurons on every trial);
+            the count is rounded half to even, at least 1 (0.5 of 5 neurons records 2).
         init_scale: initial weights are ``init_scale · N(0, 1)``.
     """
     if not 0 < recorded_fraction <= 1:
@@ -103,11 +108,26 @@ def make_activity_data(
     true = PlasticityModel.create(
         rule, network, GaussianActivity(1.0), n_trajectories=n_trajectories, key=k_w, init_scale=init_scale
     )
+    for where, r in true.taylor_rules().items():
+        silent = [t.name for t, c in zip(r.terms, np.asarray(r.coeffs)) if t.r > 0 and c != 0]
+        if silent:
+            raise ModelError(
+                f"the rule has reward terms {silent}, but simulated recordings have no reward (r = 0 on every trial): "
+                "they would never act, and the data would not show them. Drop them from the rule"
+            )
     traj = true.simulate({"x": x}, save_weights=True, checkpoint=False)
     clean = traj.outputs
     sigma = noise * float(jnp.std(clean)) if relative_noise else noise
     if not np.isfinite(sigma):
         raise ModelError("the true rule diverged in simulation (non-finite activity); lower its learning rate")
+    start = float(jnp.max(jnp.abs(clean[:, 0])))
+    peak = float(jnp.max(jnp.abs(clean)))
+    if peak > _MAX_GROWTH * max(start, np.finfo(np.float32).tiny):
+        raise ModelError(
+            f"the true rule blew up in simulation: activity grew from {start:.3g} on the first trial to {peak:.3g} "
+            f"(more than {_MAX_GROWTH:.0e}-fold); lower its learning rate, use fewer trials, or add a stabilising "
+            "term such as −y²·w"
+        )
     obs = clean + sigma * jax.random.normal(k_noise, clean.shape, clean.dtype)
     n_post = clean.shape[-1]
     n_rec = max(1, int(round(recorded_fraction * n_post)))

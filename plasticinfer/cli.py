@@ -150,11 +150,44 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
+class _ReaderMayLeave:
+    """``sys.stdout`` for the console script: when its reader goes away (``plasticinfer … | head -1``), the rest of
+    the output is discarded and the command finishes its work (results files included) instead of dying on
+    ``BrokenPipeError`` mid-way."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _gone(self) -> None:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())  # the interpreter's last flush too
+        except (OSError, ValueError):
+            pass
+        self._stream = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     """Console entry point (the `plasticinfer` script)."""
     from ._interrupt import install
 
     install()  # a Ctrl-C is never lost; a second one quits at once
+    sys.stdout = _ReaderMayLeave(sys.stdout)
     code = run()
     sys.stdout.flush()
     sys.stderr.flush()

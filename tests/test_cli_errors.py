@@ -84,10 +84,30 @@ USAGE = [
     (["discover", "feedback-alignment", "--meta-lr", "0"], "'--meta-lr'"),
     (["discover", "feedback-alignment", "--n-way", "0"], "'--n-way'"),
     (["demo", "--steps", "0"], "'--steps'"),
+    (["compare", "--synthetic", "choice", "--heldout", "1"], "'--heldout': must be in (0, 1)"),  # was let through
+    (["fly", "--heldout", "1"], "'--heldout': must be in (0, 1)"),
 ]
 
 DATA = [
     (["simulate", f"{T}/a.nc", "--rule", "x*q"], "x*q"),
+    # a dangling operator used to be read as a constant term (Δw = x·y + 1), a trailing product sign dropped
+    (["simulate", f"{T}/a.nc", "--rule", "x*y +"], "a sign '+' with no term after it"),
+    (["simulate", f"{T}/a.nc", "--rule", "x*y*"], "a product sign with no factor"),
+    # recordings have no reward: an x·r rule would never act, and used to be written as the ground truth
+    (["simulate", f"{T}/a.nc", "--rule", "x*r"], "reward terms ['x*r']"),
+    # activity of 1e71 used to be written as data; only a non-finite simulation was refused
+    (["simulate", f"{T}/a.nc", "--rule", "x*y", "--learning-rate", "10", "--trials", "50"], "the true rule blew up"),
+    (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded", "--choice-codes", "L=0,R=0"],
+     "choice_codes maps L and R all to option 0"),
+    (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded", "--choice-codes", "L=0,R=1",
+      "--choice-codes", "L=2"], "gives the code 'L' twice"),
+    # the loaders' advice in command-line terms (it used to say columns={'reward': ...} and choice_codes={...})
+    (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side"], "or pass --map reward=<your column>"),
+    (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded"],
+     "Pass --choice-codes CODE=INDEX (e.g. --choice-codes L=0,R=1)"),
+    (["fly", "--hierarchical", "x*q"], "--hierarchical: cannot parse hypothesis 'x*q'"),  # before the MAP fits, not after
+    (["discover", "families", "--n-exc", "0"], "at least one excitatory"),  # was a ZeroDivisionError
+    (["discover", "families", "--duration", "0.2", "--segment", "0.1", "--transient", "0.5"], "leave at least one segment"),
     (["fit", f"{T}/nope.nc"], "nope.nc does not exist"),
     (["fit", "{junk}"], "junk.nc"),
     (["fit", "{readme}"], "suffix '.md'"),
@@ -97,6 +117,8 @@ DATA = [
     (["fit", NC, "--choice-codes", "L"], "CODE=INDEX"),
     (["fit", NC, "--choice-codes", "L=left"], "CODE=INDEX"),
     (["fit", NC, "--variables", "abc"], "--variables"),
+    (["fit", NC, "--variables", "xyr"], "neural recordings carry no reward"),
+    (["fit", NC, "--variables", "xxy"], "each letter once"),
     (["fit", NC, "--resume"], "no checkpoint"),
     (["fit", "rajagopalan2023", "--data-dir", f"{T}/nodata"], "plasticinfer datasets download rajagopalan2023"),
     (["fly", "--data-dir", f"{T}/nodata"], "--data-dir DIR"),
@@ -106,7 +128,7 @@ DATA = [
     (["fly", "--resume"], "add --hierarchical"),
     (["fly", "--hierarchical", "x*r + w", "--resume"], "no checkpoint"),
     (["fly", CSV], "animal"),  # the table's own column names need --map: the loader's message names them
-    (["compare"], "give either a dataset"),
+    (["compare"], "give the data to compare on"),
     (["compare", NC, "--synthetic", "choice"], "give either a dataset"),
     (["compare", "--synthetic", "nope"], "--synthetic must be one of"),
     (["compare", "--synthetic", "choice", "--split", "nope"], "--split must be one of"),
@@ -208,6 +230,19 @@ def test_usage_errors(argv, fragment, files, tmp_path, capsys, monkeypatch):
 def test_bad_data_and_options(argv, fragment, files, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("PLASTICINFER_DATA_DIR", raising=False)
     _check(argv, fragment, 2, files, tmp_path, capsys, monkeypatch)
+
+
+def test_a_reader_that_leaves_early_is_no_error(files):
+    """`plasticinfer inspect FILE | head -1`: the command finishes and exits 0 (it used to exit 1, silently)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "plasticinfer.cli", "inspect", str(files["nc"])], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 @pytest.mark.parametrize("argv,fragment", OUTPUT, ids=[" ".join(a) for a, _ in OUTPUT])

@@ -184,7 +184,8 @@ def test_compare_logs_one_line_per_fit(tmp_path):
     lines.clear()
     pi.compare.compare(["x*r"], tiny.data, split=pi.compare.SubjectKFold(2, seed=0), per_subject=False, steps=2,
                        restarts=1, baselines=False, progress=False, log=lines.append)
-    assert len(lines) == 2 and lines[0].startswith("[1/2] x*r, fold ") and lines[1].startswith("[2/2] x*r, fold ")
+    # the fold's own name, once ("subjects fold 1/2"; the line used to read "fold subjects fold 1/2")
+    assert lines == ["[1/2] x*r, subjects fold 1/2", "[2/2] x*r, subjects fold 2/2"]
 
     from plasticinfer.cli import app
 

@@ -202,3 +202,25 @@ def test_round_trips_preserve_every_real_trial(data):
     for i, c in enumerate(choice):  # padding sits after each subject's own trials, and only there
         assert ds["trial_mask"].values[i].sum() == len(c)
         np.testing.assert_array_equal(ds["choice"].values[i, : len(c)], c)
+
+
+def test_choice_codes_that_share_an_option_or_name_a_missing_one_are_refused():
+    df = pd.DataFrame({"subject": ["a"] * 4, "choice": list("LRLR"), "reward": [1, 0, 1, 0]})
+    with pytest.raises(SchemaError, match="choice_codes maps L and R all to option 0"):
+        pi.data.from_dataframe(df, choice_codes={"L": 0, "R": 0})
+    with pytest.raises(SchemaError, match=r"choice_codes maps R to option 2, but options are 0 … 1"):
+        pi.data.from_dataframe(df, choice_codes={"L": 0, "R": 2})
+    ds = pi.data.from_dataframe(df, choice_codes={"L": 1, "R": 0})
+    np.testing.assert_array_equal(ds["choice"].values[0], [1, 0, 1, 0])
+
+
+def test_one_subject_of_several_sessions_gets_a_note():
+    """Sessions of one subject are concatenated (by design); if they were different animals, say how to split them."""
+    df = pd.DataFrame({"session": ["s1"] * 3 + ["s2"] * 3, "trial": [1, 2, 3] * 2, "choice": [0, 1, 0, 1, 1, 0],
+                       "reward": [1, 0, 1, 0, 0, 1]})
+    ds = pi.data.from_dataframe(df)
+    assert ds.sizes["subject"] == 1 and ds.sizes["trial"] == 6
+    assert any("several sessions each (up to 2)" in n and "subject=session" in n for n in pi.data.schema_notes(ds))
+    split = pi.data.from_dataframe(df, columns={"subject": "session"})
+    assert split.sizes["subject"] == 2
+    assert not any("several sessions" in n for n in pi.data.schema_notes(split))

@@ -101,6 +101,10 @@ def test_noisy_convergence_diagnostics_tell_a_fall_from_noise():
         h[0] = h.min() - 0.01
     assert all("never moved" in diagnose(h, tol=1e-4) for h in lucky)  # the pointwise rule's false alarm
     assert np.mean(["never moved" in diagnose(h, tol=1e-4, noisy=True) for h in lucky]) < 0.02
+    # a loss that fell by orders of magnitude within the first window moved (its spread there dwarfed the fall)
+    steep = [np.concatenate([12000.0 * np.exp(-np.arange(30) / 2.0), np.full(270, 3e-4)]) * np.exp(0.1 * rng.standard_normal(300))
+             for _ in range(50)]
+    assert not any("never moved" in diagnose(h, tol=1e-4, noisy=True) for h in steep)
     # the single-point rule of deterministic fits would call about half of the pure-noise histories falling
     single = np.mean([bool(diagnose(1 + 0.1 * rng.standard_normal(300), tol=1e-4)) for _ in range(200)])
     assert single > 0.3

@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import plasticinfer as pi
 from plasticinfer import Monomial, TaylorRule
+from plasticinfer.errors import ComparisonError
 
 
 def _reference(term: Monomial, pre, post, w, r):
@@ -52,7 +53,7 @@ def test_term_names_and_counts():
     assert Monomial(x=1, y=2, w=0, r=1).name == "x*y^2*r"
 
 
-@pytest.mark.parametrize("bad", ["z*y", "x^-1", "", "x*y^"])
+@pytest.mark.parametrize("bad", ["z*y", "x^-1", "", "x*y^", "x*y*", "*x"])
 def test_bad_term_names_raise(bad):
     with pytest.raises(pi.ModelError):
         Monomial.parse(bad)
@@ -64,6 +65,15 @@ def test_equation_keeps_minus_signs_and_round_trips():
     again = TaylorRule.from_equation(rule.equation(precision=6))
     assert again.coefficients == pytest.approx(rule.coefficients)
     assert str(pi.oja()) == "Δw = 1.000·x·y − 1.000·y²·w"
+
+
+@pytest.mark.parametrize("bad", ["x*y +", "x*y + + w", "x*y - ", "+", "x*y*", "*x", "x*y - *w"])
+def test_dangling_operators_in_an_equation_raise(bad):
+    """These used to be read silently: "x*y +" as x·y + 1, "+" as the constant, "x*y*" as x·y."""
+    with pytest.raises(pi.ModelError, match="cannot parse"):
+        TaylorRule.from_equation(bad)
+    with pytest.raises(ComparisonError, match="cannot parse"):
+        pi.compare.parse_hypothesis(bad)
 
 
 def test_str_shows_only_nonzero_terms():

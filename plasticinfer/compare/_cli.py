@@ -18,7 +18,7 @@ from .._cli_common import (
     note,
     output_folder,
     show_bars,
-    unit_interval,
+    open_unit_interval,
 )
 from .._errors import ComparisonError, DataError
 
@@ -63,7 +63,7 @@ AGENT_HELP = (
 )
 POLICY_HELP = "Policies of the --agent rows: softmax, accept-reject (repeat; default both)."
 GRU_HELP = (
-    "Also a tiny GRU with this many units, the flexible ceiling (repeat; 1–8). Needs a split that holds out "
+    "Also a tiny GRU with this many units, the flexible ceiling (repeat; 1–64 units, tiny RNNs use 1–8). Needs a split that holds out "
     "whole subjects (dataset, kfold, subject)."
 )
 GRU_STEPS_HELP = "Adam steps of each --gru fit (early-stopped on a validation part of the training subjects)."
@@ -156,7 +156,7 @@ def compare_command(
     hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r, e.g. 'x*r + w' or 'x*(r-E[r]) + w' (repeat the option). Terms without a number start at 0.")] = None,
     split: Annotated[str, typer.Option(help="heldout (last part of each block), future (leave-future-out), subject (leave-one-subject-out), dataset (the data's own train/test subjects), kfold (k folds of subjects), insample. Subject-level splits fit one shared rule.")] = "heldout",
     folds: Annotated[int, Size("Folds of subjects for --split kfold.")] = 5,
-    heldout: Annotated[float, typer.Option(help="Fraction held out (of each block for 'heldout', of each session's end for 'future'), in (0, 1).", callback=unit_interval)] = 0.25,
+    heldout: Annotated[float, typer.Option(help="Fraction held out (of each block for 'heldout', of each session's end for 'future'), in (0, 1).", callback=open_unit_interval)] = 0.25,
     calibration: Annotated[float, Fraction("For 'subject': fraction of the held-out subject's first trials used to fit its initial weights.")] = 0.0,
     shared: Annotated[bool, typer.Option("--shared/--per-subject", help="One rule for all subjects, or one per subject (default).")] = False,
     baselines: Annotated[bool, typer.Option(help="Add the baselines (coin flip, base rate, Rescorla–Wagner; activity: mean activity, static weights).")] = True,
@@ -174,7 +174,9 @@ def compare_command(
     quiet: Annotated[bool, typer.Option(help="No progress lines or bars.")] = False,
 ) -> None:
     """Rank rule hypotheses by held-out log-likelihood, per subject and overall, against baselines."""
-    if (data is None) == (synthetic is None):
+    if data is None and synthetic is None:
+        raise ComparisonError("give the data to compare on: a dataset (a name or a file) or --synthetic choice|activity")
+    if data is not None and synthetic is not None:
         raise ComparisonError("give either a dataset (a name or a file) or --synthetic choice|activity, not both")
     if synthetic is not None and synthetic not in SYNTHETIC:
         raise ComparisonError(f"--synthetic must be one of {list(SYNTHETIC)}; got {synthetic!r}")

@@ -117,7 +117,8 @@ def compare(
     todo = [(h, fold) for h in hyps + base if h.applies_to(data) for fold in folds]
     for done, (h, fold) in enumerate(todo, 1):
         if log is not None:
-            log(f"[{done}/{len(todo)}] {h.name}" + (f", fold {fold.name}" if len(folds) > 1 else ""))
+            where = fold.name if "fold" in fold.name else f"fold {fold.name}"  # "subjects fold 2/2" names itself
+            log(f"[{done}/{len(todo)}] {h.name}" + (f", {where}" if len(folds) > 1 else ""))
         s = h.score(fold, settings)
         n_trials = trial_valid(fold.test).sum(axis=1)
         for j, subj in enumerate(fold.test_subjects.tolist()):

@@ -18,13 +18,12 @@ from jaxtyping import PRNGKeyArray
 
 from .._errors import ModelError
 from .._model import PlasticityModel
-from .._rules import RPE, AbstractRule, Monomial, TaylorRule, rule_equation  # noqa: F401 (rule_equation re-exported)
+from .._rules import RPE, AbstractRule, Monomial, TaylorRule, rule_equation, signed_terms  # noqa: F401 (rule_equation re-exported)
 from .._trial_data import TrialData
 from .._errors import ComparisonError
 
 #: How the reward-prediction error is printed.
 _RPE_PATTERN = re.compile(r"\(\s*r\s*[-−]\s*(?:E\s*\[\s*r\s*\]|E\s*\(\s*r\s*\)|⟨\s*r\s*⟩|<\s*r\s*>)\s*\)")
-_NUMBER = r"(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)"
 
 
 @dataclass(frozen=True)
@@ -114,15 +113,14 @@ def parse_hypothesis(text: str, *, name: str | None = None, learning_rate: float
             "as products like 'x*r', 'y^2*w', '0.5·x·y'"
         )
     compact = re.sub(r"\s*(\*\*|\^)\s*", "^", s.strip())
-    tokens = [t.strip() for t in re.split(r"(?<!\d[eE])(?=[+-])", compact) if t.strip()]
-    if not tokens:
+    if not compact:
         raise ComparisonError(f"empty hypothesis {text!r}; write terms such as 'x*r + w'")
     values: dict[Monomial, float] = {}
-    for tok in tokens:
-        m = re.fullmatch(rf"([+-]?)\s*({_NUMBER})?\s*[\*·]?\s*(.*)", tok)
-        sign_part, number, body = m.group(1), m.group(2), m.group(3).strip()
-        if not body and number is None:
-            raise ComparisonError(f"cannot parse hypothesis {text!r}: a sign with no term after it")
+    try:
+        terms = signed_terms(compact, text)
+    except ModelError as err:
+        raise ComparisonError(f"cannot parse hypothesis {text!r}: {err}") from None
+    for sign, number, body in terms:
         try:
             mono = Monomial.parse(body) if body else Monomial()
         except ModelError as err:
@@ -130,7 +128,7 @@ def parse_hypothesis(text: str, *, name: str | None = None, learning_rate: float
         if mono in values:
             raise ComparisonError(f"hypothesis {text!r} names the term {mono.name!r} twice")
         bare_one = not body and number == "1"  # "x*r + 1" names the constant term, like "x*r + w" names w
-        values[mono] = 0.0 if number is None or bare_one else float(number) * (-1.0 if sign_part == "-" else 1.0)
+        values[mono] = 0.0 if number is None or bare_one else float(number) * sign
     rule = TaylorRule(list(values), jnp.asarray(list(values.values()), dtype=float), learning_rate=learning_rate)
     return RuleHypothesis(name if name is not None else text.strip(), rule, reward_expectation=rpe)
 

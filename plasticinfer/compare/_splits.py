@@ -264,7 +264,8 @@ class DatasetSplit(AbstractSplit):
             title = ds.attrs.get("dataset", ds.attrs.get("title", "the dataset"))
             raise ComparisonError(
                 f"DatasetSplit: {title} has no {self.coordinate!r} coordinate (one {self.train!r}/{self.test!r} label per "
-                "subject), so it has no train/test split of its own; use SubjectKFold(k) or LeaveOneSubjectOut(), or add "
+                "subject), so it has no train/test split of its own; use SubjectKFold(k) or LeaveOneSubjectOut() (on the "
+                "command line: --split kfold or --split subject), or add "
                 f"the coordinate: ds = ds.assign_coords({self.coordinate}=('subject', labels))"
             )
         values = ds[self.coordinate]

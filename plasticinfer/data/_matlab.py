@@ -28,7 +28,7 @@ from ._combine import concat_subjects
 from .._errors import FileFormatError, SchemaError
 from ._schema import behaviour_dataset
 from ._matrices import from_matrices
-from ._tables import from_dataframe
+from ._tables import check_choice_codes, from_dataframe
 
 _MAT73_HINT = "MATLAB 7.3"
 
@@ -239,6 +239,7 @@ def choice_order_session(
             f"{where}: choice_order has shape {co.shape} but reward_order has {ro.shape}; they must match."
         )
     codes = {1: 0, 2: 1} if choice_codes is None else {int(k): int(v) for k, v in choice_codes.items()}
+    check_choice_codes(codes, max(2, max(codes.values(), default=0) + 1), where)
     c = co.T.ravel()
     r = ro.T.ravel()
     block = np.repeat(np.arange(1, co.shape[1] + 1), co.shape[0])

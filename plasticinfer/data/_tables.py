@@ -294,6 +294,27 @@ def _normalise_code(value: Any) -> Any:
     return value
 
 
+def check_choice_codes(lookup: Mapping[Any, int], n_options: int, where: str) -> None:
+    """Refuse a user's code → option mapping that sends two codes to one option or names an option that is not there."""
+    by_option: dict[int, list[str]] = {}
+    for k, v in lookup.items():
+        by_option.setdefault(int(v), []).append(str(k))
+    shared = {v: ks for v, ks in by_option.items() if len(ks) > 1}
+    if shared:
+        v, ks = next(iter(shared.items()))
+        raise SchemaError(
+            f"{where}: choice_codes maps {' and '.join(ks)} all to option {v}; each option needs its own code "
+            f"(e.g. {{{ks[0]!r}: 0, {ks[1]!r}: 1}})"
+        )
+    out_of_range = {k: v for k, v in lookup.items() if not 0 <= int(v) < n_options}
+    if out_of_range:
+        k, v = next(iter(out_of_range.items()))
+        raise SchemaError(
+            f"{where}: choice_codes maps {k} to option {v}, but options are 0 … {n_options - 1} (n_options="
+            f"{n_options}); use 0-based option indices, or pass n_options"
+        )
+
+
 def _choice_column(
     df: pd.DataFrame, choice_codes: Mapping[Any, int] | None, n_options: int, where: str
 ) -> tuple[np.ndarray, str]:
@@ -306,6 +327,7 @@ def _choice_column(
     if choice_codes is not None:
         lookup = {_normalise_code(k): int(v) for k, v in choice_codes.items()}
         coding = "mapped by choice_codes"
+        check_choice_codes(lookup, n_options, where)
     else:
         present = set(codes)
         zero_based = set(range(n_options))

@@ -67,6 +67,15 @@ def schema_notes(ds: xr.Dataset) -> list[str]:
             notes.append("no p_reward coordinate: reward probabilities are unknown (fine for fitting choices).")
         elif bool(np.isnan(ds["p_reward"].values[ds["trial_mask"].values]).any()):
             notes.append("p_reward holds NaN on some real trials: those probabilities are unknown.")
+    if "session" in ds.coords and "trial" in ds["session"].dims:
+        sessions = ds["session"].where(ds["trial_mask"]) if "trial_mask" in ds else ds["session"]
+        per_subject = [len({str(v) for v in np.asarray(row) if str(v) not in ("", "nan")}) for row in sessions.transpose("subject", "trial").values]
+        if max(per_subject, default=0) > 1:
+            notes.append(
+                f"subjects hold several sessions each (up to {max(per_subject)}), concatenated in order as one learning "
+                "sequence; if each session is a different animal, map the subject to the session column "
+                "(--map subject=session, or columns={'subject': 'session'})."
+            )
     if ds.attrs.get("kind") == "neural":
         frac = float(ds["recorded"].values.mean())
         if frac < 1.0:

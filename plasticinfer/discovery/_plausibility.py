@@ -105,6 +105,10 @@ class FamilyTask(eqx.Module):
         bad = [t for t in plastic if t not in SYNAPSE_TYPES]
         if bad or not plastic:
             raise DiscoveryError(f"plastic must name one or more of {SYNAPSE_TYPES}; got {plastic}")
+        if n_exc < 1 or n_inh < 1:
+            raise DiscoveryError(f"need at least one excitatory and one inhibitory neuron; got n_exc={n_exc}, n_inh={n_inh}")
+        if not 0 < p <= 1:
+            raise DiscoveryError(f"connection probability p must be in (0, 1]; got {p}")
         j_exc = network_kwargs.pop("j_exc", 0.5 * 80.0 / (p * n_exc))
         g = network_kwargs.pop("g", 8.0)
         net = EINetwork.create(key, n_exc=n_exc, n_inh=n_inh, p=p, j_exc=j_exc, g=g, **network_kwargs)
@@ -113,6 +117,11 @@ class FamilyTask(eqx.Module):
         n_seg = int(round(duration / segment))
         if n_seg < 2 or abs(n_seg * segment - duration) > 1e-9:
             raise DiscoveryError(f"duration ({duration} s) must be a multiple (≥ 2) of segment ({segment} s)")
+        if transient < 0 or int(round(transient / segment)) >= n_seg:
+            raise DiscoveryError(
+                f"transient ({transient} s) must be at least 0 and leave at least one segment ({segment} s) of the "
+                f"duration ({duration} s): the statistics are measured after it"
+            )
         initial = {"ee": j_exc, "ei": j_exc, "ie": g * j_exc, "ii": g * j_exc}
         lrs = tuple(eta * initial[t] for t in plastic)
         return cls(net, plastic, lrs, n_seg, seg_steps, int(round(transient / segment)))

@@ -17,7 +17,7 @@ from .._cli_common import (
     note,
     output_folder,
     show_bars,
-    unit_interval,
+    open_unit_interval,
 )
 from ..compare._cli import AGENT_HELP, GRU_HELP, GRU_STEPS_HELP, POLICY_HELP, POPULATION_HELP, check_extra_options
 
@@ -29,7 +29,7 @@ def fly(
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
     hypotheses: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="Hypotheses to fit (repeat), e.g. 'x*r + w'; default all standard ones.")] = None,
-    heldout: Annotated[float, typer.Option(help="Fraction of each block's last trials held out, in (0, 1).", callback=unit_interval)] = 0.2,
+    heldout: Annotated[float, typer.Option(help="Fraction of each block's last trials held out, in (0, 1).", callback=open_unit_interval)] = 0.2,
     steps: Annotated[int, Size("L-BFGS steps per fit.")] = 50,
     restarts: Annotated[int, Size(RESTARTS_HELP)] = 4,
     split: Annotated[str, typer.Option(help="heldout (last part of each block, one fit per fly), dataset (the data's own train/test flies, one shared rule), kfold (k folds of flies, one shared rule).")] = "heldout",
@@ -70,6 +70,17 @@ def fly(
     if resume and not checkpoint.is_file():
         raise CLIError(f"--resume: no checkpoint at {checkpoint}; run once with --hierarchical, --checkpoint-every N and --out {out}.")
     check_extra_options(agents=agent, policies=policy, gru=gru, population=population, subject_split=split != "heldout")
+    if hierarchical is not None:  # read the equation now, as hierarchical_fit will, not after every MAP fit
+        from .._errors import PlasticInferError
+        from ._hypotheses import get_hypotheses as _get
+
+        try:
+            if len(_get([hierarchical])) != 1:
+                raise CLIError(f"--hierarchical needs one rule hypothesis; {hierarchical!r} is a baseline")
+        except CLIError:
+            raise
+        except PlasticInferError as err:
+            raise CLIError(f"--hierarchical: {err}") from None
     options = {"restarts": restarts}
     if split != "heldout":
         from ..compare._splits import DatasetSplit, SubjectKFold
@@ -108,7 +119,9 @@ def fly(
                 typer.echo(f"interrupted: the NUTS state is saved in {checkpoint}; rerun the same command with --resume to continue", err=True)
             raise
     paths = write_report(analysis, out, title=f"Choice-learning analysis: {dataset}", posterior=posterior)
-    typer.echo(analysis.table().round(2).to_string())
+    from ._report import _short
+
+    typer.echo(_short(analysis.table()).to_string())  # the report's own table (p-values to 4 decimals, not 0.00)
     if posterior is not None:
         typer.echo("\n" + str(posterior))
     typer.echo(f"\n{time.perf_counter() - t0:.0f} s; wrote {paths['report']} and figures in {out}/")

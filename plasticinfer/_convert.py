@@ -61,6 +61,7 @@ def choice_data(ds: xr.Dataset) -> TrialData:
             cues = np.broadcast_to(cue.transpose("option", "feature").values.astype(float), (n_subj, n_trials) + cue.shape)
     else:
         cues = np.broadcast_to(np.eye(2), (n_subj, n_trials, 2, 2))
+    cues = np.where(tm[:, :, None, None], cues, 0.0)  # padded trials: 0, never NaN (it would reach gradients)
     choice = np.where(tm, choice, 0).astype(np.int64)
     reward = np.where(tm, reward, 0.0)
     return TrialData(

@@ -6,6 +6,7 @@ Restarts and subjects run as one vmapped, sharded computation (the loop is in
 
 from __future__ import annotations
 
+import operator
 import os
 import warnings
 
@@ -82,7 +83,13 @@ def _perturb(params, key, scale, n, rule_spec):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def _check_data(model: PlasticityModel, data: TrialData, name: str):
+def _check_data(model: PlasticityModel, data: TrialData, name: str, *, rule_fitted: bool = True):
+    if not isinstance(model, PlasticityModel):
+        raise ModelError(
+            f"this needs a PlasticityModel (a rule inside a network, with an observation model); got "
+            f"{type(model).__name__}. Build one with PlasticityModel.create(rule, network, observation, ...)"
+            + ("; for a fit's result pass result.model" if type(model).__name__ == "FitResult" else "")
+        )
     if not isinstance(data, TrialData):
         raise ModelError(
             f"{name} must be a TrialData or a validated xarray Dataset from the loaders; got {type(data).__name__}"
@@ -113,10 +120,10 @@ def _check_data(model: PlasticityModel, data: TrialData, name: str):
                 "NaN/inf into every later trial and every gradient. Clean that trial, or set its inputs to 0 if it is "
                 "padding (mask False there)"
             )
-    model.check_data(data, name)
+    model.check_data(data, name, rule_fitted=rule_fitted)
 
 
-def _check_arguments(model, data, validation, restarts, key, steps, optimiser):
+def _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule=True):
     """Validate what fit/fit_independent were given; returns the optimiser to use."""
     if not isinstance(model, PlasticityModel):
         raise ModelError(
@@ -124,8 +131,12 @@ def _check_arguments(model, data, validation, restarts, key, steps, optimiser):
             f"{type(model).__name__}. Build one with PlasticityModel.create(rule, network, observation, ...)"
         )
     for what, value in (("steps", steps), ("restarts", restarts)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ModelError(f"{what} must be an integer; got {value!r}")
+        try:
+            operator.index(value)  # int, NumPy or 0-d JAX integers
+        except TypeError:
+            value = None
+        if value is None or isinstance(value, bool):
+            raise ModelError(f"{what} must be an integer; got {steps if what == 'steps' else restarts!r}")
     if restarts < 1:
         raise ModelError(f"restarts must be ≥ 1; got {restarts}")
     if steps < 1:
@@ -133,25 +144,31 @@ def _check_arguments(model, data, validation, restarts, key, steps, optimiser):
     check_key(key, "fit")
     if restarts > 1 and key is None:
         raise ModelError("restarts > 1 needs a PRNG key for the jitter: pass key=jax.random.key(0)")
-    if optimiser is not None and not isinstance(optimiser, optax.GradientTransformation):
+    if optimiser is not None and not (callable(getattr(optimiser, "init", None)) and callable(getattr(optimiser, "update", None))):
         raise ModelError(
             f"optimiser must be an optax optimiser (e.g. optax.adam(1e-2), optax.lbfgs()); got {optimiser!r}"
         )
-    _check_data(model, data, "data")
+    _check_data(model, data, "data", rule_fitted=fit_rule)
     if validation is not None:
-        _check_data(model, validation, "validation")
+        _check_data(model, validation, "validation", rule_fitted=fit_rule)
     return _DEFAULT_OPTIMISER if optimiser is None else optimiser
 
 
-def check_l1(l1) -> float:
-    """``l1`` as a float; a negative, non-finite or non-numeric penalty is refused."""
+def check_l1(l1):
+    """``l1`` checked: a negative, non-finite or non-numeric penalty is refused.
+
+    A number comes back as a float; a JAX array comes back as it is (an L1 path passes its strength as
+    an array so that every strength runs the same compiled program), and a traced one is not checked.
+    """
+    if isinstance(l1, jax.core.Tracer):
+        return l1
     try:
         value = None if isinstance(l1, (bool, str)) else float(l1)
     except (TypeError, ValueError):
         value = None
     if value is None or not np.isfinite(value) or value < 0:
         raise ModelError(f"l1 must be a non-negative number (0 for no sparsity penalty); got {l1!r}")
-    return value
+    return l1 if isinstance(l1, jax.Array) else value
 
 
 def check_key(key, where: str) -> None:
@@ -159,7 +176,7 @@ def check_key(key, where: str) -> None:
     if key is None:
         return
     typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    legacy = isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape[-1:] == (2,)
+    legacy = isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.shape[-1:] == (2,)
     if not (typed or legacy):
         raise ModelError(f"{where}: key must be a JAX PRNG key such as jax.random.key(0); got {key!r}")
 
@@ -235,7 +252,7 @@ def fit(
     with ``result.interrupted`` True (and an :class:`InterruptedWarning`).
     """
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
-    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser)
+    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule)
     l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
     spec = trainable_filter(
         model, rule=fit_rule, initial_weights=fit_initial_weights, observation=fit_observation, network=fit_network
@@ -321,7 +338,7 @@ def fit_independent(
     :meth:`FitResult.subject` returns subject ``s``'s fitted model.
     """
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
-    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser)
+    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule)
     l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
     n_subj = data.n_trajectories
     # One single-trajectory model per subject, stacked along a leading axis.

@@ -126,11 +126,11 @@ class PlasticityModel(eqx.Module):
                 total = total + r.penalty()
         return total
 
-    def check_data(self, data: TrialData, name: str = "data") -> None:
+    def check_data(self, data: TrialData, name: str = "data", *, rule_fitted: bool = True) -> None:
         """Refuse data this model cannot run on or score, with a :class:`ModelError` saying what to change.
 
-        Checks the number of trajectories, that every reward term of a Taylor rule has a reward to
-        read, that the network runs on one trial's inputs (traced, not run), and what the
+        Checks the number of trajectories, that every reward term of a Taylor rule that is fitted
+        (``rule_fitted``) has a reward to read, that the network runs on one trial's inputs (traced, not run), and what the
         observation model needs (:meth:`AbstractObservationModel.check_data`: shapes, choice codes,
         counts). ``fit``, ``fit_independent`` and ``bayes.sample`` call it before any work.
         """
@@ -139,7 +139,7 @@ class PlasticityModel(eqx.Module):
                 f"model has initial weights for {self.n_trajectories} trajectories but {name} has "
                 f"{data.n_trajectories}; build it with PlasticityModel.create(..., n_trajectories={data.n_trajectories})"
             )
-        if "reward" not in data.inputs:
+        if "reward" not in data.inputs and rule_fitted:  # a rule held as it is may carry inactive reward terms
             for where, rule in self.taylor_rules().items():
                 free = [t.name for t, fixed in zip(rule.terms, rule.fixed) if t.r > 0 and not fixed]
                 if free:

@@ -389,7 +389,8 @@ def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefi
     problems = []
     stored_terms = [str(t) for t in ds["term"].values] if "term" in ds.coords else []
     wanted_terms = term_names(like)
-    if stored_terms != wanted_terms:
+    by_rule = lambda names: sorted(names, key=lambda n: n.split(":")[0] if ":" in n else "")  # noqa: E731
+    if by_rule(stored_terms) != by_rule(wanted_terms):  # the order of a dict of rules is not the model's (JAX sorts it)
         problems.append(f"terms: file has {len(stored_terms)} {stored_terms[:8]}{'…' if len(stored_terms) > 8 else ''}, "
                         f"like= has {len(wanted_terms)} {wanted_terms[:8]}{'…' if len(wanted_terms) > 8 else ''}")
     expected = {n: tuple(np.shape(v)) for n, v in named_leaves(like).items()}
@@ -402,20 +403,44 @@ def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefi
             shape = tuple(ds[prefix + n].shape[lead:])
             if shape != expected[n]:
                 problems.append(f"parameter {n!r}: file has shape {shape}, like= has {expected[n]}")
-    # the configuration that no array records (learning rate, activation, noise settings): as described in the file
-    # (how a rule is differentiated or contracted is a choice of computation, not of model: not compared)
-    def setting(text):
-        return re.sub(r"(, )?\b(contraction|derivative)=[^,)]*", "", str(text))
-
-    for part in ("rule", "network", "observation"):
-        stored = ds.attrs.get(part)
-        if stored is not None and hasattr(like, part) and setting(describe(getattr(like, part))) != setting(stored):
-            problems.append(f"{part}: file has {setting(stored)}, like= has {setting(describe(getattr(like, part)))}")
+    # the configuration that no array records (learning rate, activation, noise settings), compared as structure:
+    # dict order, tuple vs list and 1 vs 1.0 do not matter
+    if "model_structure" in ds.attrs:
+        stored = json.loads(ds.attrs["model_structure"]).get("fields", {})
+        given = json.loads(to_json(encode_structure(like))).get("fields", {})
+        for part in ("rule", "network", "observation"):
+            if part in stored and part in given and _configuration(stored[part]) != _configuration(given[part]):
+                problems.append(
+                    f"{part}: file has {_setting(ds.attrs.get(part, '?'))}, like= has {_setting(describe(getattr(like, part)))}"
+                )
     if problems:
         raise DataError(
             f"{path}: the stored model does not match the model given as like=:\n  - " + "\n  - ".join(problems)
             + "\nPass like= a model built exactly as the one that was fitted, or omit like= to rebuild it from the file."
         )
+
+
+# What a template may differ in: the terms (compared by name above) and how a rule is contracted or
+# differentiated (a choice of computation, not of model).
+_NOT_COMPARED = ("terms", "contraction", "derivative")
+
+
+def _configuration(structure):
+    """The static configuration in an encoded structure: arrays as placeholders, tuples as lists, no terms."""
+    if isinstance(structure, dict):
+        if "array" in structure or "numpy" in structure:
+            return "array"
+        if "tuple" in structure or "list" in structure:
+            return [_configuration(v) for v in structure.get("tuple", structure.get("list"))]
+        return {k: _configuration(v) for k, v in structure.items() if k not in _NOT_COMPARED}
+    if isinstance(structure, list):
+        return [_configuration(v) for v in structure]
+    return structure
+
+
+def _setting(text) -> str:
+    """A module's description without the computation choices (see ``_NOT_COMPARED``)."""
+    return re.sub(r"(, )?\b(contraction|derivative)=[^,)]*", "", str(text))
 
 
 def fill_like(like, ds: xr.Dataset, prefix: str, *, cast: bool = True):

@@ -120,13 +120,14 @@ def make_activity_data(
     sigma = noise * float(jnp.std(clean)) if relative_noise else noise
     if not np.isfinite(sigma):
         raise ModelError("the true rule diverged in simulation (non-finite activity); lower its learning rate")
-    start = float(jnp.max(jnp.abs(clean[:, 0])))
+    # the scale to grow from: the first trial's activity, or the inputs' (weights may start at 0)
+    start = max(float(jnp.max(jnp.abs(clean[:, 0]))), float(jnp.max(jnp.abs(x))))
     peak = float(jnp.max(jnp.abs(clean)))
-    if peak > _MAX_GROWTH * max(start, np.finfo(np.float32).tiny):
+    if peak > _MAX_GROWTH * start:
         raise ModelError(
-            f"the true rule blew up in simulation: activity grew from {start:.3g} on the first trial to {peak:.3g} "
-            f"(more than {_MAX_GROWTH:.0e}-fold); lower its learning rate, use fewer trials, or add a stabilising "
-            "term such as −y²·w"
+            f"the true rule blew up in simulation: activity reached {peak:.3g}, more than {_MAX_GROWTH:.0e} times the "
+            f"larger of the first trial's activity and the inputs ({start:.3g}); lower its learning rate, use fewer "
+            "trials, or add a stabilising term such as −y²·w"
         )
     obs = clean + sigma * jax.random.normal(k_noise, clean.shape, clean.dtype)
     n_post = clean.shape[-1]

@@ -151,7 +151,7 @@ def _run(argv: list[str]) -> int:
 
 
 class _ReaderMayLeave:
-    """``sys.stdout`` for the console script: when its reader goes away (``plasticinfer … | head -1``), the rest of
+    """``sys.stdout``/``sys.stderr`` for the console script: when its reader goes away (``plasticinfer … | head -1``), the rest of
     the output is discarded and the command finishes its work (results files included) instead of dying on
     ``BrokenPipeError`` mid-way."""
 
@@ -187,10 +187,14 @@ def main() -> None:
     from ._interrupt import install
 
     install()  # a Ctrl-C is never lost; a second one quits at once
-    sys.stdout = _ReaderMayLeave(sys.stdout)
+    if sys.stdout is not None:  # None: started with stdout closed (`>&-`); click then writes nothing
+        sys.stdout = _ReaderMayLeave(sys.stdout)
+    if sys.stderr is not None:  # `2>&1 | head`: progress bars and warnings go to stderr
+        sys.stderr = _ReaderMayLeave(sys.stderr)
     code = run()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
     if code == 130:
         # Leave without tearing down JAX/XLA's threads mid-computation (that can segfault).
         os._exit(130)

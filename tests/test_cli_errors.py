@@ -98,7 +98,7 @@ DATA = [
     # activity of 1e71 used to be written as data; only a non-finite simulation was refused
     (["simulate", f"{T}/a.nc", "--rule", "x*y", "--learning-rate", "10", "--trials", "50"], "the true rule blew up"),
     (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded", "--choice-codes", "L=0,R=0"],
-     "choice_codes maps L and R all to option 0"),
+     "choice_codes gives no code for option(s) [1]"),
     (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded", "--choice-codes", "L=0,R=1",
       "--choice-codes", "L=2"], "gives the code 'L' twice"),
     # the loaders' advice in command-line terms (it used to say columns={'reward': ...} and choice_codes={...})
@@ -243,6 +243,13 @@ def test_a_reader_that_leaves_early_is_no_error(files):
         os.close(write_end)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_a_closed_stdout_is_no_error():
+    """`plasticinfer datasets list >&-`: Python has no sys.stdout at all; the command runs and exits 0."""
+    proc = subprocess.run(["sh", "-c", f"'{sys.executable}' -m plasticinfer.cli datasets list >&-"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize("argv,fragment", OUTPUT, ids=[" ".join(a) for a, _ in OUTPUT])

@@ -75,3 +75,12 @@ def test_in_sample_and_errors(syn):
     with pytest.raises(ComparisonError):
         LeaveFutureOut(1.5).folds(syn.data)
     assert trial_valid(syn.data).all()
+
+
+def test_an_in_sample_comparison_does_not_call_itself_held_out():
+    data = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.5}), key=jax.random.key(0), n_subjects=2,
+                               trials_per_block=10).data
+    kw = dict(steps=2, restarts=1, progress=False, baselines=False)
+    in_sample = pi.compare.compare(["x*r"], data, split=pi.compare.InSample(), **kw).summary().splitlines()[0]
+    assert "scored on the trials they were fitted to (in-sample" in in_sample and "held-out subjects" not in in_sample
+    assert "2 held-out subjects" in pi.compare.compare(["x*r"], data, **kw).summary().splitlines()[0]

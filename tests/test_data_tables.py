@@ -206,8 +206,11 @@ def test_round_trips_preserve_every_real_trial(data):
 
 def test_choice_codes_that_share_an_option_or_name_a_missing_one_are_refused():
     df = pd.DataFrame({"subject": ["a"] * 4, "choice": list("LRLR"), "reward": [1, 0, 1, 0]})
-    with pytest.raises(SchemaError, match="choice_codes maps L and R all to option 0"):
+    with pytest.raises(SchemaError, match=r"choice_codes gives no code for option\(s\) \[1\] of 0 … 1 \(L and R all go to option 0\)"):
         pi.data.from_dataframe(df, choice_codes={"L": 0, "R": 0})
+    # synonyms may share an option
+    ds = pi.data.from_dataframe(df.assign(choice=["L", "R", "left", "R"]), choice_codes={"L": 0, "left": 0, "R": 1})
+    np.testing.assert_array_equal(ds["choice"].values[0], [0, 1, 0, 1])
     with pytest.raises(SchemaError, match=r"choice_codes maps R to option 2, but options are 0 … 1"):
         pi.data.from_dataframe(df, choice_codes={"L": 0, "R": 2})
     ds = pi.data.from_dataframe(df, choice_codes={"L": 1, "R": 0})

@@ -84,8 +84,15 @@ def test_binary_choice_model_refuses_three_option_data():
         _fit(_choice_model(2), pi.TrialData(two.inputs, jnp.asarray(choices), two.mask))
 
 
-def test_compare_refuses_three_option_data_before_fitting():
-    with pytest.raises(ComparisonError, match=r"binary \(two options coded 0 and 1\), but the data have choice 2 at \(subject, trial\)"):
+def test_compare_on_three_option_data_has_no_binary_baseline_and_refuses_binary_hypotheses():
+    """Rescorla–Wagner (a binary model) scored +6.7e53 on these data; it now does not apply, while coin flip and
+    base rate (any number of options) do, and a binary rule hypothesis is refused by its observation model."""
+    from plasticinfer.compare._baselines import standard_baselines
+
+    names = [b.name for b in standard_baselines(pi.TrialData.from_dataset(THREE), None)]
+    assert names == ["coin flip", "base rate"]
+    assert "Rescorla–Wagner" in [b.name for b in standard_baselines(pi.TrialData.from_dataset(BEHAVIOUR), None)]
+    with pytest.raises(ModelError, match=r"BernoulliChoice scores a choice between two options"):
         pi.compare.compare(["x*r"], THREE, steps=2, restarts=1, progress=False)
 
 
@@ -111,6 +118,8 @@ def test_a_reward_term_on_data_without_reward_is_refused():
         _fit(_neural_model(terms=("x*y", "x*r")), NEURAL)
     with pytest.raises(ModelError, match="no reward"):
         pi.compare.compare(["x*r + w"], NEURAL, steps=2, restarts=1, key=jax.random.key(0), progress=False)
+    # a rule that is not fitted may carry inactive reward terms
+    assert np.isfinite(_fit(_neural_model(terms=("x*y", "x*r")), NEURAL, fit_rule=False).loss_history).all()
     # a fixed reward term asks nothing of the data: accepted
     rule = pi.TaylorRule(["x*y", "x*r"], fixed=["x*r"], learning_rate=0.05)
     model = pi.PlasticityModel.create(rule, pi.FeedForward(4, 2), pi.GaussianActivity(0.5), n_trajectories=2, key=jax.random.key(1))
@@ -187,6 +196,20 @@ def test_fit_accepts_the_usual_argument_types():
     result = pi.fit(_neural_model(), NEURAL, steps=np.int64(2), l1=np.float32(0.01), optimiser=optax.adam(1e-2),
                     restarts=2, key=jax.random.PRNGKey(0), progress=False)
     assert result.loss_history.shape == (2, 2)
+    # a wrapped optimiser, a NumPy legacy key and a 0-d JAX integer are fine too
+    result = pi.fit(_neural_model(), NEURAL, steps=jnp.asarray(2), optimiser=optax.MultiSteps(optax.adam(1e-2), 2),
+                    restarts=2, key=np.asarray(jax.random.PRNGKey(0)), progress=False)
+    assert result.loss_history.shape == (2, 2)
+
+
+def test_an_array_l1_stays_an_array_so_an_l1_path_compiles_once():
+    """compare's sparse-rule path passes each strength as an array: made a float, every strength recompiled."""
+    from plasticinfer._fit import check_l1
+
+    assert isinstance(check_l1(jnp.asarray(0.1)), jax.Array) and check_l1(0.1) == 0.1
+    with pytest.raises(ModelError, match="non-negative"):
+        check_l1(jnp.asarray(-0.1))
+    assert jax.jit(lambda v: check_l1(v) * 2)(jnp.asarray(0.5)) == 1.0  # traced: passed through
 
 
 def test_fit_refuses_a_rule_in_place_of_a_model():
@@ -212,10 +235,22 @@ def test_compare_and_sample_refuse_arguments_of_the_wrong_kind():
 # ---- dataset builders -------------------------------------------------------------------------------------------
 
 
+def test_synthetic_data_from_zero_weights_is_not_taken_for_a_blow_up():
+    """The growth check measures against the inputs' scale too: weights that start at 0 have zero activity on trial 0."""
+    syn = pi.make_activity_data(pi.TaylorRule.from_equation("x - w", learning_rate=0.05), pi.FeedForward(3, 2),
+                                pi.GaussianInputs.isotropic(3), key=jax.random.key(0), n_trials=30, init_scale=0.0)
+    assert np.isfinite(np.asarray(syn.clean_activity)).all()
+    with pytest.raises(ModelError, match="the true rule blew up"):
+        pi.make_activity_data(pi.TaylorRule.from_equation("x*y", learning_rate=10.0), pi.FeedForward(20, 5),
+                              pi.GaussianInputs.isotropic(20), key=jax.random.key(0), n_trials=50)
+
+
 def test_recorded_as_text_is_refused_and_zero_one_accepted():
     with pytest.raises(SchemaError, match=r"recorded must be True/False \(or 0/1\) values; got dtype <U5 with values such as 'False'"):
         pi.neural_dataset(X, Y, recorded=np.array([["False", "True"], ["True", "True"]]))
     ds = pi.neural_dataset(X, Y, recorded=np.array([[0, 1], [1, 1]]))
+    assert ds["recorded"].values.tolist() == [[False, True], [True, True]]
+    ds = pi.neural_dataset(X, Y, recorded=np.array([[False, True], [True, True]], dtype=object))  # pandas-style bools
     assert ds["recorded"].values.tolist() == [[False, True], [True, True]]
 
 
@@ -224,6 +259,16 @@ def test_neural_builder_names_input_not_choice():
         pi.neural_dataset(X, [Y[0][:8], Y[1]])
     with pytest.raises(SchemaError, match="activity has 3 subjects but input has 2"):
         pi.neural_dataset(X, Y + [Y[0]])
+
+
+def test_subjects_with_per_trial_cues_concatenate_without_nan_padding():
+    def subject(n, name):
+        cue = np.broadcast_to(np.eye(2), (n, 2, 2)).copy()
+        return pi.behaviour_dataset([RNG.integers(0, 2, n)], [RNG.integers(0, 2, n).astype(float)], cue=[cue], subjects=[name])
+
+    ds = pi.data.concat_subjects([subject(12, "a"), subject(8, "b")])
+    assert not np.isnan(ds["cue"].values).any()  # padded with 0, as docs/data-format.md says
+    assert np.isfinite(_fit(_choice_model(2), ds).loss_history).all()
 
 
 def test_p_reward_of_the_wrong_shape_is_refused():

@@ -14,7 +14,7 @@ import numpy as np
 from .._model import PlasticityModel
 from .._rules import TaylorRule
 from .._trial_data import TrialData
-from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, ModelHypothesis, choice_model, is_choice_data, n_observations
+from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, ModelHypothesis, choice_model, is_binary_choice_data, is_choice_data, n_observations
 from ._splits import Fold
 
 COIN_FLIP = "coin flip"
@@ -128,9 +128,14 @@ def static_weights_model(template: PlasticityModel) -> PlasticityModel:
 
 
 def standard_baselines(data: TrialData, template: PlasticityModel | None) -> list[AbstractHypothesis]:
-    """Coin flip, base rate and Rescorla–Wagner for choices; mean activity and static weights for activity."""
+    """Coin flip, base rate and Rescorla–Wagner for choices; mean activity and static weights for activity.
+
+    Rescorla–Wagner is a binary choice model (``BernoulliChoice``): it joins only when the choices are
+    between two options coded 0/1 (coin flip and base rate take any number of options).
+    """
     if is_choice_data(data):
-        return [CoinFlip(), BaseRate(), ModelHypothesis(RESCORLA_WAGNER, rescorla_wagner_model(data))]
+        rw = [ModelHypothesis(RESCORLA_WAGNER, rescorla_wagner_model(data))] if is_binary_choice_data(data) else []
+        return [CoinFlip(), BaseRate(), *rw]
     out: list[AbstractHypothesis] = [BaseRate(name=MEAN_ACTIVITY)]
     if template is not None:
         out.append(ModelHypothesis(STATIC_WEIGHTS, static_weights_model(template)))

@@ -88,8 +88,6 @@ def compare(
     except ModelError as e:
         raise ComparisonError(str(e)) from None
     data, blocks, subject_names, split, source = _prepare(data, blocks, subject_names, split)
-    if is_choice_data(data):
-        _check_two_options(data)
     if fit_initial_weights is None:
         fit_initial_weights = not is_choice_data(data)
     import jax
@@ -166,19 +164,6 @@ def _named(hypotheses):
                 "pass a dict name → rule/model for other kinds"
             )
     return out
-
-
-def _check_two_options(data: TrialData) -> None:
-    """The choice models and baselines here score a choice between two options coded 0/1."""
-    obs = np.asarray(data.observations)
-    mask = np.broadcast_to(np.asarray(data.mask), obs.shape)
-    bad = mask & ~np.isin(obs, (0, 1))
-    if bad.any():
-        i, t = (int(v) for v in np.argwhere(bad)[0])
-        raise ComparisonError(
-            f"compare's choice models are binary (two options coded 0 and 1), but the data have choice {obs[i, t].item()!r} "
-            f"at (subject, trial) = ({i}, {t}); compare two options at a time, or recode the choices as 0/1"
-        )
 
 
 def _prepare(data, blocks, subject_names, split):

@@ -97,6 +97,14 @@ def is_choice_data(data: TrialData) -> bool:
     return "cues" in data.inputs and "choice" in data.inputs
 
 
+def is_binary_choice_data(data: TrialData) -> bool:
+    """Choices between two options, coded 0/1 wherever the mask lets them into the likelihood."""
+    if not is_choice_data(data) or data.inputs["cues"].shape[-2] != 2:
+        return False
+    obs = np.asarray(data.observations)
+    return bool(np.isin(obs[np.broadcast_to(np.asarray(data.mask), obs.shape)], (0, 1)).all())
+
+
 #: The lapse rate of the standard choice model, in every path (compare, fly, baselines).
 LAPSE = 0.0
 

@@ -15,7 +15,7 @@ from .._io import write_figure, write_text
 from ._baselines import BASE_RATE, COIN_FLIP, MEAN_ACTIVITY, RESCORLA_WAGNER, STATIC_WEIGHTS
 from .._errors import ComparisonError
 from ._hypotheses import FitSettings
-from ._splits import AbstractSplit
+from ._splits import AbstractSplit, InSample
 from ._stats import PairedTest, aic, bic, deviance_explained, wilcoxon_signed_rank
 
 #: Nulls for "deviance explained", in report order: (column suffix, baseline name).
@@ -236,7 +236,9 @@ class ComparisonResult:
         head = (
             f"model comparison: {self.split_description}, {'per-subject' if self.settings.per_subject else 'shared'} fits "
             f"({self.settings.steps} L-BFGS steps × {self.settings.restarts} starts), {self.scores['subject'].nunique()} "
-            "held-out subjects; log-likelihoods in nats"
+            + ("subjects scored on the trials they were fitted to (in-sample: not a held-out comparison)"
+               if isinstance(self.split, InSample) or str(self.split).startswith("InSample") else "held-out subjects")
+            + "; log-likelihoods in nats"
         )
         return head + "\n" + _format(t[cols]).to_string()
 

@@ -239,7 +239,7 @@ def choice_order_session(
             f"{where}: choice_order has shape {co.shape} but reward_order has {ro.shape}; they must match."
         )
     codes = {1: 0, 2: 1} if choice_codes is None else {int(k): int(v) for k, v in choice_codes.items()}
-    check_choice_codes(codes, max(2, max(codes.values(), default=0) + 1), where)
+    check_choice_codes(codes, 2, where)
     c = co.T.ravel()
     r = ro.T.ravel()
     block = np.repeat(np.arange(1, co.shape[1] + 1), co.shape[0])

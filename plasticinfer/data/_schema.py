@@ -32,6 +32,7 @@ FILL: dict[str, Any] = {
     "presentation_mask": False,
     "input": 0.0,
     "activity": 0.0,
+    "cue": 0.0,
 }
 
 DEFAULT_ATTRS: dict[str, str] = {
@@ -126,6 +127,8 @@ def _as_bool(values: ArrayLike, name: str) -> np.ndarray:
         return arr
     if arr.dtype.kind in "iuf" and np.isin(arr, (0, 1)).all():
         return arr.astype(bool)
+    if arr.dtype == object and all(isinstance(v, (bool, np.bool_)) for v in arr.ravel().tolist()):
+        return arr.astype(bool)  # Python bools, e.g. from a pandas column
     raise SchemaError(
         f"{name} must be True/False (or 0/1) values; got dtype {arr.dtype}"
         + (f" with values such as {arr.ravel()[0].item()!r}" if arr.size else "")

@@ -295,23 +295,28 @@ def _normalise_code(value: Any) -> Any:
 
 
 def check_choice_codes(lookup: Mapping[Any, int], n_options: int, where: str) -> None:
-    """Refuse a user's code → option mapping that sends two codes to one option or names an option that is not there."""
+    """Refuse a user's code → option mapping that leaves an option without a code or names an option that is not there.
+
+    Several codes may share an option (``{"L": 0, "left": 0, "R": 1}``: synonyms); an option no code reaches
+    means every choice lands on the others (``{"L": 0, "R": 0}``), which is refused.
+    """
     by_option: dict[int, list[str]] = {}
     for k, v in lookup.items():
         by_option.setdefault(int(v), []).append(str(k))
-    shared = {v: ks for v, ks in by_option.items() if len(ks) > 1}
-    if shared:
-        v, ks = next(iter(shared.items()))
-        raise SchemaError(
-            f"{where}: choice_codes maps {' and '.join(ks)} all to option {v}; each option needs its own code "
-            f"(e.g. {{{ks[0]!r}: 0, {ks[1]!r}: 1}})"
-        )
     out_of_range = {k: v for k, v in lookup.items() if not 0 <= int(v) < n_options}
     if out_of_range:
         k, v = next(iter(out_of_range.items()))
         raise SchemaError(
             f"{where}: choice_codes maps {k} to option {v}, but options are 0 … {n_options - 1} (n_options="
             f"{n_options}); use 0-based option indices, or pass n_options"
+        )
+    uncovered = [o for o in range(n_options) if o not in by_option]
+    if uncovered:
+        shared = next(((o, ks) for o, ks in by_option.items() if len(ks) > 1), None)
+        hint = f" ({' and '.join(shared[1])} all go to option {shared[0]})" if shared else ""
+        raise SchemaError(
+            f"{where}: choice_codes gives no code for option(s) {uncovered} of 0 … {n_options - 1}{hint}, so no choice "
+            "could land there; give each option its code (e.g. {'L': 0, 'R': 1})"
         )
 
 

@@ -244,6 +244,7 @@ _PYTHON_TO_CLI = [
     (re.compile(r"columns=\.\.\.|the columns= mapping"), lambda m: "--map" if "..." in m.group(0) else "the --map options"),
     (re.compile(r"choice_codes=\{[^}]*\}|choice_codes=\.\.\."), lambda m: "--choice-codes CODE=INDEX (e.g. --choice-codes L=0,R=1)"),
     (re.compile(r"load\(path, mapping=\{[^}]*\}\)?"), lambda m: "--map choice=/path/choice --map reward=/path/reward"),
+    (re.compile(r"pass resume=False to overwrite it"), lambda m: "run without --resume to start afresh (it overwrites the file)"),
 ]
 
 

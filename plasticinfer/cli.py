@@ -136,7 +136,9 @@ def _run(argv: list[str]) -> int:
         if _debug(argv):
             remove_created_folders()
             raise
-        return _fail("error: " + " ".join(str(e).split("\n")), 2)
+        from ._cli_common import in_command_line_terms
+
+        return _fail("error: " + in_command_line_terms(" ".join(str(e).split("\n"))), 2)
     except Exception as e:  # noqa: BLE001 - the one place unexpected errors are reported
         if _debug(argv):
             remove_created_folders()

@@ -38,6 +38,16 @@ def test_resume_without_checkpoint_is_refused(small_data, tmp_path, capsys):
     assert "no checkpoint" in err and len(err.strip().splitlines()) == 1
 
 
+def test_resume_from_another_fit_says_what_to_do_on_the_command_line(small_data, tmp_path, capsys):
+    part = tmp_path / "part"
+    assert _fit(small_data, part, "--steps", "5", "--checkpoint-every", "5") == 0
+    capsys.readouterr()
+    assert _fit(small_data, part, "--steps", "10", "--checkpoint-every", "5", "--resume", "--l1", "0.1") == 2
+    err = capsys.readouterr().err
+    assert "belongs to a different fit" in err and "run without --resume to start afresh" in err  # not "resume=False"
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_fly_nuts_resume_without_checkpoint_is_refused(tmp_path, capsys):
     """`plasticinfer fly --hierarchical … --resume` with nothing to resume: one line, usage-error status, before any fit."""
     import subprocess

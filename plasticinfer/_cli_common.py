@@ -229,10 +229,7 @@ def load_file(path: Path, *, mapping: list[str] | None = None, choice_codes: lis
         kwargs["columns"] = columns
     if codes is not None:
         kwargs["choice_codes"] = codes
-    try:
-        ds = load(path, **kwargs)
-    except PlasticInferError as err:
-        raise CLIError(in_command_line_terms(str(err))) from None
+    ds = load(path, **kwargs)  # its errors read in command-line terms where the CLI prints them (in_command_line_terms)
     ds.attrs.setdefault("source_file", str(path))
     return ds
 

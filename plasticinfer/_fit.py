@@ -83,13 +83,17 @@ def _perturb(params, key, scale, n, rule_spec):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def _check_data(model: PlasticityModel, data: TrialData, name: str, *, rule_fitted: bool = True):
+def check_model(model, who: str) -> None:
+    """Refuse anything but a :class:`PlasticityModel` where ``who`` (``"fit"``, ``"sample"``, …) needs one."""
     if not isinstance(model, PlasticityModel):
         raise ModelError(
-            f"this needs a PlasticityModel (a rule inside a network, with an observation model); got "
+            f"{who} needs a PlasticityModel (a rule inside a network, with an observation model); got "
             f"{type(model).__name__}. Build one with PlasticityModel.create(rule, network, observation, ...)"
-            + ("; for a fit's result pass result.model" if type(model).__name__ == "FitResult" else "")
+            + ("; for a fit's result pass result.model (or init=result)" if isinstance(model, FitResult) else "")
         )
+
+
+def _check_data(model: PlasticityModel, data: TrialData, name: str, *, rule_fitted: bool = True):
     if not isinstance(data, TrialData):
         raise ModelError(
             f"{name} must be a TrialData or a validated xarray Dataset from the loaders; got {type(data).__name__}"
@@ -125,18 +129,15 @@ def _check_data(model: PlasticityModel, data: TrialData, name: str, *, rule_fitt
 
 def _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule=True):
     """Validate what fit/fit_independent were given; returns the optimiser to use."""
-    if not isinstance(model, PlasticityModel):
-        raise ModelError(
-            f"fit needs a PlasticityModel (a rule inside a network, with an observation model); got "
-            f"{type(model).__name__}. Build one with PlasticityModel.create(rule, network, observation, ...)"
-        )
+    check_model(model, "fit")
     for what, value in (("steps", steps), ("restarts", restarts)):
         try:
             operator.index(value)  # int, NumPy or 0-d JAX integers
+            integer = not isinstance(value, bool)
         except TypeError:
-            value = None
-        if value is None or isinstance(value, bool):
-            raise ModelError(f"{what} must be an integer; got {steps if what == 'steps' else restarts!r}")
+            integer = False
+        if not integer:
+            raise ModelError(f"{what} must be an integer; got {value!r}")
     if restarts < 1:
         raise ModelError(f"restarts must be ≥ 1; got {restarts}")
     if steps < 1:

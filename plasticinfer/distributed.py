@@ -270,15 +270,16 @@ def fit_independent(model, data, *, key=None, **kwargs):
         key: PRNG key for restart jitter; every process must pass the same one.
         **kwargs: as for :func:`plasticinfer.fit_independent`.
     """
-    from ._fit import FitResult, _as_trial_data, _check_data, fit_independent as _fit_independent
+    from ._fit import FitResult, _as_trial_data, _check_data, check_model, fit_independent as _fit_independent
 
     data = _as_trial_data(data, "data")
     if "validation" in kwargs:
         kwargs["validation"] = _as_trial_data(kwargs["validation"], "validation")
-    _check_data(model, data, "data")  # on every process, before any of them starts its share
     n, processes = data.n_trajectories, jax.process_count()
     if processes == 1:
         return unshard(_fit_independent(model, data, key=key, **kwargs))
+    check_model(model, "fit_independent")
+    _check_data(model, data, "data")  # all of it, on every process, before any of them starts its share
     if n < processes:
         raise DistributedError(
             f"{n} subjects cannot be split over {processes} processes; run with at most {n} processes"

@@ -20,7 +20,7 @@ from numpyro.infer.initialization import init_to_value
 
 from .._checkpoint import check_checkpoint_options
 from .._errors import ModelError, PosteriorWarning, SamplingError
-from .._fit import FitResult, _as_trial_data, _check_data, check_key
+from .._fit import FitResult, _as_trial_data, _check_data, check_key, check_model
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ..distributed import unshard
@@ -216,10 +216,7 @@ def prepare(model, data, *, priors=None, method=None, hierarchical=None, init=No
     a model fitted with its restarts sharded across devices carries arrays laid out on that fit's
     mesh, which the sampler's own device layout (``pmap`` over chains) cannot mix with.
     """
-    if isinstance(model, FitResult):
-        raise ModelError("sample needs a PlasticityModel; for a fit's result pass result.model (or init=result)")
-    if not isinstance(model, PlasticityModel):
-        raise ModelError(f"sample needs a PlasticityModel; got {type(model).__name__}")
+    check_model(model, "sample")
     if priors is not None and not isinstance(priors, Priors):
         raise ModelError(
             f"priors must be pi.bayes.Priors(...), e.g. Priors(coefficients=Laplace(1.0)); got {type(priors).__name__}"

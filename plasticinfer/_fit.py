@@ -338,6 +338,7 @@ def fit_independent(
     of (subject × restart) fits is sharded across devices. Arguments as in :func:`fit`;
     :meth:`FitResult.subject` returns subject ``s``'s fitted model.
     """
+    subjects = subject_labels(data)
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
     optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule)
     l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
@@ -405,7 +406,15 @@ def fit_independent(
         interrupted=out["interrupted"],
         converged=converged,
         convergence_message=message,
+        subjects=subjects,
     ))
+
+
+def subject_labels(data) -> tuple[str, ...] | None:
+    """The ``subject`` coordinate of a dataset as text, or ``None`` (a :class:`TrialData` carries no labels)."""
+    if isinstance(data, xr.Dataset) and "subject" in data.coords:
+        return tuple(str(v) for v in data["subject"].values)
+    return None
 
 
 def _as_trial_data(data, name):

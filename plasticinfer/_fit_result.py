@@ -40,6 +40,9 @@ class FitResult:
         interrupted: the fit was stopped by Ctrl-C; these are the best parameters up to then.
         converged: whether the loss had settled (see ``convergence_message``).
         convergence_message: why the fit is not considered converged ("" when it is).
+        subjects: the subjects' labels of an independent fit, in order (the ``subject``
+            coordinate of the dataset it was fitted to, as text); ``None`` for a fit, or when
+            the data were a :class:`TrialData`, which carries no labels (then 0, 1, …).
     """
 
     model: PlasticityModel
@@ -56,23 +59,39 @@ class FitResult:
     interrupted: bool = False
     converged: bool = True
     convergence_message: str = ""
+    subjects: tuple[str, ...] | None = None
 
     @property
     def n_subjects(self) -> int:
         return int(self.loss_history.shape[0]) if self.independent else 1
 
-    def subject(self, i: int) -> PlasticityModel:
-        """The fitted model of subject ``i`` (independent fits only)."""
+    @property
+    def subject_labels(self) -> list:
+        """The subjects' labels (``subjects``), or 0, 1, … where the data carried none."""
+        return list(self.subjects) if self.subjects is not None else list(range(self.n_subjects))
+
+    def subject(self, i: int | str) -> PlasticityModel:
+        """The fitted model of a subject of an independent fit: by position ``i``, or by its label (text)."""
         if not self.independent:
             raise ModelError("subject(i) is for results of fit_independent; use .model")
+        if isinstance(i, str):
+            if self.subjects is None or i not in self.subjects:
+                known = ", ".join(map(str, self.subject_labels[:10])) + (" …" if self.n_subjects > 10 else "")
+                raise ModelError(f"no subject labelled {i!r} in this result; its subjects are {known}")
+            i = self.subjects.index(i)
+        elif not -self.n_subjects <= i < self.n_subjects:
+            raise ModelError(f"subject {i} is out of range: this result holds {self.n_subjects} subjects (0…{self.n_subjects - 1})")
         return index_model(self.model, i)
 
     @property
     def coefficients(self):
-        """Fitted Taylor coefficients as a pandas DataFrame (one row, or one row per subject)."""
+        """Fitted Taylor coefficients as a pandas DataFrame (one row, or one row per subject, indexed by its label)."""
         import pandas as pd
 
-        return pd.DataFrame(coefficient_rows(self.model, self.independent))
+        rows = coefficient_rows(self.model, self.independent)
+        if not self.independent:
+            return pd.DataFrame(rows)
+        return pd.DataFrame(rows, index=pd.Index(self.subject_labels, name="subject"))
 
     def equation(self, subject: int | None = None) -> str:
         model = self.subject(subject) if subject is not None else self.model

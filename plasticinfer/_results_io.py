@@ -474,6 +474,8 @@ def fit_to_dataset(result) -> xr.Dataset:
         else:
             ds["coefficient"] = xr.DataArray(values[0], dims=["term"], coords={"term": names})
     lead = ["subject", "restart"] if result.independent else ["restart"]
+    if result.independent and result.subjects is not None:
+        ds = ds.assign_coords(subject=("subject", [str(v) for v in result.subjects]))
     ds["loss"] = xr.DataArray(np.asarray(result.loss_history), dims=lead + ["step"])
     if result.validation_history is not None:
         ds["validation_loss"] = xr.DataArray(result.validation_history, dims=lead + ["evaluation"])
@@ -549,4 +551,5 @@ def load_fit_fields(path, like=None) -> dict:
         interrupted=bool(ds.attrs.get("interrupted", 0)),
         converged=bool(ds.attrs.get("converged", 1)),
         convergence_message=str(ds.attrs.get("convergence_message", "")),
+        subjects=tuple(str(v) for v in ds["subject"].values) if independent and "subject" in ds.coords else None,
     )

@@ -193,7 +193,15 @@ def main() -> None:
         sys.stdout = _ReaderMayLeave(sys.stdout)
     if sys.stderr is not None:  # `2>&1 | head`: progress bars and warnings go to stderr
         sys.stderr = _ReaderMayLeave(sys.stderr)
-    code = run()
+    try:
+        code = run()
+    except Exception as e:  # only under --debug, where run() re-raises: the traceback, and the exit code without it
+        import traceback
+
+        from ._errors import PlasticInferError
+
+        traceback.print_exc()
+        code = 2 if isinstance(e, PlasticInferError) else 1
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()

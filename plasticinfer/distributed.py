@@ -270,14 +270,16 @@ def fit_independent(model, data, *, key=None, **kwargs):
         key: PRNG key for restart jitter; every process must pass the same one.
         **kwargs: as for :func:`plasticinfer.fit_independent`.
     """
-    from ._fit import FitResult, _as_trial_data, _check_data, check_model, fit_independent as _fit_independent
+    from ._fit import FitResult, _as_trial_data, _check_data, check_model, fit_independent as _fit_independent, subject_labels
 
+    processes = jax.process_count()
+    if processes == 1:
+        return unshard(_fit_independent(model, data, key=key, **kwargs))
+    subjects = subject_labels(data)
     data = _as_trial_data(data, "data")
     if "validation" in kwargs:
         kwargs["validation"] = _as_trial_data(kwargs["validation"], "validation")
-    n, processes = data.n_trajectories, jax.process_count()
-    if processes == 1:
-        return unshard(_fit_independent(model, data, key=key, **kwargs))
+    n = data.n_trajectories
     check_model(model, "fit_independent")
     _check_data(model, data, "data")  # all of it, on every process, before any of them starts its share
     if n < processes:
@@ -321,6 +323,7 @@ def fit_independent(model, data, *, key=None, **kwargs):
         steps_run=max(p["steps_run"] for p in parts),
         independent=True,
         settings={**local.settings, "processes": processes},
+        subjects=subjects,
     )
 
 

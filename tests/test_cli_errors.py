@@ -300,6 +300,16 @@ def test_library_errors_raise_under_debug(files, tmp_path):
         run(["--debug", "fit", str(tmp_path / "nope.nc"), "--out", str(tmp_path / "o")])
 
 
+def test_debug_keeps_the_exit_code_and_shows_the_traceback(tmp_path):
+    """Through the console script: --debug prints the traceback and still exits 2 for a library error."""
+    proc = _cli("--debug", "fit", str(tmp_path / "nope.nc"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" in proc.stderr and "nope.nc" in proc.stderr
+    plain = _cli("fit", str(tmp_path / "nope.nc"), "--out", str(tmp_path / "o"))
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_keyboard_interrupt_in_process(files, tmp_path, capsys, monkeypatch):
     import plasticinfer._cli_core as core
 

@@ -119,3 +119,28 @@ def test_fit_accepts_loader_dataset(problem):
     np.testing.assert_array_equal(a.loss_history, b.loss_history)
     with pytest.raises(pi.DataError, match="xarray Dataset"):
         pi.TrialData.from_dataset({"activity": 1})
+
+
+def test_independent_fit_keeps_the_datasets_subject_labels(problem, tmp_path):
+    """Per-subject coefficients are indexed by the dataset's subject labels, kept through save/load."""
+    from plasticinfer._convert import activity_dataset
+
+    syn, model = problem
+    ds = pi.validate(activity_dataset(syn)).assign_coords(subject=["fly_b", "fly_a"][: syn.data.n_trajectories])
+    labelled = pi.fit_independent(model, ds, **KW)
+    plain = pi.fit_independent(model, syn.data, **KW)
+    assert labelled.subjects == ("fly_b", "fly_a")
+    assert list(labelled.coefficients.index) == ["fly_b", "fly_a"] and labelled.coefficients.index.name == "subject"
+    assert plain.subjects is None and list(plain.coefficients.index) == [0, 1]
+    np.testing.assert_array_equal(labelled.coefficients.to_numpy(), plain.coefficients.to_numpy())
+    # by label or by position: the same subject
+    assert labelled.subject("fly_a").rule.coefficients == labelled.subject(1).rule.coefficients
+    assert labelled.equation(subject="fly_a") == labelled.equation(subject=1)
+    with pytest.raises(pi.ModelError, match="no subject labelled 'fly_c'.*fly_b, fly_a"):
+        labelled.subject("fly_c")
+    with pytest.raises(pi.ModelError, match="subject 2 is out of range.*2 subjects"):
+        labelled.subject(2)
+    back = pi.FitResult.load(labelled.save(tmp_path / "fit.nc"), like=model)
+    assert back.subjects == ("fly_b", "fly_a")
+    assert back.coefficients.equals(labelled.coefficients)
+    assert pi.FitResult.load(plain.save(tmp_path / "plain.nc"), like=model).subjects is None

@@ -229,6 +229,7 @@ def load_file(path: Path, *, mapping: list[str] | None = None, choice_codes: lis
         kwargs["columns"] = columns
     if codes is not None:
         kwargs["choice_codes"] = codes
+        kwargs["n_options"] = max(2, max(codes.values()) + 1)  # the options are 0 … the largest INDEX
     ds = load(path, **kwargs)  # its errors read in command-line terms where the CLI prints them (in_command_line_terms)
     ds.attrs.setdefault("source_file", str(path))
     return ds
@@ -241,6 +242,10 @@ _PYTHON_TO_CLI = [
     (re.compile(r"columns=\.\.\.|the columns= mapping"), lambda m: "--map" if "..." in m.group(0) else "the --map options"),
     (re.compile(r"choice_codes=\{[^}]*\}|choice_codes=\.\.\."), lambda m: "--choice-codes CODE=INDEX (e.g. --choice-codes L=0,R=1)"),
     (re.compile(r"load\(path, mapping=\{[^}]*\}\)?"), lambda m: "--map choice=/path/choice --map reward=/path/reward"),
+    (re.compile(r"choice_codes (gives|maps)"), lambda m: f"--choice-codes {m.group(1)}"),
+    (re.compile(r"\(e\.g\. \{'L': 0, 'R': 1\}\)"), lambda m: "(e.g. --choice-codes L=0,R=1)"),
+    (re.compile(r"; use 0-based option indices, or pass n_options"),
+     lambda m: "; use 0-based option indices (the options are 0 … the largest INDEX given)"),
     (re.compile(r"pass resume=False to overwrite it"), lambda m: "run without --resume to start afresh (it overwrites the file)"),
 ]
 

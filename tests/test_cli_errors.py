@@ -98,7 +98,7 @@ DATA = [
     # activity of 1e71 used to be written as data; only a non-finite simulation was refused
     (["simulate", f"{T}/a.nc", "--rule", "x*y", "--learning-rate", "10", "--trials", "50"], "the true rule blew up"),
     (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded", "--choice-codes", "L=0,R=0"],
-     "choice_codes gives no code for option(s) [1]"),
+     "--choice-codes gives no code for option(s) [1]"),
     (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded", "--choice-codes", "L=0,R=1",
       "--choice-codes", "L=2"], "gives the code 'L' twice"),
     # the loaders' advice in command-line terms (it used to say columns={'reward': ...} and choice_codes={...})

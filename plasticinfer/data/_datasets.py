@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from ._combine import concat_subjects
-from .._errors import DatasetError
+from .._errors import DataError, DatasetError
 from ._matlab import load_mat
 from ._schema import behaviour_dataset
 
@@ -238,7 +238,16 @@ def load(
         folder = _download(name, path)
     if verify:
         _verify(name, folder)
-    ds = _BUILDERS[name](folder, meta, **options)
+    try:
+        ds = _BUILDERS[name](folder, meta, **options)
+    except DataError:
+        raise
+    except Exception as e:  # numpy/pandas on a damaged file: name the folder and what to do
+        checked = "its checksums matched" if verify else "it was loaded with verify=False, so its checksums were not checked"
+        raise DatasetError(
+            f"dataset {meta.name!r} in {str(folder)!r} could not be read ({type(e).__name__}: {' '.join(str(e).split())}); "
+            f"{checked}. Restore the original files (or download them again)."
+        ) from e
     ds.attrs.update({
         "dataset": meta.name,
         "title": meta.title,

@@ -94,9 +94,10 @@ def _read(path: Path, mapping: Mapping[str, str], where: str) -> tuple[dict[str,
                         f"{names[:20]}. Fix the mapping."
                     )
                 value = obj[()]
-                if key == "subject":
+                if key == "subject":  # ids as text, from a vector or a (n, 1) / (1, n) column of them
+                    flat = np.asarray(value).ravel() if np.ndim(value) <= 1 or min(np.shape(value)) == 1 else value
                     value = np.array([v.decode() if isinstance(v, bytes) else str(v)
-                                      for v in np.atleast_1d(value).tolist()], dtype=object)
+                                      for v in np.atleast_1d(flat).tolist()], dtype=object)
                 out[key] = np.asarray(value)
                 if key == "activity":
                     u = obj.attrs.get("units", obj.attrs.get("unit"))
@@ -150,7 +151,17 @@ def _neural(arrays: dict[str, np.ndarray], subjects: list[str] | None, attrs: di
 
 
 def _shaped(value: np.ndarray, shape: tuple[int, int], name: str, where: str) -> np.ndarray:
+    """A (subject, n) boolean array: exactly that shape, or a vector when there is one subject; 0/1 or booleans."""
     a = np.asarray(value)
-    if a.dtype.kind not in "iufb" or a.size != shape[0] * shape[1]:
-        raise SchemaError(f"{where}: {name} has shape {a.shape} and dtype {a.dtype}; expected {shape} booleans.")
+    if a.dtype.kind not in "iufb" or not (a.shape == shape or (shape[0] == 1 and a.shape == shape[1:])):
+        hint = " (it looks transposed)" if a.shape == shape[::-1] else ""
+        raise SchemaError(
+            f"{where}: {name} has shape {a.shape} and dtype {a.dtype}; expected {shape} booleans{hint}. Store it as "
+            "(subject, neuron) for recorded, (subject, trial) for trial_mask."
+        )
+    if a.dtype.kind != "b":
+        bad = ~np.isin(a, (0, 1))
+        if bad.any():
+            i = tuple(int(k) for k in np.argwhere(bad)[0])
+            raise SchemaError(f"{where}: {name}{list(i)} is {a[i].item()!r}; expected 0/1 or booleans.")
     return a.astype(bool).reshape(shape)

@@ -176,9 +176,30 @@ def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
             "Point load_mat at a file, or at a folder of sessions."
         )
     parts = [load_mat(f, **kwargs) for f in files]
+    parts = _one_coding(files, parts, kwargs)
     attrs = {"source": str(path)}
     attrs.update(kwargs.get("attrs") or {})
     return concat_subjects(parts, attrs=attrs)
+
+
+def _one_coding(files: list[Path], parts: list[xr.Dataset], kwargs: dict[str, Any]) -> list[xr.Dataset]:
+    """One choice coding for a whole folder: a file whose codes fit both readings (only 1s) is read as its
+    1-based siblings are, and a folder whose files need different codings is refused."""
+    codings = [p.attrs.get("choice_coding") for p in parts]
+    if kwargs.get("choice_codes") is not None or set(codings) != {"0-based", "1-based"}:
+        return parts
+    has_zero = [c == "0-based" and bool((p["choice"].values[p["trial_mask"].values] == 0).any()) for c, p in zip(codings, parts)]
+    if any(has_zero):
+        zero = files[has_zero.index(True)]
+        one = files[codings.index("1-based")]
+        raise SchemaError(
+            f"folder {str(files[0].parent)!r}: the choice codes are 0-based in {zero.name!r} (a code 0) but 1-based in "
+            f"{one.name!r} (codes 1 … {len(parts[0]['option'])}); give every file the same coding, or pass "
+            "choice_codes={code: option_index} for the whole folder."
+        )
+    one_based = {k: k - 1 for k in range(1, int(kwargs.get("n_options") or 2) + 1)}
+    return [load_mat(f, **{**kwargs, "choice_codes": one_based}) if c == "0-based" else p
+            for f, c, p in zip(files, codings, parts)]
 
 
 def _order_pair(path: Path, variables: dict[str, np.ndarray], mat_version: float | None) -> tuple[Any, Any]:
@@ -366,11 +387,20 @@ def _generic(
             "Pass columns={'choice': '<variable>', 'reward': '<variable>'}, or use the Fly{N}.mat (X, Y, R) "
             "or choice_order/reward_order layouts."
         )
+    variables = {k: _uncell(v) for k, v in variables.items()}
     choice = np.asarray(variables[names["choice"]])
     if choice.ndim == 2 and min(choice.shape) > 1:
         block = variables.get(names["block"])
-        return from_matrices(choice, variables[names["reward"]], block=block, choice_codes=choice_codes,
-                             n_options=n_options, attrs=attrs, where=where)
+        subjects = None
+        if names["subject"] in variables:
+            subjects = [_id(v) for v in np.asarray(variables[names["subject"]]).ravel()]
+            if len(subjects) != choice.shape[0]:
+                raise SchemaError(
+                    f"{where}: variable {names['subject']!r} holds {len(subjects)} subject ids, but the choice matrix "
+                    f"has {choice.shape[0]} rows (subjects); give one id per row."
+                )
+        return from_matrices(choice, variables[names["reward"]], block=block, subjects=subjects,
+                             choice_codes=choice_codes, n_options=n_options, attrs=attrs, where=where)
     table = {}
     for key, name in names.items():
         if name in variables:
@@ -378,6 +408,10 @@ def _generic(
             if a.ndim > 2 or (a.ndim == 2 and min(a.shape) > 1):
                 raise FileFormatError(f"{where}: variable {name!r} has shape {a.shape}; expected a vector.")
             table[key] = a.ravel()
+    n_trials = len(table["choice"])
+    for key in ("subject", "session"):  # one id for the whole file: every trial's
+        if key in table and len(table[key]) == 1 and n_trials > 1:
+            table[key] = np.repeat(table[key], n_trials)
     lengths = {k: len(v) for k, v in table.items()}
     if len(set(lengths.values())) > 1:
         raise SchemaError(
@@ -385,3 +419,29 @@ def _generic(
         )
     return from_dataframe(pd.DataFrame(table), choice_codes=choice_codes, n_options=n_options, attrs=attrs,
                           default_subject=default_subject, where=where)
+
+
+def _uncell(value: Any) -> np.ndarray:
+    """A MATLAB cell array (an object array of 1-element arrays, as scipy reads it) as an array of its values."""
+    a = np.asarray(value)
+    if a.dtype != object:
+        return a
+    out = np.empty(a.shape, dtype=object)
+    for i, v in np.ndenumerate(a):
+        v = np.asarray(v)
+        if v.dtype.kind in "US" and v.size <= 1:
+            out[i] = str(v.item()) if v.size else ""
+        elif v.size == 1:
+            out[i] = v.item()
+        else:
+            out[i] = v  # left as it is: the loader names the variable when it refuses it
+    return out
+
+
+def _id(value: Any) -> str:
+    """A subject id as text (``101.0`` as ``"101"``)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value).strip()

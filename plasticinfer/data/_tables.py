@@ -5,9 +5,11 @@ Schema columns (rename yours with ``columns={"choice": "animal_response", ...}``
 - ``choice`` (required): the chosen option, as 0-based indices, 1-based indices, or any codes
   mapped with ``choice_codes={"left": 0, "right": 1}``.
 - ``reward`` (required): reward received on the trial.
-- ``subject``: subject id (default: one subject named after the file).
+- ``subject``: subject id, read as written (``001`` and ``1`` are two subjects; default: one subject
+  named after the file).
 - ``trial``: trial number, used for ordering within a subject (default: file order).
-- ``session``: session id; trials of a subject are ordered by session, then trial.
+- ``session``: session id; trials of a subject are ordered by session, then trial. Sessions that are
+  all numbers are ordered by number, all ISO dates (``2023-05-01``) by date, others by first appearance.
 - ``block``: 1-based block number (default 1).
 - ``p_reward_0``, ``p_reward_1``, ...: reward probability of each option (NaN = unknown).
 
@@ -18,7 +20,8 @@ subject, else a per-trial coordinate.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +65,8 @@ def load_table(
         SchemaError: a column is missing or holds a value the schema does not allow.
     """
     path = Path(path)
-    df = read_table(path)
+    names = dict(columns or {})
+    df = read_table(path, text_columns=[names.get(k, k) for k in ("subject", "session")])
     all_attrs = {"source": str(path)}
     all_attrs.update(attrs or {})
     return from_dataframe(
@@ -71,8 +75,13 @@ def load_table(
     )
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a table file with pandas, turning every failure into a `FileFormatError`."""
+def read_table(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a table file with pandas, turning every failure into a `FileFormatError`.
+
+    ``text_columns`` (ids: subject, session) are read as written (``001`` and ``1`` stay apart).
+    Column names are stripped of surrounding spaces; rows with more fields than the header are
+    refused unless every extra field is empty (a trailing delimiter).
+    """
     if not path.is_file():
         raise FileFormatError(f"file {str(path)!r} not found (or not a file). Check the path.")
     suffix = path.suffix.lower()
@@ -87,7 +96,9 @@ def read_table(path: Path) -> pd.DataFrame:
         if sep == "parquet":
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path, sep=sep, engine="python" if sep is None else "c", encoding="utf-8")
+            df = _read_delimited(path, sep, text_columns)
+    except FileFormatError:
+        raise
     except Exception as e:  # third-party parsers raise many types; report them as ours
         raise FileFormatError(
             f"file {str(path)!r} could not be read as a {suffix} table: {type(e).__name__}: {e}. "
@@ -96,6 +107,28 @@ def read_table(path: Path) -> pd.DataFrame:
     if df.shape[0] == 0:
         raise FileFormatError(f"file {str(path)!r} has a header but no rows: there are no trials to load.")
     return df
+
+
+def _read_delimited(path: Path, sep: str | None, text_columns: Sequence[str]) -> pd.DataFrame:
+    kw = dict(sep=sep, engine="python" if sep is None else "c", encoding="utf-8", skipinitialspace=True)
+    header = pd.read_csv(path, nrows=0, **kw).columns
+    stripped = {c: c.strip() for c in header if isinstance(c, str)}
+    text = {c: str for c, name in stripped.items() if name in set(text_columns)}
+    df = pd.read_csv(path, dtype=text or None, **kw)
+    if not isinstance(df.index, pd.RangeIndex):
+        # pandas takes the first column as the index when the rows have one field more than the header:
+        # the last column then holds the extra fields, and every column is shifted by one
+        extra = df.iloc[:, -1] if df.shape[1] else pd.Series([], dtype=object)
+        filled = np.flatnonzero(extra.notna().to_numpy())
+        if len(filled):
+            i = int(filled[0])
+            raise FileFormatError(
+                f"file {str(path)!r}: row {i} (0-based, header excluded) has {len(header) + 1} fields but the header "
+                f"names {len(header)} columns, so every column would be shifted by one. Name the extra column in "
+                "the header, or remove it."
+            )
+        df = pd.read_csv(path, dtype=text or None, index_col=False, **kw)  # a trailing delimiter on every row
+    return df.rename(columns=stripped)
 
 
 def from_dataframe(
@@ -126,6 +159,7 @@ def from_dataframe(
         raise SchemaError(f"{where}: expected a pandas DataFrame; found {type(df).__name__}.")
     if df.shape[0] == 0:
         raise SchemaError(f"{where}: the table has no rows: there are no trials to load.")
+    df = _index_as_columns(df, where)
     df = _rename(df, columns or {}, n_options, where)
     df = df.reset_index(drop=True)
 
@@ -164,6 +198,22 @@ def from_dataframe(
         attrs=all_attrs,
     )
     return ds
+
+
+def _index_as_columns(df: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Named index levels (``df.set_index(["subject", "trial"])``) become columns again; row labels are dropped."""
+    named = [n for n in df.index.names if n is not None]
+    if not named:
+        return df
+    same = [n for n in named if n in df.columns and (df.index.get_level_values(n) == df[n].to_numpy()).all()]
+    named = [n for n in named if n not in same]  # set_index(..., drop=False): the column is already there
+    clash = [n for n in named if n in df.columns]
+    if clash:
+        raise SchemaError(
+            f"{where}: {clash[0]!r} is both an index level and a column; drop one of them (df.reset_index(drop=True) "
+            "keeps the column)."
+        )
+    return df.reset_index(level=named) if named else df
 
 
 def to_dataframe(ds: xr.Dataset) -> pd.DataFrame:
@@ -361,7 +411,7 @@ def _subject_column(df: pd.DataFrame, default: str, where: str) -> np.ndarray:
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
         raise _bad_row(where, "subject", i, raw.iloc[i], "a subject id", "Fill in the subject of every row.")
-    ids = np.array([str(_normalise_code(v)) for v in raw.tolist()], dtype=object)
+    ids = np.array([_id_text(v) for v in raw.tolist()], dtype=object)
     empty = ids == ""
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
@@ -369,12 +419,30 @@ def _subject_column(df: pd.DataFrame, default: str, where: str) -> np.ndarray:
     return ids
 
 
+def _id_text(value: Any) -> str:
+    """A subject or session id as text: text as written (``"001"`` stays ``"001"``), whole numbers without ``.0``."""
+    if isinstance(value, str):
+        return value.strip()
+    return str(_normalise_code(value))
+
+
+def _session_rank(sessions: np.ndarray, raw: pd.Series) -> np.ndarray:
+    """Sessions in order: by number when every session is a number, by text when every one is an ISO date
+    (``2023-05-01``), else in the order they first appear in the table."""
+    numbers = pd.to_numeric(raw, errors="coerce")
+    if not numbers.isna().any():
+        return pd.factorize(numbers.to_numpy(float), sort=True)[0]
+    if all(re.fullmatch(r"\d{4}-\d{2}-\d{2}([ T].*)?", s) for s in sessions):
+        return pd.factorize(sessions, sort=True)[0]
+    return pd.factorize(sessions)[0]
+
+
 def _order(df: pd.DataFrame, subject: np.ndarray, trial: np.ndarray | None, where: str) -> np.ndarray:
-    """Row order: by subject (first appearance), then session (first appearance), then trial."""
+    """Row order: by subject (first appearance), then session (see :func:`_session_rank`), then trial."""
     subj_rank = pd.factorize(subject)[0]
     if "session" in df:
-        sess = np.array([str(_normalise_code(v)) for v in df["session"].tolist()], dtype=object)
-        sess_rank = pd.factorize(sess)[0]
+        sess = np.array([_id_text(v) for v in df["session"].tolist()], dtype=object)
+        sess_rank = _session_rank(sess, df["session"])
     else:
         sess, sess_rank = np.zeros(len(df), dtype=object), np.zeros(len(df), np.int64)
     tr = np.arange(len(df)) if trial is None else trial
@@ -411,7 +479,7 @@ def _metadata_values(col: pd.Series) -> np.ndarray:
         return col.to_numpy(dtype=bool)
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
         return col.to_numpy(dtype=np.float64, na_value=np.nan)
-    return np.array(["" if pd.isna(v) else str(v) for v in col.tolist()], dtype=object)
+    return np.array(["" if pd.api.types.is_scalar(v) and pd.isna(v) else str(v) for v in col.tolist()], dtype=object)
 
 
 def _all_equal(a: np.ndarray) -> bool:

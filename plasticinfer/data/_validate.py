@@ -40,6 +40,11 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     if not isinstance(ds, xr.Dataset):
         raise SchemaError(f"expected an xarray.Dataset; found {type(ds).__name__}. {_HOWTO}")
     kind = ds.attrs.get("kind")
+    if kind not in KINDS and ds.attrs.get("created_by") == "plasticinfer" and "format" in ds.attrs:
+        raise SchemaError(
+            f"this is a plasticinfer result ({ds.attrs['format']}), not a dataset: give the data the result was "
+            "computed from (results load with FitResult.load, Posterior.load, … or `plasticinfer inspect`)."
+        )
     if kind not in KINDS:
         raise SchemaError(
             f"attrs['kind'] must be 'behaviour' or 'neural'; found {kind!r}. "
@@ -288,6 +293,12 @@ def _validate_neural(ds: xr.Dataset, mask: np.ndarray) -> None:
             raise SchemaError(f"dimension {dim!r} is missing (dims are {dict(ds.sizes)}). {_HOWTO}")
     in_dims = _check_dims(ds, "input", [("subject", "trial", "pre"), ("subject", "trial", "sample", "pre")])
     out_dims = _check_dims(ds, "activity", [("subject", "trial", "post"), ("subject", "trial", "sample", "post")])
+    if len(in_dims) != len(out_dims):
+        has, lacks = ("input", "activity") if len(in_dims) == 4 else ("activity", "input")
+        raise SchemaError(
+            f"{has} has a 'sample' dimension (several samples per trial) but {lacks} has none: give both one "
+            "(the same samples), or neither (one input and one response per trial)."
+        )
     _check_dims(ds, "recorded", [("subject", "post")])
     _check_dtype(ds, "input", "f", "float")
     _check_dtype(ds, "activity", "f", "float")

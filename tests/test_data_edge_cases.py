@@ -1,0 +1,189 @@
+"""Lab files as they come: each case once loaded silently wrong (shifted columns, merged subjects, swapped
+options, a transposed mask) or crashed with a bare traceback; now it loads right or is refused by name."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.io
+
+import plasticinfer as pi
+from plasticinfer.data import FileFormatError, SchemaError
+
+
+def _csv(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _choices(ds):
+    m = ds["trial_mask"].values
+    return {str(s): ds["choice"].values[i][m[i]].tolist() for i, s in enumerate(ds["subject"].values)}
+
+
+def test_a_row_with_one_field_too_many_is_refused_not_shifted(tmp_path):
+    path = _csv(tmp_path, "subject,trial,choice,reward\nA,1,0,1,0.35\nA,2,1,0,0.41\nB,1,1,1,0.52\n")
+    with pytest.raises(FileFormatError, match=r"row 0 .* 5 fields but the header names 4 columns.*shifted"):
+        pi.load(path)
+    # a trailing delimiter on every row is an empty extra field: read as if it were not there
+    ds = pi.load(_csv(tmp_path, "subject,trial,choice,reward\nA,1,0,1,\nA,2,1,0,\nB,1,1,1,\n", "trailing.csv"))
+    assert _choices(ds) == {"A": [0, 1], "B": [1]}
+    np.testing.assert_array_equal(ds["reward"].values[0, :2], [1.0, 0.0])
+
+
+def test_spaces_after_the_delimiter_in_header_and_rows(tmp_path):
+    ds = pi.load(_csv(tmp_path, "subject, trial, choice, reward\nA, 1, 0, 1\nA, 2, 1, 0\n"))
+    assert _choices(ds) == {"A": [0, 1]}
+
+
+def test_subject_ids_are_read_as_written(tmp_path):
+    ds = pi.load(_csv(tmp_path, "subject,choice,reward\n1.1,0,1\n1.1,1,0\n1.10,1,1\n1.10,0,0\n"))
+    assert _choices(ds) == {"1.1": [0, 1], "1.10": [1, 0]}
+    ds = pi.load(_csv(tmp_path, "subject,trial,choice,reward\n001,1,0,1\n1,2,1,0\n", "zero.csv"))
+    assert _choices(ds) == {"001": [0], "1": [1]}
+    # a mapped subject column too
+    ds = pi.load(_csv(tmp_path, "animal,choice,reward\n007,0,1\n7,1,0\n", "mapped.csv"), columns={"subject": "animal"})
+    assert sorted(_choices(ds)) == ["007", "7"]
+    # numbers in a DataFrame: whole numbers without ".0"
+    assert _choices(pi.from_dataframe(pd.DataFrame(dict(subject=[3.0, 3.0], choice=[0, 1], reward=[1.0, 0.0])))) == {"3": [0, 1]}
+
+
+@pytest.mark.parametrize(
+    "sessions, expected",
+    [
+        (["2", "10", "1"], [1, 1, 0, 0, 1, 0]),  # by number: 1, 2, 10
+        (["2023-05-02", "2023-05-10", "2023-05-01"], [1, 1, 0, 0, 1, 0]),  # by date
+        (["pre", "post", "late"], [0, 0, 1, 0, 1, 1]),  # text: as they first appear
+    ],
+)
+def test_sessions_are_ordered_by_number_or_date(tmp_path, sessions, expected):
+    s2, s10, s1 = sessions
+    rows = [(s2, 1, 0), (s2, 2, 0), (s10, 1, 1), (s10, 2, 0), (s1, 1, 1), (s1, 2, 1)]
+    text = "subject,session,trial,choice,reward\n" + "".join(f"A,{s},{t},{c},1\n" for s, t, c in rows)
+    ds = pi.load(_csv(tmp_path, text))
+    assert _choices(ds)["A"] == expected
+
+
+def test_dataframe_index_levels_are_columns(tmp_path):
+    df = pd.DataFrame(dict(subject=["A", "A", "B", "B"], trial=[1, 2, 1, 2], choice=[0, 1, 1, 0], reward=[1.0, 0, 1, 0]))
+    for d in (df.set_index(["subject", "trial"]), df.set_index("subject"), df.set_index("subject", drop=False)):
+        assert _choices(pi.from_dataframe(d)) == {"A": [0, 1], "B": [1, 0]}
+    # row labels without a name (a filtered frame) are not data
+    flipped = pi.from_dataframe(df.iloc[::-1])
+    assert list(flipped["subject"].values) == ["B", "A"] and _choices(flipped) == {"A": [0, 1], "B": [1, 0]}
+    clash = df.set_index("subject", drop=False)
+    clash.index = pd.Index(["X", "X", "Y", "Y"], name="subject")
+    with pytest.raises(SchemaError, match="'subject' is both an index level and a column"):
+        pi.from_dataframe(clash)
+
+
+def test_list_valued_metadata_is_kept_as_text():
+    df = pd.DataFrame(dict(choice=[0, 1], reward=[1.0, 0.0], licks=[[0.1, 0.2], [0.3]]))
+    ds = pi.from_dataframe(df)
+    assert list(ds["licks"].values[0]) == ["[0.1, 0.2]", "[0.3]"]
+
+
+def test_mat_folder_has_one_choice_coding(tmp_path):
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    scipy.io.savemat(folder / "sessA.mat", {"choice": [1, 2, 2, 1, 2], "reward": [1, 0, 1, 0, 1]})
+    scipy.io.savemat(folder / "sessB.mat", {"choice": [1, 1, 1], "reward": [1, 0, 1]})  # only 1s: fits both readings
+    assert _choices(pi.load(folder)) == {"sessA": [0, 1, 1, 0, 1], "sessB": [0, 0, 0]}
+    scipy.io.savemat(folder / "sessB.mat", {"choice": [0, 1, 0], "reward": [1, 0, 1]})  # truly 0-based
+    with pytest.raises(SchemaError, match="0-based in 'sessB.mat'.*1-based in 'sessA.mat'"):
+        pi.load(folder)
+
+
+def test_mat_subject_variable_names_the_rows_of_matrices(tmp_path):
+    choice, reward = [[0, 1, 1, 0], [1, 1, 0, 1]], [[1, 0, 1, 0], [0, 1, 1, 0]]
+    scipy.io.savemat(tmp_path / "num.mat", {"choice": choice, "reward": reward, "subject": [101, 102]})
+    assert list(pi.load(tmp_path / "num.mat")["subject"].values) == ["101", "102"]
+    scipy.io.savemat(tmp_path / "names.mat", {"choice": choice, "reward": reward, "subject": np.array(["fly1", "fly2"])})
+    assert list(pi.load(tmp_path / "names.mat")["subject"].values) == ["fly1", "fly2"]
+    scipy.io.savemat(tmp_path / "bad.mat", {"choice": choice, "reward": reward, "subject": [1, 2, 3]})
+    with pytest.raises(SchemaError, match="3 subject ids, but the choice matrix has 2 rows"):
+        pi.load(tmp_path / "bad.mat")
+    # one id for a file of vectors: every trial's
+    scipy.io.savemat(tmp_path / "one.mat", {"choice": [0, 1, 1], "reward": [1, 0, 1], "subject": "fly7"})
+    assert _choices(pi.load(tmp_path / "one.mat")) == {"fly7": [0, 1, 1]}
+
+
+def test_mat_cell_array_of_text_choices(tmp_path):
+    scipy.io.savemat(tmp_path / "cells.mat", {"choice": np.array(["L", "R", "R", "L"], dtype=object), "reward": [1, 0, 1, 0]})
+    assert _choices(pi.load(tmp_path / "cells.mat", choice_codes={"L": 0, "R": 1})) == {"cells": [0, 1, 1, 0]}
+    with pytest.raises(SchemaError, match="found 'L'"):
+        pi.load(tmp_path / "cells.mat")
+
+
+def _neural_h5(path, **extra):
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f["stim"] = rng.normal(size=(3, 6, 4))
+        f["rates"] = rng.normal(size=(3, 6, 2))
+        f["rates_samples"] = rng.normal(size=(3, 6, 5, 2))
+        for k, v in extra.items():
+            f[k] = v
+    return path
+
+
+def test_hdf5_masks_need_their_exact_shape_and_0_1_values(tmp_path):
+    rec = np.array([[1, 1], [1, 0], [0, 1]], bool)
+    path = _neural_h5(tmp_path / "n.h5", rec=rec, rec_T=rec.T, rec_half=rec * 0.5, ids=np.array([[b"a"], [b"b"], [b"c"]]))
+    mapping = {"input": "stim", "activity": "rates"}
+    ds = pi.load(path, mapping={**mapping, "recorded": "rec", "subject": "ids"})
+    np.testing.assert_array_equal(ds["recorded"].values, rec)
+    assert list(ds["subject"].values) == ["a", "b", "c"]
+    with pytest.raises(SchemaError, match=r"recorded has shape \(2, 3\).*expected \(3, 2\).*transposed"):
+        pi.load(path, mapping={**mapping, "recorded": "rec_T"})
+    with pytest.raises(SchemaError, match=r"recorded\[0, 0\] is 0.5; expected 0/1"):
+        pi.load(path, mapping={**mapping, "recorded": "rec_half"})
+
+
+def test_sample_dimension_on_one_side_only_is_refused(tmp_path):
+    path = _neural_h5(tmp_path / "n.h5")
+    with pytest.raises(SchemaError, match="activity has a 'sample' dimension .* but input has none"):
+        pi.load(path, mapping={"input": "stim", "activity": "rates_samples"})
+
+
+def test_a_results_file_given_as_data_says_so(tmp_path):
+    syn = pi.make_activity_data(
+        pi.oja(0.05), pi.FeedForward(3, 2), pi.GaussianInputs.isotropic(3), key=__import__("jax").random.key(0),
+        n_trajectories=1, n_trials=10,
+    )
+    model = pi.PlasticityModel.create(
+        pi.TaylorRule(["x*y", "w"], learning_rate=0.05), pi.FeedForward(3, 2), pi.GaussianActivity(0.5), key=__import__("jax").random.key(1)
+    )
+    path = pi.fit(model, syn.data, steps=2, progress=False, convergence_tol=np.inf).save(tmp_path / "results.nc")
+    with pytest.raises(SchemaError, match=r"this is a plasticinfer result \(plasticinfer-fit/\d\), not a dataset"):
+        pi.load(path)
+
+
+def test_a_damaged_named_dataset_names_its_folder(tmp_path, monkeypatch):
+    from plasticinfer.data import _datasets
+
+    folder = tmp_path / _datasets.info("mohanta2022").folder
+    folder.mkdir()
+    for f in _datasets.info("mohanta2022").files:  # present, so the folder is found; the builder then fails
+        (folder / f.path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f.path).write_text("")
+
+    def broken(folder, meta, **options):
+        np.loadtxt(folder / "missing_choice_set.csv")
+
+    monkeypatch.setitem(_datasets._BUILDERS, "mohanta2022", broken)
+    with pytest.raises(pi.data.DatasetError, match=r"dataset 'mohanta2022' in .*could not be read.*verify=False.*Restore"):
+        pi.datasets.load("mohanta2022", path=folder, verify=False)
+
+
+def test_command_line_loads_three_options_from_choice_codes(tmp_path, capsys):
+    from plasticinfer.cli import run
+
+    path = _csv(tmp_path, "subject,trial,choice,reward\nA,1,0,1\nA,2,2,0\nA,3,1,1\n")
+    assert run(["inspect", str(path), "--choice-codes", "0=0,1=1,2=2"]) == 0
+    assert "option=3" in capsys.readouterr().out
+    assert run(["inspect", str(path), "--choice-codes", "0=0,1=1,2=3"]) == 2
+    err = capsys.readouterr().err
+    assert "--choice-codes gives no code for option(s) [2]" in err and "choice_codes" not in err.replace("--choice-codes", "")

@@ -47,6 +47,15 @@ def test_nwb_trials_round_trip(tmp_path):
     assert pi.load(path, columns={"choice": "response"})["choice"].equals(ds["choice"])
 
 
+def test_nwb_trial_without_start_time_is_refused(tmp_path):
+    """A NaN start_time used to sort its trial to the end of the learning sequence, silently."""
+    nwb = _nwbfile()
+    nwb.add_trial(start_time=np.nan, stop_time=5.0, response=1, reward=0.0)
+    path = _write(nwb, tmp_path / "s.nwb")
+    with pytest.raises(SchemaError, match="trial 4 of the trials table .* start_time nan.*every trial needs a finite one"):
+        pi.data.load_nwb(path, columns={"choice": "response"})
+
+
 def test_nwb_without_trials_table(tmp_path):
     path = _write(_nwbfile(with_trials=False), tmp_path / "empty.nwb")
     with pytest.raises(FileFormatError, match=r"empty.nwb' has no trials table.*add_trial"):

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from .._errors import FileFormatError
+from .._errors import FileFormatError, SchemaError
 from ._schema import neural_dataset
 from ._tables import from_dataframe
 
@@ -88,6 +89,13 @@ def _trials_frame(nwb: Any, where: str):  # -> pd.DataFrame | None
         df = trials.to_dataframe()
     except Exception as e:
         raise FileFormatError(f"{where}: the trials table could not be read: {type(e).__name__}: {e}") from e
+    start = pd.to_numeric(df["start_time"], errors="coerce").to_numpy(float) if "start_time" in df else None
+    if start is not None and not np.isfinite(start).all():
+        i = int(np.flatnonzero(~np.isfinite(start))[0])
+        raise SchemaError(
+            f"{where}: trial {i} of the trials table (0-based, in file order) has start_time {start[i]}; "
+            "trials are ordered by start_time, so every trial needs a finite one. Fix or drop that trial."
+        )
     return df.sort_values("start_time", kind="stable").reset_index(drop=True)
 
 
@@ -162,7 +170,9 @@ def _neural(nwb: Any, activity: str, input: str | None, attrs: dict[str, Any], w
     elif y.shape[0] != x.shape[0] or not np.allclose(y_t, x_t):
         raise FileFormatError(
             f"{where}: without a trials table, {activity!r} and {input!r} must share their timestamps "
-            f"(found {y.shape[0]} and {x.shape[0]} samples)."
+            + (f"(found {y.shape[0]} and {x.shape[0]} samples)." if y.shape[0] != x.shape[0] else
+               f"(both have {y.shape[0]} samples, at different times: {activity!r} from {y_t[0]:g} s to {y_t[-1]:g} s, "
+               f"{input!r} from {x_t[0]:g} s to {x_t[-1]:g} s).")
         )
     all_attrs = {"units_activity": unit, "units_input": x_unit}
     all_attrs.update(attrs)

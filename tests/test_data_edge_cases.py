@@ -187,3 +187,14 @@ def test_command_line_loads_three_options_from_choice_codes(tmp_path, capsys):
     assert run(["inspect", str(path), "--choice-codes", "0=0,1=1,2=3"]) == 2
     err = capsys.readouterr().err
     assert "--choice-codes gives no code for option(s) [2]" in err and "choice_codes" not in err.replace("--choice-codes", "")
+
+
+def test_metadata_with_a_space_in_its_name_survives_netcdf(tmp_path):
+    """netCDF separates coordinate names by spaces: 'reaction time' came back as data and failed validation."""
+    path = _csv(tmp_path, "subject,trial,choice,reward,reaction time\nA,1,0,1,0.31\nA,2,1,0,\n")
+    ds = pi.load(path)
+    back = pi.data.load_netcdf(pi.save_netcdf(ds, tmp_path / "rt.nc"))
+    assert "reaction time" in back.coords and "reaction time" not in back.data_vars
+    assert back["reaction time"].equals(ds["reaction time"])
+    assert "coordinates_with_spaces" not in back.attrs
+    assert "reaction time" in pi.data.to_dataframe(back).columns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import xarray as xr
 from .._errors import SchemaError
 from .._io import read_netcdf, write_netcdf
 from ._validate import validate
+
+_SPACED = "coordinates_with_spaces"  # metadata coordinates whose names hold a space (JSON list)
 
 
 def save_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
@@ -27,6 +30,9 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         FileFormatError: the file could not be written; nothing is left behind.
     """
     validate(ds)
+    spaced = [str(c) for c in ds.coords if " " in str(c) and c not in ds.dims]
+    if spaced:  # netCDF lists coordinates separated by spaces: these would come back as data variables
+        ds = ds.reset_coords(spaced).assign_attrs({_SPACED: json.dumps(spaced)})
     return write_netcdf(ds, path)
 
 
@@ -36,6 +42,9 @@ def load_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
     The file is read into memory and closed, so it can be replaced or deleted afterwards.
     """
     ds = read_netcdf(path)
+    if _SPACED in ds.attrs:
+        ds = ds.set_coords([c for c in json.loads(ds.attrs[_SPACED]) if c in ds.data_vars])
+        ds.attrs = {k: v for k, v in ds.attrs.items() if k != _SPACED}
     try:
         return validate(ds)
     except SchemaError as e:

@@ -130,18 +130,8 @@ def _check_data(model: PlasticityModel, data: TrialData, name: str, *, rule_fitt
 def _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule=True):
     """Validate what fit/fit_independent were given; returns the optimiser to use."""
     check_model(model, "fit")
-    for what, value in (("steps", steps), ("restarts", restarts)):
-        try:
-            operator.index(value)  # int, NumPy or 0-d JAX integers
-            integer = not isinstance(value, bool)
-        except TypeError:
-            integer = False
-        if not integer:
-            raise ModelError(f"{what} must be an integer; got {value!r}")
-    if restarts < 1:
-        raise ModelError(f"restarts must be ≥ 1; got {restarts}")
-    if steps < 1:
-        raise ModelError(f"steps must be ≥ 1; got {steps}")
+    check_count(steps, "steps")
+    check_count(restarts, "restarts")
     check_key(key, "fit")
     if restarts > 1 and key is None:
         raise ModelError("restarts > 1 needs a PRNG key for the jitter: pass key=jax.random.key(0)")
@@ -153,6 +143,19 @@ def _check_arguments(model, data, validation, restarts, key, steps, optimiser, f
     if validation is not None:
         _check_data(model, validation, "validation", rule_fitted=fit_rule)
     return _DEFAULT_OPTIMISER if optimiser is None else optimiser
+
+
+def check_count(value, what: str, minimum: int = 1) -> None:
+    """``value`` must be an integer (Python, NumPy or 0-d JAX; not a bool) of at least ``minimum``."""
+    try:
+        operator.index(value)
+        integer = not isinstance(value, bool)
+    except TypeError:
+        integer = False
+    if not integer:
+        raise ModelError(f"{what} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ModelError(f"{what} must be ≥ {minimum}; got {value}")
 
 
 def check_l1(l1):

@@ -472,10 +472,11 @@ def diagnose(history, *, tol: float, noisy: bool = False) -> str:
         noise = 3.0 * float(np.sqrt(np.var(recent, ddof=1) / k + np.var(before, ddof=1) / k)) if k > 1 else 0.0
         scale = max(abs(last), first - last, 1e-300)
         if drop > max(tol * scale, noise):
+            against = (f"more than {tol:g} and than three times its standard error" if k > 1 else
+                       f"more than {tol:g}; too few steps to estimate the noise, so this may be noise")
             return (
                 f"the loss was still falling at the step limit (mean over the last {k} of {h.size} steps "
-                f"{drop / scale:.2g} lower, relative, than over the {k} before; more than {tol:g} and than three times "
-                "its standard error); run more steps"
+                f"{drop / scale:.2g} lower, relative, than over the {k} before; {against}); run more steps"
             )
         return ""
     drop = h[-k - 1] - last

@@ -83,6 +83,12 @@ USAGE = [
     (["discover", "homeostasis", "--model", "spiking"], "'--model'"),
     (["discover", "feedback-alignment", "--meta-lr", "0"], "'--meta-lr'"),
     (["discover", "feedback-alignment", "--n-way", "0"], "'--n-way'"),
+    # these ran for 20 s and then died in a ZeroDivisionError / ValueError, or were let through
+    (["discover", "feedback-alignment", "--threshold", "-1"], "'--threshold': must be at least 0"),
+    (["discover", "families", "--batch", "0"], "'--batch': must be at least 1"),
+    (["discover", "families", "--segment", "0"], "'--segment': must be greater than 0"),
+    (["discover", "families", "--predictive", "0"], "'--predictive': must be at least 1"),
+    (["discover", "families", "--p", "1.5"], "'--p': must be in (0, 1]"),
     (["demo", "--steps", "0"], "'--steps'"),
     (["compare", "--synthetic", "choice", "--heldout", "1"], "'--heldout': must be in (0, 1)"),  # was let through
     (["fly", "--heldout", "1"], "'--heldout': must be in (0, 1)"),
@@ -106,7 +112,7 @@ DATA = [
     (["inspect", CSV, "--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded"],
      "Pass --choice-codes CODE=INDEX (e.g. --choice-codes L=0,R=1)"),
     (["fly", "--hierarchical", "x*q"], "--hierarchical: cannot parse hypothesis 'x*q'"),  # before the MAP fits, not after
-    (["discover", "families", "--n-exc", "0"], "at least one excitatory"),  # was a ZeroDivisionError
+    (["discover", "families", "--n-exc", "0"], "'--n-exc': must be at least 1"),  # was a ZeroDivisionError; the library check: test_argument_checks
     (["discover", "families", "--duration", "0.2", "--segment", "0.1", "--transient", "0.5"], "leave at least one segment"),
     (["fit", f"{T}/nope.nc"], "nope.nc does not exist"),
     (["fit", "{junk}"], "junk.nc"),

@@ -104,8 +104,18 @@ def psis_loo(idata: az.InferenceData, var_name: str, valid: np.ndarray):
 __all__ = ["to_inference_data", "save", "load", "diagnostics", "psis_loo", "group", "scalar_labels"]
 
 
+def check_interval(interval) -> float:
+    """A central interval's mass: a fraction in (0, 1) (0.9, not 90)."""
+    if isinstance(interval, bool) or not isinstance(interval, (int, float, np.floating)) or not 0 < interval < 1:
+        from .._errors import ModelError
+
+        raise ModelError(f"interval must be a fraction in (0, 1), e.g. 0.9 for the central 90 % interval; got {interval!r}")
+    return float(interval)
+
+
 def summary_table(idata: az.InferenceData, var_names: Sequence[str], interval: float = 0.9) -> pd.DataFrame:
     """Mean, sd, equal-tailed ``interval``, MCSE, ESS (bulk, tail) and R-hat per scalar."""
+    check_interval(interval)
     lo, hi = 50 * (1 - interval), 50 * (1 + interval)
     funcs = {
         f"q{lo:g}%": lambda x: np.quantile(x, lo / 100),

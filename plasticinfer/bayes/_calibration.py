@@ -26,6 +26,7 @@ from .._interrupt import finished
 from .._progress import show_progress
 from .._model import PlasticityModel
 from .._trial_data import TrialData
+from ._arviz import check_interval
 from ._numpyro_model import ModelSpec
 from ._priors import Priors
 from ._sample import NUTS, NUTSRunner
@@ -236,12 +237,20 @@ def simulation_based_calibration(
     from tqdm.auto import tqdm
 
     priors = priors if priors is not None else Priors()
+    from .._fit import check_count
+
     method = method if method is not None else NUTS(warmup=300, samples=300)
+    if not isinstance(method, NUTS):
+        raise ModelError(
+            f"simulation_based_calibration runs NUTS (method=NUTS(...)); got {method!r}. SVI's draws are an "
+            "approximation whose calibration this check would not measure."
+        )
+    check_count(n_datasets, "n_datasets")
+    check_count(n_rank_draws, "n_rank_draws")
+    check_interval(interval)
     total = method.chains * method.samples
     if n_rank_draws > total:
         raise ModelError(f"n_rank_draws={n_rank_draws} exceeds the {total} posterior draws per dataset; draw more samples")
-    if n_datasets < 1:
-        raise ModelError("n_datasets must be ≥ 1")
     spec = ModelSpec(model, priors)
     k_prior, k_data, k_run = jax.random.split(key, 3)
     with jax.numpy_dtype_promotion("standard"):

@@ -22,7 +22,7 @@ from jaxtyping import Array
 from .._fit import FitResult
 from .._model import PlasticityModel
 from .._trial_data import TrialData
-from .._errors import PriorError
+from .._errors import ModelError, PriorError
 from ._groups import INITIAL_WEIGHTS, NETWORK, OBSERVATION, RULE, ParameterGroup, parameter_groups
 from ._priors import AbstractPrior, Priors
 
@@ -106,6 +106,8 @@ class ModelSpec:
         # validate per-term prior parameters now, not at trace time
         for g in self.groups:
             self.prior_for(g).draw(np.random.default_rng(0), g.shape, g.labels)
+        if self.pooled:
+            self.priors.population_scale.draw(np.random.default_rng(0), (1,))
 
     # ---- priors ------------------------------------------------------------------------
 
@@ -153,6 +155,9 @@ class ModelSpec:
 
     def subject_model(self, values: dict[str, Array], subject: int) -> PlasticityModel:
         """The model of one subject (its trajectories only), with pooled values of that subject."""
+        if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or not 0 <= subject < self.n_subjects:
+            raise ModelError(f"subject must be an integer in 0 … {self.n_subjects - 1} (this posterior has "
+                             f"{self.n_subjects} subjects); got {subject!r}")
         traj = np.flatnonzero(self.subject_index == subject)
         model = self.place(values)
         w0 = {k: v[traj] for k, v in model.initial_weights.items()}

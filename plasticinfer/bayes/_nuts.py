@@ -63,6 +63,20 @@ class NUTS:
     chain_method: str | None = None
     init_jitter: float = 0.02
 
+    def __post_init__(self):
+        from .._fit import check_count
+
+        check_count(self.warmup, "NUTS.warmup", minimum=0)
+        check_count(self.samples, "NUTS.samples")
+        check_count(self.chains, "NUTS.chains")
+        check_count(self.max_tree_depth, "NUTS.max_tree_depth")
+        a = self.target_accept
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < 1:
+            raise ModelError(f"NUTS.target_accept must be a probability strictly between 0 and 1 (e.g. 0.8, 0.95); got {a!r}")
+        j = self.init_jitter
+        if isinstance(j, bool) or not isinstance(j, (int, float)) or not np.isfinite(j) or j < 0:
+            raise ModelError(f"NUTS.init_jitter must be a number ≥ 0; got {j!r}")
+
     def resolved_chain_method(self) -> str:
         if self.chain_method is not None:
             if self.chain_method not in ("parallel", "vectorized", "sequential"):

@@ -113,6 +113,9 @@ class Posterior:
         if not os.path.exists(path):
             raise DataError(f"{path}: no such file")
         from .._errors import FileFormatError
+        from .._fit import check_model
+
+        check_model(like, "Posterior.load (like=, the model given to sample)")
         from .._results_io import what_file_holds
 
         try:
@@ -136,6 +139,16 @@ class Posterior:
         if idata.posterior.attrs.get("created_by") != "plasticinfer":
             raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
         spec = ModelSpec(like, priors if priors is not None else Priors(), hierarchical)
+        for what, given, value in (("priors", priors, spec.priors), ("hierarchical", hierarchical, spec.hierarchical)):
+            stored, now = idata.posterior.attrs.get(what), strip_addresses(repr(value))
+            if stored is not None and stored != now:
+                # the priors define contraction, identifiability and predictive checks: loading against others
+                # would give wrong verdicts
+                raise DataError(
+                    f"{path}: the posterior was sampled with {what}={stored}, but load was "
+                    + (f"given {what}={now}" if given is not None else f"not given {what} (the default is {now})")
+                    + f"; pass {what}= as given to sample."
+                )
         missing = [g.name for g in spec.groups if g.name not in idata.posterior]
         if missing:
             raise DataError(f"{path}: has no draws of {missing}; pass the model, priors and hierarchy it was sampled with")
@@ -277,7 +290,14 @@ class Posterior:
             if n >= 20:
                 tail = self.loss_history[-n // 10 :].mean()
                 before = self.loss_history[-n // 5 : -n // 10].mean()
-                if abs(before - tail) > 0.01 * max(abs(tail), 1.0):
+                first = self.loss_history[: max(n // 10, 1)].mean()
+                if tail > first:
+                    msgs.append(
+                        f"SVI's loss rose from {first:.4g} (first 10 % of steps) to {tail:.4g} (last 10 %): the fit moved "
+                        "away from the data and these draws are not a posterior. Lower SVI(learning_rate=...) or start "
+                        "from a MAP fit (init=fit(...))."
+                    )
+                elif abs(before - tail) > 0.01 * max(abs(tail), 1.0):
                     msgs.append(
                         f"SVI's loss still changed by {abs(before - tail):.3g} over the last 10 % of steps: it may not "
                         "have converged. Run more SVI(steps=...) or raise the learning rate."

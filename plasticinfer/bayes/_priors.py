@@ -129,15 +129,20 @@ class HalfNormal(AbstractPrior):
 
     scale: Scalar = 1.0
 
-    def sample(self, name, shape, labels=None):
+    def _scale(self, labels):
         scale = _resolve(self.scale, labels, "scale", 1.0)
-        return numpyro.sample(name, _event(dist.HalfNormal(jnp.asarray(scale)), shape))
+        if np.any(~np.isfinite(np.asarray(scale, float))) or np.any(np.asarray(scale) <= 0):
+            raise PriorError(f"HalfNormal prior scale must be positive; got {self.scale}")
+        return scale
+
+    def sample(self, name, shape, labels=None):
+        return numpyro.sample(name, _event(dist.HalfNormal(jnp.asarray(self._scale(labels))), shape))
 
     def latent_values(self, name, value, labels=None):
         return {name: jnp.maximum(jnp.asarray(value), 1e-6)}
 
     def draw(self, rng, shape, labels=None):
-        return np.abs(_resolve(self.scale, labels, "scale", 1.0) * rng.standard_normal(shape))
+        return np.abs(self._scale(labels) * rng.standard_normal(shape))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from numpyro.infer.initialization import init_to_value
 
 from .._checkpoint import check_checkpoint_options
 from .._errors import ModelError, PosteriorWarning, SamplingError
-from .._fit import FitResult, _as_trial_data, _check_data, check_key, check_model
+from .._fit import FitResult, _as_trial_data, _check_data, check_count, check_key, check_model
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ..distributed import unshard
@@ -55,6 +55,20 @@ class SVI:
     draws: int = 1000
     particles: int = 1
     clip_norm: float = 10.0
+
+    def __post_init__(self):
+        if not callable(self.guide) or isinstance(self.guide, str):
+            raise ModelError(
+                f"SVI.guide must be an autoguide class such as numpyro.infer.autoguide.AutoNormal; got {self.guide!r}"
+            )
+        for name in ("steps", "draws", "particles"):
+            check_count(getattr(self, name), f"SVI.{name}")
+        for name in ("learning_rate", "clip_norm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise ModelError(f"SVI.{name} must be a positive number; got {value!r}")
+        if isinstance(self.final_fraction, bool) or not isinstance(self.final_fraction, (int, float)) or not 0 <= self.final_fraction <= 1:
+            raise ModelError(f"SVI.final_fraction must be in [0, 1]; got {self.final_fraction!r}")
 
 
 def default_method(spec: ModelSpec):
@@ -221,6 +235,13 @@ def prepare(model, data, *, priors=None, method=None, hierarchical=None, init=No
         raise ModelError(
             f"priors must be pi.bayes.Priors(...), e.g. Priors(coefficients=Laplace(1.0)); got {type(priors).__name__}"
         )
+    if hierarchical is not None and not isinstance(hierarchical, Hierarchical):
+        raise ModelError(
+            f"hierarchical must be pi.bayes.Hierarchical(...) (e.g. Hierarchical() pools the rule across subjects) or None; "
+            f"got {hierarchical!r}"
+        )
+    if init is not None and not isinstance(init, (PlasticityModel, FitResult)):
+        raise ModelError(f"init must be a PlasticityModel or the result of fit/fit_independent (init=fit(...)); got {init!r}")
     data = _as_trial_data(data, "data")
     model, data, init = unshard((model, data, init))
     _check_data(model, data, "data")

@@ -7,23 +7,25 @@ from typing import Annotated
 
 import typer
 
+from .._cli_common import NonNegative, Rate, Size, unit_interval
+
 _TYPES = ("ee", "ei", "ie", "ii")
 
 
 def families(
-    n_exc: Annotated[int, typer.Option(help="Excitatory neurons.")] = 160,
-    n_inh: Annotated[int, typer.Option(help="Inhibitory neurons.")] = 40,
-    p: Annotated[float, typer.Option(help="Connection probability (weights scaled to keep each neuron's mean recurrent input).")] = 0.2,
+    n_exc: Annotated[int, Size("Excitatory neurons.")] = 160,
+    n_inh: Annotated[int, Size("Inhibitory neurons.")] = 40,
+    p: Annotated[float, typer.Option(callback=unit_interval, help="Connection probability (weights scaled to keep each neuron's mean recurrent input).")] = 0.2,
     plastic: Annotated[str, typer.Option(help="Comma-separated plastic synapse types among ee, ei, ie, ii (pre→post).")] = "ee,ei,ie,ii",
-    duration: Annotated[float, typer.Option(help="Seconds simulated per rule (a multiple of --segment).")] = 1.0,
-    transient: Annotated[float, typer.Option(help="Initial seconds left out of the statistics.")] = 0.2,
-    segment: Annotated[float, typer.Option(help="Seconds per counting segment (and per pattern presentation).")] = 0.1,
-    simulations: Annotated[int, typer.Option(help="Prior draws simulated to train the posterior (≥ 20).")] = 256,
-    predictive: Annotated[int, typer.Option(help="Posterior and prior draws simulated for the predictive check.")] = 64,
-    memory: Annotated[int, typer.Option(help="Rules per group in the familiarity probe; 0 = skip it.")] = 8,
-    patterns: Annotated[int, typer.Option(help="Patterns in the familiarity probe (half familiarised).")] = 16,
-    delay: Annotated[float, typer.Option(help="Seconds between familiarisation and test (plasticity on).")] = 1.0,
-    batch: Annotated[int, typer.Option(help="Simulations per vmapped batch.")] = 32,
+    duration: Annotated[float, Rate(help="Seconds simulated per rule (a multiple of --segment).")] = 1.0,
+    transient: Annotated[float, NonNegative(help="Initial seconds left out of the statistics.")] = 0.2,
+    segment: Annotated[float, Rate(help="Seconds per counting segment (and per pattern presentation).")] = 0.1,
+    simulations: Annotated[int, Size(help="Prior draws simulated to train the posterior (≥ 20).")] = 256,
+    predictive: Annotated[int, Size(help="Posterior and prior draws simulated for the predictive check.")] = 64,
+    memory: Annotated[int, NonNegative(help="Rules per group in the familiarity probe; 0 = skip it.")] = 8,
+    patterns: Annotated[int, Size(help="Patterns in the familiarity probe (half familiarised).")] = 16,
+    delay: Annotated[float, NonNegative(help="Seconds between familiarisation and test (plasticity on).")] = 1.0,
+    batch: Annotated[int, Size(help="Simulations per vmapped batch.")] = 32,
     seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for families.nc, summary.md; created if missing.")] = Path("discover-families"),
     quiet: Annotated[bool, typer.Option(help="Print only the output paths.")] = False,

@@ -89,6 +89,11 @@ def normalise(names: list[str], values: np.ndarray, reference: str | None = None
     values = np.asarray(values, dtype=float)
     out = values.copy()
     prefixes = sorted({n.rpartition(":")[0] for n in names})
+    if reference is not None and reference not in {n.rpartition(":")[2] for n in names}:
+        raise DiscoveryError(
+            f"reference={reference!r} is not a parameter of these rules; use one of "
+            f"{sorted({n.rpartition(':')[2] for n in names})}, or None to divide by the norm"
+        )
     for p in prefixes:
         idx = [i for i, n in enumerate(names) if n.rpartition(":")[0] == p]
         block = values[:, idx]

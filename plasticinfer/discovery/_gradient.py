@@ -15,7 +15,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._optimise import _prepared_optimiser, check_divergence, run_steps, start_steps
 from .._results_io import strip_addresses
-from ._common import AbstractObjective, DiscoveryError
+from ._common import AbstractObjective, DiscoveryError, check_search
 from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
 
 
@@ -121,6 +121,7 @@ def gradient_search(
     ``settings["skipped_steps"]``.
     """
     check_divergence(divergence)
+    check_search(objective, key, l1=l1, init_scale=init_scale, who="gradient_search")
     if restarts < 1 or steps < 1:
         raise DiscoveryError(f"restarts and steps must be ≥ 1; got restarts={restarts}, steps={steps}")
     rule = objective.default_rule() if rule is None else rule
@@ -149,7 +150,14 @@ def gradient_search(
         raise DiscoveryError(f"refresh_every must be ≥ 1; got {refresh_every}")
     if prune is not None and not (0 < prune < 1 and 0 < prune_at < 1):
         raise DiscoveryError(f"prune must be in (0, 1) and prune_at in (0, 1); got prune={prune}, prune_at={prune_at}")
-    prune_step = int(round(prune_at * steps / refresh_every)) * refresh_every if prune is not None else None
+    prune_step = None
+    if prune is not None:
+        prune_step = int(round(prune_at * steps))
+        if not 1 <= prune_step < steps:
+            raise DiscoveryError(
+                f"pruning after {prune_at:g} of {steps} steps would prune at step {prune_step}: at the random start "
+                "or after the last step. Run more steps, or pass prune=None (on the command line --prune 0)."
+            )
     keep = jax.tree_util.tree_map(jnp.ones_like, params_b)
     loss_fn = eqx.Partial(_search_loss, problem=problem)
     t_start = time.perf_counter()
@@ -158,8 +166,11 @@ def gradient_search(
     episode = sample_episode(objective, k_train)
     with tqdm(total=steps, desc=f"gradient search ({restarts} restarts)", disable=not show_progress(progress), leave=False) as bar:
         while (done := int(state.step)) < steps:
-            n = min(refresh_every, steps - done)
-            if resample and done > 0:
+            # chunks end at every refresh and at the pruning step
+            n = min(refresh_every - done % refresh_every, steps - done)
+            if prune_step is not None and done < prune_step:
+                n = min(n, prune_step - done)
+            if resample and done > 0 and done % refresh_every == 0:
                 episode = sample_episode(objective, jax.random.fold_in(k_train, done))
             if prune_step is not None and done == prune_step:
                 keep = _prune_mask(state.params, mask, prune)

@@ -253,11 +253,10 @@ def memory_report(groups: dict[str, MemoryGroup], candidate: str, matched_auc, *
         verdict = f"{candidate} rules detect familiarity above chance and above every control (all CIs of the differences exclude 0)."
     else:
         failed = [k for k, (_, lo, _) in diffs.items() if lo <= 0]
-        verdict = (
-            f"No memory claim for {candidate} rules: "
-            + ("mean AUC is not above the shuffled-label 95th percentile; " if not above_chance else "")
-            + (f"not better than: {', '.join(failed)}." if failed else "")
+        reasons = (["mean AUC is not above the shuffled-label 95th percentile"] if not above_chance else []) + (
+            [f"not better than: {', '.join(failed)}"] if failed else []
         )
+        verdict = f"No memory claim for {candidate} rules: " + "; ".join(reasons) + "."
     return MemoryReport(groups, matched_auc, diffs, verdict)
 
 

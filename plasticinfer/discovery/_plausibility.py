@@ -113,6 +113,8 @@ class FamilyTask(eqx.Module):
         g = network_kwargs.pop("g", 8.0)
         net = EINetwork.create(key, n_exc=n_exc, n_inh=n_inh, p=p, j_exc=j_exc, g=g, **network_kwargs)
         dt = net.dt
+        if not (segment > 0 and duration > 0):
+            raise DiscoveryError(f"segment and duration must be positive; got segment={segment}, duration={duration}")
         seg_steps = int(round(segment / dt))
         n_seg = int(round(duration / segment))
         if n_seg < 2 or abs(n_seg * segment - duration) > 1e-9:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .._cli_common import NonNegative, Rate, Size, output_folder, show_bars
+from .._cli_common import NonNegative, Rate, Size, non_negative, output_folder, show_bars
 from .._errors import ModelError
 
 
@@ -48,6 +48,7 @@ def feedback_alignment_cmd(
     threshold: Annotated[
         float,
         typer.Option(
+            callback=non_negative,
             help="A term 'survives' the L1 penalty if |θ| exceeds this (coefficients the penalty has killed "
             "hover within about ±META_LR of zero). The rule pruned to its survivors is evaluated too."
         ),
@@ -86,7 +87,7 @@ def feedback_alignment_cmd(
         steps=steps,
         meta_batch=meta_batch,
         l1=l1,
-        optimiser=_optimiser(meta_lr),
+        meta_learning_rate=_meta_lr(meta_lr),
         eval_episodes=eval_episodes,
         tune_episodes=tune_episodes,
         validation_episodes=validation_episodes,
@@ -101,12 +102,10 @@ def feedback_alignment_cmd(
         typer.echo(f"  {name:<8} {p}")
 
 
-def _optimiser(meta_lr: float):
-    from ._metalearn import default_optimiser
-
+def _meta_lr(meta_lr: float) -> float:
     if not meta_lr > 0:
         raise ModelError(f"--meta-lr must be positive, got {meta_lr}")
-    return default_optimiser(meta_lr)
+    return meta_lr
 
 
 def register(discover_app: typer.Typer) -> None:

@@ -53,8 +53,10 @@ class LearnerEvaluation:
         return float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(d.size))
 
     def gap_closed(self, learner: str, low: str, high: str) -> float:
-        """(acc(learner) − acc(low)) / (acc(high) − acc(low)): 0 = no better than ``low``, 1 = as good as ``high``."""
-        return (self.mean(learner) - self.mean(low)) / (self.mean(high) - self.mean(low))
+        """(acc(learner) − acc(low)) / (acc(high) − acc(low)): 0 = no better than ``low``, 1 = as good as ``high``;
+        NaN when ``high`` and ``low`` score the same (there is no gap to close)."""
+        gap = self.mean(high) - self.mean(low)
+        return (self.mean(learner) - self.mean(low)) / gap if gap != 0 else float("nan")
 
     def table(self):
         """pandas DataFrame: mean and s.e. of query accuracy and cross-entropy per learner."""
@@ -93,6 +95,8 @@ def evaluate_learners(
         raise ModelError("evaluate needs at least one learner")
     if n_episodes < 2:
         raise ModelError(f"n_episodes must be ≥ 2 for a standard error, got {n_episodes}")
+    if chunk < 1:
+        raise ModelError(f"chunk (episodes per compiled batch) must be ≥ 1, got {chunk}")
     keys = jax.random.split(key, n_episodes)
     acc, loss, curve = [], [], []
     for name, (rule, network) in learners.items():

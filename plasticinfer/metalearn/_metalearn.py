@@ -214,6 +214,16 @@ def meta_learn(
     Raises:
         FitDivergedError: if not even the starting coefficients give a finite meta-loss.
     """
+    from .._fit import check_key
+
+    if not isinstance(rule, LocalRule):
+        raise ModelError(
+            f"meta_learn needs a pi.metalearn.LocalRule (e.g. LocalRule.from_terms({{'pseudo_gradient': 1.0}})); "
+            f"got {type(rule).__name__}"
+        )
+    if key is None:
+        raise ModelError("meta_learn needs key=jax.random.key(0) (or another seed): it draws the training episodes")
+    check_key(key, "meta_learn")
     check_compatible(network, episodes)
     if steps < 1 or meta_batch < 1 or eval_every < 1 or validation_episodes < 1:
         raise ModelError("steps, meta_batch, eval_every and validation_episodes must all be ≥ 1")
@@ -309,6 +319,10 @@ def tune_scale(
     """
     check_compatible(network, episodes)
     rule = rule.astype(episodes.dtype)
+    if len(scales) == 0 or any(not float(s) > 0 for s in scales):
+        raise ModelError(f"tune_scale needs at least one positive scale; got {tuple(scales)}")
+    if n_episodes < 1:
+        raise ModelError(f"tune_scale needs n_episodes ≥ 1 to score each scale; got {n_episodes}")
     keys = jax.random.split(key, n_episodes)
     table = {float(s): float(_mean_query_loss(rule.with_coeffs(rule.coeffs * float(s)), network, episodes, keys)) for s in scales}
     finite = {s: v for s, v in table.items() if np.isfinite(v)}

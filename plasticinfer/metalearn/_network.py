@@ -113,6 +113,11 @@ class FeedbackNetwork(AbstractNetwork):
             raise ModelError(f"FeedbackNetwork.sizes needs ≥ 2 positive widths (input … classes); got {self.sizes}")
         if self.sizes[-1] < 2:
             raise ModelError(f"the output layer needs ≥ 2 classes; got sizes {self.sizes}")
+        if not isinstance(self.feedback, AbstractFeedback):
+            raise ModelError(
+                f"FeedbackNetwork.feedback must be RandomFeedback() (feedback alignment) or SymmetricFeedback() (backprop); "
+                f"got {self.feedback!r}"
+            )
 
     @property
     def n_layers(self) -> int:

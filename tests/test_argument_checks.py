@@ -1,0 +1,215 @@
+"""Bayesian, discovery and meta-learning entry points given plausible mistakes: each once ran on and returned
+wrong numbers (a sampler with a negative step size, a posterior read against other priors, another subject's
+rule, a misspelt normalisation) or died in a bare traceback; now each gives a library error naming the argument."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import plasticinfer as pi
+from plasticinfer import bayes
+from plasticinfer.errors import DiscoveryError, ModelError, PriorError
+
+
+@pytest.fixture(scope="module")
+def choice_problem():
+    from tests.test_distributed import _problem  # 4 subjects of a two-term choice model
+
+    return _problem()
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: bayes.SVI(learning_rate=-1.0), "SVI.learning_rate must be a positive number"),
+        (lambda: bayes.SVI(steps=0), "SVI.steps must be ≥ 1"),
+        (lambda: bayes.SVI(draws=0), "SVI.draws must be ≥ 1"),
+        (lambda: bayes.SVI(guide="AutoNormal"), "SVI.guide must be an autoguide class"),
+        (lambda: bayes.SVI(final_fraction=2.0), r"SVI.final_fraction must be in \[0, 1\]"),
+        (lambda: bayes.NUTS(max_tree_depth=0), "NUTS.max_tree_depth must be ≥ 1"),
+        (lambda: bayes.NUTS(target_accept=1.5), "NUTS.target_accept must be a probability strictly between 0 and 1"),
+        (lambda: bayes.NUTS(samples=2.5), "NUTS.samples must be an integer"),
+        (lambda: bayes.NUTS(init_jitter=-1.0), "NUTS.init_jitter must be a number ≥ 0"),
+    ],
+)
+def test_sampler_settings_are_checked_when_built(make, match):
+    with pytest.raises(ModelError, match=match):
+        make()
+
+
+def test_sample_arguments_are_checked(choice_problem):
+    model, data = choice_problem
+    with pytest.raises(ModelError, match="hierarchical must be pi.bayes.Hierarchical"):
+        bayes.sample(model, data, key=jax.random.key(0), hierarchical=True)
+    with pytest.raises(ModelError, match="init must be a PlasticityModel or the result of fit"):
+        bayes.sample(model, data, key=jax.random.key(0), init="map")
+    with pytest.raises(PriorError, match="HalfNormal prior scale must be positive"):
+        bayes.sample(model, data, key=jax.random.key(0), hierarchical=bayes.Hierarchical(),
+                     priors=bayes.Priors(population_scale=bayes.HalfNormal(-1.0)))
+
+
+@pytest.fixture(scope="module")
+def svi_posterior(choice_problem):
+    model, data = choice_problem
+    priors = bayes.Priors(coefficients=bayes.Normal(0.5))
+    post = bayes.sample(model, data, key=jax.random.key(1), priors=priors, method=bayes.SVI(steps=40, draws=20), warn=False, progress=False)
+    return post, priors
+
+
+def test_posterior_load_checks_the_priors_it_was_sampled_with(svi_posterior, choice_problem, tmp_path):
+    post, priors = svi_posterior
+    model, _ = choice_problem
+    path = post.save(tmp_path / "post.nc")
+    back = bayes.Posterior.load(path, like=model, priors=priors)
+    np.testing.assert_array_equal(back.draws("theta"), post.draws("theta"))
+    with pytest.raises(pi.DataError, match=r"sampled with priors=.*Normal\(scale=0.5.*not given priors.*pass priors="):
+        bayes.Posterior.load(path, like=model)
+    with pytest.raises(pi.DataError, match=r"sampled with priors=.*given priors=.*Normal\(scale=0.01"):
+        bayes.Posterior.load(path, like=model, priors=bayes.Priors(coefficients=bayes.Normal(0.01)))
+    with pytest.raises(ModelError, match="Posterior.load .* needs a PlasticityModel"):
+        bayes.Posterior.load(path, like=None)
+
+
+def test_subject_model_refuses_a_subject_that_is_not_there(svi_posterior):
+    post, _ = svi_posterior
+    assert post.subject_model(3).n_trajectories == 1
+    for bad in (4, -1, 1.0):
+        with pytest.raises(ModelError, match=r"subject must be an integer in 0 … 3"):
+            post.subject_model(bad)
+
+
+def test_svi_loss_that_rose_is_reported(svi_posterior):
+    post, _ = svi_posterior
+    rising = bayes.Posterior(post.idata, post.spec, post.method, post.seconds, np.linspace(900.0, 5e10, 200))
+    assert any(m.startswith("SVI's loss rose from 2.387e+09") and "not a posterior" in m for m in rising.diagnostics())
+    falling = bayes.Posterior(post.idata, post.spec, post.method, post.seconds, np.r_[np.linspace(900, 100, 100), np.full(100, 100.0)])
+    assert not any("rose" in m for m in falling.diagnostics())
+
+
+def test_summary_and_calibration_intervals_are_fractions(svi_posterior, choice_problem):
+    post, _ = svi_posterior
+    with pytest.raises(ModelError, match="interval must be a fraction in \\(0, 1\\), e.g. 0.9"):
+        post.summary(interval=90)
+    model, data = choice_problem
+    sim = lambda m, k: pi.simulate(m, data.inputs).trajectory  # noqa: E731 - never reached
+    nuts = bayes.NUTS(warmup=5, samples=5, chains=1)
+    for kwargs, match in [
+        ({"n_rank_draws": -5}, "n_rank_draws must be ≥ 1"),
+        ({"n_rank_draws": 0}, "n_rank_draws must be ≥ 1"),
+        ({"interval": 90}, "interval must be a fraction"),
+        ({"method": bayes.SVI(steps=5)}, "simulation_based_calibration runs NUTS"),
+    ]:
+        with pytest.raises(ModelError, match=match):
+            bayes.simulation_based_calibration(model, sim, key=jax.random.key(0), n_datasets=2, method=kwargs.pop("method", nuts),
+                                               progress=False, **kwargs)
+
+
+# ---- discovery ---------------------------------------------------------------------------------------------------
+
+
+def _quadratic():
+    from tests.test_discovery_search import CENTRE, WEIGHTS, Quadratic
+
+    return Quadratic(CENTRE, WEIGHTS)
+
+
+def test_search_arguments_need_an_objective_a_key_and_non_negative_sizes():
+    from plasticinfer.discovery import cma_search, gradient_search
+
+    obj = _quadratic()
+    for search in (gradient_search, cma_search):
+        with pytest.raises(DiscoveryError, match="needs key=jax.random.key"):
+            search(obj, key=None, progress=False)
+        with pytest.raises(DiscoveryError, match="key must be a JAX PRNG key"):
+            search(obj, key=0, progress=False)
+        with pytest.raises(DiscoveryError, match="needs an objective such as PC1Objective"):
+            search(None, key=jax.random.key(0), progress=False)
+        with pytest.raises(DiscoveryError, match="l1 must be a finite number ≥ 0"):
+            search(obj, key=jax.random.key(0), l1=-1.0, progress=False)
+        with pytest.raises(DiscoveryError, match="init_scale must be a finite number ≥ 0"):
+            search(obj, key=jax.random.key(0), init_scale=-1.0, progress=False)
+
+
+def test_pruning_happens_after_its_share_of_the_steps():
+    import optax
+    from plasticinfer.discovery import gradient_search
+
+    obj = _quadratic()
+    kw = dict(key=jax.random.key(0), restarts=2, optimiser=optax.adam(5e-2), clip_norm=None, prune=0.25, progress=False)
+    res = gradient_search(obj, steps=20, **kw)  # 60 % of 20: step 12, inside the second chunk of 10
+    assert res.settings["prune_step"] == 12
+    history = res.loss_history
+    assert np.isfinite(history).all() and history.shape[-1] == 20
+    assert gradient_search(obj, steps=2, **kw).settings["prune_step"] == 1  # the fewest steps that can prune
+    with pytest.raises(DiscoveryError, match="would prune at step 1: at the random start or after the last step"):
+        gradient_search(obj, steps=1, **kw)
+    with pytest.raises(DiscoveryError, match="would prune at step 0"):
+        gradient_search(obj, steps=5, **{**kw, "prune_at": 0.05})
+
+
+def test_families_refuse_an_unknown_reference():
+    from plasticinfer.discovery import find_families
+    from tests.test_discovery_search import _fake_result
+
+    res = _fake_result([[-0.2, 0.0, 1.0, 1.0], [-0.4, 0.0, 2.1, 1.9]], [True, True])
+    assert find_families(res, reference="alpha")[0].median["alpha"] == pytest.approx(-1.0)
+    with pytest.raises(DiscoveryError, match="reference='alhpa' is not a parameter of these rules.*'alpha'"):
+        find_families(res, reference="alhpa")
+
+
+def test_memory_verdict_is_a_whole_sentence():
+    from plasticinfer.discovery._memory import MemoryGroup, memory_report
+
+    rng = np.random.default_rng(0)
+    strong = MemoryGroup("posterior", np.full(8, 0.9), np.ones(8), np.full(100, 0.5))
+    weak = MemoryGroup("prior", np.full(8, 0.6), np.ones(8), np.full(100, 0.5))
+    chance = MemoryGroup("posterior", np.full(8, 0.5), np.ones(8), np.full(100, 0.6))
+    won = memory_report({"posterior": strong, "prior": weak}, "posterior", np.full(8, 0.6), rng=rng).verdict
+    assert "above every control" in won
+    lost = memory_report({"posterior": chance, "prior": weak}, "posterior", np.full(8, 0.6), rng=rng).verdict
+    assert lost.startswith("No memory claim") and lost.endswith(".") and not lost.endswith("; .")
+    below_chance_only = memory_report(
+        {"posterior": MemoryGroup("posterior", np.full(8, 0.9), np.ones(8), np.full(100, 0.95)), "prior": weak},
+        "posterior", np.full(8, 0.6), rng=rng,
+    ).verdict
+    assert below_chance_only == "No memory claim for posterior rules: mean AUC is not above the shuffled-label 95th percentile."
+
+
+# ---- meta-learning -----------------------------------------------------------------------------------------------
+
+
+def test_meta_learning_arguments_are_checked():
+    from plasticinfer.metalearn import FeedbackNetwork, meta_learn
+
+    with pytest.raises(ModelError, match="meta_learn needs a pi.metalearn.LocalRule.*got TaylorRule"):
+        meta_learn(pi.TaylorRule(["x*y"]), None, None, key=jax.random.key(0))
+    with pytest.raises(ModelError, match="FeedbackNetwork.feedback must be RandomFeedback"):
+        FeedbackNetwork((4, 3, 2), "random")
+    ev = _evaluation({"meta": [0.5, 0.6], "fa": [0.4, 0.4], "bp": [0.4, 0.4]})
+    assert np.isnan(ev.gap_closed("meta", "fa", "bp"))
+    assert _evaluation({"meta": [0.5, 0.5], "fa": [0.4, 0.4], "bp": [0.6, 0.6]}).gap_closed("meta", "fa", "bp") == pytest.approx(0.5)
+
+
+def _evaluation(acc):
+    from plasticinfer.metalearn import LearnerEvaluation
+
+    names = tuple(acc)
+    a = np.asarray([acc[n] for n in names], float)
+    return LearnerEvaluation(learners=names, accuracy=a, loss=-a, curve=np.zeros(a.shape + (1,)))
+
+
+def test_family_task_sizes_are_checked_in_the_library():
+    from plasticinfer.discovery._plausibility import FamilyTask
+    from plasticinfer.discovery._rule_families import run_families
+
+    with pytest.raises(DiscoveryError, match="at least one excitatory"):
+        FamilyTask.create(jax.random.key(0), n_exc=0, n_inh=4)
+    with pytest.raises(DiscoveryError, match="segment and duration must be positive"):
+        FamilyTask.create(jax.random.key(0), n_exc=8, n_inh=2, segment=0.0)
+    task = FamilyTask.create(jax.random.key(0), n_exc=8, n_inh=2, duration=0.2, transient=0.0, segment=0.1)
+    for kwargs, match in [({"batch_size": 0}, "batch_size must be an integer ≥ 1"), ({"n_predictive": 0}, "n_predictive must be")]:
+        with pytest.raises(DiscoveryError, match=match):
+            run_families(jax.random.key(1), task, n_simulations=20, **kwargs)

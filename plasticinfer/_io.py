@@ -101,12 +101,15 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"file {str(path)!r} not found (or not a file). Check the path.")
+    with open(path, "rb") as f:
+        classic = f.read(3) == b"CDF"  # netCDF-3 (classic / 64-bit offset): read by SciPy, not HDF5
+    kind = "netCDF-3" if classic else "netCDF-4"
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as opened:
+        with xr.open_dataset(path, engine="scipy" if classic else "h5netcdf") as opened:
             ds = opened.load()
     except Exception as e:
         raise FileFormatError(
-            f"file {str(path)!r} could not be read as netCDF-4: {type(e).__name__}: {e}. "
+            f"file {str(path)!r} could not be read as {kind}: {type(e).__name__}: {e}. "
             "Is it a complete .nc file written by plasticinfer?"
         ) from e
     return _restore_strings(ds)

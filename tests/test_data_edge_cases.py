@@ -198,3 +198,30 @@ def test_metadata_with_a_space_in_its_name_survives_netcdf(tmp_path):
     assert back["reaction time"].equals(ds["reaction time"])
     assert "coordinates_with_spaces" not in back.attrs
     assert "reaction time" in pi.data.to_dataframe(back).columns
+
+
+def test_netcdf3_files_and_integer_masks_load(tmp_path):
+    """netCDF-3 (SciPy, older tools) has no boolean type, nor has MATLAB's netCDF writer: 0/1 masks are read as booleans."""
+    ds = pi.from_dataframe(pd.DataFrame(dict(subject=["A", "A", "B"], choice=[0, 1, 1], reward=[1.0, 0.0, 1.0])))
+    classic = ds.copy()
+    for name in list(classic.variables):
+        if classic[name].dtype == bool:
+            classic[name] = classic[name].astype("int8")
+    classic.to_netcdf(tmp_path / "classic.nc", format="NETCDF3_CLASSIC", engine="scipy")
+    back = pi.load(tmp_path / "classic.nc")
+    assert back["trial_mask"].dtype == bool
+    np.testing.assert_array_equal(back["trial_mask"].values, ds["trial_mask"].values)
+    assert _choices(back) == _choices(ds) == {"A": [0, 1], "B": [1]}
+    (tmp_path / "cut.nc").write_bytes((tmp_path / "classic.nc").read_bytes()[:100])
+    with pytest.raises(FileFormatError, match="could not be read as netCDF-3"):
+        pi.load(tmp_path / "cut.nc")
+    classic["trial_mask"] = classic["trial_mask"] * 2  # not 0/1: left to the validator
+    classic.to_netcdf(tmp_path / "two.nc", format="NETCDF3_CLASSIC", engine="scipy")
+    with pytest.raises(SchemaError, match="trial_mask' must be boolean"):
+        pi.load(tmp_path / "two.nc")
+
+
+def test_a_folder_named_like_a_file_says_so(tmp_path):
+    (tmp_path / "data.h5").mkdir()
+    with pytest.raises(FileFormatError, match="is a folder, not a .h5 file"):
+        pi.load(tmp_path / "data.h5", mapping={"choice": "c", "reward": "r"})

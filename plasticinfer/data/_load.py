@@ -32,9 +32,13 @@ LOADERS: dict[str, Callable[..., xr.Dataset]] = {
 def loader_for(path: str | os.PathLike[str]) -> Callable[..., xr.Dataset]:
     """The loader `load` would use for ``path``."""
     path = Path(path)
-    if path.is_dir():
-        return load_mat
     suffix = path.suffix.lower()
+    if path.is_dir():
+        if suffix in LOADERS and LOADERS[suffix] is not load_mat:
+            raise FileFormatError(
+                f"{str(path)!r} is a folder, not a {suffix} file; a folder is read as MATLAB sessions. Give the file inside it."
+            )
+        return load_mat
     if suffix in LOADERS:
         return LOADERS[suffix]
     known = ", ".join(sorted(LOADERS))

@@ -6,12 +6,14 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from .._errors import SchemaError
 from .._io import read_netcdf, write_netcdf
 from ._validate import validate
 
+_BOOLEAN = ("trial_mask", "recorded", "presentation_mask", "accepted")
 _SPACED = "coordinates_with_spaces"  # metadata coordinates whose names hold a space (JSON list)
 
 
@@ -42,6 +44,9 @@ def load_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
     The file is read into memory and closed, so it can be replaced or deleted afterwards.
     """
     ds = read_netcdf(path)
+    for name in _BOOLEAN:  # netCDF-3 and MATLAB's netCDF writer have no boolean type: 0/1 integers stand in
+        if name in ds.variables and ds[name].dtype.kind in "iu" and np.isin(ds[name].values, (0, 1)).all():
+            ds[name] = ds[name].astype(bool)
     if _SPACED in ds.attrs:
         ds = ds.set_coords([c for c in json.loads(ds.attrs[_SPACED]) if c in ds.data_vars])
         ds.attrs = {k: v for k, v in ds.attrs.items() if k != _SPACED}

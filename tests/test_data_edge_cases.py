@@ -225,3 +225,11 @@ def test_a_folder_named_like_a_file_says_so(tmp_path):
     (tmp_path / "data.h5").mkdir()
     with pytest.raises(FileFormatError, match="is a folder, not a .h5 file"):
         pi.load(tmp_path / "data.h5", mapping={"choice": "c", "reward": "r"})
+
+
+def test_errors_in_matrices_name_the_matrix_entry():
+    with pytest.raises(SchemaError, match=r"choice\[0, 2\] \(subject '0', trial 2, 0-based\).*found -1.0.*store NaN there"):
+        pi.data.from_matrices(np.array([[0, 1, -1], [1, 0, 1]]), np.ones((2, 3)))
+    with pytest.raises(SchemaError, match=r"choice\[1, 2\] \(subject 'b', trial 2, 0-based\).*found 5.0") as e:
+        pi.data.from_matrices(np.array([[0, 1, 1], [1, 0, 5]]), np.ones((2, 3)), subjects=["a", "b"])
+    assert "header excluded" not in str(e.value) and "NaN there" not in str(e.value)

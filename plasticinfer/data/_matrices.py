@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,5 +83,16 @@ def from_matrices(
     })
     if "block" in mats:
         table["block"] = mats["block"][s_idx, t_idx]
-    ds = from_dataframe(table, choice_codes=choice_codes, n_options=n_options, attrs=attrs, where=where)
+    try:
+        ds = from_dataframe(table, choice_codes=choice_codes, n_options=n_options, attrs=attrs, where=where)
+    except SchemaError as e:
+        # the table is internal: name the entry of the user's (subject, trial) matrix instead of its row
+        m = re.search(r", column '(\w+)', row (\d+) \(0-based, header excluded\)", str(e))
+        if m is None:
+            raise
+        i = int(m.group(2))
+        text = str(e).replace(m.group(0), f": {m.group(1)}[{s_idx[i]}, {t_idx[i]}] (subject {ids[s_idx[i]]!r}, trial {t_idx[i]}, 0-based)")
+        if m.group(1) == "choice" and table["choice"].iloc[i] < 0:
+            text += " If negative codes mark padding in your file, store NaN there instead (NaN may only end a row)."
+        raise SchemaError(text) from None
     return ds.drop_vars("trial_number")

@@ -233,3 +233,19 @@ def test_errors_in_matrices_name_the_matrix_entry():
     with pytest.raises(SchemaError, match=r"choice\[1, 2\] \(subject 'b', trial 2, 0-based\).*found 5.0") as e:
         pi.data.from_matrices(np.array([[0, 1, 1], [1, 0, 5]]), np.ones((2, 3)), subjects=["a", "b"])
     assert "header excluded" not in str(e.value) and "NaN there" not in str(e.value)
+
+
+def test_mat73_cells_and_structs_are_named_not_skipped_silently(tmp_path):
+    from tests.test_data_matlab import write_mat73
+
+    path = tmp_path / "cells.mat"
+    write_mat73(path, reward=[1.0, 0.0, 1.0])
+    with h5py.File(path, "r+") as f:  # a cell array is an array of object references; a struct is a group
+        refs = f.create_group("#refs#")
+        cells = [refs.create_dataset(f"c{i}", data=np.array([[76.0]])).ref for i in range(3)]
+        f.create_dataset("choice", data=np.array(cells, dtype=h5py.ref_dtype)[None, :])
+        f.create_group("session").create_dataset("n", data=np.array([[3.0]]))
+    with pytest.raises(FileFormatError, match=r"'choice' is a cell array, which cannot be read from a MATLAB v7.3 file.*-v7"):
+        pi.load(path)
+    with pytest.raises(FileFormatError, match=r"not found; the file holds \['reward'\] \(and 'choice' \(a cell array\), 'session' \(a struct\), skipped"):
+        pi.load(path, columns={"choice": "resp"})

@@ -96,16 +96,28 @@ def _read_v5(path: Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in raw.items() if not k.startswith("__")}
 
 
+class _Variables(dict):
+    """A MAT file's variables, with those the reader had to skip (name → what it is) in ``skipped``."""
+
+    def __init__(self):
+        super().__init__()
+        self.skipped: dict[str, str] = {}
+
+
 def _read_v73(path: Path) -> dict[str, np.ndarray]:
     import h5py
 
-    out: dict[str, np.ndarray] = {}
+    out = _Variables()
     try:
         with h5py.File(path, "r") as f:
             for name, obj in f.items():
-                if name.startswith("#") or not isinstance(obj, h5py.Dataset):
+                if name.startswith("#"):
                     continue
-                if obj.dtype.kind not in "iufb":  # cells and structs are object references
+                if not isinstance(obj, h5py.Dataset):  # a struct is a group
+                    out.skipped[name] = "a struct"
+                    continue
+                if obj.dtype.kind not in "iufb":  # cells are object references
+                    out.skipped[name] = "a cell array"
                     continue
                 value = np.asarray(obj[()]).T  # HDF5 stores MATLAB's column-major arrays transposed
                 cls = obj.attrs.get("MATLAB_class", b"")
@@ -381,9 +393,18 @@ def _generic(
     names = {k: columns.get(k, k) for k in ("choice", "reward", "subject", "session", "trial", "block")}
     missing = [f"{k!r}" + (f" (mapped to {names[k]!r})" if names[k] != k else "")
                for k in ("choice", "reward") if names[k] not in variables]
+    skipped = getattr(variables, "skipped", {})
+    unreadable = [f"{names[k]!r} is {skipped[names[k]]}" for k in ("choice", "reward") if names[k] in skipped]
+    if unreadable:
+        raise FileFormatError(
+            f"{where}: {'; '.join(unreadable)}, which cannot be read from a MATLAB v7.3 file. Save it as a numeric "
+            "vector or matrix (e.g. choice = double(choice); text codes as numbers), or save the file with -v7."
+        )
     if missing:
         raise FileFormatError(
-            f"{where}: variables {', '.join(missing)} not found; the file holds {sorted(variables)}. "
+            f"{where}: variables {', '.join(missing)} not found; the file holds {sorted(variables)}"
+            + (f" (and {', '.join(f'{k!r} ({v})' for k, v in skipped.items())}, skipped: v7.3 cells and structs cannot be read)"
+               if skipped else "") + ". "
             "Pass columns={'choice': '<variable>', 'reward': '<variable>'}, or use the Fly{N}.mat (X, Y, R) "
             "or choice_order/reward_order layouts."
         )

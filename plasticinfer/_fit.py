@@ -145,17 +145,38 @@ def _check_arguments(model, data, validation, restarts, key, steps, optimiser, f
     return _DEFAULT_OPTIMISER if optimiser is None else optimiser
 
 
-def check_count(value, what: str, minimum: int = 1) -> None:
-    """``value`` must be an integer (Python, NumPy or 0-d JAX; not a bool) of at least ``minimum``."""
+def check_count(value, what: str, minimum: int = 1, error: type[Exception] = ModelError) -> int:
+    """``value`` as an ``int`` of at least ``minimum``: an integer (Python, NumPy or 0-d JAX; not a bool) or a
+    whole float such as ``1e3``."""
     try:
-        operator.index(value)
+        number = operator.index(value)
         integer = not isinstance(value, bool)
     except TypeError:
-        integer = False
+        number = value
+        integer = isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer()
     if not integer:
-        raise ModelError(f"{what} must be an integer; got {value!r}")
-    if value < minimum:
-        raise ModelError(f"{what} must be ≥ {minimum}; got {value}")
+        raise error(f"{what} must be an integer; got {value!r}")
+    if number < minimum:
+        raise error(f"{what} must be ≥ {minimum}; got {value}")
+    return int(number)
+
+
+def check_real(value, what: str, *, minimum: float | None = None, maximum: float | None = None, open_low: bool = False,
+               open_high: bool = False, allow_inf: bool = False, error: type[Exception] = ModelError) -> float:
+    """``value`` as a ``float``: a real number (Python, NumPy or 0-d JAX; not a bool) within the given bounds."""
+    try:
+        number = float(value) if np.ndim(value) == 0 and not isinstance(value, (bool, np.bool_, str, bytes)) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or np.isnan(number) or (np.isinf(number) and not allow_inf):
+        raise error(f"{what} must be a {'' if allow_inf else 'finite '}number; got {value!r}")
+    low = minimum is not None and (number <= minimum if open_low else number < minimum)
+    high = maximum is not None and (number >= maximum if open_high else number > maximum)
+    if low or high:
+        lo = "" if minimum is None else f"{'>' if open_low else '≥'} {minimum:g}"
+        hi = "" if maximum is None else f"{'<' if open_high else '≤'} {maximum:g}"
+        raise error(f"{what} must be {' and '.join(b for b in (lo, hi) if b)}; got {value!r}")
+    return number
 
 
 def check_l1(l1):

@@ -79,8 +79,11 @@ class FitResult:
                 known = ", ".join(map(str, self.subject_labels[:10])) + (" …" if self.n_subjects > 10 else "")
                 raise ModelError(f"no subject labelled {i!r} in this result; its subjects are {known}")
             i = self.subjects.index(i)
-        elif not -self.n_subjects <= i < self.n_subjects:
-            raise ModelError(f"subject {i} is out of range: this result holds {self.n_subjects} subjects (0…{self.n_subjects - 1})")
+        elif isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -self.n_subjects <= i < self.n_subjects:
+            raise ModelError(
+                f"subject {i!r} is out of range: this result holds {self.n_subjects} subjects (0…{self.n_subjects - 1}, or "
+                "−1 … from the end; a label as text)"
+            )
         return index_model(self.model, i)
 
     @property

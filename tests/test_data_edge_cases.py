@@ -26,8 +26,14 @@ def _choices(ds):
 
 def test_a_row_with_one_field_too_many_is_refused_not_shifted(tmp_path):
     path = _csv(tmp_path, "subject,trial,choice,reward\nA,1,0,1,0.35\nA,2,1,0,0.41\nB,1,1,1,0.52\n")
-    with pytest.raises(FileFormatError, match=r"row 0 .* 5 fields but the header names 4 columns.*shifted"):
+    with pytest.raises(FileFormatError, match=r"rows have 5 fields but the header names 4 columns.*repeats \('A', row 1\).*shifted"):
         pi.load(path)
+    # R's write.table: unique row names and no header for them: the row names are dropped
+    r_rows = _csv(tmp_path, "subject\ttrial\tchoice\treward\n3\tA\t1\t0\t1\n5\tA\t2\t1\t0\n8\tB\t1\t1\t1\n", "r.tsv")
+    assert _choices(pi.load(r_rows)) == {"A": [0, 1], "B": [1]}
+    # a trailing delimiter after a first column of 0, 1, 2 (pandas' row labels would look like a plain index)
+    ds = pi.load(_csv(tmp_path, "trial,choice,reward\n0,0,1,\n1,1,0,\n2,1,1,\n", "first.csv"))
+    np.testing.assert_array_equal(ds["reward"].values[0], [1.0, 0.0, 1.0])
     # a trailing delimiter on every row is an empty extra field: read as if it were not there
     ds = pi.load(_csv(tmp_path, "subject,trial,choice,reward\nA,1,0,1,\nA,2,1,0,\nB,1,1,1,\n", "trailing.csv"))
     assert _choices(ds) == {"A": [0, 1], "B": [1]}
@@ -57,6 +63,9 @@ def test_subject_ids_are_read_as_written(tmp_path):
         (["2", "10", "1"], [1, 1, 0, 0, 1, 0]),  # by number: 1, 2, 10
         (["2023-05-02", "2023-05-10", "2023-05-01"], [1, 1, 0, 0, 1, 0]),  # by date
         (["pre", "post", "late"], [0, 0, 1, 0, 1, 1]),  # text: as they first appear
+        (["1.10", "1.2", "1.1"], [0, 0, 1, 0, 1, 1]),  # '1.1' and '1.10' are one number: as they first appear
+        (["2023-05-01 09:00", "2023-05-01 10:00", "2023-05-01 08:30"], [1, 1, 0, 0, 1, 0]),  # by time
+        (["2023-05-01 9:00", "2023-05-01 10:00", "2023-05-01 8:30"], [0, 0, 1, 0, 1, 1]),  # not zero-padded: as they appear
     ],
 )
 def test_sessions_are_ordered_by_number_or_date(tmp_path, sessions, expected):
@@ -76,8 +85,13 @@ def test_dataframe_index_levels_are_columns(tmp_path):
     assert list(flipped["subject"].values) == ["B", "A"] and _choices(flipped) == {"A": [0, 1], "B": [1, 0]}
     clash = df.set_index("subject", drop=False)
     clash.index = pd.Index(["X", "X", "Y", "Y"], name="subject")
-    with pytest.raises(SchemaError, match="'subject' is both an index level and a column"):
+    with pytest.raises(SchemaError, match="'subject' is both an index level and a column, with different values"):
         pi.from_dataframe(clash)
+    # other named levels are row labels, as before: no new metadata
+    timed = pi.from_dataframe(df.set_index(pd.Index([0.1, 0.2, 0.3, 0.4], name="time")))
+    assert "time" not in timed.coords and _choices(timed) == {"A": [0, 1], "B": [1, 0]}
+    with_nan = df.assign(session=[1.0, np.nan, 2.0, 2.0]).set_index("session", drop=False)
+    assert _choices(pi.from_dataframe(with_nan.drop(columns="trial").assign(trial=[1, 2, 1, 2])))["B"] == [1, 0]
 
 
 def test_list_valued_metadata_is_kept_as_text():
@@ -136,6 +150,14 @@ def test_hdf5_masks_need_their_exact_shape_and_0_1_values(tmp_path):
     ds = pi.load(path, mapping={**mapping, "recorded": "rec", "subject": "ids"})
     np.testing.assert_array_equal(ds["recorded"].values, rec)
     assert list(ds["subject"].values) == ["a", "b", "c"]
+    with h5py.File(path, "r+") as f:
+        f["num_ids"] = np.array([101.0, 102.0, 103.0])  # numbers: as in MAT files and DataFrames, '101' not '101.0'
+    assert list(pi.load(path, mapping={**mapping, "subject": "num_ids"})["subject"].values) == ["101", "102", "103"]
+    one = _neural_h5(tmp_path / "one.h5", rec_col=np.array([[1], [0]], bool))
+    with h5py.File(one, "r+") as f:  # one subject: (trial, neuron) arrays, recorded as a column
+        f["stim1"], f["rates1"] = f["stim"][0], f["rates"][0]
+    ds1 = pi.load(one, mapping={"input": "stim1", "activity": "rates1", "recorded": "rec_col"})
+    np.testing.assert_array_equal(ds1["recorded"].values, [[True, False]])
     with pytest.raises(SchemaError, match=r"recorded has shape \(2, 3\).*expected \(3, 2\).*transposed"):
         pi.load(path, mapping={**mapping, "recorded": "rec_T"})
     with pytest.raises(SchemaError, match=r"recorded\[0, 0\] is 0.5; expected 0/1"):
@@ -176,6 +198,9 @@ def test_a_damaged_named_dataset_names_its_folder(tmp_path, monkeypatch):
     monkeypatch.setitem(_datasets._BUILDERS, "mohanta2022", broken)
     with pytest.raises(pi.data.DatasetError, match=r"dataset 'mohanta2022' in .*could not be read.*verify=False.*Restore"):
         pi.datasets.load("mohanta2022", path=folder, verify=False)
+    monkeypatch.setitem(_datasets._BUILDERS, "mohanta2022", _datasets._mohanta2022)
+    with pytest.raises(pi.data.DatasetError, match=r"takes the options \['subset'\]; got \['subsett'\]"):
+        pi.datasets.load("mohanta2022", path=folder, verify=False, subsett="training")
 
 
 def test_command_line_loads_three_options_from_choice_codes(tmp_path, capsys):

@@ -106,11 +106,10 @@ __all__ = ["to_inference_data", "save", "load", "diagnostics", "psis_loo", "grou
 
 def check_interval(interval) -> float:
     """A central interval's mass: a fraction in (0, 1) (0.9, not 90)."""
-    if isinstance(interval, bool) or not isinstance(interval, (int, float, np.floating)) or not 0 < interval < 1:
-        from .._errors import ModelError
+    from .._fit import check_real
 
-        raise ModelError(f"interval must be a fraction in (0, 1), e.g. 0.9 for the central 90 % interval; got {interval!r}")
-    return float(interval)
+    return check_real(interval, "interval (a fraction, e.g. 0.9 for the central 90 % interval)", minimum=0, maximum=1,
+                      open_low=True, open_high=True)
 
 
 def summary_table(idata: az.InferenceData, var_names: Sequence[str], interval: float = 0.9) -> pd.DataFrame:

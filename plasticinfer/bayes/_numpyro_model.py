@@ -111,6 +111,20 @@ class ModelSpec:
 
     # ---- priors ------------------------------------------------------------------------
 
+    def prior_fingerprint(self) -> str:
+        """A digest of what the priors and the hierarchy mean for this model: draws of every group's prior with a
+        fixed seed (and of the population spread), the pooled groups and each trajectory's subject. Equal for
+        equivalent settings however they are written (per-term dicts in any order, 1 or 1.0), different otherwise."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for g in self.groups:
+            h.update(g.name.encode() + np.ascontiguousarray(self.prior_for(g).draw(np.random.default_rng(0), g.shape, g.labels), float).tobytes())
+        if self.pooled:
+            h.update(np.ascontiguousarray(self.priors.population_scale.draw(np.random.default_rng(1), (8,)), float).tobytes())
+        h.update(repr(sorted(self.pooled)).encode() + np.asarray(self.subject_index, np.int64).tobytes())
+        return h.hexdigest()[:16]
+
     def prior_for(self, group: ParameterGroup) -> AbstractPrior:
         prior = {
             RULE: self.priors.coefficients,
@@ -155,9 +169,11 @@ class ModelSpec:
 
     def subject_model(self, values: dict[str, Array], subject: int) -> PlasticityModel:
         """The model of one subject (its trajectories only), with pooled values of that subject."""
-        if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or not 0 <= subject < self.n_subjects:
-            raise ModelError(f"subject must be an integer in 0 … {self.n_subjects - 1} (this posterior has "
-                             f"{self.n_subjects} subjects); got {subject!r}")
+        n = self.n_subjects
+        if isinstance(subject, bool) or not isinstance(subject, (int, np.integer)) or not -n <= subject < n:
+            raise ModelError(f"subject must be an integer in 0 … {n - 1} (or −{n} … −1 from the end; this posterior has "
+                             f"{n} subjects); got {subject!r}")
+        subject = int(subject) % n
         traj = np.flatnonzero(self.subject_index == subject)
         model = self.place(values)
         w0 = {k: v[traj] for k, v in model.initial_weights.items()}

@@ -64,18 +64,13 @@ class NUTS:
     init_jitter: float = 0.02
 
     def __post_init__(self):
-        from .._fit import check_count
+        from .._fit import check_count, check_real
 
-        check_count(self.warmup, "NUTS.warmup", minimum=0)
-        check_count(self.samples, "NUTS.samples")
-        check_count(self.chains, "NUTS.chains")
-        check_count(self.max_tree_depth, "NUTS.max_tree_depth")
-        a = self.target_accept
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < 1:
-            raise ModelError(f"NUTS.target_accept must be a probability strictly between 0 and 1 (e.g. 0.8, 0.95); got {a!r}")
-        j = self.init_jitter
-        if isinstance(j, bool) or not isinstance(j, (int, float)) or not np.isfinite(j) or j < 0:
-            raise ModelError(f"NUTS.init_jitter must be a number ≥ 0; got {j!r}")
+        for name, minimum in (("warmup", 0), ("samples", 1), ("chains", 1), ("max_tree_depth", 1)):
+            object.__setattr__(self, name, check_count(getattr(self, name), f"NUTS.{name}", minimum=minimum))
+        check_real(self.target_accept, "NUTS.target_accept (a probability, e.g. 0.8 or 0.95)", minimum=0, maximum=1,
+                   open_low=True, open_high=True)
+        check_real(self.init_jitter, "NUTS.init_jitter", minimum=0)
 
     def resolved_chain_method(self) -> str:
         if self.chain_method is not None:

@@ -90,6 +90,7 @@ class Posterior:
             "model": _describe_model(spec.template),
             "priors": strip_addresses(repr(spec.priors)),
             "hierarchical": strip_addresses(repr(spec.hierarchical)),
+            "prior_fingerprint": spec.prior_fingerprint(),
         }
         idata = _arviz.to_inference_data(
             draws,
@@ -139,16 +140,6 @@ class Posterior:
         if idata.posterior.attrs.get("created_by") != "plasticinfer":
             raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
         spec = ModelSpec(like, priors if priors is not None else Priors(), hierarchical)
-        for what, given, value in (("priors", priors, spec.priors), ("hierarchical", hierarchical, spec.hierarchical)):
-            stored, now = idata.posterior.attrs.get(what), strip_addresses(repr(value))
-            if stored is not None and stored != now:
-                # the priors define contraction, identifiability and predictive checks: loading against others
-                # would give wrong verdicts
-                raise DataError(
-                    f"{path}: the posterior was sampled with {what}={stored}, but load was "
-                    + (f"given {what}={now}" if given is not None else f"not given {what} (the default is {now})")
-                    + f"; pass {what}= as given to sample."
-                )
         missing = [g.name for g in spec.groups if g.name not in idata.posterior]
         if missing:
             raise DataError(f"{path}: has no draws of {missing}; pass the model, priors and hierarchy it was sampled with")
@@ -167,6 +158,18 @@ class Posterior:
             raise DataError(
                 f"{path}: the stored posterior does not match the model given as like=:\n  - " + "\n  - ".join(problems)
                 + "\nPass the model, priors and hierarchy it was sampled with."
+            )
+        stored = idata.posterior.attrs.get("prior_fingerprint")
+        if stored is not None and stored != spec.prior_fingerprint():
+            # contraction, identifiability and predictive checks are measured against the priors: reading the
+            # draws against other priors would give wrong verdicts
+            told = "given " + ", ".join(
+                f"{k}={strip_addresses(repr(v))}" for k, v in (("priors", priors), ("hierarchical", hierarchical)) if v is not None
+            ) if (priors is not None or hierarchical is not None) else "not given priors= or hierarchical= (the defaults)"
+            raise DataError(
+                f"{path}: the posterior was sampled with priors={idata.posterior.attrs.get('priors')} and "
+                f"hierarchical={idata.posterior.attrs.get('hierarchical')}, but load was {told}; pass the priors and "
+                "hierarchy given to sample (equivalent ones, however written, are accepted)."
             )
         return cls(idata, spec, idata.posterior.attrs.get("method", "?"), float(idata.posterior.attrs.get("seconds", np.nan)))
 
@@ -291,7 +294,7 @@ class Posterior:
                 tail = self.loss_history[-n // 10 :].mean()
                 before = self.loss_history[-n // 5 : -n // 10].mean()
                 first = self.loss_history[: max(n // 10, 1)].mean()
-                if tail > first:
+                if tail > first + 0.01 * max(abs(first), 1.0):  # beyond noise: the ELBO got worse overall
                     msgs.append(
                         f"SVI's loss rose from {first:.4g} (first 10 % of steps) to {tail:.4g} (last 10 %): the fit moved "
                         "away from the data and these draws are not a posterior. Lower SVI(learning_rate=...) or start "

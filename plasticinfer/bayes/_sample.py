@@ -20,7 +20,7 @@ from numpyro.infer.initialization import init_to_value
 
 from .._checkpoint import check_checkpoint_options
 from .._errors import ModelError, PosteriorWarning, SamplingError
-from .._fit import FitResult, _as_trial_data, _check_data, check_count, check_key, check_model
+from .._fit import FitResult, _as_trial_data, _check_data, check_count, check_key, check_model, check_real
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ..distributed import unshard
@@ -62,13 +62,10 @@ class SVI:
                 f"SVI.guide must be an autoguide class such as numpyro.infer.autoguide.AutoNormal; got {self.guide!r}"
             )
         for name in ("steps", "draws", "particles"):
-            check_count(getattr(self, name), f"SVI.{name}")
-        for name in ("learning_rate", "clip_norm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise ModelError(f"SVI.{name} must be a positive number; got {value!r}")
-        if isinstance(self.final_fraction, bool) or not isinstance(self.final_fraction, (int, float)) or not 0 <= self.final_fraction <= 1:
-            raise ModelError(f"SVI.final_fraction must be in [0, 1]; got {self.final_fraction!r}")
+            object.__setattr__(self, name, check_count(getattr(self, name), f"SVI.{name}"))
+        check_real(self.learning_rate, "SVI.learning_rate", minimum=0, open_low=True)
+        check_real(self.clip_norm, "SVI.clip_norm", minimum=0, open_low=True, allow_inf=True)
+        check_real(self.final_fraction, "SVI.final_fraction", minimum=0, maximum=1)
 
 
 def default_method(spec: ModelSpec):

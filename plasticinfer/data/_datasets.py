@@ -11,6 +11,7 @@ holding the dataset folders, or the dataset folder itself.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import shutil
 import tempfile
@@ -238,8 +239,16 @@ def load(
         folder = _download(name, path)
     if verify:
         _verify(name, folder)
+    builder = _BUILDERS[name]
     try:
-        ds = _BUILDERS[name](folder, meta, **options)
+        inspect.signature(builder).bind(folder, meta, **options)
+    except TypeError:
+        takes = [p for p in list(inspect.signature(builder).parameters)[2:]]
+        raise DatasetError(
+            f"dataset {name!r} takes the options {takes or 'none'}; got {sorted(options)}. Check the spelling."
+        ) from None
+    try:
+        ds = builder(folder, meta, **options)
     except DataError:
         raise
     except Exception as e:  # numpy/pandas on a damaged file: name the folder and what to do

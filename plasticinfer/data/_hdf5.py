@@ -23,6 +23,7 @@ import xarray as xr
 from .._errors import FileFormatError, SchemaError
 from ._schema import neural_dataset
 from ._matrices import from_matrices
+from ._tables import id_text
 
 BEHAVIOUR_KEYS = ("choice", "reward", "block", "subject")
 NEURAL_KEYS = ("input", "activity", "recorded", "trial_mask", "subject")
@@ -96,7 +97,7 @@ def _read(path: Path, mapping: Mapping[str, str], where: str) -> tuple[dict[str,
                 value = obj[()]
                 if key == "subject":  # ids as text, from a vector or a (n, 1) / (1, n) column of them
                     flat = np.asarray(value).ravel() if np.ndim(value) <= 1 or min(np.shape(value)) == 1 else value
-                    value = np.array([v.decode() if isinstance(v, bytes) else str(v)
+                    value = np.array([id_text(v.decode() if isinstance(v, bytes) else v)
                                       for v in np.atleast_1d(flat).tolist()], dtype=object)
                 out[key] = np.asarray(value)
                 if key == "activity":
@@ -151,9 +152,9 @@ def _neural(arrays: dict[str, np.ndarray], subjects: list[str] | None, attrs: di
 
 
 def _shaped(value: np.ndarray, shape: tuple[int, int], name: str, where: str) -> np.ndarray:
-    """A (subject, n) boolean array: exactly that shape, or a vector when there is one subject; 0/1 or booleans."""
+    """A (subject, n) boolean array: exactly that shape, or a vector or column when there is one subject; 0/1 or booleans."""
     a = np.asarray(value)
-    if a.dtype.kind not in "iufb" or not (a.shape == shape or (shape[0] == 1 and a.shape == shape[1:])):
+    if a.dtype.kind not in "iufb" or not (a.shape == shape or (shape[0] == 1 and a.shape in (shape[1:], shape[::-1]))):
         hint = " (it looks transposed)" if a.shape == shape[::-1] else ""
         raise SchemaError(
             f"{where}: {name} has shape {a.shape} and dtype {a.dtype}; expected {shape} booleans{hint}. Store it as "

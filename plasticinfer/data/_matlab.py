@@ -28,7 +28,7 @@ from ._combine import concat_subjects
 from .._errors import FileFormatError, SchemaError
 from ._schema import behaviour_dataset
 from ._matrices import from_matrices
-from ._tables import check_choice_codes, from_dataframe
+from ._tables import check_choice_codes, from_dataframe, id_text
 
 _MAT73_HINT = "MATLAB 7.3"
 
@@ -414,7 +414,7 @@ def _generic(
         block = variables.get(names["block"])
         subjects = None
         if names["subject"] in variables:
-            subjects = [_id(v) for v in np.asarray(variables[names["subject"]]).ravel()]
+            subjects = [id_text(v.decode() if isinstance(v, bytes) else v) for v in np.asarray(variables[names["subject"]]).ravel()]
             if len(subjects) != choice.shape[0]:
                 raise SchemaError(
                     f"{where}: variable {names['subject']!r} holds {len(subjects)} subject ids, but the choice matrix "
@@ -457,12 +457,3 @@ def _uncell(value: Any) -> np.ndarray:
         else:
             out[i] = v  # left as it is: the loader names the variable when it refuses it
     return out
-
-
-def _id(value: Any) -> str:
-    """A subject id as text (``101.0`` as ``"101"``)."""
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, bytes):
-        return value.decode()
-    return str(value).strip()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,21 +114,27 @@ def _read_delimited(path: Path, sep: str | None, text_columns: Sequence[str]) ->
     kw = dict(sep=sep, engine="python" if sep is None else "c", encoding="utf-8", skipinitialspace=True)
     header = pd.read_csv(path, nrows=0, **kw).columns
     stripped = {c: c.strip() for c in header if isinstance(c, str)}
-    text = {c: str for c, name in stripped.items() if name in set(text_columns)}
-    df = pd.read_csv(path, dtype=text or None, **kw)
-    if not isinstance(df.index, pd.RangeIndex):
-        # pandas takes the first column as the index when the rows have one field more than the header:
-        # the last column then holds the extra fields, and every column is shifted by one
-        extra = df.iloc[:, -1] if df.shape[1] else pd.Series([], dtype=object)
-        filled = np.flatnonzero(extra.notna().to_numpy())
-        if len(filled):
-            i = int(filled[0])
+    text = {c: str for c, name in stripped.items() if name in set(text_columns)} or None
+    df = pd.read_csv(path, dtype=text, **kw)
+    if len(df) == 0:
+        return df.rename(columns=stripped)
+    first_rows = pd.read_csv(path, header=None, skiprows=1, nrows=5, dtype=str, **kw)
+    if first_rows.shape[1] > len(header):
+        # the rows have one field more than the header, and pandas took the first field as the row label: right for
+        # R's write.table (unique row names, no header of their own), wrong when the extra field is data
+        extra = df.iloc[:, -1]
+        if extra.isna().all():  # a trailing delimiter on every row
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", pd.errors.ParserWarning)  # "loss of data": only the empty last field
+                return pd.read_csv(path, dtype=text, index_col=False, **kw).rename(columns=stripped)
+        if not df.index.is_unique:
+            i = int(np.flatnonzero(df.index.duplicated())[0])
             raise FileFormatError(
-                f"file {str(path)!r}: row {i} (0-based, header excluded) has {len(header) + 1} fields but the header "
-                f"names {len(header)} columns, so every column would be shifted by one. Name the extra column in "
-                "the header, or remove it."
+                f"file {str(path)!r}: the rows have {len(header) + 1} fields but the header names {len(header)} columns. "
+                f"Read as row names (as R writes them) the first field repeats ({df.index[i]!r}, row {i}), so they are "
+                "not row names and every column would be shifted by one. Name the extra column in the header, or remove it."
             )
-        df = pd.read_csv(path, dtype=text or None, index_col=False, **kw)  # a trailing delimiter on every row
+        df = df.reset_index(drop=True)
     return df.rename(columns=stripped)
 
 
@@ -159,7 +166,7 @@ def from_dataframe(
         raise SchemaError(f"{where}: expected a pandas DataFrame; found {type(df).__name__}.")
     if df.shape[0] == 0:
         raise SchemaError(f"{where}: the table has no rows: there are no trials to load.")
-    df = _index_as_columns(df, where)
+    df = _index_as_columns(df, columns or {}, where)
     df = _rename(df, columns or {}, n_options, where)
     df = df.reset_index(drop=True)
 
@@ -200,18 +207,18 @@ def from_dataframe(
     return ds
 
 
-def _index_as_columns(df: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Named index levels (``df.set_index(["subject", "trial"])``) become columns again; row labels are dropped."""
-    named = [n for n in df.index.names if n is not None]
-    if not named:
-        return df
-    same = [n for n in named if n in df.columns and (df.index.get_level_values(n) == df[n].to_numpy()).all()]
+def _index_as_columns(df: pd.DataFrame, columns: Mapping[str, str], where: str) -> pd.DataFrame:
+    """Index levels named as a column the loader reads (``df.set_index(["subject", "trial"])``) become columns
+    again; other index levels are row labels, and dropped."""
+    wanted = set(CORE_COLUMNS) | set(columns.values())
+    named = [n for n in df.index.names if n is not None and (n in wanted or str(n).startswith("p_reward_"))]
+    same = [n for n in named if n in df.columns and pd.Index(df.index.get_level_values(n)).equals(pd.Index(df[n]))]
     named = [n for n in named if n not in same]  # set_index(..., drop=False): the column is already there
     clash = [n for n in named if n in df.columns]
     if clash:
         raise SchemaError(
-            f"{where}: {clash[0]!r} is both an index level and a column; drop one of them (df.reset_index(drop=True) "
-            "keeps the column)."
+            f"{where}: {clash[0]!r} is both an index level and a column, with different values; drop one of them "
+            "(df.reset_index(drop=True) keeps the column)."
         )
     return df.reset_index(level=named) if named else df
 
@@ -411,7 +418,7 @@ def _subject_column(df: pd.DataFrame, default: str, where: str) -> np.ndarray:
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
         raise _bad_row(where, "subject", i, raw.iloc[i], "a subject id", "Fill in the subject of every row.")
-    ids = np.array([_id_text(v) for v in raw.tolist()], dtype=object)
+    ids = np.array([id_text(v) for v in raw.tolist()], dtype=object)
     empty = ids == ""
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
@@ -419,7 +426,7 @@ def _subject_column(df: pd.DataFrame, default: str, where: str) -> np.ndarray:
     return ids
 
 
-def _id_text(value: Any) -> str:
+def id_text(value: Any) -> str:
     """A subject or session id as text: text as written (``"001"`` stays ``"001"``), whole numbers without ``.0``."""
     if isinstance(value, str):
         return value.strip()
@@ -427,13 +434,14 @@ def _id_text(value: Any) -> str:
 
 
 def _session_rank(sessions: np.ndarray, raw: pd.Series) -> np.ndarray:
-    """Sessions in order: by number when every session is a number, by text when every one is an ISO date
-    (``2023-05-01``), else in the order they first appear in the table."""
-    numbers = pd.to_numeric(raw, errors="coerce")
-    if not numbers.isna().any():
-        return pd.factorize(numbers.to_numpy(float), sort=True)[0]
-    if all(re.fullmatch(r"\d{4}-\d{2}-\d{2}([ T].*)?", s) for s in sessions):
-        return pd.factorize(sessions, sort=True)[0]
+    """Sessions in order: by number when every session is a distinct number (``1.1`` and ``1.10`` are not),
+    by date when every one is an ISO date or date-time, else in the order they first appear in the table."""
+    numbers = pd.to_numeric(raw, errors="coerce").to_numpy(float)
+    distinct = len(pd.unique(sessions))
+    if not np.isnan(numbers).any() and len(pd.unique(numbers)) == distinct:
+        return pd.factorize(numbers, sort=True)[0]
+    if all(re.fullmatch(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?", s) for s in sessions):
+        return pd.factorize(sessions, sort=True)[0]  # zero-padded ISO text sorts as time does
     return pd.factorize(sessions)[0]
 
 
@@ -441,7 +449,7 @@ def _order(df: pd.DataFrame, subject: np.ndarray, trial: np.ndarray | None, wher
     """Row order: by subject (first appearance), then session (see :func:`_session_rank`), then trial."""
     subj_rank = pd.factorize(subject)[0]
     if "session" in df:
-        sess = np.array([_id_text(v) for v in df["session"].tolist()], dtype=object)
+        sess = np.array([id_text(v) for v in df["session"].tolist()], dtype=object)
         sess_rank = _session_rank(sess, df["session"])
     else:
         sess, sess_rank = np.zeros(len(df), dtype=object), np.zeros(len(df), np.int64)

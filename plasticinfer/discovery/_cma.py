@@ -11,6 +11,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 
+from .._fit import check_count
 from ._common import AbstractObjective, DiscoveryError, check_search
 from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
 
@@ -71,8 +72,8 @@ def cma_search(
     import cma
 
     check_search(objective, key, l1=l1, init_scale=init_scale, who="cma_search")
-    if restarts < 1 or generations < 1:
-        raise DiscoveryError(f"restarts and generations must be ≥ 1; got {restarts}, {generations}")
+    restarts = check_count(restarts, "restarts", error=DiscoveryError)
+    generations = check_count(generations, "generations", error=DiscoveryError)
     rule = objective.default_rule() if rule is None else rule
     params, static, mask = _space(rule)
     k_init, k_train, k_eval, k_select, k_scale = jax.random.split(key, 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -15,6 +16,8 @@ from jaxtyping import PRNGKeyArray
 
 from .._optimise import _prepared_optimiser, check_divergence, run_steps, start_steps
 from .._results_io import strip_addresses
+from .._errors import PlasticInferWarning
+from .._fit import check_count
 from ._common import AbstractObjective, DiscoveryError, check_search
 from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
 
@@ -122,8 +125,8 @@ def gradient_search(
     """
     check_divergence(divergence)
     check_search(objective, key, l1=l1, init_scale=init_scale, who="gradient_search")
-    if restarts < 1 or steps < 1:
-        raise DiscoveryError(f"restarts and steps must be ≥ 1; got restarts={restarts}, steps={steps}")
+    restarts = check_count(restarts, "restarts", error=DiscoveryError)
+    steps = check_count(steps, "steps", error=DiscoveryError)
     rule = objective.default_rule() if rule is None else rule
     params, static, mask = _space(rule)
     k_init, k_train, k_eval, k_scale = jax.random.split(key, 4)
@@ -154,10 +157,12 @@ def gradient_search(
     if prune is not None:
         prune_step = int(round(prune_at * steps))
         if not 1 <= prune_step < steps:
-            raise DiscoveryError(
-                f"pruning after {prune_at:g} of {steps} steps would prune at step {prune_step}: at the random start "
-                "or after the last step. Run more steps, or pass prune=None (on the command line --prune 0)."
+            warnings.warn(
+                f"not pruned: after {prune_at:g} of {steps} steps is step {prune_step}, at the random start or after the "
+                "last step; run more steps to prune (or pass prune=None, on the command line --prune 0, to say so)",
+                PlasticInferWarning, stacklevel=2,
             )
+            prune_step = None
     keep = jax.tree_util.tree_map(jnp.ones_like, params_b)
     loss_fn = eqx.Partial(_search_loss, problem=problem)
     t_start = time.perf_counter()

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from .._fit import check_count
 from ._common import DiscoveryError
 from ._memory import (
     FamiliarityProtocol,
@@ -198,9 +199,8 @@ def run_families(
     **npe_kwargs,
 ) -> FamiliesResult:
     """NPE family posterior for ``task``; predictive check; optional SBC on the network; optional memory probe with controls."""
-    for name, value in (("batch_size", batch_size), ("n_predictive", n_predictive)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DiscoveryError(f"{name} must be an integer ≥ 1; got {value!r}")
+    batch_size = check_count(batch_size, "batch_size", error=DiscoveryError)
+    n_predictive = check_count(n_predictive, "n_predictive", error=DiscoveryError)
     constraints = constraints or PlausibilityConstraints()
     protocol = protocol or FamiliarityProtocol()
     k_npe, k_post, k_chk, k_sbc, *k_memory = jax.random.split(key, 8)

@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 
 from .._errors import ModelError
+from .._fit import check_count
 from ._episodes import DigitsEpisodes
 from ._learner import check_compatible, run_episodes
 from ._network import FeedbackNetwork
@@ -95,8 +96,7 @@ def evaluate_learners(
         raise ModelError("evaluate needs at least one learner")
     if n_episodes < 2:
         raise ModelError(f"n_episodes must be ≥ 2 for a standard error, got {n_episodes}")
-    if chunk < 1:
-        raise ModelError(f"chunk (episodes per compiled batch) must be ≥ 1, got {chunk}")
+    chunk = check_count(chunk, "chunk (episodes per compiled batch)")
     keys = jax.random.split(key, n_episodes)
     acc, loss, curve = [], [], []
     for name, (rule, network) in learners.items():

@@ -16,8 +16,8 @@
 3. Where the gradient's time goes at 100 → 1000: per trial, the forward step, one backward step (the VJP
    of a trial's update) and the kernels that step is made of on XLA:CPU — one elementwise pass over W,
    y = W·x, and the rule's VJP product (C·post × pre)·(pre × A) over the stacked V_c = ū ⊙ w^c, beside
-   the same product as C separate ones (post × pre)·(pre × A), and one row sum of u ⊙ W (the same
-   contraction written as a reduction) — each timed alone in a scan of the same length.
+   the same product as C separate ones (post × pre)·(pre × A) — each timed alone in a scan of the same
+   length.
 
 Process CPU time counts every thread of this process; on a shared machine it moves much less than
 wall time, so compare old and new on it. Run:  python benchmarks/bench_gradient.py [--float64] [--quick]
@@ -224,8 +224,6 @@ def breakdown(dtype, n_trials, key):
         matvec=per_trial(lambda c: c * 0.999 + 1e-3 * (c @ x)[:, None]),
         stacked_product=per_trial(lambda ww: ww * 0.999 + 1e-3 * (_weight_power_planes(u, ww, c).reshape(-1, n_pre) @ xp).sum()),
         separate_products=per_trial(lambda ww: ww * 0.999 + 1e-3 * sum((v @ xp).sum() for v in _weight_power_planes(u, ww, c))),
-        # the same contraction written as reductions over W instead of products: XLA:CPU's reduction loop
-        row_sum=per_trial(lambda ww: ww * 0.999 + 1e-3 * jnp.sum(u * ww, axis=1)[:, None]),
     )
 
 
@@ -297,10 +295,6 @@ def main():
     print("   the VJP's product over the stacked V_c (with forming them), timed alone beyond that pass:")
     print(f"     one (C·post×pre)·(pre×A), as the VJP does it      {us(bd['stacked_product'] - base)}")
     print(f"     C separate (post×pre)·(pre×A), for comparison     {us(bd['separate_products'] - base)}")
-    print(
-        f"   one row sum Σ_j u_ij·w_ij, beyond that pass      {us(bd['row_sum'] - base)} (a backward built from reductions over W "
-        "needs C·A of these: XLA:CPU's reduction loop, not the products, would set its pace)"
-    )
     print(f"   process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
 
 

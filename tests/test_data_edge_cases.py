@@ -274,3 +274,13 @@ def test_mat73_cells_and_structs_are_named_not_skipped_silently(tmp_path):
         pi.load(path)
     with pytest.raises(FileFormatError, match=r"not found; the file holds \['reward'\] \(and 'choice' \(a cell array\), 'session' \(a struct\), skipped"):
         pi.load(path, columns={"choice": "resp"})
+
+
+def test_integer_choices_written_with_a_fill_value_load_as_integers(tmp_path):
+    """Other tools write padding through _FillValue; xarray then decodes the integers as floats with NaN."""
+    ds = pi.from_dataframe(pd.DataFrame(dict(subject=["A", "A", "B"], choice=[0, 1, 1], reward=[1.0, 0.0, 1.0])))
+    ds.to_netcdf(tmp_path / "filled.nc", engine="h5netcdf", encoding={"choice": {"_FillValue": -1}, "block": {"_FillValue": -1}})
+    back = pi.load(tmp_path / "filled.nc")
+    assert back["choice"].dtype == np.int64 and back["block"].dtype == np.int64
+    np.testing.assert_array_equal(back["choice"].values, ds["choice"].values)  # padding back at −1
+    assert _choices(back) == {"A": [0, 1], "B": [1]}

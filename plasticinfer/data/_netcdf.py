@@ -11,8 +11,10 @@ import xarray as xr
 
 from .._errors import SchemaError
 from .._io import read_netcdf, write_netcdf
+from ._schema import FILL
 from ._validate import validate
 
+_INTEGER = ("choice", "block", "presented")
 _BOOLEAN = ("trial_mask", "recorded", "presentation_mask", "accepted")
 _SPACED = "coordinates_with_spaces"  # metadata coordinates whose names hold a space (JSON list)
 
@@ -47,6 +49,12 @@ def load_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
     for name in _BOOLEAN:  # netCDF-3 and MATLAB's netCDF writer have no boolean type: 0/1 integers stand in
         if name in ds.variables and ds[name].dtype.kind in "iu" and np.isin(ds[name].values, (0, 1)).all():
             ds[name] = ds[name].astype(bool)
+    for name in _INTEGER:  # an integer variable with a _FillValue comes back as float with NaN where it was filled
+        if name in ds.variables and ds[name].dtype.kind == "f" and "_FillValue" in ds[name].encoding:
+            v = ds[name].values
+            real = ~np.isnan(v)
+            if np.array_equal(v[real], np.round(v[real])):
+                ds[name] = ds[name].fillna(FILL[name]).astype(np.int64)
     if _SPACED in ds.attrs:
         ds = ds.set_coords([c for c in json.loads(ds.attrs[_SPACED]) if c in ds.data_vars])
         ds.attrs = {k: v for k, v in ds.attrs.items() if k != _SPACED}

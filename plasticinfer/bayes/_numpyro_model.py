@@ -118,8 +118,9 @@ class ModelSpec:
         import hashlib
 
         h = hashlib.sha256()
-        for g in self.groups:
-            h.update(g.name.encode() + np.ascontiguousarray(self.prior_for(g).draw(np.random.default_rng(0), g.shape, g.labels), float).tobytes())
+        for group in self.groups:
+            draw = self.prior_for(group).draw(np.random.default_rng(0), group.shape, group.labels)
+            h.update(group.name.encode() + np.ascontiguousarray(draw, float).tobytes())
         if self.pooled:
             h.update(np.ascontiguousarray(self.priors.population_scale.draw(np.random.default_rng(1), (8,)), float).tobytes())
         h.update(repr(sorted(self.pooled)).encode() + np.asarray(self.subject_index, np.int64).tobytes())

@@ -179,7 +179,7 @@ def check_real(value, what: str, *, minimum: float | None = None, maximum: float
     return number
 
 
-def check_l1(l1):
+def check_l1(l1, error: type[Exception] = ModelError):
     """``l1`` checked: a negative, non-finite or non-numeric penalty is refused.
 
     A number comes back as a float; a JAX array comes back as it is (an L1 path passes its strength as
@@ -192,18 +192,18 @@ def check_l1(l1):
     except (TypeError, ValueError):
         value = None
     if value is None or not np.isfinite(value) or value < 0:
-        raise ModelError(f"l1 must be a non-negative number (0 for no sparsity penalty); got {l1!r}")
+        raise error(f"l1 must be a non-negative number (0 for no sparsity penalty); got {l1!r}")
     return l1 if isinstance(l1, jax.Array) else value
 
 
-def check_key(key, where: str) -> None:
+def check_key(key, where: str, error: type[Exception] = ModelError) -> None:
     """Refuse something that is not a JAX PRNG key (``jax.random.key(0)``) where one is expected."""
     if key is None:
         return
     typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
     legacy = isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32 and key.shape[-1:] == (2,)
     if not (typed or legacy):
-        raise ModelError(f"{where}: key must be a JAX PRNG key such as jax.random.key(0); got {key!r}")
+        raise error(f"{where}: key must be a JAX PRNG key such as jax.random.key(0); got {key!r}")
 
 
 def fit(

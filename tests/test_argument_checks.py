@@ -144,7 +144,7 @@ def test_search_arguments_need_an_objective_a_key_and_non_negative_sizes():
             search(obj, key=0, progress=False)
         with pytest.raises(DiscoveryError, match="needs an objective such as PC1Objective"):
             search(None, key=jax.random.key(0), progress=False)
-        with pytest.raises(DiscoveryError, match="gradient_search: l1 must be ≥ 0|cma_search: l1 must be ≥ 0"):
+        with pytest.raises(DiscoveryError, match=r"l1 must be a non-negative number \(0 for no sparsity penalty\); got -1.0"):
             search(obj, key=jax.random.key(0), l1=-1.0, progress=False)
         with pytest.raises(DiscoveryError, match="init_scale must be ≥ 0"):
             search(obj, key=jax.random.key(0), init_scale=-1.0, progress=False)

@@ -59,6 +59,14 @@ class AbstractPrior(abc.ABC):
         return np.var(draws, axis=0)
 
 
+def _positive_scale(prior, labels):
+    """``prior.scale`` resolved per label; a scale that is not a positive finite number is refused."""
+    scale = _resolve(prior.scale, labels, "scale", 1.0)
+    if np.any(~np.isfinite(np.asarray(scale, float))) or np.any(np.asarray(scale) <= 0):
+        raise PriorError(f"{type(prior).__name__} prior scale must be positive; got {prior.scale}")
+    return scale
+
+
 class _LocScale(AbstractPrior):
     """A prior with a location and a positive scale, each a number or a per-term mapping."""
 
@@ -67,10 +75,7 @@ class _LocScale(AbstractPrior):
 
     def _params(self, labels):
         loc = _resolve(self.loc, labels, "loc", 0.0)
-        scale = _resolve(self.scale, labels, "scale", 1.0)
-        if np.any(np.asarray(scale) <= 0):
-            raise PriorError(f"{type(self).__name__} prior scale must be positive; got {self.scale}")
-        return loc, scale
+        return loc, _positive_scale(self, labels)
 
     def _distribution(self, loc, scale):
         raise NotImplementedError
@@ -129,20 +134,14 @@ class HalfNormal(AbstractPrior):
 
     scale: Scalar = 1.0
 
-    def _scale(self, labels):
-        scale = _resolve(self.scale, labels, "scale", 1.0)
-        if np.any(~np.isfinite(np.asarray(scale, float))) or np.any(np.asarray(scale) <= 0):
-            raise PriorError(f"HalfNormal prior scale must be positive; got {self.scale}")
-        return scale
-
     def sample(self, name, shape, labels=None):
-        return numpyro.sample(name, _event(dist.HalfNormal(jnp.asarray(self._scale(labels))), shape))
+        return numpyro.sample(name, _event(dist.HalfNormal(jnp.asarray(_positive_scale(self, labels))), shape))
 
     def latent_values(self, name, value, labels=None):
         return {name: jnp.maximum(jnp.asarray(value), 1e-6)}
 
     def draw(self, rng, shape, labels=None):
-        return np.abs(self._scale(labels) * rng.standard_normal(shape))
+        return np.abs(_positive_scale(self, labels) * rng.standard_normal(shape))
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def _read(path: Path, mapping: Mapping[str, str], where: str) -> tuple[dict[str,
                 value = obj[()]
                 if key == "subject":  # ids as text, from a vector or a (n, 1) / (1, n) column of them
                     flat = np.asarray(value).ravel() if np.ndim(value) <= 1 or min(np.shape(value)) == 1 else value
-                    value = np.array([id_text(v.decode() if isinstance(v, bytes) else v)
+                    value = np.array([id_text(v)
                                       for v in np.atleast_1d(flat).tolist()], dtype=object)
                 out[key] = np.asarray(value)
                 if key == "activity":

@@ -414,7 +414,7 @@ def _generic(
         block = variables.get(names["block"])
         subjects = None
         if names["subject"] in variables:
-            subjects = [id_text(v.decode() if isinstance(v, bytes) else v) for v in np.asarray(variables[names["subject"]]).ravel()]
+            subjects = [id_text(v) for v in np.asarray(variables[names["subject"]]).ravel()]
             if len(subjects) != choice.shape[0]:
                 raise SchemaError(
                     f"{where}: variable {names['subject']!r} holds {len(subjects)} subject ids, but the choice matrix "

@@ -14,8 +14,8 @@ from .._io import read_netcdf, write_netcdf
 from ._schema import FILL
 from ._validate import validate
 
-_INTEGER = ("choice", "block", "presented")
-_BOOLEAN = ("trial_mask", "recorded", "presentation_mask", "accepted")
+_INTEGER = tuple(k for k, v in FILL.items() if type(v) is int)  # choice, block, trial_number, presented
+_BOOLEAN = ("recorded", *(k for k, v in FILL.items() if v is False))  # recorded is never padded, so has no fill
 _SPACED = "coordinates_with_spaces"  # metadata coordinates whose names hold a space (JSON list)
 
 

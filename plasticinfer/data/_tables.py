@@ -80,8 +80,9 @@ def read_table(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read a table file with pandas, turning every failure into a `FileFormatError`.
 
     ``text_columns`` (ids: subject, session) are read as written (``001`` and ``1`` stay apart).
-    Column names are stripped of surrounding spaces; rows with more fields than the header are
-    refused unless every extra field is empty (a trailing delimiter).
+    Column names are stripped of surrounding spaces. Rows with one field more than the header are read
+    as R writes them (unique row names first, dropped) or with a trailing delimiter (every extra field
+    empty), and refused otherwise.
     """
     if not path.is_file():
         raise FileFormatError(f"file {str(path)!r} not found (or not a file). Check the path.")
@@ -428,6 +429,8 @@ def _subject_column(df: pd.DataFrame, default: str, where: str) -> np.ndarray:
 
 def id_text(value: Any) -> str:
     """A subject or session id as text: text as written (``"001"`` stays ``"001"``), whole numbers without ``.0``."""
+    if isinstance(value, bytes):
+        value = value.decode()
     if isinstance(value, str):
         return value.strip()
     return str(_normalise_code(value))

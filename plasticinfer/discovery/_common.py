@@ -169,7 +169,7 @@ __all__ = [
 
 def check_search(objective, key, *, l1: float, init_scale: float, who: str) -> None:
     """What :func:`gradient_search` and :func:`cma_search` share: an objective, a PRNG key, l1 ≥ 0 and init_scale ≥ 0."""
-    from .._fit import check_key, check_real
+    from .._fit import check_key, check_l1, check_real
 
     if not isinstance(objective, AbstractObjective):
         raise DiscoveryError(
@@ -177,9 +177,6 @@ def check_search(objective, key, *, l1: float, init_scale: float, who: str) -> N
         )
     if key is None:
         raise DiscoveryError(f"{who} needs key=jax.random.key(0) (or another seed): restarts start from random draws")
-    try:
-        check_key(key, who)
-    except Exception as e:  # a ModelError that says what a key is
-        raise DiscoveryError(str(e)) from None
-    check_real(l1, f"{who}: l1", minimum=0, error=DiscoveryError)
+    check_key(key, who, error=DiscoveryError)
+    check_l1(l1, error=DiscoveryError)
     check_real(init_scale, f"{who}: init_scale", minimum=0, error=DiscoveryError)

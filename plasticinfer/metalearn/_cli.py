@@ -87,7 +87,7 @@ def feedback_alignment_cmd(
         steps=steps,
         meta_batch=meta_batch,
         l1=l1,
-        meta_learning_rate=_meta_lr(meta_lr),
+        meta_learning_rate=meta_lr,
         eval_episodes=eval_episodes,
         tune_episodes=tune_episodes,
         validation_episodes=validation_episodes,
@@ -100,12 +100,6 @@ def feedback_alignment_cmd(
     typer.echo(f"\nwrote to {out}/:")
     for name, p in paths.items():
         typer.echo(f"  {name:<8} {p}")
-
-
-def _meta_lr(meta_lr: float) -> float:
-    if not meta_lr > 0:
-        raise ModelError(f"--meta-lr must be positive, got {meta_lr}")
-    return meta_lr
 
 
 def register(discover_app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._errors import ConvergenceWarning, DivergenceWarning, FitDivergedError, ModelError
+from .._fit import check_count, check_key
 from .._optimise import CONVERGENCE_TOL, diagnose, run_steps, start_steps
 from ._episodes import DigitsEpisodes
 from ._learner import check_compatible, run_episodes
@@ -214,8 +215,6 @@ def meta_learn(
     Raises:
         FitDivergedError: if not even the starting coefficients give a finite meta-loss.
     """
-    from .._fit import check_key
-
     if not isinstance(rule, LocalRule):
         raise ModelError(
             f"meta_learn needs a pi.metalearn.LocalRule (e.g. LocalRule.from_terms({{'pseudo_gradient': 1.0}})); "
@@ -321,8 +320,7 @@ def tune_scale(
     rule = rule.astype(episodes.dtype)
     if len(scales) == 0 or any(not float(s) > 0 for s in scales):
         raise ModelError(f"tune_scale needs at least one positive scale; got {tuple(scales)}")
-    if n_episodes < 1:
-        raise ModelError(f"tune_scale needs n_episodes ≥ 1 to score each scale; got {n_episodes}")
+    check_count(n_episodes, "tune_scale: n_episodes (episodes that score each scale)")
     keys = jax.random.split(key, n_episodes)
     table = {float(s): float(_mean_query_loss(rule.with_coeffs(rule.coeffs * float(s)), network, episodes, keys)) for s in scales}
     finite = {s: v for s, v in table.items() if np.isfinite(v)}

@@ -18,6 +18,7 @@ from .._errors import ModelError
 from .._io import write_figure, write_text
 from ._episodes import DEFAULT_HELDOUT_CLASSES, digits_split
 from ._evaluate import LearnerEvaluation, evaluate_learners
+from .._fit import check_real
 from ._metalearn import MetaLearnResult, default_optimiser, meta_learn, tune_scale
 from ._network import FeedbackNetwork, RandomFeedback, SymmetricFeedback
 from ._terms import PSEUDO_GRADIENT, TERM_POOL, LocalRule, LocalTerm
@@ -251,6 +252,7 @@ def feedback_alignment_experiment(
 
     The key is split once into tuning, meta-training and evaluation keys, so no episode is reused.
     """
+    check_real(meta_learning_rate, "meta_learning_rate", minimum=0, open_low=True)
     names = [t if isinstance(t, str) else t.name for t in terms]
     if not any(n in (PSEUDO_GRADIENT.name, PSEUDO_GRADIENT.alias) for n in names):
         raise ModelError("the term pool must include the pseudo-gradient term e_{l+1}·y_lᵀ (the starting rule)")

@@ -240,6 +240,8 @@ _PYTHON_TO_CLI = [
     (re.compile(r"columns=\{\s*'([\w]+)'\s*:\s*'([^']*)'(?:,\s*'([\w]+)'\s*:\s*'([^']*)')?\s*\}"),
      lambda m: f"--map {m.group(1)}={m.group(2)}" + (f" --map {m.group(3)}={m.group(4)}" if m.group(3) else "")),
     (re.compile(r"columns=\.\.\.|the columns= mapping"), lambda m: "--map" if "..." in m.group(0) else "the --map options"),
+    (re.compile(r"pass n_options=\d+, or choice_codes=\{([^}]*)\}"),
+     lambda m: "pass --choice-codes " + ",".join(kv.replace(": ", "=") for kv in m.group(1).split(", "))),
     (re.compile(r"choice_codes=\{[^}]*\}|choice_codes=\.\.\."), lambda m: "--choice-codes CODE=INDEX (e.g. --choice-codes L=0,R=1)"),
     (re.compile(r"load\(path, mapping=\{[^}]*\}\)?"), lambda m: "--map choice=/path/choice --map reward=/path/reward"),
     (re.compile(r"choice_codes (gives|maps)"), lambda m: f"--choice-codes {m.group(1)}"),

@@ -3,6 +3,8 @@ options, a transposed mask) or crashed with a bare traceback; now it loads right
 
 from __future__ import annotations
 
+import warnings
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -212,6 +214,18 @@ def test_command_line_loads_three_options_from_choice_codes(tmp_path, capsys):
     assert run(["inspect", str(path), "--choice-codes", "0=0,1=1,2=3"]) == 2
     err = capsys.readouterr().err
     assert "--choice-codes gives no code for option(s) [2]" in err and "choice_codes" not in err.replace("--choice-codes", "")
+    # without --choice-codes, codes 0, 1, 2 (or 1, 2, 3) are named as three options, with the option that loads them
+    assert run(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "The codes 0, 1, 2 look like 3 options: pass --choice-codes 0=0,1=1,2=2." in err
+    one_based = _csv(tmp_path, "choice,reward\n1,1\n3,0\n2,1\n", "one_based.csv")
+    with pytest.raises(SchemaError, match=r"codes 1, 2, 3 look like 3 options: pass n_options=3, or choice_codes=\{1: 0, 2: 1, 3: 2\}"):
+        pi.load(one_based)
+    np.testing.assert_array_equal(pi.load(one_based, n_options=3)["choice"].values[0], [0, 2, 1])
+    # codes that are not a run of options keep the general advice
+    gaps = _csv(tmp_path, "choice,reward\n0,1\n5,0\n", "gaps.csv")
+    with pytest.raises(SchemaError, match=r"found 5\. Pass choice_codes="):
+        pi.load(gaps)
 
 
 def test_metadata_with_a_space_in_its_name_survives_netcdf(tmp_path):
@@ -284,3 +298,35 @@ def test_integer_choices_written_with_a_fill_value_load_as_integers(tmp_path):
     assert back["choice"].dtype == np.int64 and back["block"].dtype == np.int64
     np.testing.assert_array_equal(back["choice"].values, ds["choice"].values)  # padding back at −1
     assert _choices(back) == {"A": [0, 1], "B": [1]}
+
+
+def test_txt_tables_split_only_at_real_delimiters(tmp_path):
+    # csv.Sniffer left free split a one-column file at a letter ("choice" → "c", "hoi", "e")
+    from plasticinfer.data._tables import read_table
+
+    one = _csv(tmp_path, "choice\n1\n0\n1\n", "one.txt")
+    assert read_table(one).to_dict("list") == {"choice": [1, 0, 1]}
+    runs = _csv(tmp_path, "subject choice reward\n  a  1 0\na 0   1\n", "spaces.txt")
+    assert read_table(runs, ["subject"]).to_dict("list") == {"subject": ["a", "a"], "choice": [1, 0], "reward": [0, 1]}
+    tabs = _csv(tmp_path, "subject\tchoice\treward\nfly 1\t1\t0\nfly 1\t0\t1\n", "tabs.txt")
+    assert _choices(pi.load(tabs)) == {"fly 1": [1, 0]}
+    semi = _csv(tmp_path, "choice;reward\n1;0\n0;1\n", "semi.txt")
+    np.testing.assert_array_equal(pi.load(semi)["reward"].values[0], [0.0, 1.0])
+
+
+def test_a_matrix_with_more_rows_than_columns_warns_it_may_be_trial_by_subject(tmp_path):
+    rng = np.random.default_rng(0)
+    choice = rng.integers(0, 2, (40, 3)).astype(float)  # 40 trials of 3 subjects, stored (trial, subject)
+    reward = rng.integers(0, 2, (40, 3)).astype(float)
+    path = tmp_path / "lab.mat"
+    scipy.io.savemat(path, {"choice": choice, "reward": reward})
+    with pytest.warns(pi.PlasticInferWarning, match=r"40 × 3, read as 40 subjects of 3 trials.*transpose"):
+        ds = pi.load(path)
+    assert ds.sizes["subject"] == 40
+    # stored (subject, trial), or with one id per row, the file loads without a warning
+    scipy.io.savemat(path, {"choice": choice.T, "reward": reward.T})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pi.load(path).sizes["subject"] == 3
+        ids = pi.data.from_matrices(choice, reward, subjects=[f"s{i}" for i in range(40)])
+    assert ids.sizes["subject"] == 40

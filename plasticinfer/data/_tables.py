@@ -19,6 +19,7 @@ subject, else a per-trial coordinate.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import warnings
@@ -111,8 +112,37 @@ def read_table(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     return df
 
 
+# the delimiters a .txt table may use, in the order csv.Sniffer prefers them on a tie
+_TXT_DELIMITERS = ",\t;| "
+
+
+def _sniff_delimiter(path: Path) -> str:
+    """The delimiter of a ``.txt`` table: one of , tab ; | or runs of spaces; a comma when the header has none.
+
+    csv.Sniffer left free picks any character that occurs equally often on every line, so a
+    one-column file (``choice``) was split at a letter; here the choice is limited to real delimiters.
+    """
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        sample = f.read(65536)
+    lines = [line for line in sample.splitlines() if line.strip()]
+    if len(sample) == 65536 and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut short
+    if not lines or not any(d in lines[0] for d in _TXT_DELIMITERS):
+        return ","  # one column: no delimiter in the header
+    try:
+        sep = csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=_TXT_DELIMITERS).delimiter
+    except csv.Error:
+        # no delimiter occurs equally often on every line: take the one the header uses most
+        sep = max(_TXT_DELIMITERS, key=lines[0].count)
+    return r"\s+" if sep == " " else sep
+
+
 def _read_delimited(path: Path, sep: str | None, text_columns: Sequence[str]) -> pd.DataFrame:
-    kw = dict(sep=sep, engine="python" if sep is None else "c", encoding="utf-8", skipinitialspace=True)
+    if sep is None:
+        sep = _sniff_delimiter(path)
+    kw = dict(sep=sep, engine="c", encoding="utf-8")
+    if sep != r"\s+":
+        kw["skipinitialspace"] = True
     header = pd.read_csv(path, nrows=0, **kw).columns
     stripped = {c: c.strip() for c in header if isinstance(c, str)}
     text = {c: str for c, name in stripped.items() if name in set(text_columns)} or None
@@ -404,10 +434,17 @@ def _choice_column(
     for i, c in enumerate(codes):
         if c not in lookup:
             known = sorted(map(str, lookup))
-            raise _bad_row(
-                where, "choice", i, raw.iloc[i], f"a known choice code ({', '.join(known)})",
-                f"Pass choice_codes={{code: option_index}} (0-based, {n_options} options) or drop the row.",
-            )
+            todo = f"Pass choice_codes={{code: option_index}} (0-based, {n_options} options) or drop the row."
+            present = sorted(set(codes), key=str)
+            if choice_codes is None and all(isinstance(k, int) for k in present):
+                # codes 0 … m−1 or 1 … m: more options than n_options, not bad rows
+                m = len(present)
+                offset = {tuple(range(m)): 0, tuple(range(1, m + 1)): 1}.get(tuple(sorted(present)))
+                if offset is not None:
+                    mapping = ", ".join(f"{k}: {k - offset}" for k in sorted(present))
+                    todo = (f"The codes {', '.join(map(str, sorted(present)))} look like {m} options: pass n_options={m}, "
+                            f"or choice_codes={{{mapping}}}.")
+            raise _bad_row(where, "choice", i, raw.iloc[i], f"a known choice code ({', '.join(known)})", todo)
     return np.array([lookup[c] for c in codes], dtype=np.int64), coding
 
 

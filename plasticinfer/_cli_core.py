@@ -241,6 +241,15 @@ def fit_cmd(
             f"{int((diverged >= 0).sum())} of {diverged.size} restarts diverged) with --learning-rate {learning_rate:g}; "
             "nothing was written. Lower --learning-rate (the rule's η) or check the data's scale."
         )
+    history = np.asarray(result.loss_history).reshape(diverged.size, -1)[best]
+    if not interrupted and history.size > 1 and history[0] - np.nanmin(history) <= 1e-12 * max(1.0, abs(history[0])):
+        # the start is all the fit returns: with η far too large every step is rejected (the other restarts diverge)
+        raise FitDivergedError(
+            f"the fit never moved from its start (loss {history[0]:.6g} at every step of the best restart; "
+            f"{int((diverged >= 0).sum())} of {diverged.size} restarts diverged) with --learning-rate {learning_rate:g}; "
+            "nothing was written. A learning rate far too large makes every step diverge and one far too small moves "
+            "nothing: change --learning-rate (the rule's η) or check the data's scale."
+        )
     if (diverged >= 0).any():
         status_note = f"\n{int((diverged >= 0).sum())} of {diverged.size} restarts diverged and were discarded (lower --learning-rate?).\n"
     else:

@@ -67,16 +67,31 @@ def _broadcast(tree, batch_shape, axis=0):
     return jax.tree_util.tree_map(b, tree)
 
 
+def _jitter_spec(rule_spec):
+    """``rule_spec`` with each Taylor rule's coefficient flag replaced by a 0/1 array that is 0 on its fixed terms."""
+    from ._rules import TaylorRule
+
+    def one(node):
+        if isinstance(node, TaylorRule) and node.coeffs is True and any(node.fixed):
+            return eqx.tree_at(lambda r: r.coeffs, node, (~np.asarray(node.fixed)).astype(np.float64))
+        return node
+
+    return jax.tree_util.tree_map(one, rule_spec, is_leaf=lambda x: isinstance(x, TaylorRule))
+
+
 def _perturb(params, key, scale, n, rule_spec):
-    """n copies of params; copy 0 unchanged, the others with the rule's floats jittered by scale·N(0,1)."""
+    """n copies of params; copy 0 unchanged, the others with the rule's free floats jittered by scale·N(0,1)
+    (a Taylor rule's fixed terms keep their values in every copy)."""
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    spec_leaves = jax.tree_util.tree_leaves(rule_spec)
+    spec_leaves = jax.tree_util.tree_leaves(_jitter_spec(rule_spec))
     keys = jax.random.split(key, len(leaves))
     out = []
     for leaf, is_rule, k in zip(leaves, spec_leaves, keys):
         stacked = jnp.broadcast_to(leaf, (n,) + leaf.shape)
-        if is_rule and n > 1:
+        if is_rule is not False and is_rule is not None and n > 1:
             noise = scale * jax.random.normal(k, stacked.shape, leaf.dtype)
+            if not isinstance(is_rule, bool):
+                noise = noise * jnp.asarray(is_rule, leaf.dtype)  # 0 on fixed terms
             noise = noise.at[0].set(0.0)
             stacked = stacked + noise
         out.append(stacked)
@@ -127,11 +142,21 @@ def _check_data(model: PlasticityModel, data: TrialData, name: str, *, rule_fitt
     model.check_data(data, name, rule_fitted=rule_fitted)
 
 
-def _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule=True):
+def _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule=True, *, restart_scale=0.0,
+                     clip_norm=None, convergence_tol=CONVERGENCE_TOL, patience=None):
     """Validate what fit/fit_independent were given; returns the optimiser to use."""
     check_model(model, "fit")
     check_count(steps, "steps")
     check_count(restarts, "restarts")
+    check_real(restart_scale, "restart_scale", minimum=0.0)
+    check_real(convergence_tol, "convergence_tol", minimum=0.0)
+    if clip_norm is not None:
+        # 0 froze every parameter and a negative norm flipped the gradient (NaN with Adam)
+        check_real(clip_norm, "clip_norm (a gradient norm; None for no clipping)", minimum=0.0, open_low=True, allow_inf=True)
+    if patience is not None:
+        check_count(patience, "patience")
+        if validation is None:
+            raise ModelError("patience stops the fit when the validation loss stops improving; pass validation=<held-out data>, or drop patience")
     check_key(key, "fit")
     if restarts > 1 and key is None:
         raise ModelError("restarts > 1 needs a PRNG key for the jitter: pass key=jax.random.key(0)")
@@ -277,7 +302,8 @@ def fit(
     with ``result.interrupted`` True (and an :class:`InterruptedWarning`).
     """
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
-    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule)
+    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule, restart_scale=restart_scale,
+                                 clip_norm=clip_norm, convergence_tol=convergence_tol, patience=patience)
     l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
     spec = trainable_filter(
         model, rule=fit_rule, initial_weights=fit_initial_weights, observation=fit_observation, network=fit_network
@@ -364,7 +390,8 @@ def fit_independent(
     """
     subjects = subject_labels(data)
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
-    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule)
+    optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule, restart_scale=restart_scale,
+                                 clip_norm=clip_norm, convergence_tol=convergence_tol, patience=patience)
     l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
     n_subj = data.n_trajectories
     # One single-trajectory model per subject, stacked along a leading axis.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import ModelError
+from ._errors import ModelError, PosteriorWarning
 from ._model import PlasticityModel
 from ._rules import TaylorRule, forward_mode
 from ._trial_data import TrialData
@@ -21,13 +23,32 @@ def laplace_intervals(model: PlasticityModel, data: TrialData, *, level: float =
     approximation: it ignores uncertainty in initial weights and noise, so intervals are on the
     narrow side; use the Bayesian module for full posteriors).
 
+    Args:
+        model: a fitted model (``result.model`` of :func:`fit`; one subject of :func:`fit_independent`:
+            ``result.subject(i).model``).
+        data: the data it was fitted to (a :class:`TrialData` or a validated dataset).
+        level: the intervals' mass, a fraction in (0, 1) (0.95, not 95).
+
     Returns:
-        pandas DataFrame indexed by term: estimate, standard error, lower, upper.
+        pandas DataFrame indexed by term: estimate, standard error, lower, upper. When the Hessian is not
+        positive definite (the coefficients are not at a maximum of the likelihood, e.g. an unconverged
+        fit), every standard error and bound is NaN, with a :class:`PosteriorWarning`.
     """
     import pandas as pd
 
+    from ._fit import _as_trial_data, _check_data, check_model, check_real
+
+    check_model(model, "laplace_intervals")
+    level = check_real(level, "level (a fraction, e.g. 0.95 for 95 % intervals)", minimum=0, maximum=1, open_low=True, open_high=True)
     if not isinstance(model.rule, TaylorRule):
         raise ModelError("laplace_intervals needs a model with a single TaylorRule")
+    if np.ndim(model.rule.coeffs) != 1:
+        raise ModelError(
+            "laplace_intervals takes one fitted rule; this model holds one per subject (fit_independent): "
+            "pass result.subject(i).model and that subject's data"
+        )
+    data = _as_trial_data(data, "data")
+    _check_data(model, data, "data")
 
     # jax.hessian goes forward over reverse, through either derivative of a Taylor rule; the JVP keeps
     # it on one path for every layer size
@@ -47,7 +68,17 @@ def laplace_intervals(model: PlasticityModel, data: TrialData, *, level: float =
     except np.linalg.LinAlgError:
         raise ModelError("the log-likelihood is flat in some direction of the coefficients (singular Hessian): "
                          "some terms are not identifiable from these data; drop one of each look-alike pair") from None
-    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    if not np.all(np.linalg.eigvalsh((sub + sub.T) / 2) > 0):
+        # not a maximum: a clipped negative variance would print as a zero-width interval
+        warnings.warn(
+            "laplace_intervals: the Hessian of the negative log-likelihood is not positive definite at these "
+            "coefficients, so they are not at a maximum of the likelihood (is the fit converged? see "
+            "result.converged); the intervals are NaN. Fit longer, or from more restarts, and try again.",
+            PosteriorWarning,
+            stacklevel=2,
+        )
+        cov[:] = np.nan
+    se = np.sqrt(np.diag(cov))
     from scipy.stats import norm  # here, not at import: scipy.stats costs every `import plasticinfer` ~0.5 s
 
     z = norm.ppf(0.5 + level / 2)

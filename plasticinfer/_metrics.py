@@ -14,14 +14,23 @@ from ._synthetic import GaussianInputs, rollout
 
 
 def r2_score(true, pred) -> float:
-    """1 − SS_res / SS_tot over all entries (SS_tot about the mean of ``true``)."""
+    """1 − SS_res / SS_tot over all entries (SS_tot about the mean of ``true``).
+
+    A prediction that is not finite everywhere (a fitted rule that blows up) scores −inf: infinitely
+    wrong, not undefined. NaN only when ``true`` itself is constant or not finite.
+    """
     true = np.asarray(true, dtype=float)
     pred = np.asarray(pred, dtype=float)
     if true.shape != pred.shape:
         raise ModelError(f"r2_score: shapes differ {true.shape} vs {pred.shape}")
-    ss_res = np.sum((true - pred) ** 2)
+    if not np.all(np.isfinite(true)):
+        return float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):
+        ss_res = np.sum((true - pred) ** 2)
     ss_tot = np.sum((true - true.mean()) ** 2)
-    return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else float("nan")
+    if not ss_tot > 0:
+        return float("nan")
+    return float(1.0 - ss_res / ss_tot) if np.isfinite(ss_res) else float("-inf")
 
 
 def _aligned(fitted: TaylorRule, true: TaylorRule) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -201,7 +201,13 @@ class PoissonCounts(AbstractObservationModel):
 
     def log_prob(self, output, observation):
         lam = self.rate(output)
-        return observation * jnp.log(lam + 1e-12) - lam - jax.scipy.special.gammaln(observation + 1.0)
+        return observation * self.log_rate(output) - lam - jax.scipy.special.gammaln(observation + 1.0)
+
+    def log_rate(self, output):
+        """log(rate), exact for very negative activity too (softplus(a) → e^a, so log → a + log dt; a floor
+        such as log(rate + 1e-12) would stop at −27.6 and cut its gradient)."""
+        safe = jnp.maximum(output, -30.0)
+        return jnp.where(output < -30.0, output, jnp.log(jax.nn.softplus(safe))) + jnp.log(self.dt)
 
     def __check_init__(self):
         _check_parameter(self.dt, "PoissonCounts: the bin width dt", positive=True)

@@ -64,6 +64,8 @@ class RecoveryReport:
             f"held-out R² (new inputs, new initial weights, {self.heldout.n_trajectories} trajectories): "
             f"weights {self.heldout.r2_weights:.4f}, activity {self.heldout.r2_activity:.4f}",
         ]
+        if not np.isfinite(self.heldout.r2_weights) or not np.isfinite(self.heldout.r2_activity):
+            lines.append("  (−inf: the recovered rule blows up on the held-out trajectories; fit longer or check the fit's warnings)")
         if self.timings:
             lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
         return "\n".join(lines)

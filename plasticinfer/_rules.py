@@ -568,6 +568,14 @@ class CovarianceRule(AbstractRule):
 
     def __call__(self, pre, post, weight, reward):
         pre, post, _ = _batched(pre, post, reward)
+        if pre.shape[0] == 1:
+            # centred on one sample, (x − x̄)(y − ȳ) is 0 on every trial: the weights would never move
+            raise ModelError(
+                "CovarianceRule centres x and y on their means over the samples of a trial, so it needs several "
+                "samples per trial (FeedForward with inputs of shape (trajectory, trial, sample, n_in)); with one "
+                "sample it is 0 and the weights never change. For one sample per trial use "
+                "pi.covariance(x_mean, y_mean), the covariance rule around fixed means."
+            )
         xc = pre - pre.mean(0)
         yc = post - post.mean(0)
         return self.learning_rate * self.coeff * (yc.T @ xc) / pre.shape[0]

@@ -101,6 +101,12 @@ def make_activity_data(
     """
     if not 0 < recorded_fraction <= 1:
         raise ModelError(f"recorded_fraction must be in (0, 1]; got {recorded_fraction}")
+    from ._fit import check_count, check_real
+
+    # a negative noise drew the same data as its absolute value but recorded σ = 1e-6 as the truth
+    noise = check_real(noise, "noise (a standard deviation)", minimum=0.0)
+    n_trajectories = check_count(n_trajectories, "n_trajectories")
+    n_trials = check_count(n_trials, "n_trials")
     k_in, k_w, k_noise, k_rec = jax.random.split(key, 4)
     x = inputs.sample(k_in, n_trajectories, n_trials)
     from ._observation import GaussianActivity

@@ -118,7 +118,7 @@ def test_hierarchical_fit_recovers_population_decay(shared_data, tmp_path):
     assert per["P(w < 0)"].between(0, 1).all() and (per["P(w < 0)"] > 0.5).sum() >= n - 1
     assert "P(population decay" in str(pop)
 
-    a = analyse_choices(ds, ["x·r + w"], key=jax.random.key(0), steps=10, in_sample=False)
+    a = analyse_choices(ds, ["x·r + w"], key=jax.random.key(0), steps=10, in_sample=False, control=False)
     paths = write_report(a, tmp_path, posterior=pop)
     text = paths["report"].read_text()
     assert "Hierarchical posterior" in text and "P(w < 0)" in text
@@ -144,7 +144,7 @@ def own_file():
 @pytest.fixture(scope="module")
 def own_analysis(own_file):
     _, ds = own_file
-    return analyse_choices(ds, ["x*r + w"], key=jax.random.key(3), steps=15, restarts=2, in_sample=False)
+    return analyse_choices(ds, ["x*r + w"], key=jax.random.key(3), steps=15, restarts=2, in_sample=False, control=False)
 
 
 @pytest.mark.slow

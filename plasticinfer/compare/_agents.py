@@ -41,7 +41,7 @@ from .._rules import AbstractRule, TaylorRule, all_monomials
 from .._trial_data import TrialData
 from .._errors import ComparisonError
 from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, ModelHypothesis, _quiet_jitter, is_choice_data
-from ._splits import Fold
+from ._splits import Fold, trial_valid
 
 _LOG3 = float(np.log(3.0))
 
@@ -233,6 +233,9 @@ def check_one_hot_cues(data: TrialData, who: str = "agent") -> int:
         raise ComparisonError(f"{who}: needs choice data (inputs 'cues', 'choice', 'reward'); got inputs {sorted(data.inputs)}")
     cues = np.asarray(data.inputs["cues"])
     n_opt, n_in = cues.shape[-2:]
+    if cues.ndim >= 4:
+        # real trials only: padded trials (subjects with fewer trials) carry zero cues
+        cues = cues[trial_valid(data)]
     if n_opt != n_in or not np.array_equal(cues, np.broadcast_to(np.eye(n_opt), cues.shape)):
         raise ComparisonError(
             f"{who}: the cue patterns are not one-hot (one feature per option; cues have shape {cues.shape[-2:]}). "

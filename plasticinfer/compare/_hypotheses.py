@@ -14,7 +14,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from .._interrupt import finished
 
-from .._fit import fit, fit_independent
+from .._fit import check_count, check_real, fit, fit_independent
 from .._model import PlasticityModel
 from .._population import PopulationModel
 from .._networks import ChoiceCircuit, FeedForward
@@ -38,6 +38,13 @@ class FitSettings:
     restart_scale: float = 0.2
     key: object = None
     progress: bool = True
+
+    def __post_init__(self):
+        # checked here, where every path (compare, fly, the CLIs) passes: the summary once said "× -2 starts"
+        object.__setattr__(self, "steps", check_count(self.steps, "steps", error=ComparisonError))
+        object.__setattr__(self, "restarts", check_count(self.restarts, "restarts", error=ComparisonError))
+        object.__setattr__(self, "restart_scale", check_real(self.restart_scale, "restart_scale", minimum=0.0, error=ComparisonError))
+        object.__setattr__(self, "l1", check_real(self.l1, "l1", minimum=0.0, error=ComparisonError))
 
     def fit_kwargs(self) -> dict:
         out = dict(steps=self.steps, l1=self.l1, progress=self.progress, fit_initial_weights=self.fit_initial_weights)
@@ -243,7 +250,9 @@ def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: F
     else:
         w0 = {name: v[np.asarray(fold.test_subjects)] for name, v in start.initial_weights.items()}
     test_model = _with_initial_weights(fitted, w0)
-    if fold.calibration is not None and settings.fit_initial_weights and trial_valid(fold.calibration).any():
+    # calibration fits the held-out subject's own initial weights even when the training fit kept them fixed
+    # (choices: 0, a naive animal): that is what a calibration part is for
+    if fold.calibration is not None and trial_valid(fold.calibration).any():
         test_model = finished(fit(
             test_model, fold.calibration, steps=settings.steps, progress=settings.progress,
             fit_rule=False, fit_observation=False, fit_network=False,

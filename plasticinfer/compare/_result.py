@@ -28,6 +28,12 @@ FIT_COLUMNS = ["hypothesis", "fold", "subject", "train_ll", "n_train", "n_params
 COEFFICIENT_COLUMNS = ["hypothesis", "fold", "subject", "term", "value"]
 
 
+#: The files :meth:`ComparisonResult.save` writes, by name.
+RESULT_FILES = {
+    "table": "comparison.csv", "markdown": "comparison.md", "per_subject": "per_subject.csv", "plot": "comparison.png",
+    "scores": "scores.csv", "coefficients": "coefficients.csv", "fits": "fits.csv", "settings": "comparison.json",
+}
+
 @dataclass
 class ComparisonResult:
     """Scores of every hypothesis on every subject.
@@ -161,13 +167,18 @@ class ComparisonResult:
 
     def equation(self, hypothesis: str, subject: int | None = None, fold: str | None = None) -> str:
         """The fitted rule of ``hypothesis`` as an equation — ``(r−E[r])`` where the model passes the
-        reward-prediction error — for a shared fit, or ``subject``'s per-subject fit."""
+        reward-prediction error — for a shared fit, or ``subject``'s per-subject fit; ``fold`` names the
+        fold when the split has several (each fits its own rule)."""
         from ._parse import rule_equation
 
         self._check(hypothesis)
         models = {f: m for (h, f), m in self.fitted.items() if h == hypothesis and (fold is None or f == fold)}
         if not models:
             raise ComparisonError(f"no fitted model of {hypothesis!r} kept (baselines without a rule, or a loaded result)")
+        if len(models) > 1:
+            raise ComparisonError(
+                f"{hypothesis!r} was fitted in {len(models)} folds ({', '.join(map(repr, models))}), one rule each; pass fold="
+            )
         f, model = next(iter(models.items()))
         if self.settings.per_subject:
             if subject is None:
@@ -248,7 +259,7 @@ class ComparisonResult:
         lines = [
             "# Model comparison",
             "",
-            f"- data: {self.source.get('title') or self.source.get('dataset')}" if self.source else None,
+            f"- data: {_data_name(self.source)}" if self.source else None,
             f"- split: `{self.split_description}`",
             f"- fits: {'one per subject (fit_independent)' if self.settings.per_subject else 'one shared rule (fit)'}, "
             f"{self.settings.steps} L-BFGS steps × {self.settings.restarts} starts, l1 = {self.settings.l1}, initial weights "
@@ -303,12 +314,7 @@ class ComparisonResult:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = {
-            name: folder / file
-            for name, file in [("table", "comparison.csv"), ("markdown", "comparison.md"), ("per_subject", "per_subject.csv"),
-                               ("plot", "comparison.png"), ("scores", "scores.csv"), ("coefficients", "coefficients.csv"),
-                               ("fits", "fits.csv"), ("settings", "comparison.json")]
-        }
+        paths = {name: folder / file for name, file in RESULT_FILES.items()}
         write_text(self.table().to_csv(), paths["table"])
         write_text(self.to_markdown(), paths["markdown"])
         write_text(self.per_subject().to_csv(index=False), paths["per_subject"])
@@ -388,3 +394,11 @@ def _has_tabulate() -> bool:
 
 
 __all__ = ["ComparisonResult", "NULLS", "SHARED"]
+
+
+def _data_name(source: dict) -> str:
+    """The data's title or dataset name, else the file it came from (a lab file has neither attribute)."""
+    for key in ("title", "dataset", "source_file", "source", "description"):
+        if source.get(key):
+            return str(source[key])
+    return "unnamed dataset"

@@ -265,7 +265,7 @@ class DatasetSplit(AbstractSplit):
             raise ComparisonError(
                 f"DatasetSplit: {title} has no {self.coordinate!r} coordinate (one {self.train!r}/{self.test!r} label per "
                 "subject), so it has no train/test split of its own; use SubjectKFold(k) or LeaveOneSubjectOut() (on the "
-                "command line: --split kfold or --split subject), or add "
+                "command line: --split kfold, or with compare also --split subject), or add "
                 f"the coordinate: ds = ds.assign_coords({self.coordinate}=('subject', labels))"
             )
         values = ds[self.coordinate]

@@ -10,6 +10,7 @@ from ._analysis import (
     analyse_choices as analyse_choices,
     choice_probabilities as choice_probabilities,
     decay_summary as decay_summary,
+    shuffle_rewards as shuffle_rewards,
 )
 from ._hypotheses import Hypothesis as Hypothesis, get_hypotheses as get_hypotheses, standard_hypotheses as standard_hypotheses
 from ._hierarchical import PopulationPosterior as PopulationPosterior, hierarchical_fit as hierarchical_fit
@@ -24,6 +25,7 @@ __all__ = [
     "decay_summary",
     "get_hypotheses",
     "hierarchical_fit",
+    "shuffle_rewards",
     "standard_hypotheses",
     "write_report",
 ]

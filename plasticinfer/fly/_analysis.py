@@ -27,6 +27,29 @@ from ._hypotheses import get_hypotheses
 #: Splits that hold out whole subjects: one rule shared by the training subjects (a population fit).
 SUBJECT_SPLITS = (LeaveOneSubjectOut, SubjectKFold, DatasetSplit)
 
+#: Hypothesis pairs without / with a weight-decay term, whose comparison the report states.
+DECAY_PAIRS = [("x·r", "x·r + w"), ("x·(r−E[r])", "x·(r−E[r]) + w")]
+
+
+def shuffle_rewards(ds: xr.Dataset, seed: int = 0) -> xr.Dataset:
+    """The dataset with each subject's rewards permuted among its real trials (choices untouched).
+
+    The null for any claim about reward learning: choices keep their order, their autocorrelation and their
+    bias, while the rewards lose their relation to them. A finding that holds as well here is not about
+    rewards.
+    """
+    rng = np.random.default_rng(seed)
+    reward = ds["reward"].transpose("subject", "trial")
+    mask = ds["trial_mask"].transpose("subject", "trial").values
+    values = reward.values.copy()
+    for i in range(values.shape[0]):
+        idx = np.flatnonzero(mask[i])
+        values[i, idx] = values[i, rng.permutation(idx)]
+    out = ds.copy()
+    out["reward"] = reward.copy(data=values).transpose(*ds["reward"].dims)
+    out.attrs["control"] = f"rewards shuffled within each subject (seed {seed})"
+    return out
+
 
 def choice_probabilities(batched_model, data: TrialData) -> np.ndarray:
     """P(choice = option 1) on every trial, (subject, trial), teacher-forced on the observed choices, for a
@@ -49,6 +72,8 @@ class ChoiceAnalysis:
         dataset: the behaviour dataset analysed.
         hypotheses: the hypotheses compared.
         timings: seconds per comparison.
+        control: the same held-out comparison, of the decay pairs and the best rule, on the data with
+            each subject's rewards shuffled (:func:`shuffle_rewards`), or None when not run.
     """
 
     heldout: ComparisonResult
@@ -56,6 +81,7 @@ class ChoiceAnalysis:
     dataset: xr.Dataset
     hypotheses: dict[str, RuleHypothesis]
     timings: dict = field(default_factory=dict)
+    control: ComparisonResult | None = None
 
     @cached_property
     def data(self) -> TrialData:
@@ -113,6 +139,7 @@ def analyse_choices(
     per_subject: bool | None = None,
     in_sample: bool = True,
     extra: dict | None = None,
+    control: bool = True,
     progress: bool = True,
     log=None,
 ) -> ChoiceAnalysis:
@@ -139,6 +166,10 @@ def analyse_choices(
             :func:`~plasticinfer.compare.classical_agents`, a :class:`~plasticinfer.compare.GRUHypothesis`,
             population models from :func:`~plasticinfer.compare.as_populations`); they join the held-out
             comparison only (the in-sample one fits rules per fly).
+        control: also run the held-out comparison of the decay pairs (x·r vs x·r + w, and with r−E[r]) and of
+            the best rule hypothesis on the data with each subject's rewards shuffled (:func:`shuffle_rewards`):
+            the null the report holds every reward-learning claim against. Costs about one more comparison
+            of those hypotheses.
         progress: show fitting progress bars (only on a terminal or in Jupyter).
         log: called with one line before each fit (see :func:`compare`); the in-sample fits' lines say so.
     """
@@ -166,7 +197,17 @@ def analyse_choices(
         in_log = None if log is None else (lambda line: log(f"in-sample {line}"))
         ins = compare(hyps, ds, split=InSample(), per_subject=True, log=in_log, **kwargs)
         timings["in-sample"] = time.perf_counter() - t0
-    return ChoiceAnalysis(heldout, ins, ds, hyps, timings)
+    null = None
+    if control:
+        best = next((h for h in heldout.ranking() if h in hyps), None)
+        names = [h for pair in DECAY_PAIRS for h in pair if h in hyps]
+        names += [best] if best is not None and best not in names else []
+        t0 = time.perf_counter()
+        null_log = None if log is None else (lambda line: log(f"control (shuffled rewards) {line}"))
+        null = compare({h: hyps[h] for h in names}, shuffle_rewards(ds), split=split, per_subject=per_subject,
+                       log=null_log, **kwargs)  # fmt: skip
+        timings["control"] = time.perf_counter() - t0
+    return ChoiceAnalysis(heldout, ins, ds, hyps, timings, null)
 
 
 def decay_summary(analysis: ChoiceAnalysis | ComparisonResult, hypothesis: str = "x·r + w", all_trials: bool = True) -> dict:
@@ -195,4 +236,4 @@ def decay_summary(analysis: ChoiceAnalysis | ComparisonResult, hypothesis: str =
     }
 
 
-__all__ = ["analyse_choices", "ChoiceAnalysis", "choice_probabilities", "decay_summary", "SUBJECT_SPLITS"]
+__all__ = ["analyse_choices", "ChoiceAnalysis", "choice_probabilities", "decay_summary", "shuffle_rewards", "SUBJECT_SPLITS", "DECAY_PAIRS"]

@@ -35,6 +35,7 @@ def fly(
     split: Annotated[str, typer.Option(help="heldout (last part of each block, one fit per fly), dataset (the data's own train/test flies, one shared rule), kfold (k folds of flies, one shared rule).")] = "heldout",
     folds: Annotated[int, Size("Folds of flies for --split kfold.")] = 5,
     in_sample: Annotated[bool, typer.Option(help="Also fit on all trials (in-sample figures, as published).")] = True,
+    control: Annotated[bool, typer.Option(help="Also run the held-out comparison of the decay pairs and the best rule on rewards shuffled within each fly (the null of every reward-learning claim in the report).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed (MLP initialisation).")] = 0,
     agent: Annotated[Optional[list[str]], typer.Option("--agent", help=AGENT_HELP)] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help=POLICY_HELP)] = None,
@@ -97,7 +98,7 @@ def fly(
     names = hypotheses or "the standard hypotheses"
     note(f"{ds.sizes['subject']} subjects × up to {ds.sizes['trial']} trials; fitting {names} (all subjects at once, {steps} steps each) …", quiet)
     analysis = analyse_choices(
-        ds, hypotheses, key=jax.random.key(seed), heldout_fraction=heldout, steps=steps, in_sample=in_sample,
+        ds, hypotheses, key=jax.random.key(seed), heldout_fraction=heldout, steps=steps, in_sample=in_sample, control=control,
         extra=extra or None, progress=show_bars(quiet), log=None if quiet else note, **options,
     )  # fmt: skip
     note(f"fits done in {time.perf_counter() - t0:.0f} s", quiet)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from .._rules import MLPRule, TaylorRule
 from ..compare._baselines import BASE_RATE, COIN_FLIP, RESCORLA_WAGNER
 from .._errors import ComparisonError
-from ..compare._parse import RuleHypothesis, hypothesis_text, parse_hypothesis
+from ..compare._parse import RuleHypothesis, parse_hypothesis
 
 #: Names of compare's baselines: asking for them selects nothing (they are always in the comparison).
 BASELINE_NAMES = (COIN_FLIP, BASE_RATE, RESCORLA_WAGNER)
@@ -70,8 +70,9 @@ def get_hypotheses(names: Iterable[str | RuleHypothesis] | Mapping[str, RuleHypo
         return dict(names)
     if isinstance(names, str):
         names = [names]
+    # keyed by the set of terms: "w + x*r" is "x·r + w"
     canonical = {
-        hypothesis_text(h.rule.terms, reward_expectation=h.reward_expectation): h
+        (frozenset(h.rule.names), h.reward_expectation): h
         for h in standard.values()
         if isinstance(h.rule, TaylorRule) and not h.l1
     }
@@ -90,7 +91,7 @@ def get_hypotheses(names: Iterable[str | RuleHypothesis] | Mapping[str, RuleHypo
         except ComparisonError as err:
             raise ComparisonError(f"{err}; or choose a standard hypothesis: {list(standard)}") from None
         if not any(h.rule.coefficients.values()):  # same terms, no starting values: the standard hypothesis
-            h = canonical.get(hypothesis_text(h.rule.terms, reward_expectation=h.reward_expectation), h)
+            h = canonical.get((frozenset(h.rule.names), h.reward_expectation), h)
         out[h.name] = h
     return out
 

@@ -11,9 +11,9 @@ import numpy as np
 from .._io import write_figure, write_text
 from ..compare._baselines import BASE_RATE
 from ..compare._parse import rule_equation
-from ..compare._result import _format
+from ..compare._result import RESULT_FILES, _format
 from ..compare._splits import HeldOutTrials
-from ._analysis import ChoiceAnalysis, choice_probabilities, decay_summary
+from ._analysis import DECAY_PAIRS, SUBJECT_SPLITS, ChoiceAnalysis, choice_probabilities, decay_summary
 
 #: The published analysis of the rajagopalan2023 flies; quoted only when the report is about that dataset.
 PUBLISHED = {
@@ -23,7 +23,10 @@ PUBLISHED = {
         "and negative."
     ),
 }
-DECAY_PAIRS = [("x·r", "x·r + w"), ("x·(r−E[r])", "x·(r−E[r]) + w")]
+#: What write_report writes besides the comparisons' own files: removed first, so that nothing from an earlier
+#: run into the same folder (a figure this run does not draw, an in-sample comparison it did not run) is left.
+REPORT_FILES = ("report.md", "table.csv", "traces.png", "deviance.png", "decay.png", "posterior.png", "posterior.nc")
+SUBFOLDERS = ("in_sample", "control")
 
 
 def _plt():
@@ -129,9 +132,12 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
     plt = _plt()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_earlier_report(out)
     paths = dict(analysis.heldout.save(out))
     if analysis.in_sample is not None:
         paths.update({f"in_sample_{k}": v for k, v in analysis.in_sample.save(out / "in_sample").items()})
+    if analysis.control is not None:
+        paths.update({f"control_{k}": v for k, v in analysis.control.save(out / "control").items()})
     table = analysis.table()
     paths["table"] = write_text(table.to_csv(), out / "table.csv")
     result = analysis.heldout
@@ -156,8 +162,10 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
         f"(MAP, {s.steps} L-BFGS steps × {s.restarts} starts, β = 1, no lapses, initial weights "
         f"{'fitted' if s.fit_initial_weights else 'at 0 (a naive fly)'}, fitted bias); {_describe_split(analysis)}. "
         "Log-likelihoods in nats. Deviance explained DE = 1 − D_model/D_null, D = −2·log-likelihood on the same "
-        "held-out trials; 'vs coin' uses P = 0.5 (the published metric), 'vs base rate' each subject's smoothed "
-        "training choice rate (a fair null). Normalized likelihood = exp(log-likelihood per held-out trial).",
+        "held-out trials; 'vs coin' uses P = 0.5 (the published metric), 'vs base rate' "
+        + ("the training subjects' pooled smoothed choice rate" if isinstance(result.split, SUBJECT_SPLITS)
+           else "each subject's smoothed training choice rate")
+        + " (a fair null). Normalized likelihood = exp(log-likelihood per held-out trial).",
         "",
         "## Hypotheses ranked by total held-out log-likelihood",
         "",
@@ -166,6 +174,13 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
         "```",
         "",
     ]
+    if best is not None and table.loc[best, "heldout_ll"] <= table.loc[BASE_RATE, "heldout_ll"]:
+        lines += [
+            f"**No rule hypothesis predicts the held-out choices better than the base rate** (the best rule, {best}, "
+            f"scores {table.loc[best, 'heldout_ll'] - table.loc[BASE_RATE, 'heldout_ll']:+.2f} nats against it). "
+            "Below, 'best' means only the best of the rules.",
+            "",
+        ]
     for a, b in DECAY_PAIRS:
         if a in hyps and b in hyps:
             pr = analysis.paired(a, b)
@@ -183,19 +198,22 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
     if "x·r + w" in hyps:
         d = decay_summary(analysis, "x·r + w")
         where = "all trials" if analysis.in_sample is not None else "training trials"
-        of = "the shared fit" if d["shared"] else "subjects"
+        of = ("the shared fit" if d["n"] == 1 else f"fold fits (one shared rule per fold)") if d["shared"] else "subjects"
         lines.append(
             f"- Decay coefficient θ(w) of x·r + w ({where}): median {d['median']:.3f} "
             f"(IQR {d['q25']:.3f} … {d['q75']:.3f}); negative in {d['negative']}/{d['n']} {of}."
         )
     if best is not None and s.per_subject is False:
-        model = next((m for (h, _), m in result.fitted.items() if h == best), None)
-        reward_expectation = bool(getattr(getattr(model, "network", None), "reward_expectation", False))
-        if model is not None and hasattr(model, "rule"):
-            line = f"- Best hypothesis, shared fit: {rule_equation(model.rule, reward_expectation=reward_expectation)}"
+        models = {fold: m for (h, fold), m in result.fitted.items() if h == best and hasattr(m, "rule")}
+        for fold, model in models.items():
+            reward_expectation = bool(getattr(getattr(model, "network", None), "reward_expectation", False))
+            which = "shared fit" if len(models) == 1 else f"shared fit of fold {fold!r} ({len(models)} folds, one rule each)"
+            line = f"- Best hypothesis, {which}: {rule_equation(model.rule, reward_expectation=reward_expectation)}"
             if hasattr(model, "scale"):
                 line += f" (population mean; spread σ across subjects {np.round(np.asarray(model.scale), 3).tolist()})"
             lines.append(line)
+    if analysis.control is not None:
+        lines += _control_lines(analysis, best)
     if posterior is not None:
         lines += ["", "## Hierarchical posterior", "", "```", str(posterior), "```", ""]
         if hasattr(posterior, "per_subject"):
@@ -238,3 +256,58 @@ def _short(table):
                         "se_normalized_likelihood", "median_dev_explained_vs_coin", "median_dev_explained_vs_base_rate",
                         "median_dev_explained_vs_coin_in_sample", "subjects_better_than_base", "p_best_better"] if c in table]
     return _format(table[cols])
+
+
+def _remove_earlier_report(out: Path) -> None:
+    """Delete the files an earlier report wrote into ``out`` (only those names), so none is left stale."""
+    for name in REPORT_FILES + tuple(RESULT_FILES.values()):
+        (out / name).unlink(missing_ok=True)
+    for sub in SUBFOLDERS:
+        for name in RESULT_FILES.values():
+            (out / sub / name).unlink(missing_ok=True)
+        if (out / sub).is_dir() and not any((out / sub).iterdir()):
+            (out / sub).rmdir()
+
+
+def _control_lines(analysis: ChoiceAnalysis, best: str | None) -> list[str]:
+    """The report's claims beside the same comparison on rewards shuffled within each subject."""
+    real, null = analysis.heldout, analysis.control
+    lines = [
+        "",
+        "## Control: rewards shuffled within each subject",
+        "",
+        "The same held-out comparison on the same choices, with each subject's rewards permuted among its trials: "
+        "choice bias and autocorrelation stay, the relation to reward goes. A claim about reward learning should "
+        "hold with the real rewards and fail here.",
+        "",
+    ]
+    null_table = null.table()
+    real_table = real.table()
+    gain = lambda t, h: t.loc[h, "heldout_ll"] - t.loc[BASE_RATE, "heldout_ll"]  # noqa: E731
+    for h in [h for h in null.hypotheses if h in real_table.index]:
+        lines.append(
+            f"- {h}: held-out log-likelihood vs the base rate {gain(real_table, h):+.2f} nats with the real rewards, "
+            f"{gain(null_table, h):+.2f} with shuffled rewards; better than the base rate in "
+            f"{int(real_table.loc[h, 'subjects_better_than_base'])}/{int(real_table.loc[h, 'n_subjects'])} vs "
+            f"{int(null_table.loc[h, 'subjects_better_than_base'])}/{int(null_table.loc[h, 'n_subjects'])} subjects."
+        )
+    for a, b in DECAY_PAIRS:
+        if a in null.hypotheses and b in null.hypotheses:
+            pr, pn = real.paired_test(b, a, alternative="greater"), null.paired_test(b, a, alternative="greater")
+            verdict = (
+                "the decay term helps as much or more without the reward relation: its gain is not evidence about reward learning"
+                if pn.median_difference >= pr.median_difference
+                else "the decay term helps more with the real rewards"
+            )
+            lines.append(
+                f"- {b} vs {a}: median gain {pr.median_difference:+.4f} nats per observation with the real rewards "
+                f"({pr.n_better}/{pr.n} subjects improve), {pn.median_difference:+.4f} with shuffled rewards "
+                f"({pn.n_better}/{pn.n}) — {verdict}."
+            )
+    if best is not None and best in null.hypotheses:
+        margin = gain(real_table, best) - gain(null_table, best)
+        lines.append(
+            f"- The best rule, {best}, gains {margin:+.2f} nats over its own fit to shuffled rewards"
+            + (" — no more than a rule fitted to choices alone." if margin <= 0 else ".")
+        )
+    return lines

@@ -1,0 +1,121 @@
+"""Rule comparison and the fly report used as a stranger would: each case once gave a number or a sentence that
+was not what it claimed (an uncalibrated "calibration", one fold's rule as "the shared fit", a reward-learning
+finding without its control, stale files from an earlier run) or refused valid data; now it is right or says so."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import plasticinfer as pi
+from plasticinfer.compare import ComparisonError, LeaveOneSubjectOut, SubjectKFold, compare
+from plasticinfer.compare._agents import check_one_hot_cues
+from plasticinfer.fly import analyse_choices, get_hypotheses, shuffle_rewards, write_report
+
+
+def _flies(n=4, trials_per_block=20, seed=11, lengths=None):
+    syn = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.6, "w": -0.1}), key=jax.random.key(seed), n_subjects=n,
+                              trials_per_block=trials_per_block, inverse_temperature=1.0)
+    ch, rw, bl = (np.asarray(a) for a in (syn.data.observations, syn.data.inputs["reward"], syn.block))
+    lengths = lengths or [ch.shape[1]] * n
+    return pi.behaviour_dataset([ch[i, : lengths[i]] for i in range(n)], [rw[i, : lengths[i]] for i in range(n)],
+                                block=[bl[i, : lengths[i]] for i in range(n)], subjects=[f"fly{i}" for i in range(n)])
+
+
+def test_calibration_fits_a_held_out_choice_subjects_initial_weights():
+    # choice models keep initial weights at 0, and the calibration part was silently dropped from scoring only
+    ds = _flies(3)
+    calibrated = compare(["x*r + w"], ds, split=LeaveOneSubjectOut(0.5), per_subject=False, steps=20, restarts=1,
+                         progress=False, baselines=False)
+    data = pi.TrialData.from_dataset(ds)
+    for s in range(3):
+        model = calibrated.fitted[("x*r + w", f"subject {s}")]  # the shared fit, naive start
+        naive = eqx.tree_at(lambda m: m.initial_weights, model, {k: jnp.zeros((1,) + v.shape[1:]) for k, v in model.initial_weights.items()})
+        one = jax.tree_util.tree_map(lambda a: a[np.array([s])], data)
+        ll = np.asarray(naive.log_likelihood(one))[0]
+        row = calibrated.scores.query(f"subject == {s}").iloc[0]
+        assert row["n_test"] == ll.size - round(0.5 * ll.size)
+        # uncalibrated, the two agreed to rounding (1e-12); calibrated initial weights move the score
+        assert abs(row["test_ll"] - ll[round(0.5 * ll.size):].sum()) > 1e-6, "the held-out subject was scored uncalibrated"
+
+
+def test_agents_accept_subjects_with_different_trial_counts():
+    # padded trials carry zero cues, which the one-hot check read as data
+    ds = _flies(3, lengths=[60, 45, 52])
+    assert check_one_hot_cues(pi.TrialData.from_dataset(ds)) == 2
+
+
+def test_equation_of_a_rule_fitted_in_several_folds_names_the_fold():
+    ds = _flies(4, trials_per_block=10)
+    r = compare(["x*r"], ds, split=SubjectKFold(2, seed=0), per_subject=False, steps=5, restarts=1, progress=False,
+                baselines=False)
+    folds = sorted({f for (_, f) in r.fitted})
+    assert len(folds) == 2
+    with pytest.raises(ComparisonError, match=r"fitted in 2 folds .*pass fold="):
+        r.equation("x*r")
+    assert r.equation("x*r", fold=folds[1]).startswith("Δw")
+    assert "- data: " in r.to_markdown() and "- data: None" not in r.to_markdown()
+
+
+def test_standard_hypotheses_are_found_in_any_term_order_and_settings_are_checked():
+    assert list(get_hypotheses(["w + x*r"])) == ["x·r + w"]
+    assert list(get_hypotheses(["w + x*(r-E[r])"])) == ["x·(r−E[r]) + w"]
+    ds = _flies(2, trials_per_block=10)
+    for kwargs, message in ((dict(restarts=0), "restarts must be ≥ 1"), (dict(restarts=-2), "restarts must be ≥ 1"),
+                            (dict(steps=0), "steps must be ≥ 1"), (dict(l1=-1.0), "l1 must be a non-negative number")):
+        with pytest.raises(ComparisonError, match=message):
+            compare(["x*r"], ds, progress=False, **kwargs)
+
+
+def test_shuffle_rewards_permutes_each_subjects_real_trials_only():
+    ds = _flies(3, lengths=[60, 45, 52])
+    null = shuffle_rewards(ds, seed=1)
+    mask = ds["trial_mask"].values
+    np.testing.assert_array_equal(null["choice"].values, ds["choice"].values)
+    for i in range(3):
+        real, shuffled = ds["reward"].values[i][mask[i]], null["reward"].values[i][mask[i]]
+        np.testing.assert_array_equal(np.sort(shuffled), np.sort(real))
+        assert not np.array_equal(shuffled, real)
+        np.testing.assert_array_equal(null["reward"].values[i][~mask[i]], ds["reward"].values[i][~mask[i]])
+
+
+@pytest.mark.slow
+def test_fly_report_holds_its_claims_against_shuffled_rewards_and_leaves_nothing_stale(tmp_path):
+    ds = _flies(4, trials_per_block=20)
+    out = tmp_path / "report"
+    (out / "in_sample").mkdir(parents=True)
+    (out / "in_sample" / "scores.csv").write_text("stale")
+    (out / "posterior.png").write_bytes(b"stale")
+    (out / "notes.txt").write_text("mine")  # not the report's: kept
+    a = analyse_choices(ds, ["x·r", "x·r + w"], key=jax.random.key(0), steps=15, restarts=1, in_sample=False, progress=False)
+    assert a.control is not None and set(a.control.hypotheses) == {"x·r", "x·r + w"}
+    paths = write_report(a, out)
+    text = paths["report"].read_text()
+    assert "## Control: rewards shuffled within each subject" in text
+    assert "x·r + w vs x·r: median gain" in text and "with shuffled rewards" in text
+    # the decay claim's verdict follows the two paired tests
+    real = a.heldout.paired_test("x·r + w", "x·r", alternative="greater").median_difference
+    null = a.control.paired_test("x·r + w", "x·r", alternative="greater").median_difference
+    assert ("not evidence about reward learning" in text) == (null >= real)
+    # "no rule beats the base rate" is said exactly when it is true
+    t = a.heldout.table()
+    best = max(a.heldout.hypotheses, key=lambda h: t.loc[h, "heldout_ll"])
+    assert ("No rule hypothesis predicts the held-out choices better than the base rate" in text) == (
+        t.loc[best, "heldout_ll"] <= t.loc["base rate", "heldout_ll"])
+    assert not (out / "in_sample").exists() and not (out / "posterior.png").exists()  # this run wrote neither
+    assert (out / "notes.txt").read_text() == "mine"
+    assert pi.compare.ComparisonResult.load(out / "control").hypotheses == a.control.hypotheses
+
+
+@pytest.mark.slow
+def test_fly_report_under_folds_of_subjects_states_each_folds_rule(tmp_path):
+    ds = _flies(4, trials_per_block=15)
+    a = analyse_choices(ds, ["x·r + w"], key=jax.random.key(0), split=SubjectKFold(2, seed=0), steps=10, restarts=1,
+                        in_sample=False, control=False, progress=False)
+    text = write_report(a, tmp_path)["report"].read_text()
+    assert text.count("- Best hypothesis, shared fit of fold") == 2
+    assert "negative in" in text and "fold fits (one shared rule per fold)" in text
+    assert "the training subjects' pooled smoothed choice rate" in text and "each subject's smoothed" not in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
@@ -97,6 +99,8 @@ def activity_dataset(syn, *, description: str = "synthetic recordings") -> xr.Da
             "citation": "simulated with plasticinfer (no publication to cite)",
             "units_activity": "a.u.",
             "true_equation": syn.true_model.rule.equation(),
+            # exact, where the equation rounds to 3 decimals: term → coefficient (in units of η), as JSON
+            "true_coefficients": json.dumps(syn.true_model.rule.coefficients),
             "true_learning_rate": syn.true_model.rule.learning_rate,
             "true_noise_sigma": float(syn.true_model.observation.sigma),
         },

@@ -149,7 +149,7 @@ def _check_arguments(model, data, validation, restarts, key, steps, optimiser, f
     check_count(steps, "steps")
     check_count(restarts, "restarts")
     check_real(restart_scale, "restart_scale", minimum=0.0)
-    check_real(convergence_tol, "convergence_tol", minimum=0.0)
+    check_real(convergence_tol, "convergence_tol", minimum=0.0, allow_inf=True)  # inf: no convergence check
     if clip_norm is not None:
         # 0 froze every parameter and a negative norm flipped the gradient (NaN with Adam)
         check_real(clip_norm, "clip_norm (a gradient norm; None for no clipping)", minimum=0.0, open_low=True, allow_inf=True)

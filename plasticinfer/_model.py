@@ -82,6 +82,11 @@ class PlasticityModel(eqx.Module):
                 w = jnp.asarray(initial_weights[name])
                 if tuple(w.shape) == tuple(shape):
                     w = jnp.broadcast_to(w, (n_trajectories,) + tuple(shape))
+                elif w.ndim == len(shape) + 1 and w.shape[0] != n_trajectories and n_trajectories != 1:
+                    raise ModelError(
+                        f"initial_weights[{name!r}] holds {w.shape[0]} trajectories but n_trajectories={n_trajectories}; "
+                        f"give one set of shape {tuple(shape)} (shared) or one per trajectory ({n_trajectories}, *{tuple(shape)})"
+                    )
                 w0[name] = w
         return cls(rule, network, observation, w0)
 
@@ -158,6 +163,7 @@ class PlasticityModel(eqx.Module):
             )
         except (TypeError, ValueError) as e:
             per_trial = {k: tuple(v.shape[2:]) for k, v in data.inputs.items()}
+            e = e.__cause__ if e.__cause__ is not None else e  # simulate's own message wraps the same cause
             raise ModelError(
                 f"the network {type(self.network).__name__} (weights {self.network.weight_shapes()}) cannot run on "
                 f"{name}'s inputs (per trial: {per_trial}): {str(e).splitlines()[0].rstrip('.')}. Build the "

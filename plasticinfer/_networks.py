@@ -19,14 +19,19 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._errors import ModelError
-from ._rules import AbstractRule
+from ._rules import AbstractRule, identity  # noqa: F401 (identity: the default activation, named in results files)
 
 
-def identity(x):
-    return x
+def check_sizes(network, *names: str) -> None:
+    """Refuse a layer size that is not a whole number ≥ 1 (``FeedForward(2.5, 2)`` built a layer of 2.5 inputs)."""
+    for name in names:
+        value = getattr(network, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ModelError(f"{type(network).__name__}.{name} must be a whole number ≥ 1 (a layer size); got {value!r}")
 
 
 def _rule_for(rule: AbstractRule | Mapping[str, AbstractRule], name: str) -> AbstractRule:
@@ -80,6 +85,9 @@ class FeedForward(AbstractNetwork):
     n_post: int = eqx.field(static=True)
     activation: Callable = eqx.field(static=True, default=identity)
 
+    def __check_init__(self):
+        check_sizes(self, "n_pre", "n_post")
+
     def weight_shapes(self):
         return {"w": (self.n_post, self.n_pre)}
 
@@ -106,6 +114,7 @@ class Recurrent(AbstractNetwork):
     plastic: tuple[str, ...] = eqx.field(static=True, default=("ff", "rec"))
 
     def __check_init__(self):
+        check_sizes(self, "n_in", "n_rec")
         if not set(self.plastic) <= {"ff", "rec"}:
             raise ModelError(f"Recurrent.plastic must be a subset of ('ff', 'rec'); got {self.plastic}")
 

@@ -116,6 +116,13 @@ class GaussianActivity(AbstractObservationModel):
         return output + self.sigma * jax.random.normal(key, output.shape, output.dtype)
 
     def check_data(self, output_shape, observations, mask, name="data"):
+        sigma_shape = tuple(np.shape(self.log_sigma))
+        if sigma_shape and (len(sigma_shape) > len(output_shape) or any(
+                s not in (1, o) for s, o in zip(sigma_shape[::-1], tuple(output_shape)[::-1]))):
+            raise ModelError(
+                f"GaussianActivity has one sigma per neuron of shape {sigma_shape}, but the network gives {tuple(output_shape)} "
+                f"outputs per trial; give a scalar sigma or one per output neuron ({tuple(output_shape)[-1:]})"
+            )
         self._check_same_shape(output_shape, observations, name, "recorded activities")
         super().check_data(output_shape, observations, mask, name)
 

@@ -303,6 +303,8 @@ class TaylorRule(AbstractRule):
         self.coeffs = coeffs
         self.fixed = tuple(t in fixed_set for t in terms)
         self.learning_rate = float(learning_rate)
+        if not np.isfinite(self.learning_rate):
+            raise ModelError(f"TaylorRule learning_rate must be a finite number; got {learning_rate!r}")
         self.contraction = contraction
         self.derivative = derivative
 
@@ -347,13 +349,24 @@ class TaylorRule(AbstractRule):
 
     @classmethod
     def from_equation(cls, equation: str, *, learning_rate: float = 1.0) -> "TaylorRule":
-        """Parse ``"x*y - y^2*w"``, ``"Δw = 0.5·x·r − 0.05·w"`` (signs are kept)."""
+        """Parse ``"x*y - y^2*w"``, ``"Δw = 0.5·x·r − 0.05·w"``, ``"0.5 x y"`` (signs are kept).
+
+        What :meth:`equation` prints reads back: ``"Δw = 0.05·(1.000·x·y − 1.000·y²·w)"`` is η = 0.05
+        (times ``learning_rate``) and the coefficients in the brackets.
+        """
         s = equation.replace("−", "-").replace("Δw", "").replace("dw", "")
         s = s.split("=", 1)[-1].strip()
         if not s:
             raise ModelError(f"empty rule equation {equation!r}")
+        scaled = re.fullmatch(rf"({_NUMBER})\s*[·*]\s*\((.*)\)", s, re.S)  # η·(…), as equation() writes it
+        if scaled is not None:
+            learning_rate = float(scaled.group(1)) * float(learning_rate)
+            s = scaled.group(2).strip()
+        # spaces between factors are products ("0.5 x y"), spaces around signs are not
+        s = re.sub(r"\s*([+\-*·^/])\s*", r"\1", s)
+        s = re.sub(r"\s+", "*", s.strip())
         coefficients: dict[Monomial, float] = {}
-        for sign, number, body in signed_terms(s.replace(" ", ""), equation):
+        for sign, number, body in signed_terms(s, equation):
             value = float(number) if number else 1.0
             mono = Monomial.parse(body or "1")
             coefficients[mono] = coefficients.get(mono, 0.0) + sign * value
@@ -507,6 +520,11 @@ def _batched(pre, post, reward):
 # --------------------------------------------------------------------------------------
 
 
+def identity(x):
+    """No activation: the default of linear layers and the MLP rule's output."""
+    return x
+
+
 class MLPRule(AbstractRule):
     """Δw_ij = η · MLP(x_j, y_i, w_ij, r) per synapse (batch mean), over chosen variables."""
 
@@ -528,7 +546,8 @@ class MLPRule(AbstractRule):
         variables = tuple(variables)
         if not variables or set(variables) - set(VARIABLES):
             raise ModelError(f"MLPRule variables must be a non-empty subset of {VARIABLES}; got {variables}")
-        mlp = eqx.nn.MLP(len(variables), "scalar", width, depth, activation=activation, key=key)
+        # a named identity for the output (Equinox's default is a lambda, which a results file cannot name)
+        mlp = eqx.nn.MLP(len(variables), "scalar", width, depth, activation=activation, final_activation=identity, key=key)
         last = mlp.layers[-1]
         mlp = eqx.tree_at(lambda m: m.layers[-1].weight, mlp, last.weight * final_scale)
         self.mlp = mlp

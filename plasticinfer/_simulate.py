@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import equinox as eqx
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
-from ._errors import ModelError
+from ._errors import ModelError, PlasticInferError
 from ._networks import AbstractNetwork
 
 
@@ -104,6 +105,19 @@ def simulate(
     Returns:
         A :class:`Trajectory`.
     """
+    if not (callable(getattr(network, "step", None)) and callable(getattr(network, "weight_shapes", None))):
+        raise ModelError(f"simulate: network must be a network (FeedForward, Recurrent, ChoiceCircuit, …); got {type(network).__name__}")
+    if isinstance(rule, str) or not (callable(rule) or isinstance(rule, Mapping)):
+        raise ModelError(
+            f"simulate: rule must be a rule (TaylorRule, MLPRule, …) or a dict of rules by weight name; got {type(rule).__name__}"
+            + (f". For an equation: pi.TaylorRule.from_equation({rule!r})" if isinstance(rule, str) else "")
+        )
+    checked = (("weights", weights, "{'w': w0}"),) + ((("trials", trials, "{'x': inputs}"),) if environment is None else ())
+    for what, value, example in checked:  # with an environment, trials is its schedule (any array or pytree)
+        if not isinstance(value, Mapping):
+            raise ModelError(f"simulate: {what} must be a dict of arrays by name, e.g. {example}; got {type(value).__name__}")
+    if environment is None:
+        trials = {k: v if hasattr(v, "shape") else jnp.asarray(v) for k, v in trials.items()}  # lists of numbers, too
     shapes = network.weight_shapes()
     if set(weights) != set(shapes):
         raise ModelError(f"weights have names {sorted(weights)} but the network needs {sorted(shapes)}")
@@ -129,7 +143,21 @@ def simulate(
         if environment is not None:
             schedule, k = trial
             trial, e, record = environment.trial(network, w, e, schedule, k)
-        w_new, s_new, out = network.step(rule, w, s, trial)
+        try:
+            w_new, s_new, out = network.step(rule, w, s, trial)
+        except PlasticInferError:
+            raise
+        except (TypeError, ValueError) as e:  # at trace time: shapes that do not fit the network
+            per_trial = {k: tuple(getattr(v, "shape", ())) for k, v in trial.items()} if isinstance(trial, Mapping) else trial
+            raise ModelError(
+                f"the network {type(network).__name__} (weights {network.weight_shapes()}) cannot run on one trial's "
+                f"inputs {per_trial}: {str(e).splitlines()[0].rstrip('.')}. Give inputs that fit the network "
+                "(its sizes, and one dtype throughout)"
+            ) from e
+        # the carry keeps the initial weights' dtype (float32 weights under a float64 rule would promote,
+        # and lax.scan refuses a carry that changes type)
+        w_new = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype) if hasattr(old, "dtype") else new, w_new, w)
+        s_new = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype) if hasattr(old, "dtype") else new, s_new, s)
         return (w_new, s_new, e), (out, w if save_weights else None, record)
 
     if checkpoint is not True and checkpoint and int(checkpoint) < 1:

@@ -51,6 +51,19 @@ class TrialData(eqx.Module):
                     f"TrialData.{name} has (trajectory, trial) = {tuple(leaf.shape[:2])} but other "
                     f"arrays have {tuple(n)}; every input, the observations and the mask must agree."
                 )
+        mask_dtype = getattr(self.mask, "dtype", None)
+        if mask_dtype is not None and mask_dtype != bool:
+            raise DataError(
+                f"TrialData.mask must be boolean (True where an observation counts); got dtype {mask_dtype}. "
+                "Pass mask.astype(bool) (or mask == 1)."
+            )
+        obs_shape, mask_shape = tuple(self.observations.shape), tuple(self.mask.shape)
+        if len(mask_shape) != len(obs_shape) or any(m not in (1, o) for m, o in zip(mask_shape[2:], obs_shape[2:])):
+            raise DataError(
+                f"TrialData.mask has shape {mask_shape}, which does not fit the observations' {obs_shape}: after "
+                "(trajectory, trial) it needs each of the observations' axes, or size 1 there (a mask per trial: "
+                "mask[..., None] of shape (trajectory, trial, 1))."
+            )
 
     @classmethod
     def from_dataset(cls, ds, *, validate: bool = True) -> "TrialData":

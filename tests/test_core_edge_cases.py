@@ -127,3 +127,77 @@ def test_a_cli_fit_that_never_moves_is_an_error_and_writes_nothing(activity, tmp
     err = capsys.readouterr().err
     assert "never moved from its start" in err and "nothing was written" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_an_mlp_rule_fit_loads_without_a_template(activity, tmp_path):
+    # Equinox's MLP ends in a lambda, which a results file cannot name: every MLP fit needed like=
+    model = pi.PlasticityModel.create(pi.MLPRule(("x", "y", "w"), 4, 1, key=jax.random.key(2)), pi.FeedForward(4, 2),
+                                      pi.GaussianActivity(0.5), n_trajectories=2, key=jax.random.key(0))
+    r = pi.fit(model, activity.data, steps=2, progress=False)
+    r.save(tmp_path / "mlp.nc")
+    back = pi.FitResult.load(tmp_path / "mlp.nc")
+    np.testing.assert_array_equal(back.model.simulate(activity.data.inputs).outputs, r.model.simulate(activity.data.inputs).outputs)
+
+
+def test_trial_data_names_a_mask_of_the_wrong_type_or_shape(activity):
+    d = activity.data
+    with pytest.raises(pi.DataError, match=r"mask must be boolean .*float"):
+        pi.TrialData(d.inputs, d.observations, d.mask.astype(float))
+    with pytest.raises(pi.DataError, match=r"mask has shape \(2, 40\), which does not fit the observations' \(2, 40, 2\).*mask\[\.\.\., None\]"):
+        pi.TrialData(d.inputs, d.observations, d.mask[..., 0])
+    per_trial = pi.TrialData(d.inputs, d.observations, d.mask[..., :1])  # (trajectory, trial, 1) broadcasts
+    assert per_trial.mask.shape == (2, 40, 1)
+
+
+def test_simulate_names_what_does_not_fit_and_keeps_the_weights_dtype():
+    rule, net, w = pi.oja(0.01), pi.FeedForward(4, 2), {"w": jnp.zeros((2, 4))}
+    cases = [
+        (lambda: pi.simulate(rule, net, w, jnp.ones((5, 4))), "trials must be a dict"),
+        (lambda: pi.simulate(rule, net, jnp.zeros((2, 4)), {"x": jnp.ones((5, 4))}), "weights must be a dict"),
+        (lambda: pi.simulate("x*y", net, w, {"x": jnp.ones((5, 4))}), r"rule must be a rule .*from_equation\('x\*y'\)"),
+        (lambda: pi.simulate(rule, net, w, {"x": jnp.ones((5, 3))}), r"FeedForward \(weights \{'w': \(2, 4\)\}\) cannot run on one trial's inputs \{'x': \(3,\)\}"),
+    ]
+    for call, message in cases:
+        with pytest.raises(pi.ModelError, match=message):
+            call()
+    # float32 weights under a float64 rule: the carry keeps float32 (lax.scan refused the promoted carry)
+    assert rule.coeffs.dtype == jnp.float64  # the suite runs with x64
+    with jax.numpy_dtype_promotion("standard"):  # the suite promotes strictly; a user's session does not
+        t = pi.simulate(rule, net, {"w": jnp.ones((2, 4), jnp.float32)}, {"x": jnp.ones((5, 4), jnp.float32)})
+    assert t.final_weights["w"].dtype == jnp.float32
+    ref = pi.simulate(rule, net, {"w": jnp.ones((2, 4))}, {"x": jnp.ones((5, 4))})
+    np.testing.assert_allclose(t.final_weights["w"], ref.final_weights["w"], rtol=1e-6)
+
+
+def test_equations_read_back_what_they_print_and_spaces_are_products():
+    rule = pi.TaylorRule.from_terms({"x*y": 1.0, "y^2*w": -1.0}, learning_rate=0.05)
+    back = pi.TaylorRule.from_equation(rule.equation())  # "Δw = 0.05·(1.000·x·y − 1.000·y²·w)"
+    assert back.coefficients == rule.coefficients and back.learning_rate == pytest.approx(0.05)
+    assert pi.TaylorRule.from_equation("Δw = 0.5 x y - 0.25 w").coefficients == {"x*y": 0.5, "w": -0.25}
+    assert pi.TaylorRule.from_equation("x y**2").coefficients == {"x*y^2": 1.0}
+
+
+def test_simulated_files_keep_the_exact_true_coefficients(activity):
+    import json
+
+    from plasticinfer._convert import activity_dataset
+
+    ds = activity_dataset(activity)
+    assert json.loads(ds.attrs["true_coefficients"]) == activity.true_model.rule.coefficients
+
+
+def test_constructors_refuse_sizes_rates_and_noise_scales_that_do_not_fit(activity):
+    for call, message in (
+        (lambda: pi.FeedForward(2.5, 2), r"FeedForward.n_pre must be a whole number ≥ 1 .*2.5"),
+        (lambda: pi.FeedForward(4, 0), r"FeedForward.n_post must be a whole number ≥ 1"),
+        (lambda: pi.Recurrent(0, 2), r"Recurrent.n_in must be a whole number ≥ 1"),
+        (lambda: pi.TaylorRule.from_terms({"x*y": 1.0}, learning_rate=float("nan")), "learning_rate must be a finite number"),
+        (lambda: pi.PlasticityModel.create(pi.oja(), pi.FeedForward(4, 2), pi.GaussianActivity(1.0), n_trajectories=2,
+                                           initial_weights={"w": jnp.zeros((3, 2, 4))}), "holds 3 trajectories but n_trajectories=2"),
+    ):
+        with pytest.raises(pi.ModelError, match=message):
+            call()
+    # one sigma per neuron of the wrong length is named as such (it read as a network of the wrong size)
+    model = pi.PlasticityModel.create(pi.oja(), pi.FeedForward(4, 2), pi.GaussianActivity(jnp.ones(3)), n_trajectories=2, key=jax.random.key(0))
+    with pytest.raises(pi.ModelError, match=r"one sigma per neuron of shape \(3,\), but the network gives \(2,\)"):
+        pi.fit(model, activity.data, steps=2, progress=False)

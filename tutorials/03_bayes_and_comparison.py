@@ -170,7 +170,8 @@ from plasticinfer.compare import SubjectKFold
 population = pi.compare.compare(["x·r + w"], data, split=SubjectKFold(3, seed=0), per_subject=False, baselines=False, steps=STEPS,
                                 restarts=RESTARTS, key=k_cmp)
 print(population.summary())
-print(population.equation("x·r + w"))
+for fold in population.scores["fold"].unique():  # each fold fits its own shared rule
+    print(f"{fold}: {population.equation('x·r + w', fold=fold)}")
 
 # %% [markdown]
 # PSIS-LOO is available (`post.loo()`), but on learning data it is optimistic: leaving trial t out

@@ -294,11 +294,13 @@ def _control_lines(analysis: ChoiceAnalysis, best: str | None) -> list[str]:
     for a, b in DECAY_PAIRS:
         if a in null.hypotheses and b in null.hypotheses:
             pr, pn = real.paired_test(b, a, alternative="greater"), null.paired_test(b, a, alternative="greater")
-            verdict = (
-                "the decay term helps as much or more without the reward relation: its gain is not evidence about reward learning"
-                if pn.median_difference >= pr.median_difference
-                else "the decay term helps more with the real rewards"
-            )
+            if pn.median_difference >= pr.median_difference:
+                verdict = "the decay term helps as much or more without the reward relation: its gain is not evidence about reward learning"
+            elif pn.median_difference > 0:
+                verdict = (f"the decay term helps more with the real rewards, though {pn.median_difference / pr.median_difference:.0%} "
+                           "of its gain remains without them (choice autocorrelation)")
+            else:
+                verdict = "the decay term helps only with the real rewards"
             lines.append(
                 f"- {b} vs {a}: median gain {pr.median_difference:+.4f} nats per observation with the real rewards "
                 f"({pr.n_better}/{pr.n} subjects improve), {pn.median_difference:+.4f} with shuffled rewards "

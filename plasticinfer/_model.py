@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._errors import ModelError
+from ._errors import ModelError, PlasticInferError
 from ._networks import AbstractNetwork
 from ._observation import AbstractObservationModel
 from ._rules import AbstractRule, TaylorRule
@@ -162,6 +162,8 @@ class PlasticityModel(eqx.Module):
                 lambda w, t: simulate(self.rule, self.network, w, t, checkpoint=False), w0, trials
             )
         except (TypeError, ValueError) as e:
+            if isinstance(e, PlasticInferError) and e.__cause__ is None:
+                raise  # a library error with its own advice (e.g. CovarianceRule with one sample per trial)
             per_trial = {k: tuple(v.shape[2:]) for k, v in data.inputs.items()}
             e = e.__cause__ if e.__cause__ is not None else e  # simulate's own message wraps the same cause
             raise ModelError(

@@ -358,7 +358,7 @@ class TaylorRule(AbstractRule):
         s = s.split("=", 1)[-1].strip()
         if not s:
             raise ModelError(f"empty rule equation {equation!r}")
-        scaled = re.fullmatch(rf"({_NUMBER})\s*[·*]\s*\((.*)\)", s, re.S)  # η·(…), as equation() writes it
+        scaled = re.fullmatch(rf"([+-]?{_NUMBER})\s*[·*]\s*\(([^()]*)\)", s, re.S)  # η·(…), as equation() writes it
         if scaled is not None:
             learning_rate = float(scaled.group(1)) * float(learning_rate)
             s = scaled.group(2).strip()

@@ -57,6 +57,13 @@ class AbstractEnvironment(eqx.Module):
         """``(inputs for network.step, next state, record)`` for one trial."""
 
 
+def _keep_float_dtype(new, old):
+    """``new`` in ``old``'s floating dtype (float32 weights stay float32 under a float64 rule); anything else as it is."""
+    if hasattr(old, "dtype") and hasattr(new, "dtype") and jnp.issubdtype(old.dtype, jnp.floating) and jnp.issubdtype(new.dtype, jnp.floating):
+        return new.astype(old.dtype)
+    return new
+
+
 def _n_trials(trials) -> int:
     leaves = jax.tree_util.tree_leaves(trials)
     if not leaves:
@@ -124,6 +131,10 @@ def simulate(
     for name, shape in shapes.items():
         if tuple(weights[name].shape) != tuple(shape):
             raise ModelError(f"weights[{name!r}] has shape {tuple(weights[name].shape)}; the network needs {tuple(shape)}")
+        dtype = getattr(weights[name], "dtype", None)
+        if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
+            # integer weights cannot hold a fractional update (lax.scan refused the promoted carry)
+            raise ModelError(f"weights[{name!r}] has dtype {dtype}; plastic weights must be floating: jnp.asarray(w, float)")
     n = _n_trials(trials)
     if state is None:
         state = network.initial_state(weights)
@@ -145,8 +156,8 @@ def simulate(
             trial, e, record = environment.trial(network, w, e, schedule, k)
         try:
             w_new, s_new, out = network.step(rule, w, s, trial)
-        except PlasticInferError:
-            raise
+        except (PlasticInferError, jax.errors.JAXTypeError):
+            raise  # our own messages, and JAX's tracer errors (a rule's Python `if` on an array) with their own advice
         except (TypeError, ValueError) as e:  # at trace time: shapes that do not fit the network
             per_trial = {k: tuple(getattr(v, "shape", ())) for k, v in trial.items()} if isinstance(trial, Mapping) else trial
             raise ModelError(
@@ -156,8 +167,8 @@ def simulate(
             ) from e
         # the carry keeps the initial weights' dtype (float32 weights under a float64 rule would promote,
         # and lax.scan refuses a carry that changes type)
-        w_new = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype) if hasattr(old, "dtype") else new, w_new, w)
-        s_new = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype) if hasattr(old, "dtype") else new, s_new, s)
+        w_new = jax.tree_util.tree_map(_keep_float_dtype, w_new, w)
+        s_new = jax.tree_util.tree_map(_keep_float_dtype, s_new, s)
         return (w_new, s_new, e), (out, w if save_weights else None, record)
 
     if checkpoint is not True and checkpoint and int(checkpoint) < 1:

@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 import plasticinfer as pi
@@ -84,12 +85,11 @@ def test_shuffle_rewards_permutes_each_subjects_real_trials_only():
 
 @pytest.mark.slow
 def test_fly_report_holds_its_claims_against_shuffled_rewards_and_leaves_nothing_stale(tmp_path):
+    import dataclasses
+    import json
+
     ds = _flies(4, trials_per_block=20)
     out = tmp_path / "report"
-    (out / "in_sample").mkdir(parents=True)
-    (out / "in_sample" / "scores.csv").write_text("stale")
-    (out / "posterior.png").write_bytes(b"stale")
-    (out / "notes.txt").write_text("mine")  # not the report's: kept
     a = analyse_choices(ds, ["x·r", "x·r + w"], key=jax.random.key(0), steps=15, restarts=1, in_sample=False, progress=False)
     assert a.control is not None and set(a.control.hypotheses) == {"x·r", "x·r + w"}
     paths = write_report(a, out)
@@ -99,15 +99,47 @@ def test_fly_report_holds_its_claims_against_shuffled_rewards_and_leaves_nothing
     # the decay claim's verdict follows the two paired tests
     real = a.heldout.paired_test("x·r + w", "x·r", alternative="greater").median_difference
     null = a.control.paired_test("x·r + w", "x·r", alternative="greater").median_difference
-    assert ("not evidence about reward learning" in text) == (null >= real)
+    if real <= 0:
+        assert "the decay term does not help held-out with the real rewards" in text
+    elif null >= real:
+        assert "not evidence about reward learning" in text
+    else:
+        assert "the decay term helps" in text and "with the real rewards" in text and "not evidence" not in text
     # "no rule beats the base rate" is said exactly when it is true
     t = a.heldout.table()
     best = max(a.heldout.hypotheses, key=lambda h: t.loc[h, "heldout_ll"])
     assert ("No rule hypothesis predicts the held-out choices better than the base rate" in text) == (
         t.loc[best, "heldout_ll"] <= t.loc["base rate", "heldout_ll"])
-    assert not (out / "in_sample").exists() and not (out / "posterior.png").exists()  # this run wrote neither
-    assert (out / "notes.txt").read_text() == "mine"
     assert pi.compare.ComparisonResult.load(out / "control").hypotheses == a.control.hypotheses
+    assert "control/scores.csv" in json.loads((out / "report_files.json").read_text())
+    # a rerun without the control into the same folder: the earlier control/ (listed in the manifest) goes, the
+    # user's own files (never listed, even with a report's file names) stay
+    (out / "notes.txt").write_text("mine")
+    (out / "posterior.nc").write_bytes(b"my NUTS run")
+    write_report(dataclasses.replace(a, control=None), out)
+    assert not (out / "control").exists()
+    assert (out / "notes.txt").read_text() == "mine" and (out / "posterior.nc").read_bytes() == b"my NUTS run"
+    assert "## Control" not in (out / "report.md").read_text()
+
+
+def test_the_decay_verdict_never_says_a_term_helps_when_it_hurts():
+    from types import SimpleNamespace
+
+    from plasticinfer.fly._report import _control_lines
+
+    def result(gain):
+        table = pd.DataFrame({"heldout_ll": [-10.0, -12.0, -11.0], "subjects_better_than_base": [1, 0, 1], "n_subjects": [3, 3, 3]},
+                             index=["x·r", "base rate", "x·r + w"])
+        test = SimpleNamespace(median_difference=gain, n_better=1, n=3)
+        return SimpleNamespace(table=lambda: table, hypotheses=["x·r", "x·r + w"], paired_test=lambda *a, **k: test)
+
+    for real, null, verdict in ((-0.01, -0.02, "does not help held-out with the real rewards"),
+                                (-0.02, 0.01, "does not help held-out with the real rewards"),
+                                (0.01, 0.02, "not evidence about reward learning"),
+                                (0.02, 0.01, "50% of its gain remains"),
+                                (0.02, -0.01, "helps only with the real rewards")):
+        analysis = SimpleNamespace(heldout=result(real), control=result(null))
+        assert verdict in "\n".join(_control_lines(analysis, "x·r")), (real, null)
 
 
 @pytest.mark.slow

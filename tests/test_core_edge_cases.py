@@ -157,9 +157,18 @@ def test_simulate_names_what_does_not_fit_and_keeps_the_weights_dtype():
         (lambda: pi.simulate("x*y", net, w, {"x": jnp.ones((5, 4))}), r"rule must be a rule .*from_equation\('x\*y'\)"),
         (lambda: pi.simulate(rule, net, w, {"x": jnp.ones((5, 3))}), r"FeedForward \(weights \{'w': \(2, 4\)\}\) cannot run on one trial's inputs \{'x': \(3,\)\}"),
     ]
+    cases.append((lambda: pi.simulate(rule, net, {"w": jnp.ones((2, 4), int)}, {"x": jnp.ones((5, 4))}), "must be floating"))
     for call, message in cases:
         with pytest.raises(pi.ModelError, match=message):
             call()
+
+    # a bug inside a rule keeps JAX's own error, not advice about the inputs
+    class Branchy(pi.AbstractRule):
+        def __call__(self, pre, post, weight, reward):
+            return weight if jnp.max(weight) > 1.0 else -weight
+
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        pi.simulate(Branchy(), net, w, {"x": jnp.ones((5, 4))})
     # float32 weights under a float64 rule: the carry keeps float32 (lax.scan refused the promoted carry)
     assert rule.coeffs.dtype == jnp.float64  # the suite runs with x64
     with jax.numpy_dtype_promotion("standard"):  # the suite promotes strictly; a user's session does not
@@ -175,6 +184,8 @@ def test_equations_read_back_what_they_print_and_spaces_are_products():
     assert back.coefficients == rule.coefficients and back.learning_rate == pytest.approx(0.05)
     assert pi.TaylorRule.from_equation("Δw = 0.5 x y - 0.25 w").coefficients == {"x*y": 0.5, "w": -0.25}
     assert pi.TaylorRule.from_equation("x y**2").coefficients == {"x*y^2": 1.0}
+    negative = pi.TaylorRule.from_terms({"x*y": 1.0}, learning_rate=-0.5)
+    assert pi.TaylorRule.from_equation(negative.equation()).learning_rate == -0.5
 
 
 def test_simulated_files_keep_the_exact_true_coefficients(activity):

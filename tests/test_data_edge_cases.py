@@ -310,6 +310,10 @@ def test_txt_tables_split_only_at_real_delimiters(tmp_path):
     assert read_table(runs, ["subject"]).to_dict("list") == {"subject": ["a", "a"], "choice": [1, 0], "reward": [0, 1]}
     tabs = _csv(tmp_path, "subject\tchoice\treward\nfly 1\t1\t0\nfly 1\t0\t1\n", "tabs.txt")
     assert _choices(pi.load(tabs)) == {"fly 1": [1, 0]}
+    colon = _csv(tmp_path, "choice:reward\n0:1\n1:0\n", "colon.txt")
+    assert read_table(colon).to_dict("list") == {"choice": [0, 1], "reward": [1, 0]}
+    times = _csv(tmp_path, "subject,time,choice,reward\na,12:30,1,0\na,12:31,0,1\n", "times.txt")  # ':' inside values
+    assert read_table(times, ["subject"])["time"].tolist() == ["12:30", "12:31"]
     semi = _csv(tmp_path, "choice;reward\n1;0\n0;1\n", "semi.txt")
     np.testing.assert_array_equal(pi.load(semi)["reward"].values[0], [0.0, 1.0])
 

@@ -113,11 +113,11 @@ def read_table(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
 
 
 # the delimiters a .txt table may use, in the order csv.Sniffer prefers them on a tie
-_TXT_DELIMITERS = ",\t;| "
+_TXT_DELIMITERS = ",\t;| :"
 
 
 def _sniff_delimiter(path: Path) -> str:
-    """The delimiter of a ``.txt`` table: one of , tab ; | or runs of spaces; a comma when the header has none.
+    """The delimiter of a ``.txt`` table: one of , tab ; | : or runs of spaces; a comma when the header has none.
 
     csv.Sniffer left free picks any character that occurs equally often on every line, so a
     one-column file (``choice``) was split at a letter; here the choice is limited to real delimiters.

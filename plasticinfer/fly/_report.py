@@ -11,7 +11,7 @@ import numpy as np
 from .._io import write_figure, write_text
 from ..compare._baselines import BASE_RATE
 from ..compare._parse import rule_equation
-from ..compare._result import RESULT_FILES, _format
+from ..compare._result import _format
 from ..compare._splits import HeldOutTrials
 from ._analysis import DECAY_PAIRS, SUBJECT_SPLITS, ChoiceAnalysis, choice_probabilities, decay_summary
 
@@ -23,10 +23,9 @@ PUBLISHED = {
         "and negative."
     ),
 }
-#: What write_report writes besides the comparisons' own files: removed first, so that nothing from an earlier
-#: run into the same folder (a figure this run does not draw, an in-sample comparison it did not run) is left.
-REPORT_FILES = ("report.md", "table.csv", "traces.png", "deviance.png", "decay.png", "posterior.png", "posterior.nc")
-SUBFOLDERS = ("in_sample", "control")
+#: The list of files a report wrote, kept in its folder: the next report into the same folder removes those of
+#: them it does not write again (a figure it does not draw, an in-sample comparison it did not run), and only those.
+MANIFEST = "report_files.json"
 
 
 def _plt():
@@ -132,7 +131,6 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
     plt = _plt()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_earlier_report(out)
     paths = dict(analysis.heldout.save(out))
     if analysis.in_sample is not None:
         paths.update({f"in_sample_{k}": v for k, v in analysis.in_sample.save(out / "in_sample").items()})
@@ -248,6 +246,7 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
     ]
     lines += [f"![{name}]({name}.png)" for name in figs]
     paths["report"] = write_text("\n".join(lines) + "\n", out / "report.md")
+    _remove_earlier_report(out, paths.values())
     return paths
 
 
@@ -258,15 +257,28 @@ def _short(table):
     return _format(table[cols])
 
 
-def _remove_earlier_report(out: Path) -> None:
-    """Delete the files an earlier report wrote into ``out`` (only those names), so none is left stale."""
-    for name in REPORT_FILES + tuple(RESULT_FILES.values()):
-        (out / name).unlink(missing_ok=True)
-    for sub in SUBFOLDERS:
-        for name in RESULT_FILES.values():
-            (out / sub / name).unlink(missing_ok=True)
-        if (out / sub).is_dir() and not any((out / sub).iterdir()):
-            (out / sub).rmdir()
+def _remove_earlier_report(out: Path, written) -> None:
+    """After a report is written: delete what the earlier report in ``out`` wrote (its manifest) and this one did
+    not, so nothing stale is read as current; then record what this one wrote. Files the manifest does not list
+    (the user's own, or a report's from before manifests) are never touched."""
+    import json
+
+    from .._io import write_text
+
+    manifest = out / MANIFEST
+    written = {Path(p).resolve().relative_to(out.resolve()).as_posix() for p in written}
+    try:
+        earlier = json.loads(manifest.read_text()) if manifest.is_file() else []
+    except (OSError, ValueError):
+        earlier = []
+    for name in earlier if isinstance(earlier, list) else []:
+        path = out / str(name)
+        if str(name) in written or ".." in Path(str(name)).parts or not path.is_file():
+            continue
+        path.unlink()
+        if path.parent != out and path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+    write_text(json.dumps(sorted(written), indent=1) + "\n", manifest)
 
 
 def _control_lines(analysis: ChoiceAnalysis, best: str | None) -> list[str]:
@@ -294,7 +306,9 @@ def _control_lines(analysis: ChoiceAnalysis, best: str | None) -> list[str]:
     for a, b in DECAY_PAIRS:
         if a in null.hypotheses and b in null.hypotheses:
             pr, pn = real.paired_test(b, a, alternative="greater"), null.paired_test(b, a, alternative="greater")
-            if pn.median_difference >= pr.median_difference:
+            if pr.median_difference <= 0:
+                verdict = "the decay term does not help held-out with the real rewards"
+            elif pn.median_difference >= pr.median_difference:
                 verdict = "the decay term helps as much or more without the reward relation: its gain is not evidence about reward learning"
             elif pn.median_difference > 0:
                 verdict = (f"the decay term helps more with the real rewards, though {pn.median_difference / pr.median_difference:.0%} "

@@ -201,6 +201,7 @@ def fit_cmd(
 
     from ._convert import activity_data
     from ._fit import fit
+    from ._optimise import never_moved
     from ._io import write_text
     from ._model import PlasticityModel
     from ._networks import FeedForward
@@ -242,7 +243,7 @@ def fit_cmd(
             "nothing was written. Lower --learning-rate (the rule's η) or check the data's scale."
         )
     history = np.asarray(result.loss_history).reshape(diverged.size, -1)[best]
-    if not interrupted and history.size > 1 and history[0] - np.nanmin(history) <= 1e-12 * max(1.0, abs(history[0])):
+    if not interrupted and never_moved(history):
         # the start is all the fit returns: with η far too large every step is rejected (the other restarts diverge)
         raise FitDivergedError(
             f"the fit never moved from its start (loss {history[0]:.6g} at every step of the best restart; "

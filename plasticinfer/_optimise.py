@@ -425,6 +425,12 @@ def _flat_noisy(h: np.ndarray, k: int) -> bool:
     return bool(mannwhitneyu(windows[0], windows[j], alternative="greater").pvalue >= 1e-4)
 
 
+def never_moved(history) -> bool:
+    """Whether a finite loss history never fell below its first value (beyond rounding)."""
+    h = np.asarray(history, dtype=float)
+    return h.size > 1 and bool(h[0] - np.nanmin(h) <= 1e-12 * max(1.0, abs(h[0])))
+
+
 def diagnose(history, *, tol: float, noisy: bool = False) -> str:
     """Why one loss history has not converged ("" if it has).
 
@@ -463,7 +469,7 @@ def diagnose(history, *, tol: float, noisy: bool = False) -> str:
                 f"({np.mean(h[:k]):.6g}) by more than three standard errors, in {h.size} steps (too few steps for the "
                 "noise, or a learning rate far too large or too small?)"
             )
-    elif first - np.min(h) <= 1e-12 * max(1.0, abs(first)):
+    elif never_moved(h):
         return f"the loss never moved from {first:.6g} in {h.size} steps (learning rate far too large or too small?)"
     if noisy and h.size >= 4:
         recent, before = h[-k:], h[-2 * k : -k]

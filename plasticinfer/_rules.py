@@ -344,6 +344,15 @@ class TaylorRule(AbstractRule):
     ) -> "TaylorRule":
         """A rule with exactly the given named terms, e.g. ``{"x*y": 1.0, "y^2*w": -1.0}``."""
         terms = [_as_monomial(k) for k in coefficients]
+        for term, value in coefficients.items():
+            if isinstance(value, jax.core.Tracer):  # traceable: a traced value is not checked
+                continue
+            try:
+                finite = not isinstance(value, (str, bool)) and np.shape(value) == () and np.isfinite(float(value))
+            except (TypeError, ValueError):
+                finite = False
+            if not finite:
+                raise ModelError(f"the coefficient of {str(term)!r} must be a finite number; got {value!r}")
         coeffs = jnp.stack([jnp.asarray(v, dtype=float) for v in coefficients.values()])  # traceable
         return cls(terms, coeffs, fixed=fixed, learning_rate=learning_rate)
 

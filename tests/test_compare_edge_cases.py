@@ -151,3 +151,30 @@ def test_fly_report_under_folds_of_subjects_states_each_folds_rule(tmp_path):
     assert text.count("- Best hypothesis, shared fit of fold") == 2
     assert "negative in" in text and "fold fits (one shared rule per fold)" in text
     assert "the training subjects' pooled smoothed choice rate" in text and "each subject's smoothed" not in text
+
+
+def test_rpe_coefficients_are_named_as_such_and_hypothesis_l1_is_checked():
+    # the r − E[r] hypothesis's coefficient was labelled x*r, the same label as the plain-reward rule's
+    ds = _flies(2)
+    res = compare(["x*(r-E[r]) + w", "x*r"], ds, steps=5, restarts=1, progress=False, baselines=False)
+    rpe = res.coefficient_table("x*(r-E[r]) + w")
+    assert set(rpe.columns) == {"x*(r-E[r])", "w"}
+    assert set(res.coefficient_table("x*r").columns) == {"x*r"}
+    from plasticinfer.compare import RuleHypothesis
+    from plasticinfer.compare._hypotheses import FitSettings, ModelHypothesis
+    for bad in (-1.0, float("nan"), "0.1"):
+        with pytest.raises(ComparisonError, match="l1 must be"):
+            RuleHypothesis("h", pi.TaylorRule.from_terms({"x*r": 0.0}), l1=bad)
+        with pytest.raises(ComparisonError, match="l1 must be"):
+            FitSettings(l1=bad)
+    model = RuleHypothesis("h", pi.TaylorRule.from_terms({"x*r": 0.0})).model(pi.TrialData.from_dataset(ds))
+    with pytest.raises(ComparisonError, match="l1 must be"):
+        ModelHypothesis("h", model, l1=-0.5)
+
+
+def test_compare_and_fly_name_the_data_alike():
+    from plasticinfer.compare._result import data_title
+    assert data_title({"title": " Flies ", "source_file": "a.csv"}) == "Flies"
+    assert data_title({"description": "two odours", "source_file": "a.csv"}) == "two odours"
+    assert data_title({"source_file": "a.csv"}) == "a.csv"
+    assert data_title({}, "a behaviour dataset") == "a behaviour dataset"

@@ -212,3 +212,13 @@ def test_constructors_refuse_sizes_rates_and_noise_scales_that_do_not_fit(activi
     model = pi.PlasticityModel.create(pi.oja(), pi.FeedForward(4, 2), pi.GaussianActivity(jnp.ones(3)), n_trajectories=2, key=jax.random.key(0))
     with pytest.raises(pi.ModelError, match=r"one sigma per neuron of shape \(3,\), but the network gives \(2,\)"):
         pi.fit(model, activity.data, steps=2, progress=False)
+
+
+def test_from_terms_refuses_a_coefficient_that_is_not_a_finite_number_but_stays_traceable():
+    for bad in (float("nan"), float("inf"), "0.5", [1.0, 2.0]):
+        with pytest.raises(pi.ModelError, match="coefficient of 'x\\*y'"):
+            pi.TaylorRule.from_terms({"w": 0.1, "x*y": bad})
+    # under jit and grad the values are traced and pass through unchecked
+    f = lambda a: pi.TaylorRule.from_terms({"x*y": a, "w": -a}).coeffs @ jnp.array([2.0, 1.0])
+    assert float(jax.jit(f)(3.0)) == pytest.approx(3.0)
+    assert float(jax.grad(f)(3.0)) == pytest.approx(1.0)

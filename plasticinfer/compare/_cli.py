@@ -25,8 +25,10 @@ from .._errors import ComparisonError, DataError
 SPLITS = ("heldout", "future", "subject", "dataset", "kfold", "insample")
 SYNTHETIC = ("choice", "activity")
 DEFAULT_HYPOTHESES = {
-    "choice": ["x*r", "x*r + w", "x*(r-E[r])"],  # not x*r + x*w: that is the Rescorla–Wagner baseline
-    "activity": ["x*y", "x*y - y^2*w", "x*y + w"],
+    # the fly analysis's names for the same rules, so that the two commands' scores.csv agree in names too;
+    # not x·r + x·w: that is the Rescorla–Wagner baseline
+    "choice": ["x·r", "x·r + w", "x·(r−E[r])"],
+    "activity": ["x·y", "x·y − y²·w", "x·y + w"],
 }
 
 
@@ -153,7 +155,7 @@ def compare_command(
     map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
-    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r, e.g. 'x*r + w' or 'x*(r-E[r]) + w' (repeat the option). Terms without a number start at 0. Default: x*r, x*r + w, x*(r-E[r]) for choices; x*y, x*y - y^2*w, x*y + w for activity.")] = None,
+    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r, e.g. 'x*r + w' or 'x*(r-E[r]) + w' (repeat the option). Terms without a number start at 0. Default: x·r, x·r + w, x·(r−E[r]) for choices; x·y, x·y − y²·w, x·y + w for activity (the fly analysis's names).")] = None,
     split: Annotated[str, typer.Option(help="heldout (last part of each block), future (leave-future-out), subject (leave-one-subject-out), dataset (the data's own train/test subjects), kfold (k folds of subjects), insample. Subject-level splits fit one shared rule.")] = "heldout",
     folds: Annotated[int, Size("Folds of subjects for --split kfold.")] = 5,
     heldout: Annotated[float, typer.Option(help="Fraction held out (of each block for 'heldout', of each session's end for 'future'), in (0, 1).", callback=open_unit_interval)] = 0.25,

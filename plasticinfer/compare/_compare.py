@@ -10,7 +10,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._trial_data import TrialData
 from ._baselines import standard_baselines
-from .._errors import ComparisonError, ModelError
+from .._errors import ComparisonError
 from .._fit import check_l1
 from ._hypotheses import AbstractHypothesis, FitSettings, ModelHypothesis, as_hypothesis, is_choice_data
 from ._parse import RuleHypothesis
@@ -83,10 +83,7 @@ def compare(
         raise ComparisonError(
             f"split must be a split object such as HeldOutTrials(0.25), LeaveFutureOut(), LeaveOneSubjectOut(); got {split!r}"
         )
-    try:
-        l1 = check_l1(l1)
-    except ModelError as e:
-        raise ComparisonError(str(e)) from None
+    l1 = check_l1(l1, error=ComparisonError)
     data, blocks, subject_names, split, source = _prepare(data, blocks, subject_names, split)
     if fit_initial_weights is None:
         fit_initial_weights = not is_choice_data(data)

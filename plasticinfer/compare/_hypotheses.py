@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import numpy as np
 from jaxtyping import PRNGKeyArray
 from .._interrupt import finished
 
-from .._fit import check_count, check_real, fit, fit_independent
+from .._fit import check_count, check_l1, check_real, fit, fit_independent
 from .._model import PlasticityModel
 from .._population import PopulationModel
 from .._networks import ChoiceCircuit, FeedForward
@@ -44,7 +45,7 @@ class FitSettings:
         object.__setattr__(self, "steps", check_count(self.steps, "steps", error=ComparisonError))
         object.__setattr__(self, "restarts", check_count(self.restarts, "restarts", error=ComparisonError))
         object.__setattr__(self, "restart_scale", check_real(self.restart_scale, "restart_scale", minimum=0.0, error=ComparisonError))
-        object.__setattr__(self, "l1", check_real(self.l1, "l1", minimum=0.0, error=ComparisonError))
+        object.__setattr__(self, "l1", check_l1(self.l1, error=ComparisonError))
 
     def fit_kwargs(self) -> dict:
         out = dict(steps=self.steps, l1=self.l1, progress=self.progress, fit_initial_weights=self.fit_initial_weights)
@@ -179,6 +180,10 @@ class ModelHypothesis(AbstractHypothesis):
     model: PlasticityModel
     l1: float | None = None
 
+    def __post_init__(self):
+        if self.l1 is not None:
+            self.l1 = check_l1(self.l1, error=ComparisonError)
+
     def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
         model = self.model
         n_total = int(max(fold.train_subjects.max(), fold.test_subjects.max())) + 1
@@ -232,9 +237,19 @@ class ModelHypothesis(AbstractHypothesis):
 
 
 def _records(result) -> list[dict[str, float]] | None:
-    """Fitted Taylor coefficients (term → value): one dict per subject, or one for a shared fit."""
+    """Fitted Taylor coefficients (term → value): one dict per subject, or one for a shared fit.
+
+    A rule that sees the reward-prediction error has its reward factor named as such (``x*(r-E[r])``,
+    not ``x*r``), as in the hypothesis's equation.
+    """
     rows = result.coefficients.to_dict("records")
+    if rows and getattr(getattr(result.model, "network", None), "reward_expectation", False):
+        rows = [{_RPE_TOKEN.sub("(r-E[r])", term): v for term, v in row.items()} for row in rows]
     return rows or None
+
+
+#: The reward factor ``r`` in a term name (not the ``r`` of another name).
+_RPE_TOKEN = re.compile(r"(?<![A-Za-z_\[])r(?![A-Za-z_\]])")
 
 
 def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: Fold, settings: FitSettings) -> PlasticityModel:

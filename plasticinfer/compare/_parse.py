@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxtyping import PRNGKeyArray
 
 from .._errors import ModelError
+from .._fit import check_l1
 from .._model import PlasticityModel
 from .._rules import RPE, AbstractRule, Monomial, TaylorRule, rule_equation, signed_terms  # noqa: F401 (rule_equation re-exported)
 from .._trial_data import TrialData
@@ -48,6 +49,10 @@ class RuleHypothesis:
     reward_expectation: bool = False
     l1: float | None = None
     description: str = ""
+
+    def __post_init__(self):
+        if self.l1 is not None:
+            object.__setattr__(self, "l1", check_l1(self.l1, error=ComparisonError))
 
     def make_rule(self, key: PRNGKeyArray | None = None) -> AbstractRule:
         if isinstance(self.rule, AbstractRule):

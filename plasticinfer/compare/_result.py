@@ -259,7 +259,7 @@ class ComparisonResult:
         lines = [
             "# Model comparison",
             "",
-            f"- data: {_data_name(self.source)}" if self.source else None,
+            f"- data: {data_title(self.source)}" if self.source else None,
             f"- split: `{self.split_description}`",
             f"- fits: {'one per subject (fit_independent)' if self.settings.per_subject else 'one shared rule (fit)'}, "
             f"{self.settings.steps} L-BFGS steps × {self.settings.restarts} starts, l1 = {self.settings.l1}, initial weights "
@@ -396,9 +396,10 @@ def _has_tabulate() -> bool:
 __all__ = ["ComparisonResult", "NULLS", "SHARED"]
 
 
-def _data_name(source: dict) -> str:
-    """The data's title or dataset name, else the file it came from (a lab file has neither attribute)."""
-    for key in ("title", "dataset", "source_file", "source", "description"):
-        if source.get(key):
-            return str(source[key])
-    return "unnamed dataset"
+def data_title(attrs, default: str = "unnamed dataset") -> str:
+    """The data's title or dataset name, else its description or the file it came from (a lab file has
+    no title); the comparison's markdown and the fly report both name the data with it."""
+    for key in ("title", "dataset", "description", "source_file", "source"):
+        if attrs.get(key):
+            return str(attrs[key]).strip()
+    return default

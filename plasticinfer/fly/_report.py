@@ -11,7 +11,7 @@ import numpy as np
 from .._io import write_figure, write_text
 from ..compare._baselines import BASE_RATE
 from ..compare._parse import rule_equation
-from ..compare._result import _format
+from ..compare._result import _format, data_title
 from ..compare._splits import HeldOutTrials
 from ._analysis import DECAY_PAIRS, SUBJECT_SPLITS, ChoiceAnalysis, choice_probabilities, decay_summary
 
@@ -108,8 +108,7 @@ def plot_decay(analysis: ChoiceAnalysis, hypothesis: str = "x·r + w"):
 
 def _describe_data(analysis: ChoiceAnalysis) -> list[str]:
     ds = analysis.dataset
-    title = ds.attrs.get("title") or ds.attrs.get("description") or ds.attrs.get("source_file") or "a behaviour dataset"
-    lines = [f"Data: {title}"]
+    lines = [f"Data: {data_title(ds.attrs, 'a behaviour dataset')}"]
     for label, key in (("Source", "source"), ("Licence", "license"), ("Citation", "citation")):
         if ds.attrs.get(key):
             lines.append(f"{label}: {str(ds.attrs[key]).strip()}")

@@ -257,6 +257,15 @@ def fit_cmd(
         status_note = ""
     if not bool(np.all(result.converged)):
         status_note += f"\nConvergence: {result.convergence_message}\n"
+    if interrupted and (int(result.steps_run) == 0 or _finished_fit(out / "results.nc")):
+        # a Ctrl-C never replaces a finished fit in OUT, and a fit stopped before its first step has nothing to save
+        kept = (f"{out / 'results.nc'} (a finished fit) was kept" if _finished_fit(out / "results.nc")
+                else "nothing was written")
+        typer.echo(
+            f"interrupted after {int(result.steps_run)} steps: {kept}; this run's parameters were not saved "
+            "(--checkpoint-every N saves a fit's state so that --resume can continue it).", err=True,
+        )
+        raise typer.Exit(130)
     result.save(out / "results.nc")
     equation = result.model.rule.equation(threshold=0.01)
     status = " (INTERRUPTED: best parameters so far)" if interrupted else ""
@@ -273,6 +282,20 @@ def fit_cmd(
     if interrupted:
         typer.echo(f"interrupted: saved the best parameters so far to {out}", err=True)
         raise typer.Exit(130)
+
+
+def _finished_fit(path) -> bool:
+    """Whether ``path`` holds a results file of a fit that ran to its end (not interrupted)."""
+    if not path.is_file():
+        return False
+    import h5py
+    import numpy as np
+
+    try:
+        with h5py.File(path, "r") as f:
+            return "interrupted" in f.attrs and not int(np.asarray(f.attrs["interrupted"]).reshape(-1)[0])
+    except (OSError, ValueError, TypeError, IndexError):
+        return False
 
 
 def register(app: typer.Typer) -> None:

@@ -22,8 +22,7 @@ from .distributed import unshard
 from ._errors import DivergenceWarning, FitDivergedError, ModelError
 from ._fit_result import FitResult, index_model as _index_model
 from ._model import PlasticityModel
-from ._optimise import CONVERGENCE_TOL, _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence  # noqa: F401 (re-exported)
-from ._results_io import strip_addresses
+from ._optimise import CONVERGENCE_TOL, USER_OPTIMISER, _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence  # noqa: F401 (re-exported)
 from ._trial_data import TrialData
 
 
@@ -475,7 +474,8 @@ def _as_trial_data(data, name):
 
 
 def _settings(steps, l1, restarts, clip_norm, optimiser) -> dict:
-    return dict(steps=steps, l1=l1, restarts=restarts, clip_norm=clip_norm, optimiser=strip_addresses(repr(optimiser)))
+    described = "optax.lbfgs() (the default, with its line search)" if optimiser is _DEFAULT_OPTIMISER else USER_OPTIMISER
+    return dict(steps=steps, l1=l1, restarts=restarts, clip_norm=clip_norm, optimiser=described)
 
 
 def _report_divergence(diverged_at, score, what):

@@ -82,10 +82,16 @@ class PlasticityModel(eqx.Module):
                 w = jnp.asarray(initial_weights[name])
                 if tuple(w.shape) == tuple(shape):
                     w = jnp.broadcast_to(w, (n_trajectories,) + tuple(shape))
-                elif w.ndim == len(shape) + 1 and w.shape[0] != n_trajectories and n_trajectories != 1:
+                elif w.ndim != len(shape) + 1 or tuple(w.shape[1:]) != tuple(shape):
+                    raise ModelError(
+                        f"initial_weights[{name!r}] has shape {tuple(w.shape)}; the network's {name!r} weights have shape "
+                        f"{tuple(shape)}: give one set of that shape (shared by every trajectory) or one per trajectory, "
+                        f"{(n_trajectories,) + tuple(shape)}"
+                    )
+                elif w.shape[0] != n_trajectories and n_trajectories != 1:
                     raise ModelError(
                         f"initial_weights[{name!r}] holds {w.shape[0]} trajectories but n_trajectories={n_trajectories}; "
-                        f"give one set of shape {tuple(shape)} (shared) or one per trajectory ({n_trajectories}, *{tuple(shape)})"
+                        f"give one set of shape {tuple(shape)} (shared) or one per trajectory, {(n_trajectories,) + tuple(shape)}"
                     )
                 w0[name] = w
         return cls(rule, network, observation, w0)

@@ -52,6 +52,10 @@ def _make_objective(static, l1):
 
 _DEFAULT_OPTIMISER = optax.lbfgs()
 
+#: What a results file records for an optimiser the user passed: optax transformations are pairs of closures
+#: whose settings (learning rate, schedule) cannot be read back, and their repr is the same for all of them.
+USER_OPTIMISER = "user-supplied optax transformation (optax does not expose its settings: record them with the result)"
+
 
 @functools.lru_cache(maxsize=32)
 def _prepared_optimiser(optimiser, clip_norm):
@@ -408,7 +412,9 @@ def _flat_noisy(h: np.ndarray, k: int) -> bool:
     low as one that never moved; window means with their standard errors do not. A loss that fell steeply
     *within* the first window (400 → 0.01 in 30 steps) gives that window a standard error larger than the
     whole fall; a rank test (Mann–Whitney, p < 10⁻⁴: every value of the best window below nearly every
-    value of the first) tells that fall from noise as well.
+    value of the first) tells that fall from noise as well. Windows of fewer than 8 steps (a search of
+    under 80 steps) are too small for that rank test: there the first value is compared with the best
+    window, three standard deviations of the later windows' noise apart, and the rank test uses windows of 8.
     """
     windows = h[: (h.size // k) * k].reshape(-1, k)
     means = windows.mean(axis=1)
@@ -418,8 +424,20 @@ def _flat_noisy(h: np.ndarray, k: int) -> bool:
     se = float(np.sqrt((np.var(windows[0], ddof=1) + np.var(windows[j], ddof=1)) / k)) if k > 1 else 0.0
     if means[0] - means[j] > max(3.0 * se, 1e-12 * max(1.0, abs(means[0]))):
         return False
-    if k < 8:  # too few values for the rank test to reach 10⁻⁴
-        return True
+    if k < 8:  # too few values per window for the rank test to reach 10⁻⁴ (a short search)
+        # a fall within the first window: the first value against the best window, with the noise taken from
+        # the windows after the first (their spread, not the fall's)
+        if k > 1 and len(windows) > 1:
+            sd = float(np.sqrt(np.mean(np.var(windows[1:], axis=1, ddof=1))))
+            if h[0] - means[j] > 3.0 * sd * np.sqrt(1.0 + 1.0 / k):
+                return False
+        if h.size < 16:
+            return True
+        k = 8
+        windows = h[: (h.size // k) * k].reshape(-1, k)
+        j = int(np.argmin(windows.mean(axis=1)))
+        if j == 0:
+            return True
     from scipy.stats import mannwhitneyu
 
     return bool(mannwhitneyu(windows[0], windows[j], alternative="greater").pvalue >= 1e-4)

@@ -8,6 +8,7 @@ reconstructs it without a template. See ``docs/core.md`` ("Results files").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ._errors import DataError
+from ._errors import DataError, FileFormatError, PlasticInferError
 from ._io import read_netcdf, write_netcdf
 from ._rules import Monomial, TaylorRule
 
@@ -329,6 +330,28 @@ def tagged(ds: xr.Dataset, kind: str, annotations: xr.Dataset | None = None) -> 
     return ds
 
 
+@contextlib.contextmanager
+def reading(path, noun: str):
+    """Reading the contents of a results file: a variable or attribute that is missing or unreadable (a file
+    damaged or cut short, or edited by hand) is one :class:`FileFormatError` naming the file and what is
+    missing, not a bare ``KeyError`` or ``JSONDecodeError``; the library's own errors pass through."""
+    try:
+        yield
+    except PlasticInferError:
+        raise
+    except KeyError as e:
+        what = e.args[0] if e.args else e
+        raise FileFormatError(
+            f"{path}: a damaged or incomplete {noun}: {what!s} is missing. Re-create it (re-run, or save the result "
+            "again) or restore it from a copy."
+        ) from None
+    except (ValueError, TypeError, IndexError) as e:  # json.JSONDecodeError is a ValueError
+        raise FileFormatError(
+            f"{path}: a damaged or incomplete {noun}: {type(e).__name__}: {e}. Re-create it (re-run, or save the "
+            "result again) or restore it from a copy."
+        ) from None
+
+
 def read_result(path, kind: str) -> xr.Dataset:
     """Read a file of ``kind`` (a :func:`tagged` Dataset written by ``write_netcdf``); any other file is refused with one
     :class:`DataError` that names the file, the kind it holds and the method that writes this kind."""
@@ -386,6 +409,16 @@ def read_pytree(ds: xr.Dataset, name: str, source="the file"):
 
 def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefix: str = "") -> None:
     """Refuse a template whose term names or parameter shapes differ from those stored, listing every difference."""
+    problems = like_differences(ds, like, names, lead=lead, prefix=prefix)
+    if problems:
+        raise DataError(
+            f"{path}: the stored model does not match the model given as like=:\n  - " + "\n  - ".join(problems)
+            + "\nPass like= a model built exactly as the one that was fitted, or omit like= to rebuild it from the file."
+        )
+
+
+def like_differences(ds: xr.Dataset, like, names: list[str], *, lead: int, prefix: str = "") -> list[str]:
+    """How a template differs from the model stored in ``ds`` (terms, parameter shapes, configuration): one line each."""
     problems = []
     stored_terms = [str(t) for t in ds["term"].values] if "term" in ds.coords else []
     wanted_terms = term_names(like)
@@ -413,11 +446,7 @@ def check_like(path, ds: xr.Dataset, like, names: list[str], *, lead: int, prefi
                 problems.append(
                     f"{part}: file has {_setting(ds.attrs.get(part, '?'))}, like= has {_setting(describe(getattr(like, part)))}"
                 )
-    if problems:
-        raise DataError(
-            f"{path}: the stored model does not match the model given as like=:\n  - " + "\n  - ".join(problems)
-            + "\nPass like= a model built exactly as the one that was fitted, or omit like= to rebuild it from the file."
-        )
+    return problems
 
 
 # What a template may differ in: the terms (compared by name above) and how a rule is contracted or
@@ -514,7 +543,7 @@ def load_fit_fields(path, like=None) -> dict:
     ds = read_netcdf(path)
     if ds.attrs.get("format") in {f for f, _, _ in FORMATS.values()} - {FORMAT}:
         check_kind(ds, path, "fit")  # another kind of result: say which
-    if ds.attrs.get("created_by") != "plasticinfer" or "loss" not in ds:
+    if ds.attrs.get("created_by") != "plasticinfer" or ("loss" not in ds and ds.attrs.get("format") != FORMAT):
         raise DataError(
             f"{path}: not a plasticinfer fit result: the file holds {what_file_holds(ds, path)}; FitResult.load reads "
             "files written by FitResult.save"
@@ -524,6 +553,11 @@ def load_fit_fields(path, like=None) -> dict:
             f"{path}: written in results format {ds.attrs.get('format', 'plasticinfer-fit/1 (param_000 leaves)')!r}; "
             f"this version reads {FORMAT!r}. Re-run the fit to rewrite it."
         )
+    with reading(path, "fit result"):
+        return _fit_fields(path, ds, like)
+
+
+def _fit_fields(path, ds: xr.Dataset, like) -> dict:
     independent = bool(ds.attrs["independent"])
     names = json.loads(ds.attrs["parameters"])
     if like is not None:

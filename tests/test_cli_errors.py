@@ -433,3 +433,55 @@ def test_simulate_writes_trajectory_plot(tmp_path, capsys):
     nc = tmp_path / "sim.nc"
     assert run(["simulate", str(nc), "--trajectories", "2", "--trials", "20", "--n-pre", "4", "--n-post", "2"]) == 0
     assert nc.is_file() and nc.with_suffix(".png").stat().st_size > 5000
+
+
+def test_fit_interrupted_never_replaces_a_finished_fit(files, tmp_path, capsys, monkeypatch):
+    """Ctrl-C in a re-run into the same --out once replaced the finished results.nc by the interrupted run's
+    (at step 0: a rule of zeros). A finished fit is kept; a fresh folder gets the best parameters so far,
+    marked as interrupted; a fit stopped before its first step writes nothing."""
+    import h5py
+    import numpy as np
+
+    out = tmp_path / "fit"
+    args = ["fit", str(files["nc"]), "--steps", "40", "--quiet", "--out", str(out)]
+    assert run(args) == 0
+    finished = (out / "results.nc").read_bytes()
+    interrupt_chunk(monkeypatch, 2)
+    assert run([*args[:3], "400", *args[4:]]) == 130
+    err = capsys.readouterr().err
+    assert "(a finished fit) was kept" in err and "Traceback" not in err
+    assert (out / "results.nc").read_bytes() == finished
+
+    monkeypatch.undo()
+    interrupt_chunk(monkeypatch, 2)
+    fresh = tmp_path / "fresh"
+    assert run([*args[:3], "400", "--quiet", "--out", str(fresh)]) == 130
+    with h5py.File(fresh / "results.nc", "r") as f:
+        assert int(np.asarray(f.attrs["interrupted"]).reshape(-1)[0]) == 1
+    assert "INTERRUPTED" in (fresh / "summary.md").read_text()
+
+    monkeypatch.undo()
+    interrupt_chunk(monkeypatch, 1)
+    never = tmp_path / "never"
+    assert run([*args[:3], "400", "--quiet", "--out", str(never)]) == 130
+    assert "nothing was written" in capsys.readouterr().err
+    assert not (never / "results.nc").exists()
+
+
+def test_inspect_describes_a_results_file(tmp_path, capsys):
+    """`plasticinfer inspect results.nc` said INVALID and sent the user back to `plasticinfer inspect`; it now says
+    what the file holds and how to load it, and exits 0."""
+    import equinox as eqx
+    import numpy as np
+
+    from plasticinfer._io import read_netcdf
+
+    rule = pi.TaylorRule(["x*y", "w"], learning_rate=0.05)
+    model = pi.PlasticityModel.create(rule, pi.FeedForward(3, 2), pi.GaussianActivity(0.5), n_trajectories=1, key=jax.random.key(4))
+    restarts = jax.tree_util.tree_map(lambda a: a[None] if eqx.is_array(a) else a, model)
+    path = pi.FitResult(model, restarts, np.ones((1, 3)), None, np.zeros(0, int), np.array(0), np.array([-1]), False, 3).save(tmp_path / "r.nc")
+    assert run(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "holds: a plasticinfer fit result" in out and "FitResult.save" in out and "steps_run: 3" in out
+    with pytest.raises(pi.data.SchemaError, match="plasticinfer inspect FILE` says which"):
+        pi.data.validate(read_netcdf(path))

@@ -178,3 +178,49 @@ def test_compare_and_fly_name_the_data_alike():
     assert data_title({"description": "two odours", "source_file": "a.csv"}) == "two odours"
     assert data_title({"source_file": "a.csv"}) == "a.csv"
     assert data_title({}, "a behaviour dataset") == "a behaviour dataset"
+
+
+def test_a_damaged_comparison_folder_is_refused_by_name(tmp_path):
+    """A scores.csv that lost its last row loaded silently (and summary() then failed on unequal Series); a cut
+    comparison.json or CSV gave a bare JSONDecodeError or pandas error; saving onto a file a bare FileExistsError."""
+    import json
+    import shutil
+
+    from plasticinfer.errors import FileFormatError
+
+    res = compare(["x*r"], _flies(3), steps=5, restarts=1, progress=False)
+    good = tmp_path / "good"
+    res.save(good)
+    back = pi.compare.ComparisonResult.load(good)
+    pd.testing.assert_frame_equal(back.table(), res.table())
+
+    def damaged(name, edit):
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        edit(folder)
+        return folder
+
+    def drop_last_row(folder):
+        lines = (folder / "scores.csv").read_text().splitlines(keepends=True)
+        (folder / "scores.csv").write_text("".join(lines[:-1]))
+
+    def drop_counts(folder):
+        meta = json.loads((folder / "comparison.json").read_text())
+        del meta["rows"]
+        (folder / "comparison.json").write_text(json.dumps(meta))
+
+    cases = {
+        "short": (drop_last_row, r"scores\.csv: \d+ rows where the comparison saved \d+"),
+        "old_short": (lambda f: (drop_counts(f), drop_last_row(f)), r"scores\.csv: in fold .* not scored on every held-out subject"),
+        "cut_json": (lambda f: (f / "comparison.json").write_text((f / "comparison.json").read_text()[:40]),
+                     r"cut_json: a damaged or incomplete comparison folder: JSONDecodeError"),
+        "cut_line": (lambda f: (f / "scores.csv").write_text((f / "scores.csv").read_text()[:-30]),
+                     r"cut_line.*(damaged or incomplete comparison folder|rows where the comparison saved)"),
+    }
+    for name, (edit, message) in cases.items():
+        with pytest.raises(FileFormatError, match=message):
+            pi.compare.ComparisonResult.load(damaged(name, edit))
+    pi.compare.ComparisonResult.load(damaged("old_intact", drop_counts))  # a folder saved before the counts: still read
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ComparisonError, match="a_file: exists and is not a folder"):
+        res.save(tmp_path / "a_file")

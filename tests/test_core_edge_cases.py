@@ -222,3 +222,12 @@ def test_from_terms_refuses_a_coefficient_that_is_not_a_finite_number_but_stays_
     f = lambda a: pi.TaylorRule.from_terms({"x*y": a, "w": -a}).coeffs @ jnp.array([2.0, 1.0])
     assert float(jax.jit(f)(3.0)) == pytest.approx(3.0)
     assert float(jax.grad(f)(3.0)) == pytest.approx(1.0)
+
+
+def test_create_says_which_initial_weight_shapes_it_takes():
+    # it said "expected (trajectory,) + (1, 2). Use PlasticityModel.create(...)" to a call of create
+    net = pi.FeedForward(2, 1)
+    with pytest.raises(pi.ModelError, match=r"has shape \(3, 2\); the network's 'w' weights have shape \(1, 2\).*\(3, 1, 2\)"):
+        pi.PlasticityModel.create(pi.TaylorRule(["x*y"]), net, pi.GaussianActivity(0.5), n_trajectories=3, initial_weights={"w": jnp.zeros((3, 2))})
+    model = pi.PlasticityModel.create(pi.TaylorRule(["x*y"]), net, pi.GaussianActivity(0.5), n_trajectories=3, initial_weights={"w": jnp.ones((1, 2))})
+    assert model.initial_weights["w"].shape == (3, 1, 2)

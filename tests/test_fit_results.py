@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -144,3 +145,26 @@ def test_independent_fit_keeps_the_datasets_subject_labels(problem, tmp_path):
     assert back.subjects == ("fly_b", "fly_a")
     assert back.coefficients.equals(labelled.coefficients)
     assert pi.FitResult.load(plain.save(tmp_path / "plain.nc"), like=model).subjects is None
+
+
+def test_the_settings_attribute_says_which_optimiser_ran(tmp_path):
+    """The file recorded every optax optimiser as the same closure repr ('GradientTransformationExtraArgs(init=<function
+    chain.<locals>.init_fn ...'): the default L-BFGS, Adam and SGD could not be told apart."""
+    import json
+
+    import optax
+
+    from plasticinfer._io import read_netcdf
+
+    rule = pi.TaylorRule(["x*y", "w"], learning_rate=0.05)
+    inputs = pi.GaussianInputs.with_spectrum(jax.random.key(0), jnp.array([1.0, 0.5]))
+    syn = pi.make_activity_data(pi.TaylorRule.from_terms({"x*y": 1.0}, learning_rate=0.05), pi.FeedForward(2, 1), inputs,
+                                key=jax.random.key(1), n_trajectories=1, n_trials=10)
+    model = pi.PlasticityModel.create(rule, pi.FeedForward(2, 1), pi.GaussianActivity(0.5), n_trajectories=1, key=jax.random.key(2))
+    recorded = {}
+    for name, opt in (("default", None), ("adam", optax.adam(0.05)), ("sgd", optax.sgd(1e-3))):
+        res = pi.fit(model, syn.data, steps=2, optimiser=opt, progress=False)
+        recorded[name] = json.loads(read_netcdf(res.save(tmp_path / f"{name}.nc")).attrs["settings"])["optimiser"]
+    assert "lbfgs" in recorded["default"] and "default" in recorded["default"]
+    assert recorded["adam"] == recorded["sgd"] and recorded["adam"].startswith("user-supplied optax transformation")
+    assert "function" not in " ".join(recorded.values())

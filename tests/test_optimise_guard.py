@@ -105,6 +105,12 @@ def test_noisy_convergence_diagnostics_tell_a_fall_from_noise():
     steep = [np.concatenate([12000.0 * np.exp(-np.arange(30) / 2.0), np.full(270, 3e-4)]) * np.exp(0.1 * rng.standard_normal(300))
              for _ in range(50)]
     assert not any("never moved" in diagnose(h, tol=1e-4, noisy=True) for h in steep)
+    # ... and so did a short search (30 generations, windows of 3) whose fall of 1000× came in its first steps
+    short = [np.concatenate([[0.572, 0.405, 0.081, 0.03, 0.01, 0.005], np.full(24, 6e-4)]) * np.exp(0.1 * rng.standard_normal(30))
+             for _ in range(50)]
+    assert not any("never moved" in diagnose(h, tol=1e-4, noisy=True) for h in short)
+    # while 30 generations of pure noise are still mostly called flat
+    assert np.mean(["never moved" in diagnose(1 + 0.1 * rng.standard_normal(30), tol=1e-4, noisy=True) for _ in range(500)]) > 0.8
     # the single-point rule of deterministic fits would call about half of the pure-noise histories falling
     single = np.mean([bool(diagnose(1 + 0.1 * rng.standard_normal(300), tol=1e-4)) for _ in range(200)])
     assert single > 0.3

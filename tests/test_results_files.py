@@ -11,6 +11,7 @@ import xarray as xr
 
 import plasticinfer as pi
 from plasticinfer._results_io import named_leaves
+from plasticinfer.errors import FileFormatError
 from plasticinfer.bayes import CalibrationResult
 from plasticinfer.discovery import (
     BoxPrior,
@@ -235,3 +236,43 @@ def test_report_annotations_may_not_replace_what_a_result_stores(tmp_path):
     with pytest.raises(pi.DataError, match=r"reuse names the search result stores: \['loss'\]"):
         res.save(tmp_path / "s.nc", xr.Dataset({"loss": ("restart", np.zeros(2))}))
     assert not (tmp_path / "s.nc").exists()
+
+
+def _search() -> SearchResult:
+    rules = jax.tree_util.tree_map(lambda *a: jnp.stack(a), TraceRule(-0.2, 0.0, 1.0, 1.0), TraceRule(-0.1, 0.3, 0.0, 0.5))
+    return SearchResult(rules, np.array([0.5, 1.0]), {"loss": np.array([0.5, 1.0])}, np.array([True, False]),
+                        np.ones((2, 3)), "gradient", 1.0, {"restarts": 2})  # fmt: skip
+
+
+DAMAGED = {  # kind: (write a good file, its load, an attribute and a variable the load needs)
+    "fit": (_fit_file, pi.FitResult.load, "model_structure", "loss"),
+    "search": (lambda p: _search().save(p), SearchResult.load, "rules_structure", "loss_history"),
+    "metalearn": (lambda p: _meta().save(p), MetaLearnResult.load, "settings", "coeff_history"),
+    "sbc": (lambda p: _sbc().save(p), SBCResult.load, "n_samples", "coverage"),
+    "npe": (lambda p: _npe().save(p), NPEResult.load, None, "posterior.x_mean"),
+    "calibration": (lambda p: _calibration().save(p), CalibrationResult.load, "n_rank_draws", "posterior_sd"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED))
+def test_a_damaged_results_file_is_refused_by_name_not_with_a_bare_exception(kind, tmp_path):
+    """A results file with a variable or attribute gone (cut short, edited by hand) or a JSON attribute cut off
+    gave a bare KeyError or JSONDecodeError; it is one FileFormatError naming the file."""
+    from plasticinfer._io import read_netcdf
+
+    write, load, attr, var = DAMAGED[kind]
+    good = write(tmp_path / "good.nc")
+    load(good)  # the intact file loads
+    ds = read_netcdf(good)
+    damaged = {"variable": ds.drop_vars(var)}
+    if attr is not None:
+        damaged["attribute"] = ds.copy()
+        del damaged["attribute"].attrs[attr]
+        if isinstance(ds.attrs[attr], str):  # a JSON attribute cut off
+            damaged["json"] = ds.copy()
+            damaged["json"].attrs[attr] = ds.attrs[attr][: len(ds.attrs[attr]) // 2]
+    assert var in ds, (kind, list(ds.data_vars))
+    for what, bad in damaged.items():
+        path = pi.data.write_netcdf(bad, tmp_path / f"{what}.nc")
+        with pytest.raises(FileFormatError, match=rf"{what}\.nc: a damaged or incomplete .*Re-create it"):
+            load(path)

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 
 from .._io import write_figure, write_text
+from .._results_io import reading
 from ._baselines import BASE_RATE, COIN_FLIP, MEAN_ACTIVITY, RESCORLA_WAGNER, STATIC_WEIGHTS
-from .._errors import ComparisonError
+from .._errors import ComparisonError, FileFormatError
 from ._hypotheses import FitSettings
 from ._splits import AbstractSplit, InSample
 from ._stats import PairedTest, aic, bic, deviance_explained, wilcoxon_signed_rank
@@ -313,6 +314,8 @@ class ComparisonResult:
         import matplotlib.pyplot as plt
 
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise ComparisonError(f"{folder}: exists and is not a folder; a comparison is saved as a folder of files — give a folder path")
         folder.mkdir(parents=True, exist_ok=True)
         paths = {name: folder / file for name, file in RESULT_FILES.items()}
         write_text(self.table().to_csv(), paths["table"])
@@ -337,6 +340,7 @@ class ComparisonResult:
         meta = {
             "hypotheses": self.hypotheses, "baselines": self.baselines, "split": self.split_description, "settings": settings,
             "subject_names": self.subject_names, "discrete": self.discrete, "source": {k: str(v) for k, v in self.source.items()},
+            "rows": {"scores": len(self.scores), "fits": len(self.fits), "coefficients": len(self.coefficients)},
         }
         write_text(json.dumps(meta, indent=2, ensure_ascii=False), paths["settings"])
         fig = self.plot()
@@ -352,6 +356,11 @@ class ComparisonResult:
         missing = [n for n in need if not (folder / n).exists()]
         if missing:
             raise ComparisonError(f"{folder}: missing {missing}; is this a folder written by ComparisonResult.save?")
+        with reading(folder, "comparison folder"):
+            return cls._read(folder)
+
+    @classmethod
+    def _read(cls, folder: Path) -> "ComparisonResult":
         meta = json.loads((folder / "comparison.json").read_text(encoding="utf-8"))
         keep = {"keep_default_na": False, "na_values": [""]}
         sc = pd.read_csv(folder / "scores.csv", dtype={"subject": str}, **keep)
@@ -371,6 +380,22 @@ class ComparisonResult:
             {"hypothesis": co["hypothesis"], "fold": co["fold"], "subject": co["subject_index"].astype(int),
              "term": co["term"].astype(str), "value": co["value"].astype(float)}
         )
+        rows = meta.get("rows", {})  # folders saved before the row counts were kept are checked by their contents
+        for name, table in (("scores", scores), ("fits", fits), ("coefficients", coefficients)):
+            if name in rows and len(table) != int(rows[name]):
+                raise FileFormatError(
+                    f"{folder / (name + '.csv')}: {len(table)} rows where the comparison saved {int(rows[name])}: the file was "
+                    "cut short or edited. Save the comparison again (or re-run it)."
+                )
+        names = list(meta["hypotheses"]) + list(meta["baselines"])
+        for fold, d in scores.groupby("fold", sort=False):
+            subjects = set(d["subject"])
+            short = [h for h in names if set(d.loc[d["hypothesis"] == h, "subject"]) != subjects]
+            if short:
+                raise FileFormatError(
+                    f"{folder / 'scores.csv'}: in fold {fold!r}, {short} are not scored on every held-out subject "
+                    f"({sorted(subjects)}): the file was cut short or edited. Save the comparison again (or re-run it)."
+                )
         return cls(
             scores, list(meta["hypotheses"]), list(meta["baselines"]), meta["split"], FitSettings(**meta["settings"]),
             list(meta["subject_names"]), bool(meta["discrete"]), fits, coefficients, {}, dict(meta.get("source", {})),

@@ -112,6 +112,21 @@ def summarize(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+def _describe_result(file: Path, ds) -> bool:
+    """Print what a plasticinfer results file holds (not a dataset, so not validated); False if it is none."""
+    from .._results_io import what_file_holds
+
+    holds = what_file_holds(ds, file)
+    if not holds.startswith(("a plasticinfer", "an ArviZ posterior")):
+        return False
+    typer.echo(f"holds: {holds}")
+    for key in ("equation", "steps_run", "converged", "convergence_message", "method"):
+        if ds.attrs.get(key) not in (None, ""):
+            typer.echo(f"{key}: {ds.attrs[key]}")
+    typer.echo("a results file, not a dataset: load it with the load named above; give the commands the data it was computed from")
+    return True
+
+
 def inspect_command(
     file: Path = typer.Argument(..., help="a data file (csv, parquet, mat, nwb, h5, nc) or a folder of sessions"),
     map_: Optional[list[str]] = typer.Option(  # noqa: UP007 - typer needs Optional here
@@ -130,6 +145,8 @@ def inspect_command(
     else:
         ds = load_file(file, mapping=map_, choice_codes=choice_codes)
     typer.echo(f"file: {file}")
+    if ds.attrs.get("kind") is None and _describe_result(file, ds):
+        return
     try:
         typer.echo(summarize(ds))
     except Exception:  # an invalid netCDF may lack the variables the summary reads

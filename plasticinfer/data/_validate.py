@@ -43,7 +43,7 @@ def validate(ds: xr.Dataset) -> xr.Dataset:
     if kind not in KINDS and ds.attrs.get("created_by") == "plasticinfer" and "format" in ds.attrs:
         raise SchemaError(
             f"this is a plasticinfer result ({ds.attrs['format']}), not a dataset: give the data the result was "
-            "computed from (results load with FitResult.load, Posterior.load, … or `plasticinfer inspect`)."
+            "computed from (results load with FitResult.load, Posterior.load, …; `plasticinfer inspect FILE` says which)."
         )
     if kind not in KINDS:
         raise SchemaError(

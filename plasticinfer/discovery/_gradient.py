@@ -14,8 +14,7 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from .._optimise import _prepared_optimiser, check_divergence, run_steps, start_steps
-from .._results_io import strip_addresses
+from .._optimise import USER_OPTIMISER, _prepared_optimiser, check_divergence, run_steps, start_steps
 from .._errors import PlasticInferWarning
 from .._fit import check_count
 from ._common import AbstractObjective, DiscoveryError, check_search
@@ -205,7 +204,7 @@ def gradient_search(
         refresh_every=refresh_every,
         prune=prune,
         prune_step=prune_step,
-        optimiser=strip_addresses(repr(chosen))[:200],
+        optimiser="Adam 0.03, cosine-decayed to 5 % over the steps (the default)" if optimiser is None else USER_OPTIMISER,
         divergence=divergence,
         skipped_steps=np.asarray(state.skipped).tolist(),
     )

@@ -127,18 +127,19 @@ class SearchResult:
     def load(cls, path) -> "SearchResult":
         """Read a file written by :meth:`save` (or a discovery report's ``results*.nc``); refuses any other
         file with one :class:`~plasticinfer.DataError` naming the kind it holds."""
-        from .._results_io import read_pytree, read_result
+        from .._results_io import read_pytree, read_result, reading
 
         path = Path(path)
         ds = read_result(path, "search")
-        rules = read_pytree(ds, "rules", path)
-        metrics = {k[len("metric."):]: ds[k].values for k in ds.data_vars if k.startswith("metric.")}
-        return cls(
-            rules, ds["loss"].values, metrics, ds["success"].values.astype(bool), ds["loss_history"].values,
-            str(ds.attrs["method"]), float(ds.attrs["wall_time_s"]), json.loads(ds.attrs["settings"]),
-            converged=ds["converged"].values.astype(bool) if "converged" in ds else None,
-            convergence_messages=tuple(json.loads(ds.attrs.get("convergence_messages", "[]"))),
-        )  # fmt: skip
+        with reading(path, "search result"):
+            rules = read_pytree(ds, "rules", path)
+            metrics = {k[len("metric."):]: ds[k].values for k in ds.data_vars if k.startswith("metric.")}
+            return cls(
+                rules, ds["loss"].values, metrics, ds["success"].values.astype(bool), ds["loss_history"].values,
+                str(ds.attrs["method"]), float(ds.attrs["wall_time_s"]), json.loads(ds.attrs["settings"]),
+                converged=ds["converged"].values.astype(bool) if "converged" in ds else None,
+                convergence_messages=tuple(json.loads(ds.attrs.get("convergence_messages", "[]"))),
+            )  # fmt: skip
 
     def summary(self) -> str:
         ok = int(self.success.sum())

@@ -92,17 +92,18 @@ class FamiliesResult:
     def load(cls, path) -> "FamiliesResult":
         """Read a file written by :meth:`save` (or ``families.nc`` of ``plasticinfer discover families``); any other
         file is refused with one :class:`~plasticinfer.DataError` naming the kind it holds."""
-        from .._results_io import check_kind, read_pytree, read_result, unnest
+        from .._results_io import check_kind, read_pytree, read_result, reading, unnest
 
         ds = read_result(path, "families")
-        record = read_pytree(ds, "record", path)
-        npe = NPEResult.from_dataset(check_kind(unnest(ds, "npe"), path, "npe"), path)
-        sbc_ds = unnest(ds, "sbc")
-        sbc_res = SBCResult.from_dataset(check_kind(sbc_ds, path, "sbc"), path) if sbc_ds.attrs else None
-        return cls(
-            record["task"], record["constraints"], npe, ds["posterior"].values, record["check"], sbc_res,
-            record["memory"], record["memory_names"],
-        )  # fmt: skip
+        with reading(path, "rule-families result"):
+            record = read_pytree(ds, "record", path)
+            npe = NPEResult.from_dataset(check_kind(unnest(ds, "npe"), path, "npe"), path)
+            sbc_ds = unnest(ds, "sbc")
+            sbc_res = SBCResult.from_dataset(check_kind(sbc_ds, path, "sbc"), path) if sbc_ds.attrs else None
+            return cls(
+                record["task"], record["constraints"], npe, ds["posterior"].values, record["check"], sbc_res,
+                record["memory"], record["memory_names"],
+            )  # fmt: skip
 
     def markdown(self) -> str:
         t, c = self.task, self.constraints

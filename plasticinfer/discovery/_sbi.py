@@ -230,9 +230,11 @@ class NPEResult:
         """Read a file written by :meth:`save`: the flow is rebuilt as :func:`train_npe` builds it and filled with
         the stored arrays (exactly, dtypes kept). Any other file is refused with one
         :class:`~plasticinfer.DataError` naming the kind it holds."""
-        from .._results_io import read_result
+        from .._results_io import read_result, reading
 
-        return cls.from_dataset(read_result(path, "npe"), path)
+        ds = read_result(path, "npe")
+        with reading(path, "posterior-estimation result"):
+            return cls.from_dataset(ds, path)
 
     @classmethod
     def from_dataset(cls, ds, source="the file") -> "NPEResult":
@@ -375,9 +377,11 @@ class SBCResult:
     @classmethod
     def load(cls, path) -> "SBCResult":
         """Read a file written by :meth:`save`; any other file is refused with one :class:`~plasticinfer.DataError`."""
-        from .._results_io import read_result
+        from .._results_io import read_result, reading
 
-        return cls.from_dataset(read_result(path, "sbc"))
+        ds = read_result(path, "sbc")
+        with reading(path, "calibration (SBC) result"):
+            return cls.from_dataset(ds, path)
 
     @classmethod
     def from_dataset(cls, ds, source="the file") -> "SBCResult":

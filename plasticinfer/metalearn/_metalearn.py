@@ -144,24 +144,25 @@ class MetaLearnResult:
         """Read a file written by :meth:`save` (or the ``results.nc`` of a feedback-alignment report); any other
         file is refused with one :class:`~plasticinfer.DataError` naming the kind it holds. Rules whose terms
         are not named constants of an importable module (a term defined in a script) cannot be rebuilt."""
-        from .._results_io import read_pytree, read_result
+        from .._results_io import read_pytree, read_result, reading
 
         path = Path(path)
         ds = read_result(path, "metalearn")
-        return cls(
-            rule=read_pytree(ds, "rule", path),
-            final_rule=read_pytree(ds, "final_rule", path),
-            loss_history=ds["loss_history"].values,
-            validation_history=ds["validation_history"].values,
-            validation_steps=ds["validation_step"].values,
-            coeff_history=ds["coeff_history"].values,
-            diverged_at=int(ds.attrs["diverged_at"]),
-            steps_run=int(ds.attrs["steps_run"]),
-            wall_time=float(ds.attrs["wall_time_s"]),
-            settings=json.loads(ds.attrs["settings"]),
-            converged=bool(ds.attrs["converged"]),
-            convergence_message=str(ds.attrs["convergence_message"]),
-        )
+        with reading(path, "meta-learning result"):
+            return cls(
+                rule=read_pytree(ds, "rule", path),
+                final_rule=read_pytree(ds, "final_rule", path),
+                loss_history=ds["loss_history"].values,
+                validation_history=ds["validation_history"].values,
+                validation_steps=ds["validation_step"].values,
+                coeff_history=ds["coeff_history"].values,
+                diverged_at=int(ds.attrs["diverged_at"]),
+                steps_run=int(ds.attrs["steps_run"]),
+                wall_time=float(ds.attrs["wall_time_s"]),
+                settings=json.loads(ds.attrs["settings"]),
+                converged=bool(ds.attrs["converged"]),
+                convergence_message=str(ds.attrs["convergence_message"]),
+            )
 
 
 def _objective(params, static, network, episodes, keys, l1, checkpoint):

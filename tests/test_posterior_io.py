@@ -33,7 +33,7 @@ def test_posterior_round_trip_and_mismatch(tmp_path):
     assert "0x" not in "".join(str(v) for v in post.idata.posterior.attrs.values())
     back = bayes.Posterior.load(path, model)
     np.testing.assert_array_equal(back.draws("theta"), post.draws("theta"))
-    with pytest.raises(pi.DataError, match=r"(?s)post.nc.*term: file has \['x\*y', 'y\^2\*w'\], like= has \['x\*y', 'y\^2\*w', 'w'\]"):
+    with pytest.raises(pi.DataError, match=r"(?s)post.nc.*terms: file has 2 \['x\*y', 'y\^2\*w'\], like= has 3 \['x\*y', 'y\^2\*w', 'w'\]"):
         bayes.Posterior.load(path, _model(("x*y", "y^2*w", "w")))
     with pytest.raises(pi.DataError, match="missing.nc"):
         bayes.Posterior.load(tmp_path / "missing.nc", model)

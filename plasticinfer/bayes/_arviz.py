@@ -60,9 +60,23 @@ def to_inference_data(
     return idata
 
 
+#: Attributes that differ between identical runs (ArviZ stamps every group with its creation time): not written.
+UNSTABLE_ATTRS = ("created_at", "seconds")
+
+
 def save(idata: az.InferenceData, path: str | os.PathLike) -> Path:
-    """Write to netCDF (h5netcdf) atomically: a temporary file, then a rename."""
-    return atomic_write(path, lambda tmp: idata.to_netcdf(str(tmp), engine="h5netcdf"))
+    """Write to netCDF (h5netcdf) atomically: a temporary file, then a rename.
+
+    Deterministic: no group's attributes include a creation or wall time (:data:`UNSTABLE_ATTRS`), so the
+    same draws save the same bytes.
+    """
+    groups = {}
+    for name in idata.groups():
+        ds = getattr(idata, name)
+        groups[name] = ds.copy()  # shallow: the arrays are shared
+        groups[name].attrs = {k: v for k, v in ds.attrs.items() if k not in UNSTABLE_ATTRS}
+    stable = az.InferenceData(**groups)
+    return atomic_write(path, lambda tmp: stable.to_netcdf(str(tmp), engine="h5netcdf"))
 
 
 def load(path: str | os.PathLike) -> az.InferenceData:

@@ -11,10 +11,11 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from .._errors import ModelError, PosteriorWarning
 from .._model import PlasticityModel
-from .._results_io import strip_addresses
+from .._results_io import fill_like, like_differences, model_attrs, named_leaves, strip_addresses, term_names, to_json
 from .._trial_data import TrialData
 from . import _arviz
 from ._numpyro_model import Hierarchical, ModelSpec
@@ -82,12 +83,21 @@ class Posterior:
         valid_trial = mask.reshape(mask.shape[:2] + (-1,)).any(-1)
         constant["trial_valid"] = valid_trial
         dims["trial_valid"] = [lead, "trial"]
+        # the model sampled (every array, held values included), as FitResult.save records a model: Posterior.load
+        # checks like= against it
+        for name, leaf in named_leaves(spec.template).items():
+            a = np.asarray(leaf)
+            constant[_MODEL + name] = a
+            dims[_MODEL + name] = [f"{_MODEL}{name}.dim{k}" for k in range(a.ndim)]
         attrs = {
             "created_by": "plasticinfer",
             "inference_library": "numpyro",
             "method": strip_addresses(repr(method)),
-            "seconds": float(seconds),
+            # no wall time (it is Posterior.seconds) and no creation time: the same run saves the same bytes
             "model": _describe_model(spec.template),
+            **model_attrs(spec.template),
+            "model_parameters": to_json({n: list(np.shape(v)) for n, v in named_leaves(spec.template).items()}),
+            "model_terms": to_json(term_names(spec.template)),
             "priors": strip_addresses(repr(spec.priors)),
             "hierarchical": strip_addresses(repr(spec.hierarchical)),
             "prior_fingerprint": spec.prior_fingerprint(),
@@ -106,9 +116,22 @@ class Posterior:
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike, like: PlasticityModel, *, priors: Priors | None = None, hierarchical: Hierarchical | None = None
+        cls,
+        path: str | os.PathLike,
+        like: PlasticityModel,
+        *,
+        priors: Priors | None = None,
+        hierarchical: Hierarchical | None = None,
     ) -> "Posterior":
-        """Read a saved posterior; ``like``, ``priors`` and ``hierarchical`` as given to :func:`sample`."""
+        """Read a saved posterior; ``like``, ``priors`` and ``hierarchical`` as given to :func:`sample`.
+
+        The file records the model that was sampled (its configuration and every array, the values held
+        fixed included). ``like`` is checked against it and refused, with a :class:`DataError` naming each
+        difference (trajectories, terms, parameter shapes, rule/network/observation settings, held values
+        such as a fixed inverse temperature), if it is not that model. Files written before posteriors
+        recorded their model are checked only for their trajectory count, terms and draw shapes. ``seconds`` of a loaded posterior
+        is NaN: the file holds no wall time (so that the same run saves the same bytes).
+        """
         from .._errors import DataError
 
         if not os.path.exists(path):
@@ -139,7 +162,9 @@ class Posterior:
             )
         if idata.posterior.attrs.get("created_by") != "plasticinfer":
             raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
+        _check_model(path, idata, like)
         spec = ModelSpec(like, priors if priors is not None else Priors(), hierarchical)
+        _check_held_values(path, idata, like, spec)
         missing = [g.name for g in spec.groups if g.name not in idata.posterior]
         if missing:
             raise DataError(f"{path}: has no draws of {missing}; pass the model, priors and hierarchy it was sampled with")
@@ -171,10 +196,15 @@ class Posterior:
                 f"hierarchical={idata.posterior.attrs.get('hierarchical')}, but load was {told}; pass the priors and "
                 "hierarchy given to sample (equivalent ones, however written, are accepted)."
             )
+        # files written before posteriors were made deterministic hold the wall time
         return cls(idata, spec, idata.posterior.attrs.get("method", "?"), float(idata.posterior.attrs.get("seconds", np.nan)))
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the InferenceData to netCDF atomically; returns the path."""
+        """Write the InferenceData to netCDF atomically; returns the path.
+
+        The file is deterministic: the same run (same model, data, priors, settings and key) saves the
+        same bytes. It holds no wall time (``seconds`` stays on this object) and no creation time.
+        """
         return _arviz.save(self.idata, path)
 
     # ---- draws -----------------------------------------------------------------------------
@@ -249,12 +279,25 @@ class Posterior:
             n_div = int(stats["diverging"].values.sum())
             if n_div:
                 total = stats["diverging"].size
-                msgs.append(
+                head = (
                     f"{n_div} of {total} draws ended in a divergent transition: the sampler met regions of high "
-                    "curvature and the posterior may be biased there. Raise NUTS(target_accept=0.95), tighten the "
-                    "priors, use a hierarchical (non-centred) fit for per-subject parameters, or drop terms that "
-                    "can make the rule unstable (e.g. w^2)."
+                    "curvature and the posterior may be biased there. "
                 )
+                if self.spec.pooled:  # a hierarchical fit, non-centred already: the funnel at small spreads τ
+                    pooled = sorted(self.spec.pooled)
+                    msgs.append(
+                        head + f"This hierarchical fit is already non-centred (θ_s = μ + τ·z_s for {pooled}); divergences "
+                        "here come from the funnel where the population spread τ is small, which the sampler "
+                        f"under-explores, so the intervals of the population means {[n + '_mu' for n in pooled]} and "
+                        f"spreads {[n + '_tau' for n in pooled]} may be too narrow. Raise NUTS(target_accept=0.95), "
+                        "add subjects, or give the spread a tighter prior (Priors(population_scale=HalfNormal(...)) "
+                        "with a smaller scale); drop terms that can make the rule unstable (e.g. w^2)."
+                    )
+                else:
+                    msgs.append(
+                        head + "Raise NUTS(target_accept=0.95), tighten the priors, use a hierarchical (non-centred) "
+                        "fit for per-subject parameters, or drop terms that can make the rule unstable (e.g. w^2)."
+                    )
         if stats is not None and "reached_max_treedepth" in stats:
             frac = float(stats["reached_max_treedepth"].values.mean())
             if frac > 0.05:
@@ -402,6 +445,93 @@ def _labels(da, name: str) -> list[str]:
     for idx in np.ndindex(*[len(v) for v in values]):
         out.append(f"{name}[{', '.join(values[k][i] for k, i in enumerate(idx))}]")
     return out
+
+
+#: Prefix of the sampled model's arrays in the ``constant_data`` group (``model.rule.coeffs``, …).
+_MODEL = "model."
+
+
+def _stored_model(idata) -> tuple[xr.Dataset, list[str]] | None:
+    """The sampled model as :func:`check_like` reads one (its arrays, configuration attrs and ``term``
+    coordinate) and its parameter names; ``None`` for a file written before posteriors recorded it."""
+    from .._errors import DataError
+
+    attrs = dict(idata.posterior.attrs)
+    if "model_structure" not in attrs or "model_parameters" not in attrs:
+        return None
+    shapes = json.loads(attrs["model_parameters"])  # name: shape (ArviZ stores a scalar as shape (1,))
+    names = list(shapes)
+    constant = _arviz.group(idata, "constant_data")
+    missing = [n for n in names if constant is None or _MODEL + n not in constant or constant[_MODEL + n].size != np.prod(shapes[n])]
+    if missing:
+        raise DataError(
+            f"the file describes model parameters {missing} but holds no values of their shapes for them "
+            f"(constant_data/{_MODEL}…): it is damaged or was edited; sample again and save"
+        )
+    ds = xr.Dataset(
+        {_MODEL + n: ([f"{_MODEL}{n}.dim{k}" for k in range(len(shapes[n]))], constant[_MODEL + n].values.reshape(shapes[n]))
+         for n in names},
+        attrs=attrs,
+    )  # fmt: skip
+    return ds.assign_coords(term=("term", json.loads(attrs.get("model_terms", "[]")))), names
+
+
+def _check_model(path, idata, like: PlasticityModel) -> None:
+    """Refuse a ``like`` not built as the model that was sampled, with a :class:`DataError` naming each difference."""
+    from .._errors import DataError
+
+    try:
+        stored = _stored_model(idata)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    problems = []
+    try:
+        n_stored = json.loads(idata.posterior.attrs.get("model", "{}")).get("n_trajectories")
+    except ValueError:
+        n_stored = None
+    if n_stored is not None and int(n_stored) != like.n_trajectories:
+        problems.append(f"trajectories (subjects): file has {int(n_stored)}, like= has {like.n_trajectories}")
+    if stored is not None:
+        ds, names = stored
+        # the shared check of FitResult.load: terms, parameter shapes, rule/network/observation settings
+        problems += like_differences(ds, like, names, lead=0, prefix=_MODEL)
+    if problems:
+        raise DataError(_mismatch(path, problems))
+
+
+def _check_held_values(path, idata, like: PlasticityModel, spec: ModelSpec) -> None:
+    """Refuse a ``like`` whose values of what the posterior did not sample (a fixed inverse temperature or noise
+    scale, fixed Taylor coefficients, held initial weights) differ from the sampled model's: the posterior's
+    models (``subject_model``, ``model_at``, predictive checks) are built from them."""
+    from .._errors import DataError
+
+    stored = _stored_model(idata)
+    if stored is None:
+        return
+    ds, _ = stored
+    model = fill_like(like, ds, _MODEL)
+    for g in spec.groups:  # sampled blocks: the draws say what they are, the warm start does not matter
+        model = g.set(model, g.get(like))
+    problems = []
+    given = named_leaves(like)
+    for name, a in named_leaves(model).items():
+        a, b = np.asarray(a), np.asarray(given[name])
+        if a.shape == b.shape and not np.allclose(a, b, rtol=1e-6, atol=1e-12, equal_nan=True):
+            problems.append(f"{name} (held, not sampled): file has {_brief(a)}, like= has {_brief(b)}")
+    if problems:
+        raise DataError(_mismatch(path, problems))
+
+
+def _brief(a: np.ndarray) -> str:
+    return np.array2string(np.asarray(a, dtype=float), precision=4, threshold=8, separator=", ").replace("\n", "")
+
+
+def _mismatch(path, problems: list[str]) -> str:
+    return (
+        f"{path}: the posterior was sampled with a model that differs from like=:\n  - " + "\n  - ".join(problems)
+        + "\nPass like= the model given to sample (built the same way, with the same fixed values; the starting "
+        "values of sampled parameters may differ), and the priors and hierarchy it was sampled with."
+    )
 
 
 def _describe_model(model: PlasticityModel) -> str:

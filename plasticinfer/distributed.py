@@ -8,14 +8,17 @@ further), the results are gathered onto every process over JAX's collectives (gl
 :func:`write_once` lets process 0 alone write the output file, atomically.
 
 Every function here is *collective* when more than one process runs: all processes must call it,
-in the same order, with the same arguments (the same data, model and key).
+in the same order, with the same arguments (the same data, model and key); :func:`fit_independent`,
+:func:`sample` and :func:`map` check that they were (:func:`check_same_inputs`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -29,6 +32,8 @@ T = TypeVar("T")
 
 __all__ = [
     "DistributedError",
+    "check_same_inputs",
+    "fingerprint",
     "fit_independent",
     "gather_objects",
     "initialize",
@@ -87,7 +92,9 @@ def initialize(
         num_processes: number of processes.
         process_id: this process's index, ``0 … num_processes − 1``.
         local_device_ids: devices this process uses (default: JAX's choice; under Slurm on GPUs, one each).
-        timeout: seconds to wait for every process to connect.
+        timeout: seconds to wait for every process to connect. If one never does (too large a
+            ``num_processes``, process 0 not started or unreachable), JAX's distributed client then
+            aborts this process natively (SIGABRT, ``DEADLINE_EXCEEDED``); it raises no Python exception.
     """
     if jax.distributed.is_initialized():
         return jax.process_count()
@@ -118,7 +125,7 @@ def initialize(
             local_device_ids=local_device_ids,
             initialization_timeout=timeout,
         )
-    except (RuntimeError, ValueError) as e:  # JAX: computations already ran, the coordinator never answered, a bad address
+    except (RuntimeError, ValueError) as e:  # JAX: computations already ran, a bad address (a missing process aborts natively)
         raise DistributedError(
             f"the distributed runtime did not start ({e}). Call plasticinfer.distributed.initialize() first thing in "
             f"the script, before any JAX computation, and check that {coordinator_address or 'the coordinator'} is "
@@ -175,8 +182,11 @@ def map(fn: Callable[[Any], T], items: Sequence) -> list[T]:  # noqa: A001 - mir
 
     Each process calls ``fn`` on its :func:`share` of the items (so ``fn`` may itself use all of this
     process's devices, e.g. ``fit``); results must be picklable (JAX arrays come back as NumPy arrays).
+    ``items`` must be the same on every process: their fingerprints are compared first, and if any
+    process's differ from process 0's every process raises :class:`DistributedError`.
     """
     items = list(items)
+    check_same_inputs("dist.map", items=items)
     mine = [fn(items[i]) for i in share(len(items))]
     return [r for part in gather_objects(mine) for r in part]
 
@@ -194,9 +204,28 @@ def write_once(write: Callable[[], T], *, name: str = "plasticinfer.write_once")
 
     plasticinfer's writers are atomic (a temporary file, then a rename), so readers never see
     half a file. Returns ``write()``'s value on process 0 and ``None`` elsewhere.
+
+    Every process learns whether the write succeeded: if ``write()`` raises on process 0, process 0
+    re-raises its error and every other process raises :class:`DistributedError` quoting it (``name``
+    labels the write in that message), instead of waiting for a process 0 that is gone.
     """
-    out = write() if is_main() else None
-    barrier(name)
+    out, failure = None, None
+    if is_main():
+        try:
+            out = write()
+        except BaseException as e:  # re-raised below, once the others know
+            failure = e
+    if jax.process_count() > 1:
+        # Process 0's outcome, sent to every process; the gather is also the barrier.
+        outcome = None if failure is None else f"{type(failure).__name__}: {failure}"
+        reported = gather_objects(outcome)[0]
+        if failure is None and reported is not None:
+            raise DistributedError(
+                f"{name}: process 0 failed to write, so nothing was written ({reported}). Fix what process 0 reports "
+                "(see its log) and run again"
+            )
+    if failure is not None:
+        raise failure
     return out
 
 
@@ -233,6 +262,95 @@ def unshard(tree):
 # --------------------------------------------------------------------------------------
 
 
+def _digest_into(h, obj, seen: int = 0) -> None:
+    """Feed ``obj``'s content into the hash ``h``: arrays by shape, dtype and bytes; containers by their items.
+
+    Only what is the same in every process running the same script counts: objects whose identity is
+    an address (functions, optimisers) contribute their type's name only.
+    """
+    import xarray as xr
+
+    if seen > 50:  # a deeply self-referencing structure: its type is enough
+        h.update(type(obj).__qualname__.encode())
+        return
+    if isinstance(obj, xr.Dataset):
+        for name in sorted(map(str, obj.variables)):
+            var = obj.variables[name]
+            h.update(f"<var {name} {var.dims}>".encode())
+            _digest_into(h, np.asarray(var.values), seen + 1)
+        return
+    if isinstance(obj, (str, bytes, bool, int, float, complex, type(None), np.generic)):
+        h.update(f"<{type(obj).__name__} {obj!r}>".encode())
+        return
+    if isinstance(obj, jax.Array) and jax.dtypes.issubdtype(obj.dtype, jax.dtypes.prng_key):
+        obj = jax.random.key_data(obj)
+    if isinstance(obj, jax.Array) and not obj.is_fully_addressable:  # spans processes: its layout is all we can see
+        h.update(f"<global array {obj.shape} {obj.dtype}>".encode())
+        return
+    if isinstance(obj, (np.ndarray, jax.Array)):
+        a = np.asarray(obj)
+        h.update(f"<array {a.shape} {a.dtype}>".encode())
+        if a.dtype == object:
+            for item in a.ravel():
+                _digest_into(h, item, seen + 1)
+        else:
+            h.update(np.ascontiguousarray(a).tobytes())
+        return
+    if isinstance(obj, (range, list, tuple)) and not hasattr(obj, "_fields"):
+        h.update(f"<{type(obj).__name__} {len(obj)}>".encode())
+        for item in obj:
+            _digest_into(h, item, seen + 1)
+        return
+    if isinstance(obj, dict):
+        h.update(f"<dict {len(obj)}>".encode())
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode())
+            _digest_into(h, obj[k], seen + 1)
+        return
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # equinox modules included: field by field
+        h.update(f"<{type(obj).__qualname__}>".encode())
+        for f in dataclasses.fields(obj):
+            h.update(f.name.encode())
+            _digest_into(h, getattr(obj, f.name, None), seen + 1)
+        return
+    leaves, treedef = jax.tree_util.tree_flatten(obj)
+    if treedef.num_leaves == 1 and len(leaves) == 1 and leaves[0] is obj:  # not a container JAX knows
+        h.update(f"<{type(obj).__qualname__}>".encode())
+        return
+    h.update(f"<{type(obj).__qualname__} {treedef.num_leaves}>".encode())
+    for leaf in leaves:
+        _digest_into(h, leaf, seen + 1)
+
+
+def fingerprint(obj) -> str:
+    """A short hash of ``obj``'s content (arrays' shapes, dtypes and bytes, containers' structure), equal across processes for equal inputs."""
+    h = hashlib.sha256()
+    _digest_into(h, obj)
+    return h.hexdigest()[:16]
+
+
+def check_same_inputs(what: str, **inputs) -> None:
+    """Refuse (on every process) when some process was given different ``inputs`` from process 0's (a collective).
+
+    ``what`` names the call in the message; each keyword is one input (``data=…``, ``model=…``, ``key=…``)
+    whose :func:`fingerprint` must agree across processes. Does nothing with one process.
+    """
+    if jax.process_count() == 1:
+        return
+    mine = {name: fingerprint(value) for name, value in inputs.items()}
+    everyone = gather_objects(mine)
+    differ = {name: [p for p, prints in enumerate(everyone) if prints.get(name) != everyone[0].get(name)] for name in mine}
+    differ = {name: procs for name, procs in differ.items() if procs}
+    if differ:
+        detail = "; ".join(f"{name} differs from process 0's on process(es) {', '.join(map(str, procs))}" for name, procs in differ.items())
+        raise DistributedError(
+            f"{what}: the processes were given different inputs ({detail}). Every process must load the same data, "
+            "build the same model and pass the same arguments (key included); check that each process reads the same "
+            "files and seeds its random numbers identically"
+        )
+
+
+
 def _select_subjects(model, data, index):
     from ._model import PlasticityModel
 
@@ -258,11 +376,19 @@ def fit_independent(model, data, *, key=None, **kwargs):
     (``devices=jax.local_devices()`` unless given), and the fitted parameters, histories and
     diagnostics are gathered in subject order. With one process this *is* ``fit_independent``.
 
+    The verdict on convergence (``converged``, ``convergence_message`` and the one
+    :class:`~plasticinfer.errors.ConvergenceWarning`) is made once, on every subject's gathered loss
+    history, by the same diagnosis a one-process run uses; ``interrupted`` is set if any process was.
+    Before any work the processes compare fingerprints of ``data``, ``model``, ``key`` and the other
+    arguments (all but ``devices``, ``progress`` and ``checkpoint``) and raise :class:`DistributedError` on every
+    process if any of them differs from process 0's.
+
     Each subject's fit is independent of the others, so the gathered coefficients equal a one-process
     run's (to rounding) when ``restarts=1`` (restart 0 starts from the template, unjittered) and no
     ``patience`` is set. Two things are decided per process's batch: the restart jitter (drawn from
     ``key`` for the process's block, so with ``restarts > 1`` the jittered starts differ from a
-    one-process run's) and early stopping (``patience`` stops a process when none of *its* subjects improve).
+    one-process run's) and early stopping (``patience`` stops a process when none of *its* subjects improve;
+    the subjects of a process that stopped early count as converged, as in a one-process run that stops early).
 
     Args:
         model: template model with one set of initial weights per trajectory of ``data``.
@@ -270,11 +396,18 @@ def fit_independent(model, data, *, key=None, **kwargs):
         key: PRNG key for restart jitter; every process must pass the same one.
         **kwargs: as for :func:`plasticinfer.fit_independent`.
     """
+    from ._errors import ConvergenceWarning
     from ._fit import FitResult, _as_trial_data, _check_data, check_model, fit_independent as _fit_independent, subject_labels
+    from ._optimise import CONVERGENCE_TOL, convergence
 
     processes = jax.process_count()
     if processes == 1:
         return unshard(_fit_independent(model, data, key=key, **kwargs))
+    local_only = ("devices", "progress", "checkpoint")  # may differ between processes
+    check_same_inputs(
+        "dist.fit_independent", data=data, model=model, key=key,
+        arguments={k: v for k, v in kwargs.items() if k not in local_only},
+    )
     subjects = subject_labels(data)
     data = _as_trial_data(data, "data")
     if "validation" in kwargs:
@@ -293,7 +426,10 @@ def fit_independent(model, data, *, key=None, **kwargs):
         validation = _select_subjects(model, validation, mine)[1]
     kwargs.setdefault("devices", jax.local_devices())
     block_key = None if key is None else jax.random.fold_in(key, mine.start)
-    local = unshard(_fit_independent(sub_model, sub_data, key=block_key, validation=validation, **kwargs))
+    with warnings.catch_warnings():
+        # This process's verdict covers its share only; the verdict on all subjects is given below, once.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = unshard(_fit_independent(sub_model, sub_data, key=block_key, validation=validation, **kwargs))
 
     params, static = eqx.partition((local.model, local.restarts), eqx.is_array)
     leaves, treedef = jax.tree_util.tree_flatten(params)
@@ -306,11 +442,24 @@ def fit_independent(model, data, *, key=None, **kwargs):
         diverged=np.asarray(local.diverged_at),
         stopped_early=bool(local.stopped_early),
         steps_run=int(local.steps_run),
+        interrupted=bool(local.interrupted),
     )
     parts = gather_objects(part)
     leaves = [jax.device_put(np.concatenate([p["leaves"][i] for p in parts], axis=0)) for i in range(len(leaves))]
     model_all, restarts_all = eqx.combine(jax.tree_util.tree_unflatten(treedef, leaves), static)
     longest = max(parts, key=lambda p: p["val_steps"].size)
+    # The diagnosis a one-process run makes, on every subject's chosen history (each as long as its process ran).
+    # A process that stopped early (patience) ended its subjects' fits as a one-process run would have: no verdict.
+    chosen = [
+        np.zeros(0) if p["stopped_early"] else p["loss"][s, p["best"][s]]
+        for p in parts for s in range(p["loss"].shape[0])
+    ]
+    interrupted = [p for p in parts if p["interrupted"]]
+    converged, message = convergence(
+        chosen, [f"subject {s}" for s in range(n)], tol=kwargs.get("convergence_tol", CONVERGENCE_TOL),
+        interrupted=bool(interrupted), stopped_early=all(p["stopped_early"] for p in parts),
+        steps_run=min(p["steps_run"] for p in interrupted) if interrupted else max(p["steps_run"] for p in parts),
+    )
     return FitResult(
         model=model_all,
         restarts=restarts_all,
@@ -323,6 +472,9 @@ def fit_independent(model, data, *, key=None, **kwargs):
         steps_run=max(p["steps_run"] for p in parts),
         independent=True,
         settings={**local.settings, "processes": processes},
+        interrupted=bool(interrupted),
+        converged=converged,
+        convergence_message=message,
         subjects=subjects,
     )
 
@@ -338,10 +490,16 @@ def sample(
     chain, else ``"parallel"`` over local devices when there are enough, otherwise ``"vectorized"``).
     SVI (one optimisation) is not split: every process computes it. Arguments as for ``sample``;
     ``checkpoint`` works in a one-process run only (several processes would write one file at once).
+    With several processes, fingerprints of ``data``, ``model``, ``key``, ``priors``, ``method``,
+    ``hierarchical`` and ``init`` are compared first, and a process given different ones from process 0's
+    makes every process raise :class:`DistributedError`.
     """
     from ._fit import check_key
     from .bayes._sample import NUTS, NUTSRunner, _check_sampler_checkpoint, finish, prepare, run_sampler
 
+    check_same_inputs(
+        "dist.sample", data=data, model=model, key=key, priors=priors, method=method, hierarchical=hierarchical, init=init,
+    )
     check_key(key, "sample")
     spec, method, data, latent = prepare(model, data, priors=priors, method=method, hierarchical=hierarchical, init=init)
     _check_sampler_checkpoint(method, checkpoint, checkpoint_every, resume)

@@ -43,16 +43,27 @@ def _problem():
     return model, syn.data
 
 
+def join(port: str, pid: str) -> None:
+    """Join a 2-process run on localhost as process ``pid`` (in a worker, first thing), then turn on float64;
+    a runtime that cannot start here is reported for the test to skip."""
+    import jax
+
+    import plasticinfer.distributed as dist
+
+    try:
+        dist.initialize(f"localhost:{port}", 2, int(pid), timeout=60)
+    except dist.DistributedError as e:
+        print(f"DISTRIBUTED-UNAVAILABLE: {e}", flush=True)
+        raise
+    jax.config.update("jax_enable_x64", True)
+
+
 def _worker(mode: str, out: str, port: str | None = None, pid: str | None = None) -> None:
     """``single``: the one-process reference; ``multi``: one of two processes on localhost."""
     import plasticinfer.distributed as dist
 
     if mode == "multi":
-        try:
-            dist.initialize(f"localhost:{port}", 2, int(pid), timeout=60)
-        except dist.DistributedError as e:
-            print(f"DISTRIBUTED-UNAVAILABLE: {e}", flush=True)
-            raise
+        join(port, pid)
     import jax
     import optax
 
@@ -153,18 +164,15 @@ def _free_port() -> int:
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_two_processes_on_localhost_equal_one_process(tmp_path):
-    env = _env(tmp_path / "cache")
-    _run(["single", str(tmp_path)], env, tmp_path)
+def run_two_processes(script: str, args: list[str], env: dict, cwd: Path) -> None:
+    """Run ``script args PORT PID`` as processes 0 and 1 of one distributed run on localhost; each must exit 0
+    (the test is skipped where JAX's distributed runtime cannot start)."""
     port = str(_free_port())
     procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "multi", str(tmp_path), port, str(pid)],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        subprocess.Popen([sys.executable, script, *args, port, str(pid)], env=env, cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for pid in (0, 1)
-    ]
+    ]  # fmt: skip
     outputs = []
     try:
         for p in procs:
@@ -178,6 +186,13 @@ def test_two_processes_on_localhost_equal_one_process(tmp_path):
         pytest.skip(f"JAX's distributed runtime cannot start here: {outputs[0][0][-500:]}")
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_on_localhost_equal_one_process(tmp_path):
+    env = _env(tmp_path / "cache")
+    _run(["single", str(tmp_path)], env, tmp_path)
+    run_two_processes(__file__, ["multi", str(tmp_path)], env, tmp_path)
 
     ref = np.load(tmp_path / "gathered_single_0.npz")
     assert int(ref["n_processes"]) == 1

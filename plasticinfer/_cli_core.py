@@ -293,7 +293,10 @@ def _finished_fit(path) -> bool:
 
     try:
         with h5py.File(path, "r") as f:
-            return "interrupted" in f.attrs and not int(np.asarray(f.attrs["interrupted"]).reshape(-1)[0])
+            if "interrupted" in f.attrs:
+                return not int(np.asarray(f.attrs["interrupted"]).reshape(-1)[0])
+            # an older results file (no such attribute) was written by a fit that ran to its end
+            return np.asarray(f.attrs.get("created_by", b"")).astype(str).reshape(-1)[:1].tolist() == ["plasticinfer"]
     except (OSError, ValueError, TypeError, IndexError):
         return False
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ._errors import DataError, FileFormatError, PlasticInferError
+from ._errors import DataError, FileFormatError
 from ._io import read_netcdf, write_netcdf
 from ._rules import Monomial, TaylorRule
 
@@ -334,22 +334,20 @@ def tagged(ds: xr.Dataset, kind: str, annotations: xr.Dataset | None = None) -> 
 def reading(path, noun: str):
     """Reading the contents of a results file: a variable or attribute that is missing or unreadable (a file
     damaged or cut short, or edited by hand) is one :class:`FileFormatError` naming the file and what is
-    missing, not a bare ``KeyError`` or ``JSONDecodeError``; the library's own errors pass through."""
+    missing, not a bare ``KeyError``, ``JSONDecodeError`` or pandas parser error. Only those are caught: other
+    errors (the library's own, or a library's API that changed) pass through as they are."""
+    import pandas as pd
+
+    advice = "Re-create it (re-run, or save the result again) or restore it from a copy."
     try:
         yield
-    except PlasticInferError:
-        raise
     except KeyError as e:
-        what = e.args[0] if e.args else e
-        raise FileFormatError(
-            f"{path}: a damaged or incomplete {noun}: {what!s} is missing. Re-create it (re-run, or save the result "
-            "again) or restore it from a copy."
-        ) from None
-    except (ValueError, TypeError, IndexError) as e:  # json.JSONDecodeError is a ValueError
-        raise FileFormatError(
-            f"{path}: a damaged or incomplete {noun}: {type(e).__name__}: {e}. Re-create it (re-run, or save the "
-            "result again) or restore it from a copy."
-        ) from None
+        text = str(e.args[0]) if e.args else ""
+        named = re.search(r"No variable named '([^']+)'", text)
+        what = f"variable {named.group(1)!r}" if named else (text if " " in text else repr(text))
+        raise FileFormatError(f"{path}: a damaged or incomplete {noun}: {what} is missing. {advice}") from None
+    except (json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.IntCastingNaNError) as e:
+        raise FileFormatError(f"{path}: a damaged or incomplete {noun}: {type(e).__name__}: {e}. {advice}") from None
 
 
 def read_result(path, kind: str) -> xr.Dataset:

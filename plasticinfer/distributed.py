@@ -294,7 +294,7 @@ def _digest_into(h, obj, seen: int = 0) -> None:
             for item in a.ravel():
                 _digest_into(h, item, seen + 1)
         else:
-            h.update(np.ascontiguousarray(a).tobytes())
+            h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))  # the bytes as they are: no second copy
         return
     if isinstance(obj, (range, list, tuple)) and not hasattr(obj, "_fields"):
         h.update(f"<{type(obj).__name__} {len(obj)}>".encode())

@@ -224,3 +224,21 @@ def test_load_of_a_file_without_the_model_record(choice_data, saved_posterior, t
     with pytest.raises(DataError, match="trajectories \\(subjects\\): file has 2, like= has 3"):
         bayes.Posterior.load(path, like=_choice_model(3), priors=priors)
     assert json.loads(back.idata.posterior.attrs["model"])["n_trajectories"] == 2
+
+
+def test_a_damaged_posterior_file_is_refused_by_name(saved_posterior, tmp_path):
+    """The model record cut short gave a bare JSONDecodeError; with the term list gone the file was said to hold
+    another model. Both are one FileFormatError naming the file."""
+    from plasticinfer.errors import FileFormatError
+
+    post, _ = saved_posterior
+    priors = bayes.Priors(observation=None)
+    for what, edit in (("cut", lambda a: a.update(model_parameters=a["model_parameters"][:20])),
+                       ("gone", lambda a: a.pop("model_terms"))):  # fmt: skip
+        bad = type(post)(post.idata.copy(), post.spec, post.method, post.seconds)
+        attrs = dict(bad.idata.posterior.attrs)
+        edit(attrs)
+        bad.idata.posterior.attrs = attrs
+        path = bad.save(tmp_path / f"{what}.nc")
+        with pytest.raises(FileFormatError, match=rf"{what}\.nc: a damaged or incomplete posterior"):
+            bayes.Posterior.load(path, like=_choice_model(2), priors=priors)

@@ -188,7 +188,8 @@ def test_a_damaged_comparison_folder_is_refused_by_name(tmp_path):
 
     from plasticinfer.errors import FileFormatError
 
-    res = compare(["x*r"], _flies(3), steps=5, restarts=1, progress=False)
+    # l1 given as a JAX scalar: the settings are still written (comparison.json once failed on it, half a folder written)
+    res = compare(["x*r"], _flies(3), steps=5, restarts=1, progress=False, l1=jnp.asarray(0.001))
     good = tmp_path / "good"
     res.save(good)
     back = pi.compare.ComparisonResult.load(good)
@@ -224,3 +225,20 @@ def test_a_damaged_comparison_folder_is_refused_by_name(tmp_path):
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(ComparisonError, match="a_file: exists and is not a folder"):
         res.save(tmp_path / "a_file")
+
+
+def test_a_hypothesis_that_does_not_apply_is_left_out_with_a_warning_and_the_folder_loads(tmp_path):
+    """A GRU on activity data was skipped silently but kept in the hypothesis list: the table lacked it without a
+    word, and the saved folder then read as 'cut short'."""
+    from plasticinfer.compare import GRUHypothesis
+
+    syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 2), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
+                                n_trajectories=2, n_trials=30)
+    with pytest.warns(UserWarning, match=r"\['gru'\] do not apply to these data"):
+        res = compare({"x*y": "x*y", "gru": GRUHypothesis("gru", hidden=2)}, syn.data, steps=5, restarts=1, progress=False,
+                      key=jax.random.key(1))
+    assert res.hypotheses == ["x*y"]
+    res.save(tmp_path / "c")
+    assert pi.compare.ComparisonResult.load(tmp_path / "c").hypotheses == ["x*y"]
+    with pytest.raises(ComparisonError, match="none of the hypotheses"):
+        compare({"gru": GRUHypothesis("gru", hidden=2)}, syn.data, steps=5, restarts=1, progress=False)

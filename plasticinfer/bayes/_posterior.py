@@ -15,7 +15,7 @@ import xarray as xr
 
 from .._errors import ModelError, PosteriorWarning
 from .._model import PlasticityModel
-from .._results_io import fill_like, like_differences, model_attrs, named_leaves, strip_addresses, term_names, to_json
+from .._results_io import fill_like, like_differences, reading, model_attrs, named_leaves, strip_addresses, term_names, to_json
 from .._trial_data import TrialData
 from . import _arviz
 from ._numpyro_model import Hierarchical, ModelSpec
@@ -162,9 +162,10 @@ class Posterior:
             )
         if idata.posterior.attrs.get("created_by") != "plasticinfer":
             raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
-        _check_model(path, idata, like)
         spec = ModelSpec(like, priors if priors is not None else Priors(), hierarchical)
-        _check_held_values(path, idata, like, spec)
+        with reading(path, "posterior"):
+            _check_model(path, idata, like)
+            _check_held_values(path, idata, like, spec)
         missing = [g.name for g in spec.groups if g.name not in idata.posterior]
         if missing:
             raise DataError(f"{path}: has no draws of {missing}; pass the model, priors and hierarchy it was sampled with")
@@ -457,8 +458,11 @@ def _stored_model(idata) -> tuple[xr.Dataset, list[str]] | None:
     from .._errors import DataError
 
     attrs = dict(idata.posterior.attrs)
-    if "model_structure" not in attrs or "model_parameters" not in attrs:
+    if "model_structure" not in attrs:  # written before posteriors recorded their model
         return None
+    for name in ("model_parameters", "model_terms"):  # written with it: these belong with it
+        if name not in attrs:
+            raise KeyError(f"the attribute {name!r} of the posterior group")
     shapes = json.loads(attrs["model_parameters"])  # name: shape (ArviZ stores a scalar as shape (1,))
     names = list(shapes)
     constant = _arviz.group(idata, "constant_data")

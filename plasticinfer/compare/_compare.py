@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from jaxtyping import PRNGKeyArray
@@ -107,6 +109,13 @@ def compare(
         raise ComparisonError(f"hypothesis names must be unique (baselines included); got {names}")
     if blocks is not None and np.shape(blocks) != (data.n_trajectories, data.n_trials):
         raise ComparisonError(f"blocks must have shape (trajectory, trial) = {(data.n_trajectories, data.n_trials)}")
+    skipped = [h.name for h in hyps if not h.applies_to(data)]
+    if skipped:  # e.g. a GRU (two-option choices only) on three-option data: said, not silently absent from the table
+        if len(skipped) == len(hyps):
+            raise ComparisonError(f"none of the hypotheses {skipped} applies to these data (a GRU or an agent needs two-option choice data)")
+        warnings.warn(f"hypotheses {skipped} do not apply to these data (a GRU or an agent needs two-option choice data) and were left out",
+                      stacklevel=2)
+        hyps = [h for h in hyps if h.name not in skipped]
     folds = split.folds(data, blocks=blocks)
     rows, fit_rows, coef_rows, fitted = [], [], [], {}
     todo = [(h, fold) for h in hyps + base if h.applies_to(data) for fold in folds]

@@ -45,7 +45,8 @@ class FitSettings:
         object.__setattr__(self, "steps", check_count(self.steps, "steps", error=ComparisonError))
         object.__setattr__(self, "restarts", check_count(self.restarts, "restarts", error=ComparisonError))
         object.__setattr__(self, "restart_scale", check_real(self.restart_scale, "restart_scale", minimum=0.0, error=ComparisonError))
-        object.__setattr__(self, "l1", check_l1(self.l1, error=ComparisonError))
+        # a number, also when given as a JAX scalar: the settings are saved as JSON
+        object.__setattr__(self, "l1", float(check_l1(self.l1, error=ComparisonError)))
 
     def fit_kwargs(self) -> dict:
         out = dict(steps=self.steps, l1=self.l1, progress=self.progress, fit_initial_weights=self.fit_initial_weights)

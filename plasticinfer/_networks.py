@@ -63,6 +63,11 @@ class AbstractNetwork(eqx.Module):
         """State carried between trials (none by default)."""
         return None
 
+    def held_fields(self) -> frozenset[str]:
+        """Fields a fit leaves unchanged or the network never reads: not parameters, so neither sampled nor
+        counted in AIC/BIC. None by default."""
+        return frozenset()
+
     @staticmethod
     def rule_for(rule: AbstractRule | Mapping[str, AbstractRule], name: str) -> AbstractRule:
         """The rule of weight matrix ``name``: ``rule`` itself, or its entry when users give a dict of rules by name."""
@@ -192,6 +197,9 @@ class ChoiceCircuit(AbstractNetwork):
     n_in: int = eqx.field(static=True)
     reward_expectation: bool = eqx.field(static=True, default=False)
     expectation_logit: Float[Array, ""] = eqx.field(default_factory=lambda: jnp.asarray(-1.0), converter=jnp.asarray)
+
+    def held_fields(self) -> frozenset[str]:
+        return frozenset() if self.reward_expectation else frozenset({"expectation_logit"})  # never read without it
 
     def weight_shapes(self):
         return {"w": (1, self.n_in)}

@@ -46,6 +46,11 @@ class AbstractObservationModel(eqx.Module):
     def penalty(self) -> Float[Array, ""]:
         return jnp.zeros(())
 
+    def held_fields(self) -> frozenset[str]:
+        """Fields a fit leaves unchanged (their gradient is stopped): not parameters, so neither sampled nor
+        counted in AIC/BIC. None by default."""
+        return frozenset()
+
     def check_data(self, output_shape: tuple[int, ...], observations, mask, name: str = "data") -> None:
         """Refuse data this model cannot score, with a :class:`ModelError` that says what is wrong.
 
@@ -107,6 +112,9 @@ class GaussianActivity(AbstractObservationModel):
         ls = self.log_sigma if self.learn_sigma else jax.lax.stop_gradient(self.log_sigma)
         return jnp.exp(ls)
 
+    def held_fields(self) -> frozenset[str]:
+        return frozenset() if self.learn_sigma else frozenset({"log_sigma"})
+
     def log_prob(self, output, observation):
         sigma = self.sigma
         z = (observation - output) / sigma
@@ -157,6 +165,9 @@ class BernoulliChoice(AbstractObservationModel):
     def inverse_temperature(self) -> Array:
         lt = self.log_inverse_temperature
         return jnp.exp(lt if self.learn_temperature else jax.lax.stop_gradient(lt))
+
+    def held_fields(self) -> frozenset[str]:
+        return frozenset() if self.learn_temperature else frozenset({"log_inverse_temperature"})
 
     def logit(self, drives: Array) -> Array:
         return self.inverse_temperature * (drives[..., 1] - drives[..., 0]) + self.bias

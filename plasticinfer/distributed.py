@@ -404,10 +404,7 @@ def fit_independent(model, data, *, key=None, **kwargs):
     if processes == 1:
         return unshard(_fit_independent(model, data, key=key, **kwargs))
     local_only = ("devices", "progress", "checkpoint")  # may differ between processes
-    check_same_inputs(
-        "dist.fit_independent", data=data, model=model, key=key,
-        arguments={k: v for k, v in kwargs.items() if k not in local_only},
-    )
+    given = dict(data=data, model=model, key=key, arguments={k: v for k, v in kwargs.items() if k not in local_only})
     subjects = subject_labels(data)
     data = _as_trial_data(data, "data")
     if "validation" in kwargs:
@@ -419,6 +416,8 @@ def fit_independent(model, data, *, key=None, **kwargs):
         raise DistributedError(
             f"{n} subjects cannot be split over {processes} processes; run with at most {n} processes"
         )
+    # after the arguments' own checks (each process refuses bad arguments alike), before any work
+    check_same_inputs("dist.fit_independent", **given)
     mine = share(n)
     sub_model, sub_data = _select_subjects(model, data, mine)
     validation = kwargs.pop("validation", None)
@@ -497,26 +496,27 @@ def sample(
     from ._fit import check_key
     from .bayes._sample import NUTS, NUTSRunner, _check_sampler_checkpoint, finish, prepare, run_sampler
 
-    check_same_inputs(
-        "dist.sample", data=data, model=model, key=key, priors=priors, method=method, hierarchical=hierarchical, init=init,
-    )
+    given = dict(data=data, model=model, key=key, priors=priors, method=method, hierarchical=hierarchical, init=init)
     check_key(key, "sample")
     spec, method, data, latent = prepare(model, data, priors=priors, method=method, hierarchical=hierarchical, init=init)
     _check_sampler_checkpoint(method, checkpoint, checkpoint_every, resume)
     k_run, _ = jax.random.split(key)
-    if not isinstance(method, NUTS) or jax.process_count() == 1:
-        draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume, progress)
-        return finish(spec, method, data, draws, stats, seconds, svi_loss=svi_loss, warn=warn)
-    if checkpoint is not None:
+    split = isinstance(method, NUTS) and jax.process_count() > 1
+    if split and checkpoint is not None:
         raise DistributedError(
             f"checkpoint={str(checkpoint)!r}: NUTS checkpoints are not supported across {jax.process_count()} processes "
             "(each would write the same file); sample in one process to checkpoint, or pass checkpoint=None"
         )
-    if method.chains < jax.process_count():
+    if split and method.chains < jax.process_count():
         raise DistributedError(
             f"NUTS(chains={method.chains}) cannot be split over {jax.process_count()} processes; "
             f"use at least {jax.process_count()} chains"
         )
+    # after the arguments' own checks (each process refuses bad arguments alike), before any work
+    check_same_inputs("dist.sample", **given)
+    if not split:
+        draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume, progress)
+        return finish(spec, method, data, draws, stats, seconds, svi_loss=svi_loss, warn=warn)
     mine = share(method.chains)
     local_method = method
     if method.chain_method is None:

@@ -242,3 +242,17 @@ def test_a_hypothesis_that_does_not_apply_is_left_out_with_a_warning_and_the_fol
     assert pi.compare.ComparisonResult.load(tmp_path / "c").hypotheses == ["x*y"]
     with pytest.raises(ComparisonError, match="none of the hypotheses"):
         compare({"gru": GRUHypothesis("gru", hidden=2)}, syn.data, steps=5, restarts=1, progress=False)
+
+
+def test_a_held_accept_reject_slope_is_not_counted_or_sampled():
+    """AcceptReject(learn_weight=False) holds its slope (gradient stopped), yet it was counted in AIC/BIC (n_params 3
+    for α and the intercept) and would have been sampled; a fixed softmax β never was."""
+    from plasticinfer.bayes._groups import count_free_parameters, parameter_groups
+    from plasticinfer.compare import AcceptReject, QAgentRule, agent_model
+
+    data = pi.TrialData.from_dataset(_flies(2))
+    held = agent_model(QAgentRule(0.2), AcceptReject(2.0, 0.0, learn_weight=False), data)
+    free = agent_model(QAgentRule(0.2), AcceptReject(2.0, 0.0), data)
+    assert count_free_parameters(free) - count_free_parameters(held) == 1
+    assert not any(g.name.endswith("weight") for g in parameter_groups(held))
+    assert any(g.name.endswith("weight") for g in parameter_groups(free))

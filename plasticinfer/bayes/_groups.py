@@ -21,8 +21,6 @@ from jaxtyping import Array
 
 from .._errors import ModelError
 from .._model import PlasticityModel
-from .._networks import ChoiceCircuit
-from .._observation import BernoulliChoice, GaussianActivity
 from .._rules import TaylorRule
 
 RULE, INITIAL_WEIGHTS, OBSERVATION, NETWORK = "rule", "initial_weights", "observation", "network"
@@ -89,19 +87,13 @@ def _path_name(path) -> str:
 
 
 def held_fields(module) -> set[str]:
-    """Fields of an observation model or network that a fit leaves unchanged and a posterior must hold.
-
-    ``BernoulliChoice(learn_temperature=False)`` holds its inverse temperature, ``GaussianActivity(
-    learn_sigma=False)`` its noise scale (their gradients are stopped, so sampling them would be
-    wrong), and a ``ChoiceCircuit`` without ``reward_expectation`` never reads ``expectation_logit``.
-    """
-    if isinstance(module, BernoulliChoice) and not module.learn_temperature:
-        return {"log_inverse_temperature"}
-    if isinstance(module, GaussianActivity) and not module.learn_sigma:
-        return {"log_sigma"}
-    if isinstance(module, ChoiceCircuit) and not module.reward_expectation:
-        return {"expectation_logit"}
-    return set()
+    """Fields of an observation model or network that a fit leaves unchanged and a posterior must hold:
+    what the module's own ``held_fields()`` names (e.g. ``BernoulliChoice(learn_temperature=False)`` its
+    inverse temperature, ``AcceptReject(learn_weight=False)`` its slope: their gradients are stopped, so
+    sampling them would be wrong; a ``ChoiceCircuit`` without ``reward_expectation`` never reads
+    ``expectation_logit``)."""
+    own = getattr(module, "held_fields", None)
+    return set(own()) if callable(own) else set()
 
 
 def _rule_groups(model: PlasticityModel) -> list[ParameterGroup]:

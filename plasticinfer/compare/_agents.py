@@ -191,6 +191,9 @@ class AcceptReject(AbstractObservationModel):
         self.intercept = jnp.asarray(float(intercept))
         self.learn_weight = learn_weight
 
+    def held_fields(self) -> frozenset[str]:
+        return frozenset() if self.learn_weight else frozenset({"weight"})
+
     def _z(self, drives):
         wt = self.weight if self.learn_weight else jax.lax.stop_gradient(self.weight)
         return wt * drives[..., 0] + self.intercept, wt * drives[..., 1] + self.intercept

@@ -455,20 +455,23 @@ _MODEL = "model."
 def _stored_model(idata) -> tuple[xr.Dataset, list[str]] | None:
     """The sampled model as :func:`check_like` reads one (its arrays, configuration attrs and ``term``
     coordinate) and its parameter names; ``None`` for a file written before posteriors recorded it."""
-    from .._errors import DataError
+    from .._errors import DataError, FileFormatError
 
     attrs = dict(idata.posterior.attrs)
     if "model_structure" not in attrs:  # written before posteriors recorded their model
         return None
     for name in ("model_parameters", "model_terms"):  # written with it: these belong with it
         if name not in attrs:
-            raise KeyError(f"the attribute {name!r} of the posterior group")
+            raise FileFormatError(
+                f"a damaged or incomplete posterior: the attribute {name!r} of the posterior group is missing. "
+                "Re-create it (sample again and save) or restore it from a copy."
+            )
     shapes = json.loads(attrs["model_parameters"])  # name: shape (ArviZ stores a scalar as shape (1,))
     names = list(shapes)
     constant = _arviz.group(idata, "constant_data")
     missing = [n for n in names if constant is None or _MODEL + n not in constant or constant[_MODEL + n].size != np.prod(shapes[n])]
     if missing:
-        raise DataError(
+        raise FileFormatError(
             f"the file describes model parameters {missing} but holds no values of their shapes for them "
             f"(constant_data/{_MODEL}…): it is damaged or was edited; sample again and save"
         )
@@ -486,8 +489,8 @@ def _check_model(path, idata, like: PlasticityModel) -> None:
 
     try:
         stored = _stored_model(idata)
-    except DataError as e:
-        raise DataError(f"{path}: {e}") from None
+    except DataError as e:  # a damaged file stays a FileFormatError
+        raise type(e)(f"{path}: {e}") from None
     problems = []
     try:
         n_stored = json.loads(idata.posterior.attrs.get("model", "{}")).get("n_trajectories")

@@ -257,10 +257,10 @@ def fit_cmd(
         status_note = ""
     if not bool(np.all(result.converged)):
         status_note += f"\nConvergence: {result.convergence_message}\n"
-    if interrupted and (int(result.steps_run) == 0 or _finished_fit(out / "results.nc")):
+    finished_before = interrupted and _finished_fit(out / "results.nc")
+    if interrupted and (int(result.steps_run) == 0 or finished_before):
         # a Ctrl-C never replaces a finished fit in OUT, and a fit stopped before its first step has nothing to save
-        kept = (f"{out / 'results.nc'} (a finished fit) was kept" if _finished_fit(out / "results.nc")
-                else "nothing was written")
+        kept = f"{out / 'results.nc'} (a finished fit) was kept" if finished_before else "nothing was written"
         typer.echo(
             f"interrupted after {int(result.steps_run)} steps: {kept}; this run's parameters were not saved "
             "(--checkpoint-every N saves a fit's state so that --resume can continue it).", err=True,

@@ -164,8 +164,9 @@ class Posterior:
             raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
         spec = ModelSpec(like, priors if priors is not None else Priors(), hierarchical)
         with reading(path, "posterior"):
-            _check_model(path, idata, like)
-            _check_held_values(path, idata, like, spec)
+            stored = _stored_model(path, idata)  # read once, checked twice
+            _check_model(path, idata, stored, like)
+            _check_held_values(path, stored, like, spec)
         missing = [g.name for g in spec.groups if g.name not in idata.posterior]
         if missing:
             raise DataError(f"{path}: has no draws of {missing}; pass the model, priors and hierarchy it was sampled with")
@@ -452,10 +453,10 @@ def _labels(da, name: str) -> list[str]:
 _MODEL = "model."
 
 
-def _stored_model(idata) -> tuple[xr.Dataset, list[str]] | None:
+def _stored_model(path, idata) -> tuple[xr.Dataset, list[str]] | None:
     """The sampled model as :func:`check_like` reads one (its arrays, configuration attrs and ``term``
     coordinate) and its parameter names; ``None`` for a file written before posteriors recorded it."""
-    from .._errors import DataError, FileFormatError
+    from .._errors import FileFormatError
 
     attrs = dict(idata.posterior.attrs)
     if "model_structure" not in attrs:  # written before posteriors recorded their model
@@ -463,7 +464,7 @@ def _stored_model(idata) -> tuple[xr.Dataset, list[str]] | None:
     for name in ("model_parameters", "model_terms"):  # written with it: these belong with it
         if name not in attrs:
             raise FileFormatError(
-                f"a damaged or incomplete posterior: the attribute {name!r} of the posterior group is missing. "
+                f"{path}: a damaged or incomplete posterior: the attribute {name!r} of the posterior group is missing. "
                 "Re-create it (sample again and save) or restore it from a copy."
             )
     shapes = json.loads(attrs["model_parameters"])  # name: shape (ArviZ stores a scalar as shape (1,))
@@ -472,7 +473,7 @@ def _stored_model(idata) -> tuple[xr.Dataset, list[str]] | None:
     missing = [n for n in names if constant is None or _MODEL + n not in constant or constant[_MODEL + n].size != np.prod(shapes[n])]
     if missing:
         raise FileFormatError(
-            f"the file describes model parameters {missing} but holds no values of their shapes for them "
+            f"{path}: the file describes model parameters {missing} but holds no values of their shapes for them "
             f"(constant_data/{_MODEL}…): it is damaged or was edited; sample again and save"
         )
     ds = xr.Dataset(
@@ -483,14 +484,11 @@ def _stored_model(idata) -> tuple[xr.Dataset, list[str]] | None:
     return ds.assign_coords(term=("term", json.loads(attrs.get("model_terms", "[]")))), names
 
 
-def _check_model(path, idata, like: PlasticityModel) -> None:
-    """Refuse a ``like`` not built as the model that was sampled, with a :class:`DataError` naming each difference."""
+def _check_model(path, idata, stored, like: PlasticityModel) -> None:
+    """Refuse a ``like`` not built as the model that was sampled (``stored``, from :func:`_stored_model`), with a
+    :class:`DataError` naming each difference."""
     from .._errors import DataError
 
-    try:
-        stored = _stored_model(idata)
-    except DataError as e:  # a damaged file stays a FileFormatError
-        raise type(e)(f"{path}: {e}") from None
     problems = []
     try:
         n_stored = json.loads(idata.posterior.attrs.get("model", "{}")).get("n_trajectories")
@@ -506,13 +504,12 @@ def _check_model(path, idata, like: PlasticityModel) -> None:
         raise DataError(_mismatch(path, problems))
 
 
-def _check_held_values(path, idata, like: PlasticityModel, spec: ModelSpec) -> None:
+def _check_held_values(path, stored, like: PlasticityModel, spec: ModelSpec) -> None:
     """Refuse a ``like`` whose values of what the posterior did not sample (a fixed inverse temperature or noise
     scale, fixed Taylor coefficients, held initial weights) differ from the sampled model's: the posterior's
     models (``subject_model``, ``model_at``, predictive checks) are built from them."""
     from .._errors import DataError
 
-    stored = _stored_model(idata)
     if stored is None:
         return
     ds, _ = stored

@@ -113,6 +113,33 @@ def test_uniformity_still_rejects_non_uniform_ranks_and_is_reproducible():
     assert _ranks_result(rng.integers(0, 5, (100, 1)), 4).uniformity().loc["p0", "df"] == 4
 
 
+def test_rank_plot_draws_each_bin_against_its_own_expectation():
+    """Every rank value 0 … 100 once per 7 datasets: perfectly uniform ranks. 101 values fall in bins of 10 and 11 values,
+    so the bars differ (70 or 77); each must sit on its bin's expected line (an equal-width histogram with one flat
+    line drew uniform ranks as alternately too few and too many) and span exactly its rank values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.patches import Rectangle, StepPatch
+
+    res = _ranks_result(np.repeat(np.arange(101), 7)[:, None], 100)
+    fig = res.plot()
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if type(p) is Rectangle]
+    heights = np.array([b.get_height() for b in bars])
+    assert sorted(set(heights)) == [70, 77]
+    expected = [p for p in ax.patches if isinstance(p, StepPatch) and not p.get_fill()][0].get_data().values
+    np.testing.assert_array_equal(heights, expected)
+    lefts = np.array([b.get_x() for b in bars])
+    widths = np.array([b.get_width() for b in bars])
+    np.testing.assert_array_equal(np.r_[lefts, lefts[-1] + widths[-1]], np.r_[lefts[0], lefts + widths])
+    assert lefts[0] == 0 and lefts[-1] + widths[-1] == 101 and widths.sum() == 101
+    assert res.uniformity().loc["p0", "chi2"] == 0.0  # the test and the plot use the same bins
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. Divergence advice for hierarchical fits
 # ---------------------------------------------------------------------------------------------

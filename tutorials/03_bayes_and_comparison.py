@@ -48,7 +48,7 @@ jax.config.update("jax_enable_x64", True)
 SMALL = os.environ.get("PLASTICINFER_TUTORIAL_SMALL") == "1"
 OUT = Path(os.environ.get("PLASTICINFER_TUTORIAL_OUT", tempfile.mkdtemp(prefix="plasticinfer-tutorial03-")))
 N_SUBJECTS, TRIALS_PER_BLOCK = (3, 60) if SMALL else (12, 80)
-NUTS = bayes.NUTS(warmup=100, samples=100) if SMALL else bayes.NUTS(warmup=500, samples=500)
+NUTS = bayes.NUTS(warmup=100, samples=100, max_tree_depth=6) if SMALL else bayes.NUTS(warmup=500, samples=500)
 STEPS, RESTARTS = (30, 2) if SMALL else (200, 4)
 root = jax.random.key(2024)
 k_data, k_fit, k_post, k_id, k_hier, k_cmp = jax.random.split(root, 6)

@@ -32,6 +32,24 @@ from ._priors import Priors
 from ._sample import NUTS, NUTSRunner
 
 
+def rank_bins(n_rank_draws: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bins of the rank values 0 … n_rank_draws for the uniformity test and the rank plot.
+
+    Bin k holds the integer values ``edges[k]`` … ``edges[k+1] − 1``: runs of consecutive values as equal as
+    integers allow, none empty (fewer bins than asked if there are fewer values). ``share[k]`` is the
+    fraction of datasets uniform ranks put in bin k (its number of values over n_rank_draws + 1).
+    """
+    n_values = int(n_rank_draws) + 1
+    edges = np.unique(np.round(np.linspace(0, n_values, min(int(bins), n_values) + 1)).astype(np.int64))
+    return edges, np.diff(edges) / n_values
+
+
+def rank_counts(ranks: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """How many of the integer ``ranks`` fall in each bin of :func:`rank_bins`."""
+    n_bins = len(edges) - 1
+    return np.bincount(np.searchsorted(edges, np.asarray(ranks, dtype=np.int64), side="right") - 1, minlength=n_bins)[:n_bins]
+
+
 @dataclass
 class CalibrationResult:
     """Ranks and coverage from simulation-based calibration.
@@ -91,14 +109,12 @@ class CalibrationResult:
         from scipy import stats  # here, not at import: scipy.stats costs every `import plasticinfer` ~0.5 s
 
         n_values = int(self.n_rank_draws) + 1
-        # bin k holds rank values edges[k] … edges[k+1] − 1: as equal as integers allow, none empty
-        edges = np.unique(np.round(np.linspace(0, n_values, min(int(bins), n_values) + 1)).astype(np.int64))
-        share = np.diff(edges) / n_values
+        edges, share = rank_bins(self.n_rank_draws, bins)
         rows = []
         total_chi2, total_df = 0.0, 0
         for j, name in enumerate(self.names):
             ranks = np.asarray(self.ranks[:, j], dtype=np.int64)
-            counts = np.bincount(np.searchsorted(edges, ranks, side="right") - 1, minlength=len(share))[: len(share)]
+            counts = rank_counts(ranks, edges)
             chi2, p_chi2 = stats.chisquare(counts, f_exp=share * counts.sum())
             u = (ranks + np.random.default_rng([20180, j]).random(ranks.shape)) / n_values
             ks = stats.kstest(u, "uniform")

@@ -58,18 +58,27 @@ def _key(label: str) -> str:
 
 
 def plot_ranks(ranks: np.ndarray, n_draws: int, names: list[str], coverage: Mapping[str, float] | None = None, bins: int = 10):
-    """Histogram of simulation-based-calibration ranks per parameter, with the uniform 99 % band."""
+    """Histogram of simulation-based-calibration ranks per parameter, with what uniform ranks give.
+
+    The bins are those of :meth:`CalibrationResult.uniformity` (runs of consecutive integer ranks, as equal
+    as integers allow); each bar spans its rank values, and the grey line and band are that bin's expected
+    count and central 99 % binomial range under uniform ranks (so a bin holding one value more than its
+    neighbours is drawn against its own, higher, expectation).
+    """
     import matplotlib.pyplot as plt
     from scipy import stats
 
+    from ._calibration import rank_bins, rank_counts
+
     n_sets, k = ranks.shape
+    edges, share = rank_bins(n_draws, bins)
+    expected = n_sets * share
+    lo, hi = stats.binom.ppf(0.005, n_sets, share), stats.binom.ppf(0.995, n_sets, share)
     fig, axes = plt.subplots(1, k, figsize=(3.2 * k, 2.8), squeeze=False)
-    expected = n_sets / bins
-    lo, hi = stats.binom.ppf([0.005, 0.995], n_sets, 1.0 / bins)
     for j, ax in enumerate(axes[0]):
-        counts, edges = np.histogram(ranks[:, j], bins=bins, range=(0, n_draws + 1))
-        ax.axhspan(lo, hi, color="0.85", zorder=0)
-        ax.axhline(expected, color="0.5", lw=1)
+        counts = rank_counts(ranks[:, j], edges)
+        ax.stairs(hi, edges, baseline=lo, fill=True, color="0.85", zorder=0)
+        ax.stairs(expected, edges, color="0.5", lw=1, baseline=None)
         ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="C0", edgecolor="white")
         title = names[j]
         if coverage is not None and names[j] in coverage:

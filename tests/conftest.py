@@ -152,15 +152,16 @@ def _full_optimisation_for_slow_tests(request):
 # self-contained tests (no module-scoped fixtures) start first, longest first; every other test keeps its place.
 # Seconds: the last full run that printed durations (2 cores).
 LONGEST_FIRST = (
-    "tests/test_tutorials.py::test_tutorial_runs[04_fly_reward_learning.py]",  # 186
-    "tests/test_docs_commands.py::test_documented_commands_run",  # 136
-    "tests/test_tutorial_03.py::test_tutorial_03_runs",  # 116
-    "tests/test_tutorial_09.py::test_tutorial_09_runs",  # 67
-    "tests/test_tutorial_05.py::test_tutorial_05_runs_small",  # 53
-    "tests/test_distributed.py::test_two_processes_on_localhost_equal_one_process",  # 47
-    "tests/test_bayes_calibration.py::test_sbc_small_rule_is_calibrated",  # 44
-    "tests/test_cli.py::test_simulate_then_fit",  # 33
-    "tests/test_discovery_search.py::test_oja_rediscovered_at_39_inputs",  # 31
+    "tests/test_docs_commands.py::test_documented_commands_run",  # 129
+    "tests/test_tutorials.py::test_tutorial_runs[04_fly_reward_learning.py]",  # 84
+    "tests/test_tutorial_03.py::test_tutorial_03_runs",  # 72
+    "tests/test_fly.py::test_hierarchical_fit_recovers_population_decay",  # 57
+    "tests/test_cli_resume.py::test_fly_nuts_interrupted_then_resumed_equals_uninterrupted",  # 55
+    "tests/test_tutorial_09.py::test_tutorial_09_runs",  # 55
+    "tests/test_tutorial_05.py::test_tutorial_05_runs_small",  # 45
+    "tests/test_distributed.py::test_two_processes_on_localhost_equal_one_process",  # 44
+    "tests/test_bayes_calibration.py::test_sbc_small_rule_is_calibrated",  # 43
+    "tests/test_cli.py::test_simulate_then_fit",  # 43
 )
 
 

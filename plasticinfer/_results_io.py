@@ -308,6 +308,12 @@ def model_attrs(model) -> dict[str, str]:
 # --------------------------------------------------------------------------------------
 
 
+def duration(seconds: float, spec: str = ".1f") -> str:
+    """``"12.3 s"`` for a run timed in this session; a loaded result's wall time is NaN (results files hold no
+    wall times, so that the same run saves the same bytes), shown as ``"wall time not saved"``."""
+    return f"{seconds:{spec}} s" if np.isfinite(seconds) else "wall time not saved"
+
+
 def result_attrs(kind: str) -> dict[str, str]:
     """The attributes that mark a file as a plasticinfer result of ``kind`` (a key of :data:`FORMATS`)."""
     return {"created_by": "plasticinfer", "format": FORMATS[kind][0]}

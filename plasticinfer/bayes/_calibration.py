@@ -24,6 +24,7 @@ from .._errors import ModelError
 from .._fit import fit
 from .._interrupt import finished
 from .._progress import show_progress
+from .._results_io import duration
 from .._model import PlasticityModel
 from .._trial_data import TrialData
 from ._arviz import check_interval
@@ -64,7 +65,8 @@ class CalibrationResult:
         posterior_mean, posterior_sd: per dataset and parameter.
         divergences: divergent transitions per dataset.
         max_rhat: largest R-hat per dataset.
-        seconds: total wall time.
+        seconds: total wall time; NaN for a loaded result (files hold no wall times: the same run saves the
+            same bytes).
     """
 
     names: list[str]
@@ -130,7 +132,7 @@ class CalibrationResult:
         cov = self.coverage
         lines = [
             f"simulation-based calibration: {self.n_datasets} datasets, ranks among {self.n_rank_draws} draws, "
-            f"{self.seconds:.0f} s",
+            f"{duration(self.seconds, '.0f')}",
             f"{int(100 * self.interval)} % interval coverage: overall {100 * self.overall_coverage:.1f} %",
         ]
         for name in self.names:
@@ -153,7 +155,7 @@ class CalibrationResult:
     def to_dataset(self):
         """The content of the file :meth:`save` writes (format ``plasticinfer-calibration/1``): ``truth``,
         ``rank``, ``covered``, ``posterior_mean``, ``posterior_sd`` over (dataset, parameter), ``divergences`` and
-        ``max_rhat`` per dataset; attributes ``n_rank_draws``, ``interval``, ``seconds``."""
+        ``max_rhat`` per dataset; attributes ``n_rank_draws``, ``interval`` (no wall time)."""
         import xarray as xr
 
         from .._results_io import tagged
@@ -170,7 +172,7 @@ class CalibrationResult:
                 "max_rhat": ("dataset", np.asarray(self.max_rhat)),
             },
             coords={"parameter": list(self.names)},
-            attrs={"n_rank_draws": int(self.n_rank_draws), "interval": float(self.interval), "seconds": float(self.seconds)},
+            attrs={"n_rank_draws": int(self.n_rank_draws), "interval": float(self.interval)},
         )
         return tagged(ds, "calibration")
 
@@ -199,7 +201,7 @@ class CalibrationResult:
                 posterior_sd=ds["posterior_sd"].values,
                 divergences=ds["divergences"].values,
                 max_rhat=ds["max_rhat"].values,
-                seconds=float(ds.attrs["seconds"]),
+                seconds=float(ds.attrs.get("seconds", np.nan)),
             )
 
     def to_dataframe(self) -> pd.DataFrame:

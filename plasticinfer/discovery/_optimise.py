@@ -43,7 +43,8 @@ class SearchResult:
             (for CMA-ES: the best of each generation); NaN where it was non-finite (the gradient search
             then steps back and goes on: ``settings["skipped_steps"]`` counts those steps per restart).
         method: ``"gradient"`` or ``"cma-es"``.
-        wall_time: seconds spent optimising (compilation included), excluding the final evaluation.
+        wall_time: seconds spent optimising (compilation included), excluding the final evaluation; NaN for
+            a loaded result (files hold no wall times: the same search saves the same bytes).
         settings: the arguments that shaped the search.
         converged: per restart, whether its loss history had settled (the diagnostics every fit uses,
             for a noisy objective: ``plasticinfer._optimise.diagnose``); a ``ConvergenceWarning`` when the
@@ -109,7 +110,6 @@ class SearchResult:
             ds["converged"] = xr.DataArray(np.asarray(self.converged, dtype=np.int8), dims=["restart"])
         ds.attrs.update(
             method=self.method,
-            wall_time_s=float(self.wall_time),
             settings=to_json(self.settings),
             convergence_messages=json.dumps(list(self.convergence_messages)),
             best_restart=int(self.best),
@@ -136,16 +136,18 @@ class SearchResult:
             metrics = {k[len("metric."):]: ds[k].values for k in ds.data_vars if k.startswith("metric.")}
             return cls(
                 rules, ds["loss"].values, metrics, ds["success"].values.astype(bool), ds["loss_history"].values,
-                str(ds.attrs["method"]), float(ds.attrs["wall_time_s"]), json.loads(ds.attrs["settings"]),
+                str(ds.attrs["method"]), float(ds.attrs.get("wall_time_s", np.nan)), json.loads(ds.attrs["settings"]),
                 converged=ds["converged"].values.astype(bool) if "converged" in ds else None,
                 convergence_messages=tuple(json.loads(ds.attrs.get("convergence_messages", "[]"))),
             )  # fmt: skip
 
     def summary(self) -> str:
+        from .._results_io import duration
+
         ok = int(self.success.sum())
         return (
             f"{self.method}: {ok}/{self.n_restarts} restarts meet the objective; best held-out loss "
-            f"{np.nanmin(self.losses):.3g} (restart {self.best}); {self.wall_time:.1f} s\n{self.equation(threshold=1e-3)}"
+            f"{np.nanmin(self.losses):.3g} (restart {self.best}); {duration(self.wall_time)}\n{self.equation(threshold=1e-3)}"
         )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._results_io import duration
 from ._common import DiscoveryError
 from ._families import RuleFamily, coefficient_table, normalise
 from ._homeostasis import TraceRule
@@ -97,7 +98,7 @@ def summary_markdown(
     lines = [f"# {title}", ""]
     ok = int(np.sum(result.success))
     lines += [
-        f"- method: **{result.method}**, {result.n_restarts} restarts, {result.wall_time:.1f} s",
+        f"- method: **{result.method}**, {result.n_restarts} restarts, {duration(result.wall_time)}",
         f"- restarts meeting the objective (held-out episode): **{ok} / {result.n_restarts}**",
         f"- best held-out loss: {np.nanmin(result.losses):.4g} (restart {result.best})",
         "",

@@ -50,7 +50,7 @@ class FamiliesResult:
 
         For reading by eye: ``posterior`` (sample, parameter), ``theta`` (simulation, parameter), ``summaries``
         (simulation, summary), ``accepted`` (simulation) and attributes ``n_neurons``, ``plastic``,
-        ``posterior_fraction_plausible``, ``prior_fraction_plausible``, ``simulations_per_minute``. For
+        ``posterior_fraction_plausible``, ``prior_fraction_plausible`` (no wall times: the same study saves the same bytes). For
         :meth:`load`: the NPE result under ``npe.`` (as ``NPEResult.save`` writes it), the SBC result under
         ``sbc.`` (if any), and the task, constraints, predictive check, memory report and names as a record
         (``record.<path>`` arrays, ``record_structure``).
@@ -73,7 +73,6 @@ class FamiliesResult:
                 "plastic": ",".join(self.task.plastic),
                 "posterior_fraction_plausible": self.check.posterior_fraction,
                 "prior_fraction_plausible": self.check.prior_fraction,
-                "simulations_per_minute": self.npe.simulations_per_minute,
             },
         )
         record = {"task": self.task, "constraints": self.constraints, "check": self.check, "memory": self.memory, "memory_names": self.memory_names}
@@ -117,8 +116,11 @@ class FamiliesResult:
             "",
             "## Simulation-based inference",
             "",
-            f"{len(self.npe.theta)} simulations ({self.npe.dropped} non-finite dropped) at {self.npe.simulations_per_minute:.1f} per minute "
-            f"({self.simulated_seconds_per_wall_second:.2f} simulated s per wall s, batched); NPE training {self.npe.training_seconds:.1f} s.",
+            f"{len(self.npe.theta)} simulations ({self.npe.dropped} non-finite dropped) " + (
+                f"at {self.npe.simulations_per_minute:.1f} per minute ({self.simulated_seconds_per_wall_second:.2f} simulated s per "
+                f"wall s, batched); NPE training {self.npe.training_seconds:.1f} s."
+                if np.isfinite(self.npe.simulation_seconds) else "(speeds not saved in results files)."
+            ),
             "",
             "### Posterior predictive check (fraction meeting every constraint)",
             "",

@@ -193,7 +193,8 @@ class NPEResult:
         posterior (the flow's weights and masks, the prior, the standardisation) as ``posterior.<path>``, the prior's
         class (``prior_structure``), ``theta`` (simulation, parameter), ``x`` (simulation, summary),
         ``loss_history`` and ``validation_history`` per epoch; attributes ``flow_layers``, ``nn_width`` (how to
-        rebuild the flow), ``dropped``, ``simulation_seconds``, ``training_seconds``. No code is stored."""
+        rebuild the flow), ``dropped``. No code and no wall times are stored (the same run saves the same bytes; a
+        loaded result's ``simulation_seconds`` and ``training_seconds`` are NaN)."""
         import xarray as xr
 
         from .._results_io import encode_structure, model_variables, tagged, to_json
@@ -213,8 +214,6 @@ class NPEResult:
                 "flow_layers": int(p.flow_layers),
                 "nn_width": int(p.nn_width),
                 "dropped": int(self.dropped),
-                "simulation_seconds": float(self.simulation_seconds),
-                "training_seconds": float(self.training_seconds),
             },
         )
         return tagged(ds, "npe")
@@ -261,8 +260,8 @@ class NPEResult:
             theta=ds["theta"].values,
             x=ds["x"].values,
             dropped=int(ds.attrs["dropped"]),
-            simulation_seconds=float(ds.attrs["simulation_seconds"]),
-            training_seconds=float(ds.attrs["training_seconds"]),
+            simulation_seconds=float(ds.attrs.get("simulation_seconds", np.nan)),
+            training_seconds=float(ds.attrs.get("training_seconds", np.nan)),
             loss_history=ds["loss_history"].values,
             validation_history=ds["validation_history"].values,
         )

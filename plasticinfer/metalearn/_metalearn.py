@@ -69,7 +69,8 @@ class MetaLearnResult:
         coeff_history: coefficients at each validation point, (n_validations, terms).
         diverged_at: the first step with a non-finite loss or meta-gradient; −1: never (as on
             :class:`~plasticinfer.FitResult`).
-        wall_time: seconds spent in the meta-training loop (compilation included).
+        wall_time: seconds spent in the meta-training loop (compilation included); NaN for a loaded result
+            (files hold no wall times: the same run saves the same bytes).
         converged / convergence_message: whether the meta-loss had settled at the step limit, and why
             not (the diagnostics every fit uses, for a noisy loss; a ``ConvergenceWarning`` when not).
     """
@@ -95,7 +96,7 @@ class MetaLearnResult:
         ``final_rule.coeffs`` by ``term`` (with ``alias``), the rules' terms and η (``rule_structure``,
         ``final_rule_structure``), ``loss_history`` (step), ``validation_history`` and ``validation_step``
         (validation), ``coeff_history`` (validation, term); attributes ``diverged_at``, ``steps_run``,
-        ``wall_time_s``, ``settings``, ``converged``, ``convergence_message``, ``equation``. ``annotations``
+        ``settings``, ``converged``, ``convergence_message``, ``equation``. ``annotations``
         (a report's extra variables) are merged in; :meth:`load` ignores them."""
         import xarray as xr
 
@@ -124,7 +125,6 @@ class MetaLearnResult:
                 "equation": self.rule.equation(),
                 "diverged_at": int(self.diverged_at),
                 "steps_run": int(self.steps_run),
-                "wall_time_s": float(self.wall_time),
                 "settings": to_json(self.settings),
                 "converged": int(self.converged),
                 "convergence_message": self.convergence_message,
@@ -158,7 +158,7 @@ class MetaLearnResult:
                 coeff_history=ds["coeff_history"].values,
                 diverged_at=int(ds.attrs["diverged_at"]),
                 steps_run=int(ds.attrs["steps_run"]),
-                wall_time=float(ds.attrs["wall_time_s"]),
+                wall_time=float(ds.attrs.get("wall_time_s", np.nan)),
                 settings=json.loads(ds.attrs["settings"]),
                 converged=bool(ds.attrs["converged"]),
                 convergence_message=str(ds.attrs["convergence_message"]),

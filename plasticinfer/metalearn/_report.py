@@ -157,7 +157,7 @@ class FeedbackAlignmentReport:
         rule, ``rule_coefficient`` (rule, term) of every learner's rule, the held-out ``accuracy`` and
         ``query_loss`` (learner, episode), ``learning_curve`` (learner, episode, seen), ``tuning_loss_<learner>``
         (scale), and attributes ``surviving_equation``, ``threshold``, ``learning_rate``, ``experiment_settings``,
-        ``timings``, ``kind``."""
+        ``kind`` (no ``timings``: they are in ``summary.md``, and the same run saves the same bytes)."""
         import xarray as xr
 
         ev = self.evaluation
@@ -191,7 +191,6 @@ class FeedbackAlignmentReport:
                 "threshold": self.threshold,
                 "learning_rate": self.rule.learning_rate,
                 "experiment_settings": json.dumps(self.settings, default=str),
-                "timings": json.dumps(self.timings),
                 "kind": "feedback-alignment meta-learning",
             }
         )

@@ -31,7 +31,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import plasticinfer as pi  # noqa: E402
-from plasticinfer._convert import choice_data  # noqa: E402
 from plasticinfer.compare import (  # noqa: E402
     ComparisonResult,
     GRUHypothesis,
@@ -119,18 +118,18 @@ def run(name, data, split, args, key):
         nlik=("nlik", "mean"), se=("nlik", lambda x: x.std(ddof=1) / np.sqrt(len(x))), n=("nlik", "size"),
         params=("n_params", "max"))
     classical = [h for h in summary.index if kinds[h] in ("agent", "population")]  # shared or population
-    best_classical = summary.loc[classical, "nlik"].idxmax()
+    best_classical = summary.loc[classical, "nlik"].idxmax() if classical else None  # none under --only without an agent
     table = []
     for h, r in summary.sort_values("nlik", ascending=False).iterrows():
         p = np.nan
-        if h != best_classical:
+        if best_classical is not None and h != best_classical:
             a = ps[ps.hypothesis == h].set_index("subject")["heldout_ll_per_obs"]
             b = ps[ps.hypothesis == best_classical].set_index("subject")["heldout_ll_per_obs"]
             common = a.index.intersection(b.index)
             p = wilcoxon_signed_rank(a.loc[common].to_numpy(), b.loc[common].to_numpy(), alternative="two-sided").p_value
         table.append({"model": h, "kind": kinds[h], "params": int(r.params), "norm. lik.": f"{r.nlik:.4f} ± {r.se:.4f}",
                       "p vs best classical": p, "fit s": times.get(h, np.nan)})
-    print(f"\n{name}: {summary['n'].iloc[0]} held-out animals; best classical agent = {best_classical}")
+    print(f"\n{name}: {summary['n'].iloc[0]} held-out animals; best classical agent = {best_classical or 'none in this run (no p)'}")
     print(pd.DataFrame(table).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     for label, kind, _, h in rows:
         if kind == "found":
@@ -140,7 +139,7 @@ def run(name, data, split, args, key):
     s = summary["nlik"]
     gru = [h for h in s.index if kinds[h] == "gru"]
     found = [h for h in s.index if kinds[h] == "found"]
-    if gru and found:
+    if gru and found and best_classical is not None:
         g, f, c = s[gru].max(), s[found].max(), s[best_classical]
         gap = g - c
         print(f"  gap GRU − best classical = {gap:+.4f}; best found rule closes "
@@ -170,7 +169,7 @@ def main():
     t_all = time.perf_counter()
     for name in args.datasets:
         ds = pi.datasets.load(name)
-        data = choice_data(ds)
+        data = pi.TrialData.from_dataset(ds)
         if name == "mohanta2022":
             split, how = dataset_split(ds)
         else:

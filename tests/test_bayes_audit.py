@@ -128,13 +128,16 @@ def test_rank_plot_draws_each_bin_against_its_own_expectation():
     bars = [p for p in ax.patches if type(p) is Rectangle]
     heights = np.array([b.get_height() for b in bars])
     assert sorted(set(heights)) == [70, 77]
-    expected = [p for p in ax.patches if isinstance(p, StepPatch) and not p.get_fill()][0].get_data().values
-    np.testing.assert_array_equal(heights, expected)
+    line = [p for p in ax.patches if isinstance(p, StepPatch) and not p.get_fill()][0]
+    np.testing.assert_array_equal(heights, line.get_data().values)
+    assert line.get_zorder() > max(b.get_zorder() for b in bars)  # drawn over the bars, not hidden behind them
     lefts = np.array([b.get_x() for b in bars])
     widths = np.array([b.get_width() for b in bars])
     np.testing.assert_array_equal(np.r_[lefts, lefts[-1] + widths[-1]], np.r_[lefts[0], lefts + widths])
     assert lefts[0] == 0 and lefts[-1] + widths[-1] == 101 and widths.sum() == 101
     assert res.uniformity().loc["p0", "chi2"] == 0.0  # the test and the plot use the same bins
+    with pytest.raises(pi.ModelError, match="bins=0"):
+        res.uniformity(bins=0)
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -211,6 +214,7 @@ def test_identical_runs_save_identical_bytes(choice_data, saved_posterior, tmp_p
     back = bayes.Posterior.load(path, like=_choice_model(2), priors=bayes.Priors(observation=None))
     assert np.isnan(back.seconds)  # … and is not in the file
     assert "seconds" not in back.idata.posterior.attrs and "created_at" not in back.idata.posterior.attrs
+    assert np.isnan(back.seconds) and "wall time not saved" in repr(back) and "nan" not in repr(back)
 
 
 def test_load_refuses_a_model_other_than_the_one_sampled(saved_posterior):

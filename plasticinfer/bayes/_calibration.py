@@ -40,6 +40,8 @@ def rank_bins(n_rank_draws: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
     integers allow, none empty (fewer bins than asked if there are fewer values). ``share[k]`` is the
     fraction of datasets uniform ranks put in bin k (its number of values over n_rank_draws + 1).
     """
+    if int(bins) < 1:
+        raise ModelError(f"bins={bins}: the rank histogram needs at least one bin")
     n_values = int(n_rank_draws) + 1
     edges = np.unique(np.round(np.linspace(0, n_values, min(int(bins), n_values) + 1)).astype(np.int64))
     return edges, np.diff(edges) / n_values

@@ -78,7 +78,7 @@ def plot_ranks(ranks: np.ndarray, n_draws: int, names: list[str], coverage: Mapp
     for j, ax in enumerate(axes[0]):
         counts = rank_counts(ranks[:, j], edges)
         ax.stairs(hi, edges, baseline=lo, fill=True, color="0.85", zorder=0)
-        ax.stairs(expected, edges, color="0.5", lw=1, baseline=None)
+        ax.stairs(expected, edges, color="0.3", lw=1, baseline=None, zorder=2.5)  # over the bars
         ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="C0", edgecolor="white")
         title = names[j]
         if coverage is not None and names[j] in coverage:

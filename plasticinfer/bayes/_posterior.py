@@ -353,7 +353,7 @@ class Posterior:
         return msgs
 
     def ess_per_second(self) -> pd.Series:
-        """Bulk ESS per second of sampler wall time, per scalar."""
+        """Bulk ESS per second of sampler wall time, per scalar (NaN for a loaded posterior: files hold no wall time)."""
         return self.summary()["ess_bulk"] / self.seconds
 
     # ---- models ------------------------------------------------------------------------------
@@ -431,8 +431,10 @@ class Posterior:
         return plot_pairs(self.flat(names), truth=truth, max_draws=max_draws)
 
     def __repr__(self) -> str:
+        from .._results_io import duration
+
         return (
-            f"Posterior({self.method!r}, {self.n_chains} chains × {self.n_draws} draws, {self.seconds:.1f} s, "
+            f"Posterior({self.method!r}, {self.n_chains} chains × {self.n_draws} draws, {duration(self.seconds)}, "
             f"variables {self.spec.reported_variables()})"
         )
 

@@ -214,7 +214,7 @@ def test_identical_runs_save_identical_bytes(choice_data, saved_posterior, tmp_p
     back = bayes.Posterior.load(path, like=_choice_model(2), priors=bayes.Priors(observation=None))
     assert np.isnan(back.seconds)  # … and is not in the file
     assert "seconds" not in back.idata.posterior.attrs and "created_at" not in back.idata.posterior.attrs
-    assert np.isnan(back.seconds) and "wall time not saved" in repr(back) and "nan" not in repr(back)
+    assert "wall time not saved" in repr(back) and "nan" not in repr(back)
 
 
 def test_load_refuses_a_model_other_than_the_one_sampled(saved_posterior):

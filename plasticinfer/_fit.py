@@ -21,7 +21,7 @@ from jaxtyping import PRNGKeyArray
 from .distributed import unshard
 from ._errors import DivergenceWarning, FitDivergedError, ModelError
 from ._fit_result import FitResult, index_model as _index_model
-from ._model import PlasticityModel
+from ._model import PlasticityModel, one_float_dtype
 from ._optimise import CONVERGENCE_TOL, USER_OPTIMISER, _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence  # noqa: F401 (re-exported)
 from ._trial_data import TrialData
 
@@ -138,6 +138,13 @@ def _check_data(model: PlasticityModel, data: TrialData, name: str, *, rule_fitt
                 "NaN/inf into every later trial and every gradient. Clean that trial, or set its inputs to 0 if it is "
                 "padding (mask False there)"
             )
+    if rule_fitted and name == "data" and not mask.reshape(mask.shape[:2] + (-1,))[:, 1:].any():
+        raise ModelError(
+            f"{name} has no observation after the first trial of any trajectory ({mask.shape[1]} trial(s) each): every "
+            "trial is predicted from the weights before it, so the rule never reaches the likelihood and its "
+            "coefficients cannot be fitted. If each subject's session was read as many one-trial subjects, transpose "
+            "it (rows are subjects, columns trials); to fit only the other parts, pass fit_rule=False"
+        )
     model.check_data(data, name, rule_fitted=rule_fitted)
 
 
@@ -167,6 +174,17 @@ def _check_arguments(model, data, validation, restarts, key, steps, optimiser, f
     if validation is not None:
         _check_data(model, validation, "validation", rule_fitted=fit_rule)
     return _DEFAULT_OPTIMISER if optimiser is None else optimiser
+
+
+def _check_free(params, fit_rule, fit_initial_weights, fit_observation, fit_network) -> None:
+    """Refuse a fit with no free parameter (every part held, or the rule's every term fixed)."""
+    if not jax.tree_util.tree_leaves(params):
+        parts = dict(fit_rule=fit_rule, fit_initial_weights=fit_initial_weights, fit_observation=fit_observation, fit_network=fit_network)
+        held = ", ".join(f"{k}={v}" for k, v in parts.items())
+        raise ModelError(
+            f"nothing to fit: with {held} the model has no free parameter (a held part, or a rule whose terms are all "
+            "fixed, has none). To score a model as it is, use model.log_likelihood(data)"
+        )
 
 
 def check_count(value, what: str, minimum: int = 1, error: type[Exception] = ModelError) -> int:
@@ -301,6 +319,8 @@ def fit(
     with ``result.interrupted`` True (and an :class:`InterruptedWarning`).
     """
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
+    if isinstance(model, PlasticityModel):
+        model = one_float_dtype(model, like=data)
     optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule, restart_scale=restart_scale,
                                  clip_norm=clip_norm, convergence_tol=convergence_tol, patience=patience)
     l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
@@ -308,6 +328,7 @@ def fit(
         model, rule=fit_rule, initial_weights=fit_initial_weights, observation=fit_observation, network=fit_network
     )
     params, static = eqx.partition(model, spec)
+    _check_free(params, fit_rule, fit_initial_weights, fit_observation, fit_network)
     frozen, static = eqx.partition(static, eqx.is_array)
     rule_on_params = eqx.filter(trainable_filter(model, initial_weights=False, observation=False, network=False), spec)
     params_b = _perturb(params, key if key is not None else jax.random.key(0), restart_scale, restarts, rule_on_params)
@@ -389,6 +410,8 @@ def fit_independent(
     """
     subjects = subject_labels(data)
     data, validation = _as_trial_data(data, "data"), _as_trial_data(validation, "validation")
+    if isinstance(model, PlasticityModel):
+        model = one_float_dtype(model, like=data)
     optimiser = _check_arguments(model, data, validation, restarts, key, steps, optimiser, fit_rule, restart_scale=restart_scale,
                                  clip_norm=clip_norm, convergence_tol=convergence_tol, patience=patience)
     l1, steps, restarts = check_l1(l1), int(steps), int(restarts)
@@ -400,6 +423,7 @@ def fit_independent(
         one, rule=fit_rule, initial_weights=fit_initial_weights, observation=fit_observation, network=fit_network
     )
     params_s, static = eqx.partition(per_subject, spec)
+    _check_free(params_s, fit_rule, fit_initial_weights, fit_observation, fit_network)
     frozen_s, static = eqx.partition(static, eqx.is_array)  # frozen arrays carry the subject axis
     rule_on_params = eqx.filter(trainable_filter(one, initial_weights=False, observation=False, network=False), spec)
     keys = jax.random.split(key if key is not None else jax.random.key(0), n_subj)

@@ -25,7 +25,7 @@ def laplace_intervals(model: PlasticityModel, data: TrialData, *, level: float =
 
     Args:
         model: a fitted model (``result.model`` of :func:`fit`; one subject of :func:`fit_independent`:
-            ``result.subject(i).model``).
+            ``result.subject(i)``).
         data: the data it was fitted to (a :class:`TrialData` or a validated dataset).
         level: the intervals' mass, a fraction in (0, 1) (0.95, not 95).
 
@@ -45,7 +45,7 @@ def laplace_intervals(model: PlasticityModel, data: TrialData, *, level: float =
     if np.ndim(model.rule.coeffs) != 1:
         raise ModelError(
             "laplace_intervals takes one fitted rule; this model holds one per subject (fit_independent): "
-            "pass result.subject(i).model and that subject's data"
+            "pass result.subject(i) and that subject's data"
         )
     data = _as_trial_data(data, "data")
     _check_data(model, data, "data")

@@ -204,3 +204,22 @@ class PlasticityModel(eqx.Module):
         if isinstance(self.rule, Mapping):
             return {k: v for k, v in self.rule.items() if isinstance(v, TaylorRule)}
         return {"rule": self.rule} if isinstance(self.rule, TaylorRule) else {}
+
+
+def one_float_dtype(tree, like=()):
+    """``tree`` with every floating-point array in one dtype: the widest among them and those of ``like`` (at JAX's precision).
+
+    A model whose parts differ in precision (float32 initial weights read from a file beside float64
+    coefficients), or a float32 model (saved in a float32 session) fitted to float64 data after
+    ``jax_enable_x64``, would otherwise change dtype inside the optimiser's loop, which JAX refuses.
+    Fits and samplers call this on the model they are given, with the data as ``like``.
+    """
+    is_float = lambda a: eqx.is_array(a) and jnp.issubdtype(a.dtype, jnp.floating)  # noqa: E731
+    own = {a.dtype for a in jax.tree_util.tree_leaves(tree) if is_float(a)}
+    dtypes = own | {a.dtype for a in jax.tree_util.tree_leaves(like) if is_float(a)}
+    if not own or len(dtypes) <= 1:
+        return tree
+    dtype = jax.dtypes.canonicalize_dtype(max(dtypes, key=lambda d: jnp.finfo(d).bits))  # the widest (no promotion rules)
+    if own == {dtype}:
+        return tree
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if is_float(a) else a, tree)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -21,7 +22,7 @@ from numpyro.infer.initialization import init_to_value
 from .._checkpoint import check_checkpoint_options
 from .._errors import ModelError, PosteriorWarning, SamplingError
 from .._fit import FitResult, _as_trial_data, _check_data, check_count, check_key, check_model, check_real
-from .._model import PlasticityModel
+from .._model import PlasticityModel, one_float_dtype
 from .._trial_data import TrialData
 from ..distributed import unshard
 from ._numpyro_model import Hierarchical, ModelSpec
@@ -245,6 +246,13 @@ def prepare(model, data, *, priors=None, method=None, hierarchical=None, init=No
         raise ModelError(f"init must be a PlasticityModel or the result of fit/fit_independent (init=fit(...)); got {init!r}")
     data = _as_trial_data(data, "data")
     model, data, init = unshard((model, data, init))
+    # one float dtype for the template, the starting point and the data (a float32 fit loaded in a float64 session)
+    start = init.model if isinstance(init, FitResult) else init
+    model, start = one_float_dtype((model, start), like=data)
+    if isinstance(init, FitResult):
+        init = dataclasses.replace(init, model=start)
+    else:
+        init = start
     _check_data(model, data, "data")
     spec = ModelSpec(model, priors if priors is not None else Priors(), hierarchical)
     method = default_method(spec) if method is None else method

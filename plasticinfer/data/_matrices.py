@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +10,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._errors import PlasticInferWarning, SchemaError
+from .._errors import SchemaError
+from ._schema import warn_if_transposed
 from ._tables import from_dataframe
 
 
@@ -60,15 +60,8 @@ def from_matrices(
     c, r = mats["choice"], mats["reward"]
     if c.size == 0:
         raise SchemaError(f"{where}: no trials (choice is empty).")
-    if subjects is None and np.ndim(choice) == 2 and c.shape[0] > c.shape[1]:
-        # a (trial, subject) matrix loads without complaint as many very short subjects
-        warnings.warn(
-            f"{where}: choice is {c.shape[0]} × {c.shape[1]}, read as {c.shape[0]} subjects of {c.shape[1]} trials "
-            "each (rows are subjects). If rows are trials, transpose the matrices (or store them as (subject, trial)) "
-            "before loading.",
-            PlasticInferWarning,
-            stacklevel=2,
-        )
+    if subjects is None and np.ndim(choice) == 2:  # a (trial, subject) matrix loads as many very short subjects
+        warn_if_transposed(where, c.shape[0], c.shape[1], "transpose the matrices (or store them as (subject, trial)) before loading")
     pad = np.isnan(c)
     ids = [str(i) for i in range(c.shape[0])] if subjects is None else [str(s) for s in subjects]
     if len(ids) != c.shape[0]:

@@ -7,6 +7,7 @@ and call `validate`. See ``docs/data-format.md`` for the schema itself.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from .._errors import SchemaError
+from .._errors import PlasticInferWarning, SchemaError
 from ._validate import validate
 
 BEHAVIOUR = "behaviour"
@@ -137,10 +138,28 @@ def _as_bool(values: ArrayLike, name: str) -> np.ndarray:
 
 
 def _subject_ids(subjects: Sequence[Any] | None, n: int) -> np.ndarray:
+    if isinstance(subjects, (str, bytes)):  # a string is a sequence of characters, not of ids
+        raise SchemaError(f"subjects must be a list of ids, one per subject; got the string {subjects!r} (for one subject: [{subjects!r}]).")
     ids = [str(i) for i in range(n)] if subjects is None else [str(s) for s in subjects]
     if len(ids) != n:
         raise SchemaError(f"got {len(ids)} subject ids for {n} subjects; give one id per subject.")
     return np.array(ids, dtype=object)
+
+
+def warn_if_transposed(where: str, n_subjects: int, n_trials: int, hint: str) -> None:
+    """Warn when there are more subjects than trials: a (trial, subject) layout read as (subject, trial).
+
+    Such data load without complaint as many very short subjects, and a rule can learn nothing from a
+    subject's single trial (each trial is predicted from the weights before it).
+    """
+    if n_subjects > 1 and n_subjects > n_trials:
+        warnings.warn(
+            f"{where}: choice is {n_subjects} × {n_trials}, read as {n_subjects} subjects of {n_trials} "
+            f"trial{'s' if n_trials != 1 else ''} each (rows are subjects). "
+            f"If that is one subject's session or a (trial, subject) layout, {hint}.",
+            PlasticInferWarning,
+            stacklevel=3,
+        )
 
 
 def _check_lengths(
@@ -252,6 +271,9 @@ def behaviour_dataset(
     _check_lengths("reward", reward, lengths, ids)
     rewards = [_as_float(r, "reward", str(s)) for r, s in zip(reward, ids)]
     n_trials = max(lengths)
+    if getattr(choice, "ndim", None) == 2 or n_trials == 1:  # a matrix given directly, or nothing but single trials
+        warn_if_transposed("behaviour_dataset", n, n_trials, "pass one array per subject: [choice] and [reward] for one subject, "
+                           "or the (trial, subject) matrices transposed")
     mask = _trial_mask(lengths, n_trials)
 
     if cue is None:
@@ -330,6 +352,12 @@ def neural_dataset(
     Returns:
         A dataset that passes `validate`.
     """
+    for name, value in (("input", input), ("activity", activity)):
+        if getattr(value, "ndim", None) == 2:
+            raise SchemaError(
+                f"{name} must hold one (n_trials, neurons) array per subject; got one array of shape {np.shape(value)}, "
+                f"which would be read as {np.shape(value)[0]} subjects. For one subject, pass [input] and [activity]."
+            )
     n = len(input)
     if n == 0:
         raise SchemaError("no subjects: input is empty. A dataset needs at least one subject with one trial.")
@@ -343,7 +371,8 @@ def neural_dataset(
         if not ndims <= {2, 3} or len(ndims) != 1:
             raise SchemaError(
                 f"{name} arrays must all be (n_trials, neurons) or all (n_trials, sample, neurons); "
-                f"got numbers of dimensions {sorted(ndims)}."
+                f"got numbers of dimensions {sorted(ndims)}"
+                + (". Give one array per subject (for one subject: [input] and [activity])." if 1 in ndims else ".")
             )
     x = pad_ragged(inputs, FILL["input"])
     y = pad_ragged(acts, FILL["activity"])

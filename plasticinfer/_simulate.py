@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, PRNGKeyArray
 
+from . import _fused
 from ._errors import ModelError, PlasticInferError
 from ._networks import AbstractNetwork
 
@@ -138,6 +139,8 @@ def simulate(
     n = _n_trials(trials)
     if state is None:
         state = network.initial_state(weights)
+    if _fused.requested(rule):  # TaylorRule(derivative="fused"): the whole run in compiled kernels
+        return _fused.simulate_fused(rule, network, weights, trials, state=state, save_weights=save_weights, environment=environment)
     if environment is None:
         env_state = None
         if key is not None:

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 Contraction = Literal["auto", "synapse", "moments"]
-Derivative = Literal["auto", "reverse", "forward"]
+Derivative = Literal["auto", "reverse", "forward", "fused"]
 
 # from this many synapses on, the hand-written VJP beats JAX's transpose of the JVP (gradient of a
 # 240-trial log-likelihood on a 2-core CPU, per trajectory, single / vmapped over 8: JVP faster

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import warnings
@@ -20,6 +21,7 @@ from numpyro.infer.util import unconstrain_fn
 from .._checkpoint import as_tree, check_checkpoint_options, fingerprint, read_checkpoint, save_checkpoint
 from .._errors import DataError, InterruptedWarning, ModelError
 from .._progress import show_progress
+from .._rules import forward_mode
 from .._trial_data import TrialData
 from ._numpyro_model import ModelSpec
 
@@ -160,6 +162,15 @@ class NUTSRunner:
             key[None], self.spec.numpyro_model, model_args=(data,), dynamic_args=True, init_strategy=init_to_value(values=latent)
         )
         init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
+        hessian_gen = potential_gen
+        if any(r.derivative == "fused" for r in self.spec.template.taylor_rules().values()):
+            # the fused kernels give first-order reverse mode only: the starting mass matrix's Hessian goes
+            # through the same model with the JVP (the same potential, another derivative)
+            hessian_spec = copy.copy(self.spec)
+            hessian_spec.template = forward_mode(self.spec.template)
+            _, hessian_gen, _, _ = initialize_model(
+                key[None], hessian_spec.numpyro_model, model_args=(data,), dynamic_args=True, init_strategy=init_to_value(values=latent)
+            )
         config = self.config
         dim = int(ravel_pytree(self._start(data, latent))[0].size)
         dense = config.dense_mass if config.dense_mass is not None else dim <= DENSE_MAX_DIMENSION
@@ -177,7 +188,7 @@ class NUTSRunner:
             return init_kernel(
                 z0,
                 config.warmup,
-                inverse_mass_matrix=_initial_inverse_mass(potential_gen(data), z0, dense),
+                inverse_mass_matrix=_initial_inverse_mass(hessian_gen(data), z0, dense),
                 target_accept_prob=config.target_accept,
                 max_tree_depth=config.max_tree_depth,
                 dense_mass=dense,

@@ -1,0 +1,162 @@
+"""``TaylorRule(..., derivative="fused")``: one plastic layer's whole simulation in fused CPU kernels.
+
+:func:`simulate` hands the run to :func:`simulate_fused` when the rule asks for it. The forward and the
+backward are numba kernels (``_fused_kernels.py``) called through ``jax.pure_callback`` inside a
+``jax.custom_vjp``: the gradient with respect to the rule's coefficients and the initial weights is
+exact (the same sums as autodiff, in another order); inputs get no gradient (asking for one is
+refused). First-order reverse mode only: ``jax.jvp``, ``jax.jacfwd`` and Hessians need
+``derivative="forward"`` (:func:`plasticinfer.forward_mode` switches a model, as Laplace intervals and
+NUTS's starting mass matrix do).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
+
+from ._errors import ModelError
+
+#: rows are split into this many parts, each summed in a fixed order (results do not depend on the thread count)
+N_PARTS = 2
+#: the backward's per-part trajectory buffers (trials × pre × 16 rows each) may take at most this many bytes
+BUFFER_LIMIT = 2**30
+
+
+def requested(rule) -> bool:
+    """Whether ``rule`` (or the single rule of a ``{"w": rule}`` dict) asks for the fused kernels."""
+    if isinstance(rule, dict) and len(rule) == 1:
+        rule = next(iter(rule.values()))
+    return getattr(rule, "derivative", None) == "fused"
+
+
+@functools.cache
+def _kernels():
+    try:
+        from . import _fused_kernels
+    except ImportError as err:
+        raise ModelError(
+            f'TaylorRule(derivative="fused") runs compiled CPU kernels that need numba ({err}); install it '
+            '(pip install "plasticinfer[fast]" or pip install numba) or use derivative="auto"'
+        ) from None
+    except RuntimeError as err:  # numba found no writable place for its cache of compiled kernels
+        raise ModelError(
+            f'TaylorRule(derivative="fused"): numba could not set up its kernel cache ({err}); set NUMBA_CACHE_DIR to a '
+            'writable folder, or use derivative="auto"'
+        ) from None
+    return _fused_kernels
+
+
+def _why_not(rule, network, weights, trials, *, save_weights, environment) -> list[str]:
+    from ._networks import FeedForward, identity
+    from ._rules import TaylorRule
+
+    if isinstance(rule, dict):
+        if set(rule) != {"w"}:
+            return [f"one rule for the weights 'w' (got rules for {sorted(rule)})"]
+        rule = rule["w"]
+    why = []
+    if not isinstance(rule, TaylorRule):
+        why.append(f"a TaylorRule (got {type(rule).__name__})")
+    elif max(max(t.powers) for t in rule.terms) > 2:
+        why.append("powers of x, y, w and r up to 2 (the rule has " + ", ".join(t.name for t in rule.terms if max(t.powers) > 2) + ")")
+    if type(network) is not FeedForward or network.activation is not identity:
+        why.append(f"a FeedForward layer with the identity activation (got {type(network).__name__}"
+                   + (f" with {getattr(network.activation, '__name__', network.activation)}" if type(network) is FeedForward else "") + ")")
+    x = trials.get("x") if isinstance(trials, dict) else None
+    if x is None or getattr(x, "ndim", 0) != 2:
+        why.append("one input sample per trial: trials['x'] of shape (trial, pre)" + (f" (got {tuple(x.shape)})" if x is not None else ""))
+    r = trials.get("reward") if isinstance(trials, dict) else None
+    if r is not None and (getattr(r, "ndim", 0) != 1 or (x is not None and r.shape[0] != x.shape[0])):
+        why.append(f"one reward per trial: trials['reward'] of shape (trial,) (got {tuple(r.shape)})")
+    if environment is not None:
+        why.append("no environment (a closed loop runs step by step)")
+    if save_weights:
+        why.append("save_weights=False (the kernels keep no trajectory of weights)")
+    w = weights.get("w") if isinstance(weights, dict) else None
+    if w is not None and w.dtype not in (jnp.float32, jnp.float64):
+        why.append(f"float32 or float64 weights (got {w.dtype})")
+    if jax.default_backend() != "cpu":
+        why.append(f"the CPU (the default backend is {jax.default_backend()})")
+    if not why and x is not None and w is not None:
+        need = N_PARTS * x.shape[0] * x.shape[1] * _kernels().B * w.dtype.itemsize
+        if need > BUFFER_LIMIT:
+            why.append(f"a trajectory buffer under {BUFFER_LIMIT / 2**30:.0f} GiB (trials × pre needs {need / 2**30:.1f} GiB)")
+    return why
+
+
+def simulate_fused(rule, network, weights, trials, *, state, save_weights, environment):
+    """The :class:`Trajectory` of :func:`simulate` for a rule with ``derivative="fused"``, or a ModelError saying what it needs."""
+    from ._simulate import Trajectory
+
+    why = _why_not(rule, network, weights, trials, save_weights=save_weights, environment=environment)
+    if why:
+        raise ModelError(
+            'TaylorRule(derivative="fused") needs ' + "; ".join(why) + '. Use derivative="auto" for anything else'
+        )
+    _kernels()  # numba present (or a clear error) before tracing
+    rule = rule["w"] if isinstance(rule, dict) else rule
+    w0 = weights["w"]
+    dtype = w0.dtype
+    theta = rule._dense()
+    theta = jnp.pad(theta, [(0, 3 - s) for s in theta.shape]).astype(dtype)
+    x = trials["x"].astype(dtype)
+    r = trials["reward"].astype(dtype) if "reward" in trials else jnp.zeros(x.shape[0], dtype)
+    outputs, final = _layer(float(rule.learning_rate), theta, w0, x, r)
+    return Trajectory(outputs, {"w": final}, None, state, None)
+
+
+def _shapes(w0, x):
+    return (jax.ShapeDtypeStruct((x.shape[0], w0.shape[0]), w0.dtype), jax.ShapeDtypeStruct(w0.shape, w0.dtype))
+
+
+def _host_forward(lr, theta, w0, x, r):
+    k = _kernels()
+    theta, w0, x, r = (np.ascontiguousarray(a) for a in (theta, w0, x, r))
+    y, wt = np.empty((x.shape[0], w0.shape[0]), w0.dtype), np.empty_like(w0)
+    k.forward(theta, w0.dtype.type(lr), w0, x, r, y, wt)
+    return y, wt
+
+
+def _host_backward(lr, theta, w0, x, r, ybar, wtbar):
+    k = _kernels()
+    theta, w0, x, r, ybar, wtbar = (np.ascontiguousarray(a) for a in (theta, w0, x, r, ybar, wtbar))
+    w0bar = np.empty_like(w0)
+    acc = np.zeros((N_PARTS, x.shape[0], 3, 3, 3), w0.dtype)
+    k.backward(theta, w0.dtype.type(lr), w0, x, r, ybar, wtbar, w0bar, acc, True)
+    return k.coefficient_cotangent(acc, r, w0.dtype.type(lr)), w0bar
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _layer(lr, theta, w0, x, r):
+    return jax.pure_callback(functools.partial(_host_forward, lr), _shapes(w0, x), theta, w0, x, r, vmap_method="sequential")
+
+
+def _layer_fwd(lr, theta, w0, x, r):
+    for name, arg in (("inputs x", x), ("rewards", r)):
+        if arg.perturbed:
+            raise ModelError(
+                f'TaylorRule(derivative="fused") gives gradients for the rule and the initial weights, not for the {name}; '
+                'use derivative="auto" to differentiate with respect to them'
+            )
+    theta, w0, x, r = theta.value, w0.value, x.value, r.value
+    return _layer(lr, theta, w0, x, r), (theta, w0, x, r)
+
+
+def _layer_bwd(lr, residuals, cotangents):
+    theta, w0, x, r = residuals
+    ybar, wtbar = cotangents
+    ybar = jnp.zeros((x.shape[0], w0.shape[0]), w0.dtype) if isinstance(ybar, SymbolicZero) else ybar
+    wtbar = jnp.zeros_like(w0) if isinstance(wtbar, SymbolicZero) else wtbar
+    shapes = (jax.ShapeDtypeStruct(theta.shape, theta.dtype), jax.ShapeDtypeStruct(w0.shape, w0.dtype))
+    theta_bar, w0_bar = jax.pure_callback(
+        functools.partial(_host_backward, lr), shapes, theta, w0, x, r, ybar.astype(w0.dtype), wtbar.astype(w0.dtype),
+        vmap_method="sequential",
+    )
+    return theta_bar, w0_bar, jnp.zeros_like(x), jnp.zeros_like(r)
+
+
+_layer.defvjp(_layer_fwd, _layer_bwd, symbolic_zeros=True)

@@ -1,0 +1,165 @@
+"""TaylorRule(derivative="fused"): the compiled kernels against the XLA path, autodiff and finite differences."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import plasticinfer as pi
+
+pytest.importorskip("numba")  # an optional dependency of the package; the test extra installs it
+
+
+def _case(n_pre=7, n_post=21, n_trials=40, terms=None, dtype=jnp.float64, lr=0.01, seed=0):
+    """A random rule over x, y, w, r (powers ≤ 2) in a layer whose rows are not a multiple of the kernels' block of 16."""
+    keys = jax.random.split(jax.random.key(seed), 5)
+    full = pi.TaylorRule.full(("x", "y", "w", "r"), 2)
+    terms = full.terms if terms is None else terms
+    rule = pi.TaylorRule(terms, 0.05 * jax.random.normal(keys[0], (len(terms),), dtype), learning_rate=lr)
+    trials = {"x": jax.random.normal(keys[1], (n_trials, n_pre), dtype),
+              "reward": jax.random.bernoulli(keys[2], 0.5, (n_trials,)).astype(dtype)}
+    w0 = {"w": 0.3 * jax.random.normal(keys[3], (n_post, n_pre), dtype)}
+    y_obs = jax.random.normal(keys[4], (n_trials, n_post), dtype)
+    return rule, pi.FeedForward(n_pre, n_post), w0, trials, y_obs
+
+
+def _loss(rule, net, w0, trials, y_obs):
+    run = pi.simulate(rule, net, w0, trials)
+    # the final weights enter too, so their cotangent (the backward's starting adjoint) is checked
+    return jnp.sum((run.outputs - y_obs) ** 2) + jnp.sum(run.final_weights["w"] ** 3)
+
+
+@pytest.mark.parametrize("terms", [None, ("x*y", "y^2*w"), ("x*r", "w", "1", "x^2*w^2*r^2")])
+def test_fused_run_equals_the_scan(terms):
+    rule, net, w0, trials, _ = _case(terms=terms)
+    ref = pi.simulate(rule, net, w0, trials)
+    out = pi.simulate(rule.with_derivative("fused"), net, w0, trials)
+    np.testing.assert_allclose(out.outputs, ref.outputs, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(out.final_weights["w"], ref.final_weights["w"], rtol=1e-12, atol=1e-13)
+
+
+def test_fused_run_without_reward_reads_r_as_zero():
+    rule, net, w0, trials, _ = _case(terms=("x*y", "w", "r*w"))
+    del trials["reward"]
+    ref = pi.simulate(rule, net, w0, trials)
+    np.testing.assert_allclose(pi.simulate(rule.with_derivative("fused"), net, w0, trials).outputs, ref.outputs, rtol=1e-12, atol=1e-13)
+
+
+def test_fused_gradient_equals_autodiff_and_finite_differences():
+    rule, net, w0, trials, y_obs = _case()
+    fused = rule.with_derivative("fused")
+    g_ref = jax.grad(_loss, argnums=(0, 2))(rule, net, w0, trials, y_obs)
+    g = jax.jit(jax.grad(_loss, argnums=(0, 2)), static_argnums=1)(fused, net, w0, trials, y_obs)
+    np.testing.assert_allclose(g[0].coeffs, g_ref[0].coeffs, rtol=1e-10, atol=1e-10 * float(jnp.abs(g_ref[0].coeffs).max()))
+    np.testing.assert_allclose(g[1]["w"], g_ref[1]["w"], rtol=1e-10, atol=1e-10 * float(jnp.abs(g_ref[1]["w"]).max()))
+    # central differences on a few coefficients and weights, through the fused forward alone
+    f = lambda c, w: float(_loss(pi.TaylorRule(fused.terms, c, learning_rate=fused.learning_rate, derivative="fused"), net, {"w": w}, trials, y_obs))  # noqa: E731
+    h = 1e-6
+    for k in (0, 13, 40, 80):
+        e = jnp.zeros(81).at[k].set(h)
+        fd = (f(fused.coeffs + e, w0["w"]) - f(fused.coeffs - e, w0["w"])) / (2 * h)
+        assert abs(fd - float(g[0].coeffs[k])) <= 1e-5 * max(1.0, abs(fd)), (k, fd, float(g[0].coeffs[k]))
+    for i, j in ((0, 0), (20, 6), (16, 3)):
+        e = jnp.zeros_like(w0["w"]).at[i, j].set(h)
+        fd = (f(fused.coeffs, w0["w"] + e) - f(fused.coeffs, w0["w"] - e)) / (2 * h)
+        assert abs(fd - float(g[1]["w"][i, j])) <= 1e-5 * max(1.0, abs(fd)), ((i, j), fd, float(g[1]["w"][i, j]))
+
+
+def test_fused_under_vmap_and_in_float32():
+    rule, net, w0, trials, y_obs = _case(dtype=jnp.float32, n_post=40)
+    batch = jnp.stack([w0["w"], 0.5 * w0["w"], -w0["w"]])
+    run = lambda r: jax.vmap(lambda w: pi.simulate(r, net, {"w": w}, trials).outputs)(batch)  # noqa: E731
+    out = run(rule.with_derivative("fused"))
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out, run(rule), rtol=2e-4, atol=2e-5)
+    grads = lambda r: jax.grad(lambda r: jax.vmap(lambda w: _loss(r, net, {"w": w}, trials, y_obs))(batch).sum())(r).coeffs  # noqa: E731
+    g_ref = grads(rule)
+    np.testing.assert_allclose(grads(rule.with_derivative("fused")), g_ref, rtol=2e-3, atol=2e-3 * float(jnp.abs(g_ref).max()))
+
+
+def test_fused_results_do_not_depend_on_the_thread_count():
+    import numba
+
+    rule, net, w0, trials, y_obs = _case(n_post=70)
+    fused = rule.with_derivative("fused")
+    grad = jax.jit(jax.grad(_loss, argnums=(0, 2)), static_argnums=1)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = grad(fused, net, w0, trials, y_obs)
+        numba.set_num_threads(before)
+        many = jax.jit(jax.grad(_loss, argnums=(0, 2)), static_argnums=1)(fused, net, w0, trials, y_obs)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one[0].coeffs, many[0].coeffs)
+    np.testing.assert_array_equal(one[1]["w"], many[1]["w"])
+
+
+def test_a_fit_with_fused_kernels_finds_what_the_default_finds():
+    k_in, k_data, k_model = jax.random.split(jax.random.key(3), 3)
+    inputs = pi.GaussianInputs.with_spectrum(k_in, jnp.array([2.0, 1.0, 0.5, 0.2]))
+    true = pi.TaylorRule.from_terms({"x*y": 1.0, "y^2*w": -1.0}, learning_rate=0.02)
+    syn = pi.make_activity_data(true, pi.FeedForward(4, 2), inputs, key=k_data, n_trajectories=2, n_trials=80, init_scale=0.3)
+    rule = pi.TaylorRule(["x*y", "y^2*w", "w"], learning_rate=0.02)
+    model = pi.PlasticityModel.create(rule, pi.FeedForward(4, 2), pi.GaussianActivity(0.5), n_trajectories=2, key=k_model, init_scale=0.1)
+    ref = pi.fit(model, syn.data, steps=60, progress=False)
+    fused = pi.fit(pi.PlasticityModel(rule.with_derivative("fused"), model.network, model.observation, model.initial_weights),
+                   syn.data, steps=60, progress=False)
+    np.testing.assert_allclose(fused.model.rule.coeffs, ref.model.rule.coeffs, rtol=1e-6, atol=1e-8)
+    assert fused.model.rule.derivative == "fused"
+    history = np.asarray(fused.loss_history).ravel()
+    assert np.nanmin(history) < 0.5 * history[0]  # and it learned (same steps, same numbers as the default)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r, n, w, t: (r, pi.FeedForward(7, 21, activation=jnp.tanh), w, t, {}), "identity activation"),
+        (lambda r, n, w, t: (pi.TaylorRule(["x^3*y"], [0.1], derivative="fused"), n, w, t, {}), r"powers of x, y, w and r up to 2 \(the rule has x\^3"),
+        (lambda r, n, w, t: (r, n, w, {"x": t["x"][:, None, :]}, {}), r"one input sample per trial.*\(40, 1, 7\)"),
+        (lambda r, n, w, t: (r, n, w, t, {"save_weights": True}), "save_weights=False"),
+        (lambda r, n, w, t: (r, n, {"w": w["w"].astype(jnp.float16)}, t, {}), "float32 or float64 weights"),
+    ],
+)
+def test_what_the_fused_kernels_cannot_run_is_refused_by_name(change, message):
+    rule, net, w0, trials, _ = _case()
+    rule, net, w0, trials, kw = change(rule.with_derivative("fused"), net, w0, trials)
+    with pytest.raises(pi.ModelError, match=message):
+        pi.simulate(rule, net, w0, trials, **kw)
+
+
+def test_a_gradient_for_the_inputs_is_refused_not_zero():
+    rule, net, w0, trials, _ = _case()
+    with pytest.raises(pi.ModelError, match="not for the inputs x"):
+        jax.grad(lambda x: pi.simulate(rule.with_derivative("fused"), net, w0, {"x": x, "reward": trials["reward"]}).outputs.sum())(trials["x"])
+
+
+def test_the_fused_choice_round_trips_and_forward_mode_switches_it_off():
+    rule, *_ = _case(terms=("x*y", "w"))
+    fused = rule.with_derivative("fused")
+    assert pi.TaylorRule(fused.terms, fused.coeffs, derivative="fused").derivative == "fused"
+    assert pi.forward_mode(fused).derivative == "forward"
+    with pytest.raises(pi.ModelError, match="'auto', 'reverse', 'forward' or 'fused'"):
+        rule.with_derivative("fast")
+
+
+def test_nuts_through_fused_kernels_follows_the_default_chain():
+    """NUTS needs a Hessian for its starting mass matrix, which the fused kernels cannot give: the sampler takes
+    it through the JVP of the same model, and the chain then matches the default derivative's."""
+    k_in, k_data, k_model = jax.random.split(jax.random.key(3), 3)
+    inputs = pi.GaussianInputs.with_spectrum(k_in, jnp.array([2.0, 1.0, 0.5, 0.2]))
+    true = pi.TaylorRule.from_terms({"x*y": 1.0, "y^2*w": -1.0}, learning_rate=0.02)
+    syn = pi.make_activity_data(true, pi.FeedForward(4, 2), inputs, key=k_data, n_trajectories=2, n_trials=60, init_scale=0.3)
+    rule = pi.TaylorRule(["x*y", "y^2*w"], [1.0, -1.0], learning_rate=0.02)
+    model = pi.PlasticityModel.create(rule, pi.FeedForward(4, 2), pi.GaussianActivity(0.5), n_trajectories=2, key=k_model, init_scale=0.1)
+    method = pi.bayes.NUTS(warmup=15, samples=10, chains=1, max_tree_depth=5)
+    draws = {}
+    for derivative in ("auto", "fused"):
+        m = pi.PlasticityModel(rule.with_derivative(derivative), model.network, model.observation, model.initial_weights)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a 10-draw chain warns about its ESS; that is not under test
+            draws[derivative] = pi.bayes.sample(m, syn.data, method=method, key=jax.random.key(0), progress=False).coefficients.values
+    np.testing.assert_allclose(draws["fused"], draws["auto"], rtol=1e-6, atol=1e-6)
+

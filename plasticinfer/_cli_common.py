@@ -36,12 +36,28 @@ def _number_check(test: Callable[[float], bool], what: str) -> Callable[[typer.C
     return callback
 
 
-at_least_one = _number_check(lambda v: v >= 1, "at least 1")
+def at_least(n: int) -> Callable[[typer.Context, typer.CallbackParam, Any], Any]:
+    return _number_check(lambda v: v >= n, f"at least {n}")
+
+
+at_least_one = at_least(1)
 non_negative = _number_check(lambda v: v >= 0, "at least 0")
 positive = _number_check(lambda v: v > 0, "greater than 0")
 fraction = _number_check(lambda v: 0 <= v < 1, "in [0, 1)")
 unit_interval = _number_check(lambda v: 0 < v <= 1, "in (0, 1]")
 open_unit_interval = _number_check(lambda v: 0 < v < 1, "in (0, 1)")
+SEED_MAX = 2**63 - 2  # JAX keys take a signed 64-bit seed, and `fly` uses seed + 1; NumPy's take no negative one
+seed_range = _number_check(lambda v: 0 <= v <= SEED_MAX, f"between 0 and {SEED_MAX} (2**63 - 2)")
+
+
+def path_value(value: Any) -> Path:
+    """Typer parser of a path option or argument: an empty one ("", an unset shell variable) is refused, not read
+    as the current folder."""
+    if isinstance(value, Path):
+        return value
+    if not str(value).strip():
+        raise typer.BadParameter("is empty; give a path (is a shell variable unset?)")
+    return Path(value)
 
 
 def Size(help: str, **kw: Any) -> Any:  # noqa: N802 - reads like a type in signatures
@@ -62,6 +78,25 @@ def NonNegative(help: str, **kw: Any) -> Any:  # noqa: N802
 def Fraction(help: str, **kw: Any) -> Any:  # noqa: N802
     """A held-out fraction: a number in [0, 1)."""
     return typer.Option(help=help, callback=fraction, **kw)
+
+
+def Seed(help: str, **kw: Any) -> Any:  # noqa: N802
+    """A random seed: an integer in [0, SEED_MAX]."""
+    return typer.Option(help=help, callback=seed_range, **kw)
+
+
+def PathOption(help: str, *names: str, **kw: Any) -> Any:  # noqa: N802
+    """A file or folder option (--out, --data-dir): an empty value is refused."""
+    return typer.Option(*names, help=help, parser=path_value, **kw)
+
+
+def refuse_unused(ctx: typer.Context, unused: dict[str, str]) -> None:
+    """Refuse an option given on the command line that the chosen settings do not use (it would be ignored without
+    a word). ``unused``: parameter name → the message, for those not used under these settings."""
+    for name, message in unused.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name == "COMMANDLINE":
+            raise CLIError(message)
 
 
 RESTARTS_HELP = "Starts per fit (the model's starting values and jittered copies); the best training loss wins."
@@ -104,18 +139,30 @@ def _probe(folder: Path, option: str, target: Path) -> None:
         raise CLIError(f"{option} {target}: cannot write in {folder} ({e.strerror or e}); choose a writable location.") from None
 
 
-def output_folder(path: Path, option: str = "--out") -> Path:
-    """Check (and create) an output folder before any work: refuse an existing file or an unwritable place."""
+def _no_folder_in_the_way(files: Any, option: str, given: Path) -> None:
+    for file in files:
+        if Path(file).is_dir():
+            raise CLIError(
+                f"{option} {given}: {file} is an existing folder, and the command writes a file there; "
+                f"remove or rename that folder, or choose another {option}."
+            )
+
+
+def output_folder(path: Path, option: str = "--out", files: Any = ()) -> Path:
+    """Check (and create) an output folder before any work: refuse an existing file or an unwritable place,
+    and an existing folder in the place of any of the ``files`` (names inside it) the command will write."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise CLIError(f"{option} {path} is an existing file; {option} names a folder. Choose a new or existing folder.")
     _mkdirs(path, option)
     _probe(path, option, path)
+    _no_folder_in_the_way([path / name for name in files], option, path)
     return path
 
 
-def output_file(path: Path, option: str = "OUT") -> Path:
-    """Check an output file's location before any work: refuse a folder or an unwritable place."""
+def output_file(path: Path, option: str = "OUT", also: Any = ()) -> Path:
+    """Check an output file's location before any work: refuse a folder or an unwritable place, for ``path`` and
+    for the files ``also`` written beside it."""
     path = Path(path)
     if path.is_dir():
         raise CLIError(f"{option} {path} is an existing folder; give a file name, e.g. {path / 'data.nc'}.")
@@ -123,6 +170,7 @@ def output_file(path: Path, option: str = "OUT") -> Path:
         raise CLIError(f"{option} {path}: the output is netCDF; give a file name ending in .nc.")
     _mkdirs(path.parent if str(path.parent) else Path("."), option)
     _probe(path.parent, option, path)
+    _no_folder_in_the_way(also, option, path)
     return path
 
 
@@ -145,6 +193,8 @@ def parse_map(items: list[str] | None, option: str = "--map") -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise CLIError(f"{option} takes SCHEMA=SOURCE (e.g. {option} choice=animal_response); got {item!r}.")
+        if key.strip() in out:
+            raise CLIError(f"{option} gives {key.strip()!r} twice ({key.strip()}={out[key.strip()]} and {item.strip()}); give each schema name once.")
         out[key.strip()] = value.strip()
     return out
 
@@ -183,9 +233,17 @@ def load_data(source: str, *, mapping: list[str] | None = None, choice_codes: li
     from . import datasets as named
     from .data import validate
 
+    if not source.strip():
+        raise CLIError("DATA is empty; give a data file or a named dataset (is a shell variable unset?).")
     if source in named.names():
         if mapping or choice_codes:
             raise CLIError(f"{source} is a named dataset, already in the schema: --map and --choice-codes apply to your own files.")
+        env = os.environ.get("PLASTICINFER_DATA_DIR")
+        if data_dir is None and env and not Path(env).is_dir():  # a mistyped folder would silently fall back to the others
+            raise CLIError(
+                f"PLASTICINFER_DATA_DIR={env} is not a folder. Point it at the folder holding the datasets, or unset it "
+                "(or pass --data-dir DIR)."
+            )
         try:
             return named.load(source, path=data_dir)
         except PlasticInferError as e:
@@ -249,6 +307,15 @@ _PYTHON_TO_CLI = [
     (re.compile(r"; use 0-based option indices, or pass n_options"),
      lambda m: "; use 0-based option indices (the options are 0 … the largest INDEX given)"),
     (re.compile(r"pass resume=False to overwrite it"), lambda m: "run without --resume to start afresh (it overwrites the file)"),
+    (re.compile(r"resume=True continues it"), lambda m: "--resume continues it"),
+    (re.compile(r"the same call with --resume"), lambda m: "the same command with --resume"),
+    (re.compile(r"Use another checkpoint path"), lambda m: "Use another --out"),
+    (re.compile(r"SubjectKFold needs 2 ≤ k ≤ number of subjects \((\d+)\); got k=(\d+)"),
+     lambda m: f"--split kfold needs 2 ≤ --folds ≤ the number of subjects ({m.group(1)}); got --folds {m.group(2)}"),
+    (re.compile(r"Point load_mat at a file, or at a folder of sessions\."), lambda m: "Give a .mat file, or a folder of sessions."),
+    (re.compile(r"Rename the file, or call a loader directly \([^)]*\)\."), lambda m: "Rename the file to one of these suffixes."),
+    (re.compile(r"add the coordinate: ds = ds\.assign_coords\((\w+)=\('subject', labels\)\)"),
+     lambda m: f"add a column {m.group(1)!r} to your table (the subject's label, as above, on each of its rows)"),
 ]
 
 

@@ -15,16 +15,23 @@ from ._cli_common import (
     CLIError,
     Fraction,
     NonNegative,
+    PathOption,
     Rate,
+    Seed,
     Size,
     load_data,
     note,
     output_file,
     output_folder,
+    path_value,
     show_bars,
     unit_interval,
 )
 from ._errors import DataError, FitDivergedError, ModelError
+
+
+FIT_FILES = ("results.nc", "summary.md", "coefficients.png")
+DEMO_FILES = ("results.nc", "coefficients.csv", "summary.md", "recovery.png")
 
 
 def _echo_paths(paths: dict) -> None:
@@ -33,10 +40,10 @@ def _echo_paths(paths: dict) -> None:
 
 
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for results.nc, coefficients.csv, summary.md and recovery.png.")] = Path(
+    out: Annotated[Path, PathOption("Folder for results.nc, coefficients.csv, summary.md and recovery.png.")] = Path(
         "plasticinfer-demo"
     ),
-    seed: Annotated[int, typer.Option(help="Root random seed (data, model start and evaluation keys are split from it).")] = 0,
+    seed: Annotated[int, Seed("Root random seed (data, model start and evaluation keys are split from it).")] = 0,
     steps: Annotated[int, Size("L-BFGS steps.")] = 300,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -45,9 +52,10 @@ def demo(
     Fits a full 27-term Taylor rule over (x, y, w) with unknown initial weights, prints true vs
     recovered coefficients and held-out R², and writes results to OUT.
     """
-    output_folder(out)
+    output_folder(out, files=DEMO_FILES)
     import jax
 
+    from ._io import write_together
     from ._recovery import oja_recovery
 
     typer.echo("Simulating Oja's rule (20 → 5, 8 trajectories × 300 trials, 10 % noise, 2 of the 5 outputs recorded)")
@@ -58,7 +66,8 @@ def demo(
     if interrupted:
         typer.echo("INTERRUPTED: the figures below are from the best parameters so far, not a finished fit")
     typer.echo(report.summary())
-    paths = report.save(out)
+    with write_together():
+        paths = report.save(out)
     typer.echo(f"\nwrote to {out}/:")
     _echo_paths(paths)
     if interrupted:  # as `plasticinfer fit`: what there is, saved; then the exit status of a Ctrl-C
@@ -67,7 +76,7 @@ def demo(
 
 
 def simulate_cmd(
-    out: Annotated[Path, typer.Argument(help="netCDF file to write (neural dataset schema).")],
+    out: Annotated[Path, typer.Argument(help="netCDF file to write (neural dataset schema).", parser=path_value)],
     rule: Annotated[str, typer.Option(help="True rule as an equation in x (pre), y (post), w (weight), e.g. 'x*y - y^2*w'.")] = "x*y - y^2*w",
     learning_rate: Annotated[float, Rate("Overall rate η multiplying the rule.")] = 0.005,
     n_pre: Annotated[int, Size("Presynaptic neurons.")] = 20,
@@ -77,16 +86,16 @@ def simulate_cmd(
     noise: Annotated[float, NonNegative("Noise s.d. as a fraction of the activity's s.d.")] = 0.1,
     recorded_fraction: Annotated[float, typer.Option(help="Fraction of output neurons recorded, in (0, 1].", callback=unit_interval)] = 0.5,
     init_scale: Annotated[float, NonNegative("Initial weights ~ init_scale·N(0,1).")] = 0.3,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, Seed("Random seed.")] = 0,
     plot: Annotated[bool, typer.Option(help="Also write OUT with suffix .png: weights and activity over trials.")] = True,
 ) -> None:
     """Simulate recordings of a plastic feed-forward layer learning under a known rule."""
-    output_file(out)
+    output_file(out, also=[out.with_suffix(".png")] if plot else [])
     import jax
     import jax.numpy as jnp
 
     from ._convert import activity_dataset
-    from ._io import write_netcdf
+    from ._io import write_netcdf, write_together
     from ._networks import FeedForward
     from ._rules import TaylorRule
     from ._synthetic import GaussianInputs, make_activity_data
@@ -106,11 +115,13 @@ def simulate_cmd(
         init_scale=init_scale,
     )
     ds = activity_dataset(syn, description=f"simulated {true_rule.equation()} in a {n_pre}→{n_post} layer")
-    write_netcdf(ds, out)
+    png = out.with_suffix(".png")
+    with write_together():  # the .nc and its .png, or neither
+        write_netcdf(ds, out)
+        if plot:
+            _trajectory_plot(syn, ds, png, title=f"simulated {true_rule.equation()} (η = {learning_rate:g})")
     typer.echo(f"wrote {out}: {trajectories} trajectories × {trials} trials, rule {true_rule.equation()}")
     if plot:
-        png = out.with_suffix(".png")
-        _trajectory_plot(syn, ds, png, title=f"simulated {true_rule.equation()} (η = {learning_rate:g})")
         typer.echo(f"wrote {png}")
 
 
@@ -167,10 +178,10 @@ def _coefficient_plot(coefficients, path: Path, *, title: str) -> None:
 
 def fit_cmd(
     data: Annotated[str, typer.Argument(help="Neural dataset: a file in any supported format (netCDF from `plasticinfer simulate`, NWB, HDF5, MAT; docs/data-format.md) or a named dataset.")],
-    out: Annotated[Path, typer.Option(help="Folder for results.nc, summary.md and coefficients.png.")] = Path("plasticinfer-fit"),
+    out: Annotated[Path, PathOption("Folder for results.nc, summary.md and coefficients.png.")] = Path("plasticinfer-fit"),
     map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
+    data_dir: Annotated[Optional[Path], PathOption(DATA_DIR_HELP)] = None,
     variables: Annotated[str, typer.Option(help="Rule variables, letters from x (pre), y (post), w (weight); recordings carry no reward.")] = "xyw",
     max_power: Annotated[int, Size("Maximum power of each variable.")] = 2,
     learning_rate: Annotated[float, Rate("Overall rate η of the fitted rule (fixed).")] = 0.005,
@@ -178,7 +189,7 @@ def fit_cmd(
     restarts: Annotated[int, Size(RESTARTS_HELP)] = 4,
     l1: Annotated[float, NonNegative("L1 penalty per observation on the Taylor coefficients.")] = 0.01,
     heldout: Annotated[float, Fraction("Fraction of each trajectory's last trials held out for early stopping (0: none).")] = 0.0,
-    seed: Annotated[int, typer.Option(help="Random seed for the model's starting weights and restarts.")] = 0,
+    seed: Annotated[int, Seed("Random seed for the model's starting weights and restarts.")] = 0,
     checkpoint_every: Annotated[Optional[int], Size("Save the fit's state to OUT/checkpoint.nc every N steps.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.nc.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -191,7 +202,7 @@ def fit_cmd(
         raise CLIError(f"--variables {variables}: neural recordings carry no reward, so terms in r cannot be fitted; use letters from x, y, w.")
     if len(set(variables)) != len(variables):
         raise CLIError(f"--variables {variables}: each letter once (e.g. xyw).")
-    output_folder(out)
+    output_folder(out, files=FIT_FILES + (("checkpoint.nc",) if checkpoint_every is not None or resume else ()))
     checkpoint = out / "checkpoint.nc"
     if resume and not checkpoint.is_file():
         raise CLIError(f"--resume: no checkpoint at {checkpoint}; run once with --checkpoint-every N and --out {out}.")
@@ -202,7 +213,7 @@ def fit_cmd(
     from ._convert import activity_data
     from ._fit import fit
     from ._optimise import never_moved
-    from ._io import write_text
+    from ._io import write_text, write_together
     from ._model import PlasticityModel
     from ._networks import FeedForward
     from ._observation import GaussianActivity
@@ -225,6 +236,11 @@ def fit_cmd(
     validation = None
     if heldout > 0:
         td, validation = td.split_trials(heldout)
+        if not np.asarray(validation.mask).any():
+            raise CLIError(
+                f"--heldout {heldout:g} leaves no validation trials in {data}: no trajectory has the 2 trials it takes to "
+                "hold its last ones out and keep one to fit; use --heldout 0 (no early stopping) or data with more trials."
+            )
     extra = {}
     if checkpoint_every is not None or resume:
         extra = {"checkpoint": checkpoint, "checkpoint_every": checkpoint_every or 50, "resume": resume}
@@ -266,15 +282,16 @@ def fit_cmd(
             "(--checkpoint-every N saves a fit's state so that --resume can continue it).", err=True,
         )
         raise typer.Exit(130)
-    result.save(out / "results.nc")
     equation = result.model.rule.equation(threshold=0.01)
     status = " (INTERRUPTED: best parameters so far)" if interrupted else ""
     text = (
         f"# Fit of {data}{status}\n\n```\n{equation}\n\n"
         f"{result.coefficients.T.rename(columns={0: 'coefficient'}).to_string()}\n```\n{status_note}"
     )
-    write_text(text, out / "summary.md")
-    _coefficient_plot(result.coefficients, out / "coefficients.png", title=f"fitted rule, {data}{status}")
+    with write_together():  # the three files, or none
+        result.save(out / "results.nc")
+        write_text(text, out / "summary.md")
+        _coefficient_plot(result.coefficients, out / "coefficients.png", title=f"fitted rule, {data}{status}")
     typer.echo(equation)
     if "true_equation" in ds.attrs:
         typer.echo(f"true rule (from the file's attrs): {ds.attrs['true_equation']}")

@@ -7,9 +7,10 @@ goes through them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ import xarray as xr
 from ._errors import FileFormatError
 
 _ATTR_TYPES = (str, int, float, np.integer, np.floating, np.ndarray, bytes)
+
+# inside `write_together()`: the (temporary file, target) pairs waiting to be moved into place
+_pending: list[tuple[Path, Path]] | None = None
 
 
 def _umask() -> int:
@@ -40,18 +44,59 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileFormatError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist. Create it.")
+    if _pending is not None and path.is_dir():  # would only fail when the batch is moved into place
+        raise FileFormatError(f"cannot write {str(path)!r}: Is a directory")
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    waiting = False
     try:
         write(tmp)
         if not tmp.exists():
             raise FileFormatError(f"cannot write {str(path)!r}: the writer produced no file")
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        if _pending is not None:
+            _pending.append((tmp, path))
+            waiting = True
+        else:
+            os.replace(tmp, path)
     except OSError as e:
         raise FileFormatError(f"cannot write {str(path)!r}: {e.strerror or e}") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        if not waiting:
+            tmp.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def write_together() -> Iterator[None]:
+    """All the files written (through :func:`atomic_write`) inside this block, or none of them.
+
+    Each file is written to its temporary name and waits there; when the block ends without an error they are
+    all moved into place, and when it raises (or is interrupted) they are all removed, so a set of output files
+    is never left half-written. A block inside another joins the outer one.
+
+    Raises:
+        FileFormatError: a file could not be moved into place (its target became a folder); none is moved.
+    """
+    global _pending
+    if _pending is not None:
+        yield
+        return
+    batch: list[tuple[Path, Path]] = []
+    _pending = batch
+    try:
+        yield
+        for tmp, path in batch:  # the only failure a rename within one folder can meet: a folder in the way
+            if path.is_dir():
+                raise FileFormatError(f"cannot write {str(path)!r}: Is a directory")
+        for tmp, path in batch:
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise FileFormatError(f"cannot write {str(path)!r}: {e.strerror or e}") from e
+    finally:
+        _pending = None
+        for tmp, _ in batch:
+            tmp.unlink(missing_ok=True)  # those not moved into place
 
 
 def check_attrs(where: str, attrs: dict[Any, Any]) -> None:

@@ -100,8 +100,11 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Library warnings as one `warning: …` line on stderr (no source line), safe in logs."""
-    typer.echo("warning: " + " ".join(str(message).split()), err=True)
+    """Library warnings as one `warning: …` line on stderr (no source line), safe in logs; Python advice in them
+    reads as the options that do it."""
+    from ._cli_common import in_command_line_terms
+
+    typer.echo("warning: " + in_command_line_terms(" ".join(str(message).split())), err=True)
 
 
 def _run(argv: list[str]) -> int:

@@ -149,7 +149,7 @@ DATA = [
     (["compare", "--synthetic", "choice", "--agent", "nope"], "unknown classical agent 'nope'"),
     (["compare", "--synthetic", "choice", "--agent", "all", "--policy", "greedy"], "--policy must be softmax or accept-reject"),
     (["compare", "--synthetic", "activity", "--agent", "all"], "model choices"),
-    (["fly", "--gru", "2"], "add --split dataset, kfold or subject"),
+    (["fly", "--gru", "2"], "add --split dataset or kfold."),  # fly has no --split subject
     (["fly", "--agent", "Q (XY)"], "unknown classical agent"),
     (["inspect", f"{T}/missing.csv"], "does not exist"),
     (["inspect", CSV, "--map", "bad"], "SCHEMA=SOURCE"),
@@ -354,7 +354,7 @@ ISSUE = [  # the failures listed in issue #13, through the real entry point
     (["compare", "--synthetic", "choice", "--agent", "Q-learning"], 2, "unknown classical agent 'Q-learning'"),
     (["compare", "--synthetic", "choice", "--split", "kfold", "--gru", "four"], 2, "--gru"),
     (["compare", "--synthetic", "choice", "--agents", "all"], 2, "No such option"),
-    (["fly", "--population", "64"], 2, "add --split dataset, kfold or subject"),
+    (["fly", "--population", "64"], 2, "add --split dataset or kfold."),
 ]
 
 

@@ -13,12 +13,15 @@ from .._cli_common import (
     MAP_HELP,
     RESTARTS_HELP,
     Fraction,
+    PathOption,
     Rate,
+    Seed,
     Size,
     note,
     output_folder,
     show_bars,
     open_unit_interval,
+    refuse_unused,
 )
 from .._errors import ComparisonError, DataError
 
@@ -66,18 +69,19 @@ AGENT_HELP = (
 POLICY_HELP = "Policies of the --agent rows: softmax, accept-reject (repeat; default both)."
 GRU_HELP = (
     "Also a tiny GRU with this many units, the flexible ceiling (repeat; 1–64 units, tiny RNNs use 1–8). Needs a split that holds out "
-    "whole subjects (dataset, kfold, subject)."
+    "whole subjects ({splits})."  # .format(splits=…): the command's own subject-level splits
 )
 GRU_STEPS_HELP = "Adam steps of each --gru fit (early-stopped on a validation part of the training subjects)."
 POPULATION_HELP = (
     "Also every rule and agent as a population: its parameters vary between subjects as N(μ, σ²), unseen "
     "subjects predicted by the marginal likelihood over DRAWS Monte Carlo draws (64 is a good start). Needs a "
-    "split that holds out whole subjects (dataset, kfold, subject)."
+    "split that holds out whole subjects ({splits})."
 )
 
 
-def check_extra_options(*, agents, policies, gru, population, subject_split: bool) -> None:
-    """Refuse inconsistent --agent/--policy/--gru/--population options before any data are read."""
+def check_extra_options(*, agents, policies, gru, population, subject_split: bool, splits: str = "dataset, kfold or subject") -> None:
+    """Refuse inconsistent --agent/--policy/--gru/--population options before any data are read; ``splits``: the
+    command's subject-level splits, for the message."""
     from .._cli_common import CLIError
     from ._agents import select_rules
 
@@ -93,7 +97,7 @@ def check_extra_options(*, agents, policies, gru, population, subject_split: boo
             raise CLIError(f"--agent: {err}") from None
     for option, given in (("--gru", gru), ("--population", population)):
         if given and not subject_split:
-            raise CLIError(f"{option} predicts subjects the fit never saw: add --split dataset, kfold or subject.")
+            raise CLIError(f"{option} predicts subjects the fit never saw: add --split {splits}.")
     if population is not None and population < 2:
         raise CLIError(f"--population is the number of Monte Carlo draws (≥ 2; 64 is a good start); got {population}")
     bad = [h for h in gru or () if not 1 <= h <= 64]
@@ -150,12 +154,13 @@ def _synthetic(name: str, subjects: int, seed: int):
 
 
 def compare_command(
+    ctx: typer.Context,
     data: Annotated[Optional[str], typer.Argument(help="A named dataset (rajagopalan2023, mohanta2022) or a data file in any supported format (netCDF, CSV/Parquet, MAT, NWB, HDF5; docs/data-format.md).")] = None,
     synthetic: Annotated[Optional[str], typer.Option(help="Use a named synthetic task instead of a file: 'choice' (two-odour task, 3 blocks × 80 trials, true rule 0.3·x·r − 0.1·w) or 'activity' (Oja in an 8→3 layer).")] = None,
     map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
-    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r, e.g. 'x*r + w' or 'x*(r-E[r]) + w' (repeat the option). Terms without a number start at 0. Default: x·r, x·r + w, x·(r−E[r]) for choices; x·y, x·y − y²·w, x·y + w for activity (the fly analysis's names).")] = None,
+    data_dir: Annotated[Optional[Path], PathOption(DATA_DIR_HELP)] = None,
+    hypothesis: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="A rule to compare, as an equation in x, y, w, r, e.g. 'x*r + w' or 'x*(r-E\\[r]) + w' (repeat the option). Terms without a number start at 0. Default: x·r, x·r + w, x·(r−E\\[r]) for choices; x·y, x·y − y²·w, x·y + w for activity (the fly analysis's names).")] = None,
     split: Annotated[str, typer.Option(help="heldout (last part of each block), future (leave-future-out), subject (leave-one-subject-out), dataset (the data's own train/test subjects), kfold (k folds of subjects), insample. Subject-level splits fit one shared rule.")] = "heldout",
     folds: Annotated[int, Size("Folds of subjects for --split kfold.")] = 5,
     heldout: Annotated[float, typer.Option(help="Fraction held out (of each block for 'heldout', of each session's end for 'future'), in (0, 1).", callback=open_unit_interval)] = 0.25,
@@ -166,13 +171,13 @@ def compare_command(
     restarts: Annotated[int, Size(RESTARTS_HELP)] = 4,
     agent: Annotated[Optional[list[str]], typer.Option("--agent", help=AGENT_HELP)] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help=POLICY_HELP)] = None,
-    gru: Annotated[Optional[list[int]], typer.Option("--gru", help=GRU_HELP)] = None,
+    gru: Annotated[Optional[list[int]], typer.Option("--gru", help=GRU_HELP.format(splits="dataset, kfold, subject"))] = None,
     gru_steps: Annotated[int, Size(GRU_STEPS_HELP)] = 3000,
-    population: Annotated[Optional[int], typer.Option("--population", metavar="DRAWS", help=POPULATION_HELP)] = None,
+    population: Annotated[Optional[int], typer.Option("--population", metavar="DRAWS", help=POPULATION_HELP.format(splits="dataset, kfold, subject"))] = None,
     learning_rate: Annotated[float, Rate("Rate η of activity rules (choice rules use η = 1).")] = 0.01,
     subjects: Annotated[int, Size("Subjects of the synthetic task.")] = 8,
-    seed: Annotated[int, typer.Option(help="Random seed (synthetic data; initial weights of activity models).")] = 0,
-    out: Annotated[Path, typer.Option(help="Folder for what ComparisonResult.save writes (comparison.csv, comparison.md, per_subject.csv, comparison.png, …).")] = Path("plasticinfer-compare"),
+    seed: Annotated[int, Seed("Random seed (synthetic data; initial weights of activity models).")] = 0,
+    out: Annotated[Path, PathOption("Folder for what ComparisonResult.save writes (comparison.csv, comparison.md, per_subject.csv, comparison.png, …).")] = Path("plasticinfer-compare"),
     quiet: Annotated[bool, typer.Option(help="No progress lines or bars.")] = False,
 ) -> None:
     """Rank rule hypotheses by held-out log-likelihood, per subject and overall, against baselines."""
@@ -188,10 +193,24 @@ def compare_command(
         raise ComparisonError("--map, --choice-codes and --data-dir describe a dataset; --synthetic data needs none of them")
     if synthetic == "activity" and (agent or gru):
         raise ComparisonError("--agent and --gru model choices; --synthetic activity is neural activity")
+    subject_level = ("subject", "dataset", "kfold")
+    unused = {
+        "calibration": (split not in subject_level, "--calibration applies to --split subject, dataset or kfold (a held-out subject's first trials)"),
+        "heldout": (split not in ("heldout", "future"), "--heldout applies to --split heldout or future; the other splits hold out whole subjects or none"),
+        "folds": (split != "kfold", "--folds applies to --split kfold"),
+        "subjects": (synthetic is None, "--subjects sets the number of subjects of --synthetic data; a dataset has its own"),
+        "gru_steps": (not gru, "--gru-steps applies to the --gru rows; add --gru UNITS"),
+    }
+    refuse_unused(ctx, {name: message for name, (ignored, message) in unused.items() if ignored})
+    if split == "kfold" and folds < 2:
+        raise ComparisonError(f"--folds {folds}: --split kfold needs at least 2 folds of subjects")
     check_extra_options(agents=agent, policies=policy, gru=gru, population=population, subject_split=split in ("subject", "dataset", "kfold"))
-    output_folder(out)
+    from ._result import RESULT_FILES
+
+    output_folder(out, files=RESULT_FILES.values())
     import jax
 
+    from .._io import write_together
     from ._compare import compare
     from ._parse import parse_hypothesis
 
@@ -230,9 +249,10 @@ def compare_command(
         progress=show_bars(quiet),
         log=None if quiet else note,
     )
+    with write_together():  # every file, or none (and the summary only once they are written)
+        paths = result.save(out)
     typer.echo("")
     typer.echo(result.summary())
-    paths = result.save(out)
     typer.echo(f"\nwrote to {out}/:")
     for name, p in paths.items():
         typer.echo(f"  {name:<12} {p}")

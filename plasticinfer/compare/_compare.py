@@ -117,6 +117,7 @@ def compare(
                       stacklevel=2)
         hyps = [h for h in hyps if h.name not in skipped]
     folds = split.folds(data, blocks=blocks)
+    _check_heldout_trials(folds, data.n_trajectories, subject_names, split)
     rows, fit_rows, coef_rows, fitted = [], [], [], {}
     todo = [(h, fold) for h in hyps + base if h.applies_to(data) for fold in folds]
     for done, (h, fold) in enumerate(todo, 1):
@@ -149,6 +150,30 @@ def compare(
         scores, [h.name for h in hyps], used_base, split, settings, list(subject_names or []), discrete=is_choice_data(data),
         fits=pd.DataFrame(fit_rows, columns=FIT_COLUMNS), coefficients=pd.DataFrame(coef_rows, columns=COEFFICIENT_COLUMNS),
         fitted=fitted, source=source,
+    )
+
+
+def _check_heldout_trials(folds, n_subjects: int, subject_names, split) -> None:
+    """Before any fit: refuse a split that holds out no trial at all; warn, naming them, about subjects it holds out
+    none of (they are left out of the means over subjects)."""
+    held = np.zeros(n_subjects, dtype=int)
+    scored = np.zeros(n_subjects, dtype=bool)
+    for fold in folds:
+        held[fold.test_subjects] += trial_valid(fold.test).sum(axis=1)
+        scored[fold.test_subjects] = True
+    empty = np.flatnonzero(scored & (held == 0))
+    if not len(empty):
+        return
+    names = [str(subject_names[i]) if subject_names else str(i) for i in empty]
+    if not held.any():
+        raise ComparisonError(
+            f"{split} holds out no trial of any subject (each has too few trials); nothing to score. Use data with more "
+            "trials per subject, or a split that holds out whole subjects."
+        )
+    warnings.warn(
+        f"subject(s) {names} have no held-out trials under {split} (too few trials); they are left out of the means "
+        "over subjects (mean normalized likelihood and its standard error)",
+        stacklevel=3,
     )
 
 

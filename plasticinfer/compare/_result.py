@@ -210,7 +210,7 @@ class ComparisonResult:
         tot_best = ps[ps["hypothesis"] == best]["heldout_ll"].sum()
         for name in order:
             d = ps[ps["hypothesis"] == name]
-            nl = d["normalized_likelihood"].to_numpy(float)
+            nl = d.loc[d["n_heldout_trials"] > 0, "normalized_likelihood"].to_numpy(float)  # subjects with held-out trials
             row = {
                 "hypothesis": name,
                 "kind": "hypothesis" if name in self.hypotheses else "baseline",
@@ -218,7 +218,7 @@ class ComparisonResult:
                 "heldout_ll": float(d["heldout_ll"].sum()),
                 "heldout_ll_per_obs": float(d["heldout_ll"].sum() / d["n_heldout"].sum()),
                 "delta_ll_vs_best": float(d["heldout_ll"].sum() - tot_best),
-                "mean_normalized_likelihood": float(np.mean(nl)),
+                "mean_normalized_likelihood": float(np.mean(nl)) if nl.size else np.nan,
                 "se_normalized_likelihood": float(np.std(nl, ddof=1) / np.sqrt(nl.size)) if nl.size > 1 else np.nan,
             }
             for suffix, null in NULLS:
@@ -250,9 +250,19 @@ class ComparisonResult:
             f"({self.settings.steps} L-BFGS steps × {self.settings.restarts} starts), {self.scores['subject'].nunique()} "
             + ("subjects scored on the trials they were fitted to (in-sample: not a held-out comparison)"
                if isinstance(self.split, InSample) or str(self.split).startswith("InSample") else "held-out subjects")
+            + self._unscored_note()
             + "; log-likelihoods in nats"
         )
         return head + "\n" + _format(t[cols]).to_string()
+
+    def unscored_subjects(self) -> list[str]:
+        """Subjects scored on no held-out trial (too few trials for the split), left out of the means over subjects."""
+        n = self.scores.groupby("subject", sort=True)["n_test_trials"].sum()
+        return [self.subject_label(s) for s in n.index[n.to_numpy() == 0]]
+
+    def _unscored_note(self) -> str:
+        empty = self.unscored_subjects()
+        return f" ({', '.join(empty)}: no held-out trials, left out of the means over subjects)" if empty else ""
 
     def to_markdown(self) -> str:
         t = self.table()
@@ -267,7 +277,7 @@ class ComparisonResult:
             f"{'fitted' if self.settings.fit_initial_weights else 'fixed'}",
             f"- ranking by held-out log-likelihood: {' > '.join(self.ranking())}",
             "- log-likelihoods in nats; normalized likelihood = exp(held-out log-likelihood per trial), the geometric "
-            "mean probability of the observed choices (mean ± standard error over subjects)",
+            "mean probability of the observed choices (mean ± standard error over subjects)" + self._unscored_note(),
             "- deviance explained = 1 − D_model/D_null on the held-out trials, D = −2·log-lik; the coin-flip null is "
             "for comparability with published numbers only."
             if self.discrete

@@ -16,7 +16,7 @@ from .._errors import DatasetError, FileFormatError, SchemaError
 from ._load import loader_for
 from ._netcdf import load_netcdf, read_netcdf
 from ._validate import schema_notes, validate
-from .._cli_common import CHOICE_CODES_HELP, MAP_HELP, load_file
+from .._cli_common import CHOICE_CODES_HELP, MAP_HELP, load_file, path_value
 
 datasets_app = typer.Typer(help="Named datasets: list them, show their licence, citation and files.",
                            no_args_is_help=True)
@@ -64,7 +64,7 @@ def datasets_info(name: str = typer.Argument(..., help="dataset name, see `plast
 def datasets_download(
     name: str = typer.Argument(..., help="dataset name, see `plasticinfer datasets list`"),
     to: Optional[Path] = typer.Option(  # noqa: UP007 - typer needs Optional here
-        None, "--to", help="folder to put the dataset folder in (default: $PLASTICINFER_DATA_DIR, else the cache folder)"
+        None, "--to", parser=path_value, help="folder to put the dataset folder in (default: $PLASTICINFER_DATA_DIR, else the cache folder)"
     ),
 ) -> None:
     """Download a named dataset from its public source, checking every file's SHA-256."""
@@ -128,7 +128,7 @@ def _describe_result(file: Path, ds) -> bool:
 
 
 def inspect_command(
-    file: Path = typer.Argument(..., help="a data file (csv, parquet, mat, nwb, h5, nc) or a folder of sessions"),
+    file: Path = typer.Argument(..., help="a data file (csv, parquet, mat, nwb, h5, nc) or a folder of sessions", parser=path_value),
     map_: Optional[list[str]] = typer.Option(  # noqa: UP007 - typer needs Optional here
         None, "--map", help=MAP_HELP
     ),
@@ -137,6 +137,8 @@ def inspect_command(
     ),
 ) -> None:
     """Load FILE, print its dims, subjects, trials and masks, and what the validator thinks."""
+    if not file.exists() and str(file) in _datasets.names():
+        raise DatasetError(f"{file} is a named dataset; inspect reads files. See `plasticinfer datasets info {file}`.")
     loader = loader_for(file)
     if loader is load_netcdf and not (map_ or choice_codes):
         if not file.exists():

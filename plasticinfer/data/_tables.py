@@ -109,7 +109,25 @@ def read_table(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
         ) from e
     if df.shape[0] == 0:
         raise FileFormatError(f"file {str(path)!r} has a header but no rows: there are no trials to load.")
+    if sep in (",", "\t") and df.shape[1] == 1:
+        _refuse_other_delimiter(path, str(df.columns[0]), sep)
     return df
+
+
+_DELIMITER_NAMES = {",": "','", "\t": "tab", ";": "';'", "|": "'|'"}
+
+
+def _refuse_other_delimiter(path: Path, header: str, sep: str) -> None:
+    """A .csv/.tsv read as one column whose header holds another delimiter: say so, not that columns are missing."""
+    other = [d for d in _DELIMITER_NAMES if d != sep and d in header]
+    if other:
+        d = max(other, key=header.count)
+        raise FileFormatError(
+            f"file {str(path)!r}: the header {header!r} is one column holding {_DELIMITER_NAMES[d]}, so the file looks "
+            f"{_DELIMITER_NAMES[d]}-separated, but a {path.suffix} file is read as {_DELIMITER_NAMES[sep]}-separated. "
+            f"Export it with {_DELIMITER_NAMES[sep]} as the delimiter, or rename it to .txt (the delimiter of a .txt table "
+            "is detected)."
+        )
 
 
 # the delimiters a .txt table may use, in the order csv.Sniffer prefers them on a tie
@@ -297,6 +315,13 @@ def _rename(df: pd.DataFrame, columns: Mapping[str, str], n_options: int, where:
         dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
         raise SchemaError(f"{where}: column names {dup} appear more than once; give each column a unique name.")
     known = set(CORE_COLUMNS) | {f"p_reward_{k}" for k in range(n_options)}
+    twice = sorted({u for u in columns.values() if list(columns.values()).count(u) > 1})
+    if twice:
+        names = [s for s, u in columns.items() if u == twice[0]]
+        raise SchemaError(
+            f"{where}: column {twice[0]!r} is mapped to both {' and '.join(map(repr, names))} (the columns= mapping); a "
+            "column can be read as one schema variable only. Fix the columns= mapping."
+        )
     for schema_name, user_name in columns.items():
         if schema_name not in known:
             raise SchemaError(
@@ -305,20 +330,40 @@ def _rename(df: pd.DataFrame, columns: Mapping[str, str], n_options: int, where:
         if user_name not in df.columns:
             raise SchemaError(
                 f"{where}: column {user_name!r} (mapped to {schema_name!r}) not found; "
-                f"the table has columns {list(df.columns)}. Fix the columns= mapping."
+                f"the table has columns {_column_list(df)}. Fix the columns= mapping."
             )
     clash = [s for s, u in columns.items() if s in df.columns and s != u and s not in columns.values()]
     df = df.drop(columns=clash).rename(columns={u: s for s, u in columns.items()})
     for name in ("choice", "reward"):
         if name not in df.columns:
             raise SchemaError(
-                f"{where}: required column {name!r} is missing; the table has columns {list(df.columns)}. "
+                f"{where}: required column {name!r} is missing; the table has columns {_column_list(df)}. "
                 f"Name your column {name!r} or pass columns={{{name!r}: '<your column>'}}."
             )
     reserved = sorted(RESERVED & set(df.columns))
     if reserved:
         raise SchemaError(f"{where}: columns {reserved} clash with schema names; rename them in the table.")
     return df
+
+
+_SHOWN_COLUMNS = 8
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(\.\d+)?\s*$")  # pandas adds .1, .2 to repeated names
+
+
+def _column_list(df: pd.DataFrame) -> str:
+    """The table's columns for a message: all of a few, the first ones and the count of many; and a note when the
+    header row is numbers (a file with no header, such as a subject × trial matrix)."""
+    names = [str(c) for c in df.columns]
+    if len(names) <= _SHOWN_COLUMNS:
+        text = str(names)
+    else:
+        text = str(names[: _SHOWN_COLUMNS - 2])[:-1] + f", … ({len(names)} columns in all)]"
+    if names and all(_NUMBER.match(n) for n in names):
+        text += (
+            " (the header row is numbers: the file seems to have no header, e.g. a subject × trial matrix; a table needs "
+            "a header row naming its columns and one row per trial, see docs/data-format.md)"
+        )
+    return text
 
 
 def _bad_row(where: str, column: str, i: int, value: Any, expected: str, todo: str) -> SchemaError:
@@ -429,12 +474,18 @@ def _choice_column(
             lookup, coding = {k: k for k in zero_based}, "0-based"
         elif present <= one_based:
             lookup, coding = {k: k - 1 for k in one_based}, "1-based"
+        elif sum(c in one_based for c in codes) > sum(c in zero_based for c in codes):
+            # neither coding reads every code: the one that reads the most rows, so that the row named below is the odd
+            # one out (a 2 in 1/2 coding is no bad row; the -1 further down is)
+            lookup, coding = {k: k - 1 for k in one_based}, "1-based"
         else:
             lookup, coding = {k: k for k in zero_based}, "0-based"
     for i, c in enumerate(codes):
         if c not in lookup:
             known = sorted(map(str, lookup))
             todo = f"Pass choice_codes={{code: option_index}} (0-based, {n_options} options) or drop the row."
+            if choice_codes is None and any(k in lookup for k in codes):
+                todo += f" The other codes look like {coding} coding ({', '.join(known)})."
             present = sorted(set(codes), key=str)
             if choice_codes is None and all(isinstance(k, int) for k in present):
                 # codes 0 … m−1 or 1 … m: more options than n_options, not bad rows

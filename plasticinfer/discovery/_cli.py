@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .._cli_common import NonNegative, Rate, Size, non_negative, output_folder, show_bars
+from .._cli_common import Fraction, NonNegative, PathOption, Rate, Seed, Size, non_negative, output_folder, show_bars
 
 _OUT_HELP = "Folder for results (netCDF), summary.md (equations) and PNG figures; created if missing."
 
@@ -52,13 +52,13 @@ def pc1(
     restarts: Annotated[int, Size("Independent starts, run as one vmapped computation.")] = 4,
     steps: Annotated[int, Size("Adam steps of gradient descent through the 200-step learning trajectory.")] = 300,
     l1: Annotated[float, NonNegative("L1 penalty on each term's typical contribution.")] = 3e-4,
-    prune: Annotated[float, NonNegative("Drop terms whose typical contribution is below this fraction of the largest (after 60 % of the steps), then re-fit; 0 = off.")] = 0.25,
+    prune: Annotated[float, Fraction("Drop terms whose typical contribution is below this fraction of the largest (after 60 % of the steps), then re-fit; in [0, 1), 0 = off.")] = 0.25,
     lr: Annotated[float, Rate("Initial Adam step size (cosine-decayed to 5 %).")] = 3e-2,
     networks: Annotated[int, Size("Independent networks (own rotation, scale, inputs, w0) per loss evaluation.")] = 4,
     fixed_rotation: Annotated[bool, typer.Option(help="Literal DESIGN.md B1: one input rotation for every network (a rule can overfit it).")] = False,
     scale_variation: Annotated[bool, typer.Option(help="Multiply each network's input covariance by a log-uniform scale in [0.5, 2] (pins θ(w) = 0).")] = True,
-    seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
-    out: Annotated[Path, typer.Option(help=_OUT_HELP)] = Path("discover-pc1"),
+    seed: Annotated[int, Seed("Root random seed.")] = 0,
+    out: Annotated[Path, PathOption(_OUT_HELP)] = Path("discover-pc1"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Rediscover Oja's rule: one neuron must learn the first principal component of its inputs (B1).
@@ -68,7 +68,7 @@ def pc1(
     200 steps of 100 samples (η = 0.1). The task fixes the rule only up to its overall
     rate, so coefficients are reported divided by θ(x·y).
     """
-    output_folder(out)
+    output_folder(out, files=("results.nc", "summary.md", "search.png"))
     import jax
 
     from . import PC1Objective, find_families, gradient_search, oja_comparison, plot_search, save_report, summary_markdown
@@ -119,11 +119,11 @@ def pca_network(
     steps: Annotated[int, Size("Adam steps.")] = 250,
     max_degree: Annotated[int, typer.Option(help="Maximum total degree of the Taylor terms (0: all 27 terms of each rule).", callback=non_negative)] = 3,
     l1: Annotated[float, NonNegative("L1 penalty on each term's typical contribution.")] = 3e-4,
-    prune: Annotated[float, NonNegative("Prune terms below this fraction of their rule's largest after 60 % of the steps; 0 = off.")] = 0.25,
+    prune: Annotated[float, Fraction("Prune terms below this fraction of their rule's largest after 60 % of the steps; in [0, 1), 0 = off.")] = 0.25,
     lr: Annotated[float, Rate("Initial Adam step size (cosine-decayed).")] = 1e-2,
     networks: Annotated[int, Size("Networks per loss evaluation.")] = 2,
-    seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
-    out: Annotated[Path, typer.Option(help=_OUT_HELP)] = Path("discover-pca-network"),
+    seed: Annotated[int, Seed("Root random seed.")] = 0,
+    out: Annotated[Path, PathOption(_OUT_HELP)] = Path("discover-pca-network"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Discover a feed-forward rule and a lateral rule that together make outputs span the top PCs (B2).
@@ -133,7 +133,7 @@ def pca_network(
     between the output subspace and the top n_out PCs under 10°. The known solution is Oja
     for W with anti-Hebbian θ(x·y) = −1 for L.
     """
-    output_folder(out)
+    output_folder(out, files=("results.nc", "summary.md", "search.png"))
     import jax
 
     from .._rules import TaylorRule
@@ -189,8 +189,8 @@ def homeostasis(
     correlated: Annotated[float, NonNegative("Rate model: s.d. of shared per-group rate fluctuations (0: constant rates); > 0 adds the balance objective.")] = 0.0,
     l1: Annotated[float, NonNegative("L1 penalty (keeps the overall rate of the rule bounded).")] = 1e-3,
     familiarity: Annotated[bool, typer.Option(help="Rate model: run the familiarity probe on the solutions.")] = True,
-    seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
-    out: Annotated[Path, typer.Option(help=_OUT_HELP)] = Path("discover-homeostasis"),
+    seed: Annotated[int, Seed("Root random seed.")] = 0,
+    out: Annotated[Path, PathOption(_OUT_HELP)] = Path("discover-homeostasis"),
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Discover inhibitory plasticity rules that hold a neuron at a target rate (B3), and check the manifold.
@@ -219,7 +219,8 @@ def homeostasis(
 
     if model is Model.lif and method is not Method.cma:
         raise DiscoveryError("spikes make the LIF loss piecewise constant, so gradients are useless; use --method cma")
-    output_folder(out)
+    methods = {Method.gradient: ["gradient"], Method.cma: ["cma-es"], Method.both: ["gradient", "cma-es"]}[method]
+    output_folder(out, files=["summary.md", "manifold.png"] + [f"{k}_{m}.{e}" for m in methods for k, e in (("results", "nc"), ("search", "png"))])
     k_g, k_c, k_a = jax.random.split(jax.random.key(seed), 3)
     if model is Model.rate:
         obj = HomeostasisObjective.create(target=target, nu_inh=nu_inh, fluctuation=correlated)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .._cli_common import NonNegative, Rate, Size, unit_interval
+from .._cli_common import NonNegative, PathOption, Rate, Seed, Size, at_least, output_folder, unit_interval
 
 _TYPES = ("ee", "ei", "ie", "ii")
 
@@ -20,14 +20,14 @@ def families(
     duration: Annotated[float, Rate(help="Seconds simulated per rule (a multiple of --segment).")] = 1.0,
     transient: Annotated[float, NonNegative(help="Initial seconds left out of the statistics.")] = 0.2,
     segment: Annotated[float, Rate(help="Seconds per counting segment (and per pattern presentation).")] = 0.1,
-    simulations: Annotated[int, Size(help="Prior draws simulated to train the posterior (≥ 20).")] = 256,
+    simulations: Annotated[int, typer.Option(callback=at_least(20), help="Prior draws simulated to train the posterior (≥ 20).")] = 256,
     predictive: Annotated[int, Size(help="Posterior and prior draws simulated for the predictive check.")] = 64,
     memory: Annotated[int, NonNegative(help="Rules per group in the familiarity probe; 0 = skip it.")] = 8,
     patterns: Annotated[int, Size(help="Patterns in the familiarity probe (half familiarised).")] = 16,
     delay: Annotated[float, NonNegative(help="Seconds between familiarisation and test (plasticity on).")] = 1.0,
     batch: Annotated[int, Size(help="Simulations per vmapped batch.")] = 32,
-    seed: Annotated[int, typer.Option(help="Root random seed.")] = 0,
-    out: Annotated[Path, typer.Option(help="Folder for families.nc, summary.md; created if missing.")] = Path("discover-families"),
+    seed: Annotated[int, Seed("Root random seed.")] = 0,
+    out: Annotated[Path, PathOption("Folder for families.nc, summary.md; created if missing.")] = Path("discover-families"),
     quiet: Annotated[bool, typer.Option(help="Print only the output paths.")] = False,
 ) -> None:
     """Infer the family of co-active E→E, E→I, I→E, I→I pair rules that keep an E/I network plausible, and test it for memory.
@@ -38,10 +38,10 @@ def families(
     after-familiarisation responses) against shuffled labels, no plasticity, prior rules and
     speed-matched hand-written rules.
     """
+    output_folder(out, files=("families.nc", "summary.md"))
     import jax
 
-    from .._io import write_text
-    from ._common import DiscoveryError
+    from .._io import write_text, write_together
     from ._memory import FamiliarityProtocol
     from ._plausibility import FamilyTask
     from ._rule_families import run_families
@@ -50,21 +50,18 @@ def families(
     bad = [t for t in types if t not in _TYPES]
     if bad or not types:
         raise typer.BadParameter(f"unknown synapse types {bad or types}; use a comma-separated subset of {','.join(_TYPES)}", param_hint="--plastic")
-    try:
-        k_net, k_run = jax.random.split(jax.random.key(seed))
-        task = FamilyTask.create(k_net, n_exc=n_exc, n_inh=n_inh, p=p, plastic=types, duration=duration, transient=transient, segment=segment)
-        protocol = FamiliarityProtocol(n_patterns=patterns, delay=delay, warmup=min(0.5, duration), repeats=3)
-        if not quiet:
-            typer.echo(f"E/I network {n_exc}/{n_inh}, plastic {','.join(types)}; {simulations} simulations of {duration:g} s …")
-        res = run_families(
-            k_run, task, n_simulations=simulations, n_predictive=predictive, memory=memory > 0, n_memory=max(memory, 2),
-            protocol=protocol, batch_size=batch,
-        )  # fmt: skip
-    except DiscoveryError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"families": res.save(out / "families.nc"), "summary": write_text(res.markdown(), out / "summary.md")}
+    # a DiscoveryError (e.g. no segment left after the transient) is bad input: exit 2, and the output folder is removed
+    k_net, k_run = jax.random.split(jax.random.key(seed))
+    task = FamilyTask.create(k_net, n_exc=n_exc, n_inh=n_inh, p=p, plastic=types, duration=duration, transient=transient, segment=segment)
+    protocol = FamiliarityProtocol(n_patterns=patterns, delay=delay, warmup=min(0.5, duration), repeats=3)
+    if not quiet:
+        typer.echo(f"E/I network {n_exc}/{n_inh}, plastic {','.join(types)}; {simulations} simulations of {duration:g} s …")
+    res = run_families(
+        k_run, task, n_simulations=simulations, n_predictive=predictive, memory=memory > 0, n_memory=max(memory, 2),
+        protocol=protocol, batch_size=batch,
+    )  # fmt: skip
+    with write_together():  # both files, or neither
+        paths = {"families": res.save(out / "families.nc"), "summary": write_text(res.markdown(), out / "summary.md")}
     if not quiet:
         typer.echo(res.check.markdown())
         if res.memory is not None:

@@ -220,23 +220,25 @@ def save_report(
 
     Each search is written by :meth:`SearchResult.save <plasticinfer.discovery.SearchResult.save>` with the
     report's :func:`report_annotations` (its ``families[name]``, normalised by ``reference``), so
-    ``SearchResult.load`` reads it back. Every file is written atomically (a temporary file, then a rename).
+    ``SearchResult.load`` reads it back. Every file is written atomically (a temporary file, then a rename),
+    and all of them or none (:func:`~plasticinfer._io.write_together`).
     """
     import matplotlib.pyplot as plt
 
-    from .._io import write_figure, write_text
+    from .._io import write_figure, write_text, write_together
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     families = families or {}
-    paths = {
-        name: res.save(folder / f"{name}.nc", report_annotations(res, reference=reference, families=families.get(name, ()), description=description))
-        for name, res in (searches or {}).items()
-    }
-    paths["summary"] = write_text(markdown, folder / "summary.md")
-    for name, fig in (figures or {}).items():
-        paths[name] = write_figure(fig, folder / f"{name}.png", dpi=120)
-        plt.close(fig)
+    with write_together():
+        paths = {
+            name: res.save(folder / f"{name}.nc", report_annotations(res, reference=reference, families=families.get(name, ()), description=description))
+            for name, res in (searches or {}).items()
+        }
+        paths["summary"] = write_text(markdown, folder / "summary.md")
+        for name, fig in (figures or {}).items():
+            paths[name] = write_figure(fig, folder / f"{name}.png", dpi=120)
+            plt.close(fig)
     return paths
 
 

@@ -12,22 +12,29 @@ from .._cli_common import (
     DATA_DIR_HELP,
     MAP_HELP,
     RESTARTS_HELP,
+    PathOption,
+    Seed,
     Size,
     load_data,
     note,
     output_folder,
     show_bars,
     open_unit_interval,
+    refuse_unused,
 )
 from ..compare._cli import AGENT_HELP, GRU_HELP, GRU_STEPS_HELP, POLICY_HELP, POPULATION_HELP, check_extra_options
 
 
+FLY_FILES = ("report.md", "table.csv", "traces.png", "deviance.png", "decay.png", "posterior.png", "posterior.nc")
+
+
 def fly(
+    ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="Named dataset (rajagopalan2023, mohanta2022) or a behaviour data file in any supported format (.nc, .csv, .parquet, .mat, .nwb, .h5).")] = "rajagopalan2023",
-    out: Annotated[Path, typer.Option(help="Folder for report.md, scores.csv, coefficients.csv, the comparison tables and figures.")] = Path("plasticinfer-fly"),
+    out: Annotated[Path, PathOption("Folder for report.md, scores.csv, coefficients.csv, the comparison tables and figures.")] = Path("plasticinfer-fly"),
     map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help=DATA_DIR_HELP)] = None,
+    data_dir: Annotated[Optional[Path], PathOption(DATA_DIR_HELP)] = None,
     hypotheses: Annotated[Optional[list[str]], typer.Option("--hypothesis", "-H", help="Hypotheses to fit (repeat), e.g. 'x*r + w'; default all standard ones.")] = None,
     heldout: Annotated[float, typer.Option(help="Fraction of each block's last trials held out, in (0, 1).", callback=open_unit_interval)] = 0.2,
     steps: Annotated[int, Size("L-BFGS steps per fit.")] = 50,
@@ -36,12 +43,12 @@ def fly(
     folds: Annotated[int, Size("Folds of flies for --split kfold.")] = 5,
     in_sample: Annotated[bool, typer.Option(help="Also fit on all trials (in-sample figures, as published).")] = True,
     control: Annotated[bool, typer.Option(help="Also run the held-out comparison of the decay pairs and the best rule on rewards shuffled within each fly (the null of every reward-learning claim in the report).")] = True,
-    seed: Annotated[int, typer.Option(help="Random seed (MLP initialisation).")] = 0,
+    seed: Annotated[int, Seed("Random seed (MLP initialisation).")] = 0,
     agent: Annotated[Optional[list[str]], typer.Option("--agent", help=AGENT_HELP)] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help=POLICY_HELP)] = None,
-    gru: Annotated[Optional[list[int]], typer.Option("--gru", help=GRU_HELP)] = None,
+    gru: Annotated[Optional[list[int]], typer.Option("--gru", help=GRU_HELP.format(splits="dataset, kfold"))] = None,
     gru_steps: Annotated[int, Size(GRU_STEPS_HELP)] = 3000,
-    population: Annotated[Optional[int], typer.Option("--population", metavar="DRAWS", help=POPULATION_HELP)] = None,
+    population: Annotated[Optional[int], typer.Option("--population", metavar="DRAWS", help=POPULATION_HELP.format(splits="dataset, kfold"))] = None,
     hierarchical: Annotated[
         Optional[str],
         typer.Option(help="Also fit this hypothesis hierarchically across flies with NUTS (e.g. 'x*r + w'; several minutes)."),
@@ -53,7 +60,16 @@ def fly(
     quiet: Annotated[bool, typer.Option(help="No progress lines or bars.")] = False,
 ) -> None:
     """Fit rule hypotheses to every fly (MAP), rank them by held-out likelihood, and write a report."""
-    output_folder(out)
+    unused = {
+        "folds": (split != "kfold", "--folds applies to --split kfold"),
+        "warmup": (hierarchical is None, "--warmup applies to the hierarchical NUTS fit; add --hierarchical HYPOTHESIS"),
+        "draws": (hierarchical is None, "--draws applies to the hierarchical NUTS fit; add --hierarchical HYPOTHESIS"),
+        "gru_steps": (not gru, "--gru-steps applies to the --gru rows; add --gru UNITS"),
+    }
+    refuse_unused(ctx, {name: message for name, (ignored, message) in unused.items() if ignored})
+    from ..compare._result import RESULT_FILES
+
+    output_folder(out, files=[*RESULT_FILES.values(), *FLY_FILES])
     import time
 
     import jax
@@ -70,7 +86,8 @@ def fly(
         raise CLIError("--checkpoint-every and --resume checkpoint the hierarchical NUTS run; add --hierarchical HYPOTHESIS.")
     if resume and not checkpoint.is_file():
         raise CLIError(f"--resume: no checkpoint at {checkpoint}; run once with --hierarchical, --checkpoint-every N and --out {out}.")
-    check_extra_options(agents=agent, policies=policy, gru=gru, population=population, subject_split=split != "heldout")
+    check_extra_options(agents=agent, policies=policy, gru=gru, population=population, subject_split=split != "heldout",
+                        splits="dataset or kfold")
     if hierarchical is not None:  # read the equation now, as hierarchical_fit will, not after every MAP fit
         from .._errors import PlasticInferError
         from ._hypotheses import get_hypotheses as _get
@@ -119,7 +136,10 @@ def fly(
             if saving:
                 typer.echo(f"interrupted: the NUTS state is saved in {checkpoint}; rerun the same command with --resume to continue", err=True)
             raise
-    paths = write_report(analysis, out, title=f"Choice-learning analysis: {dataset}", posterior=posterior)
+    from .._io import write_together
+
+    with write_together():  # every file of the report, or none
+        paths = write_report(analysis, out, title=f"Choice-learning analysis: {dataset}", posterior=posterior)
     from ._report import _short
 
     typer.echo(_short(analysis.table()).to_string())  # the report's own table (p-values to 4 decimals, not 0.00)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .._cli_common import NonNegative, Rate, Size, non_negative, output_folder, show_bars
+from .._cli_common import NonNegative, PathOption, Rate, Seed, Size, non_negative, output_folder, show_bars
 from .._errors import ModelError
 
 
@@ -25,7 +25,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 def feedback_alignment_cmd(
     out: Annotated[
-        Path, typer.Option(help="Folder for results.nc (netCDF), summary.md and learning_curves.png.")
+        Path, PathOption("Folder for results.nc (netCDF), summary.md and learning_curves.png.")
     ] = Path("plasticinfer-output/feedback-alignment"),
     steps: Annotated[int, Size("Meta-gradient steps (each differentiates through META_BATCH online episodes).")] = 300,
     meta_batch: Annotated[int, Size("Episodes per meta-step, vmapped.")] = 16,
@@ -53,7 +53,7 @@ def feedback_alignment_cmd(
             "hover within about ±META_LR of zero). The rule pruned to its survivors is evaluated too."
         ),
     ] = 0.02,
-    seed: Annotated[int, typer.Option(help="Root random seed; tuning, meta-training and evaluation keys are split from it.")] = 0,
+    seed: Annotated[int, Seed("Root random seed; tuning, meta-training and evaluation keys are split from it.")] = 0,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Meta-learn a sparse local plasticity rule that lets a network with fixed random feedback learn online.
@@ -71,9 +71,10 @@ def feedback_alignment_cmd(
         plasticinfer discover feedback-alignment --steps 300 --seed 0 --out fa-run
     """
     hidden_sizes, heldout_classes = _ints(hidden, "--hidden"), _ints(heldout, "--heldout")
-    output_folder(out)
+    output_folder(out, files=("results.nc", "summary.md", "learning_curves.png"))
     import jax
 
+    from .._io import write_together
     from ._report import feedback_alignment_experiment
 
     report = feedback_alignment_experiment(
@@ -96,7 +97,8 @@ def feedback_alignment_cmd(
         progress=show_bars(quiet),
     )
     typer.echo(report.summary())
-    paths = report.save(out)
+    with write_together():  # every file, or none
+        paths = report.save(out)
     typer.echo(f"\nwrote to {out}/:")
     for name, p in paths.items():
         typer.echo(f"  {name:<8} {p}")

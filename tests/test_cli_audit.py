@@ -1,0 +1,298 @@
+"""The command-line defects of the CLI audit (one test per finding), through the real entry point in subprocesses where
+the finding is about what a user of `plasticinfer` sees; small inputs, so each takes seconds."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from helpers import REPO
+from test_cli_errors import _cli
+
+import plasticinfer as pi
+from plasticinfer._cli_common import in_command_line_terms
+from plasticinfer._convert import activity_dataset
+from plasticinfer._errors import ComparisonError, FileFormatError
+from plasticinfer._io import write_text, write_together
+from plasticinfer.cli import run
+
+MAP = ["--map", "subject=animal", "--map", "choice=side", "--map", "reward=rewarded", "--choice-codes", "L=0,R=1"]
+QUICK = ["--steps", "2", "--restarts", "1", "--quiet"]
+
+
+def _rows(subjects=("m1", "m2", "m3"), trials=30) -> list[str]:
+    rng = random.Random(0)
+    rows = ["animal,trial,side,rewarded"]
+    for a in subjects:
+        for t in range(trials):
+            s = rng.choice("LR")
+            rows.append(f"{a},{t},{s},{int(rng.random() < (0.7 if s == 'L' else 0.3))}")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("audit")
+    rule = pi.TaylorRule.from_equation("x*y - y^2*w", learning_rate=0.01)
+    syn = pi.make_activity_data(rule, pi.FeedForward(3, 2), pi.GaussianInputs.with_spectrum(jax.random.key(0), jnp.array([2.0, 1.0, 0.5])),
+                                key=jax.random.key(1), n_trajectories=2, n_trials=20)
+    nc = base / "sim.nc"
+    pi.data.write_netcdf(activity_dataset(syn), nc)
+    one = base / "one_trial.nc"
+    pi.data.write_netcdf(xr.load_dataset(nc).isel(trial=slice(0, 1)), one)
+    rows = _rows()
+    (base / "good.csv").write_text("\n".join(rows) + "\n")
+    (base / "one_trial.csv").write_text("\n".join(rows + ["m4,0,L,1"]) + "\n")  # m4: one trial, none held out
+    (base / "semi.csv").write_text("\n".join(r.replace(",", ";") for r in rows) + "\n")
+    (base / "comma.tsv").write_text("\n".join(rows) + "\n")
+    coded = ["subject,trial,choice,reward"] + [f"{a},{t},{1 + (t % 2)},{t % 3 == 0:d}" for a in "ab" for t in range(20)]
+    for name, bad in (("num_neg", "-1"), ("num_frac", "1.5")):  # one bad code in data row 3 of 1/2 coding (row 0 holds 1)
+        x = list(coded)
+        x[4] = f"a,3,{bad},1"
+        (base / f"{name}.csv").write_text("\n".join(x) + "\n")
+    matrix = np.random.default_rng(0).integers(0, 2, (4, 300)).astype(float)
+    np.savetxt(base / "matrix.csv", matrix, delimiter=",")  # no header: the first row of numbers is read as one
+    return base
+
+
+def _one_line(proc, code=2):
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if code == 2:
+        assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    return proc.stderr
+
+
+# --- 1: --seed out of range: a usage error (2) naming --seed, not a crash (1) ---------------------------------------
+
+SEEDED = [
+    ["demo"], ["simulate", "{tmp}/a.nc"], ["fit", "{nc}"], ["compare", "--synthetic", "choice"], ["fly"],
+    ["discover", "pc1"], ["discover", "pca-network"], ["discover", "homeostasis"], ["discover", "families"],
+    ["discover", "feedback-alignment"],
+]
+
+
+@pytest.mark.parametrize("argv", SEEDED, ids=[" ".join(a) for a in SEEDED])
+@pytest.mark.parametrize("seed", [str(2**63), "-1"])
+def test_seed_out_of_range_is_refused_on_every_command(argv, seed, inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.format(tmp=tmp_path, nc=inputs / "sim.nc") for a in argv]
+    assert run([*argv, "--seed", seed]) == 2
+    err = capsys.readouterr().err
+    assert "'--seed'" in err and "between 0 and" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_out_of_range_through_the_entry_point(inputs, tmp_path):
+    for argv in (["simulate", str(tmp_path / "q.nc"), "--trials", "3", "--no-plot"], ["fit", str(inputs / "sim.nc"), *QUICK]):
+        err = _one_line(_cli(*argv, "--seed", str(2**63), cwd=tmp_path))
+        assert "Invalid value for '--seed'" in err and "OverflowError" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 2: every output file checked before any work; all files written, or none ----------------------------------------
+
+
+def test_output_files_blocked_by_a_folder_are_refused_before_work(inputs, tmp_path):
+    (tmp_path / "s.png").mkdir()
+    err = _one_line(_cli("simulate", str(tmp_path / "s.nc"), "--trials", "5", "--trajectories", "2", cwd=tmp_path))
+    assert "s.png is an existing folder" in err
+    assert not (tmp_path / "s.nc").exists()
+
+    (tmp_path / "f" / "coefficients.png").mkdir(parents=True)
+    t0 = time.perf_counter()
+    err = _one_line(_cli("fit", str(inputs / "sim.nc"), "--out", str(tmp_path / "f"), "--steps", "2000", "--restarts", "1", "--quiet"))
+    assert "coefficients.png is an existing folder" in err
+    assert time.perf_counter() - t0 < 60  # refused at once, not after 2000 steps
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["coefficients.png"]
+
+    (tmp_path / "c" / "comparison.png").mkdir(parents=True)
+    err = _one_line(_cli("compare", str(inputs / "good.csv"), *MAP, "-H", "x*r", "--no-baselines", *QUICK, "--out", str(tmp_path / "c")))
+    assert "comparison.png is an existing folder" in err
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["comparison.png"]
+
+
+def test_a_failed_write_leaves_none_of_the_outputs(inputs, tmp_path, capsys, monkeypatch):
+    """fit writes results.nc and summary.md, then the figure fails: neither is left (nor the folder it created)."""
+    import plasticinfer._cli_core as core
+
+    def broken_plot(coefficients, path, *, title):
+        raise FileFormatError(f"cannot write {str(path)!r}: disk full")
+
+    monkeypatch.setattr(core, "_coefficient_plot", broken_plot)
+    out = tmp_path / "fit"
+    assert run(["fit", str(inputs / "sim.nc"), "--out", str(out), *QUICK]) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_write_together_moves_all_files_or_none(tmp_path):
+    with write_together():
+        write_text("a", tmp_path / "a.txt")
+        assert not (tmp_path / "a.txt").exists()  # waits under its temporary name
+        write_text("b", tmp_path / "b.txt")
+    assert (tmp_path / "a.txt").read_text() == "a" and (tmp_path / "b.txt").read_text() == "b"
+
+    (tmp_path / "a.txt").write_text("old")
+    with pytest.raises(RuntimeError), write_together():
+        write_text("new", tmp_path / "a.txt")
+        write_text("c", tmp_path / "c.txt")
+        raise RuntimeError("a failure before the end")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]  # no temporary file, no c.txt
+    assert (tmp_path / "a.txt").read_text() == "old"
+
+
+# --- 3: compare and subjects without held-out trials ------------------------------------------------------------------
+
+
+def test_compare_leaves_subjects_without_heldout_trials_out_of_the_means(inputs, tmp_path):
+    out = tmp_path / "c"
+    proc = _cli("compare", str(inputs / "one_trial.csv"), *MAP, "-H", "x*r", "--no-baselines", *QUICK, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: subject(s) ['m4'] have no held-out trials" in proc.stderr
+    assert "m4: no held-out trials" in proc.stdout
+    table = pd.read_csv(out / "comparison.csv", index_col=0)
+    assert np.isfinite(table["mean_normalized_likelihood"]).all() and np.isfinite(table["se_normalized_likelihood"]).all()
+
+
+def test_compare_api_warns_about_and_refuses_subjects_without_heldout_trials(inputs):
+    ds = pi.data.load_table(inputs / "one_trial.csv", columns={"subject": "animal", "choice": "side", "reward": "rewarded"},
+                            choice_codes={"L": 0, "R": 1})
+    with pytest.warns(UserWarning, match=r"\['m4'\] have no held-out trials"):
+        result = pi.compare.compare(["x*r"], ds, baselines=False, steps=2, restarts=1, progress=False)
+    assert result.unscored_subjects() == ["m4"]
+    assert np.isfinite(result.table()["mean_normalized_likelihood"]).all()
+    single = ds.isel(trial=slice(0, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ComparisonError, match="no held-out trials"):
+            pi.compare.compare(["x*r"], single, baselines=False, steps=2, restarts=1, progress=False)
+
+
+# --- 4: choice-code errors name the offending row and value -------------------------------------------------------------
+
+
+def test_choice_code_errors_name_the_bad_row(inputs):
+    for name, value in (("num_neg", "-1"), ("num_frac", "1.5")):
+        err = _one_line(_cli("inspect", str(inputs / f"{name}.csv")))
+        assert "row 3 " in err and f"found {value}" in err and "look like 1-based coding" in err, err
+
+
+# --- 7, 8: help texts the program accepts ---------------------------------------------------------------------------------
+
+
+def test_compare_help_example_parses(tmp_path):
+    proc = _cli("compare", "--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.replace("│", " ").split())
+    assert "'x*(r-E[r]) + w'" in text and "'x*(r-E) + w'" not in text
+    pi.compare.parse_hypothesis("x*(r-E[r]) + w")  # the example as shown
+
+
+def test_fly_names_only_the_splits_it_accepts(tmp_path):
+    err = _one_line(_cli("fly", "--gru", "4", "--out", str(tmp_path / "o"), cwd=tmp_path))
+    assert "add --split dataset or kfold." in err and "subject" not in err.split("--split")[-1]
+    help_text = " ".join(_cli("fly", "--help", cwd=tmp_path).stdout.replace("│", " ").split())
+    assert "(dataset, kfold)" in help_text and "(dataset, kfold, subject)" not in help_text
+
+
+# --- 9, 10, 16: tables: wrong delimiter, repeated --map, a numeric header ----------------------------------------------------
+
+
+def test_a_wrong_delimiter_is_named(inputs):
+    err = _one_line(_cli("inspect", str(inputs / "semi.csv"), *MAP))
+    assert "looks ';'-separated" in err and "rename it to .txt" in err and "Fix the --map" not in err
+    err = _one_line(_cli("inspect", str(inputs / "comma.tsv"), *MAP))
+    assert "looks ','-separated" in err and "tab-separated" in err
+
+
+def test_a_repeated_map_is_refused_by_name(inputs):
+    base = ["inspect", str(inputs / "good.csv"), "--map", "subject=animal", "--choice-codes", "L=0,R=1"]
+    err = _one_line(_cli(*base, "--map", "choice=side", "--map", "choice=rewarded", "--map", "reward=rewarded"))
+    assert "--map gives 'choice' twice (choice=side and choice=rewarded)" in err
+    err = _one_line(_cli(*base, "--map", "choice=side", "--map", "reward=side"))
+    assert "column 'side' is mapped to both 'choice' and 'reward'" in err and "--map" in err and "columns=" not in err
+
+
+def test_a_numeric_header_gives_a_short_message(inputs):
+    err = _one_line(_cli("inspect", str(inputs / "matrix.csv")))
+    assert len(err) < 900, err
+    assert "300 columns in all" in err and "the header row is numbers" in err
+
+
+# --- 13, 14: --heldout leaving nothing; empty paths ---------------------------------------------------------------------
+
+
+def test_heldout_leaving_no_validation_trials_names_the_option_and_file(inputs, tmp_path):
+    err = _one_line(_cli("fit", str(inputs / "one_trial.nc"), "--heldout", "0.5", *QUICK, "--out", str(tmp_path / "o")))
+    assert "--heldout 0.5 leaves no validation trials in" in err and "one_trial.nc" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_paths_are_refused(inputs, tmp_path):
+    for argv, fragment in (
+        (["fit", "", *QUICK], "DATA is empty"),
+        (["fit", str(inputs / "sim.nc"), "--out", "", *QUICK], "Invalid value for '--out': is empty"),
+        (["simulate", ""], "is empty"),
+        (["inspect", ""], "is empty"),
+    ):
+        assert fragment in _one_line(_cli(*argv, cwd=tmp_path)), argv
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 15, 17: messages in command-line terms; PLASTICINFER_DATA_DIR ------------------------------------------------------------
+
+
+def test_messages_name_the_options(inputs, tmp_path):
+    err = _one_line(_cli("compare", str(inputs / "good.csv"), *MAP, "--split", "kfold", "--folds", "1", "--out", str(tmp_path / "k")))
+    assert "--folds 1" in err
+    err = _one_line(_cli("compare", str(inputs / "good.csv"), *MAP, "--split", "kfold", "--folds", "5", *QUICK, "--out", str(tmp_path / "k")))
+    assert "2 ≤ --folds ≤ the number of subjects (3)" in err and "SubjectKFold" not in err
+    assert "'--prune'" in _one_line(_cli("discover", "pc1", "--prune", "2", "--out", str(tmp_path / "p")))
+    assert "'--simulations': must be at least 20" in _one_line(_cli("discover", "families", "--simulations", "5", "--out", str(tmp_path / "s")))
+    assert "Give a .mat file" in _one_line(_cli("fit", str(tmp_path), "--out", str(tmp_path / "o")))
+    assert not any(tmp_path.iterdir())
+    # the library's Python advice, as the command line prints it
+    assert in_command_line_terms("(state saved to o/checkpoint.nc; resume=True continues it)") == "(state saved to o/checkpoint.nc; --resume continues it)"
+    assert "Use another --out" in in_command_line_terms("belongs to a different fit. Use another checkpoint path, delete")
+
+
+def test_a_missing_data_dir_variable_is_refused(tmp_path):
+    env = dict(os.environ, PLASTICINFER_DATA_DIR=str(tmp_path / "nope"), PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "plasticinfer.cli", "fly", *QUICK, "--out", str(tmp_path / "o")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert f"PLASTICINFER_DATA_DIR={tmp_path / 'nope'} is not a folder" in _one_line(proc)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 6: options that do not apply under the chosen settings are refused, not ignored ------------------------------------
+
+UNUSED = [
+    (["compare", "--synthetic", "choice", "--calibration", "0.5"], "--calibration applies to --split subject, dataset or kfold"),
+    (["compare", "--synthetic", "choice", "--split", "kfold", "--heldout", "0.3"], "--heldout applies to --split heldout or future"),
+    (["compare", "--synthetic", "choice", "--folds", "3"], "--folds applies to --split kfold"),
+    (["compare", "{csv}", "--subjects", "3"], "--subjects sets the number of subjects of --synthetic data"),
+    (["compare", "--synthetic", "choice", "--gru-steps", "5"], "--gru-steps applies to the --gru rows"),
+    (["fly", "--warmup", "10"], "--warmup applies to the hierarchical NUTS fit"),
+    (["fly", "--draws", "10"], "--draws applies to the hierarchical NUTS fit"),
+    (["fly", "--folds", "3"], "--folds applies to --split kfold"),
+]
+
+
+def test_options_that_do_not_apply_are_refused(inputs, tmp_path):
+    for argv, fragment in UNUSED:
+        argv = [a.format(csv=inputs / "good.csv") for a in argv]
+        assert fragment in _one_line(_cli(*argv, "--out", str(tmp_path / "o"), cwd=tmp_path)), argv
+    assert list(tmp_path.iterdir()) == []

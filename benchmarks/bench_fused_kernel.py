@@ -79,7 +79,7 @@ def main():
     except ImportError:
         raise SystemExit('bench_fused_kernel.py needs numba: pip install "plasticinfer[fast]"')
     import plasticinfer as pi
-    from bench_gradient import _problem
+    from bench_gradient import _machine_rates, _problem
     from plasticinfer import _fused_kernels as kern
 
     T, n_pre, n_post, dtype = args.trials, 100, 1000, jnp.float32
@@ -105,6 +105,15 @@ def main():
     print(f"   fused vs default: gradient {t['default', 'gradient'][0] / t['fused', 'gradient'][0]:.2f}× faster wall "
           f"({t['default', 'gradient'][1] / t['fused', 'gradient'][1]:.2f}× CPU), forward "
           f"{t['default', 'forward'][0] / t['fused', 'forward'][0]:.2f}× wall")
+    # the floor of bench_gradient.py section 2, derived the same way in this run
+    n_w = n_pre * n_post
+    flops = T * (n_w * (2 + 2 * (3 * 3 - 1) + 1) + 2 * 3 * 3 * 3 * 3 * n_pre)
+    bytes_ = T * 3 * n_w * jnp.dtype(dtype).itemsize
+    rate_flops, rate_bytes = _machine_rates(dtype, n_w, T)
+    floor = max(flops / rate_flops, bytes_ / rate_bytes)
+    print(f"   floor (bench_gradient.py's): max({flops / 1e9:.2f} GFLOP at {rate_flops / 1e9:.1f} GFLOP/s, {bytes_ / 1e9:.2f} GB at "
+          f"{rate_bytes / 1e9:.1f} GB/s) = {floor:.3f} s; forward / floor: default {t['default', 'forward'][0] / floor:.2f}×, "
+          f"fused {t['fused', 'forward'][0] / floor:.2f}× (target ≤ 2)")
     rel = lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(np.asarray(b))))  # noqa: E731
     g_d, g_f = gradient(default, w0), gradient(fused, w0)
     out_d = pi.simulate(default, model.network, w0, trials).outputs

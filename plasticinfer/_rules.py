@@ -261,9 +261,9 @@ class TaylorRule(AbstractRule):
             where it needs them (Laplace intervals, identifiability). ``"fused"``: :func:`simulate` runs the
             whole trajectory of a ``FeedForward`` layer (identity activation, one sample per trial, powers
             up to 2, CPU) in compiled kernels (numba, an optional dependency) with a hand-written
-            backward: 3.5× faster gradients than ``"reverse"`` at 1000 × 100 over 2,000 trials
-            (``benchmarks/bench_fused_kernel.py``); first-order reverse mode only, no gradient for the
-            inputs; anything else it cannot run is refused by name.
+            backward: at 1000 × 100 over 2,000 trials the gradient is 4.5× faster than the default and
+            4.0× the (2× faster) forward (``benchmarks/bench_fused_kernel.py``, docs/core.md); first-order
+            reverse mode only, no gradient for the inputs; anything else it cannot run is refused by name.
     """
 
     coeffs: Float[Array, " terms"]

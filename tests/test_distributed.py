@@ -238,6 +238,7 @@ def test_tutorial_08_runs_one_and_two_processes(tmp_path):
 
     stdout = run_tutorial("08_distributed_fits.py", tmp_path)
     assert "2 process(es) fitted 4 animals" in stdout
+    assert "fused:" in stdout and "largest relative difference of the coefficient gradients" in stdout  # section 4 ran
     for name in ("fits_1_process.nc", "fits_2_processes.nc"):
         assert (tmp_path / name).exists(), name
 

@@ -152,3 +152,34 @@ def test_laplace_names_the_call_that_works_for_an_independent_fit():
         pi.laplace_intervals(result.model, data)
     intervals = pi.laplace_intervals(result.subject(1), data.trajectory(1))  # what the message says works
     assert intervals is not None
+
+
+def test_a_mat_file_cut_after_its_header_is_named_truncated_not_a_mapping_problem(tmp_path):
+    """A MAT file cut short (here: its 128-byte header alone; a real session cut in half reads the same) loaded
+    as a file with no variables, and the message asked for --map / columns= instead."""
+    import scipy.io
+
+    full = tmp_path / "full.mat"
+    scipy.io.savemat(full, {"choice_order": np.ones((80, 3))}, do_compression=True)
+    cut = tmp_path / "cut.mat"
+    cut.write_bytes(full.read_bytes()[:128])
+    with pytest.raises(pi.DataError, match=r"cut\.mat.*no variable could be read.*truncated"):
+        pi.load(cut)
+
+
+def test_text_choice_codes_in_hdf5_load_with_choice_codes(tmp_path):
+    """HDF5 choices stored as text (b'L'/b'R') were refused as 'must be numeric' even with choice_codes; now they
+    map like a table's text codes, an empty code pads, and without choice_codes the message says what to pass."""
+    import h5py
+
+    path = tmp_path / "behaviour.h5"
+    with h5py.File(path, "w") as f:
+        f["behav/choice"] = np.array([[b"L", b"R", b"R", b"L"], [b"R", b"R", b"L", b""]])
+        f["behav/reward"] = np.array([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, np.nan]])
+    mapping = {"choice": "/behav/choice", "reward": "/behav/reward"}
+    ds = pi.load(path, mapping=mapping, choice_codes={"L": 0, "R": 1})
+    np.testing.assert_array_equal(ds["choice"].values[0], [0, 1, 1, 0])
+    np.testing.assert_array_equal(ds["choice"].values[1, :3], [1, 1, 0])
+    np.testing.assert_array_equal(ds["trial_mask"].values, [[True] * 4, [True] * 3 + [False]])
+    with pytest.raises(pi.DataError, match=r"choice\[0, 0\].*found 'L'.*choice_codes"):
+        pi.load(path, mapping=mapping)

@@ -400,6 +400,11 @@ def _generic(
             f"{where}: {'; '.join(unreadable)}, which cannot be read from a MATLAB v7.3 file. Save it as a numeric "
             "vector or matrix (e.g. choice = double(choice); text codes as numbers), or save the file with -v7."
         )
+    if missing and not variables and not skipped:  # a MAT header with nothing readable after it
+        raise FileFormatError(
+            f"{where}: no variable could be read from this MAT file (is it truncated, e.g. an interrupted copy or "
+            "download?). Copy or export it again; MATLAB can check it with load('<file>')."
+        )
     if missing:
         raise FileFormatError(
             f"{where}: variables {', '.join(missing)} not found; the file holds {sorted(variables)}"

@@ -42,11 +42,18 @@ def from_matrices(
     """
     arrays = {"choice": choice, "reward": reward} | ({} if block is None else {"block": block})
     mats = {}
+    text_codes = None  # text choice codes (HDF5 b'L'/b'R', MATLAB char arrays), mapped by choice_codes like a table's
     for name, value in arrays.items():
-        try:
-            a = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise SchemaError(f"{where}: {name} must be numeric; found {np.asarray(value).dtype}.") from None
+        raw = np.asarray(value)
+        if name == "choice" and raw.dtype.kind in "SU":
+            text_codes = np.char.strip(np.char.decode(raw, "utf-8", "replace") if raw.dtype.kind == "S" else raw).astype(object)
+            text_codes = text_codes[None, :] if text_codes.ndim == 1 else text_codes
+            a = np.where(text_codes == "", np.nan, 0.0)  # an empty code marks padding, as NaN does in numbers
+        else:
+            try:
+                a = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise SchemaError(f"{where}: {name} must be numeric; found {raw.dtype}.") from None
         a = a[None, :] if a.ndim == 1 else a
         if a.ndim != 2:
             raise SchemaError(f"{where}: {name} must be (subject, trial) or (trial,); found shape {a.shape}.")
@@ -81,7 +88,7 @@ def from_matrices(
     table = pd.DataFrame({
         "subject": np.asarray(ids, dtype=object)[s_idx],
         "trial": t_idx + 1,
-        "choice": c[s_idx, t_idx],
+        "choice": (c if text_codes is None else text_codes)[s_idx, t_idx],
         "reward": r[s_idx, t_idx],
     })
     if "block" in mats:
@@ -95,7 +102,8 @@ def from_matrices(
             raise
         i = int(m.group(2))
         text = str(e).replace(m.group(0), f": {m.group(1)}[{s_idx[i]}, {t_idx[i]}] (subject {ids[s_idx[i]]!r}, trial {t_idx[i]}, 0-based)")
-        if m.group(1) == "choice" and table["choice"].iloc[i] < 0:
+        value = table["choice"].iloc[i]
+        if m.group(1) == "choice" and isinstance(value, (int, float, np.number)) and value < 0:
             text += " If negative codes mark padding in your file, store NaN there instead (NaN may only end a row)."
         raise SchemaError(text) from None
     return ds.drop_vars("trial_number")

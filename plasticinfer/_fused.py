@@ -20,17 +20,17 @@ from jax.custom_derivatives import SymbolicZero
 
 from ._errors import ModelError
 
-#: rows are split into this many parts, each summed in a fixed order (results do not depend on the thread count)
-N_PARTS = 2
+#: rows are split into this many parts, each summed in a fixed order: results do not depend on the thread count,
+#: and up to this many threads share the backward
+N_PARTS = 8
 #: the backward's per-part trajectory buffers (trials × pre × 16 rows each) may take at most this many bytes
 BUFFER_LIMIT = 2**30
 
 
 def requested(rule) -> bool:
-    """Whether ``rule`` (or the single rule of a ``{"w": rule}`` dict) asks for the fused kernels."""
-    if isinstance(rule, dict) and len(rule) == 1:
-        rule = next(iter(rule.values()))
-    return getattr(rule, "derivative", None) == "fused"
+    """Whether ``rule`` (or any rule of a dict of rules) asks for the fused kernels."""
+    rules = rule.values() if isinstance(rule, dict) else (rule,)
+    return any(getattr(r, "derivative", None) == "fused" for r in rules)  # a dict of several is refused by name
 
 
 @functools.cache
@@ -82,7 +82,9 @@ def _why_not(rule, network, weights, trials, *, save_weights, environment) -> li
     if jax.default_backend() != "cpu":
         why.append(f"the CPU (the default backend is {jax.default_backend()})")
     if not why and x is not None and w is not None:
-        need = N_PARTS * x.shape[0] * x.shape[1] * _kernels().B * w.dtype.itemsize
+        import numba
+
+        need = min(N_PARTS, numba.get_num_threads()) * x.shape[0] * x.shape[1] * _kernels().B * w.dtype.itemsize
         if need > BUFFER_LIMIT:
             why.append(f"a trajectory buffer under {BUFFER_LIMIT / 2**30:.0f} GiB (trials × pre needs {need / 2**30:.1f} GiB)")
     return why
@@ -96,6 +98,12 @@ def simulate_fused(rule, network, weights, trials, *, state, save_weights, envir
     if why:
         raise ModelError(
             'TaylorRule(derivative="fused") needs ' + "; ".join(why) + '. Use derivative="auto" for anything else'
+        )
+    if trials["x"].shape[1] != weights["w"].shape[1]:
+        raise ModelError(
+            f"the network {type(network).__name__} (weights {network.weight_shapes()}) cannot run on one trial's inputs "
+            f"{{'x': {tuple(trials['x'].shape[1:])}}}: x has {trials['x'].shape[1]} values, W has {weights['w'].shape[1]} columns. "
+            "Give inputs that fit the network"
         )
     _kernels()  # numba present (or a clear error) before tracing
     rule = rule["w"] if isinstance(rule, dict) else rule

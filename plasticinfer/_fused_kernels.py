@@ -87,6 +87,8 @@ def forward(theta, lr, W0, X, R, Y, WT):
         n = min(B, n_post - i0)
         for k in range(n):
             w[:, k] = W0[i0 + k]
+        for k in range(n, B):  # padding lanes copy a real row: they stay finite wherever the real rows do
+            w[:, k] = W0[i0]
         _run_block(w, X, TR, ys, buf, False, y, q)
         for k in range(n):
             Y[:, i0 + k] = ys[:, k]
@@ -131,6 +133,8 @@ def backward(theta, lr, W0, X, R, Ybar, WTbar, W0bar, acc_parts, store):
             for k in range(n):
                 w[:, k] = W0[i0 + k]
                 A[:, k] = WTbar[i0 + k]
+            for k in range(n, B):  # a copy of a real row with a zero adjoint: finite, and adds exactly 0
+                w[:, k] = W0[i0]
             _run_block(w, X, TR, ys, buf, True, y, q)
             if not store:
                 continue

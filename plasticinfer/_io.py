@@ -8,6 +8,7 @@ goes through them.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -21,8 +22,9 @@ from ._errors import FileFormatError
 
 _ATTR_TYPES = (str, int, float, np.integer, np.floating, np.ndarray, bytes)
 
-# inside `write_together()`: the (temporary file, target) pairs waiting to be moved into place
-_pending: list[tuple[Path, Path]] | None = None
+# inside `write_together()`: the (temporary file, target) pairs waiting to be moved into place; one batch per
+# thread (and per asyncio task), so another thread's writes neither join nor lose a batch
+_pending: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("plasticinfer_pending_writes", default=None)
 
 
 def _umask() -> int:
@@ -44,7 +46,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileFormatError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist. Create it.")
-    if _pending is not None and path.is_dir():  # would only fail when the batch is moved into place
+    pending = _pending.get()
+    if pending is not None and path.is_dir():  # would only fail when the batch is moved into place
         raise FileFormatError(f"cannot write {str(path)!r}: Is a directory")
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     waiting = False
@@ -53,8 +56,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
         if not tmp.exists():
             raise FileFormatError(f"cannot write {str(path)!r}: the writer produced no file")
         os.chmod(tmp, 0o666 & ~_umask())
-        if _pending is not None:
-            _pending.append((tmp, path))
+        if pending is not None:
+            pending.append((tmp, path))
             waiting = True
         else:
             os.replace(tmp, path)
@@ -77,12 +80,11 @@ def write_together() -> Iterator[None]:
     Raises:
         FileFormatError: a file could not be moved into place (its target became a folder); none is moved.
     """
-    global _pending
-    if _pending is not None:
+    if _pending.get() is not None:
         yield
         return
     batch: list[tuple[Path, Path]] = []
-    _pending = batch
+    token = _pending.set(batch)
     try:
         yield
         for tmp, path in batch:  # the only failure a rename within one folder can meet: a folder in the way
@@ -94,7 +96,7 @@ def write_together() -> Iterator[None]:
             except OSError as e:
                 raise FileFormatError(f"cannot write {str(path)!r}: {e.strerror or e}") from e
     finally:
-        _pending = None
+        _pending.reset(token)
         for tmp, _ in batch:
             tmp.unlink(missing_ok=True)  # those not moved into place
 

@@ -139,8 +139,6 @@ def simulate(
     n = _n_trials(trials)
     if state is None:
         state = network.initial_state(weights)
-    if _fused.requested(rule):  # TaylorRule(derivative="fused"): the whole run in compiled kernels
-        return _fused.simulate_fused(rule, network, weights, trials, state=state, save_weights=save_weights, environment=environment)
     if environment is None:
         env_state = None
         if key is not None:
@@ -176,6 +174,8 @@ def simulate(
 
     if checkpoint is not True and checkpoint and int(checkpoint) < 1:
         raise ModelError(f"simulate: checkpoint must be True, False or a segment length ≥ 1 (got {checkpoint!r})")
+    if _fused.requested(rule):  # TaylorRule(derivative="fused"): the whole run in compiled kernels
+        return _fused.simulate_fused(rule, network, weights, trials, state=state, save_weights=save_weights, environment=environment)
     if checkpoint is True:  # automatic: recomputation only pays when storing every step would be large
         n_weights = sum(int(w.size) for w in jax.tree_util.tree_leaves(weights))
         checkpoint = True if n * n_weights >= _AUTO_CHECKPOINT_ELEMENTS else False

@@ -411,7 +411,7 @@ def fit_independent(model, data, *, key=None, **kwargs):
         kwargs["validation"] = _as_trial_data(kwargs["validation"], "validation")
     n = data.n_trajectories
     check_model(model, "fit_independent")
-    _check_data(model, data, "data")  # all of it, on every process, before any of them starts its share
+    _check_data(model, data, "data", rule_fitted=kwargs.get("fit_rule", True))  # all of it, on every process, before any starts
     if n < processes:
         raise DistributedError(
             f"{n} subjects cannot be split over {processes} processes; run with at most {n} processes"

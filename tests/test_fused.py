@@ -163,3 +163,40 @@ def test_nuts_through_fused_kernels_follows_the_default_chain():
             draws[derivative] = pi.bayes.sample(m, syn.data, method=method, key=jax.random.key(0), progress=False).coefficients.values
     np.testing.assert_allclose(draws["fused"], draws["auto"], rtol=1e-6, atol=1e-6)
 
+
+
+def test_padding_lanes_cannot_poison_the_gradient():
+    """A block's unused lanes (rows beyond n_post) ran the rule from zero weights; a rule that diverges from 0 but
+    not from the real rows' weights gave a NaN gradient (0 · inf in the adjoint's sums). They copy a real row now."""
+    rule = pi.TaylorRule(["1", "w", "w^2"], [-0.4, 0.6, -0.2])  # Δw = −0.2(w − 1)(w − 2): 1.5 → 2, but 0 → −inf
+    net, trials, w0 = pi.FeedForward(2, 5), {"x": 0.1 * jnp.ones((60, 2))}, {"w": 1.5 * jnp.ones((5, 2))}
+    loss = lambda r: jnp.sum(pi.simulate(r, net, w0, trials).outputs ** 2)  # noqa: E731
+    expected = jax.grad(loss)(rule).coeffs
+    got = jax.grad(loss)(rule.with_derivative("fused")).coeffs
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_mismatched_or_unsupported_calls_are_refused_like_the_default_path():
+    rule, net, w0, trials, _ = _case()
+    fused = rule.with_derivative("fused")
+    with pytest.raises(pi.ModelError, match=r"cannot run on one trial's inputs.*x has 6 values, W has 7 columns"):
+        pi.simulate(fused, net, w0, {"x": trials["x"][:, :6]})
+    with pytest.raises(pi.ModelError, match="one rule for the weights 'w'"):
+        pi.simulate({"ff": fused, "rec": fused}, pi.Recurrent(7, 4, activation=lambda v: v), {"ff": jnp.zeros((4, 7)), "rec": jnp.zeros((4, 4))}, trials)
+    with pytest.raises(pi.ModelError, match="key= is for an environment"):
+        pi.simulate(fused, net, w0, trials, key=jax.random.key(0))
+    with pytest.raises(pi.ModelError, match="checkpoint must be"):
+        pi.simulate(fused, net, w0, trials, checkpoint=-1)
+
+
+def test_parallel_nuts_chains_are_refused_for_fused_kernels():
+    """jax.pmap over chains deadlocks on the kernels' host callbacks: an explicit request is refused by name (the
+    automatic choice takes vmapped chains instead)."""
+    rule, net, w0, trials, y_obs = _case(terms=("x*y", "w"), n_post=3)
+    data = pi.TrialData({k: v[None] for k, v in trials.items()}, y_obs[None, :, :3], jnp.ones((1, 40, 3), bool))
+    model = pi.PlasticityModel.create(rule.with_derivative("fused"), pi.FeedForward(7, 3), pi.GaussianActivity(1.0), n_trajectories=1,
+                                      key=jax.random.key(1))
+    with pytest.raises(pi.ModelError, match='chain_method="parallel".*derivative="fused".*vectorized'):
+        pi.bayes.sample(model, data, method=pi.bayes.NUTS(warmup=2, samples=2, chains=2, chain_method="parallel"),
+                        key=jax.random.key(0), progress=False)

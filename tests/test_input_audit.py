@@ -183,3 +183,45 @@ def test_text_choice_codes_in_hdf5_load_with_choice_codes(tmp_path):
     np.testing.assert_array_equal(ds["trial_mask"].values, [[True] * 4, [True] * 3 + [False]])
     with pytest.raises(pi.DataError, match=r"choice\[0, 0\].*found 'L'.*choice_codes"):
         pi.load(path, mapping=mapping)
+
+
+def test_write_together_keeps_each_threads_batch_apart(tmp_path):
+    """The batch of write_together lived in a module global: another thread's block joined it, and lost its files
+    when the first block failed."""
+    import threading
+
+    from plasticinfer._io import atomic_write, write_together
+
+    a_in, b_done, seen = threading.Event(), threading.Event(), {}
+
+    def first():
+        try:
+            with write_together():
+                atomic_write(tmp_path / "a.txt", lambda p: p.write_text("a"))
+                a_in.set()
+                b_done.wait(30)
+                raise RuntimeError("the first block fails")
+        except RuntimeError:
+            pass
+
+    def second():
+        a_in.wait(30)
+        with write_together():
+            atomic_write(tmp_path / "b.txt", lambda p: p.write_text("b"))
+        seen["b written at the end of its block"] = (tmp_path / "b.txt").exists()
+        b_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert seen == {"b written at the end of its block": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.txt"]  # a.txt: none of the failed block's files
+
+
+def test_from_matrices_warns_once_about_a_column_of_trials():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pi.data.from_matrices(np.array([[0.0], [1.0], [1.0]]), np.array([[1.0], [0.0], [1.0]]))
+    assert sum("read as 3 subjects of 1 trial" in str(w.message) for w in caught) == 1

@@ -84,6 +84,10 @@ class NUTS:
         return "parallel" if jax.local_device_count() >= self.chains else "vectorized"
 
 
+def _uses_fused(model) -> bool:
+    return any(r.derivative == "fused" for r in model.taylor_rules().values())
+
+
 #: Above this many unconstrained dimensions the warm start's mass matrix is the identity (no Hessian).
 HESSIAN_MAX_DIMENSION = 600
 
@@ -147,6 +151,14 @@ class NUTSRunner:
         self.spec = spec
         self.config = config
         self.chain_method = config.resolved_chain_method()
+        if self.chain_method == "parallel" and _uses_fused(spec.template):
+            # jax.pmap and the fused kernels' host callbacks deadlock (JAX 0.10, CPU): chains are vmapped instead
+            if config.chain_method == "parallel":
+                raise ModelError(
+                    'NUTS(chain_method="parallel") cannot run a TaylorRule(derivative="fused") (its host callbacks '
+                    'deadlock under jax.pmap); use chain_method="vectorized", or derivative="auto"'
+                )
+            self.chain_method = "vectorized"
         self._kernels = None
         self._advance: dict[int, object] = {}
         self.warmup_stats: dict | None = None
@@ -163,7 +175,7 @@ class NUTSRunner:
         )
         init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
         hessian_gen = potential_gen
-        if any(r.derivative == "fused" for r in self.spec.template.taylor_rules().values()):
+        if _uses_fused(self.spec.template):
             # the fused kernels give first-order reverse mode only: the starting mass matrix's Hessian goes
             # through the same model with the JVP (the same potential, another derivative)
             hessian_spec = copy.copy(self.spec)

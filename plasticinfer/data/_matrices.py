@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._errors import SchemaError
+from .._errors import PlasticInferWarning, SchemaError
 from ._schema import warn_if_transposed
 from ._tables import from_dataframe
 
@@ -94,7 +95,9 @@ def from_matrices(
     if "block" in mats:
         table["block"] = mats["block"][s_idx, t_idx]
     try:
-        ds = from_dataframe(table, choice_codes=choice_codes, n_options=n_options, attrs=attrs, where=where)
+        with warnings.catch_warnings():  # the layout was judged above, on the matrices the user gave
+            warnings.filterwarnings("ignore", message=r".*read as \d+ subjects of", category=PlasticInferWarning)
+            ds = from_dataframe(table, choice_codes=choice_codes, n_options=n_options, attrs=attrs, where=where)
     except SchemaError as e:
         # the table is internal: name the entry of the user's (subject, trial) matrix instead of its row
         m = re.search(r", column '(\w+)', row (\d+) \(0-based, header excluded\)", str(e))

@@ -20,11 +20,11 @@ python benchmarks/bench_fused_kernel.py [--trials 2000]
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import timed
 
 
 def _rebuild_error():
@@ -59,15 +59,10 @@ def _rebuild_error():
     return rebuild_error
 
 
-def _timed(fn, repeat=5):
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        jax.block_until_ready(fn())
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return float(np.median(wall)), float(np.median(cpu))
+def _timed(fn):
+    """(median wall, median process CPU) seconds of ``fn()`` over 5 calls after a first one (``_timing.timed``)."""
+    t = timed(fn)
+    return t["median"], t["cpu_median"]
 
 
 def main():

@@ -82,9 +82,10 @@ def _why_not(rule, network, weights, trials, *, save_weights, environment) -> li
     if jax.default_backend() != "cpu":
         why.append(f"the CPU (the default backend is {jax.default_backend()})")
     if not why and x is not None and w is not None:
+        kernels = _kernels()  # numba present, or the ModelError naming the extra
         import numba
 
-        need = min(N_PARTS, numba.get_num_threads()) * x.shape[0] * x.shape[1] * _kernels().B * w.dtype.itemsize
+        need = min(N_PARTS, numba.get_num_threads()) * x.shape[0] * x.shape[1] * kernels.B * w.dtype.itemsize
         if need > BUFFER_LIMIT:
             why.append(f"a trajectory buffer under {BUFFER_LIMIT / 2**30:.0f} GiB (trials × pre needs {need / 2**30:.1f} GiB)")
     return why
@@ -105,7 +106,6 @@ def simulate_fused(rule, network, weights, trials, *, state, save_weights, envir
             f"{{'x': {tuple(trials['x'].shape[1:])}}}: x has {trials['x'].shape[1]} values, W has {weights['w'].shape[1]} columns. "
             "Give inputs that fit the network"
         )
-    _kernels()  # numba present (or a clear error) before tracing
     rule = rule["w"] if isinstance(rule, dict) else rule
     w0 = weights["w"]
     dtype = w0.dtype

@@ -200,3 +200,21 @@ def test_parallel_nuts_chains_are_refused_for_fused_kernels():
     with pytest.raises(pi.ModelError, match='chain_method="parallel".*derivative="fused".*vectorized'):
         pi.bayes.sample(model, data, method=pi.bayes.NUTS(warmup=2, samples=2, chains=2, chain_method="parallel"),
                         key=jax.random.key(0), progress=False)
+
+
+def test_without_numba_the_message_names_the_extra_to_install(monkeypatch):
+    import sys
+
+    import plasticinfer
+    from plasticinfer import _fused
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "plasticinfer._fused_kernels", raising=False)
+    monkeypatch.delattr(plasticinfer, "_fused_kernels", raising=False)
+    _fused._kernels.cache_clear()
+    rule, net, w0, trials, _ = _case(terms=("x*y", "w"))
+    try:
+        with pytest.raises(pi.ModelError, match=r'need numba.*pip install "plasticinfer\[fast\]"'):
+            pi.simulate(rule.with_derivative("fused"), net, w0, trials)
+    finally:
+        _fused._kernels.cache_clear()

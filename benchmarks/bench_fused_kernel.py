@@ -4,11 +4,15 @@ The 100 → 1000 layer × 2,000 trials of ``bench_gradient.py`` section 2 (81-te
 x, y, w, r; FeedForward, identity activation; float32), in one run:
 
 1. the package's default (XLA scan, the rule's hand-written VJP, √T checkpointing) and the package
-   with ``derivative="fused"`` (numba kernels through ``jax.pure_callback``; rows of W in SIMD lanes,
+   with ``derivative="fused"`` (numba kernels through ``jax.pure_callback``; each row's inputs the SIMD loop,
    a block of 16 rows taken through every trial in L1, a fused single-pass backward): forward and
-   gradient of Σ outputs with respect to the rule and the initial weights, the gradient / forward
-   ratio (target ≤ 4), and the fused gradient checked against the default one;
-2. the kernels alone: the forward, and the backward's storing forward (what recomputation costs);
+   gradient of a squared error Σ (y − y_target)² with respect to the rule and the initial weights, the
+   gradient / forward ratio (target ≤ 4), and the fused gradient checked against the default one.
+   The loss needs the outputs' values, as a fit's does: the gradient of Σ y does not (ȳ = 1), and XLA
+   then drops the fused forward from the gradient, which flattered the ratio this benchmark printed
+   before (figures up to 0c67411);
+2. the kernels alone: the forward, the gradient's forward keeping checkpoints, the backward's
+   recomputing forwards (segment by segment, into a buffer that stays in cache) and the whole backward;
 3. a backward that stores nothing and rebuilds w_t from w_{t+1} (a fixed-point solve of the update),
    on rules with a decay term: how far the rebuilt w_0 lands from the true one — why the kernels
    recompute instead.
@@ -84,8 +88,9 @@ def main():
     print(f"jax {jax.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads), float32, "
           f"{n_post} × {n_pre} layer, {T} trials, 81-term rule; median of 5 (wall, process CPU)")
 
-    forward = jax.jit(lambda r, w: pi.simulate(r, model.network, w, trials).outputs.sum())
-    gradient = jax.jit(jax.grad(lambda r, w: pi.simulate(r, model.network, w, trials).outputs.sum(), argnums=(0, 1)))
+    target = jax.random.normal(jax.random.key(1), (T, n_post), dtype)
+    loss = lambda r, w: jnp.sum((pi.simulate(r, model.network, w, trials).outputs - target) ** 2)  # noqa: E731
+    forward, gradient = jax.jit(loss), jax.jit(jax.grad(loss, argnums=(0, 1)))
     default, fused = model.rule, model.rule.with_derivative("fused")
     t = {}
     print("\n1. the package, default and derivative=\"fused\"")
@@ -117,16 +122,24 @@ def main():
           f"∂/∂θ {rel(g_f[0].coeffs, g_d[0].coeffs):.1e}, ∂/∂W0 {rel(g_f[1]['w'], g_d[1]['w']):.1e}")
 
     print("\n2. the kernels alone")
+    from plasticinfer import _fused
+
     theta = np.asarray(default._dense(), np.float32)
     lr = np.float32(default.learning_rate)
     W0, X, R = (np.ascontiguousarray(np.asarray(a, np.float32)) for a in (w0["w"], trials["x"], trials["reward"]))
     Y, WT = np.empty((T, n_post), np.float32), np.empty_like(W0)
-    W0bar, acc, zero = np.empty_like(W0), np.zeros((2, T, 3, 3, 3), np.float32), np.zeros_like(W0)
+    W0bar, acc, zero = np.empty_like(W0), np.zeros((_fused.N_PARTS, T, 3, 3, 3), np.float32), np.zeros_like(W0)
     ones = np.ones((T, n_post), np.float32)
+    none = np.empty((0, 0, kern.B, n_pre), np.float32)
+    K = _fused.segment_length(T, n_pre, 4)
+    CK = np.empty((-(-n_post // kern.B), -(-T // K), kern.B, n_pre), np.float32)
+    print(f"   segments of K = {K} trials ({K * n_pre * kern.B * 4 / 2**10:.0f} KiB buffer per thread), {CK.shape[1]} checkpoints "
+          f"({CK.nbytes / 2**20:.1f} MiB)")
     for label, fn in (
-        ("forward", lambda: kern.forward(theta, lr, W0, X, R, Y, WT)),
-        ("the backward's forward, storing every trial's W", lambda: kern.backward(theta, lr, W0, X, R, ones, zero, W0bar, acc, False)),
-        ("backward (that storing forward + the pass back)", lambda: kern.backward(theta, lr, W0, X, R, ones, zero, W0bar, acc, True)),
+        ("forward", lambda: kern.forward(theta, lr, W0, X, R, Y, WT, none, T)),
+        ("forward keeping the checkpoints (the gradient's)", lambda: kern.forward(theta, lr, W0, X, R, Y, WT, CK, K)),
+        ("the backward's segment forwards, storing every W", lambda: kern.backward(theta, lr, X, R, ones, zero, CK, K, W0bar, acc, False)),
+        ("backward (those forwards + the pass back)", lambda: kern.backward(theta, lr, X, R, ones, zero, CK, K, W0bar, acc, True)),
     ):
         wall, cpu = _timed(fn)
         print(f"   {label:<50} {wall:.3f} s  ({cpu:.3f} s CPU)")
@@ -140,7 +153,7 @@ def main():
         Wn0, Xn = (0.1 * rng.normal(size=(20, n_pre))).astype(np.float32), rng.normal(size=(T, n_pre)).astype(np.float32)
         Rn = rng.integers(0, 2, T).astype(np.float32)
         Yn, WTn = np.empty((T, 20), np.float32), np.empty_like(Wn0)
-        kern.forward(th, lr, Wn0, Xn, Rn, Yn, WTn)
+        kern.forward(th, lr, Wn0, Xn, Rn, Yn, WTn, np.empty((0, 0, kern.B, n_pre), np.float32), T)
         errs = ", ".join(f"{n} steps {rebuild_error(th, lr, Wn0, WTn, Xn, Rn, Yn, n):.1e}" for n in (2, 4))
         print(f"   {label:<30} max |rebuilt w_0 − w_0| (|w_0| ~ 0.1): {errs}")
 

@@ -12,6 +12,7 @@ NUTS's starting mass matrix do).
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +24,26 @@ from ._errors import ModelError
 #: rows are split into this many parts, each summed in a fixed order: results do not depend on the thread count,
 #: and up to this many threads share the backward
 N_PARTS = 8
-#: the backward's per-part trajectory buffers (trials × pre × 16 rows each) may take at most this many bytes
+#: the gradient's checkpoints (segments × post × pre) and per-thread segment buffers may take at most this many bytes
 BUFFER_LIMIT = 2**30
+#: a segment's buffer (trials × 16 rows × pre) is sized to stay in a core's cache: about this many bytes
+SEGMENT_BYTES = 2**20
+
+
+def segment_length(n_trials: int, n_pre: int, itemsize: int) -> int:
+    """Trials per checkpointed segment: enough to fill :data:`SEGMENT_BYTES`, and at least √T (at most √T checkpoints)."""
+    from ._fused_kernels import B
+
+    return max(1, min(n_trials, max(math.isqrt(n_trials - 1) + 1, SEGMENT_BYTES // (n_pre * B * itemsize))))
+
+
+def memory(n_trials: int, n_pre: int, n_post: int, itemsize: int, n_threads: int) -> int:
+    """Bytes of the gradient's checkpoints and segment buffers."""
+    from ._fused_kernels import B
+
+    K = segment_length(n_trials, n_pre, itemsize)
+    n_seg, n_blocks = -(-n_trials // K), -(-n_post // B)
+    return (n_blocks * n_seg + min(N_PARTS, n_threads) * K) * n_pre * B * itemsize
 
 
 def requested(rule) -> bool:
@@ -82,12 +101,12 @@ def _why_not(rule, network, weights, trials, *, save_weights, environment) -> li
     if jax.default_backend() != "cpu":
         why.append(f"the CPU (the default backend is {jax.default_backend()})")
     if not why and x is not None and w is not None:
-        kernels = _kernels()  # numba present, or the ModelError naming the extra
+        _kernels()  # numba present, or the ModelError naming the extra
         import numba
 
-        need = min(N_PARTS, numba.get_num_threads()) * x.shape[0] * x.shape[1] * kernels.B * w.dtype.itemsize
+        need = memory(x.shape[0], x.shape[1], w.shape[0], w.dtype.itemsize, numba.get_num_threads())
         if need > BUFFER_LIMIT:
-            why.append(f"a trajectory buffer under {BUFFER_LIMIT / 2**30:.0f} GiB (trials × pre needs {need / 2**30:.1f} GiB)")
+            why.append(f"checkpoints under {BUFFER_LIMIT / 2**30:.0f} GiB (trials × pre × post needs {need / 2**30:.1f} GiB)")
     return why
 
 
@@ -121,26 +140,36 @@ def _shapes(w0, x):
     return (jax.ShapeDtypeStruct((x.shape[0], w0.shape[0]), w0.dtype), jax.ShapeDtypeStruct(w0.shape, w0.dtype))
 
 
-def _host_forward(lr, theta, w0, x, r):
+def _checkpoint_shape(w0, x):
+    from ._fused_kernels import B
+
+    K = segment_length(x.shape[0], x.shape[1], w0.dtype.itemsize)
+    return K, jax.ShapeDtypeStruct((-(-w0.shape[0] // B), -(-x.shape[0] // K), B, x.shape[1]), w0.dtype)
+
+
+def _host_forward(lr, keep, theta, w0, x, r):
     k = _kernels()
     theta, w0, x, r = (np.ascontiguousarray(a) for a in (theta, w0, x, r))
     y, wt = np.empty((x.shape[0], w0.shape[0]), w0.dtype), np.empty_like(w0)
-    k.forward(theta, w0.dtype.type(lr), w0, x, r, y, wt)
-    return y, wt
+    K, shape = _checkpoint_shape(w0, x) if keep else (x.shape[0], jax.ShapeDtypeStruct((0, 0, k.B, x.shape[1]), w0.dtype))
+    ck = np.empty(shape.shape, w0.dtype)
+    k.forward(theta, w0.dtype.type(lr), w0, x, r, y, wt, ck, K)
+    return (y, wt, ck) if keep else (y, wt)
 
 
-def _host_backward(lr, theta, w0, x, r, ybar, wtbar):
+def _host_backward(lr, theta, x, r, ck, ybar, wtbar):
     k = _kernels()
-    theta, w0, x, r, ybar, wtbar = (np.ascontiguousarray(a) for a in (theta, w0, x, r, ybar, wtbar))
-    w0bar = np.empty_like(w0)
-    acc = np.zeros((N_PARTS, x.shape[0], 3, 3, 3), w0.dtype)
-    k.backward(theta, w0.dtype.type(lr), w0, x, r, ybar, wtbar, w0bar, acc, True)
-    return k.coefficient_cotangent(acc, r, w0.dtype.type(lr)), w0bar
+    theta, x, r, ck, ybar, wtbar = (np.ascontiguousarray(a) for a in (theta, x, r, ck, ybar, wtbar))
+    K, _ = _checkpoint_shape(wtbar, x)
+    w0bar = np.empty_like(wtbar)
+    acc = np.zeros((N_PARTS, x.shape[0], 3, 3, 3), wtbar.dtype)
+    k.backward(theta, wtbar.dtype.type(lr), x, r, ybar, wtbar, ck, K, w0bar, acc, True)
+    return k.coefficient_cotangent(acc, r, wtbar.dtype.type(lr)), w0bar
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _layer(lr, theta, w0, x, r):
-    return jax.pure_callback(functools.partial(_host_forward, lr), _shapes(w0, x), theta, w0, x, r, vmap_method="sequential")
+    return jax.pure_callback(functools.partial(_host_forward, lr, False), _shapes(w0, x), theta, w0, x, r, vmap_method="sequential")
 
 
 def _layer_fwd(lr, theta, w0, x, r):
@@ -151,17 +180,21 @@ def _layer_fwd(lr, theta, w0, x, r):
                 'use derivative="auto" to differentiate with respect to them'
             )
     theta, w0, x, r = theta.value, w0.value, x.value, r.value
-    return _layer(lr, theta, w0, x, r), (theta, w0, x, r)
+    shapes = (*_shapes(w0, x), _checkpoint_shape(w0, x)[1])
+    y, wt, ck = jax.pure_callback(functools.partial(_host_forward, lr, True), shapes, theta, w0, x, r, vmap_method="sequential")
+    return (y, wt), (theta, x, r, ck)
 
 
 def _layer_bwd(lr, residuals, cotangents):
-    theta, w0, x, r = residuals
+    theta, x, r, ck = residuals
     ybar, wtbar = cotangents
-    ybar = jnp.zeros((x.shape[0], w0.shape[0]), w0.dtype) if isinstance(ybar, SymbolicZero) else ybar
-    wtbar = jnp.zeros_like(w0) if isinstance(wtbar, SymbolicZero) else wtbar
-    shapes = (jax.ShapeDtypeStruct(theta.shape, theta.dtype), jax.ShapeDtypeStruct(w0.shape, w0.dtype))
+    n_post = ybar.shape[1] if not isinstance(ybar, SymbolicZero) else wtbar.shape[0]
+    dtype = ck.dtype
+    ybar = jnp.zeros((x.shape[0], n_post), dtype) if isinstance(ybar, SymbolicZero) else ybar
+    wtbar = jnp.zeros((n_post, x.shape[1]), dtype) if isinstance(wtbar, SymbolicZero) else wtbar
+    shapes = (jax.ShapeDtypeStruct(theta.shape, theta.dtype), jax.ShapeDtypeStruct((n_post, x.shape[1]), dtype))
     theta_bar, w0_bar = jax.pure_callback(
-        functools.partial(_host_backward, lr), shapes, theta, w0, x, r, ybar.astype(w0.dtype), wtbar.astype(w0.dtype),
+        functools.partial(_host_backward, lr), shapes, theta, x, r, ck, ybar.astype(dtype), wtbar.astype(dtype),
         vmap_method="sequential",
     )
     return theta_bar, w0_bar, jnp.zeros_like(x), jnp.zeros_like(r)

@@ -261,8 +261,8 @@ class TaylorRule(AbstractRule):
             where it needs them (Laplace intervals, identifiability). ``"fused"``: :func:`simulate` runs the
             whole trajectory of a ``FeedForward`` layer (identity activation, one sample per trial, powers
             up to 2, CPU) in compiled kernels (numba, an optional dependency) with a hand-written
-            backward: at 1000 × 100 over 2,000 trials the gradient is 4–4.7× faster than the default and
-            about 4× the (2× faster) forward (``benchmarks/bench_fused_kernel.py``, docs/core.md); first-order
+            backward: at 1000 × 100 over 2,000 trials the gradient is about 5× faster than the default and
+            about 4× the (2.6× faster) forward (``benchmarks/bench_fused_kernel.py``, docs/core.md); first-order
             reverse mode only, no gradient for the inputs; anything else it cannot run is refused by name.
     """
 

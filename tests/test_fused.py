@@ -67,6 +67,23 @@ def test_fused_gradient_equals_autodiff_and_finite_differences():
         assert abs(fd - float(g[1]["w"][i, j])) <= 1e-5 * max(1.0, abs(fd)), ((i, j), fd, float(g[1]["w"][i, j]))
 
 
+@pytest.mark.parametrize("n_trials", [1, 2, 40, 49])
+def test_fused_gradient_over_several_checkpointed_segments_equals_autodiff(monkeypatch, n_trials):
+    """Segments of ⌈√T⌉ trials (the cache-sized default fits these small runs in one): the last segment
+    short (40 = 5·7 + 5), exact (49 = 7·7), a single trial; gradients and runs as the scan's."""
+    from plasticinfer import _fused
+
+    monkeypatch.setattr(_fused, "SEGMENT_BYTES", 0)
+    K = _fused.segment_length(n_trials, 7, 8)
+    assert K == int(np.ceil(np.sqrt(n_trials))) and (n_trials < 4 or -(-n_trials // K) > 1)
+    rule, net, w0, trials, y_obs = _case(n_trials=n_trials)
+    fused = rule.with_derivative("fused")
+    g_ref = jax.grad(_loss, argnums=(0, 2))(rule, net, w0, trials, y_obs)
+    g = jax.jit(jax.grad(_loss, argnums=(0, 2)), static_argnums=1)(fused, net, w0, trials, y_obs)
+    np.testing.assert_allclose(g[0].coeffs, g_ref[0].coeffs, rtol=1e-10, atol=1e-10 * float(jnp.abs(g_ref[0].coeffs).max()))
+    np.testing.assert_allclose(g[1]["w"], g_ref[1]["w"], rtol=1e-10, atol=1e-10 * float(jnp.abs(g_ref[1]["w"]).max()))
+
+
 def test_fused_under_vmap_and_in_float32():
     rule, net, w0, trials, y_obs = _case(dtype=jnp.float32, n_post=40)
     batch = jnp.stack([w0["w"], 0.5 * w0["w"], -w0["w"]])
@@ -218,3 +235,15 @@ def test_without_numba_the_message_names_the_extra_to_install(monkeypatch):
             pi.simulate(rule.with_derivative("fused"), net, w0, trials)
     finally:
         _fused._kernels.cache_clear()
+
+
+def test_checkpoints_beyond_the_memory_limit_are_refused_by_name(monkeypatch):
+    from plasticinfer import _fused
+
+    rule, net, w0, trials, _ = _case()
+    need = _fused.memory(40, 7, 21, 8, 1)
+    # 2 blocks of 16 rows × 1 segment of 40 trials (one segment fits SEGMENT_BYTES), + one thread's buffer of 40 trials
+    assert need == (2 * 1 + 1 * 40) * 7 * 16 * 8
+    monkeypatch.setattr(_fused, "BUFFER_LIMIT", 100)
+    with pytest.raises(pi.ModelError, match="checkpoints under"):
+        pi.simulate(rule.with_derivative("fused"), net, w0, trials)

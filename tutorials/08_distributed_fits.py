@@ -133,7 +133,7 @@ assert difference < 1e-10
 # feed-forward layer (identity activation, one input sample per trial, a rule over x, y, w, r with
 # powers up to 2) in compiled CPU kernels, with the same numbers as the default. It needs numba
 # (`pip install "plasticinfer[fast]"`); the first call compiles the kernels (seconds, then cached on
-# disk). At 100 → 1000 over 2,000 trials its gradient is about 4.5× faster (docs/core.md, "The fused
+# disk). At 100 → 1000 over 2,000 trials its gradient is about 5× faster (docs/core.md, "The fused
 # kernels"); here we time both on a smaller layer.
 
 # %%

@@ -165,7 +165,31 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--slow", action="store_true",
+        help="also run the tests marked slow (recovery checks, tutorials, long CLI runs): the whole suite, as .ci/run and "
+             "the README run it. Without it (and without -m) the fast tier runs, unless every selected test is slow",
+    )
+
+
+_SLOW_LEFT_OUT: list[int] = []
+
+
+def _leave_out_slow(config, items):
+    """The default tier is the fast one: tests marked slow run with --slow, under a -m of the user's, or when they are
+    all that was selected (``pytest tests/test_tutorial_05.py`` runs it, rather than nothing)."""
+    if config.getoption("--slow") or config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow and len(slow) < len(items):
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+        _SLOW_LEFT_OUT.append(len(slow))
+
+
 def pytest_collection_modifyitems(config, items):
+    _leave_out_slow(config, items)
     rank = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the rest keep the collection order
 
@@ -184,8 +208,9 @@ _WORKER_PEAKS: dict[str, float] = {}
 
 def pytest_sessionfinish(session):
     workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:  # inside an xdist worker: hand the figure to the controller
+    if workeroutput is not None:  # inside an xdist worker: hand the figures to the controller
         workeroutput["peak_rss_mib"] = _peak_rss_mib()
+        workeroutput["slow_left_out"] = _SLOW_LEFT_OUT[-1] if _SLOW_LEFT_OUT else 0
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -193,9 +218,16 @@ def pytest_testnodedown(node, error):
     peak = getattr(node, "workeroutput", {}).get("peak_rss_mib")
     if peak is not None:
         _WORKER_PEAKS[node.gateway.id] = peak
+    left_out = getattr(node, "workeroutput", {}).get("slow_left_out")
+    if left_out and not _SLOW_LEFT_OUT:  # every worker collects the same tests
+        _SLOW_LEFT_OUT.append(left_out)
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _SLOW_LEFT_OUT and not hasattr(terminalreporter.config, "workerinput"):
+        terminalreporter.write_line(
+            f"fast tier: {_SLOW_LEFT_OUT[-1]} test(s) marked slow not run; add --slow for the whole suite (what .ci/run runs)"
+        )
     if _WORKER_PEAKS:
         figures = ", ".join(f"{k} {v:,.0f} MiB" for k, v in sorted(_WORKER_PEAKS.items()))
         terminalreporter.write_line(f"peak memory per test worker: {figures}")

@@ -40,7 +40,7 @@ def test_fast():
 '''
 
 
-def _inner_run(tmp_path, workers, expect, user_value=None):
+def _inner_run(tmp_path, workers, expect, user_value=None, options=("--slow",), summary="2 passed"):
     shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
     (tmp_path / "test_inner.py").write_text(INNER)
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_DISABLE_MOST_OPTIMIZATIONS", "PLASTICINFER_TEST_SUITE_SET_OPTIMISATION")}
@@ -51,14 +51,35 @@ def _inner_run(tmp_path, workers, expect, user_value=None):
         env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = user_value
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestUnknownMarkWarning"]
     args += ["-n", str(workers)] if workers else []
-    proc = subprocess.run(args + ["test_inner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc = subprocess.run(args + list(options), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and summary in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_slow_tests_compile_optimised_and_fast_tests_not(tmp_path, workers):
-    _inner_run(tmp_path, workers, "suite")
+    _inner_run(tmp_path, workers, "suite", options=("--slow", "test_inner.py"))
 
 
 def test_the_users_choice_applies_to_every_test_in_every_worker(tmp_path):
-    _inner_run(tmp_path, 2, "0", user_value="0")
+    _inner_run(tmp_path, 2, "0", user_value="0", options=("--slow", "test_inner.py"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize(
+    ("options", "summary"),
+    [
+        ((), "1 passed"),  # the default tier is the fast one, and says what it left out
+        (("--slow",), "2 passed"),
+        (("-m", "slow"), "1 passed"),  # a marker expression of the user's decides alone
+        (("test_inner.py::test_slow",), "1 passed"),  # slow tests selected by name run (not "no tests ran")
+    ],
+)
+def test_the_default_tier_leaves_out_slow_tests_and_says_so(tmp_path, workers, options, summary):
+    files = ("test_inner.py",) * ("::" not in "".join(options))
+    out = _inner_run(tmp_path, workers, "suite", options=("-rA", *options, *files), summary=summary)
+    ran = {name for name in ("test_fast", "test_slow") if f"PASSED test_inner.py::{name}" in out}
+    assert ran == {(): {"test_fast"}, ("--slow",): {"test_fast", "test_slow"}}.get(options, {"test_slow"}), out[-2000:]
+    assert ("1 test(s) marked slow not run; add --slow" in out) == (options == ()), out[-2000:]
+    if workers == 0:  # (xdist's controller does not count what its workers deselect)
+        assert ("deselected" in out) == (options in ((), ("-m", "slow"))), out[-2000:]

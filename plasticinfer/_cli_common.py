@@ -300,6 +300,8 @@ _PYTHON_TO_CLI = [
     (re.compile(r"columns=\.\.\.|the columns= mapping"), lambda m: "--map" if "..." in m.group(0) else "the --map options"),
     (re.compile(r"pass n_options=\d+, or choice_codes=\{([^}]*)\}"),
      lambda m: "pass --choice-codes " + ",".join(kv.replace(": ", "=") for kv in m.group(1).split(", "))),
+    (re.compile(r"pass choice_codes=\{((?:\d+: \d+(?:, )?)+)\}"),
+     lambda m: "pass --choice-codes " + ",".join(kv.replace(": ", "=") for kv in m.group(1).split(", "))),
     (re.compile(r"choice_codes=\{[^}]*\}|choice_codes=\.\.\."), lambda m: "--choice-codes CODE=INDEX (e.g. --choice-codes L=0,R=1)"),
     (re.compile(r"load\(path, mapping=\{[^}]*\}\)?"), lambda m: "--map choice=/path/choice --map reward=/path/reward"),
     (re.compile(r"choice_codes (gives|maps)"), lambda m: f"--choice-codes {m.group(1)}"),

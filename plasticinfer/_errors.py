@@ -75,6 +75,10 @@ class DivergenceWarning(PlasticInferWarning, RuntimeWarning):
     """Some restarts of a fit produced a non-finite loss or gradient; their last finite parameters were kept."""
 
 
+class AmbiguousCodingWarning(PlasticInferWarning):
+    """Every choice code of a file fits both 0-based and 1-based coding (e.g. only 1s); the loader read it as 0-based."""
+
+
 class InterruptedWarning(PlasticInferWarning):
     """A fit was interrupted (Ctrl-C); the best parameters so far were returned."""
 

@@ -383,7 +383,11 @@ class TaylorRule(AbstractRule):
         for sign, number, body in signed_terms(s, equation):
             value = float(number) if number else 1.0
             mono = Monomial.parse(body or "1")
+            if not np.isfinite(value):  # "1e400" reads as inf
+                raise ModelError(f"the coefficient of {mono.name!r} in the rule {equation!r} must be a finite number; got {number}")
             coefficients[mono] = coefficients.get(mono, 0.0) + sign * value
+        if not np.isfinite(learning_rate):
+            raise ModelError(f"the rule {equation!r} has a scale η that is not a finite number ({scaled.group(1)})")
         return cls(list(coefficients), jnp.asarray(list(coefficients.values())), learning_rate=learning_rate)
 
     # ---- inspection ----------------------------------------------------------------

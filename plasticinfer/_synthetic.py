@@ -125,7 +125,14 @@ def make_activity_data(
     clean = traj.outputs
     sigma = noise * float(jnp.std(clean)) if relative_noise else noise
     if not np.isfinite(sigma):
-        raise ModelError("the true rule diverged in simulation (non-finite activity); lower its learning rate")
+        detail = "; ".join(
+            f"learning rate {float(r.learning_rate):g}, coefficients up to {float(np.max(np.abs(np.asarray(r.coeffs)))):g} in size"
+            for r in true.taylor_rules().values()
+        )
+        raise ModelError(
+            "the true rule diverged in simulation (non-finite activity)" + (f" ({detail})" if detail else "")
+            + "; lower the learning rate or the coefficients"
+        )
     # the scale to grow from: the first trial's activity, or the inputs' (weights may start at 0)
     start = max(float(jnp.max(jnp.abs(clean[:, 0]))), float(jnp.max(jnp.abs(x))))
     peak = float(jnp.max(jnp.abs(clean)))

@@ -15,6 +15,7 @@ they raise (``pi.bayes.PosteriorWarning``, ``pi.data.SchemaError``, ...), always
 """
 
 from ._errors import (
+    AmbiguousCodingWarning as AmbiguousCodingWarning,
     CLIError as CLIError,
     ComparisonError as ComparisonError,
     ConvergenceWarning as ConvergenceWarning,
@@ -36,6 +37,7 @@ from ._errors import (
 )
 
 __all__ = [
+    "AmbiguousCodingWarning",
     "CLIError",
     "ComparisonError",
     "ConvergenceWarning",

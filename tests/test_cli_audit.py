@@ -296,3 +296,37 @@ def test_options_that_do_not_apply_are_refused(inputs, tmp_path):
         argv = [a.format(csv=inputs / "good.csv") for a in argv]
         assert fragment in _one_line(_cli(*argv, "--out", str(tmp_path / "o"), cwd=tmp_path)), argv
     assert list(tmp_path.iterdir()) == []
+
+
+def test_choices_that_read_both_ways_get_a_warning_line_in_command_line_terms(tmp_path):
+    """A file whose every choice is 1 reads as 0-based and as 1-based: the command says which it took, and the option
+    that takes the other, on one line."""
+    (tmp_path / "ones.csv").write_text("choice,reward\n" + "1,1\n1,0\n" * 5)
+    proc = _cli("inspect", str(tmp_path / "ones.csv"))
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and "read as 0-based" in lines[0] and lines[0].endswith("pass --choice-codes 1=0,2=1"), proc.stderr
+    assert "choice_codes" not in proc.stderr
+    proc = _cli("inspect", str(tmp_path / "ones.csv"), "--choice-codes", "1=0,2=1")
+    assert proc.returncode == 0 and "warning:" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("rule", "code", "message"),
+    [
+        ("1e400*x*y", 2, "the coefficient of 'x\\*y' in the rule '1e400\\*x\\*y' must be a finite number; got 1e400"),
+        ("1e400*(x*y)", 2, "has a scale η that is not a finite number"),
+        ("1e30*x*y - 1e30*w", 2, r"diverged in simulation .*learning rate 0\.005, coefficients up to 1e\+30 in size\); lower the "
+                              "learning rate or the coefficients"),
+    ],
+)
+def test_a_rule_that_cannot_be_simulated_names_its_cause(tmp_path, rule, code, message):
+    """An infinite coefficient is refused as such (it was blamed on the learning rate); a divergence names both knobs."""
+    import re
+
+    proc = _cli("simulate", str(tmp_path / "sim.nc"), "--rule", rule, "--trials", "20")
+    assert proc.returncode == code and re.search(message, proc.stderr), proc.stderr  # 2: the rule given cannot run
+    assert not (tmp_path / "sim.nc").exists()
+    if "1e400*x*y" == rule:
+        with pytest.raises(pi.ModelError, match="must be a finite number"):
+            pi.TaylorRule.from_equation(rule)

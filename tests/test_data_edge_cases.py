@@ -113,6 +113,42 @@ def test_mat_folder_has_one_choice_coding(tmp_path):
         pi.load(folder)
 
 
+def test_choices_that_read_both_ways_are_read_0_based_with_a_warning(tmp_path):
+    from plasticinfer import errors
+    from plasticinfer.data import AmbiguousCodingWarning
+    from plasticinfer.data._tables import AMBIGUOUS_CODING
+
+    path = _csv(tmp_path, "choice,reward\n1,1\n1,0\n1,1\n")
+    with pytest.warns(AmbiguousCodingWarning, match=r"t\.csv.*coded 1.*read as 0-based.*choice_codes=\{1: 0, 2: 1\}"):
+        ds = pi.load(path)
+    assert _choices(ds) == {ds["subject"].values[0]: [1, 1, 1]} and ds.attrs["choice_coding"] == AMBIGUOUS_CODING
+    assert issubclass(AmbiguousCodingWarning, pi.PlasticInferWarning) and AmbiguousCodingWarning is errors.AmbiguousCodingWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AmbiguousCodingWarning)
+        for text in ("choice,reward\n0,1\n1,0\n", "choice,reward\n1,1\n2,0\n"):  # a 0 or a 2 settles the coding
+            pi.load(_csv(tmp_path, text, name="settled.csv"))
+        pi.load(path, choice_codes={1: 0, 2: 1})  # the user said
+    assert _choices(pi.load(path, choice_codes={1: 0, 2: 1})) == {ds["subject"].values[0]: [0, 0, 0]}
+
+
+def test_a_mat_folder_warns_about_the_coding_only_when_no_file_settles_it(tmp_path):
+    from plasticinfer.data import AmbiguousCodingWarning
+
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    scipy.io.savemat(folder / "sessA.mat", {"choice": [1, 1], "reward": [1, 0]})
+    scipy.io.savemat(folder / "sessB.mat", {"choice": [1, 1, 1], "reward": [1, 0, 1]})
+    with pytest.warns(AmbiguousCodingWarning, match=r"folder .*sessions.* no file has a choice code.*choice_codes=\{1: 0, 2: 1\}") as record:
+        pi.load(folder)
+    assert len([w for w in record if issubclass(w.category, AmbiguousCodingWarning)]) == 1  # once, not per file
+    for other, coding in (([1, 0, 1], "0-based"), ([2, 1, 2], "1-based")):
+        scipy.io.savemat(folder / "sessA.mat", {"choice": other, "reward": [1, 0, 1]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", AmbiguousCodingWarning)
+            ds = pi.load(folder)
+        assert ds.attrs["choice_coding"] == coding  # the same for every file, so kept by the concatenation
+
+
 def test_mat_subject_variable_names_the_rows_of_matrices(tmp_path):
     choice, reward = [[0, 1, 1, 0], [1, 1, 0, 1]], [[1, 0, 1, 0], [0, 1, 1, 0]]
     scipy.io.savemat(tmp_path / "num.mat", {"choice": choice, "reward": reward, "subject": [101, 102]})

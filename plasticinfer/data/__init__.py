@@ -7,7 +7,12 @@ are also at the top level of ``plasticinfer``; the specialist ones are here. See
 """
 
 from ._combine import concat_subjects as concat_subjects
-from .._errors import DatasetError as DatasetError, FileFormatError as FileFormatError, SchemaError as SchemaError
+from .._errors import (
+    AmbiguousCodingWarning as AmbiguousCodingWarning,
+    DatasetError as DatasetError,
+    FileFormatError as FileFormatError,
+    SchemaError as SchemaError,
+)
 from .._io import write_netcdf as write_netcdf
 from .._simulate import AbstractEnvironment as AbstractEnvironment
 from .._synthetic import (
@@ -31,7 +36,8 @@ from ._tables import from_dataframe as from_dataframe, load_table as load_table,
 from ._validate import schema_notes as schema_notes, validate as validate
 
 __all__ = [
-    # errors
+    # errors and warnings
+    "AmbiguousCodingWarning",
     "DatasetError",
     "FileFormatError",
     "SchemaError",

@@ -16,6 +16,7 @@ A folder is loaded as one subject per session file found in it.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from ._combine import concat_subjects
 from .._errors import FileFormatError, SchemaError
 from ._schema import behaviour_dataset
 from ._matrices import from_matrices
-from ._tables import check_choice_codes, from_dataframe, id_text
+from .._errors import AmbiguousCodingWarning
+from ._tables import AMBIGUOUS_CODING, check_choice_codes, from_dataframe, id_text
 
 _MAT73_HINT = "MATLAB 7.3"
 
@@ -187,8 +189,21 @@ def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
             f"folder {str(path)!r} holds no choice_order.mat session folders and no .mat files. "
             "Point load_mat at a file, or at a folder of sessions."
         )
-    parts = [load_mat(f, **kwargs) for f in files]
+    with warnings.catch_warnings():  # a file that reads both ways is read as its siblings are; said once below if all do
+        warnings.simplefilter("ignore", AmbiguousCodingWarning)
+        parts = [load_mat(f, **kwargs) for f in files]
     parts = _one_coding(files, parts, kwargs)
+    if not all(p.attrs.get("choice_coding") == AMBIGUOUS_CODING for p in parts):
+        for p in parts:  # read as 0-based with siblings whose codes say so
+            if p.attrs.get("choice_coding") == AMBIGUOUS_CODING:
+                p.attrs["choice_coding"] = "0-based"
+    else:
+        one = ", ".join(f"{k}: {k - 1}" for k in range(1, int(kwargs.get("n_options") or 2) + 1))
+        warnings.warn(
+            f"folder {str(path)!r}: no file has a choice code that tells 0-based from 1-based coding (a 0, or the "
+            f"number of options); read as 0-based. If the first option is coded 1, pass choice_codes={{{one}}}",
+            AmbiguousCodingWarning, stacklevel=2,
+        )
     attrs = {"source": str(path)}
     attrs.update(kwargs.get("attrs") or {})
     return concat_subjects(parts, attrs=attrs)
@@ -197,7 +212,7 @@ def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
 def _one_coding(files: list[Path], parts: list[xr.Dataset], kwargs: dict[str, Any]) -> list[xr.Dataset]:
     """One choice coding for a whole folder: a file whose codes fit both readings (only 1s) is read as its
     1-based siblings are, and a folder whose files need different codings is refused."""
-    codings = [p.attrs.get("choice_coding") for p in parts]
+    codings = ["0-based" if p.attrs.get("choice_coding") == AMBIGUOUS_CODING else p.attrs.get("choice_coding") for p in parts]
     if kwargs.get("choice_codes") is not None or set(codings) != {"0-based", "1-based"}:
         return parts
     has_zero = [c == "0-based" and bool((p["choice"].values[p["trial_mask"].values] == 0).any()) for c, p in zip(codings, parts)]
@@ -210,8 +225,11 @@ def _one_coding(files: list[Path], parts: list[xr.Dataset], kwargs: dict[str, An
             "choice_codes={code: option_index} for the whole folder."
         )
     one_based = {k: k - 1 for k in range(1, int(kwargs.get("n_options") or 2) + 1)}
-    return [load_mat(f, **{**kwargs, "choice_codes": one_based}) if c == "0-based" else p
-            for f, c, p in zip(files, codings, parts)]
+    parts = [load_mat(f, **{**kwargs, "choice_codes": one_based}) if c == "0-based" else p
+             for f, c, p in zip(files, codings, parts)]
+    for p in parts:  # read as their siblings are: the folder's coding, kept when the files are put together
+        p.attrs["choice_coding"] = "1-based"
+    return parts
 
 
 def _order_pair(path: Path, variables: dict[str, np.ndarray], mat_version: float | None) -> tuple[Any, Any]:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._errors import FileFormatError, SchemaError
+from .._errors import AmbiguousCodingWarning, FileFormatError, SchemaError
 from ._schema import behaviour_dataset
 from ._validate import validate
 
@@ -453,6 +453,10 @@ def check_choice_codes(lookup: Mapping[Any, int], n_options: int, where: str) ->
         )
 
 
+#: the choice coding recorded when every code reads both ways (e.g. only 1s with two options): read as 0-based
+AMBIGUOUS_CODING = "0-based (every code also reads as 1-based)"
+
+
 def _choice_column(
     df: pd.DataFrame, choice_codes: Mapping[Any, int] | None, n_options: int, where: str
 ) -> tuple[np.ndarray, str]:
@@ -472,6 +476,16 @@ def _choice_column(
         one_based = set(range(1, n_options + 1))
         if present <= zero_based:
             lookup, coding = {k: k for k in zero_based}, "0-based"
+            if present <= one_based:  # no 0 and no n_options: both readings fit
+                coding = AMBIGUOUS_CODING
+                shown = ", ".join(map(str, sorted(present)))
+                warnings.warn(
+                    f"{where}: every choice is coded {shown}, which reads as 0-based coding (0 = the first option) and as "
+                    f"1-based (1 = the first); read as 0-based, so {sorted(present)[0]} is option {sorted(present)[0]} of "
+                    f"0 … {n_options - 1}. If the first option is coded 1, pass choice_codes="
+                    f"{{{', '.join(f'{k}: {k - 1}' for k in sorted(one_based))}}}",
+                    AmbiguousCodingWarning, stacklevel=2,
+                )
         elif present <= one_based:
             lookup, coding = {k: k - 1 for k in one_based}, "1-based"
         elif sum(c in one_based for c in codes) > sum(c in zero_based for c in codes):

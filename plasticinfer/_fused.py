@@ -24,9 +24,11 @@ from ._errors import ModelError
 #: rows are split into this many parts, each summed in a fixed order: results do not depend on the thread count,
 #: and up to this many threads share the backward
 N_PARTS = 8
-#: the gradient's checkpoints (segments × post × pre) and per-thread segment buffers may take at most this many bytes
+#: what the kernels allocate for one run's gradient (checkpoints, per-thread buffers, per-trial sums) may take at most
+#: this many bytes (per member of a vmapped batch: each runs on its own)
 BUFFER_LIMIT = 2**30
-#: a segment's buffer (trials × 16 rows × pre) is sized to stay in a core's cache: about this many bytes
+#: a segment's buffer (trials × 16 rows × pre) is sized to stay in a core's cache: about this many bytes, unless √T
+#: trials take more
 SEGMENT_BYTES = 2**20
 
 
@@ -34,16 +36,21 @@ def segment_length(n_trials: int, n_pre: int, itemsize: int) -> int:
     """Trials per checkpointed segment: enough to fill :data:`SEGMENT_BYTES`, and at least √T (at most √T checkpoints)."""
     from ._fused_kernels import B
 
+    n_trials = max(1, n_trials)
     return max(1, min(n_trials, max(math.isqrt(n_trials - 1) + 1, SEGMENT_BYTES // (n_pre * B * itemsize))))
 
 
 def memory(n_trials: int, n_pre: int, n_post: int, itemsize: int, n_threads: int) -> int:
-    """Bytes of the gradient's checkpoints and segment buffers."""
+    """Bytes the kernels allocate for one run's gradient: the checkpoints, each thread's segment buffer and block
+    outputs, the per-trial coefficient table, the backward's per-part sums and their contraction."""
     from ._fused_kernels import B
 
-    K = segment_length(n_trials, n_pre, itemsize)
-    n_seg, n_blocks = -(-n_trials // K), -(-n_post // B)
-    return (n_blocks * n_seg + min(N_PARTS, n_threads) * K) * n_pre * B * itemsize
+    T = max(1, n_trials)
+    K = segment_length(T, n_pre, itemsize)
+    n_seg, n_blocks, threads = -(-T // K), -(-n_post // B), min(N_PARTS, n_threads)
+    per_run = (n_blocks * n_seg + threads * (K + 1)) * n_pre * B  # checkpoints, segment buffers
+    per_run += threads * (T + K) * B + 2 * T * 27 + (N_PARTS + 2) * T * 27  # block outputs, tables, sums (+ contraction)
+    return per_run * itemsize
 
 
 def requested(rule) -> bool:
@@ -106,7 +113,8 @@ def _why_not(rule, network, weights, trials, *, save_weights, environment) -> li
 
         need = memory(x.shape[0], x.shape[1], w.shape[0], w.dtype.itemsize, numba.get_num_threads())
         if need > BUFFER_LIMIT:
-            why.append(f"checkpoints under {BUFFER_LIMIT / 2**30:.0f} GiB (trials × pre × post needs {need / 2**30:.1f} GiB)")
+            size = lambda b: f"{b / 2**30:.1f} GiB" if b >= 2**28 else f"{b / 2**20:.1f} MiB"  # noqa: E731
+            why.append(f"checkpoints and buffers under {size(BUFFER_LIMIT)} (this run's gradient needs {size(need)})")
     return why
 
 
@@ -132,6 +140,8 @@ def simulate_fused(rule, network, weights, trials, *, state, save_weights, envir
     theta = jnp.pad(theta, [(0, 3 - s) for s in theta.shape]).astype(dtype)
     x = trials["x"].astype(dtype)
     r = trials["reward"].astype(dtype) if "reward" in trials else jnp.zeros(x.shape[0], dtype)
+    if x.shape[0] == 0:  # no trials: no outputs, the weights as they were (the kernels need one trial)
+        return Trajectory(jnp.zeros((0, w0.shape[0]), dtype), {"w": w0}, None, state, None)
     outputs, final = _layer(float(rule.learning_rate), theta, w0, x, r)
     return Trajectory(outputs, {"w": final}, None, state, None)
 
@@ -147,20 +157,20 @@ def _checkpoint_shape(w0, x):
     return K, jax.ShapeDtypeStruct((-(-w0.shape[0] // B), -(-x.shape[0] // K), B, x.shape[1]), w0.dtype)
 
 
-def _host_forward(lr, keep, theta, w0, x, r):
+def _host_forward(lr, K, theta, w0, x, r):
+    """The kernels' forward; with K (trials per segment, fixed when the gradient was traced) it also returns the checkpoints."""
     k = _kernels()
     theta, w0, x, r = (np.ascontiguousarray(a) for a in (theta, w0, x, r))
     y, wt = np.empty((x.shape[0], w0.shape[0]), w0.dtype), np.empty_like(w0)
-    K, shape = _checkpoint_shape(w0, x) if keep else (x.shape[0], jax.ShapeDtypeStruct((0, 0, k.B, x.shape[1]), w0.dtype))
-    ck = np.empty(shape.shape, w0.dtype)
-    k.forward(theta, w0.dtype.type(lr), w0, x, r, y, wt, ck, K)
-    return (y, wt, ck) if keep else (y, wt)
+    n_seg = 0 if K is None else -(-x.shape[0] // K)
+    ck = np.empty((-(-w0.shape[0] // k.B) if K else 0, n_seg, k.B, x.shape[1]), w0.dtype)
+    k.forward(theta, w0.dtype.type(lr), w0, x, r, y, wt, ck, x.shape[0] if K is None else K)
+    return (y, wt) if K is None else (y, wt, ck)
 
 
-def _host_backward(lr, theta, x, r, ck, ybar, wtbar):
+def _host_backward(lr, K, theta, x, r, ck, ybar, wtbar):
     k = _kernels()
     theta, x, r, ck, ybar, wtbar = (np.ascontiguousarray(a) for a in (theta, x, r, ck, ybar, wtbar))
-    K, _ = _checkpoint_shape(wtbar, x)
     w0bar = np.empty_like(wtbar)
     acc = np.zeros((N_PARTS, x.shape[0], 3, 3, 3), wtbar.dtype)
     k.backward(theta, wtbar.dtype.type(lr), x, r, ybar, wtbar, ck, K, w0bar, acc, True)
@@ -169,7 +179,7 @@ def _host_backward(lr, theta, x, r, ck, ybar, wtbar):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _layer(lr, theta, w0, x, r):
-    return jax.pure_callback(functools.partial(_host_forward, lr, False), _shapes(w0, x), theta, w0, x, r, vmap_method="sequential")
+    return jax.pure_callback(functools.partial(_host_forward, lr, None), _shapes(w0, x), theta, w0, x, r, vmap_method="sequential")
 
 
 def _layer_fwd(lr, theta, w0, x, r):
@@ -180,13 +190,15 @@ def _layer_fwd(lr, theta, w0, x, r):
                 'use derivative="auto" to differentiate with respect to them'
             )
     theta, w0, x, r = theta.value, w0.value, x.value, r.value
-    shapes = (*_shapes(w0, x), _checkpoint_shape(w0, x)[1])
-    y, wt, ck = jax.pure_callback(functools.partial(_host_forward, lr, True), shapes, theta, w0, x, r, vmap_method="sequential")
-    return (y, wt), (theta, x, r, ck)
+    K, checkpoints = _checkpoint_shape(w0, x)  # fixed here, when the gradient is traced, for both callbacks
+    y, wt, ck = jax.pure_callback(functools.partial(_host_forward, lr, K), (*_shapes(w0, x), checkpoints), theta, w0, x, r,
+                                  vmap_method="sequential")
+    return (y, wt), (theta, x, r, ck, jnp.zeros((K, 0), w0.dtype))  # an empty array whose shape carries K to the backward
 
 
 def _layer_bwd(lr, residuals, cotangents):
-    theta, x, r, ck = residuals
+    theta, x, r, ck, carrier = residuals
+    K = carrier.shape[0]
     ybar, wtbar = cotangents
     n_post = ybar.shape[1] if not isinstance(ybar, SymbolicZero) else wtbar.shape[0]
     dtype = ck.dtype
@@ -194,7 +206,7 @@ def _layer_bwd(lr, residuals, cotangents):
     wtbar = jnp.zeros((n_post, x.shape[1]), dtype) if isinstance(wtbar, SymbolicZero) else wtbar
     shapes = (jax.ShapeDtypeStruct(theta.shape, theta.dtype), jax.ShapeDtypeStruct((n_post, x.shape[1]), dtype))
     theta_bar, w0_bar = jax.pure_callback(
-        functools.partial(_host_backward, lr), shapes, theta, x, r, ck, ybar.astype(dtype), wtbar.astype(dtype),
+        functools.partial(_host_backward, lr, K), shapes, theta, x, r, ck, ybar.astype(dtype), wtbar.astype(dtype),
         vmap_method="sequential",
     )
     return theta_bar, w0_bar, jnp.zeros_like(x), jnp.zeros_like(r)

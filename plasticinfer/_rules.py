@@ -372,6 +372,7 @@ class TaylorRule(AbstractRule):
         s = s.split("=", 1)[-1].strip()
         if not s:
             raise ModelError(f"empty rule equation {equation!r}")
+        given_rate = learning_rate
         scaled = re.fullmatch(rf"([+-]?{_NUMBER})\s*[·*]\s*\(([^()]*)\)", s, re.S)  # η·(…), as equation() writes it
         if scaled is not None:
             learning_rate = float(scaled.group(1)) * float(learning_rate)
@@ -386,8 +387,12 @@ class TaylorRule(AbstractRule):
             if not np.isfinite(value):  # "1e400" reads as inf
                 raise ModelError(f"the coefficient of {mono.name!r} in the rule {equation!r} must be a finite number; got {number}")
             coefficients[mono] = coefficients.get(mono, 0.0) + sign * value
+        for mono, value in coefficients.items():
+            if not np.isfinite(value):  # finite numbers that overflow when a term's are added up
+                raise ModelError(f"the coefficients of {mono.name!r} in the rule {equation!r} add up to {value}; give finite numbers")
         if not np.isfinite(learning_rate):
-            raise ModelError(f"the rule {equation!r} has a scale η that is not a finite number ({scaled.group(1)})")
+            given = f"its scale {scaled.group(1)} times learning_rate={given_rate!r}" if scaled is not None else f"learning_rate={given_rate!r}"
+            raise ModelError(f"the rule {equation!r}: the learning rate η must be a finite number; {given} is {learning_rate}")
         return cls(list(coefficients), jnp.asarray(list(coefficients.values())), learning_rate=learning_rate)
 
     # ---- inspection ----------------------------------------------------------------

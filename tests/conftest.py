@@ -169,27 +169,41 @@ def pytest_addoption(parser):
     parser.addoption(
         "--slow", action="store_true",
         help="also run the tests marked slow (recovery checks, tutorials, long CLI runs): the whole suite, as .ci/run and "
-             "the README run it. Without it (and without -m) the fast tier runs, unless every selected test is slow",
+             "the README run it. Without it (and without -m) the fast tier runs; slow tests named as path::test, or all "
+             "that is left after -k, still run",
     )
 
 
 _SLOW_LEFT_OUT: list[int] = []
 
 
-def _leave_out_slow(config, items):
-    """The default tier is the fast one: tests marked slow run with --slow, under a -m of the user's, or when they are
-    all that was selected (``pytest tests/test_tutorial_05.py`` runs it, rather than nothing)."""
-    if config.getoption("--slow") or config.getoption("markexpr"):
-        return
-    slow = [item for item in items if item.get_closest_marker("slow") is not None]
-    if slow and len(slow) < len(items):
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
-        _SLOW_LEFT_OUT.append(len(slow))
+def _named(config, item) -> bool:
+    """Whether ``item`` was named on the command line: ``path::test``, ``path::test[param]`` or ``path::Class``."""
+    from pathlib import Path
+
+    inside = item.nodeid.split("::", 1)[1]
+    for arg in config.args:
+        file, _, rest = arg.partition("::")
+        if not rest:
+            continue
+        path = Path(file) if Path(file).is_absolute() else Path(config.invocation_params.dir) / file
+        if path.resolve() == Path(item.path).resolve() and (inside == rest or inside.startswith((rest + "::", rest + "["))):
+            return True
+    return False
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected theirs
 def pytest_collection_modifyitems(config, items):
-    _leave_out_slow(config, items)
+    """The default tier is the fast one: tests marked slow run with --slow, under a -m of the user's, when named on the
+    command line (``path::test``), or when they are all that is left to run (``pytest tests/test_tutorial_05.py`` runs
+    it, rather than nothing). Then the longest tests first."""
+    if not (config.getoption("--slow") or config.getoption("markexpr")):
+        slow = [item for item in items if item.get_closest_marker("slow") is not None and not _named(config, item)]
+        if slow and len(slow) < len(items):
+            config.hook.pytest_deselected(items=slow)
+            left_out = set(map(id, slow))
+            items[:] = [item for item in items if id(item) not in left_out]
+            _SLOW_LEFT_OUT.append(len(slow))
     rank = {nodeid: i for i, nodeid in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the rest keep the collection order
 

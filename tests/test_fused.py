@@ -242,8 +242,34 @@ def test_checkpoints_beyond_the_memory_limit_are_refused_by_name(monkeypatch):
 
     rule, net, w0, trials, _ = _case()
     need = _fused.memory(40, 7, 21, 8, 1)
-    # 2 blocks of 16 rows × 1 segment of 40 trials (one segment fits SEGMENT_BYTES), + one thread's buffer of 40 trials
-    assert need == (2 * 1 + 1 * 40) * 7 * 16 * 8
+    K = _fused.segment_length(40, 7, 8)
+    checkpoints = 2 * -(-40 // K) * 16 * 7 * 8  # 2 blocks of 16 rows, one per segment
+    sums = _fused.N_PARTS * 40 * 27 * 8  # the backward's per-part sums over (a, b, c) for every trial
+    buffer = (K + 1) * 16 * 7 * 8  # one thread's segment of weights
+    assert need >= checkpoints + sums + buffer
+    assert _fused.memory(400_000, 1, 128, 8, 1) > _fused.N_PARTS * 400_000 * 27 * 8  # long runs: the sums dominate
     monkeypatch.setattr(_fused, "BUFFER_LIMIT", 100)
-    with pytest.raises(pi.ModelError, match="checkpoints under"):
+    with pytest.raises(pi.ModelError, match=r"checkpoints and buffers under 0\.0 MiB \(this run.s gradient needs 0\.[1-9] MiB\)"):
         pi.simulate(rule.with_derivative("fused"), net, w0, trials)
+
+
+def test_a_run_without_trials_returns_the_weights_as_they_were():
+    rule, net, w0, trials, _ = _case(n_trials=0)
+    fused = rule.with_derivative("fused")
+    run, ref = pi.simulate(fused, net, w0, trials), pi.simulate(rule, net, w0, trials)
+    assert run.outputs.shape == ref.outputs.shape == (0, 21)
+    np.testing.assert_array_equal(run.final_weights["w"], w0["w"])
+    loss = lambda r, w: jnp.sum(pi.simulate(r, net, {"w": w}, trials).final_weights["w"] ** 2)  # noqa: E731
+    np.testing.assert_allclose(jax.grad(loss, argnums=1)(fused, w0["w"]), jax.grad(loss, argnums=1)(rule, w0["w"]))
+
+
+def test_the_segment_length_is_fixed_when_the_gradient_is_traced(monkeypatch):
+    """The backward takes K from the forward it follows, not from the module setting at call time."""
+    from plasticinfer import _fused
+
+    rule, net, w0, trials, y_obs = _case()
+    grad = jax.jit(jax.grad(_loss, argnums=(0, 2)), static_argnums=1)
+    first = grad(rule.with_derivative("fused"), net, w0, trials, y_obs)
+    monkeypatch.setattr(_fused, "SEGMENT_BYTES", 0)  # would give K = 7 instead of 40 to a backward that re-read it
+    again = grad(rule.with_derivative("fused"), net, w0, trials, y_obs)
+    np.testing.assert_array_equal(again[0].coeffs, first[0].coeffs)

@@ -73,13 +73,17 @@ def test_the_users_choice_applies_to_every_test_in_every_worker(tmp_path):
         (("--slow",), "2 passed"),
         (("-m", "slow"), "1 passed"),  # a marker expression of the user's decides alone
         (("test_inner.py::test_slow",), "1 passed"),  # slow tests selected by name run (not "no tests ran")
+        (("test_inner.py::test_slow", "test_inner.py::test_fast"), "2 passed"),  # named beside a fast one, too
+        (("-k", "slow"), "1 passed"),  # a -k that leaves only slow tests runs them
     ],
 )
 def test_the_default_tier_leaves_out_slow_tests_and_says_so(tmp_path, workers, options, summary):
     files = ("test_inner.py",) * ("::" not in "".join(options))
     out = _inner_run(tmp_path, workers, "suite", options=("-rA", *options, *files), summary=summary)
     ran = {name for name in ("test_fast", "test_slow") if f"PASSED test_inner.py::{name}" in out}
-    assert ran == {(): {"test_fast"}, ("--slow",): {"test_fast", "test_slow"}}.get(options, {"test_slow"}), out[-2000:]
+    both = {"test_fast", "test_slow"}
+    assert ran == {(): {"test_fast"}, ("--slow",): both, ("test_inner.py::test_slow", "test_inner.py::test_fast"): both}.get(
+        options, {"test_slow"}), out[-2000:]
     assert ("1 test(s) marked slow not run; add --slow" in out) == (options == ()), out[-2000:]
     if workers == 0:  # (xdist's controller does not count what its workers deselect)
-        assert ("deselected" in out) == (options in ((), ("-m", "slow"))), out[-2000:]
+        assert ("deselected" in out) == (options in ((), ("-m", "slow"), ("-k", "slow"))), out[-2000:]

@@ -54,6 +54,7 @@ def test_sbc_small_rule_is_calibrated(tmp_path):
     fig.savefig(tmp_path / "ranks.png")
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_sbc_progress_is_a_bar_or_a_callback_and_changes_no_rank(monkeypatch, capsys):
     """``progress=True`` (default) draws a bar over the datasets where someone watches (forced here: pytest's
     stderr is not a terminal); a callable is called ``(done, total)`` after each dataset instead. The ranks

@@ -135,6 +135,7 @@ def test_grid_posterior_of_one_coefficient():
     assert np.quantile(draws, 0.05) == pytest.approx(g[np.searchsorted(cdf, 0.05)], abs=0.15 * sd)
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_bad_run_warns_with_advice():
     syn = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.4}), key=jax.random.key(7), n_subjects=1,
                               trials_per_block=20, inverse_temperature=1.0)

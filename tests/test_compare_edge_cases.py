@@ -26,6 +26,7 @@ def _flies(n=4, trials_per_block=20, seed=11, lengths=None):
                                 block=[bl[i, : lengths[i]] for i in range(n)], subjects=[f"fly{i}" for i in range(n)])
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_calibration_fits_a_held_out_choice_subjects_initial_weights():
     # choice models keep initial weights at 0, and the calibration part was silently dropped from scoring only
     ds = _flies(3)
@@ -153,6 +154,7 @@ def test_fly_report_under_folds_of_subjects_states_each_folds_rule(tmp_path):
     assert "the training subjects' pooled smoothed choice rate" in text and "each subject's smoothed" not in text
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_rpe_coefficients_are_named_as_such_and_hypothesis_l1_is_checked():
     # the r − E[r] hypothesis's coefficient was labelled x*r, the same label as the plain-reward rule's
     ds = _flies(2)
@@ -180,6 +182,7 @@ def test_compare_and_fly_name_the_data_alike():
     assert data_title({}, "a behaviour dataset") == "a behaviour dataset"
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_a_damaged_comparison_folder_is_refused_by_name(tmp_path):
     """A scores.csv that lost its last row loaded silently (and summary() then failed on unequal Series); a cut
     comparison.json or CSV gave a bare JSONDecodeError or pandas error; saving onto a file a bare FileExistsError."""
@@ -227,6 +230,7 @@ def test_a_damaged_comparison_folder_is_refused_by_name(tmp_path):
         res.save(tmp_path / "a_file")
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_a_hypothesis_that_does_not_apply_is_left_out_with_a_warning_and_the_folder_loads(tmp_path):
     """A GRU on activity data was skipped silently but kept in the hypothesis list: the table lacked it without a
     word, and the saved folder then read as 'cut short'."""

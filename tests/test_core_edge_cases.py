@@ -28,6 +28,7 @@ def _model(syn, rule):
     return pi.PlasticityModel.create(rule, pi.FeedForward(4, 2), pi.GaussianActivity(0.5), n_trajectories=2, key=jax.random.key(0))
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_restarts_never_jitter_fixed_terms(activity):
     # the jitter was added to every coefficient: the "fixed" x*y came back as 0.72 from the best restart
     rule = pi.TaylorRule.from_terms({"x*y": 1.0, "y^2*w": 0.0, "w": 0.0}, learning_rate=0.05).with_fixed(["x*y"])

@@ -120,6 +120,7 @@ def test_homeostasis_analysis_and_report(rate_task, key, tmp_path):
 
 
 # The three discovery commands are three tests (each mostly XLA compilation) so that test workers can share them out.
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_cli_homeostasis(tmp_path):
     from plasticinfer.cli import app
 
@@ -144,6 +145,7 @@ def test_cli_pc1(tmp_path):
     assert xr.load_dataset(tmp_path / "p" / "results.nc", engine="h5netcdf").sizes["parameter"] == 27
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_cli_pca_network(tmp_path):
     from plasticinfer.cli import app
 

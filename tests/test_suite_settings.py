@@ -65,7 +65,7 @@ def test_the_users_choice_applies_to_every_test_in_every_worker(tmp_path):
     _inner_run(tmp_path, 2, "0", user_value="0", options=("--slow", "test_inner.py"))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # xdist: 5 s each, in the whole suite
 @pytest.mark.parametrize(
     ("options", "summary"),
     [

@@ -169,6 +169,7 @@ def test_unknown_contraction_is_a_clear_error():
         TaylorRule(["x*y"], contraction="fast")
 
 
+@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_nuts_mass_matrix_hessian_goes_through_the_vjp_and_falls_back_where_forward_mode_is_refused(getkey):
     """The NUTS warm start's Hessian goes forward over reverse. The VJP rule supports that (its forward pass
     is plain JAX, its backward too), only plain forward mode is refused; a potential that refuses forward

@@ -131,7 +131,6 @@ def test_resume_in_sampling_phase_with_other_chunking(problem, reference, tmp_pa
     _assert_identical(_sample(problem, checkpoint=ck, checkpoint_every=3, resume=True), reference)
 
 
-@pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier
 def test_progress_bar_runs_in_chunks_with_the_uninterrupted_draws(problem, reference, monkeypatch, capsys):
     """``progress=True`` where a bar is drawn (forced here: pytest's stderr is not a terminal): the run is
     cut into chunks of ⌈20/20⌉ = 1 iteration for the bar, which names the run, and the draws are the

@@ -90,3 +90,20 @@ class CLIError(PlasticInferError, ValueError):
 class DistributedError(PlasticInferError, RuntimeError):
     """The distributed runtime could not start, or processes were given inconsistent work."""
 
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` pointing at the first caller outside plasticinfer (the user's line, not the library's).
+
+    A fixed ``stacklevel`` lands inside the library whenever the call chain is longer than its author counted,
+    and a warning's location is what the warning filters deduplicate on.
+    """
+    import os
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1 if frame is not None else 2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import operator
 import os
-import warnings
 
 import equinox as eqx
 import jax
@@ -20,6 +19,7 @@ from jaxtyping import PRNGKeyArray
 
 from .distributed import unshard
 from ._errors import DivergenceWarning, FitDivergedError, ModelError
+from ._errors import warn as _warn
 from ._fit_result import FitResult, index_model as _index_model
 from ._model import PlasticityModel, one_float_dtype
 from ._optimise import CONVERGENCE_TOL, USER_OPTIMISER, _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence  # noqa: F401 (re-exported)
@@ -513,12 +513,11 @@ def _report_divergence(diverged_at, score, what):
             "(l1=...), or drop high-power terms such as w^2."
         )
     if len(bad):
-        warnings.warn(
+        _warn(
             f"{len(bad)} of {len(diverged_at)} {what}s diverged (non-finite loss/gradient at steps "
             f"{sorted(set(int(s) for s in diverged_at[bad]))[:10]}); their last finite parameters were kept. "
             "Consider a lower learning rate or an L1 penalty.",
             DivergenceWarning,
-            stacklevel=3,
         )
 
 

@@ -107,15 +107,23 @@ def _why_not(rule, network, weights, trials, *, save_weights, environment) -> li
         why.append(f"float32 or float64 weights (got {w.dtype})")
     if jax.default_backend() != "cpu":
         why.append(f"the CPU (the default backend is {jax.default_backend()})")
-    if not why and x is not None and w is not None:
+    if not why:
         _kernels()  # numba present, or the ModelError naming the extra
-        import numba
-
-        need = memory(x.shape[0], x.shape[1], w.shape[0], w.dtype.itemsize, numba.get_num_threads())
-        if need > BUFFER_LIMIT:
-            size = lambda b: f"{b / 2**30:.1f} GiB" if b >= 2**28 else f"{b / 2**20:.1f} MiB"  # noqa: E731
-            why.append(f"checkpoints and buffers under {size(BUFFER_LIMIT)} (this run's gradient needs {size(need)})")
     return why
+
+
+def _check_memory(w0, x):
+    """Refuse a gradient whose checkpoints and buffers would pass :data:`BUFFER_LIMIT` (a forward keeps none)."""
+    import numba
+
+    need = memory(x.shape[0], x.shape[1], w0.shape[0], w0.dtype.itemsize, numba.get_num_threads())
+    if need > BUFFER_LIMIT:
+        size = lambda b: f"{b / 2**30:.1f} GiB" if b >= 2**28 else f"{b / 2**20:.1f} MiB"  # noqa: E731
+        raise ModelError(
+            f'TaylorRule(derivative="fused"): the gradient of this run ({x.shape[0]} trials, a {w0.shape[0]} × {x.shape[1]} '
+            f"layer) needs {size(need)} of checkpoints and buffers, over the limit of {size(BUFFER_LIMIT)}; split the "
+            'trials into shorter runs, or use derivative="auto" (its √T checkpointing keeps memory in XLA)'
+        )
 
 
 def simulate_fused(rule, network, weights, trials, *, state, save_weights, environment):
@@ -190,6 +198,7 @@ def _layer_fwd(lr, theta, w0, x, r):
                 'use derivative="auto" to differentiate with respect to them'
             )
     theta, w0, x, r = theta.value, w0.value, x.value, r.value
+    _check_memory(w0, x)
     K, checkpoints = _checkpoint_shape(w0, x)  # fixed here, when the gradient is traced, for both callbacks
     y, wt, ck = jax.pure_callback(functools.partial(_host_forward, lr, K), (*_shapes(w0, x), checkpoints), theta, w0, x, r,
                                   vmap_method="sequential")

@@ -150,6 +150,7 @@ def backward(theta, lr, X, R, Ybar, WTbar, CK, K, W0bar, acc_parts, store):
         yb = np.empty(B, X.dtype)
         ybn = np.zeros(B, X.dtype)
         zx = np.zeros(n_pre, X.dtype)
+        x2 = np.empty(n_pre, X.dtype)  # this trial's x_j²
         for blk in range(part, n_blocks, n_parts):
             i0 = blk * B
             n = min(B, n_post - i0)
@@ -172,8 +173,11 @@ def backward(theta, lr, X, R, Ybar, WTbar, CK, K, W0bar, acc_parts, store):
                 for t in range(t1 - 1, t0 - 1, -1):
                     x, wt, yt, tr = X[t], buf[t - t0], ys[t - t0], TR[t]
                     _coefficients(tr, yt, q)
+                    for j in range(n_pre):
+                        x2[j] = x[j] * x[j]
                     for k in range(B):
-                        q1, q2, q4, q5, q7, q8 = q[1, k], q[2, k], q[4, k], q[5, k], q[7, k], q[8, k]
+                        q1, q4, q7 = q[1, k], q[4, k], q[7, k]
+                        q2, q5, q8 = q[2, k] + q[2, k], q[5, k] + q[5, k], q[8, k] + q[8, k]  # doubled: ∂P/∂w = p1 + w·p2
                         ybk = ybn[k]
                         s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
                         Ak = A[k]
@@ -182,7 +186,7 @@ def backward(theta, lr, X, R, Ybar, WTbar, CK, K, W0bar, acc_parts, store):
                             xj = x[j]
                             lam = Ak[j] + ybk * xn[j]
                             wj = wk[j]
-                            xx = xj * xj
+                            xx = x2[j]
                             lw = lam * wj
                             lww = lw * wj
                             s0 += lam
@@ -196,7 +200,7 @@ def backward(theta, lr, X, R, Ybar, WTbar, CK, K, W0bar, acc_parts, store):
                             s8 += lww * xx
                             p1 = q1 + xj * (q4 + xj * q7)
                             p2 = q2 + xj * (q5 + xj * q8)
-                            Ak[j] = lam + lam * (p1 + (wj + wj) * p2)  # λ·(1 + ∂P/∂w), ∂P/∂w = p1 + 2w·p2
+                            Ak[j] = lam + lam * (p1 + wj * p2)  # λ·(1 + ∂P/∂w)
                         S[0, k] = s0
                         S[1, k] = s1
                         S[2, k] = s2

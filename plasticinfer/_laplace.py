@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 
 import equinox as eqx
 import jax
@@ -10,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import ModelError, PosteriorWarning
+from ._errors import warn as _warn
 from ._model import PlasticityModel
 from ._rules import TaylorRule, forward_mode
 from ._trial_data import TrialData
@@ -70,12 +70,11 @@ def laplace_intervals(model: PlasticityModel, data: TrialData, *, level: float =
                          "some terms are not identifiable from these data; drop one of each look-alike pair") from None
     if not np.all(np.linalg.eigvalsh((sub + sub.T) / 2) > 0):
         # not a maximum: a clipped negative variance would print as a zero-width interval
-        warnings.warn(
+        _warn(
             "laplace_intervals: the Hessian of the negative log-likelihood is not positive definite at these "
             "coefficients, so they are not at a maximum of the likelihood (is the fit converged? see "
             "result.converged); the intervals are NaN. Fit longer, or from more restarts, and try again.",
             PosteriorWarning,
-            stacklevel=2,
         )
         cov[:] = np.nan
     se = np.sqrt(np.diag(cov))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -16,7 +15,8 @@ import numpy as np
 import optax
 
 from ._checkpoint import check_checkpoint_options, fingerprint, load_checkpoint, save_checkpoint
-from ._errors import ConvergenceWarning, InterruptedWarning, ModelError
+from ._errors import ConvergenceWarning, InterruptedWarning, ModelError, PlasticInferWarning
+from ._errors import warn as _warn
 from ._trial_data import TrialData
 
 
@@ -370,11 +370,10 @@ def _optimise(
                 break
     if interrupted:
         save(done)
-        warnings.warn(
+        _warn(
             f"{desc} interrupted at step {done} of {steps}; returning the best parameters so far"
             + (f" (state saved to {checkpoint}; resume=True continues it)" if checkpoint is not None else ""),
             InterruptedWarning,
-            stacklevel=3,
         )
 
     best_params, best_loss, diverged_at = carry.best_params, carry.best_loss, carry.diverged_at
@@ -528,7 +527,7 @@ def convergence(histories, labels, *, tol: float, interrupted: bool, stopped_ear
         message = f"{len(problems)} of {len(labels)} {labels[0].split()[0]}s not converged; " + "; ".join(
             f"{label}: {m}" for label, m in problems[:3]
         )
-    warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    _warn(message, ConvergenceWarning)
     return False, message
 
 
@@ -538,10 +537,10 @@ def _shard(carry, data, validation, data_axis, devices, n_batch):
     if len(devices) <= 1:
         return carry, data, validation
     if n_batch % len(devices):
-        warnings.warn(
+        _warn(
             f"batch of {n_batch} fits does not divide across {len(devices)} devices; running on one device. "
             f"Use a multiple of {len(devices)} restarts/subjects to use them all.",
-            stacklevel=4,
+            PlasticInferWarning,
         )
         return carry, data, validation
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P

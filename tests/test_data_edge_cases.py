@@ -3,6 +3,7 @@ options, a transposed mask) or crashed with a bare traceback; now it loads right
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import h5py
@@ -122,6 +123,12 @@ def test_choices_that_read_both_ways_are_read_0_based_with_a_warning(tmp_path):
     with pytest.warns(AmbiguousCodingWarning, match=r"t\.csv.*coded 1.*read as 0-based.*choice_codes=\{1: 0, 2: 1\}"):
         ds = pi.load(path)
     assert _choices(ds) == {ds["subject"].values[0]: [1, 1, 1]} and ds.attrs["choice_coding"] == AMBIGUOUS_CODING
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        pi.load(path)  # the warning points at this line, the user's, not at the loader's
+    (w,) = [w for w in record if issubclass(w.category, AmbiguousCodingWarning)]
+    assert (w.filename, w.lineno) == (__file__, line)
     assert issubclass(AmbiguousCodingWarning, pi.PlasticInferWarning) and AmbiguousCodingWarning is errors.AmbiguousCodingWarning
     with warnings.catch_warnings():
         warnings.simplefilter("error", AmbiguousCodingWarning)

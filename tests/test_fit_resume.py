@@ -132,9 +132,10 @@ def test_an_interrupted_fit_stops_the_analysis_built_on_it(problem, monkeypatch)
 
 def test_convergence_still_falling(problem, tmp_path):
     syn, model = problem
-    with pytest.warns(ConvergenceWarning, match="still falling"):
+    with pytest.warns(ConvergenceWarning, match="still falling") as record:
         res = pi.fit(model, syn.data, steps=10, progress=False, optimiser=optax.adam(1e-3))
     assert not res.converged and "still falling" in res.convergence_message
+    assert {w.filename for w in record if issubclass(w.category, ConvergenceWarning)} == {__file__}  # the user's line, however deep in the library it was raised
     ds = pi.FitResult.load(res.save(tmp_path / "f.nc"), like=model)
     assert not ds.converged and ds.convergence_message == res.convergence_message
 

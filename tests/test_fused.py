@@ -237,7 +237,7 @@ def test_without_numba_the_message_names_the_extra_to_install(monkeypatch):
         _fused._kernels.cache_clear()
 
 
-def test_checkpoints_beyond_the_memory_limit_are_refused_by_name(monkeypatch):
+def test_a_gradient_beyond_the_memory_limit_is_refused_by_name_and_a_forward_runs(monkeypatch):
     from plasticinfer import _fused
 
     rule, net, w0, trials, _ = _case()
@@ -249,8 +249,13 @@ def test_checkpoints_beyond_the_memory_limit_are_refused_by_name(monkeypatch):
     assert need >= checkpoints + sums + buffer
     assert _fused.memory(400_000, 1, 128, 8, 1) > _fused.N_PARTS * 400_000 * 27 * 8  # long runs: the sums dominate
     monkeypatch.setattr(_fused, "BUFFER_LIMIT", 100)
-    with pytest.raises(pi.ModelError, match=r"checkpoints and buffers under 0\.0 MiB \(this run.s gradient needs 0\.[1-9] MiB\)"):
-        pi.simulate(rule.with_derivative("fused"), net, w0, trials)
+    fused = rule.with_derivative("fused")
+    run, ref = pi.simulate(fused, net, w0, trials), pi.simulate(rule, net, w0, trials)  # a forward keeps no checkpoints
+    np.testing.assert_allclose(run.outputs, ref.outputs, rtol=1e-12, atol=1e-13)
+    loss = lambda r: jnp.sum(pi.simulate(r, net, w0, trials).outputs ** 2)  # noqa: E731
+    with pytest.raises(pi.ModelError, match=r"gradient of this run \(40 trials, a 21 × 7 layer\) needs 0\.[1-9] MiB of "
+                       r"checkpoints and buffers, over the limit of 0\.0 MiB; split the trials"):
+        jax.grad(loss)(fused)
 
 
 def test_a_run_without_trials_returns_the_weights_as_they_were():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from numpyro.infer.util import unconstrain_fn
 
 from .._checkpoint import as_tree, check_checkpoint_options, fingerprint, read_checkpoint, save_checkpoint
 from .._errors import DataError, InterruptedWarning, ModelError
+from .._errors import warn as _warn
 from .._progress import show_progress
 from .._rules import forward_mode
 from .._trial_data import TrialData
@@ -329,7 +329,7 @@ class NUTSRunner:
                         interrupted = done < total
                         break
             if interrupted:
-                warnings.warn(
+                _warn(
                     f"NUTS interrupted after {done} of {total} iterations (warmup and draws) per chain; "
                     + (
                         f"the state after iteration {done} is saved in {checkpoint}; the same call with resume=True continues it"
@@ -337,7 +337,6 @@ class NUTSRunner:
                         else "nothing was saved (pass checkpoint=PATH to make a long run resumable)"
                     ),
                     InterruptedWarning,
-                    stacklevel=3,
                 )
                 raise KeyboardInterrupt
             z_all = jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=1), *zs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from .._errors import ModelError, PosteriorWarning
+from .._errors import warn as _warn
 from .._model import PlasticityModel
 from .._results_io import fill_like, like_differences, reading, model_attrs, named_leaves, strip_addresses, term_names, to_json
 from .._trial_data import TrialData
@@ -401,19 +401,14 @@ class Posterior:
         valid = np.asarray(self.idata.constant_data["trial_valid"].values, bool)
         result = _arviz.psis_loo(self.idata, "observations", valid)
         if warn:
-            warnings.warn(
+            _warn(
                 "PSIS-LOO on learning data is optimistic: a left-out trial still shapes later weights through its "
                 "inputs. Use plasticinfer.compare with a time-respecting split for held-out scores.",
                 PosteriorWarning,
-                stacklevel=2,
             )
             k = np.asarray(result.pareto_k)
             if (k > 0.7).any():
-                warnings.warn(
-                    f"{int((k > 0.7).sum())} trials have Pareto k > 0.7: PSIS-LOO is unreliable for them.",
-                    PosteriorWarning,
-                    stacklevel=2,
-                )
+                _warn(f"{int((k > 0.7).sum())} trials have Pareto k > 0.7: PSIS-LOO is unreliable for them.", PosteriorWarning)
         return result
 
     # ---- identifiability -----------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import warnings
 from dataclasses import dataclass
 
 import jax
@@ -21,6 +20,7 @@ from numpyro.infer.initialization import init_to_value
 
 from .._checkpoint import check_checkpoint_options
 from .._errors import ModelError, PosteriorWarning, SamplingError
+from .._errors import warn as _warn
 from .._fit import FitResult, _as_trial_data, _check_data, check_count, check_key, check_model, check_real
 from .._model import PlasticityModel, one_float_dtype
 from .._trial_data import TrialData
@@ -274,7 +274,7 @@ def finish(spec, method, data, draws, stats, seconds, *, svi_loss=None, warn=Tru
     post = Posterior.build(spec, method, data, draws, stats, ll, seconds, svi_loss=svi_loss)
     if warn:
         for msg in post.diagnostics():
-            warnings.warn(msg, PosteriorWarning, stacklevel=3)
+            _warn(msg, PosteriorWarning)
     return post
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,8 @@ from jaxtyping import PRNGKeyArray
 
 from .._trial_data import TrialData
 from ._baselines import standard_baselines
-from .._errors import ComparisonError
+from .._errors import ComparisonError, PlasticInferWarning
+from .._errors import warn as _warn
 from .._fit import check_l1
 from ._hypotheses import AbstractHypothesis, FitSettings, ModelHypothesis, as_hypothesis, is_choice_data
 from ._parse import RuleHypothesis
@@ -113,8 +113,7 @@ def compare(
     if skipped:  # e.g. a GRU (two-option choices only) on three-option data: said, not silently absent from the table
         if len(skipped) == len(hyps):
             raise ComparisonError(f"none of the hypotheses {skipped} applies to these data (a GRU or an agent needs two-option choice data)")
-        warnings.warn(f"hypotheses {skipped} do not apply to these data (a GRU or an agent needs two-option choice data) and were left out",
-                      stacklevel=2)
+        _warn(f"hypotheses {skipped} do not apply to these data (a GRU or an agent needs two-option choice data) and were left out", PlasticInferWarning)
         hyps = [h for h in hyps if h.name not in skipped]
     folds = split.folds(data, blocks=blocks)
     _check_heldout_trials(folds, data.n_trajectories, subject_names, split)
@@ -170,10 +169,10 @@ def _check_heldout_trials(folds, n_subjects: int, subject_names, split) -> None:
             f"{split} holds out no trial of any subject (each has too few trials); nothing to score. Use data with more "
             "trials per subject, or a split that holds out whole subjects."
         )
-    warnings.warn(
+    _warn(
         f"subject(s) {names} have no held-out trials under {split} (too few trials); they are left out of the means "
         "over subjects (mean normalized likelihood and its standard error)",
-        stacklevel=3,
+        PlasticInferWarning,
     )
 
 

@@ -30,6 +30,7 @@ from .._errors import FileFormatError, SchemaError
 from ._schema import behaviour_dataset
 from ._matrices import from_matrices
 from .._errors import AmbiguousCodingWarning
+from .._errors import warn as _warn
 from ._tables import AMBIGUOUS_CODING, check_choice_codes, from_dataframe, id_text
 
 _MAT73_HINT = "MATLAB 7.3"
@@ -199,10 +200,10 @@ def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
                 p.attrs["choice_coding"] = "0-based"
     else:
         one = ", ".join(f"{k}: {k - 1}" for k in range(1, int(kwargs.get("n_options") or 2) + 1))
-        warnings.warn(
+        _warn(
             f"folder {str(path)!r}: no file has a choice code that tells 0-based from 1-based coding (a 0, or the "
             f"number of options); read as 0-based. If the first option is coded 1, pass choice_codes={{{one}}}",
-            AmbiguousCodingWarning, stacklevel=2,
+            AmbiguousCodingWarning,
         )
     attrs = {"source": str(path)}
     attrs.update(kwargs.get("attrs") or {})

@@ -7,7 +7,6 @@ and call `validate`. See ``docs/data-format.md`` for the schema itself.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ import xarray as xr
 from numpy.typing import ArrayLike
 
 from .._errors import PlasticInferWarning, SchemaError
+from .._errors import warn as _warn
 from ._validate import validate
 
 BEHAVIOUR = "behaviour"
@@ -153,12 +153,11 @@ def warn_if_transposed(where: str, n_subjects: int, n_trials: int, hint: str) ->
     subject's single trial (each trial is predicted from the weights before it).
     """
     if n_subjects > 1 and n_subjects > n_trials:
-        warnings.warn(
+        _warn(
             f"{where}: choice is {n_subjects} × {n_trials}, read as {n_subjects} subjects of {n_trials} "
             f"trial{'s' if n_trials != 1 else ''} each (rows are subjects). "
             f"If that is one subject's session or a (trial, subject) layout, {hint}.",
             PlasticInferWarning,
-            stacklevel=3,
         )
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 import xarray as xr
 
 from .._errors import AmbiguousCodingWarning, FileFormatError, SchemaError
+from .._errors import warn as _warn
 from ._schema import behaviour_dataset
 from ._validate import validate
 
@@ -479,12 +480,12 @@ def _choice_column(
             if present <= one_based:  # no 0 and no n_options: both readings fit
                 coding = AMBIGUOUS_CODING
                 shown = ", ".join(map(str, sorted(present)))
-                warnings.warn(
+                _warn(
                     f"{where}: every choice is coded {shown}, which reads as 0-based coding (0 = the first option) and as "
                     f"1-based (1 = the first); read as 0-based, so {sorted(present)[0]} is option {sorted(present)[0]} of "
                     f"0 … {n_options - 1}. If the first option is coded 1, pass choice_codes="
                     f"{{{', '.join(f'{k}: {k - 1}' for k in sorted(one_based))}}}",
-                    AmbiguousCodingWarning, stacklevel=2,
+                    AmbiguousCodingWarning,
                 )
         elif present <= one_based:
             lookup, coding = {k: k - 1 for k in one_based}, "1-based"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import time
-import warnings
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -16,6 +15,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._optimise import USER_OPTIMISER, _prepared_optimiser, check_divergence, run_steps, start_steps
 from .._errors import PlasticInferWarning
+from .._errors import warn as _warn
 from .._fit import check_count
 from ._common import AbstractObjective, DiscoveryError, check_search
 from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
@@ -156,10 +156,10 @@ def gradient_search(
     if prune is not None:
         prune_step = int(round(prune_at * steps))
         if not 1 <= prune_step < steps:
-            warnings.warn(
+            _warn(
                 f"not pruned: after {prune_at:g} of {steps} steps is step {prune_step}, at the random start or after the "
                 "last step; run more steps to prune (or pass prune=None, on the command line --prune 0, to say so)",
-                PlasticInferWarning, stacklevel=2,
+                PlasticInferWarning,
             )
             prune_step = None
     keep = jax.tree_util.tree_map(jnp.ones_like, params_b)

@@ -9,7 +9,6 @@ episode that no training step used.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import xarray as xr
 from jaxtyping import PRNGKeyArray
 
 from .._errors import ConvergenceWarning
+from .._errors import warn as _warn
 from .._io import write_netcdf
 from .._optimise import CONVERGENCE_TOL, diagnose
 from .._rules import TaylorRule
@@ -222,11 +222,10 @@ def _finish(objective, rules, key, history, method, wall, settings, *, nan: str 
     )  # fmt: skip
     if messages and messages[result.best]:
         n_bad = sum(bool(m) for m in messages)
-        warnings.warn(
+        _warn(
             f"{method} search: the best restart ({result.best}) has not converged: {messages[result.best]} "
             f"({n_bad} of {len(messages)} restarts not converged)",
             ConvergenceWarning,
-            stacklevel=3,
         )
     return result
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._errors import ConvergenceWarning, DivergenceWarning, FitDivergedError, ModelError
+from .._errors import warn as _warn
 from .._fit import check_count, check_key
 from .._optimise import CONVERGENCE_TOL, diagnose, run_steps, start_steps
 from ._episodes import DigitsEpisodes
@@ -276,16 +276,15 @@ def meta_learn(
     params = state.params
     wall = time.perf_counter() - start
     if diverged_at >= 0:
-        warnings.warn(
+        _warn(
             f"meta-learning stopped at step {diverged_at}: non-finite meta-loss or meta-gradient; "
             f"returning the best finite coefficients (validation meta-loss {best_val:.4g})",
             DivergenceWarning,
-            stacklevel=2,
         )
     loss_history = np.concatenate(history) if history else np.zeros(0)
     message = diagnose(loss_history, tol=CONVERGENCE_TOL, noisy=True)  # every step draws new episodes: a noisy loss
     if message and diverged_at < 0:
-        warnings.warn(f"meta-learning has not converged: {message}", ConvergenceWarning, stacklevel=2)
+        _warn(f"meta-learning has not converged: {message}", ConvergenceWarning)
     return MetaLearnResult(
         rule=eqx.combine(best_params, static),
         final_rule=eqx.combine(params, static),

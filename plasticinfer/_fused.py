@@ -32,6 +32,32 @@ BUFFER_LIMIT = 2**30
 SEGMENT_BYTES = 2**20
 
 
+def padded_width(n_pre: int, itemsize: int) -> int:
+    """Inputs per row inside the kernels: ``n_pre`` rounded up to a whole number of 32-byte vectors."""
+    lanes = max(1, 32 // itemsize)
+    return -(-n_pre // lanes) * lanes
+
+
+def pad(x: np.ndarray, w0: np.ndarray | None = None):
+    """Inputs (and initial weights) with columns padded to :func:`padded_width`: ``(X, XZ, W0)``.
+
+    A row's loop over its inputs is the kernels' SIMD loop, and a remainder shorter than a vector runs
+    element by element: at 100 inputs in float32 it cost 11 % of the forward and 7 % of the backward.
+    Padding columns copy column 0 in ``X`` and ``W0`` (so they stay finite wherever the real ones do) and
+    are zero in ``XZ``, which is what the outputs and the adjoint's input term read: they change no output
+    and no gradient, and are cut off the results.
+    """
+    n, m = x.shape[1], padded_width(x.shape[1], x.dtype.itemsize)
+    if m == n:
+        return x, x, w0
+    xp, xz = np.empty((x.shape[0], m), x.dtype), np.zeros((x.shape[0], m), x.dtype)
+    xp[:, :n], xp[:, n:], xz[:, :n] = x, x[:, :1], x
+    if w0 is not None:
+        w0, w0_real = np.empty((w0.shape[0], m), w0.dtype), w0
+        w0[:, :n], w0[:, n:] = w0_real, w0_real[:, :1]
+    return xp, xz, w0
+
+
 def segment_length(n_trials: int, n_pre: int, itemsize: int) -> int:
     """Trials per checkpointed segment: enough to fill :data:`SEGMENT_BYTES`, and at least √T (at most √T checkpoints)."""
     from ._fused_kernels import B
@@ -45,7 +71,7 @@ def memory(n_trials: int, n_pre: int, n_post: int, itemsize: int, n_threads: int
     outputs, the per-trial coefficient table, the backward's per-part sums and their contraction."""
     from ._fused_kernels import B
 
-    T = max(1, n_trials)
+    T, n_pre = max(1, n_trials), padded_width(n_pre, itemsize)
     K = segment_length(T, n_pre, itemsize)
     n_seg, n_blocks, threads = -(-T // K), -(-n_post // B), min(N_PARTS, n_threads)
     per_run = (n_blocks * n_seg + threads * (K + 1)) * n_pre * B  # checkpoints, segment buffers
@@ -161,28 +187,35 @@ def _shapes(w0, x):
 def _checkpoint_shape(w0, x):
     from ._fused_kernels import B
 
-    K = segment_length(x.shape[0], x.shape[1], w0.dtype.itemsize)
-    return K, jax.ShapeDtypeStruct((-(-w0.shape[0] // B), -(-x.shape[0] // K), B, x.shape[1]), w0.dtype)
+    n_pre = padded_width(x.shape[1], w0.dtype.itemsize)
+    K = segment_length(x.shape[0], n_pre, w0.dtype.itemsize)
+    return K, jax.ShapeDtypeStruct((-(-w0.shape[0] // B), -(-x.shape[0] // K), B, n_pre), w0.dtype)
 
 
 def _host_forward(lr, K, theta, w0, x, r):
     """The kernels' forward; with K (trials per segment, fixed when the gradient was traced) it also returns the checkpoints."""
     k = _kernels()
     theta, w0, x, r = (np.ascontiguousarray(a) for a in (theta, w0, x, r))
+    n_pre = x.shape[1]
+    xp, xz, w0 = pad(x, w0)
     y, wt = np.empty((x.shape[0], w0.shape[0]), w0.dtype), np.empty_like(w0)
     n_seg = 0 if K is None else -(-x.shape[0] // K)
-    ck = np.empty((-(-w0.shape[0] // k.B) if K else 0, n_seg, k.B, x.shape[1]), w0.dtype)
-    k.forward(theta, w0.dtype.type(lr), w0, x, r, y, wt, ck, x.shape[0] if K is None else K)
+    ck = np.empty((-(-w0.shape[0] // k.B) if K else 0, n_seg, k.B, xp.shape[1]), w0.dtype)
+    k.forward(theta, w0.dtype.type(lr), w0, xp, xz, r, y, wt, ck, x.shape[0] if K is None else K)
+    wt = np.ascontiguousarray(wt[:, :n_pre])
     return (y, wt) if K is None else (y, wt, ck)
 
 
 def _host_backward(lr, K, theta, x, r, ck, ybar, wtbar):
     k = _kernels()
     theta, x, r, ck, ybar, wtbar = (np.ascontiguousarray(a) for a in (theta, x, r, ck, ybar, wtbar))
+    n_pre = x.shape[1]
+    xp, xz, _ = pad(x)
+    wtbar = np.pad(wtbar, [(0, 0), (0, xp.shape[1] - n_pre)]) if xp.shape[1] > n_pre else wtbar  # padding: zero adjoint
     w0bar = np.empty_like(wtbar)
     acc = np.zeros((N_PARTS, x.shape[0], 3, 3, 3), wtbar.dtype)
-    k.backward(theta, wtbar.dtype.type(lr), x, r, ybar, wtbar, ck, K, w0bar, acc, True)
-    return k.coefficient_cotangent(acc, r, wtbar.dtype.type(lr)), w0bar
+    k.backward(theta, wtbar.dtype.type(lr), xp, xz, r, ybar, wtbar, ck, K, w0bar, acc, True)
+    return k.coefficient_cotangent(acc, r, wtbar.dtype.type(lr)), np.ascontiguousarray(w0bar[:, :n_pre])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))

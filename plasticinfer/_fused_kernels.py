@@ -86,8 +86,11 @@ def _load_block(w, W0, i0, n):
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def forward(theta, lr, W0, X, R, Y, WT, CK, K):
+def forward(theta, lr, W0, X, XZ, R, Y, WT, CK, K):
     """The layer's run: outputs Y (T, n_post) and final weights WT.
+
+    ``X`` and ``XZ`` are the inputs, their columns padded (``_fused.pad``): the rule reads ``X`` (padding columns copy
+    a real one), the outputs read ``XZ`` (padding columns zero), so padding columns never reach an output.
 
     With ``CK`` of shape (blocks, segments, B, n_pre) it also keeps each block's weights at the start of
     every segment of K trials (the backward's checkpoints); an empty ``CK`` keeps none.
@@ -109,7 +112,7 @@ def forward(theta, lr, W0, X, R, Y, WT, CK, K):
             if keep:
                 CK[blk, t0 // K] = w
             for t in range(t0, min(T, t0 + K)):
-                _output(w, X[t], y, zero)
+                _output(w, XZ[t], y, zero)
                 _coefficients(TR[t], y, q)
                 _update(w, w, X[t], q)
                 ys[t] = y
@@ -119,7 +122,7 @@ def forward(theta, lr, W0, X, R, Y, WT, CK, K):
 
 
 @nb.njit(parallel=True, fastmath=True, cache=True)
-def backward(theta, lr, X, R, Ybar, WTbar, CK, K, W0bar, acc_parts, store):
+def backward(theta, lr, X, XZ, R, Ybar, WTbar, CK, K, W0bar, acc_parts, store):
     """Per block of rows and per segment of K trials, last first: the segment's forward again from its checkpoint
     (``CK``, kept by :func:`forward`), storing the block's weights of every trial in a buffer that stays in cache,
     then one pass per trial backwards.
@@ -164,7 +167,7 @@ def backward(theta, lr, X, R, Ybar, WTbar, CK, K, W0bar, acc_parts, store):
                 t1 = min(T, t0 + K)
                 buf[0] = CK[blk, seg]
                 for t in range(t0, t1):
-                    _output(buf[t - t0], X[t], y, zero)
+                    _output(buf[t - t0], XZ[t], y, zero)
                     _coefficients(TR[t], y, q)
                     _update(buf[t - t0], buf[t - t0 + 1], X[t], q)
                     ys[t - t0] = y
@@ -232,6 +235,6 @@ def backward(theta, lr, X, R, Ybar, WTbar, CK, K, W0bar, acc_parts, store):
                             a_[a, 1, c] += r1
                             a_[a, 2, c] += r2
                     ybn[:] = yb
-                    xn = x
+                    xn = XZ[t]  # zero in padding columns: their adjoint stays 0 and adds exactly 0 to every sum
             for k in range(n):
                 W0bar[i0 + k] = A[k] + ybn[k] * xn

@@ -84,6 +84,28 @@ def test_fused_gradient_over_several_checkpointed_segments_equals_autodiff(monke
     np.testing.assert_allclose(g[1]["w"], g_ref[1]["w"], rtol=1e-10, atol=1e-10 * float(jnp.abs(g_ref[1]["w"]).max()))
 
 
+@pytest.mark.parametrize("n_pre, dtype", [(1, jnp.float64), (4, jnp.float64), (5, jnp.float64), (8, jnp.float32), (13, jnp.float32)])
+def test_padded_inputs_change_no_output_and_no_gradient(n_pre, dtype):
+    """Rows are padded to whole 32-byte vectors inside the kernels (none at 4 doubles or 8 floats); the padding
+    columns copy column 0 for the rule and are zero for the outputs, so runs and gradients are the scan's."""
+    from plasticinfer import _fused
+
+    assert _fused.padded_width(n_pre, jnp.dtype(dtype).itemsize) == -(-n_pre // (32 // jnp.dtype(dtype).itemsize)) * (32 // jnp.dtype(dtype).itemsize)
+    rule, net, w0, trials, y_obs = _case(n_pre=n_pre, dtype=dtype, n_trials=30)
+    fused = rule.with_derivative("fused")
+    tol = dict(rtol=1e-10) if dtype == jnp.float64 else dict(rtol=2e-4)
+    run, ref = pi.simulate(fused, net, w0, trials), pi.simulate(rule, net, w0, trials)
+    assert run.final_weights["w"].shape == (21, n_pre)
+    np.testing.assert_allclose(run.outputs, ref.outputs, atol=1e-12 if dtype == jnp.float64 else 2e-5, **tol)
+    np.testing.assert_allclose(run.final_weights["w"], ref.final_weights["w"], atol=1e-12 if dtype == jnp.float64 else 2e-5, **tol)
+    g_ref = jax.grad(_loss, argnums=(0, 2))(rule, net, w0, trials, y_obs)
+    g = jax.grad(_loss, argnums=(0, 2))(fused, net, w0, trials, y_obs)
+    assert g[1]["w"].shape == (21, n_pre)
+    for a, b in ((g[0].coeffs, g_ref[0].coeffs), (g[1]["w"], g_ref[1]["w"])):
+        scale = float(jnp.abs(b).max())
+        np.testing.assert_allclose(a, b, rtol=tol["rtol"] if dtype == jnp.float64 else 2e-3, atol=(1e-10 if dtype == jnp.float64 else 2e-3) * scale)
+
+
 def test_fused_under_vmap_and_in_float32():
     rule, net, w0, trials, y_obs = _case(dtype=jnp.float32, n_post=40)
     batch = jnp.stack([w0["w"], 0.5 * w0["w"], -w0["w"]])
@@ -242,10 +264,11 @@ def test_a_gradient_beyond_the_memory_limit_is_refused_by_name_and_a_forward_run
 
     rule, net, w0, trials, _ = _case()
     need = _fused.memory(40, 7, 21, 8, 1)
-    K = _fused.segment_length(40, 7, 8)
-    checkpoints = 2 * -(-40 // K) * 16 * 7 * 8  # 2 blocks of 16 rows, one per segment
+    assert _fused.padded_width(7, 8) == 8  # the kernels' rows: 7 inputs padded to two 4-double vectors
+    K = _fused.segment_length(40, 8, 8)
+    checkpoints = 2 * -(-40 // K) * 16 * 8 * 8  # 2 blocks of 16 rows, one per segment
     sums = _fused.N_PARTS * 40 * 27 * 8  # the backward's per-part sums over (a, b, c) for every trial
-    buffer = (K + 1) * 16 * 7 * 8  # one thread's segment of weights
+    buffer = (K + 1) * 16 * 8 * 8  # one thread's segment of weights
     assert need >= checkpoints + sums + buffer
     assert _fused.memory(400_000, 1, 128, 8, 1) > _fused.N_PARTS * 400_000 * 27 * 8  # long runs: the sums dominate
     monkeypatch.setattr(_fused, "BUFFER_LIMIT", 100)

@@ -22,7 +22,7 @@ from ._errors import DivergenceWarning, FitDivergedError, ModelError
 from ._errors import warn as _warn
 from ._fit_result import FitResult, index_model as _index_model
 from ._model import PlasticityModel, one_float_dtype
-from ._optimise import CONVERGENCE_TOL, USER_OPTIMISER, _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence  # noqa: F401 (re-exported)
+from ._optimise import CONVERGENCE_TOL, USER_OPTIMISER, _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence, subject_label  # noqa: F401 (re-exported)
 from ._trial_data import TrialData
 
 
@@ -355,7 +355,7 @@ def fit(
     )
     _report_divergence(out["diverged_at"], out["score"], "restart")
     best = int(np.nanargmin(np.where(np.isfinite(out["score"]), out["score"], np.inf)))
-    converged, message = convergence(
+    converged, message, _ = convergence(
         [out["history"][best]], ["fit"], tol=convergence_tol, interrupted=out["interrupted"],
         stopped_early=out["stopped_early"], steps_run=out["steps_run"],
     )
@@ -461,8 +461,8 @@ def fit_independent(
     params_sr = jax.tree_util.tree_map(lambda a: a.reshape((n_subj, restarts) + a.shape[1:]), out["params"])
     best_params = jax.tree_util.tree_map(lambda a: a[np.arange(n_subj), best], params_sr)
     history = out["history"].reshape(n_subj, restarts, -1)
-    converged, message = convergence(
-        [history[s, best[s]] for s in range(n_subj)], [f"subject {s}" for s in range(n_subj)], tol=convergence_tol,
+    converged, message, each = convergence(
+        [history[s, best[s]] for s in range(n_subj)], [subject_label(s, subjects) for s in range(n_subj)], tol=convergence_tol,
         interrupted=out["interrupted"], stopped_early=out["stopped_early"], steps_run=out["steps_run"],
     )
     return unshard(FitResult(
@@ -481,6 +481,7 @@ def fit_independent(
         converged=converged,
         convergence_message=message,
         subjects=subjects,
+        subject_converged=each,
     ))
 
 

@@ -43,6 +43,8 @@ class FitResult:
         subjects: the subjects' labels of an independent fit, in order (the ``subject``
             coordinate of the dataset it was fitted to, as text); ``None`` for a fit, or when
             the data were a :class:`TrialData`, which carries no labels (then 0, 1, …).
+        subject_converged: for an independent fit, whether each subject's loss had settled
+            (``converged`` is whether all had); ``None`` for a fit.
     """
 
     model: PlasticityModel
@@ -60,6 +62,7 @@ class FitResult:
     converged: bool = True
     convergence_message: str = ""
     subjects: tuple[str, ...] | None = None
+    subject_converged: np.ndarray | None = None
 
     @property
     def n_subjects(self) -> int:

@@ -3,6 +3,8 @@ checkpoints, Ctrl-C handling and convergence diagnostics."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 from pathlib import Path
@@ -512,23 +514,55 @@ def diagnose(history, *, tol: float, noisy: bool = False) -> str:
     return ""
 
 
+class _FitContext(NamedTuple):
+    what: str
+    subjects: tuple[str, ...] | None
+
+
+_FIT_CONTEXT: contextvars.ContextVar[_FitContext | None] = contextvars.ContextVar("plasticinfer_fit_context", default=None)
+
+
+@contextlib.contextmanager
+def fit_context(what: str, subjects=None):
+    """Fits run inside this say which analysis they belong to: their convergence warnings start with ``what``
+    (e.g. a comparison's hypothesis and fold), and name subjects by ``subjects`` (labels, by position) where
+    the data they are given carry none (a :class:`TrialData`)."""
+    token = _FIT_CONTEXT.set(_FitContext(what, None if subjects is None else tuple(str(s) for s in subjects)))
+    try:
+        yield
+    finally:
+        _FIT_CONTEXT.reset(token)
+
+
+def subject_label(s: int, subjects=None) -> str:
+    """How messages name the subject at position ``s``: by its label (the data's, else the :func:`fit_context`'s)."""
+    context = _FIT_CONTEXT.get()
+    names = subjects if subjects is not None else (context.subjects if context is not None else None)
+    return f"subject {names[s]!r}" if names is not None and s < len(names) else f"subject {s}"
+
+
 def convergence(histories, labels, *, tol: float, interrupted: bool, stopped_early: bool, steps_run: int):
-    """(converged, message) over the chosen histories (one per subject), with a :class:`ConvergenceWarning`."""
+    """(converged, message, converged per history) over the chosen histories (one per subject), with a
+    :class:`ConvergenceWarning` that starts with the :func:`fit_context`'s name, if any."""
+    n = len(labels)
     if interrupted:
-        return False, f"interrupted at step {steps_run}"
+        return False, f"interrupted at step {steps_run}", np.zeros(n, bool)
     if stopped_early:
-        return True, ""
-    problems = [(label, m) for label, h in zip(labels, histories) if (m := diagnose(h, tol=tol))]
+        return True, "", np.ones(n, bool)
+    messages = [diagnose(h, tol=tol) for h in histories]
+    problems = [(label, m) for label, m in zip(labels, messages) if m]
+    flags = np.array([not m for m in messages], bool)
     if not problems:
-        return True, ""
+        return True, "", flags
     if len(labels) == 1:
         message = problems[0][1]
     else:
         message = f"{len(problems)} of {len(labels)} {labels[0].split()[0]}s not converged; " + "; ".join(
             f"{label}: {m}" for label, m in problems[:3]
         )
-    _warn(message, ConvergenceWarning)
-    return False, message
+    context = _FIT_CONTEXT.get()
+    _warn(message if context is None else f"{context.what}: {message}", ConvergenceWarning)
+    return False, message, flags
 
 
 def _shard(carry, data, validation, data_axis, devices, n_batch):

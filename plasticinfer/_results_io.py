@@ -515,6 +515,8 @@ def fit_to_dataset(result) -> xr.Dataset:
         ds = ds.assign_coords(evaluation_step=("evaluation", np.asarray(result.validation_steps)))
     ds["diverged_at"] = xr.DataArray(np.asarray(result.diverged_at), dims=lead)
     ds["best_restart"] = xr.DataArray(np.asarray(result.best_restart), dims=lead[:-1])
+    if result.independent and result.subject_converged is not None:
+        ds["subject_converged"] = xr.DataArray(np.asarray(result.subject_converged, np.int8), dims=lead[:-1])
     model_lead = lead[:-1]
     ds = ds.assign(model_variables(result.model, lead=model_lead))
     ds = ds.assign(model_variables(result.restarts, prefix="restarts.", lead=lead))
@@ -522,7 +524,7 @@ def fit_to_dataset(result) -> xr.Dataset:
         {
             "created_by": "plasticinfer",
             "format": FORMAT,
-            "equation": result.equation() if not result.independent else "per subject: see coefficient",
+            "equation": result.equation() if not result.independent else "per subject: see the coefficient variable",
             "independent": int(result.independent),
             "stopped_early": int(result.stopped_early),
             "interrupted": int(result.interrupted),
@@ -590,4 +592,5 @@ def _fit_fields(path, ds: xr.Dataset, like) -> dict:
         converged=bool(ds.attrs.get("converged", 1)),
         convergence_message=str(ds.attrs.get("convergence_message", "")),
         subjects=tuple(str(v) for v in ds["subject"].values) if independent and "subject" in ds.coords else None,
+        subject_converged=ds["subject_converged"].values.astype(bool) if "subject_converged" in ds else None,
     )

@@ -398,7 +398,7 @@ def fit_independent(model, data, *, key=None, **kwargs):
     """
     from ._errors import ConvergenceWarning
     from ._fit import FitResult, _as_trial_data, _check_data, check_model, fit_independent as _fit_independent, subject_labels
-    from ._optimise import CONVERGENCE_TOL, convergence
+    from ._optimise import CONVERGENCE_TOL, convergence, subject_label
 
     processes = jax.process_count()
     if processes == 1:
@@ -454,8 +454,8 @@ def fit_independent(model, data, *, key=None, **kwargs):
         for p in parts for s in range(p["loss"].shape[0])
     ]
     interrupted = [p for p in parts if p["interrupted"]]
-    converged, message = convergence(
-        chosen, [f"subject {s}" for s in range(n)], tol=kwargs.get("convergence_tol", CONVERGENCE_TOL),
+    converged, message, each = convergence(
+        chosen, [subject_label(s, subjects) for s in range(n)], tol=kwargs.get("convergence_tol", CONVERGENCE_TOL),
         interrupted=bool(interrupted), stopped_early=all(p["stopped_early"] for p in parts),
         steps_run=min(p["steps_run"] for p in interrupted) if interrupted else max(p["steps_run"] for p in parts),
     )
@@ -475,6 +475,7 @@ def fit_independent(model, data, *, key=None, **kwargs):
         converged=converged,
         convergence_message=message,
         subjects=subjects,
+        subject_converged=each,
     )
 
 

@@ -176,6 +176,10 @@ def test_families_refuse_an_unknown_reference():
     assert find_families(res, reference="alpha")[0].median["alpha"] == pytest.approx(-1.0)
     with pytest.raises(DiscoveryError, match="reference='alhpa' is not a parameter of these rules.*'alpha'"):
         find_families(res, reference="alhpa")
+    failed = _fake_result([[-0.2, 0.0, 1.0, 1.0]], [False])  # no successful solution: still refused, not []
+    assert find_families(failed, reference="alpha") == []
+    with pytest.raises(DiscoveryError, match="reference='alhpa' is not a parameter"):
+        find_families(failed, reference="alhpa")
 
 
 def test_memory_verdict_is_a_whole_sentence():

@@ -273,3 +273,20 @@ def test_a_damaged_posterior_file_is_refused_by_name(saved_posterior, tmp_path):
         path = bad.save(tmp_path / f"{what}.nc")
         with pytest.raises(FileFormatError, match=rf"{what}\.nc: a damaged or incomplete posterior"):
             bayes.Posterior.load(path, like=_choice_model(2), priors=priors)
+
+
+def test_a_hierarchical_fly_summary_says_next_to_its_probabilities_when_the_sampler_has_not_converged(choice_data, monkeypatch):
+    """The fly report prints this summary: a sampler's failed checks must stand beside the probabilities drawn from it,
+    not only on stderr; and a probability of 1 from n draws says only that every draw fell below 0."""
+    from plasticinfer.fly._hierarchical import PopulationPosterior
+
+    hier = _posterior_with_divergences(choice_data, bayes.Hierarchical(rule=True, observation=False))
+    term = str(hier.idata.posterior["theta"]["term"].values[-1])
+    pop = PopulationPosterior(hier, "test", ["a", "b"], decay_term=term)
+    text = str(pop)
+    warning = text.index("WARNING: the sampler has not converged, so the probabilities below are not reliable")
+    assert "3 of 20 draws ended in a divergent transition" in text[warning:] and text.index("P(population decay") > warning
+    monkeypatch.setattr(PopulationPosterior, "probability_decay_negative", lambda self: 1.0)
+    assert f"P(population decay μ({term}) < 0) = 1 (all 20 draws below 0)" in str(pop)
+    monkeypatch.setattr(PopulationPosterior, "probability_decay_negative", lambda self: 0.25)
+    assert f"P(population decay μ({term}) < 0) = 0.250;" in str(pop)

@@ -288,6 +288,7 @@ UNUSED = [
     (["fly", "--warmup", "10"], "--warmup applies to the hierarchical NUTS fit"),
     (["fly", "--draws", "10"], "--draws applies to the hierarchical NUTS fit"),
     (["fly", "--folds", "3"], "--folds applies to --split kfold"),
+    (["fly", "--split", "kfold", "--heldout", "0.3"], "--heldout applies to --split heldout; dataset and kfold hold out whole flies"),
 ]
 
 

@@ -483,5 +483,15 @@ def test_inspect_describes_a_results_file(tmp_path, capsys):
     assert run(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "holds: a plasticinfer fit result" in out and "FitResult.save" in out and "steps_run: 3" in out
+    assert "converged: yes" in out and "read it in Python with FitResult.load(path)" in out  # not "1", not "the load named above"
+    tagged = read_netcdf(path).assign_attrs(kind="feedback-alignment meta-learning")  # a report's results carry a kind of their own
+    tagged.to_netcdf(tmp_path / "tagged.nc", engine="h5netcdf")
+    assert run(["inspect", str(tmp_path / "tagged.nc")]) == 0
+    assert "holds: a plasticinfer fit result" in capsys.readouterr().out
     with pytest.raises(pi.data.SchemaError, match="plasticinfer inspect FILE` says which"):
         pi.data.validate(read_netcdf(path))
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "comparison.json").write_text("{}")  # a comparison's folder: described, not read as MAT sessions
+    assert run(["inspect", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "holds: a plasticinfer model comparison" in out and "pi.compare.ComparisonResult.load(path)" in out

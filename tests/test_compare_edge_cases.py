@@ -111,6 +111,8 @@ def test_fly_report_holds_its_claims_against_shuffled_rewards_and_leaves_nothing
     best = max(a.heldout.hypotheses, key=lambda h: t.loc[h, "heldout_ll"])
     assert ("No rule hypothesis predicts the held-out choices better than the base rate" in text) == (
         t.loc[best, "heldout_ll"] <= t.loc["base rate", "heldout_ll"])
+    # unconverged training fits are flagged in the report exactly when there are some (15 steps: usually there are)
+    assert ("training fits had not converged" in text) == bool(len(a.heldout.unconverged_fits()))
     assert pi.compare.ComparisonResult.load(out / "control").hypotheses == a.control.hypotheses
     assert "control/scores.csv" in json.loads((out / "report_files.json").read_text())
     # a rerun without the control into the same folder: the earlier control/ (listed in the manifest) goes, the
@@ -260,3 +262,45 @@ def test_a_held_accept_reject_slope_is_not_counted_or_sampled():
     assert count_free_parameters(free) - count_free_parameters(held) == 1
     assert not any(g.name.endswith("weight") for g in parameter_groups(held))
     assert any(g.name.endswith("weight") for g in parameter_groups(free))
+
+
+def test_unconverged_fits_are_named_in_warnings_and_flagged_in_the_saved_comparison(tmp_path):
+    """A comparison's convergence warnings say which hypothesis, fold and subject (by label) they are about, and the
+    same fits are flagged in fits.csv (column converged), the summary and comparison.md; baselines get no verdict."""
+    import warnings
+
+    from plasticinfer.errors import ConvergenceWarning
+
+    data = _flies(n=3)
+    names = ["ann", "bob", "cyd"]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        res = compare({"x*r + w": "x*r + w", "x*r - w^2": "x*r - w^2"}, data, steps=2, restarts=1, progress=False,
+                      key=jax.random.key(0), subject_names=names)
+    said = [str(w.message) for w in record if issubclass(w.category, ConvergenceWarning)]
+    fits = res.fits
+    bad = fits[fits["converged"].map(lambda v: v is False)]
+    assert len(bad) and said  # two steps are not enough
+    for h, d in bad.groupby("hypothesis"):
+        (message,) = [m for m in said if m.startswith(f"{h}: ")]  # one warning per fit call, naming its hypothesis
+        assert f"{len(d)} of 3 subjects not converged" in message
+        assert f"subject {names[int(d['subject'].iloc[0])]!r}" in message  # by label, not by position
+    assert fits.loc[fits["hypothesis"] == "coin flip", "converged"].map(lambda v: v is None).all()  # nothing optimised
+    assert set(fits.loc[fits["hypothesis"] == "x*r + w", "converged"]) <= {True, False}
+    note = res.convergence_note()
+    assert f"{len(bad)} of {int(fits['converged'].map(lambda v: v is not None).sum())} training fits had not converged" in note
+    assert note in res.summary() and note in res.to_markdown()
+    res.save(tmp_path / "c")
+    table = pd.read_csv(tmp_path / "c" / "fits.csv", keep_default_na=False)
+    assert set(table.loc[table["hypothesis"] == "coin flip", "converged"]) == {""}
+    assert list(table.loc[table["hypothesis"] == bad["hypothesis"].iloc[0], "converged"].iloc[:1]) in (["False"], [False])
+    back = pi.compare.ComparisonResult.load(tmp_path / "c")
+    assert back.fits["converged"].tolist() == fits["converged"].tolist() and back.convergence_note() == note
+
+
+def test_loading_a_comparison_from_a_missing_folder_or_a_file_says_so(tmp_path):
+    (tmp_path / "file.csv").write_text("a\n")
+    with pytest.raises(ComparisonError, match=r"nope: no such folder; give the folder a comparison was saved to"):
+        pi.compare.ComparisonResult.load(tmp_path / "nope")
+    with pytest.raises(ComparisonError, match=r"file\.csv: is a file, not a folder"):
+        pi.compare.ComparisonResult.load(tmp_path / "file.csv")

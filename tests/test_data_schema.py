@@ -219,3 +219,14 @@ def test_load_netcdf_of_invalid_file_names_the_file(tmp_path):
     raw.to_netcdf(path, engine="h5netcdf")
     with pytest.raises(SchemaError, match="bad.nc"):
         pi.data.load_netcdf(path)
+
+
+def test_one_subjects_trials_given_as_the_list_of_subjects_are_refused_with_the_fix():
+    """A bare 1-D array (or list of codes) is one subject's trials: say to wrap it, not that subject '0' has shape ()."""
+    from plasticinfer.data import SchemaError
+
+    for choice, reward in ((np.array([0, 1, 1, 0]), np.array([1.0, 0, 1, 0])), ([0, 1, 1, 0], [1.0, 0, 1, 0])):
+        with pytest.raises(SchemaError, match=r"choice is one array of 4 values.*behaviour_dataset\(\[choice\], \[reward\]"):
+            pi.behaviour_dataset(choice, reward)
+    ds = pi.behaviour_dataset([np.array([0, 1, 1, 0])], [np.array([1.0, 0, 1, 0])])  # the fix the message gives
+    assert ds.sizes["subject"] == 1 and ds.sizes["trial"] == 4

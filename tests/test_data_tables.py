@@ -1,5 +1,7 @@
 """Tidy trial tables: CSV and Parquet round trips, column mapping, choice codes, bad input."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -221,9 +223,15 @@ def test_one_subject_of_several_sessions_gets_a_note():
     """Sessions of one subject are concatenated (by design); if they were different animals, say how to split them."""
     df = pd.DataFrame({"session": ["s1"] * 3 + ["s2"] * 3, "trial": [1, 2, 3] * 2, "choice": [0, 1, 0, 1, 1, 0],
                        "reward": [1, 0, 1, 0, 0, 1]})
-    ds = pi.data.from_dataframe(df)
+    with pytest.warns(pi.PlasticInferWarning, match=r"table: there is no subject column, so its 2 sessions are read as one "
+                      r"subject \('0'\).*columns=\{'subject': 'session'\}"):  # said on loading, not only by inspect
+        ds = pi.data.from_dataframe(df)
     assert ds.sizes["subject"] == 1 and ds.sizes["trial"] == 6
     assert any("several sessions each (up to 2)" in n and "subject=session" in n for n in pi.data.schema_notes(ds))
-    split = pi.data.from_dataframe(df, columns={"subject": "session"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        split = pi.data.from_dataframe(df, columns={"subject": "session"})
+        pi.data.from_dataframe(df.assign(subject="fly1"))  # a subject column: its sessions are concatenated as the user said
+        pi.data.from_dataframe(df.assign(session="s1", trial=range(1, 7)))  # one session
     assert split.sizes["subject"] == 2
     assert not any("several sessions" in n for n in pi.data.schema_notes(split))

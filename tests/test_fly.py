@@ -32,6 +32,7 @@ def test_real_flies_give_finite_scores_and_a_report(flies, tmp_path):
     paths = write_report(a, tmp_path)
     text = paths["report"].read_text()
     assert "Wilcoxon" in text and "5.85 %" in text  # the published figures, quoted for this dataset only
+    assert "never saw" not in text and "still learns from those trials' choices" in text  # held-out trials: optimistic, as docs/fly.md says
     assert (tmp_path / "traces.png").stat().st_size > 10_000
     assert (tmp_path / "scores.csv").exists() and (tmp_path / "coefficients.csv").exists()
 
@@ -169,6 +170,11 @@ def test_fly_uses_compare_defaults():
     assert RESTARTS >= 4
     assert inspect.signature(analyse_choices).parameters["restarts"].default == RESTARTS
     assert inspect.signature(compare).parameters["restarts"].default == RESTARTS
+    from plasticinfer.compare._cli import compare_command
+
+    cli = inspect.signature(compare_command).parameters  # the command line's defaults are the library's
+    for name in ("steps", "restarts"):
+        assert cli[name].default == inspect.signature(compare).parameters[name].default, name
     data = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.5}), key=jax.random.key(0), trials_per_block=5).data
     assert get_hypotheses(["x·r + w"])["x·r + w"].model(data).observation.lapse == LAPSE == 0.0
 

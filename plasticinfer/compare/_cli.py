@@ -167,7 +167,7 @@ def compare_command(
     calibration: Annotated[float, Fraction("For 'subject': fraction of the held-out subject's first trials used to fit its initial weights.")] = 0.0,
     shared: Annotated[bool, typer.Option("--shared/--per-subject", help="One rule for all subjects, or one per subject (default).")] = False,
     baselines: Annotated[bool, typer.Option(help="Add the baselines (coin flip, base rate, Rescorla–Wagner; activity: mean activity, static weights).")] = True,
-    steps: Annotated[int, Size("L-BFGS steps per fit.")] = 200,
+    steps: Annotated[int, Size("L-BFGS steps per fit (as pi.compare.compare).")] = 300,
     restarts: Annotated[int, Size(RESTARTS_HELP)] = 4,
     agent: Annotated[Optional[list[str]], typer.Option("--agent", help=AGENT_HELP)] = None,
     policy: Annotated[Optional[list[str]], typer.Option("--policy", help=POLICY_HELP)] = None,

@@ -14,6 +14,7 @@ from ._baselines import standard_baselines
 from .._errors import ComparisonError, PlasticInferWarning
 from .._errors import warn as _warn
 from .._fit import check_l1
+from .._optimise import fit_context
 from ._hypotheses import AbstractHypothesis, FitSettings, ModelHypothesis, as_hypothesis, is_choice_data
 from ._parse import RuleHypothesis
 from ._result import COEFFICIENT_COLUMNS, FIT_COLUMNS, SCORE_COLUMNS, SHARED, ComparisonResult
@@ -120,19 +121,23 @@ def compare(
     rows, fit_rows, coef_rows, fitted = [], [], [], {}
     todo = [(h, fold) for h in hyps + base if h.applies_to(data) for fold in folds]
     for done, (h, fold) in enumerate(todo, 1):
+        where = fold.name if "fold" in fold.name else f"fold {fold.name}"  # "subjects fold 2/2" names itself
         if log is not None:
-            where = fold.name if "fold" in fold.name else f"fold {fold.name}"  # "subjects fold 2/2" names itself
             log(f"[{done}/{len(todo)}] {h.name}" + (f", {where}" if len(folds) > 1 else ""))
-        s = h.score(fold, settings)
+        names = [subject_names[i] for i in fold.train_subjects.tolist()] if subject_names else None
+        with fit_context(f"{h.name}" + (f", {where}" if len(folds) > 1 else ""), subjects=names):
+            s = h.score(fold, settings)  # its fits' convergence warnings name the hypothesis, fold and subjects
         n_trials = trial_valid(fold.test).sum(axis=1)
         for j, subj in enumerate(fold.test_subjects.tolist()):
             rows.append([h.name, fold.name, int(subj), float(s.test_ll[j]), int(s.n_test[j]), int(n_trials[j]),
                          int(s.n_params), bool(s.per_subject_params)])
         units = fold.train_subjects.tolist() if s.per_subject_params else [SHARED]
+        converged = [None] * len(units) if s.converged is None else (s.converged if s.per_subject_params else [all(s.converged)])
         if s.per_subject_params:
-            fit_rows += [[h.name, fold.name, int(u), float(s.train_ll[i]), int(s.n_train[i]), int(s.n_params)] for i, u in enumerate(units)]
+            fit_rows += [[h.name, fold.name, int(u), float(s.train_ll[i]), int(s.n_train[i]), int(s.n_params), converged[i]]
+                         for i, u in enumerate(units)]
         else:
-            fit_rows.append([h.name, fold.name, SHARED, float(np.sum(s.train_ll)), int(np.sum(s.n_train)), int(s.n_params)])
+            fit_rows.append([h.name, fold.name, SHARED, float(np.sum(s.train_ll)), int(np.sum(s.n_train)), int(s.n_params), converged[0]])
         for u, record in zip(units, s.coefficients or []):
             coef_rows += [[h.name, fold.name, int(u), term, float(v)] for term, v in record.items()]
         if s.model is not None:

@@ -71,6 +71,8 @@ class FoldScore:
         coefficients: fitted rule coefficients (term → value): one dict per training subject for
             per-subject fits, a single dict for a shared fit; ``None`` when the hypothesis has none.
         model: the fitted model (stacked over subjects for per-subject fits), for plots; not saved.
+        converged: whether each training fit's loss had settled (one per training subject for
+            per-subject fits, one for a shared fit); ``None`` where nothing was optimised to a verdict.
     """
 
     test_ll: np.ndarray
@@ -81,6 +83,7 @@ class FoldScore:
     per_subject_params: bool
     coefficients: list[dict[str, float]] | None = None
     model: PlasticityModel | None = None
+    converged: list[bool] | None = None
 
 
 def n_observations(data: TrialData) -> np.ndarray:
@@ -220,7 +223,8 @@ class ModelHypothesis(AbstractHypothesis):
             test_ll = per_subject_ll(_index(result.model, rows), fold.test)
             k = count_free_parameters(result.subject(0), initial_weights=settings.fit_initial_weights, per_trajectory=True)
             coeffs = _records(result)
-            return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model)
+            each = result.subject_converged if result.subject_converged is not None else [result.converged] * len(fold.train_subjects)
+            return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model, [bool(c) for c in each])
         with _quiet_jitter():
             result = finished(fit(train_model, fold.train, **kwargs))
         fitted = result.model
@@ -234,7 +238,7 @@ class ModelHypothesis(AbstractHypothesis):
             test_model = _new_subjects_model(fitted, model, fold, settings)
         with jax.numpy_dtype_promotion("standard"):
             test_ll = np.asarray(test_model.log_likelihood(fold.test)).sum(-1)
-        return FoldScore(test_ll, n_test, train_ll, n_train, k, False, _records(result), fitted)
+        return FoldScore(test_ll, n_test, train_ll, n_train, k, False, _records(result), fitted, [bool(result.converged)])
 
 
 def _records(result) -> list[dict[str, float]] | None:

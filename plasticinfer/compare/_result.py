@@ -25,7 +25,7 @@ NULLS = (("coin", COIN_FLIP), ("base_rate", BASE_RATE), ("rw", RESCORLA_WAGNER),
 SHARED = -1
 
 SCORE_COLUMNS = ["hypothesis", "fold", "subject", "test_ll", "n_test", "n_test_trials", "n_params", "per_subject_params"]
-FIT_COLUMNS = ["hypothesis", "fold", "subject", "train_ll", "n_train", "n_params"]
+FIT_COLUMNS = ["hypothesis", "fold", "subject", "train_ll", "n_train", "n_params", "converged"]
 COEFFICIENT_COLUMNS = ["hypothesis", "fold", "subject", "term", "value"]
 
 
@@ -253,7 +253,8 @@ class ComparisonResult:
             + self._unscored_note()
             + "; log-likelihoods in nats"
         )
-        return head + "\n" + _format(t[cols]).to_string()
+        note = self.convergence_note()
+        return head + "\n" + _format(t[cols]).to_string() + (f"\nwarning: {note}" if note else "")
 
     def unscored_subjects(self) -> list[str]:
         """Subjects scored on no held-out trial (too few trials for the split), left out of the means over subjects."""
@@ -263,6 +264,23 @@ class ComparisonResult:
     def _unscored_note(self) -> str:
         empty = self.unscored_subjects()
         return f" ({', '.join(empty)}: no held-out trials, left out of the means over subjects)" if empty else ""
+
+    def unconverged_fits(self) -> pd.DataFrame:
+        """The training fits (rows of ``fits``) whose loss had not settled: their scores may not be their best."""
+        return self.fits[self.fits["converged"].map(lambda v: v is not None and not pd.isna(v) and not bool(v))]  # None: no verdict
+
+    def convergence_note(self) -> str:
+        bad = self.unconverged_fits()
+        if not len(bad):
+            return ""
+        def listed(d):
+            names = [self.subject_label(s) if s != SHARED else f"the shared fit of {f}" for s, f in zip(d["subject"], d["fold"])]
+            return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+        which = "; ".join(f"{h}: {listed(d)}" for h, d in bad.groupby("hypothesis", sort=False))
+        judged = self.fits["converged"].map(lambda v: v is not None and not pd.isna(v)).sum()
+        return (f"{len(bad)} of {judged} training fits had not converged ({which}; "
+                "fits.csv, column converged): their scores may not be their best; run more steps")
 
     def to_markdown(self) -> str:
         t = self.table()
@@ -284,6 +302,7 @@ class ComparisonResult:
             else "- activity: log-likelihood gain per held-out observation over each null (densities: no deviance ratio).",
             "- AIC/BIC: of the training fits, each fit's log-likelihood and parameters counted once (a shared fit once, "
             "per-subject fits summed over subjects), averaged over folds.",
+            f"- **{self.convergence_note()}**" if self.convergence_note() else None,
             "",
             body,
         ]
@@ -343,7 +362,8 @@ class ComparisonResult:
         write_text(
             pd.DataFrame({"hypothesis": fits["hypothesis"], "fold": fits["fold"], "subject": [self.subject_label(s) for s in fits["subject"]],
                           "subject_index": fits["subject"].astype(int), "train_loglik": fits["train_ll"],
-                          "n_train": fits["n_train"].astype(int), "n_params": fits["n_params"].astype(int)}).to_csv(index=False),
+                          "n_train": fits["n_train"].astype(int), "n_params": fits["n_params"].astype(int),
+                          "converged": fits["converged"]}).to_csv(index=False),
             paths["fits"],
         )
         settings = {k: v for k, v in asdict(self.settings).items() if k not in ("key",)}
@@ -362,6 +382,11 @@ class ComparisonResult:
     def load(cls, folder: str | os.PathLike) -> "ComparisonResult":
         """Read a comparison written by :meth:`save` (fitted models are not saved: ``fitted`` is empty)."""
         folder = Path(folder)
+        if not folder.is_dir():
+            raise ComparisonError(
+                f"{folder}: " + ("no such folder" if not folder.exists() else "is a file, not a folder")
+                + "; give the folder a comparison was saved to (ComparisonResult.save, or plasticinfer compare/fly --out)"
+            )
         need = ["comparison.json", "scores.csv", "fits.csv", "coefficients.csv"]
         missing = [n for n in need if not (folder / n).exists()]
         if missing:
@@ -383,7 +408,10 @@ class ComparisonResult:
         fi = pd.read_csv(folder / "fits.csv", dtype={"subject": str}, **keep)
         fits = pd.DataFrame(
             {"hypothesis": fi["hypothesis"], "fold": fi["fold"], "subject": fi["subject_index"].astype(int),
-             "train_ll": fi["train_loglik"].astype(float), "n_train": fi["n_train"].astype(int), "n_params": fi["n_params"].astype(int)}
+             "train_ll": fi["train_loglik"].astype(float), "n_train": fi["n_train"].astype(int), "n_params": fi["n_params"].astype(int),
+             # True/False, empty where nothing was optimised (a baseline); folders saved before the column: unknown
+             "converged": [None if v == "" or pd.isna(v) else str(v) == "True" for v in fi["converged"]] if "converged" in fi
+             else [None] * len(fi)}
         )
         co = pd.read_csv(folder / "coefficients.csv", dtype={"subject": str}, **keep)
         coefficients = pd.DataFrame(

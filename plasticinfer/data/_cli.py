@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import textwrap
 from pathlib import Path
 from typing import Optional
@@ -121,9 +123,13 @@ def _describe_result(file: Path, ds) -> bool:
         return False
     typer.echo(f"holds: {holds}")
     for key in ("equation", "steps_run", "converged", "convergence_message", "method"):
-        if ds.attrs.get(key) not in (None, ""):
-            typer.echo(f"{key}: {ds.attrs[key]}")
-    typer.echo("a results file, not a dataset: load it with the load named above; give the commands the data it was computed from")
+        value = ds.attrs.get(key)
+        if value not in (None, ""):
+            typer.echo(f"{key}: {('yes' if int(value) else 'no') if key == 'converged' else value}")
+    saved_by = re.search(r"written by ([\w.]+)\.save", holds)
+    how = ("read it in Python as the line above says" if "read it with" in holds or not saved_by
+           else f"read it in Python with {saved_by.group(1)}.load(path)")
+    typer.echo(f"a results file, not a dataset: {how}; give the commands the data it was computed from")
     return True
 
 
@@ -139,6 +145,11 @@ def inspect_command(
     """Load FILE, print its dims, subjects, trials and masks, and what the validator thinks."""
     if not file.exists() and str(file) in _datasets.names():
         raise DatasetError(f"{file} is a named dataset; inspect reads files. See `plasticinfer datasets info {file}`.")
+    if file.is_dir() and (file / "comparison.json").is_file():  # a comparison's folder, not a folder of sessions
+        typer.echo(f"folder: {file}\nholds: a plasticinfer model comparison (written by ComparisonResult.save, plasticinfer "
+                   "compare or fly; the ranking is in comparison.md)\nnot data: read it in Python with "
+                   "pi.compare.ComparisonResult.load(path); give the commands the data it was computed from")
+        return
     loader = loader_for(file)
     if loader is load_netcdf and not (map_ or choice_codes):
         if not file.exists():
@@ -147,7 +158,8 @@ def inspect_command(
     else:
         ds = load_file(file, mapping=map_, choice_codes=choice_codes)
     typer.echo(f"file: {file}")
-    if ds.attrs.get("kind") is None and _describe_result(file, ds):
+    result_file = str(ds.attrs.get("format", "")).startswith("plasticinfer-")  # a result may carry a "kind" of its own
+    if (ds.attrs.get("kind") is None or result_file) and _describe_result(file, ds):
         return
     try:
         typer.echo(summarize(ds))

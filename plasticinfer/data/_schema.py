@@ -262,6 +262,11 @@ def behaviour_dataset(
         SchemaError: lengths disagree, codes are not integers, values are non-finite, etc.
     """
     n = len(choice)
+    if n and all(np.ndim(c) == 0 for c in choice):  # one subject's trials, not one array per subject
+        raise SchemaError(
+            f"choice is one array of {n} values; behaviour_dataset takes one array per subject. For one subject, "
+            "wrap each in a list: behaviour_dataset([choice], [reward], ...)."
+        )
     if n == 0:
         raise SchemaError("no subjects: choice is empty. A dataset needs at least one subject with one trial.")
     ids = _subject_ids(subjects, n)

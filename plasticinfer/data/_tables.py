@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._errors import AmbiguousCodingWarning, FileFormatError, SchemaError
+from .._errors import AmbiguousCodingWarning, FileFormatError, PlasticInferWarning, SchemaError
 from .._errors import warn as _warn
 from ._schema import behaviour_dataset
 from ._validate import validate
@@ -232,6 +232,13 @@ def from_dataframe(
 
     order = _order(df, subject, trial, where)
     codes, subjects = pd.factorize(subject)
+    if "subject" not in df and "session" in df and (n_sessions := len({id_text(v) for v in df["session"].dropna()})) > 1:
+        _warn(
+            f"{where}: there is no subject column, so its {n_sessions} sessions are read as one subject "
+            f"({default_subject!r}) learning through them in order; if each session is a different animal, map the "
+            "subject to the session column (columns={'subject': 'session'})",
+            PlasticInferWarning,
+        )
     groups = [order[codes[order] == k] for k in range(len(subjects))]
 
     meta = [c for c in df.columns if c not in CORE_COLUMNS and c not in p_cols]

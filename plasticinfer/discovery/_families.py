@@ -81,6 +81,14 @@ def _pretty(name: str) -> str:
     return f"{prefix}:{body}" if prefix else body
 
 
+def _check_reference(names: list[str], reference: str | None) -> None:
+    if reference is not None and reference not in {n.rpartition(":")[2] for n in names}:
+        raise DiscoveryError(
+            f"reference={reference!r} is not a parameter of these rules; use one of "
+            f"{sorted({n.rpartition(':')[2] for n in names})}, or None to divide by the norm"
+        )
+
+
 def normalise(names: list[str], values: np.ndarray, reference: str | None = None) -> np.ndarray:
     """Divide each row by |its ``reference`` coefficient| (per rule prefix if the name has one), else by its L2 norm.
 
@@ -89,11 +97,7 @@ def normalise(names: list[str], values: np.ndarray, reference: str | None = None
     values = np.asarray(values, dtype=float)
     out = values.copy()
     prefixes = sorted({n.rpartition(":")[0] for n in names})
-    if reference is not None and reference not in {n.rpartition(":")[2] for n in names}:
-        raise DiscoveryError(
-            f"reference={reference!r} is not a parameter of these rules; use one of "
-            f"{sorted({n.rpartition(':')[2] for n in names})}, or None to divide by the norm"
-        )
+    _check_reference(names, reference)
     for p in prefixes:
         idx = [i for i, n in enumerate(names) if n.rpartition(":")[0] == p]
         block = values[:, idx]
@@ -131,6 +135,7 @@ def find_families(
     keep = np.ones(len(values), bool) if include_failures else np.asarray(result.success, bool)
     keep &= np.all(np.isfinite(values), axis=1)
     idx = np.flatnonzero(keep)
+    _check_reference(names, reference)  # refused even when no solution is kept
     if idx.size == 0:
         return []
     u = normalise(names, values[idx], reference)

@@ -61,6 +61,7 @@ def fly(
 ) -> None:
     """Fit rule hypotheses to every fly (MAP), rank them by held-out likelihood, and write a report."""
     unused = {
+        "heldout": (split != "heldout", "--heldout applies to --split heldout; dataset and kfold hold out whole flies"),
         "folds": (split != "kfold", "--folds applies to --split kfold"),
         "warmup": (hierarchical is None, "--warmup applies to the hierarchical NUTS fit; add --hierarchical HYPOTHESIS"),
         "draws": (hierarchical is None, "--draws applies to the hierarchical NUTS fit; add --hierarchical HYPOTHESIS"),

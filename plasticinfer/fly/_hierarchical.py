@@ -78,12 +78,20 @@ class PopulationPosterior:
             "Population (μ: mean across flies, τ: spread across flies):",
             self.population().round(4).to_string(),
         ]
+        problems = post.diagnostics()
+        if problems:  # the probabilities below come from these draws: say so next to them, not only on stderr
+            lines += ["", "WARNING: the sampler has not converged, so the probabilities below are not reliable:",
+                      *[f"- {m}" for m in problems]]
         if self.decay_term is not None:
             per = self.per_subject()
             p_col = per[f"P({self.decay_term} < 0)"]
+            n = post.n_chains * post.n_draws
+            p = self.probability_decay_negative()
+            # 1 or 0 from n draws says only that every draw fell on one side: resolution 1/n
+            shown = {1.0: f"1 (all {n} draws below 0)", 0.0: f"0 (none of {n} draws below 0)"}.get(p, f"{p:.3f}")
             lines += [
                 "",
-                f"P(population decay μ({self.decay_term}) < 0) = {self.probability_decay_negative():.3f}; "
+                f"P(population decay μ({self.decay_term}) < 0) = {shown}; "
                 f"flies with P(θ({self.decay_term}) < 0) > 0.9: {int((p_col > 0.9).sum())}/{len(per)}, "
                 f"> 0.5: {int((p_col > 0.5).sum())}/{len(per)}.",
             ]

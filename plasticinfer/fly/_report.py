@@ -171,6 +171,8 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
         "```",
         "",
     ]
+    if result.convergence_note():
+        lines += [f"**Warning: {result.convergence_note()}.**", ""]
     if best is not None and table.loc[best, "heldout_ll"] <= table.loc[BASE_RATE, "heldout_ll"]:
         lines += [
             f"**No rule hypothesis predicts the held-out choices better than the base rate** (the best rule, {best}, "
@@ -232,7 +234,14 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
             published,
             "",
             "Differences to keep in mind: the published figures are in-sample, against a coin flip; the held-out "
-            "figures here are scored on trials the fit never saw, and are also reported against the base rate, "
+            + (
+                "figures here score choices whose likelihood the fit never used (the network still learns from "
+                "those trials' choices and rewards, so the score is somewhat optimistic, as pointwise LOO is; "
+                "`plasticinfer compare --split future` holds out only each fly's last trials)"
+                if isinstance(analysis.heldout.split, HeldOutTrials)
+                else "figures here score flies the fit never saw"
+            )
+            + ", and are also reported against the base rate, "
             "which already explains part of the coin-flip deviance (a fly's overall odour bias). Odours are coded "
             "one-hot (the chosen odour's synapse learns, every synapse decays); the fitted choice bias absorbs the "
             "flies' side preferences.",

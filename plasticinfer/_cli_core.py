@@ -177,7 +177,7 @@ def _coefficient_plot(coefficients, path: Path, *, title: str) -> None:
 
 
 def fit_cmd(
-    data: Annotated[str, typer.Argument(help="Neural dataset: a file in any supported format (netCDF from `plasticinfer simulate`, NWB, HDF5, MAT; docs/data-format.md) or a named dataset.")],
+    data: Annotated[str, typer.Argument(help="Neural dataset: a netCDF file (from `plasticinfer simulate`), NWB or HDF5 (docs/data-format.md; MAT files hold behaviour only), or a named dataset.")],
     out: Annotated[Path, PathOption("Folder for results.nc, summary.md and coefficients.png.")] = Path("plasticinfer-fit"),
     map_: Annotated[Optional[list[str]], typer.Option("--map", help=MAP_HELP)] = None,
     choice_codes: Annotated[Optional[list[str]], typer.Option("--choice-codes", help=CHOICE_CODES_HELP)] = None,
@@ -219,6 +219,11 @@ def fit_cmd(
     from ._observation import GaussianActivity
     from ._rules import TaylorRule
 
+    if Path(data).suffix.lower() == ".mat" and not map_:  # the MAT loader's advice would be about choice and reward
+        raise DataError(
+            f"{data}: `plasticinfer fit` fits neural datasets, and MAT files load as behaviour (choice, reward) only. "
+            "Save the recordings to HDF5 or NWB (docs/data-format.md), or build them with pi.data.neural_dataset."
+        )
     ds = load_data(data, mapping=map_, choice_codes=choice_codes, data_dir=data_dir)
     if ds.attrs.get("kind") != "neural":
         raise DataError(

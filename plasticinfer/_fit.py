@@ -156,9 +156,7 @@ def _check_arguments(model, data, validation, restarts, key, steps, optimiser, f
     check_count(restarts, "restarts")
     check_real(restart_scale, "restart_scale", minimum=0.0)
     check_real(convergence_tol, "convergence_tol", minimum=0.0, allow_inf=True)  # inf: no convergence check
-    if clip_norm is not None:
-        # 0 froze every parameter and a negative norm flipped the gradient (NaN with Adam)
-        check_real(clip_norm, "clip_norm (a gradient norm; None for no clipping)", minimum=0.0, open_low=True, allow_inf=True)
+    check_clip_norm(clip_norm)
     if patience is not None:
         check_count(patience, "patience")
         if validation is None:
@@ -219,6 +217,14 @@ def check_real(value, what: str, *, minimum: float | None = None, maximum: float
         hi = "" if maximum is None else f"{'<' if open_high else '≤'} {maximum:g}"
         raise error(f"{what} must be {' and '.join(b for b in (lo, hi) if b)}; got {value!r}")
     return number
+
+
+def check_clip_norm(clip_norm, error: type[Exception] = ModelError):
+    """``clip_norm`` checked: ``None`` or a number > 0 (0 froze every parameter, a negative norm reversed the gradient)."""
+    if clip_norm is None:
+        return None
+    return check_real(clip_norm, "clip_norm (a gradient norm; None for no clipping)", minimum=0.0, open_low=True, allow_inf=True,
+                      error=error)
 
 
 def check_l1(l1, error: type[Exception] = ModelError):

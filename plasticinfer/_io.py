@@ -183,3 +183,26 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
 def write_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
     fmt = Path(path).suffix.lstrip(".") or "png"
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, **kwargs))
+
+
+def remove_earlier_outputs(out: Path, written, manifest: str) -> None:
+    """After a command wrote its outputs into folder ``out``: delete what the earlier run there wrote (listed in
+    ``out/manifest``) and this one did not, so nothing stale is read as current; then list what this one wrote.
+    Files the manifest does not list (the user's own, or a run's from before manifests) are never touched."""
+    import json
+
+    out = Path(out)
+    listing = out / manifest
+    written = {Path(p).resolve().relative_to(out.resolve()).as_posix() for p in written}
+    try:
+        earlier = json.loads(listing.read_text()) if listing.is_file() else []
+    except (OSError, ValueError):
+        earlier = []
+    for name in earlier if isinstance(earlier, list) else []:
+        path = out / str(name)
+        if str(name) in written or ".." in Path(str(name)).parts or not path.is_file():
+            continue
+        path.unlink()
+        if path.parent != out and path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+    write_text(json.dumps(sorted(written), indent=1) + "\n", listing)

@@ -235,3 +235,58 @@ def test_family_task_sizes_are_checked_in_the_library():
     for kwargs, match in [({"batch_size": 0}, "batch_size must be ≥ 1; got 0"), ({"n_predictive": 0}, "n_predictive must be")]:
         with pytest.raises(DiscoveryError, match=match):
             run_families(jax.random.key(1), task, n_simulations=20, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        # the objective scores against axis 0: an unsorted spectrum scored Oja's rule against the wrong vector
+        (lambda d: d.PC1Objective.create(None, 3).with_spectrum([0.5, 1.0, 0.1]), r"list the spectrum largest first"),
+        (lambda d: d.PC1Objective.create(None, 3).with_spectrum([1.0, -0.5, 0.1]), r"finite and non-negative"),
+        (lambda d: d.PC1Objective.create(None, 3).with_spectrum([1.0, 1.0, 0.1]), r"strictly largest"),
+        # a negative norm reversed every gradient (the search climbed the loss); 0 froze it
+        (lambda d: d.gradient_search(d.PC1Objective.create(None, 3), key=jax.random.key(0), restarts=1, steps=2, clip_norm=-1.0,
+                                     progress=False), r"clip_norm .* must be > 0; got -1.0"),
+        (lambda d: d.gradient_search(d.PC1Objective.create(None, 3), key=jax.random.key(0), restarts=1, steps=2, clip_norm=0,
+                                     progress=False), r"clip_norm .* must be > 0; got 0"),
+        (lambda d: d.cma_search(d.HomeostasisObjective.create(n_steps=20, measure_steps=10), key=jax.random.key(0), restarts=1, generations=1,
+                                popsize=1, progress=False), r"popsize must be at least 2"),
+        (lambda d: d.cma_search(d.HomeostasisObjective.create(n_steps=20, measure_steps=10), key=jax.random.key(0), restarts=1, generations=1,
+                                popsize=0, progress=False), r"popsize must be ≥ 1|popsize must be at least"),
+        (lambda d: d.HomeostasisObjective.create(n_networks=0), r"n_networks, n_steps and n_samples must be at least 1"),
+        (lambda d: d.HomeostasisObjective.create().with_rates(nu_inh=-5), r"input rates must be positive"),
+        (lambda d: d.generalisation({"same": d.PC1Objective.create(None, 3)}, d.PC1Objective.create(None, 3).reference_rule(),
+                                    key=jax.random.key(0)), r"a stack of rules with a leading axis"),
+    ],
+    ids=["unsorted-spectrum", "negative-eigenvalue", "tied-top", "clip-negative", "clip-zero", "popsize-1", "popsize-0",
+         "no-networks", "negative-rate", "one-rule"],
+)
+def test_discovery_arguments_that_gave_wrong_numbers_or_bare_errors_are_refused(make, match):
+    from plasticinfer import discovery
+
+    with pytest.raises(DiscoveryError, match=match):
+        make(discovery)
+
+
+def test_a_search_records_its_default_optimiser_and_family_and_fa_thresholds_are_checked():
+    from plasticinfer import discovery, metalearn
+    from tests.test_discovery_search import _fake_result
+
+    res = discovery.gradient_search(discovery.PC1Objective.create(None, 3), key=jax.random.key(0), restarts=1, steps=2, progress=False)
+    assert res.settings["optimiser"].startswith("Adam 0.03, cosine-decayed")  # was recorded as a user-supplied one
+    fake = _fake_result([[-0.2, 0.0, 1.0, 1.0]], [True])
+    for bad in (-1, 1.0, 2):
+        with pytest.raises(DiscoveryError, match=r"threshold .* must be ≥ 0 and < 1"):
+            discovery.find_families(fake, reference="alpha", threshold=bad)
+    with pytest.raises(ModelError, match=r"threshold .* must be ≥ 0; got -1"):
+        metalearn.feedback_alignment_experiment(threshold=-1, key=jax.random.key(0))
+
+
+def test_a_pca_network_search_takes_one_rule_for_both_matrices():
+    """One rule for W and L is what _rule_for allows; the search's per-term scales needed a dict (AttributeError)."""
+    from plasticinfer import discovery
+
+    obj = discovery.PCANetworkObjective.create(None, 4, 2, n_steps=5)
+    res = discovery.gradient_search(obj, pi.TaylorRule.from_terms({"x*y": 1.0, "y^2*w": -1.0}), key=jax.random.key(0), restarts=1,
+                                    steps=2, progress=False)
+    assert np.isfinite(np.asarray(res.losses)).all()

@@ -289,6 +289,8 @@ UNUSED = [
     (["fly", "--draws", "10"], "--draws applies to the hierarchical NUTS fit"),
     (["fly", "--folds", "3"], "--folds applies to --split kfold"),
     (["fly", "--split", "kfold", "--heldout", "0.3"], "--heldout applies to --split heldout; dataset and kfold hold out whole flies"),
+    (["discover", "homeostasis", "--model", "lif", "--method", "cma", "--correlated", "0.5"], "--correlated applies to the rate model"),
+    (["discover", "homeostasis", "--method", "gradient", "--generations", "3"], "--generations applies to CMA-ES"),
 ]
 
 

@@ -1,5 +1,7 @@
 """`compare` ranks the true hypothesis first on synthetic data, with fair baselines; the CLI writes its outputs."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -150,6 +152,14 @@ def test_compare_on_activity_data():
     n_rec = int(np.asarray(syn.data.mask)[0, 0].sum())
     assert (ps.query("hypothesis == 'mean activity'")["n_params"] == 2 * 2).all()  # mean and sd of each output neuron
     assert (ps["n_heldout"] == 20 * n_rec).all()
+    # an equation string on activity data runs at the command line's η (0.01), not the choice rules' η = 1
+    from plasticinfer.compare._cli import compare_command
+    from plasticinfer.compare._parse import ACTIVITY_LEARNING_RATE
+
+    assert inspect.signature(compare_command).parameters["learning_rate"].default == ACTIVITY_LEARNING_RATE == 0.01
+    eq = compare(["x*y - y^2*w"], syn.data, split=HeldOutTrials(0.25), steps=2, restarts=1, baselines=False, key=jax.random.key(4))
+    (model,) = eq.fitted.values()
+    assert model.rule.learning_rate == ACTIVITY_LEARNING_RATE
 
 
 @pytest.mark.slow  # 20–33 s on 2 cores: the slow tier (still run by CI)

@@ -224,8 +224,13 @@ def test_a_results_file_given_as_data_says_so(tmp_path):
         pi.TaylorRule(["x*y", "w"], learning_rate=0.05), pi.FeedForward(3, 2), pi.GaussianActivity(0.5), key=__import__("jax").random.key(1)
     )
     path = pi.fit(model, syn.data, steps=2, progress=False, convergence_tol=np.inf).save(tmp_path / "results.nc")
-    with pytest.raises(SchemaError, match=r"this is a plasticinfer result \(plasticinfer-fit/\d\), not a dataset"):
+    with pytest.raises(SchemaError, match=r"results.nc' holds a plasticinfer fit result \('plasticinfer-fit/\d', written by "
+                       r"FitResult.save\), not a dataset"):
         pi.load(path)
+    with h5py.File(tmp_path / "post.nc", "w") as f:  # an ArviZ posterior: groups, no root attributes (said "set attrs['kind']")
+        f.create_group("posterior").create_dataset("theta", data=np.zeros((1, 2)))
+    with pytest.raises(SchemaError, match=r"post.nc' holds an ArviZ posterior .*Posterior.load\(path, like=model\)\), not a dataset"):
+        pi.load(tmp_path / "post.nc")
 
 
 def test_a_damaged_named_dataset_names_its_folder(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 import scipy.io
 
 import plasticinfer as pi
-from plasticinfer.data import FileFormatError, read_mat
+from plasticinfer.data import FileFormatError, SchemaError, read_mat
 
 
 def write_mat73(path, **arrays):
@@ -206,3 +206,22 @@ def test_generic_layout_errors(tmp_path):
     scipy.io.savemat(path, {"choice": np.arange(3) % 2, "reward": np.ones(4)})
     with pytest.raises(pi.data.SchemaError, match="differ in length"):
         pi.data.load_mat(path)
+
+
+def test_neural_or_misspelt_names_given_to_the_mat_loader_are_refused_by_name(tmp_path):
+    """A MAT file of recordings mapped with input/activity got advice about choice and reward (the mapping was ignored);
+    a misspelt name was ignored; `plasticinfer fit` of a MAT file now says MAT holds behaviour only."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / "rec.mat"
+    scipy.io.savemat(path, {"stim": rng.normal(size=(2, 50, 4)), "dff": rng.normal(size=(2, 50, 3)), "resp": [0, 1, 1]})
+    with pytest.raises(SchemaError, match=r"\['activity', 'input'\] name neural-data variables; the MAT loader reads behaviour"):
+        pi.data.load_mat(path, columns={"input": "stim", "activity": "dff"})
+    with pytest.raises(SchemaError, match=r"unknown schema name\(s\) \['choise'\].*maps \['choice', 'reward'"):
+        pi.data.load_mat(path, columns={"choise": "resp"})
+    proc = subprocess.run([sys.executable, "-m", "plasticinfer.cli", "fit", str(path), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2 and "MAT files load as behaviour (choice, reward) only" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o").exists()

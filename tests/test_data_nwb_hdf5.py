@@ -167,3 +167,14 @@ def test_load_says_when_it_cannot(tmp_path):
     good.write_text("choice,reward\n0,1\n")
     with pytest.raises(FileFormatError, match="does not take that argument"):
         pi.load(good, mapping={"a": "b"})
+
+
+def test_a_check_deep_in_a_loader_names_the_file(tmp_path):
+    """The validator's message names variable, subject, trial and neuron; through pi.load it names the file too."""
+    y = np.random.default_rng(0).normal(size=(1, 20, 3))
+    y[0, 10, 1] = np.nan
+    path = tmp_path / "rec.h5"
+    with h5py.File(path, "w") as f:
+        f["x"], f["y"] = np.ones((1, 20, 4)), y
+    with pytest.raises(pi.data.SchemaError, match=r"^file '.*rec\.h5': variable 'activity', subject '0' \(index 0\), trial 10, post 1"):
+        pi.load(path, mapping={"input": "/x", "activity": "/y"})

@@ -117,6 +117,13 @@ def test_homeostasis_analysis_and_report(rate_task, key, tmp_path):
         np.testing.assert_array_equal(again.metrics[k], res.metrics[k])
     assert again.equation(0) == res.equation(0)
     assert "x_post" in paths["summary"].read_text() and paths["manifold"].stat().st_size > 1000
+    # a rerun into the same folder with fewer outputs (e.g. --method gradient after both) leaves nothing stale, and
+    # never touches the user's own files
+    (tmp_path / "notes.txt").write_text("mine")
+    again = save_report(tmp_path, markdown=md, searches={"results_gradient": res}, families={"results_gradient": fams}, reference="alpha")
+    assert not paths["results"].exists() and not paths["manifold"].exists()
+    assert again["results_gradient"].exists() and (tmp_path / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "report_files.json", "results_gradient.nc", "summary.md"]
 
 
 # The three discovery commands are three tests (each mostly XLA compilation) so that test workers can share them out.

@@ -292,14 +292,14 @@ def _quiet_jitter():
 def as_hypothesis(name: str, value, data: TrialData, *, key: PRNGKeyArray | None) -> AbstractHypothesis:
     """A hypothesis from a model, a rule or a :class:`RuleHypothesis` (standard model for the data), an
     equation string (:func:`parse_hypothesis`), or a hypothesis."""
-    from ._parse import RuleHypothesis, parse_hypothesis
+    from ._parse import ACTIVITY_LEARNING_RATE, CHOICE_LEARNING_RATE, RuleHypothesis, parse_hypothesis
 
     if isinstance(value, AbstractHypothesis):
         return value
     if isinstance(value, PlasticityModel):
         return ModelHypothesis(name, value)
-    if isinstance(value, str):
-        value = parse_hypothesis(value, name=name)
+    if isinstance(value, str):  # at the rate the command line uses for these data (activity rules: η = 0.01, not 1)
+        value = parse_hypothesis(value, name=name, learning_rate=CHOICE_LEARNING_RATE if is_choice_data(data) else ACTIVITY_LEARNING_RATE)
     if isinstance(value, AbstractRule):
         value = RuleHypothesis(name, value)
     if isinstance(value, RuleHypothesis):

@@ -88,7 +88,12 @@ class RuleHypothesis:
         return rule_equation(rule, reward_expectation=self.reward_expectation)
 
 
-def parse_hypothesis(text: str, *, name: str | None = None, learning_rate: float = 1.0) -> RuleHypothesis:
+#: The rate η of a rule written as an equation: choice rules run at η = 1 (their coefficients are the whole update),
+#: activity rules at a small η so that weights change slowly over trials (the command line's --learning-rate default)
+CHOICE_LEARNING_RATE, ACTIVITY_LEARNING_RATE = 1.0, 0.01
+
+
+def parse_hypothesis(text: str, *, name: str | None = None, learning_rate: float = CHOICE_LEARNING_RATE) -> RuleHypothesis:
     """Parse a hypothesis written as a rule equation (ASCII or Unicode alike).
 
     ``"x*r + w"``, ``"x·r + w"``, ``"x*(r-E[r]) + w"``, ``"x·(r−E[r]) + w"``, ``"Δw = 0.3·x·r − 0.05·w"``,

@@ -135,6 +135,10 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+#: The schema names a MAT file's variables can be mapped to (behaviour data)
+MAT_COLUMNS = ("choice", "reward", "subject", "session", "trial", "block")
+
+
 def load_mat(
     path: str | os.PathLike[str],
     *,
@@ -163,6 +167,16 @@ def load_mat(
         A validated behaviour dataset.
     """
     path = Path(path)
+    unknown = sorted(set(columns or {}) - set(MAT_COLUMNS))
+    if unknown:  # a misspelt name was ignored, and neural names led to advice about choice and reward
+        neural = [k for k in unknown if k in ("input", "inputs", "x", "activity", "y", "recorded")]
+        raise SchemaError(
+            f"file {str(path)!r}: " + (
+                f"{neural} name neural-data variables; the MAT loader reads behaviour (choice and reward) only. Save "
+                "the recordings to HDF5 or NWB (docs/data-format.md), or build the dataset with pi.data.neural_dataset"
+                if neural else f"unknown schema name(s) {unknown} in columns=...; the MAT loader maps {list(MAT_COLUMNS)}"
+            )
+        )
     kwargs = dict(columns=columns, choice_codes=choice_codes, n_options=n_options, mat_version=mat_version,
                   drop_incomplete=drop_incomplete, attrs=attrs)
     if path.is_dir():
@@ -409,7 +423,7 @@ def _generic(
     where: str,
     default_subject: str,
 ) -> xr.Dataset:
-    names = {k: columns.get(k, k) for k in ("choice", "reward", "subject", "session", "trial", "block")}
+    names = {k: columns.get(k, k) for k in MAT_COLUMNS}
     missing = [f"{k!r}" + (f" (mapped to {names[k]!r})" if names[k] != k else "")
                for k in ("choice", "reward") if names[k] not in variables]
     skipped = getattr(variables, "skipped", {})

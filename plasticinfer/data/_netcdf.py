@@ -58,6 +58,14 @@ def load_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
     if _SPACED in ds.attrs:
         ds = ds.set_coords([c for c in json.loads(ds.attrs[_SPACED]) if c in ds.data_vars])
         ds.attrs = {k: v for k, v in ds.attrs.items() if k != _SPACED}
+    if ds.attrs.get("kind") is None:  # a results file (a posterior has no root attributes at all): say which
+        from .._results_io import what_file_holds
+
+        holds = what_file_holds(ds, path)
+        if holds.startswith(("a plasticinfer", "an ArviZ posterior")):
+            raise SchemaError(
+                f"file {str(path)!r} holds {holds}, not a dataset: give the data the result was computed from"
+            )
     try:
         return validate(ds)
     except SchemaError as e:

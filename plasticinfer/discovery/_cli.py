@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .._cli_common import Fraction, NonNegative, PathOption, Rate, Seed, Size, non_negative, output_folder, show_bars
+from .._cli_common import Fraction, NonNegative, PathOption, Rate, Seed, Size, non_negative, output_folder, refuse_unused, show_bars
 
 _OUT_HELP = "Folder for results (netCDF), summary.md (equations) and PNG figures; created if missing."
 
@@ -92,9 +92,13 @@ def pc1(
     oja_table = _table(rows, ["restart", "meets objective", "θ(x·y)", "θ(y²w)/θ(x·y)", "vs −1", "θ(w)/θ(x·y)", "largest other |θ/θ(x·y)|"])
     notes = [
         "The objective fixes the direction and norm of w, not the rule's overall rate: coefficients are compared after dividing by θ(x·y).",
-        "Each loss evaluation averages networks with their own input rotation"
+        (f"Each loss evaluation averages {networks} networks with one input rotation, fixed for the whole search "
+         "(--fixed-rotation: the literal B1 setup, which a rule can overfit)" if fixed_rotation else
+         f"Each loss evaluation averages {networks} networks with their own input rotation")
         + (" and covariance scale (×0.5…2)" if scale_variation else "")
         + "; inputs are refreshed every 10 steps; held-out metrics use an episode no step saw.",
+        f"Search settings: Adam at learning rate {lr:g}, cosine-decayed over {steps} steps; {restarts} restarts; l1 {l1:g}; "
+        f"seed {seed}.",
     ]
     md = summary_markdown(res, title=f"PC1 extraction, {n_pre} inputs", families=fams, notes=notes, sections={"Comparison with Oja's rule": oja_table})
     paths = save_report(
@@ -103,7 +107,9 @@ def pc1(
         searches={"results": res},
         families={"results": fams},
         reference="x*y",
-        description=f"PC1 objective, n_pre={n_pre}",
+        description=(f"PC1 objective, n_pre={n_pre}, {networks} networks, "
+                     + ("one fixed input rotation" if fixed_rotation else "a random input rotation per network")
+                     + (", covariance scale ×0.5…2" if scale_variation else "") + f"; Adam lr {lr:g}, seed {seed}"),
         figures={"search": plot_search(res, fams, reference="x*y", title=f"PC1, {n_pre} inputs")},
     )
     typer.echo(res.summary())
@@ -178,6 +184,7 @@ class Method(str, Enum):
 
 
 def homeostasis(
+    ctx: typer.Context,
     model: Annotated[Model, typer.Option(help="rate: rate neuron (gradients work); lif: leaky integrate-and-fire (CMA-ES only).")] = Model.rate,
     method: Annotated[Method, typer.Option(help="gradient descent, CMA-ES, or both (to compare them).")] = Method.both,
     restarts: Annotated[int, Size("Gradient-descent restarts (vmapped).")] = 16,
@@ -219,6 +226,15 @@ def homeostasis(
 
     if model is Model.lif and method is not Method.cma:
         raise DiscoveryError("spikes make the LIF loss piecewise constant, so gradients are useless; use --method cma")
+    unused = {  # an option these settings would ignore is refused, not dropped without a word
+        "correlated": (model is Model.lif, "--correlated applies to the rate model (--model rate)"),
+        "familiarity": (model is Model.lif, "--familiarity applies to the rate model (--model rate)"),
+        "restarts": (method is Method.cma, "--restarts applies to gradient descent (--method gradient or both); CMA-ES takes --cma-restarts"),
+        "steps": (method is Method.cma, "--steps applies to gradient descent (--method gradient or both); CMA-ES takes --generations"),
+        "cma_restarts": (method is Method.gradient, "--cma-restarts applies to CMA-ES (--method cma or both)"),
+        "generations": (method is Method.gradient, "--generations applies to CMA-ES (--method cma or both)"),
+    }
+    refuse_unused(ctx, {name: message for name, (ignored, message) in unused.items() if ignored})
     methods = {Method.gradient: ["gradient"], Method.cma: ["cma-es"], Method.both: ["gradient", "cma-es"]}[method]
     output_folder(out, files=["summary.md", "manifold.png"] + [f"{k}_{m}.{e}" for m in methods for k, e in (("results", "nc"), ("search", "png"))])
     k_g, k_c, k_a = jax.random.split(jax.random.key(seed), 3)

@@ -84,6 +84,10 @@ def cma_search(
     dim = len(free)
     if dim < 2:
         raise DiscoveryError("CMA-ES needs at least 2 free parameters; use a 1-D line search instead")
+    if popsize is not None:  # CMA-ES weights need at least 2 candidates; 0 used to fall back to the default silently
+        popsize = check_count(popsize, "popsize", error=DiscoveryError)
+        if popsize < 2:
+            raise DiscoveryError(f"popsize must be at least 2 (CMA-ES ranks candidates against each other); got {popsize}")
     popsize = int(popsize or 4 + int(3 * np.log(dim)))
     k_x0, k_seed = jax.random.split(k_init)
     x0 = np.asarray(flat0)[free][None, :] + init_scale * np.asarray(jax.random.normal(k_x0, (restarts, dim)))

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from .._rules import TaylorRule
+from .._fit import check_real
 from ._common import DiscoveryError
 from ._homeostasis import TraceRule
 
@@ -136,6 +137,8 @@ def find_families(
     keep &= np.all(np.isfinite(values), axis=1)
     idx = np.flatnonzero(keep)
     _check_reference(names, reference)  # refused even when no solution is kept
+    check_real(threshold, "threshold (relative size below which a parameter counts as absent)", minimum=0, maximum=1,
+               open_high=True, error=DiscoveryError)
     if idx.size == 0:
         return []
     u = normalise(names, values[idx], reference)

@@ -16,7 +16,7 @@ from jaxtyping import PRNGKeyArray
 from .._optimise import USER_OPTIMISER, _prepared_optimiser, check_divergence, run_steps, start_steps
 from .._errors import PlasticInferWarning
 from .._errors import warn as _warn
-from .._fit import check_count
+from .._fit import check_clip_norm, check_count
 from ._common import AbstractObjective, DiscoveryError, check_search
 from ._optimise import SearchResult, _finish, _scales, _space, _total_loss, sample_episode
 
@@ -126,6 +126,7 @@ def gradient_search(
     check_search(objective, key, l1=l1, init_scale=init_scale, who="gradient_search")
     restarts = check_count(restarts, "restarts", error=DiscoveryError)
     steps = check_count(steps, "steps", error=DiscoveryError)
+    check_clip_norm(clip_norm, error=DiscoveryError)
     rule = objective.default_rule() if rule is None else rule
     params, static, mask = _space(rule)
     k_init, k_train, k_eval, k_scale = jax.random.split(key, 4)
@@ -141,6 +142,7 @@ def gradient_search(
             for l, m, k in zip(leaves, mask_leaves, init_keys)
         ],
     )
+    chosen_default = optimiser is None  # recorded in the settings (optimiser is rebound below)
     chosen = optimiser if optimiser is not None else _default_optimiser(steps)
     optimiser = _prepared_optimiser(chosen, clip_norm)
     problem = (objective, static, jnp.asarray(float(l1)), scales, mask)  # l1 traced (weakly typed): no re-jit per value
@@ -204,7 +206,7 @@ def gradient_search(
         refresh_every=refresh_every,
         prune=prune,
         prune_step=prune_step,
-        optimiser="Adam 0.03, cosine-decayed to 5 % over the steps (the default)" if optimiser is None else USER_OPTIMISER,
+        optimiser="Adam 0.03, cosine-decayed to 5 % over the steps (the default)" if chosen_default else USER_OPTIMISER,
         divergence=divergence,
         skipped_steps=np.asarray(state.skipped).tolist(),
     )

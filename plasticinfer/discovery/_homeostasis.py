@@ -303,6 +303,8 @@ class HomeostasisObjective(AbstractObjective):
             raise DiscoveryError(f"need 0 < target < drive (inhibition can only lower the rate); got {target}, {drive}")
         if min(nu_exc, nu_inh, dt) <= 0 or n_groups < 1 or exc_per_group < 1 or inh_per_group < 1:
             raise DiscoveryError("rates, dt and group sizes must be positive")
+        if min(n_networks, n_steps) < 1 or (n_samples is not None and n_samples < 1):
+            raise DiscoveryError(f"n_networks, n_steps and n_samples must be at least 1; got {n_networks}, {n_steps}, {n_samples}")
         if not 0 < measure_steps <= n_steps:
             raise DiscoveryError(f"need 0 < measure_steps ≤ n_steps; got {measure_steps}, {n_steps}")
         if fluctuation < 0:
@@ -337,6 +339,9 @@ class HomeostasisObjective(AbstractObjective):
             changes["nu_inh"] = float(nu_inh)
         if nu_exc is not None:
             changes["nu_exc"] = float(nu_exc)
+        bad = {k: v for k, v in changes.items() if not np.isfinite(v) or v <= 0}
+        if bad:
+            raise DiscoveryError(f"input rates must be positive (Hz), as create requires; got {bad}")
         return dataclasses.replace(self, **changes)
 
     def parameter_scales(self, rule, key):

@@ -114,6 +114,17 @@ class _GaussianStreams(eqx.Module):
         return jnp.einsum("ktsn,knm->ktsm", z, q)
 
 
+def _check_spectrum(ev: np.ndarray) -> None:
+    """Eigenvalues the objective can score against: non-negative, finite, the first strictly largest (PC1 is axis 0)."""
+    if not np.all(np.isfinite(ev)) or np.any(ev < 0):
+        raise DiscoveryError(f"eigenvalues must be finite and non-negative (they are variances); got {ev.tolist()}")
+    order = np.sort(ev)
+    if len(ev) > 1 and order[-1] - order[-2] <= 0:
+        raise DiscoveryError("the top eigenvalue must be strictly largest, or PC1 is not defined")
+    if ev[0] != order[-1]:
+        raise DiscoveryError(f"list the spectrum largest first (λ₁ ≥ λ₂ ≥ …); got {ev.tolist()}")
+
+
 class PC1Objective(AbstractObjective):
     """One linear neuron y = w·x with a plastic input vector; after learning, w should be ±PC1 with |w| = 1.
 
@@ -166,15 +177,9 @@ class PC1Objective(AbstractObjective):
         ev = decaying_spectrum(n_pre) if spectrum is None else np.asarray(spectrum, dtype=float)
         if ev.shape != (n_pre,):
             raise DiscoveryError(f"spectrum has {ev.shape} entries but n_pre={n_pre}; give one eigenvalue per input")
-        if np.any(ev < 0):
-            raise DiscoveryError("eigenvalues must be non-negative (they are variances)")
+        _check_spectrum(ev)
         if n_samples < 1 or n_steps < 1 or n_networks < 1:
             raise DiscoveryError("n_samples, n_steps and n_networks must all be ≥ 1")
-        order = np.sort(ev)
-        if order[-1] - order[-2] <= 0:
-            raise DiscoveryError("the top eigenvalue must be strictly largest, or PC1 is not defined")
-        if ev[0] != order[-1]:
-            raise DiscoveryError("list the spectrum largest first (λ₁ ≥ λ₂ ≥ …)")
         if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
             raise DiscoveryError(f"scale_range must be (lo, hi) with 0 < lo ≤ hi; got {scale_range}")
         rotation = None
@@ -203,6 +208,7 @@ class PC1Objective(AbstractObjective):
         ev = jnp.asarray(spectrum, dtype=self.streams.spectrum.dtype)
         if ev.shape != self.streams.spectrum.shape:
             raise DiscoveryError(f"new spectrum must have {self.n_pre} entries; got {ev.shape}")
+        _check_spectrum(np.asarray(spectrum, dtype=float))  # the objective scores against the first axis: it must be PC1
         return eqx.tree_at(lambda o: o.streams.spectrum, self, ev)
 
     def parameter_scales(self, rule, key):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -156,8 +158,8 @@ class PCANetworkObjective(AbstractObjective):
 
     def parameter_scales(self, rule, key):
         """Per-sample RMS of each term at the goal state (W = top PCs, L = 0.1), relative to each rule's x·y term."""
-        if not all(isinstance(rule.get(k), TaylorRule) for k in ("ff", "lateral")):
-            return None
+        if not isinstance(rule, Mapping) or not all(isinstance(rule.get(k), TaylorRule) for k in ("ff", "lateral")):
+            return None  # one rule for both matrices (or another kind): searched without per-term scales
         ep = self.sample(key)
         x = ep["x"][:, 0]  # (network, sample, n_in)
         u = ep["pcs"]  # (network, M, n_in)

@@ -37,6 +37,15 @@ def generalisation(objectives: Mapping[str, AbstractObjective], rules, *, key: P
     """
     from ._optimise import evaluate
 
+    first = next(iter(objectives.values()), None)
+    if first is not None:  # one rule (no leading axis): say so, not a shape error from deep in the network
+        ref = [a for a in jax.tree_util.tree_leaves(first.default_rule()) if eqx.is_array(a)]
+        got = [a for a in jax.tree_util.tree_leaves(rules) if eqx.is_array(a)]
+        if ref and got and jnp.ndim(got[0]) <= jnp.ndim(ref[0]):
+            raise DiscoveryError(
+                "generalisation scores a stack of rules with a leading axis (e.g. result.rules); for one rule, "
+                "stack it: jax.tree_util.tree_map(lambda a: a[None], rule)"
+            )
     keys = jax.random.split(key, len(objectives))
     return {name: evaluate(obj, rules, k) for (name, obj), k in zip(objectives.items(), keys)}
 

@@ -221,11 +221,13 @@ def save_report(
     Each search is written by :meth:`SearchResult.save <plasticinfer.discovery.SearchResult.save>` with the
     report's :func:`report_annotations` (its ``families[name]``, normalised by ``reference``), so
     ``SearchResult.load`` reads it back. Every file is written atomically (a temporary file, then a rename),
-    and all of them or none (:func:`~plasticinfer._io.write_together`).
+    and all of them or none (:func:`~plasticinfer._io.write_together`). The files written are listed in
+    ``report_files.json``; a later report into the same folder deletes those of the list it does not write again
+    (files not on the list, the user's own, are never touched).
     """
     import matplotlib.pyplot as plt
 
-    from .._io import write_figure, write_text, write_together
+    from .._io import remove_earlier_outputs, write_figure, write_text, write_together
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -239,6 +241,8 @@ def save_report(
         for name, fig in (figures or {}).items():
             paths[name] = write_figure(fig, folder / f"{name}.png", dpi=120)
             plt.close(fig)
+    # a rerun with other settings (e.g. --method gradient after both) must not leave the earlier run's files beside these
+    remove_earlier_outputs(folder, paths.values(), "report_files.json")
     return paths
 
 

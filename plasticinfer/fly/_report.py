@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import write_figure, write_text
+from .._io import remove_earlier_outputs, write_figure, write_text
 from ..compare._baselines import BASE_RATE
 from ..compare._parse import rule_equation
 from ..compare._result import _format, data_title
@@ -254,7 +254,7 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
     ]
     lines += [f"![{name}]({name}.png)" for name in figs]
     paths["report"] = write_text("\n".join(lines) + "\n", out / "report.md")
-    _remove_earlier_report(out, paths.values())
+    remove_earlier_outputs(out, paths.values(), MANIFEST)
     return paths
 
 
@@ -263,30 +263,6 @@ def _short(table):
                         "se_normalized_likelihood", "median_dev_explained_vs_coin", "median_dev_explained_vs_base_rate",
                         "median_dev_explained_vs_coin_in_sample", "subjects_better_than_base", "p_best_better"] if c in table]
     return _format(table[cols])
-
-
-def _remove_earlier_report(out: Path, written) -> None:
-    """After a report is written: delete what the earlier report in ``out`` wrote (its manifest) and this one did
-    not, so nothing stale is read as current; then record what this one wrote. Files the manifest does not list
-    (the user's own, or a report's from before manifests) are never touched."""
-    import json
-
-    from .._io import write_text
-
-    manifest = out / MANIFEST
-    written = {Path(p).resolve().relative_to(out.resolve()).as_posix() for p in written}
-    try:
-        earlier = json.loads(manifest.read_text()) if manifest.is_file() else []
-    except (OSError, ValueError):
-        earlier = []
-    for name in earlier if isinstance(earlier, list) else []:
-        path = out / str(name)
-        if str(name) in written or ".." in Path(str(name)).parts or not path.is_file():
-            continue
-        path.unlink()
-        if path.parent != out and path.parent.is_dir() and not any(path.parent.iterdir()):
-            path.parent.rmdir()
-    write_text(json.dumps(sorted(written), indent=1) + "\n", manifest)
 
 
 def _control_lines(analysis: ChoiceAnalysis, best: str | None) -> list[str]:

@@ -253,6 +253,7 @@ def feedback_alignment_experiment(
     The key is split once into tuning, meta-training and evaluation keys, so no episode is reused.
     """
     check_real(meta_learning_rate, "meta_learning_rate", minimum=0, open_low=True)
+    check_real(threshold, "threshold (the |θ| a surviving term exceeds)", minimum=0)  # as the command line's check
     names = [t if isinstance(t, str) else t.name for t in terms]
     if not any(n in (PSEUDO_GRADIENT.name, PSEUDO_GRADIENT.alias) for n in names):
         raise ModelError("the term pool must include the pseudo-gradient term e_{l+1}·y_lᵀ (the starting rule)")

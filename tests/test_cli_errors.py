@@ -88,6 +88,7 @@ USAGE = [
     (["discover", "families", "--batch", "0"], "'--batch': must be at least 1"),
     (["discover", "families", "--segment", "0"], "'--segment': must be greater than 0"),
     (["discover", "families", "--predictive", "0"], "'--predictive': must be at least 1"),
+    (["discover", "families", "--memory", "1"], "the familiarity probe needs at least 2 rules per group"),
     (["discover", "families", "--p", "1.5"], "'--p': must be in (0, 1]"),
     (["demo", "--steps", "0"], "'--steps'"),
     (["compare", "--synthetic", "choice", "--heldout", "1"], "'--heldout': must be in (0, 1)"),  # was let through

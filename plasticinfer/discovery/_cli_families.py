@@ -22,7 +22,7 @@ def families(
     segment: Annotated[float, Rate(help="Seconds per counting segment (and per pattern presentation).")] = 0.1,
     simulations: Annotated[int, typer.Option(callback=at_least(20), help="Prior draws simulated to train the posterior (≥ 20).")] = 256,
     predictive: Annotated[int, Size(help="Posterior and prior draws simulated for the predictive check.")] = 64,
-    memory: Annotated[int, NonNegative(help="Rules per group in the familiarity probe; 0 = skip it.")] = 8,
+    memory: Annotated[int, NonNegative(help="Rules per group in the familiarity probe (at least 2); 0 = skip it.")] = 8,
     patterns: Annotated[int, Size(help="Patterns in the familiarity probe (half familiarised).")] = 16,
     delay: Annotated[float, NonNegative(help="Seconds between familiarisation and test (plasticity on).")] = 1.0,
     batch: Annotated[int, Size(help="Simulations per vmapped batch.")] = 32,
@@ -46,6 +46,9 @@ def families(
     from ._plausibility import FamilyTask
     from ._rule_families import run_families
 
+    if memory == 1:  # the probe compares rules within a group: one cannot be compared (it ran 2 without a word)
+        raise typer.BadParameter("the familiarity probe needs at least 2 rules per group; give 2 or more, or 0 to skip it",
+                                 param_hint="--memory")
     types = tuple(t.strip() for t in plastic.split(",") if t.strip())
     bad = [t for t in types if t not in _TYPES]
     if bad or not types:
@@ -57,7 +60,7 @@ def families(
     if not quiet:
         typer.echo(f"E/I network {n_exc}/{n_inh}, plastic {','.join(types)}; {simulations} simulations of {duration:g} s …")
     res = run_families(
-        k_run, task, n_simulations=simulations, n_predictive=predictive, memory=memory > 0, n_memory=max(memory, 2),
+        k_run, task, n_simulations=simulations, n_predictive=predictive, memory=memory > 0, n_memory=max(memory, 2),  # unused when memory is 0
         protocol=protocol, batch_size=batch,
     )  # fmt: skip
     with write_together():  # both files, or neither

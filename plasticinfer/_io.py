@@ -198,9 +198,11 @@ def remove_earlier_outputs(out: Path, written, manifest: str) -> None:
         earlier = json.loads(listing.read_text()) if listing.is_file() else []
     except (OSError, ValueError):
         earlier = []
+    root = out.resolve()
     for name in earlier if isinstance(earlier, list) else []:
         path = out / str(name)
-        if str(name) in written or ".." in Path(str(name)).parts or not path.is_file():
+        inside = not Path(str(name)).is_absolute() and ".." not in Path(str(name)).parts and path.resolve().is_relative_to(root)
+        if str(name) in written or not inside or not path.is_file():  # an edited manifest cannot reach outside ``out``
             continue
         path.unlink()
         if path.parent != out and path.parent.is_dir() and not any(path.parent.iterdir()):

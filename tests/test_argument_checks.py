@@ -290,3 +290,16 @@ def test_a_pca_network_search_takes_one_rule_for_both_matrices():
     res = discovery.gradient_search(obj, pi.TaylorRule.from_terms({"x*y": 1.0, "y^2*w": -1.0}), key=jax.random.key(0), restarts=1,
                                     steps=2, progress=False)
     assert np.isfinite(np.asarray(res.losses)).all()
+
+
+def test_generalisation_scores_a_stack_of_another_kind_of_rule():
+    """The one-rule check compares with the objective's own kind of rule: a stack of TraceRules searched on a PC1
+    objective is scored, not refused as 'one rule'."""
+    from plasticinfer import discovery
+    from plasticinfer.discovery._homeostasis import TraceRule
+
+    pc1 = discovery.PC1Objective.create(jax.random.key(0), 4, n_samples=8, n_steps=5, n_networks=2)
+    res = discovery.gradient_search(pc1, TraceRule(), key=jax.random.key(1), restarts=2, steps=3, progress=False)
+    out = discovery.generalisation({"λ₂ = 0.8": pc1.with_spectrum(discovery.decaying_spectrum(4, second=0.8))}, res.rules,
+                                   key=jax.random.key(2))
+    assert all(np.shape(v) == (2,) for v in out["λ₂ = 0.8"].values())

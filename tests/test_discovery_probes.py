@@ -123,7 +123,12 @@ def test_homeostasis_analysis_and_report(rate_task, key, tmp_path):
     again = save_report(tmp_path, markdown=md, searches={"results_gradient": res}, families={"results_gradient": fams}, reference="alpha")
     assert not paths["results"].exists() and not paths["manifold"].exists()
     assert again["results_gradient"].exists() and (tmp_path / "notes.txt").read_text() == "mine"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "report_files.json", "results_gradient.nc", "summary.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["discovery_files.json", "notes.txt", "results_gradient.nc", "summary.md"]
+    # another command's report in the same folder (a fly report's list) is not this report's to clean up
+    (tmp_path / "report.md").write_text("fly")
+    (tmp_path / "report_files.json").write_text('["report.md"]')
+    save_report(tmp_path, markdown=md, searches={"results": res}, reference="alpha")
+    assert (tmp_path / "report.md").read_text() == "fly" and not (tmp_path / "results_gradient.nc").exists()
 
 
 # The three discovery commands are three tests (each mostly XLA compilation) so that test workers can share them out.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,6 +98,17 @@ def test_independent_round_trip(problem, tmp_path):
         assert back.independent and back.n_subjects == 2
         np.testing.assert_array_equal(back.model.rule.coeffs, res.model.rule.coeffs)
         assert str(back.subject(1).rule) == str(res.subject(1).rule)
+        np.testing.assert_array_equal(back.subject_converged, res.subject_converged)
+    assert res.subject_converged.tolist() == [True, True]  # convergence_tol=inf: no verdict against
+    from plasticinfer._optimise import diagnose
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pi.PlasticInferWarning)  # the convergence warning of subjects still learning
+        short = pi.fit_independent(model, syn.data, **{**KW, "convergence_tol": 1e-4})
+    expect = [not diagnose(short.loss_history[s, short.best_restart[s]], tol=1e-4) for s in range(2)]  # each subject's own verdict
+    assert short.subject_converged.tolist() == expect and short.converged == all(expect)
+    back = pi.FitResult.load(short.save(tmp_path / "short.nc"), like=model)
+    assert back.subject_converged.tolist() == expect and pi.fit(model, syn.data, **KW).subject_converged is None
 
 
 def test_old_format_is_refused_clearly(problem, tmp_path):

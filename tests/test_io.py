@@ -83,3 +83,21 @@ def test_one_implementation():
 
     assert _netcdf.read_netcdf is _io.read_netcdf and _results_io.read_netcdf is _io.read_netcdf
     assert not hasattr(_netcdf, "atomic_write")
+
+
+def test_an_earlier_runs_list_cannot_delete_files_outside_the_output_folder(tmp_path):
+    """remove_earlier_outputs deletes what the earlier run listed and this one did not write, inside the folder only:
+    an absolute path or a '..' in an edited manifest is skipped."""
+    import json
+
+    from plasticinfer._io import remove_earlier_outputs
+
+    out, outside = tmp_path / "out", tmp_path / "precious.txt"
+    out.mkdir()
+    outside.write_text("keep")
+    (out / "old.png").write_text("stale")
+    (out / "new.md").write_text("fresh")
+    (out / "list.json").write_text(json.dumps([str(outside), "../precious.txt", "old.png", "new.md"]))
+    remove_earlier_outputs(out, [out / "new.md"], "list.json")
+    assert outside.read_text() == "keep" and not (out / "old.png").exists() and (out / "new.md").exists()
+    assert json.loads((out / "list.json").read_text()) == ["new.md"]

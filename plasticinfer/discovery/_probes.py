@@ -32,14 +32,18 @@ def generalisation(objectives: Mapping[str, AbstractObjective], rules, *, key: P
     """Metrics of a stack of rules (leading axis, e.g. ``result.rules``) on other versions of a task.
 
     ``objectives`` maps a name to a variant (e.g. ``{"ν_I = 20 Hz": obj.with_rates(nu_inh=20)}``
-    or ``{"flat spectrum": obj.with_spectrum(...)}``). Every variant is scored on its own
+    or ``{"flatter spectrum": obj.with_spectrum(jnp.linspace(1.0, 0.6, obj.n_pre))}``). Every variant is scored on its own
     episode drawn from a fresh split of ``key``; returns name → metric → array (rule,).
     """
     from ._optimise import evaluate
 
     first = next(iter(objectives.values()), None)
-    if first is not None:  # one rule (no leading axis): say so, not a shape error from deep in the network
-        ref = [a for a in jax.tree_util.tree_leaves(first.default_rule()) if eqx.is_array(a)]
+    default = first.default_rule() if first is not None else None
+    # one rule (no leading axis) of the objective's own kind: say so, not a shape error from deep in the network
+    same_kind = type(default) is type(rules) and (not isinstance(rules, Mapping) or (
+        set(rules) == set(default) and all(type(rules[k]) is type(default[k]) for k in rules)))
+    if default is not None and same_kind:
+        ref = [a for a in jax.tree_util.tree_leaves(default) if eqx.is_array(a)]
         got = [a for a in jax.tree_util.tree_leaves(rules) if eqx.is_array(a)]
         if ref and got and jnp.ndim(got[0]) <= jnp.ndim(ref[0]):
             raise DiscoveryError(

@@ -206,6 +206,10 @@ def plot_manifold(tables: Mapping[str, Mapping[str, np.ndarray]], nu_pre: float,
     return fig
 
 
+#: The list of files a discovery report wrote (its own name: a fly report's list in the same folder is not its to use)
+MANIFEST = "discovery_files.json"
+
+
 def save_report(
     folder,
     *,
@@ -222,8 +226,8 @@ def save_report(
     report's :func:`report_annotations` (its ``families[name]``, normalised by ``reference``), so
     ``SearchResult.load`` reads it back. Every file is written atomically (a temporary file, then a rename),
     and all of them or none (:func:`~plasticinfer._io.write_together`). The files written are listed in
-    ``report_files.json``; a later report into the same folder deletes those of the list it does not write again
-    (files not on the list, the user's own, are never touched).
+    ``discovery_files.json``; a later discovery report into the same folder deletes those of the list it does not
+    write again (files not on the list — the user's own, another command's — are never touched).
     """
     import matplotlib.pyplot as plt
 
@@ -242,7 +246,7 @@ def save_report(
             paths[name] = write_figure(fig, folder / f"{name}.png", dpi=120)
             plt.close(fig)
     # a rerun with other settings (e.g. --method gradient after both) must not leave the earlier run's files beside these
-    remove_earlier_outputs(folder, paths.values(), "report_files.json")
+    remove_earlier_outputs(folder, paths.values(), MANIFEST)
     return paths
 
 

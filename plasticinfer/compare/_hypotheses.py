@@ -223,8 +223,7 @@ class ModelHypothesis(AbstractHypothesis):
             test_ll = per_subject_ll(_index(result.model, rows), fold.test)
             k = count_free_parameters(result.subject(0), initial_weights=settings.fit_initial_weights, per_trajectory=True)
             coeffs = _records(result)
-            each = result.subject_converged if result.subject_converged is not None else [result.converged] * len(fold.train_subjects)
-            return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model, [bool(c) for c in each])
+            return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model, result.subject_converged.tolist())
         with _quiet_jitter():
             result = finished(fit(train_model, fold.train, **kwargs))
         fitted = result.model

@@ -267,7 +267,7 @@ class ComparisonResult:
 
     def unconverged_fits(self) -> pd.DataFrame:
         """The training fits (rows of ``fits``) whose loss had not settled: their scores may not be their best."""
-        return self.fits[self.fits["converged"].map(lambda v: v is not None and not pd.isna(v) and not bool(v))]  # None: no verdict
+        return self.fits[self.fits["converged"].eq(False)]  # None: no verdict
 
     def convergence_note(self) -> str:
         bad = self.unconverged_fits()
@@ -278,12 +278,12 @@ class ComparisonResult:
             return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
         which = "; ".join(f"{h}: {listed(d)}" for h, d in bad.groupby("hypothesis", sort=False))
-        judged = self.fits["converged"].map(lambda v: v is not None and not pd.isna(v)).sum()
-        return (f"{len(bad)} of {judged} training fits had not converged ({which}; "
+        return (f"{len(bad)} of {self.fits['converged'].notna().sum()} training fits had not converged ({which}; "
                 "fits.csv, column converged): their scores may not be their best; run more steps")
 
     def to_markdown(self) -> str:
         t = self.table()
+        note = self.convergence_note()
         body = _format(t).to_markdown() if _has_tabulate() else "```\n" + _format(t).to_string() + "\n```"
         lines = [
             "# Model comparison",
@@ -302,7 +302,7 @@ class ComparisonResult:
             else "- activity: log-likelihood gain per held-out observation over each null (densities: no deviance ratio).",
             "- AIC/BIC: of the training fits, each fit's log-likelihood and parameters counted once (a shared fit once, "
             "per-subject fits summed over subjects), averaged over folds.",
-            f"- **{self.convergence_note()}**" if self.convergence_note() else None,
+            f"- **{note}**" if note else None,
             "",
             body,
         ]

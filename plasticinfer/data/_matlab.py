@@ -28,6 +28,7 @@ import xarray as xr
 from ._combine import concat_subjects
 from .._errors import FileFormatError, SchemaError
 from ._schema import behaviour_dataset
+from ._hdf5 import NEURAL_KEYS
 from ._matrices import from_matrices
 from .._errors import AmbiguousCodingWarning
 from .._errors import warn as _warn
@@ -169,7 +170,7 @@ def load_mat(
     path = Path(path)
     unknown = sorted(set(columns or {}) - set(MAT_COLUMNS))
     if unknown:  # a misspelt name was ignored, and neural names led to advice about choice and reward
-        neural = [k for k in unknown if k in ("input", "inputs", "x", "activity", "y", "recorded")]
+        neural = [k for k in unknown if k in NEURAL_KEYS]
         raise SchemaError(
             f"file {str(path)!r}: " + (
                 f"{neural} name neural-data variables; the MAT loader reads behaviour (choice and reward) only. Save "

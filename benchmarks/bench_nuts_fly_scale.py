@@ -41,6 +41,20 @@ def make_data(key, n_subjects=18):
     return data, {"x*r": xr, "w": decay, "bias": bias}
 
 
+def make_model(n_subjects):
+    """The TERMS rule (all 0) in a two-odour choice circuit, inverse temperature 1 (held), initial weights 0."""
+    return pi.PlasticityModel.create(
+        pi.TaylorRule.from_terms({t: 0.0 for t in TERMS}),
+        pi.ChoiceCircuit(2),
+        pi.BernoulliChoice(1.0, learn_temperature=False),
+        n_trajectories=n_subjects,
+        initial_weights={"w": jnp.zeros((1, 2))},
+    )
+
+
+PRIORS = bayes.Priors(coefficients=bayes.Laplace(0.5), observation=bayes.Normal(1.0), population_scale=bayes.HalfNormal(0.2))
+
+
 def report(name, post, truth, extra_seconds):
     table = post.summary()
     print(f"\n== {name}: {post.n_chains} chains × {post.n_draws} draws, {post.method.warmup} warmup, chain method "
@@ -68,14 +82,8 @@ def main():
     args = parser.parse_args()
     k_data, k_shared, k_hier = jax.random.split(jax.random.key(args.seed), 3)
     data, truth = make_data(k_data)
-    model = pi.PlasticityModel.create(
-        pi.TaylorRule.from_terms({t: 0.0 for t in TERMS}),
-        pi.ChoiceCircuit(2),
-        pi.BernoulliChoice(1.0, learn_temperature=False),
-        n_trajectories=data.n_trajectories,
-        initial_weights={"w": jnp.zeros((1, 2))},
-    )
-    priors = bayes.Priors(coefficients=bayes.Laplace(0.5), observation=bayes.Normal(1.0), population_scale=bayes.HalfNormal(0.2))
+    model = make_model(data.n_trajectories)
+    priors = PRIORS
     nuts = bayes.NUTS(warmup=args.warmup, samples=args.samples, chains=2)
     print(f"data: {data.n_trajectories} subjects × {data.n_trials} trials; rule terms {TERMS}; {jax.local_device_count()} JAX devices")
     t0 = time.perf_counter()

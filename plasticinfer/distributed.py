@@ -516,8 +516,8 @@ def sample(
     # after the arguments' own checks (each process refuses bad arguments alike), before any work
     check_same_inputs("dist.sample", **given)
     if not split:
-        draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume, progress)
-        return finish(spec, method, data, draws, stats, seconds, svi_loss=svi_loss, warn=warn)
+        draws, stats, seconds, svi = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume, progress)
+        return finish(spec, method, data, draws, stats, seconds, svi=svi, warn=warn)
     mine = share(method.chains)
     local_method = method
     if method.chain_method is None:

@@ -1,6 +1,7 @@
 """Defects found by an audit of pi.bayes, each checked against an oracle the old code failed:
 
-- the default SVI's spread against an exact grid posterior;
+- the default SVI's spread against an exact grid posterior, a wide one and a narrow one (the starting spreads from
+  the Hessian; the check of the fitted guide against its own optimum);
 - the SBC uniformity tests' false-alarm rate on exactly uniform discrete ranks;
 - the divergence advice of a hierarchical (already non-centred) fit;
 - ``Posterior.load(like=...)`` against the model that was sampled;
@@ -29,7 +30,7 @@ from plasticinfer.bayes._numpyro_model import ModelSpec
 SIG, ETA, T = 0.3, 0.05, 40
 
 
-def _one_coefficient_problem():
+def _one_coefficient_problem(SIG=SIG, T=T, grid=np.linspace(-0.4, 2.0, 1601)):
     """y = w x, Δw = η(θ x y − y² w) with θ the one free coefficient, Gaussian noise: the auditor's setup."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, T, 2)) * np.array([1.0, 0.5])
@@ -48,7 +49,6 @@ def _one_coefficient_problem():
     rule = pi.TaylorRule.from_terms({"x*y": 0.5, "y^2*w": -1.0}, learning_rate=ETA).with_fixed(["y^2*w"])
     model = pi.PlasticityModel(rule, pi.FeedForward(2, 1), pi.GaussianActivity(SIG, learn_sigma=False), {"w": jnp.asarray(w0)})
     # the exact posterior under a Laplace(0.2, 0.5) prior, on a grid
-    grid = np.linspace(-0.4, 2.0, 1601)
     logp = np.array([st.norm.logpdf(obs, simulate(g), SIG).sum() for g in grid]) + st.laplace(0.2, 0.5).logpdf(grid)
     p = np.exp(logp - logp.max())
     p /= p.sum()
@@ -68,6 +68,56 @@ def test_default_svi_spread_matches_exact_grid_posterior():
         s = post.draws("theta").ravel()
         assert s.std() == pytest.approx(sd, rel=0.07), (k, s.std(), sd)
         assert s.mean() == pytest.approx(mean, abs=0.1 * sd)
+
+
+def _precise_problem():
+    """The same rule and coefficient with 200 trials at noise sd 0.02: a posterior sd of 0.0026, 38× narrower than
+    AutoNormal's starting scale of 0.1 (the exact posterior on a grid 1/40 sd fine)."""
+    return _one_coefficient_problem(0.02, 200, np.linspace(0.75, 0.85, 1601))
+
+
+def test_svi_starts_at_the_hessian_spread_and_reaches_a_narrow_exact_posterior():
+    """Started at AutoNormal's scale of 0.1, the default SVI ended 1.30× too wide on this posterior (sd 0.0033 vs
+    0.0026; 5× after 800 steps) with no warning: each log-scale moves about one step size per step. Started at the
+    conditional sd of the Hessian at the start it must end within 15 % of the exact sd (the clip's bias, see
+    SVI.clip_norm), and within 5 % without the clip; its check must agree that it converged."""
+    model, data, priors, mean, sd = _precise_problem()
+    assert sd == pytest.approx(0.00257, rel=0.01)
+    for method, rel in ((bayes.SVI(draws=4000), 0.15), (bayes.SVI(draws=4000, clip_norm=np.inf), 0.05)):
+        post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, method=method, warn=False)
+        s = post.draws("theta").ravel()
+        assert s.std() == pytest.approx(sd, rel=rel), (method, s.std(), sd)
+        assert s.mean() == pytest.approx(mean, abs=0.2 * sd)
+        check = post.svi_check()
+        assert check["initial_spread"] == "Hessian diagonal at the start"
+        assert check["n_spread"] == check["n_location"] == 0 and check["scalars"] == 1, check
+        assert not [m for m in post.diagnostics() if "SVI" in m]
+
+
+def test_svi_check_measures_how_far_an_unconverged_guide_is_from_its_optimum(monkeypatch, tmp_path):
+    """Without the Hessian start (as above SVI_HESSIAN_MAX_DIMENSION scalars), 800 steps leave the spread about 5×
+    too wide and the loss flat (a decayed step size): the old check of the loss's tail said nothing. The ELBO's
+    gradient at the fitted guide must measure the factor (against the exact sd), warn, and be saved with the
+    posterior."""
+    import plasticinfer.bayes._nuts as nuts
+
+    monkeypatch.setattr(nuts, "SVI_HESSIAN_MAX_DIMENSION", 0)
+    model, data, priors, mean, sd = _precise_problem()
+    with pytest.warns(bayes.PosteriorWarning, match="SVI stopped before its guide converged") as record:
+        post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, method=bayes.SVI(steps=800, draws=4000))
+    check = post.svi_check()
+    assert check["initial_spread"] == "AutoNormal's 0.1"
+    actual = post.draws("theta").std() / sd
+    assert actual > 3  # the case the check is for
+    (name, factor, z), = check["spread"]
+    assert name == "theta[x*y]" and factor == pytest.approx(actual, rel=0.1) and z > 4, (check, actual)
+    message = next(str(w.message) for w in record if "SVI stopped" in str(w.message))
+    assert f"theta[x*y] {factor:.2g}×" in message and "too wide" in message
+    path = tmp_path / "p.nc"
+    post.save(path)
+    loaded = bayes.Posterior.load(path, like=model, priors=priors)
+    assert loaded.svi_check() == check
+    assert any("SVI stopped before its guide converged" in m for m in loaded.diagnostics())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,6 +160,16 @@ paths = result.save(OUT / "comparison")  # also scores.csv and coefficients.csv;
 print("ranking:", " > ".join(result.ranking()))
 
 # %% [markdown]
+# A training fit whose loss was still falling at the step limit may not have reached its best score:
+# the summary names it, `fits.csv` marks it (column `converged`) and `unconverged_fits()` lists it
+# (hypothesis, fold, subject). Raise `steps=` before trusting a close ranking.
+
+# %%
+late = result.unconverged_fits()
+print(f"{len(late)} of {len(result.fits)} training fits had not converged")
+print(late[["hypothesis", "fold", "subject"]].to_string() if len(late) else "")
+
+# %% [markdown]
 # Held-out *subjects* instead of held-out trials: `SubjectKFold(k)` fits one rule shared by the other
 # flies and scores every trial of each held-out fly, which starts naive (weights 0) — does the rule
 # predict a fly it has never seen? (`DatasetSplit()` uses a dataset's own train/test flies instead.)

@@ -21,6 +21,13 @@ from . import _arviz
 from ._numpyro_model import Hierarchical, ModelSpec
 from ._priors import Priors
 
+#: SVI's optimum check (``Posterior.svi_check``) flags a fitted spread more than this factor from its estimated optimum (either way) …
+SPREAD_TOLERANCE = 1.2
+#: … or a fitted mean more than this many posterior sds from its estimated optimum, …
+LOCATION_TOLERANCE = 0.5
+#: … where the gradient behind it is this many standard errors from zero.
+CHECK_MIN_Z = 4.0
+
 RHAT_MAX = 1.01
 ESS_MIN = 100
 
@@ -54,7 +61,7 @@ class Posterior:
     # ---- construction ----------------------------------------------------------------------
 
     @classmethod
-    def build(cls, spec: ModelSpec, method, data: TrialData, draws: dict, stats: dict, ll: np.ndarray, seconds: float, *, svi_loss=None):
+    def build(cls, spec: ModelSpec, method, data: TrialData, draws: dict, stats: dict, ll: np.ndarray, seconds: float, *, svi=None):
         identity = np.array_equal(spec.subject_index, np.arange(spec.template.n_trajectories))
         lead = "subject" if identity else "trajectory"
         dims = spec.dims()
@@ -102,6 +109,8 @@ class Posterior:
             "hierarchical": strip_addresses(repr(spec.hierarchical)),
             "prior_fingerprint": spec.prior_fingerprint(),
         }
+        if svi is not None and svi.get("check") is not None:
+            attrs["svi_check"] = to_json(svi["check"])
         idata = _arviz.to_inference_data(
             draws,
             sample_stats=stats,
@@ -112,7 +121,7 @@ class Posterior:
             coords=spec.coords(),
             attrs=attrs,
         )
-        return cls(idata, spec, method, float(seconds), svi_loss)
+        return cls(idata, spec, method, float(seconds), None if svi is None else svi["loss"])
 
     @classmethod
     def load(
@@ -333,6 +342,9 @@ class Posterior:
                     f"bulk ESS below {ESS_MIN} (min {np.nanmin(ess):.0f}) for {len(low)} parameters, e.g. {list(low[:5])}: "
                     "intervals are unreliable. Draw more samples or reparameterise (hierarchical fits are non-centred already)."
                 )
+        check = self.svi_check()
+        if check is not None:
+            msgs += _svi_check_messages(check)
         if self.loss_history is not None:
             n = len(self.loss_history)
             if n >= 20:
@@ -345,12 +357,25 @@ class Posterior:
                         "away from the data and these draws are not a posterior. Lower SVI(learning_rate=...) or start "
                         "from a MAP fit (init=fit(...))."
                     )
-                elif abs(before - tail) > 0.01 * max(abs(tail), 1.0):
+                elif check is None and abs(before - tail) > 0.01 * max(abs(tail), 1.0):
+                    # other guides than AutoNormal: only the loss's tail (which a decayed step size flattens)
                     msgs.append(
                         f"SVI's loss still changed by {abs(before - tail):.3g} over the last 10 % of steps: it may not "
                         "have converged. Run more SVI(steps=...) or raise the learning rate."
                     )
         return msgs
+
+    def svi_check(self) -> dict | None:
+        """The check of an AutoNormal SVI fit against its own optimum (saved with the posterior), or None.
+
+        ``{"particles", "scalars", "n_spread", "spread", "n_location", "location", "initial_spread"}``:
+        ``spread`` lists up to 10 ``[scalar, fitted spread / estimated optimum, z]`` beyond
+        ``SPREAD_TOLERANCE`` (worst first), ``location`` up to 10 ``[scalar, offset in posterior sds, z]``
+        beyond ``LOCATION_TOLERANCE``; ``n_spread``/``n_location`` count them all. Empty lists: the guide
+        is at its optimum as far as ``particles`` ELBO draws can tell. See docs/bayes.md, "SVI".
+        """
+        text = self.idata.posterior.attrs.get("svi_check")
+        return None if text is None else json.loads(text)
 
     def ess_per_second(self) -> pd.Series:
         """Bulk ESS per second of sampler wall time, per scalar (NaN for a loaded posterior: files hold no wall time)."""
@@ -547,4 +572,31 @@ def _describe_model(model: PlasticityModel) -> str:
     )
 
 
+def _svi_check_messages(check: dict) -> list[str]:
+    """Warnings for an SVI fit whose guide is not at its optimum (``Posterior.svi_check``)."""
+    msgs, n = [], check["particles"]
+    advice = (
+        "Run more SVI(steps=...) or raise SVI(learning_rate=...); starting from a MAP fit (init=fit(...)) also helps"
+    )
+    if check["n_spread"]:
+        worst = ", ".join(f"{name} {r:.2g}×" for name, r, _ in check["spread"][:5])
+        wide = sum(r > 1 for _, r, _ in check["spread"])
+        msgs.append(
+            f"SVI stopped before its guide converged: the ELBO's gradient at the fitted guide ({n} draws) puts "
+            f"{check['n_spread']} of {check['scalars']} fitted spreads more than {SPREAD_TOLERANCE}× from their "
+            f"optimum (fitted / optimum: {worst}{', …' if check['n_spread'] > 5 else ''}), so "
+            + ("intervals are too wide" if wide == len(check["spread"]) else "intervals are too wide or too narrow")
+            + f" there. {advice}."
+        )
+    if check["n_location"]:
+        worst = ", ".join(f"{name} {o:+.2g} sd" for name, o, _ in check["location"][:5])
+        msgs.append(
+            f"SVI stopped before its guide converged: the ELBO's gradient at the fitted guide ({n} draws) puts "
+            f"{check['n_location']} posterior means more than {LOCATION_TOLERANCE} sd from their optimum "
+            f"(fitted − optimum: {worst}{', …' if check['n_location'] > 5 else ''}). {advice}."
+        )
+    return msgs
+
+
 __all__ = ["Posterior"]
+

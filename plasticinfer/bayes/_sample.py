@@ -26,7 +26,8 @@ from .._model import PlasticityModel, one_float_dtype
 from .._trial_data import TrialData
 from ..distributed import unshard
 from ._numpyro_model import Hierarchical, ModelSpec
-from ._nuts import NUTS, NUTSRunner, _initial_inverse_mass  # noqa: F401 - _initial_inverse_mass: tests import it from here
+from ._nuts import NUTS, NUTSRunner, _initial_inverse_mass, conditional_sds, second_order_potential  # noqa: F401 - _initial_inverse_mass: tests import it from here
+from ._posterior import CHECK_MIN_Z, LOCATION_TOLERANCE, SPREAD_TOLERANCE
 from ._priors import Priors
 
 #: NUTS is the default while the sampled block has at most this many scalars; SVI above.
@@ -45,12 +46,23 @@ class SVI:
             so the variational parameters settle instead of jittering around the optimum.
         final_fraction: see ``learning_rate``.
         draws: draws taken from the fitted guide.
-        particles: Monte Carlo samples per ELBO gradient (vectorised). The default, 4, is what makes the
-            spread right: with one particle the gradient noise left the fitted scale 14–22 % too wide on a
-            one-coefficient problem whose exact posterior sd is known (docs/bayes.md, "SVI"); 2 particles
-            gave −2 … +4 %, 4 gave −4 … +2 %. It costs about 2× the time of one particle on a 12-subject
+        particles: Monte Carlo samples per ELBO gradient (vectorised). With one particle the gradient noise
+            left the fitted scale 14–22 % too wide on a one-coefficient problem whose exact posterior sd is
+            known (docs/bayes.md, "SVI"); 4 particles gave −4 … +2 %. The bias comes from the clip (below):
+            without it one particle gave −4 … +4 % on both problems of docs/bayes.md. 4 costs about 2× the time of one on a 12-subject
             hierarchical choice model (up to 4× where the simulation alone fills the CPU cores).
-        clip_norm: gradient clipping (global norm).
+        clip_norm: clip each gradient to this global norm. The clip keeps a hierarchical fit converging
+            (12 flies × 5 terms: without it SVI had not reached its optimum after 6000 steps, by its own
+            check) but biases the spreads of narrow posteriors: the gradient of a mean is about ε/σ (σ the
+            posterior sd, ε the draw's noise), so nearly every gradient is clipped, by a factor that
+            shrinks as the noise grows, and the scales settle where the clipped gradient averages zero —
+            1.06–1.13× the exact sd of 0.0026 (2.3–2.6× with one particle) against 0.97–1.01× with
+            ``clip_norm=float("inf")``. For a narrow posterior without a hierarchy, pass ``clip_norm=inf``.
+
+    AutoNormal (the default guide) starts each spread at the conditional posterior sd at the start,
+    ``1/sqrt(H_ii)`` from the Hessian's diagonal (up to ``SVI_HESSIAN_MAX_DIMENSION`` unconstrained scalars;
+    AutoNormal's 0.1 above), and its result is checked against its own optimum by the ELBO's gradient
+    (``Posterior.svi_check``; a warning when a spread is more than 1.2× off or a mean more than 0.5 sd).
     """
 
     guide: type = AutoNormal
@@ -86,19 +98,21 @@ def default_method(spec: ModelSpec):
 
 def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: PRNGKeyArray):
     k_fit, k_draw, k_det = jax.random.split(key, 3)
+    k_fit, k_start, k_check = jax.random.split(k_fit, 3)
     guide = config.guide(spec.numpyro_model, init_loc_fn=init_to_value(values=latent))
     optimiser = numpyro.optim.optax_to_numpyro(
         optax.chain(
-            optax.clip_by_global_norm(config.clip_norm),
+            optax.clip_by_global_norm(config.clip_norm) if np.isfinite(config.clip_norm) else optax.identity(),
             optax.adam(optax.cosine_decay_schedule(config.learning_rate, config.steps, alpha=config.final_fraction)),
         )
     )
     svi = _NumPyroSVI(spec.numpyro_model, guide, optimiser, Trace_ELBO(num_particles=config.particles))
     t0 = time.perf_counter()
     with jax.numpy_dtype_promotion("standard"):
+        start = _initial_spreads(spec, data, latent, k_start) if isinstance(guide, AutoNormal) else None
         # no bar: NumPyro's progress bar runs the steps one jitted call at a time, not as one scan,
         # which is slower and need not round the same way
-        result = svi.run(k_fit, config.steps, data, progress_bar=False)
+        result = svi.run(k_fit, config.steps, data, progress_bar=False, init_params=start)
         latent_draws = Predictive(guide, params=result.params, num_samples=config.draws)(k_draw, data)
         det_names = [n for n in _deterministic_sites(spec) if n not in latent_draws]
         if det_names:
@@ -112,7 +126,92 @@ def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: P
         raise SamplingError(
             "SVI's loss became non-finite; lower SVI(learning_rate=...), tighten the priors, or start from a MAP fit (init=...)"
         )
-    return draws, {}, seconds, losses
+    check = None
+    if isinstance(guide, AutoNormal):
+        with jax.numpy_dtype_promotion("standard"):
+            check = _optimum_check(spec, svi, result.params, data, k_check, config.particles)
+        check["initial_spread"] = "Hessian diagonal at the start" if start is not None else "AutoNormal's 0.1"
+    return draws, {}, seconds, {"loss": losses, "check": check}
+
+
+def _initial_spreads(spec: ModelSpec, data: TrialData, latent: dict, key: PRNGKeyArray) -> dict | None:
+    """AutoNormal's starting scales: the conditional posterior sds at the start (the Hessian's diagonal).
+
+    AutoNormal starts every scale at 0.1 and Adam moves a log-scale by at most about the learning rate per
+    step; a posterior sd of 0.0026 (one coefficient, 200 precise trials) was still 1.3× too wide after the
+    default 3000 steps and 5× after 800. Started at ``1/sqrt(H_ii)`` — exactly the best mean-field spread
+    for a Gaussian posterior — the guide only refines it. ``None`` (AutoNormal's 0.1) above
+    ``SVI_HESSIAN_MAX_DIMENSION`` unconstrained scalars; 0.1 where ``H_ii`` is not positive.
+    """
+    potential_gen, z0 = second_order_potential(spec, data, latent, key)
+    sds = conditional_sds(potential_gen(data), z0)
+    if sds is None:
+        return None
+    return {f"{site}_auto_scale": jnp.where(jnp.isnan(sd), 0.1, jnp.clip(sd, 1e-8, 10.0)) for site, sd in sds.items()}
+
+
+#: ELBO particles (in batches of ``SVI.particles``) that estimate the ELBO's gradient at the fitted guide.
+CHECK_PARTICLES = 400
+
+
+def _optimum_check(spec: ModelSpec, svi, params: dict, data: TrialData, key: PRNGKeyArray, particles: int) -> dict:
+    """How far a fitted AutoNormal guide is from its own optimum, read off the ELBO's gradient there.
+
+    For a Gaussian posterior with precision Λ, AutoNormal's loss (−ELBO) has
+    ``∂L/∂log σ_i = Λ_ii σ_i² − 1 = (σ_i/σ*_i)² − 1`` and ``∂L/∂μ_i ≈ (μ_i − μ*_i)/σ*_i²``, with ``σ*, μ*`` the
+    guide's optimum: so the gradient, averaged over ``CHECK_PARTICLES`` particles, estimates how many times too
+    wide (or narrow) each spread is and how many sds each mean is off. Unlike the loss's tail, this does not
+    depend on the step-size schedule (a decayed step size flattens the loss whether or not the guide has
+    converged). On one coefficient with a known posterior sd of 0.0026 it read 14.2×, 5.0× and 1.30× for
+    spreads that were 14.0×, 4.9× and 1.28× too wide. Returns a JSON-able record of the scalars beyond
+    ``SPREAD_TOLERANCE`` / ``LOCATION_TOLERANCE`` (by at least ``CHECK_MIN_Z`` standard errors).
+    """
+    batches = max(CHECK_PARTICLES // particles, 2)
+    elbo = Trace_ELBO(num_particles=particles)
+    grad = jax.grad(lambda p, k: elbo.loss(k, p, spec.numpyro_model, svi.guide, data))
+    g = jax.jit(lambda p, keys: jax.lax.map(lambda k: grad(p, k), keys))(params, jax.random.split(key, batches))
+    g = {k: np.asarray(v, dtype=np.float64) for k, v in g.items()}
+    spread, location, n = [], [], 0
+    for name in params:
+        if not name.endswith("_auto_scale"):
+            continue
+        site = name[: -len("_auto_scale")]
+        sigma = np.asarray(params[name], dtype=np.float64)
+        g_log = g[name] * sigma  # ∂L/∂log σ per batch
+        m, se = g_log.mean(0), g_log.std(0, ddof=1) / np.sqrt(batches)
+        ratio = np.sqrt(np.clip(1.0 + m, 1e-4, None))
+        sd_opt = sigma / ratio
+        g_mu = g[site + "_auto_loc"]
+        m_mu, se_mu = g_mu.mean(0), g_mu.std(0, ddof=1) / np.sqrt(batches)
+        offset = m_mu * sd_opt
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z, z_mu = np.abs(m) / se, np.abs(m_mu) / se_mu
+        n += sigma.size
+        for idx in _where((np.maximum(ratio, 1 / ratio) > SPREAD_TOLERANCE) & (z > CHECK_MIN_Z)):
+            spread.append([_scalar_label(spec, site, idx), float(ratio[idx]), float(z[idx])])
+        for idx in _where((np.abs(offset) > LOCATION_TOLERANCE) & (z_mu > CHECK_MIN_Z)):
+            location.append([_scalar_label(spec, site, idx), float(offset[idx]), float(z_mu[idx])])
+    spread.sort(key=lambda r: -max(r[1], 1 / r[1]))
+    location.sort(key=lambda r: -abs(r[1]))
+    return {"particles": batches * particles, "scalars": n, "n_spread": len(spread), "spread": spread[:10],
+            "n_location": len(location), "location": location[:10]}  # fmt: skip
+
+
+def _where(mask: np.ndarray) -> list[tuple]:
+    """Indices of the True entries of ``mask`` (``()`` for a true 0-d mask)."""
+    return [tuple(int(i) for i in row) for row in np.argwhere(mask)] if mask.ndim else ([()] if mask else [])
+
+
+def _scalar_label(spec: ModelSpec, site: str, idx: tuple) -> str:
+    """``theta[x*y]`` for a coefficient (its term's name), ``site[i, j]`` otherwise."""
+    if not idx:
+        return site
+    dims, coords = spec.dims().get(site), spec.coords()
+    parts = [
+        str(coords[d][i]) if dims is not None and k < len(dims) and dims[k] in coords else str(i)
+        for k, (i, d) in enumerate(zip(idx, (dims or [None] * len(idx)) + [None] * len(idx)))
+    ]
+    return f"{site}[{', '.join(parts)}]"
 
 
 def _deterministic_sites(spec: ModelSpec) -> list[str]:
@@ -203,14 +302,15 @@ def sample(
     spec, method, data, latent = prepare(model, data, priors=priors, method=method, hierarchical=hierarchical, init=init)
     _check_sampler_checkpoint(method, checkpoint, checkpoint_every, resume)
     k_run, _ = jax.random.split(key)
-    draws, stats, seconds, svi_loss = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume, progress)
-    return finish(spec, method, data, draws, stats, seconds, svi_loss=svi_loss, warn=warn)
+    draws, stats, seconds, svi = run_sampler(spec, method, data, latent, k_run, checkpoint, checkpoint_every, resume, progress)
+    return finish(spec, method, data, draws, stats, seconds, svi=svi, warn=warn)
 
 
 def run_sampler(
     spec, method, data, latent, key, checkpoint=None, checkpoint_every: int = 50, resume: bool = False, progress: bool = False
 ):  # fmt: skip
-    """Run ``method`` (all NUTS chains, or SVI): ``(draws, stats, seconds, svi_loss or None)``."""
+    """Run ``method`` (all NUTS chains, or SVI): ``(draws, stats, seconds, svi)``; ``svi`` is None for NUTS, else
+    ``{"loss": the loss per step, "check": the optimum check of an AutoNormal guide or None}``."""
     if isinstance(method, NUTS):
         run = NUTSRunner(spec, method).run(
             data, latent, key, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress
@@ -261,7 +361,7 @@ def prepare(model, data, *, priors=None, method=None, hierarchical=None, init=No
     return spec, method, data, spec.latent_init(init)
 
 
-def finish(spec, method, data, draws, stats, seconds, *, svi_loss=None, warn=True):
+def finish(spec, method, data, draws, stats, seconds, *, svi=None, warn=True):
     """Turn a sampler's draws into a :class:`Posterior` (checks, pointwise log-likelihood, warnings)."""
     from ._posterior import Posterior
 
@@ -271,7 +371,7 @@ def finish(spec, method, data, draws, stats, seconds, *, svi_loss=None, warn=Tru
             "or drop terms that make the rule unstable (w^2)"
         )
     ll = pointwise_draws(spec, draws, data)
-    post = Posterior.build(spec, method, data, draws, stats, ll, seconds, svi_loss=svi_loss)
+    post = Posterior.build(spec, method, data, draws, stats, ll, seconds, svi=svi)
     if warn:
         for msg in post.diagnostics():
             _warn(msg, PosteriorWarning)

@@ -118,6 +118,12 @@ def test_a_reward_term_on_data_without_reward_is_refused():
         _fit(_neural_model(terms=("x*y", "x*r")), NEURAL)
     with pytest.raises(ModelError, match="no reward"):
         pi.compare.compare(["x*r + w"], NEURAL, steps=2, restarts=1, key=jax.random.key(0), progress=False)
+    # refused before the first fit, naming the hypothesis (it used to fit "x*y" first, after "[1/3] x*y" in the log)
+    logged = []
+    with pytest.raises(ModelError, match=r"the data of hypothesis 'x\*y \+ x\*r' has no reward"):
+        pi.compare.compare(["x*y", "x*y + x*r"], NEURAL, steps=2, restarts=1, key=jax.random.key(0), progress=False,
+                           baselines=False, log=logged.append)  # fmt: skip
+    assert logged == []
     # a rule that is not fitted may carry inactive reward terms
     assert np.isfinite(_fit(_neural_model(terms=("x*y", "x*r")), NEURAL, fit_rule=False).loss_history).all()
     # a fixed reward term asks nothing of the data: accepted

@@ -117,6 +117,9 @@ def compare(
         hyps = [h for h in hyps if h.name not in skipped]
     folds = split.folds(data, blocks=blocks)
     _check_heldout_trials(folds, data.n_trajectories, subject_names, split)
+    for h in hyps + base:  # what a fit would refuse, refused before the first fit (not after hours of others)
+        if h.applies_to(data):
+            h.check(data, settings, folds)
     rows, fit_rows, coef_rows, fitted = [], [], [], {}
     todo = [(h, fold) for h in hyps + base if h.applies_to(data) for fold in folds]
     for done, (h, fold) in enumerate(todo, 1):

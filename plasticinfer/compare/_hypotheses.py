@@ -104,6 +104,9 @@ class AbstractHypothesis(abc.ABC):
     def applies_to(self, data: TrialData) -> bool:
         return True
 
+    def check(self, data: TrialData, settings: FitSettings, folds: list[Fold]) -> None:
+        """Refuse, before any fit of the comparison, what ``score`` would refuse on these data."""
+
 
 def is_choice_data(data: TrialData) -> bool:
     return "cues" in data.inputs and "choice" in data.inputs
@@ -188,33 +191,51 @@ class ModelHypothesis(AbstractHypothesis):
         if self.l1 is not None:
             self.l1 = check_l1(self.l1, error=ComparisonError)
 
-    def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
+    def _for_all(self, n_total: int) -> PlasticityModel:
+        """The model with initial weights for ``n_total`` subjects (one set broadcast to all)."""
         model = self.model
-        n_total = int(max(fold.train_subjects.max(), fold.test_subjects.max())) + 1
         if model.n_trajectories == 1 and n_total > 1:
             model = _with_initial_weights(model, {k: jnp.broadcast_to(v[0], (n_total,) + v.shape[1:]) for k, v in model.initial_weights.items()})
         if model.n_trajectories < n_total:
             raise ComparisonError(
                 f"hypothesis {self.name!r} has initial weights for {model.n_trajectories} trajectories; the data have {n_total}"
             )
+        return model
+
+    def _check_fold(self, fold: Fold, settings: FitSettings) -> None:
+        if isinstance(self.model, PopulationModel) and (settings.per_subject or not fold.new_subjects):
+            raise ComparisonError(
+                f"hypothesis {self.name!r} is a population model: it predicts animals it never saw from the "
+                "population fitted on the others. Use per_subject=False with a split that holds out whole "
+                "subjects (DatasetSplit, SubjectKFold, LeaveOneSubjectOut)."
+            )
+        if settings.per_subject and fold.new_subjects:
+            raise ComparisonError(
+                "per-subject fits cannot score subjects they never saw; use per_subject=False (a shared rule) "
+                "with LeaveOneSubjectOut, SubjectKFold or DatasetSplit"
+            )
+
+    def check(self, data: TrialData, settings: FitSettings, folds: list[Fold]) -> None:
+        """The model against the whole data set (trajectories, reward terms, network, observations: what ``fit``
+        checks) and the split's folds against the settings, so that a comparison refuses before its first fit."""
+        model = self._for_all(data.n_trajectories)
+        if model.n_trajectories > data.n_trajectories:
+            model = _for_subjects(model, np.arange(data.n_trajectories))
+        model.check_data(data, f"the data of hypothesis {self.name!r}")
+        for fold in folds:
+            self._check_fold(fold, settings)
+
+    def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
+        n_total = int(max(fold.train_subjects.max(), fold.test_subjects.max())) + 1
+        model = self._for_all(n_total)
         train_model = _for_subjects(model, fold.train_subjects)
         kwargs = settings.fit_kwargs()
         if self.l1 is not None:
             kwargs["l1"] = self.l1
         n_train = n_observations(fold.train)
         n_test = n_observations(fold.test)
-        if isinstance(model, PopulationModel) and (settings.per_subject or not fold.new_subjects):
-            raise ComparisonError(
-                f"hypothesis {self.name!r} is a population model: it predicts animals it never saw from the "
-                "population fitted on the others. Use per_subject=False with a split that holds out whole "
-                "subjects (DatasetSplit, SubjectKFold, LeaveOneSubjectOut)."
-            )
+        self._check_fold(fold, settings)
         if settings.per_subject:
-            if fold.new_subjects:
-                raise ComparisonError(
-                    "per-subject fits cannot score subjects they never saw; use per_subject=False (a shared rule) "
-                    "with LeaveOneSubjectOut, SubjectKFold or DatasetSplit"
-                )
             with _quiet_jitter():
                 result = finished(fit_independent(train_model, fold.train, **kwargs))
             train_ll = per_subject_ll(result.model, fold.train)

@@ -225,3 +225,19 @@ def test_neural_or_misspelt_names_given_to_the_mat_loader_are_refused_by_name(tm
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 2 and "MAT files load as behaviour (choice, reward) only" in proc.stderr, proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_folder_of_files_with_several_sessions_warns_once(tmp_path):
+    """Each file of a folder holds two sessions and no subject: read as one subject per file (its sessions in order),
+    said once for the folder (it was said once per file: 20 files, 20 warnings); other warnings still pass."""
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        scipy.io.savemat(tmp_path / f"s{k}.mat", {"choice": rng.integers(0, 2, 20), "reward": rng.integers(0, 2, 20),
+                                                  "session": np.repeat([1, 2], 10)})  # fmt: skip
+    with pytest.warns(pi.PlasticInferWarning) as record:
+        ds = pi.data.load_mat(tmp_path)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1, messages
+    assert "3 of 3 files have several sessions" in messages[0] and "s0.mat" in messages[0]
+    assert list(ds["subject"].values) == ["s0", "s1", "s2"] and ds.sizes["trial"] == 20
+    assert record[0].filename == __file__  # at the caller's line, not inside the loader

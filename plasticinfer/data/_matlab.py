@@ -30,9 +30,9 @@ from .._errors import FileFormatError, SchemaError
 from ._schema import behaviour_dataset
 from ._hdf5 import NEURAL_KEYS
 from ._matrices import from_matrices
-from .._errors import AmbiguousCodingWarning
+from .._errors import AmbiguousCodingWarning, PlasticInferWarning
 from .._errors import warn as _warn
-from ._tables import AMBIGUOUS_CODING, check_choice_codes, from_dataframe, id_text
+from ._tables import AMBIGUOUS_CODING, NO_SUBJECT_SESSIONS, check_choice_codes, from_dataframe, id_text
 
 _MAT73_HINT = "MATLAB 7.3"
 
@@ -205,9 +205,21 @@ def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
             f"folder {str(path)!r} holds no choice_order.mat session folders and no .mat files. "
             "Point load_mat at a file, or at a folder of sessions."
         )
-    with warnings.catch_warnings():  # a file that reads both ways is read as its siblings are; said once below if all do
-        warnings.simplefilter("ignore", AmbiguousCodingWarning)
+    with warnings.catch_warnings(record=True) as caught:  # a file that reads both ways is read as its siblings are;
+        warnings.simplefilter("always")  # said once below if all do
         parts = [load_mat(f, **kwargs) for f in files]
+    many = [w for w in caught if issubclass(w.category, PlasticInferWarning) and NO_SUBJECT_SESSIONS in str(w.message)]
+    for w in caught:  # the rest as they were
+        if not issubclass(w.category, AmbiguousCodingWarning) and w not in many:
+            _warn(str(w.message), w.category)
+    if many:  # once for the folder, not once per file
+        _warn(
+            f"folder {str(path)!r}: {len(many)} of {len(files)} files have several sessions and no subject variable; "
+            "each such file is read as one subject (named by its file) learning through its sessions in order, e.g. "
+            f"{str(many[0].message).split(': ', 1)[0]}. If each session is a different animal, load those files one "
+            "at a time with columns={'subject': 'session'}.",
+            PlasticInferWarning,
+        )
     parts = _one_coding(files, parts, kwargs)
     if not all(p.attrs.get("choice_coding") == AMBIGUOUS_CODING for p in parts):
         for p in parts:  # read as 0-based with siblings whose codes say so

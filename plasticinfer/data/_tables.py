@@ -234,7 +234,7 @@ def from_dataframe(
     codes, subjects = pd.factorize(subject)
     if "subject" not in df and "session" in df and (n_sessions := len({id_text(v) for v in df["session"].dropna()})) > 1:
         _warn(
-            f"{where}: there is no subject column, so its {n_sessions} sessions are read as one subject "
+            f"{where}: {NO_SUBJECT_SESSIONS}, so its {n_sessions} sessions are read as one subject "
             f"({default_subject!r}) learning through them in order; if each session is a different animal, map the "
             "subject to the session column (columns={'subject': 'session'})",
             PlasticInferWarning,
@@ -462,6 +462,8 @@ def check_choice_codes(lookup: Mapping[Any, int], n_options: int, where: str) ->
 
 
 #: the choice coding recorded when every code reads both ways (e.g. only 1s with two options): read as 0-based
+#: The start of the warning about a table of several sessions without a subject column.
+NO_SUBJECT_SESSIONS = "there is no subject column"
 AMBIGUOUS_CODING = "0-based (every code also reads as 1-based)"
 
 

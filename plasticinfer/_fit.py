@@ -22,7 +22,7 @@ from ._errors import DivergenceWarning, FitDivergedError, ModelError
 from ._errors import warn as _warn
 from ._fit_result import FitResult, index_model as _index_model
 from ._model import PlasticityModel, one_float_dtype
-from ._optimise import CONVERGENCE_TOL, USER_OPTIMISER, _DEFAULT_OPTIMISER, _all_finite, _optimise, _tree_where, convergence, subject_label  # noqa: F401 (re-exported)
+from ._optimise import CONVERGENCE_TOL, USER_OPTIMISER, _DEFAULT_OPTIMISER, describe_optimiser, _all_finite, _optimise, _tree_where, convergence, subject_label  # noqa: F401 (re-exported)
 from ._trial_data import TrialData
 
 
@@ -505,7 +505,7 @@ def _as_trial_data(data, name):
 
 
 def _settings(steps, l1, restarts, clip_norm, optimiser) -> dict:
-    described = "optax.lbfgs() (the default, with its line search)" if optimiser is _DEFAULT_OPTIMISER else USER_OPTIMISER
+    described = describe_optimiser(optimiser, _DEFAULT_OPTIMISER, "optax.lbfgs() (the default, with its line search)")
     return dict(steps=steps, l1=l1, restarts=restarts, clip_norm=clip_norm, optimiser=described)
 
 

@@ -8,6 +8,7 @@ import contextvars
 import functools
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -57,6 +58,31 @@ _DEFAULT_OPTIMISER = optax.lbfgs()
 #: What a results file records for an optimiser the user passed: optax transformations are pairs of closures
 #: whose settings (learning rate, schedule) cannot be read back, and their repr is the same for all of them.
 USER_OPTIMISER = "user-supplied optax transformation (optax does not expose its settings: record them with the result)"
+
+
+class DescribedOptimiser(NamedTuple):
+    """An optax transformation with the words a result's settings record for it (optax keeps none).
+
+    ``described(optax.adam(1e-2), "Adam 0.01")`` is accepted wherever an optimiser is, and the result of
+    the fit or search records ``"Adam 0.01"`` instead of :data:`USER_OPTIMISER`.
+    """
+
+    init: Callable
+    update: Callable
+    description: str
+
+
+def described(optimiser, description: str) -> DescribedOptimiser:
+    """``optimiser`` carrying ``description`` into the settings a result records."""
+    return DescribedOptimiser(optimiser.init, optimiser.update, str(description))
+
+
+def describe_optimiser(optimiser, default, default_text: str) -> str:
+    """What a result records for ``optimiser``: ``default_text`` for the default, a described optimiser's own
+    words, else :data:`USER_OPTIMISER`."""
+    if optimiser is None or optimiser is default:
+        return default_text
+    return optimiser.description if isinstance(optimiser, DescribedOptimiser) else USER_OPTIMISER
 
 
 @functools.lru_cache(maxsize=32)

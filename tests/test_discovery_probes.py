@@ -155,6 +155,8 @@ def test_cli_pc1(tmp_path):
     md = (tmp_path / "p" / "summary.md").read_text()
     assert "Comparison with Oja's rule" in md and "θ(y²w)/θ(x·y)" in md
     assert xr.load_dataset(tmp_path / "p" / "results.nc", engine="h5netcdf").sizes["parameter"] == 27
+    # the command line's optimiser is recorded in its own words (it was "user-supplied optax transformation")
+    assert SearchResult.load(tmp_path / "p" / "results.nc").settings["optimiser"] == "Adam 0.03, cosine-decayed to 5 % over 4 steps"
 
 
 @pytest.mark.slow  # about 10 s: in the whole suite (--slow), out of the fast tier

@@ -181,3 +181,8 @@ def test_the_settings_attribute_says_which_optimiser_ran(tmp_path):
     assert "lbfgs" in recorded["default"] and "default" in recorded["default"]
     assert recorded["adam"] == recorded["sgd"] and recorded["adam"].startswith("user-supplied optax transformation")
     assert "function" not in " ".join(recorded.values())
+    # an optimiser given its words records them
+    from plasticinfer._optimise import described
+
+    res = pi.fit(model, syn.data, steps=2, optimiser=described(optax.adam(0.05), "Adam 0.05"), progress=False)
+    assert json.loads(read_netcdf(res.save(tmp_path / "described.nc")).attrs["settings"])["optimiser"] == "Adam 0.05"

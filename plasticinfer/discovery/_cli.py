@@ -16,7 +16,9 @@ _OUT_HELP = "Folder for results (netCDF), summary.md (equations) and PNG figures
 def _adam(lr: float, steps: int):
     import optax
 
-    return optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.05))
+    from .._optimise import described
+
+    return described(optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.05)), f"Adam {lr:g}, cosine-decayed to 5 % over {steps} steps")
 
 
 # Searches start at |θ| ≈ 0.01 and the known solutions have |θ| of order 1 (times a free overall

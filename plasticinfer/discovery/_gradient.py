@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from jaxtyping import PRNGKeyArray
 
-from .._optimise import USER_OPTIMISER, _prepared_optimiser, check_divergence, run_steps, start_steps
+from .._optimise import _prepared_optimiser, describe_optimiser, check_divergence, run_steps, start_steps
 from .._errors import PlasticInferWarning
 from .._errors import warn as _warn
 from .._fit import check_clip_norm, check_count
@@ -142,7 +142,7 @@ def gradient_search(
             for l, m, k in zip(leaves, mask_leaves, init_keys)
         ],
     )
-    chosen_default = optimiser is None  # recorded in the settings (optimiser is rebound below)
+    described_as = describe_optimiser(optimiser, None, "Adam 0.03, cosine-decayed to 5 % over the steps (the default)")
     chosen = optimiser if optimiser is not None else _default_optimiser(steps)
     optimiser = _prepared_optimiser(chosen, clip_norm)
     problem = (objective, static, jnp.asarray(float(l1)), scales, mask)  # l1 traced (weakly typed): no re-jit per value
@@ -206,7 +206,7 @@ def gradient_search(
         refresh_every=refresh_every,
         prune=prune,
         prune_step=prune_step,
-        optimiser="Adam 0.03, cosine-decayed to 5 % over the steps (the default)" if chosen_default else USER_OPTIMISER,
+        optimiser=described_as,
         divergence=divergence,
         skipped_steps=np.asarray(state.skipped).tolist(),
     )

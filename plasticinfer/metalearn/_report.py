@@ -16,7 +16,7 @@ from jaxtyping import PRNGKeyArray
 
 from .._errors import ModelError
 from .._io import write_figure, write_text
-from .._optimise import USER_OPTIMISER
+from .._optimise import describe_optimiser
 from ._episodes import DEFAULT_HELDOUT_CLASSES, digits_split
 from ._evaluate import LearnerEvaluation, evaluate_learners
 from .._fit import check_real
@@ -313,8 +313,7 @@ def feedback_alignment_experiment(
         validation_episodes=validation_episodes,
         threshold=threshold,
         dtype=str(jnp.dtype(dtype)),
-        optimiser=f"Adam {meta_learning_rate:g}, meta-gradient clipped to norm 1" if optimiser is None
-        else USER_OPTIMISER,
+        optimiser=describe_optimiser(optimiser, None, f"Adam {meta_learning_rate:g}, meta-gradient clipped to norm 1"),
         meta_learning_rate=meta_learning_rate if optimiser is None else None,
     )
     return FeedbackAlignmentReport(

@@ -98,3 +98,22 @@ def test_fit_gru_without_validation_runs_all_steps(key):
     # steps that are not a multiple of eval_every: the last chunk runs what is left, no more
     odd = fit_gru(TinyGRU(1, key=key), data, None, steps=70, eval_every=30)
     assert odd.best_step == 70 and list(odd.validation_steps) == [30, 60, 70]
+
+
+def test_the_early_stopping_verdict_reaches_the_comparison(key):
+    """A GRU's training fit is 'converged' when early stopping ended it (the validation loss had stopped improving
+    for `patience` steps), not when it ran out of steps still improving; the verdict reaches fits.csv's column
+    (GRU rows had none)."""
+    data = _random_data(6, n_trials=40)
+    fold = _subject_fold(data, np.arange(4), np.arange(4, 6))
+    stopped = GRUHypothesis(hidden=1, steps=2000, learning_rate=5e-2, eval_every=10, patience=20)
+    score = stopped.score(fold, FitSettings(restarts=1))
+    fit = stopped.last_fit
+    assert fit.validation_steps[-1] < 2000 and fit.validation_steps[-1] - fit.best_step >= 20  # early stopping ended it
+    assert score.converged == [True]
+    cut = GRUHypothesis(hidden=1, steps=20, learning_rate=1e-3, eval_every=10, patience=500)
+    assert cut.score(fold, FitSettings(restarts=1)).converged == [False]  # ran out of steps (20 < patience)
+    assert fit_gru(TinyGRU(1, key=key), data, None, steps=20, eval_every=10).converged(500) is False
+    result = pi.compare.compare({"GRU": cut}, data, split=pi.compare.HeldOutTrials(0.25), baselines=False, steps=2,
+                                restarts=1, key=key, progress=False)  # fmt: skip
+    assert result.fits["converged"].tolist() == [False] and "GRU: the shared fit" in result.convergence_note()

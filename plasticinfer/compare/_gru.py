@@ -127,6 +127,14 @@ class GRUFit:
     validation_steps: np.ndarray
     best_step: int
 
+    def converged(self, patience: int) -> bool:
+        """Early stopping's verdict: the validation loss had stopped improving (its best at least ``patience``
+        steps before the last evaluation) and every loss was finite. False when training ran to its step
+        limit with the validation loss still improving: more steps might have given a better network."""
+        finite = bool(np.isfinite(self.validation_history).all() and np.isfinite(self.loss_history).all())
+        last = int(self.validation_steps[-1]) if len(self.validation_steps) else 0
+        return finite and last - int(self.best_step) >= patience
+
 
 def fit_gru(
     model: TinyGRU,
@@ -184,7 +192,8 @@ class GRUHypothesis(AbstractHypothesis):
     Attributes:
         name: label in tables.
         hidden: GRU units (tiny-RNN studies use 1–4; up to 8 here).
-        steps, learning_rate, eval_every, patience: Adam settings (see :func:`fit_gru`).
+        steps, learning_rate, eval_every, patience: Adam settings (see :func:`fit_gru`). A fit that runs out of
+            steps before early stopping ends it is marked unconverged in the comparison (``fits.csv``).
         validation_fraction: share of the training animals (or trials) used for early stopping.
         seed: seed of the initial weights and of the validation draw.
     """
@@ -217,7 +226,8 @@ class GRUHypothesis(AbstractHypothesis):
         self.last_fit, self.last_validation_subjects = result, val_subjects
         train_ll = np.asarray(result.model.log_likelihood(fold.train)).sum(-1)
         test_ll = np.asarray(result.model.log_likelihood(fold.test)).sum(-1)
-        return FoldScore(test_ll, n_observations(fold.test), train_ll, n_observations(fold.train), result.model.n_parameters(), False)
+        return FoldScore(test_ll, n_observations(fold.test), train_ll, n_observations(fold.train), result.model.n_parameters(), False,
+                         converged=[result.converged(self.patience)])  # fmt: skip
 
 
 __all__ = ["TinyGRU", "GRUFit", "GRUHypothesis", "fit_gru", "previous_trial_inputs", "validation_split"]

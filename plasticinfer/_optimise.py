@@ -549,10 +549,14 @@ _FIT_CONTEXT: contextvars.ContextVar[_FitContext | None] = contextvars.ContextVa
 
 
 @contextlib.contextmanager
-def fit_context(what: str, subjects=None):
+def fit_context(what: str, subjects=None, *, within: bool = False):
     """Fits run inside this say which analysis they belong to: their convergence warnings start with ``what``
     (e.g. a comparison's hypothesis and fold), and name subjects by ``subjects`` (labels, by position) where
-    the data they are given carry none (a :class:`TrialData`)."""
+    the data they are given carry none (a :class:`TrialData`). ``within``: a part of the enclosing context's
+    analysis (``"<its what>, <what>"``; its subjects are not these fits' subjects unless given again)."""
+    outer = _FIT_CONTEXT.get()
+    if within and outer is not None:
+        what = f"{outer.what}, {what}"
     token = _FIT_CONTEXT.set(_FitContext(what, None if subjects is None else tuple(str(s) for s in subjects)))
     try:
         yield

@@ -304,3 +304,23 @@ def test_loading_a_comparison_from_a_missing_folder_or_a_file_says_so(tmp_path):
         pi.compare.ComparisonResult.load(tmp_path / "nope")
     with pytest.raises(ComparisonError, match=r"file\.csv: is a file, not a folder"):
         pi.compare.ComparisonResult.load(tmp_path / "file.csv")
+
+
+def test_a_calibration_fits_warning_says_it_is_the_calibration():
+    """Held-out subjects' initial weights fitted on their calibration trials: that fit's convergence warning named
+    only the hypothesis and fold, so it read as a second warning about the training fit."""
+    import warnings
+
+    from plasticinfer.errors import ConvergenceWarning
+
+    syn = pi.make_activity_data(pi.TaylorRule.from_terms({"x*y": 1.0}, learning_rate=0.05), pi.FeedForward(3, 2),
+                                pi.GaussianInputs.with_spectrum(jax.random.key(0), jnp.array([1.0, 0.5, 0.2])),
+                                key=jax.random.key(1), n_trajectories=3, n_trials=30)  # fmt: skip
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        compare(["x*y"], syn.data, split=pi.compare.SubjectKFold(3, calibration_fraction=0.3), per_subject=False,
+                baselines=False, steps=3, restarts=1, key=jax.random.key(0), progress=False)  # fmt: skip
+    said = [str(w.message) for w in record if issubclass(w.category, ConvergenceWarning)]
+    calibration = [m for m in said if m.startswith("x*y, subjects fold 1/3, the calibration fit of the held-out subjects")]
+    training = [m for m in said if m.startswith("x*y, subjects fold 1/3: ")]
+    assert len(calibration) == 1 and len(training) == 1, said  # three steps converge neither

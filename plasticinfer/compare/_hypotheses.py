@@ -17,6 +17,7 @@ from .._interrupt import finished
 
 from .._fit import check_count, check_l1, check_real, fit, fit_independent
 from .._model import PlasticityModel
+from .._optimise import fit_context
 from .._population import PopulationModel
 from .._networks import ChoiceCircuit, FeedForward
 from .._observation import BernoulliChoice, GaussianActivity
@@ -293,10 +294,11 @@ def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: F
     # calibration fits the held-out subject's own initial weights even when the training fit kept them fixed
     # (choices: 0, a naive animal): that is what a calibration part is for
     if fold.calibration is not None and trial_valid(fold.calibration).any():
-        test_model = finished(fit(
-            test_model, fold.calibration, steps=settings.steps, progress=settings.progress,
-            fit_rule=False, fit_observation=False, fit_network=False,
-        )).model
+        with fit_context("the calibration fit of the held-out subjects' initial weights", within=True):
+            test_model = finished(fit(
+                test_model, fold.calibration, steps=settings.steps, progress=settings.progress,
+                fit_rule=False, fit_observation=False, fit_network=False,
+            )).model
     return test_model
 
 

@@ -8,7 +8,6 @@ import contextvars
 import functools
 import os
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -60,21 +59,21 @@ _DEFAULT_OPTIMISER = optax.lbfgs()
 USER_OPTIMISER = "user-supplied optax transformation (optax does not expose its settings: record them with the result)"
 
 
-class DescribedOptimiser(NamedTuple):
+class DescribedOptimiser(optax.GradientTransformationExtraArgs):
     """An optax transformation with the words a result's settings record for it (optax keeps none).
 
-    ``described(optax.adam(1e-2), "Adam 0.01")`` is accepted wherever an optimiser is, and the result of
-    the fit or search records ``"Adam 0.01"`` instead of :data:`USER_OPTIMISER`.
+    ``described(optax.adam(1e-2), "Adam 0.01")`` is accepted wherever an optimiser is (line searches such
+    as ``optax.lbfgs()`` keep their extra arguments), and the result of the fit or search records
+    ``"Adam 0.01"`` instead of :data:`USER_OPTIMISER`. Made by :func:`described`, which sets ``description``.
     """
-
-    init: Callable
-    update: Callable
-    description: str
 
 
 def described(optimiser, description: str) -> DescribedOptimiser:
     """``optimiser`` carrying ``description`` into the settings a result records."""
-    return DescribedOptimiser(optimiser.init, optimiser.update, str(description))
+    tx = optax.with_extra_args_support(optimiser)
+    out = DescribedOptimiser(tx.init, tx.update)
+    out.description = str(description)
+    return out
 
 
 def describe_optimiser(optimiser, default, default_text: str) -> str:

@@ -13,6 +13,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
 import pytest
 import scipy.stats as st
 from numpyro.infer import Predictive
@@ -106,18 +107,89 @@ def test_svi_check_measures_how_far_an_unconverged_guide_is_from_its_optimum(mon
     with pytest.warns(bayes.PosteriorWarning, match="SVI stopped before its guide converged") as record:
         post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, method=bayes.SVI(steps=800, draws=4000))
     check = post.svi_check()
-    assert check["initial_spread"] == "AutoNormal's 0.1"
+    assert check["initial_spread"] == "AutoNormal's init_scale (0.1)"
     actual = post.draws("theta").std() / sd
     assert actual > 3  # the case the check is for
     (name, factor, z), = check["spread"]
     assert name == "theta[x*y]" and factor == pytest.approx(actual, rel=0.1) and z > 4, (check, actual)
     message = next(str(w.message) for w in record if "SVI stopped" in str(w.message))
-    assert f"theta[x*y] {factor:.2g}×" in message and "too wide" in message
+    assert f"theta[x*y] {factor:.2f}×" in message and "too wide" in message
     path = tmp_path / "p.nc"
     post.save(path)
     loaded = bayes.Posterior.load(path, like=model, priors=priors)
     assert loaded.svi_check() == check
     assert any("SVI stopped before its guide converged" in m for m in loaded.diagnostics())
+
+
+def test_svi_check_counts_draws_whose_gradient_overflows():
+    """A guide 2000× too wide draws coefficients that overflow the simulation: 10–60 % of the check's gradients were
+    NaN, every mean was NaN and nothing was flagged ("converged"). The non-finite draws must be counted and warned
+    about, and the finite ones still read."""
+    from numpyro.infer import SVI as NumPyroSVI
+    from numpyro.infer import Trace_ELBO
+    from numpyro.infer.autoguide import AutoNormal
+    from numpyro.infer.initialization import init_to_value
+
+    from plasticinfer.bayes import _sample
+    from plasticinfer.bayes._posterior import _svi_check_messages
+
+    model, data, priors, mean, sd = _precise_problem()
+    spec, _, data, latent = _sample.prepare(model, data, priors=priors, method=bayes.SVI())
+    guide = AutoNormal(spec.numpyro_model, init_loc_fn=init_to_value(values=latent))
+    svi = NumPyroSVI(spec.numpyro_model, guide, numpyro.optim.Adam(0.01), Trace_ELBO(num_particles=4))
+    with jax.numpy_dtype_promotion("standard"):
+        params = svi.get_params(svi.init(jax.random.key(0), data))
+        wide = {**params, "theta_auto_scale": jnp.full_like(params["theta_auto_scale"], 5.0)}
+        check = _sample._optimum_check(spec, svi, wide, data, jax.random.key(1), 4)
+    assert check["nonfinite_particles"] > 0, check
+    messages = _svi_check_messages(check)
+    assert any(f"{check['nonfinite_particles']} of 400 draws from the fitted guide gave a non-finite gradient" in m
+               for m in messages), messages  # fmt: skip
+    assert check["particles"] == 400 and check["nonfinite_particles"] < 400  # the finite draws are kept, counted apart
+
+
+def test_hierarchical_svi_with_the_default_priors_starts_no_wider_than_autonormal():
+    """At z = 0 the likelihood does not depend on a population spread τ, so the Hessian's curvature for log τ is the
+    prior's alone: started there (3.5), the first draws overflowed and SVI crashed on 3 of 3 keys with the default
+    HalfNormal(0.5) priors (it ran before the Hessian start). Starts are capped at AutoNormal's 0.1."""
+    import numpyro.infer
+
+    from plasticinfer.bayes import _sample
+
+    data = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.5, "w": -0.05}), key=jax.random.key(0), n_subjects=4,
+                               inverse_temperature=1.0, trials_per_block=20).data  # fmt: skip
+    model = pi.PlasticityModel.create(pi.TaylorRule.from_terms({"x*r": 0.0, "w": 0.0}), pi.ChoiceCircuit(2),
+                                      pi.BernoulliChoice(1.0, learn_temperature=False), n_trajectories=4,
+                                      initial_weights={"w": jnp.zeros((1, 2))})  # fmt: skip
+    start = pi.fit(model, data, steps=50, progress=False, fit_initial_weights=False).model
+    spec, method, data, latent = _sample.prepare(start, data, hierarchical=bayes.Hierarchical(), method=bayes.SVI())
+    guide = numpyro.infer.autoguide.AutoNormal(spec.numpyro_model)
+    with jax.numpy_dtype_promotion("standard"):
+        spreads = _sample._initial_spreads(spec, guide, data, latent, jax.random.key(0))
+    assert spreads and max(float(jnp.max(v)) for v in spreads.values()) <= 0.1
+    assert float(jnp.min(spreads["theta_mu_auto_scale"])) < 0.1  # the data do set the population means' spreads
+    post = bayes.sample(start, data, key=jax.random.key(2), hierarchical=bayes.Hierarchical(),
+                        method=bayes.SVI(steps=300, draws=50), warn=False)  # fmt: skip
+    assert np.isfinite(post.loss_history).all()
+
+
+def test_svi_start_and_check_follow_the_guides_prefix_and_init_scale():
+    """An AutoNormal with another prefix got no Hessian start while its record said it had, and a check over 0
+    scalars: 12× too wide with no warning. A guide given its own init_scale keeps it."""
+    import functools
+
+    from numpyro.infer.autoguide import AutoNormal
+
+    model, data, priors, mean, sd = _precise_problem()
+    post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, warn=False,
+                        method=bayes.SVI(guide=functools.partial(AutoNormal, prefix="q"), draws=2000))  # fmt: skip
+    check = post.svi_check()
+    assert check["initial_spread"] == "Hessian diagonal at the start" and check["scalars"] == 1
+    assert post.draws("theta").std() == pytest.approx(sd, rel=0.15)
+    own = bayes.sample(model, data, key=jax.random.key(12), priors=priors, warn=False,
+                       method=bayes.SVI(guide=functools.partial(AutoNormal, init_scale=0.05), steps=300, draws=2000))  # fmt: skip
+    assert own.svi_check()["initial_spread"] == "AutoNormal's init_scale (0.05)"
+    assert own.svi_check()["n_spread"] == 1  # 300 steps from 0.05 do not reach 0.0026, and the check says so
 
 
 # ---------------------------------------------------------------------------------------------

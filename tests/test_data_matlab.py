@@ -241,3 +241,16 @@ def test_a_folder_of_files_with_several_sessions_warns_once(tmp_path):
     assert "3 of 3 files have several sessions" in messages[0] and "s0.mat" in messages[0]
     assert list(ds["subject"].values) == ["s0", "s1", "s2"] and ds.sizes["trial"] == 20
     assert record[0].filename == __file__  # at the caller's line, not inside the loader
+    # files read twice (only 1s: read again as their 1-based sibling is) are still said once, with the folder
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    scipy.io.savemat(mixed / "s0.mat", {"choice": rng.integers(1, 3, 20), "reward": rng.integers(0, 2, 20),
+                                        "session": np.repeat([1, 2], 10)})  # fmt: skip
+    for k in (1, 2):
+        scipy.io.savemat(mixed / f"s{k}.mat", {"choice": np.ones(20, int), "reward": rng.integers(0, 2, 20),
+                                               "session": np.repeat([1, 2], 10)})  # fmt: skip
+    with pytest.warns(pi.PlasticInferWarning) as record:
+        ds = pi.data.load_mat(mixed)
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1 and "3 of 3 files have several sessions" in messages[0], messages
+    assert ds.attrs["choice_coding"] == "1-based"

@@ -184,5 +184,6 @@ def test_the_settings_attribute_says_which_optimiser_ran(tmp_path):
     # an optimiser given its words records them
     from plasticinfer._optimise import described
 
-    res = pi.fit(model, syn.data, steps=2, optimiser=described(optax.adam(0.05), "Adam 0.05"), progress=False)
-    assert json.loads(read_netcdf(res.save(tmp_path / "described.nc")).attrs["settings"])["optimiser"] == "Adam 0.05"
+    for words, opt in (("Adam 0.05", optax.adam(0.05)), ("L-BFGS", optax.lbfgs())):  # a line search keeps its arguments
+        res = pi.fit(model, syn.data, steps=2, optimiser=described(opt, words), progress=False)
+        assert json.loads(read_netcdf(res.save(tmp_path / "described.nc")).attrs["settings"])["optimiser"] == words

@@ -368,11 +368,14 @@ class Posterior:
     def svi_check(self) -> dict | None:
         """The check of an AutoNormal SVI fit against its own optimum (saved with the posterior), or None.
 
-        ``{"particles", "scalars", "n_spread", "spread", "n_location", "location", "initial_spread"}``:
-        ``spread`` lists up to 10 ``[scalar, fitted spread / estimated optimum, z]`` beyond
-        ``SPREAD_TOLERANCE`` (worst first), ``location`` up to 10 ``[scalar, offset in posterior sds, z]``
-        beyond ``LOCATION_TOLERANCE``; ``n_spread``/``n_location`` count them all. Empty lists: the guide
-        is at its optimum as far as ``particles`` ELBO draws can tell. See docs/bayes.md, "SVI".
+        ``{"particles", "nonfinite_particles", "scalars", "n_spread", "n_wide", "spread", "n_location",
+        "location", "initial_spread"}``: ``spread`` lists up to 10 ``[scalar, fitted spread / estimated
+        optimum, z]`` beyond ``SPREAD_TOLERANCE`` (worst first; 0.01 where the Gaussian reading breaks
+        down), ``location`` up to 10 ``[scalar, offset in units of the optimal spread, z]`` beyond
+        ``LOCATION_TOLERANCE``; ``n_spread``/``n_location`` count them all, ``n_wide`` the spreads too
+        wide. Particles whose gradient was not finite are left out of the estimates and counted. Empty
+        lists and no such particles: the guide is at its optimum as far as ``particles`` ELBO draws can
+        tell. See docs/bayes.md, "SVI".
         """
         text = self.idata.posterior.attrs.get("svi_check")
         return None if text is None else json.loads(text)
@@ -578,25 +581,37 @@ def _svi_check_messages(check: dict) -> list[str]:
     advice = (
         "Run more SVI(steps=...) or raise SVI(learning_rate=...); starting from a MAP fit (init=fit(...)) also helps"
     )
+
+    def factor(r: float) -> str:  # 0.01 is the floor where the Gaussian reading breaks down (1 + ∂L/∂log σ ≤ 0)
+        return "≤0.01×" if r <= 0.01 * (1 + 1e-9) else f"{r:.2f}×"
+
+    bad = check.get("nonfinite_particles", 0)
+    if bad:
+        msgs.append(
+            f"SVI stopped before its guide converged: {bad} of {n} draws from the fitted guide gave a non-finite "
+            "gradient (the guide reaches values where the model overflows, typically spreads far too wide)"
+            + ("; the check of its spreads and means had too few finite draws to run" if not check["scalars"] else "")
+            + f". {advice}."
+        )
     if check["n_spread"]:
-        worst = ", ".join(f"{name} {r:.2g}×" for name, r, _ in check["spread"][:5])
-        wide = sum(r > 1 for _, r, _ in check["spread"])
+        worst = ", ".join(f"{name} {factor(r)}" for name, r, _ in check["spread"][:5])
+        wide = check.get("n_wide", sum(r > 1 for _, r, _ in check["spread"]))
         msgs.append(
             f"SVI stopped before its guide converged: the ELBO's gradient at the fitted guide ({n} draws) puts "
             f"{check['n_spread']} of {check['scalars']} fitted spreads more than {SPREAD_TOLERANCE}× from their "
             f"optimum (fitted / optimum: {worst}{', …' if check['n_spread'] > 5 else ''}), so "
-            + ("intervals are too wide" if wide == len(check["spread"]) else "intervals are too wide or too narrow")
+            + ("intervals are too wide" if wide == check["n_spread"] else "intervals are too narrow" if not wide
+               else "intervals are too wide or too narrow")
             + f" there. {advice}."
         )
     if check["n_location"]:
-        worst = ", ".join(f"{name} {o:+.2g} sd" for name, o, _ in check["location"][:5])
+        worst = ", ".join(f"{name} {o:+.2f}" for name, o, _ in check["location"][:5])
         msgs.append(
             f"SVI stopped before its guide converged: the ELBO's gradient at the fitted guide ({n} draws) puts "
-            f"{check['n_location']} posterior means more than {LOCATION_TOLERANCE} sd from their optimum "
-            f"(fitted − optimum: {worst}{', …' if check['n_location'] > 5 else ''}). {advice}."
+            f"{check['n_location']} means more than {LOCATION_TOLERANCE} of their optimal spread from their optimum "
+            f"(fitted − optimum, in those spreads: {worst}{', …' if check['n_location'] > 5 else ''}). {advice}."
         )
     return msgs
-
 
 __all__ = ["Posterior"]
 

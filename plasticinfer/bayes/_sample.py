@@ -107,12 +107,18 @@ def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: P
         )
     )
     svi = _NumPyroSVI(spec.numpyro_model, guide, optimiser, Trace_ELBO(num_particles=config.particles))
+    autonormal = isinstance(guide, AutoNormal)
     t0 = time.perf_counter()
     with jax.numpy_dtype_promotion("standard"):
-        start = _initial_spreads(spec, data, latent, k_start) if isinstance(guide, AutoNormal) else None
+        start = _initial_spreads(spec, guide, data, latent, k_start) if autonormal else None
         # no bar: NumPyro's progress bar runs the steps one jitted call at a time, not as one scan,
         # which is slower and need not round the same way
         result = svi.run(k_fit, config.steps, data, progress_bar=False, init_params=start)
+        losses = np.asarray(result.losses)
+        if not np.isfinite(losses[-1]):  # before drawing from a guide whose parameters are not finite
+            raise SamplingError(
+                "SVI's loss became non-finite; lower SVI(learning_rate=...), tighten the priors, or start from a MAP fit (init=...)"
+            )
         latent_draws = Predictive(guide, params=result.params, num_samples=config.draws)(k_draw, data)
         det_names = [n for n in _deterministic_sites(spec) if n not in latent_draws]
         if det_names:
@@ -121,33 +127,40 @@ def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: P
         jax.block_until_ready(latent_draws)
     seconds = time.perf_counter() - t0
     draws = {k: np.asarray(v)[None] for k, v in latent_draws.items()}  # one "chain"
-    losses = np.asarray(result.losses)
-    if not np.isfinite(losses[-1]):
-        raise SamplingError(
-            "SVI's loss became non-finite; lower SVI(learning_rate=...), tighten the priors, or start from a MAP fit (init=...)"
-        )
     check = None
-    if isinstance(guide, AutoNormal):
+    if autonormal:
         with jax.numpy_dtype_promotion("standard"):
             check = _optimum_check(spec, svi, result.params, data, k_check, config.particles)
-        check["initial_spread"] = "Hessian diagonal at the start" if start is not None else "AutoNormal's 0.1"
+        check["initial_spread"] = (
+            "Hessian diagonal at the start" if start is not None else f"AutoNormal's init_scale ({guide._init_scale:g})"
+        )
     return draws, {}, seconds, {"loss": losses, "check": check}
 
 
-def _initial_spreads(spec: ModelSpec, data: TrialData, latent: dict, key: PRNGKeyArray) -> dict | None:
-    """AutoNormal's starting scales: the conditional posterior sds at the start (the Hessian's diagonal).
+def _initial_spreads(spec: ModelSpec, guide: AutoNormal, data: TrialData, latent: dict, key: PRNGKeyArray) -> dict | None:
+    """AutoNormal's starting scales: the conditional posterior sds at the start (the Hessian's diagonal),
+    at most the guide's own ``init_scale`` (0.1 by default).
 
     AutoNormal starts every scale at 0.1 and Adam moves a log-scale by at most about the learning rate per
     step; a posterior sd of 0.0026 (one coefficient, 200 precise trials) was still 1.3× too wide after the
     default 3000 steps and 5× after 800. Started at ``1/sqrt(H_ii)`` — exactly the best mean-field spread
-    for a Gaussian posterior — the guide only refines it. ``None`` (AutoNormal's 0.1) above
-    ``SVI_HESSIAN_MAX_DIMENSION`` unconstrained scalars; 0.1 where ``H_ii`` is not positive.
+    for a Gaussian posterior — the guide only refines it. Never wider than ``init_scale``: where the data
+    say little at the start, ``H_ii`` comes from the prior alone (a hierarchical spread τ at z = 0: its
+    log-scale started at 3.5, and the first draws overflowed the simulation). ``None`` (the guide's own
+    start) above ``SVI_HESSIAN_MAX_DIMENSION`` unconstrained scalars or when the guide was given another
+    ``init_scale``; ``init_scale`` where ``H_ii`` is not positive.
     """
+    init_scale = float(guide._init_scale)
+    if init_scale != 0.1:  # the user chose the guide's start
+        return None
     potential_gen, z0 = second_order_potential(spec, data, latent, key)
     sds = conditional_sds(potential_gen(data), z0)
     if sds is None:
         return None
-    return {f"{site}_auto_scale": jnp.where(jnp.isnan(sd), 0.1, jnp.clip(sd, 1e-8, 10.0)) for site, sd in sds.items()}
+    return {
+        f"{site}_{guide.prefix}_scale": jnp.where(jnp.isnan(sd), init_scale, jnp.clip(sd, 1e-8, init_scale))
+        for site, sd in sds.items()
+    }
 
 
 #: ELBO particles (in batches of ``SVI.particles``) that estimate the ELBO's gradient at the fitted guide.
@@ -164,25 +177,35 @@ def _optimum_check(spec: ModelSpec, svi, params: dict, data: TrialData, key: PRN
     depend on the step-size schedule (a decayed step size flattens the loss whether or not the guide has
     converged). On one coefficient with a known posterior sd of 0.0026 it read 14.2×, 5.0× and 1.30× for
     spreads that were 14.0×, 4.9× and 1.28× too wide. Returns a JSON-able record of the scalars beyond
-    ``SPREAD_TOLERANCE`` / ``LOCATION_TOLERANCE`` (by at least ``CHECK_MIN_Z`` standard errors).
+    ``SPREAD_TOLERANCE`` / ``LOCATION_TOLERANCE`` (by at least ``CHECK_MIN_Z`` standard errors), and the
+    particles whose gradient was not finite.
     """
     batches = max(CHECK_PARTICLES // particles, 2)
     elbo = Trace_ELBO(num_particles=particles)
     grad = jax.grad(lambda p, k: elbo.loss(k, p, spec.numpyro_model, svi.guide, data))
     g = jax.jit(lambda p, keys: jax.lax.map(lambda k: grad(p, k), keys))(params, jax.random.split(key, batches))
     g = {k: np.asarray(v, dtype=np.float64) for k, v in g.items()}
+    # a batch whose gradient is not finite (draws of a far too wide guide overflow the model) says the guide is
+    # not at its optimum; the estimates below use the finite batches only
+    finite = np.all([np.isfinite(v.reshape(batches, -1)).all(1) for v in g.values()], axis=0)
+    n_finite = int(finite.sum())
+    record = {"particles": batches * particles, "nonfinite_particles": (batches - n_finite) * particles}
+    if n_finite < 2:
+        return {**record, "scalars": 0, "n_spread": 0, "n_wide": 0, "spread": [], "n_location": 0, "location": []}
+    g = {k: v[finite] for k, v in g.items()}
+    suffix = f"_{svi.guide.prefix}_scale"
     spread, location, n = [], [], 0
     for name in params:
-        if not name.endswith("_auto_scale"):
+        if not name.endswith(suffix):
             continue
-        site = name[: -len("_auto_scale")]
+        site = name[: -len(suffix)]
         sigma = np.asarray(params[name], dtype=np.float64)
         g_log = g[name] * sigma  # ∂L/∂log σ per batch
-        m, se = g_log.mean(0), g_log.std(0, ddof=1) / np.sqrt(batches)
-        ratio = np.sqrt(np.clip(1.0 + m, 1e-4, None))
+        m, se = g_log.mean(0), g_log.std(0, ddof=1) / np.sqrt(n_finite)
+        ratio = np.sqrt(np.clip(1.0 + m, 1e-4, None))  # 0.01: the Gaussian reading has broken down (1 + m ≤ 0)
         sd_opt = sigma / ratio
-        g_mu = g[site + "_auto_loc"]
-        m_mu, se_mu = g_mu.mean(0), g_mu.std(0, ddof=1) / np.sqrt(batches)
+        g_mu = g[f"{site}_{svi.guide.prefix}_loc"]
+        m_mu, se_mu = g_mu.mean(0), g_mu.std(0, ddof=1) / np.sqrt(n_finite)
         offset = m_mu * sd_opt
         with np.errstate(divide="ignore", invalid="ignore"):
             z, z_mu = np.abs(m) / se, np.abs(m_mu) / se_mu
@@ -193,7 +216,7 @@ def _optimum_check(spec: ModelSpec, svi, params: dict, data: TrialData, key: PRN
             location.append([_scalar_label(spec, site, idx), float(offset[idx]), float(z_mu[idx])])
     spread.sort(key=lambda r: -max(r[1], 1 / r[1]))
     location.sort(key=lambda r: -abs(r[1]))
-    return {"particles": batches * particles, "scalars": n, "n_spread": len(spread), "spread": spread[:10],
+    return {**record, "scalars": n, "n_spread": len(spread), "n_wide": sum(r[1] > 1 for r in spread), "spread": spread[:10],
             "n_location": len(location), "location": location[:10]}  # fmt: skip
 
 

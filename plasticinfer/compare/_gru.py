@@ -133,7 +133,7 @@ class GRUFit:
         limit with the validation loss still improving: more steps might have given a better network."""
         finite = bool(np.isfinite(self.validation_history).all() and np.isfinite(self.loss_history).all())
         last = int(self.validation_steps[-1]) if len(self.validation_steps) else 0
-        return finite and last - int(self.best_step) >= patience
+        return finite and last - int(self.best_step) >= max(int(patience), 1)  # patience 0: stopped at the first non-improvement
 
 
 def fit_gru(

@@ -279,7 +279,8 @@ class ComparisonResult:
 
         which = "; ".join(f"{h}: {listed(d)}" for h, d in bad.groupby("hypothesis", sort=False))
         return (f"{len(bad)} of {self.fits['converged'].notna().sum()} training fits had not converged ({which}; "
-                "fits.csv, column converged): their scores may not be their best; run more steps")
+                "fits.csv, column converged): their scores may not be their best; run more steps (compare's steps=; a GRU "
+                "has its own, GRUHypothesis(steps=...))")
 
     def to_markdown(self) -> str:
         t = self.table()

@@ -206,13 +206,18 @@ def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
             "Point load_mat at a file, or at a folder of sessions."
         )
     with warnings.catch_warnings(record=True) as caught:  # a file that reads both ways is read as its siblings are;
-        warnings.simplefilter("always")  # said once below if all do
+        warnings.simplefilter("always", PlasticInferWarning)  # said once below if all do
         parts = [load_mat(f, **kwargs) for f in files]
+        parts = _one_coding(files, parts, kwargs)  # may read files again
     many = [w for w in caught if issubclass(w.category, PlasticInferWarning) and NO_SUBJECT_SESSIONS in str(w.message)]
-    for w in caught:  # the rest as they were
-        if not issubclass(w.category, AmbiguousCodingWarning) and w not in many:
-            _warn(str(w.message), w.category)
-    if many:  # once for the folder, not once per file
+    seen = set()
+    for w in caught:  # the rest as they were, where they were raised
+        if issubclass(w.category, AmbiguousCodingWarning) or w in many or (str(w.message), w.category) in seen:
+            continue
+        seen.add((str(w.message), w.category))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if many:  # once for the folder, not once per file (files read twice are counted once)
+        many = list({str(w.message): w for w in many}.values())
         _warn(
             f"folder {str(path)!r}: {len(many)} of {len(files)} files have several sessions and no subject variable; "
             "each such file is read as one subject (named by its file) learning through its sessions in order, e.g. "
@@ -220,7 +225,6 @@ def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
             "at a time with columns={'subject': 'session'}.",
             PlasticInferWarning,
         )
-    parts = _one_coding(files, parts, kwargs)
     if not all(p.attrs.get("choice_coding") == AMBIGUOUS_CODING for p in parts):
         for p in parts:  # read as 0-based with siblings whose codes say so
             if p.attrs.get("choice_coding") == AMBIGUOUS_CODING:

@@ -461,9 +461,9 @@ def check_choice_codes(lookup: Mapping[Any, int], n_options: int, where: str) ->
         )
 
 
-#: the choice coding recorded when every code reads both ways (e.g. only 1s with two options): read as 0-based
 #: The start of the warning about a table of several sessions without a subject column.
 NO_SUBJECT_SESSIONS = "there is no subject column"
+#: the choice coding recorded when every code reads both ways (e.g. only 1s with two options): read as 0-based
 AMBIGUOUS_CODING = "0-based (every code also reads as 1-based)"
 
 

@@ -412,3 +412,16 @@ def test_a_hierarchical_fly_summary_says_next_to_its_probabilities_when_the_samp
     assert f"P(population decay μ({term}) < 0) = 1 (all 20 draws below 0)" in str(pop)
     monkeypatch.setattr(PopulationPosterior, "probability_decay_negative", lambda self: 0.25)
     assert f"P(population decay μ({term}) < 0) = 0.250;" in str(pop)
+
+
+def test_svi_check_names_each_scalar_by_its_site_subject_and_term():
+    from plasticinfer.bayes._sample import _scalar_label
+
+    model = pi.PlasticityModel.create(pi.TaylorRule.from_terms({"x*r": 0.0, "w": 0.0}), pi.ChoiceCircuit(2),
+                                      pi.BernoulliChoice(1.0, learn_temperature=False), n_trajectories=4,
+                                      initial_weights={"w": jnp.zeros((1, 2))})  # fmt: skip
+    spec = ModelSpec(model, bayes.Priors(), bayes.Hierarchical())
+    assert _scalar_label(spec, "theta_z", (3, 0)) == "theta_z[3, x*r]"  # subject index, then the term's name
+    assert _scalar_label(spec, "theta_mu", (1,)) == "theta_mu[w]"
+    assert _scalar_label(spec, "bias_mu", ()) == "bias_mu"
+    assert _scalar_label(spec, "not_a_site", (2, 1)) == "not_a_site[2, 1]"

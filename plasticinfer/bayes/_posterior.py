@@ -585,7 +585,7 @@ def _svi_check_messages(check: dict) -> list[str]:
     def factor(r: float) -> str:  # 0.01 is the floor where the Gaussian reading breaks down (1 + ∂L/∂log σ ≤ 0)
         return "≤0.01×" if r <= 0.01 * (1 + 1e-9) else f"{r:.2f}×"
 
-    bad = check.get("nonfinite_particles", 0)
+    bad = check["nonfinite_particles"]
     if bad:
         msgs.append(
             f"SVI stopped before its guide converged: {bad} of {n} draws from the fitted guide gave a non-finite "
@@ -595,7 +595,7 @@ def _svi_check_messages(check: dict) -> list[str]:
         )
     if check["n_spread"]:
         worst = ", ".join(f"{name} {factor(r)}" for name, r, _ in check["spread"][:5])
-        wide = check.get("n_wide", sum(r > 1 for _, r, _ in check["spread"]))
+        wide = check["n_wide"]
         msgs.append(
             f"SVI stopped before its guide converged: the ELBO's gradient at the fitted guide ({n} draws) puts "
             f"{check['n_spread']} of {check['scalars']} fitted spreads more than {SPREAD_TOLERANCE}× from their "

@@ -49,8 +49,9 @@ class SVI:
         particles: Monte Carlo samples per ELBO gradient (vectorised). With one particle the gradient noise
             left the fitted scale 14–22 % too wide on a one-coefficient problem whose exact posterior sd is
             known (docs/bayes.md, "SVI"); 4 particles gave −4 … +2 %. The bias comes from the clip (below):
-            without it one particle gave −4 … +4 % on both problems of docs/bayes.md. 4 costs about 2× the time of one on a 12-subject
-            hierarchical choice model (up to 4× where the simulation alone fills the CPU cores).
+            without it one particle gave −4 … +4 % on both problems of docs/bayes.md. 4 costs about 2× the
+            time of one on a 12-subject hierarchical choice model (up to 4× where the simulation alone
+            fills the CPU cores).
         clip_norm: clip each gradient to this global norm. The clip keeps a hierarchical fit converging
             (12 flies × 5 terms: without it, from AutoNormal's 0.1, SVI had not reached its optimum after
             3000 steps by its own check, and AutoMultivariateNormal ended 2.3× wider than NUTS without a
@@ -230,11 +231,8 @@ def _scalar_label(spec: ModelSpec, site: str, idx: tuple) -> str:
     """``theta[x*y]`` for a coefficient (its term's name), ``site[i, j]`` otherwise."""
     if not idx:
         return site
-    dims, coords = spec.dims().get(site), spec.coords()
-    parts = [
-        str(coords[d][i]) if dims is not None and k < len(dims) and dims[k] in coords else str(i)
-        for k, (i, d) in enumerate(zip(idx, (dims or [None] * len(idx)) + [None] * len(idx)))
-    ]
+    dims, coords = spec.dims().get(site) or [], spec.coords()
+    parts = [str(coords[dims[k]][i]) if k < len(dims) and dims[k] in coords else str(i) for k, i in enumerate(idx)]
     return f"{site}[{', '.join(parts)}]"
 
 

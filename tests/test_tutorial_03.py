@@ -11,6 +11,7 @@ def test_tutorial_03_runs(tmp_path):
     for name in ("posterior.nc", "pairs.png", "comparison/comparison.csv", "comparison/comparison.png"):
         assert (tmp_path / name).exists(), name
     assert "zero Fisher information" in out and "ranking:" in out and "Wilcoxon" in out
+    assert "SVI optimum check:" in out and "spreads started at the Hessian diagonal at the start" in out
     import pandas as pd
 
     fits = pd.read_csv(tmp_path / "comparison" / "fits.csv", keep_default_na=False)

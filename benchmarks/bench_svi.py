@@ -7,8 +7,8 @@ Side by side in one run, from the same MAP warm start:
 - the same without the clip (``clip_norm=inf``, which removes the clip's bias on narrow posteriors);
 - SVI started at AutoNormal's 0.1 (the start above ``SVI_HESSIAN_MAX_DIMENSION`` scalars), with and
   without the clip;
-- SVI with a full-covariance guide (``AutoMultivariateNormal``, which has no optimum check), with and
-  without the clip.
+- SVI with a full-covariance guide (``AutoMultivariateNormal``; its start is the inverse Hessian where that is
+  positive definite, the diagonal start otherwise), with and without the clip.
 
 For each SVI run: wall time (the Hessian start and the optimum check included), the ratio of its
 posterior sd to NUTS's for every sampled scalar (median and the 5–95 % range), and what its optimum
@@ -76,7 +76,7 @@ def main():
             _nuts.SVI_HESSIAN_MAX_DIMENSION = cap
         r = sds(post) / ref_sd
         check = post.svi_check()
-        verdict = (f"check flagged {check['n_spread']} spreads (worst {check['spread'][:1]}) and {check['n_location']} means of "
+        verdict = (f"start: {check['initial_spread']}; check flagged {check['n_spread']} spreads (worst {check['spread'][:1]}) and {check['n_location']} means of "
                    f"{check['scalars']} guide scalars" if check is not None
                    else f"no optimum check; warnings: {[m[:60] for m in post.diagnostics()]}")
         print(f"SVI {name}: {seconds:.1f} s; sd / NUTS sd over {r.size} scalars: median {np.median(r):.2f}, "

@@ -140,12 +140,123 @@ def test_svi_check_counts_draws_whose_gradient_overflows():
     with jax.numpy_dtype_promotion("standard"):
         params = svi.get_params(svi.init(jax.random.key(0), data))
         wide = {**params, "theta_auto_scale": jnp.full_like(params["theta_auto_scale"], 5.0)}
-        check = _sample._optimum_check(spec, svi, wide, data, jax.random.key(1), 4)
+        check = _sample._optimum_check(spec, guide, wide, data, latent, jax.random.key(1), 4)
     assert check["nonfinite_particles"] > 0, check
     messages = _svi_check_messages(check)
     assert any(f"{check['nonfinite_particles']} of 400 draws from the fitted guide gave a non-finite gradient" in m
                for m in messages), messages  # fmt: skip
     assert check["particles"] == 400 and check["nonfinite_particles"] < 400  # the finite draws are kept, counted apart
+
+
+def _gaussian_posterior():
+    """A correlated Gaussian posterior (correlations 0.9, 0.5, 0.3; sds 1, 0.1, 3): the potential ½(z − m)ᵀH(z − m),
+    its mean, precision and covariance."""
+    sds, corr = np.array([1.0, 0.1, 3.0]), np.array([[1.0, 0.9, 0.5], [0.9, 1.0, 0.3], [0.5, 0.3, 1.0]])
+    cov, m = corr * np.outer(sds, sds), np.array([0.3, -1.0, 2.0])
+    h = np.linalg.inv(cov)
+    return (lambda z: 0.5 * (z - m) @ h @ (z - m)), m, h, cov
+
+
+@pytest.mark.parametrize("k", [0.5, 1.0, 3.0])
+def test_gaussian_guide_check_reads_a_full_covariance_guide_against_the_exact_posterior(k):
+    """A full-covariance guide k times too wide (Σ = k² H⁻¹, mean exact) must read k for every scalar and no offset;
+    at k = 1 with the mean moved by δ it must read δ_i / sd_i (the analytic answers)."""
+    from plasticinfer.bayes._sample import gaussian_guide_check
+
+    potential, m, h, cov = _gaussian_posterior()
+    chol = np.linalg.cholesky(cov)
+    found = gaussian_guide_check(potential, jnp.asarray(m), jnp.asarray(k * chol), jax.random.key(0), 4000)
+    assert found["finite"] == 4000
+    np.testing.assert_allclose(found["ratio"], k, rtol=0.05)
+    np.testing.assert_allclose(found["offset"], 0.0, atol=0.1 * k)  # its noise grows with k (SE 0.05 at k = 3)
+    assert (found["offset_z"] < 4).all()  # so no mean is flagged
+    if k == 1.0:
+        delta = np.array([0.5, -1.0, 0.2]) * np.sqrt(np.diag(cov))
+        moved = gaussian_guide_check(potential, jnp.asarray(m + delta), jnp.asarray(chol), jax.random.key(1), 4000)
+        np.testing.assert_allclose(moved["offset"], delta / np.sqrt(np.diag(cov)), atol=0.1)
+        np.testing.assert_allclose(moved["ratio"], 1.0, rtol=0.05)
+        assert (moved["offset_z"] > 4).all()
+
+
+def test_gaussian_guide_check_reads_a_mean_field_guide_against_its_own_optimum():
+    """A diagonal guide is at its optimum at σ_i = 1/sqrt(H_ii), narrower than the correlated posterior's marginal
+    sds: it must read 1 there (not the marginal's ratio, which is what the family cannot reach) and 2.5 at 2.5 times
+    that spread."""
+    from plasticinfer.bayes._sample import gaussian_guide_check
+
+    potential, m, h, cov = _gaussian_posterior()
+    best = 1 / np.sqrt(np.diag(h))
+    assert (best < 0.8 * np.sqrt(np.diag(cov))).any()  # the marginals are wider: the problem has correlations
+    for k in (1.0, 2.5):
+        found = gaussian_guide_check(potential, jnp.asarray(m), jnp.asarray(k * best), jax.random.key(2), 4000)
+        np.testing.assert_allclose(found["ratio"], k, rtol=0.05)
+        np.testing.assert_allclose(found["offset"], 0.0, atol=0.1)
+
+
+@pytest.mark.slow
+def test_svi_check_and_start_cover_a_full_covariance_guide(monkeypatch):
+    """AutoMultivariateNormal had neither the Hessian start nor the check: from its 0.1 (38× the exact sd here) it was
+    2.2× too wide after 6000 steps without the clip, silently. From the 0.1 start, stopped after 800 steps, the check
+    must flag it by its factor against the exact sd; started at the inverse Hessian it must end within 5 % of the
+    exact sd in the default 3000 steps (without the clip) and read converged."""
+    import plasticinfer.bayes._nuts as nuts
+    from numpyro.infer.autoguide import AutoMultivariateNormal
+
+    model, data, priors, mean, sd = _precise_problem()
+    post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, warn=False,
+                        method=bayes.SVI(guide=AutoMultivariateNormal, draws=4000, clip_norm=np.inf))  # fmt: skip
+    assert post.draws("theta").std() == pytest.approx(sd, rel=0.05)
+    assert post.svi_check()["initial_spread"] == "inverse Hessian at the start"
+    assert post.svi_check()["n_spread"] == 0 and post.svi_check()["n_location"] == 0, post.svi_check()
+    monkeypatch.setattr(nuts, "SVI_HESSIAN_MAX_DIMENSION", 0)
+    with pytest.warns(bayes.PosteriorWarning, match="SVI stopped before its guide converged"):
+        short = bayes.sample(model, data, key=jax.random.key(12), priors=priors,
+                             method=bayes.SVI(guide=AutoMultivariateNormal, steps=800, draws=4000))  # fmt: skip
+    check = short.svi_check()
+    actual = short.draws("theta").std() / sd
+    assert actual > 2 and check["initial_spread"] == "AutoMultivariateNormal's init_scale (0.1)"
+    (name, factor, z), = check["spread"]
+    assert name == "theta[x*y]" and factor == pytest.approx(actual, rel=0.1) and z > 4, (check, actual)
+
+
+@pytest.mark.slow
+def test_svi_with_an_unchecked_guide_says_so():
+    """AutoLowRankMultivariateNormal (outside the families the check reads) ended 3.8× too wide without the clip, its
+    loss flat and no warning: the diagnostics must say that nothing checked its spreads."""
+    from numpyro.infer.autoguide import AutoLowRankMultivariateNormal
+
+    model, data, priors, mean, sd = _precise_problem()
+    with pytest.warns(bayes.PosteriorWarning, match="SVI's guide has no optimum check"):
+        post = bayes.sample(model, data, key=jax.random.key(12), priors=priors,
+                            method=bayes.SVI(guide=AutoLowRankMultivariateNormal, draws=2000, clip_norm=np.inf))  # fmt: skip
+    assert post.svi_check() is None
+    assert post.draws("theta").std() / sd > 2  # the case the warning is for
+
+
+def test_full_covariance_start_keeps_correlations_and_caps_the_spreads():
+    """The inverse Hessian as AutoMultivariateNormal's start, scaled so that no marginal sd exceeds init_scale (0.1)
+    while the correlations stay: on the correlated Gaussian above (sds 1, 0.1, 3), the start's correlations must
+    equal the posterior's, its sds be min(sd, 0.1)."""
+    from numpyro.infer.autoguide import AutoMultivariateNormal
+
+    from plasticinfer.bayes import _sample
+
+    potential, m, h, cov = _gaussian_posterior()
+    model, data, priors, mean, sd = _precise_problem()
+    spec, _, data, latent = _sample.prepare(model, data, priors=priors, method=bayes.SVI())
+    guide = AutoMultivariateNormal(spec.numpyro_model)
+    # the model's one site replaced by the Gaussian above, over three unconstrained scalars
+    theta = {"theta": jnp.asarray(m)}
+    fake = lambda *a, **k: ((lambda d: (lambda z: potential(z["theta"]))), theta)  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_sample, "unconstrained_potential", fake)
+        (params, described) = _sample._initial_spreads(spec, guide, data, latent, jax.random.key(0))
+    tril = np.asarray(params["auto_scale_tril"])
+    start = tril @ tril.T
+    start_sd = np.sqrt(np.diag(start))
+    np.testing.assert_allclose(start_sd, np.minimum(np.sqrt(np.diag(cov)), 0.1), rtol=1e-6)
+    np.testing.assert_allclose(start / np.outer(start_sd, start_sd), cov / np.outer(*(2 * [np.sqrt(np.diag(cov))])), atol=1e-6)
+    assert described == "inverse Hessian at the start (scaled down to sds ≤ init_scale)"
 
 
 def test_hierarchical_svi_with_the_default_priors_starts_no_wider_than_autonormal():
@@ -165,7 +276,7 @@ def test_hierarchical_svi_with_the_default_priors_starts_no_wider_than_autonorma
     spec, method, data, latent = _sample.prepare(start, data, hierarchical=bayes.Hierarchical(), method=bayes.SVI())
     guide = numpyro.infer.autoguide.AutoNormal(spec.numpyro_model)
     with jax.numpy_dtype_promotion("standard"):
-        spreads = _sample._initial_spreads(spec, guide, data, latent, jax.random.key(0))
+        spreads, _ = _sample._initial_spreads(spec, guide, data, latent, jax.random.key(0))
     assert spreads and max(float(jnp.max(v)) for v in spreads.values()) <= 0.1
     assert float(jnp.min(spreads["theta_mu_auto_scale"])) < 0.1  # the data do set the population means' spreads
     post = bayes.sample(start, data, key=jax.random.key(2), hierarchical=bayes.Hierarchical(),

@@ -184,15 +184,21 @@ def test_the_fused_choice_round_trips_and_forward_mode_switches_it_off():
         rule.with_derivative("fast")
 
 
-def test_nuts_through_fused_kernels_follows_the_default_chain():
-    """NUTS needs a Hessian for its starting mass matrix, which the fused kernels cannot give: the sampler takes
-    it through the JVP of the same model, and the chain then matches the default derivative's."""
+def _small_activity_problem():
+    """A 4 → 2 layer, 2 trajectories × 60 trials of a two-term rule: the rule to sample, its model, the data."""
     k_in, k_data, k_model = jax.random.split(jax.random.key(3), 3)
     inputs = pi.GaussianInputs.with_spectrum(k_in, jnp.array([2.0, 1.0, 0.5, 0.2]))
     true = pi.TaylorRule.from_terms({"x*y": 1.0, "y^2*w": -1.0}, learning_rate=0.02)
     syn = pi.make_activity_data(true, pi.FeedForward(4, 2), inputs, key=k_data, n_trajectories=2, n_trials=60, init_scale=0.3)
     rule = pi.TaylorRule(["x*y", "y^2*w"], [1.0, -1.0], learning_rate=0.02)
     model = pi.PlasticityModel.create(rule, pi.FeedForward(4, 2), pi.GaussianActivity(0.5), n_trajectories=2, key=k_model, init_scale=0.1)
+    return rule, model, syn
+
+
+def test_nuts_through_fused_kernels_follows_the_default_chain():
+    """NUTS needs a Hessian for its starting mass matrix, which the fused kernels cannot give: the sampler takes
+    it through the JVP of the same model, and the chain then matches the default derivative's."""
+    rule, model, syn = _small_activity_problem()
     method = pi.bayes.NUTS(warmup=15, samples=10, chains=1, max_tree_depth=5)
     draws = {}
     for derivative in ("auto", "fused"):
@@ -203,6 +209,29 @@ def test_nuts_through_fused_kernels_follows_the_default_chain():
     np.testing.assert_allclose(draws["fused"], draws["auto"], rtol=1e-6, atol=1e-6)
 
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guide", ["AutoNormal", "AutoMultivariateNormal"])
+def test_svi_start_and_check_through_fused_kernels_follow_the_default(guide):
+    """SVI's Hessian start needs second derivatives (taken through the JVP of the same model, as NUTS's) and its
+    optimum check first derivatives at 400 draws (through the kernels): the losses, the start and the check's
+    readings must match the default derivative's."""
+    import numpyro.infer.autoguide as autoguide
+
+    rule, model, syn = _small_activity_problem()
+    method = pi.bayes.SVI(guide=getattr(autoguide, guide), steps=40, draws=20)
+    found = {}
+    for derivative in ("auto", "fused"):
+        m = pi.PlasticityModel(rule.with_derivative(derivative), model.network, model.observation, model.initial_weights)
+        found[derivative] = pi.bayes.sample(m, syn.data, method=method, key=jax.random.key(0), progress=False, warn=False)
+    auto, fused = found["auto"], found["fused"]
+    np.testing.assert_allclose(fused.loss_history, auto.loss_history, rtol=1e-5)
+    assert fused.svi_check()["initial_spread"] == auto.svi_check()["initial_spread"] != f"{guide}'s init_scale (0.1)"
+    assert fused.svi_check()["scalars"] == auto.svi_check()["scalars"] > 0
+    assert fused.svi_check()["spread"] and fused.svi_check()["nonfinite_particles"] == 0  # 40 steps: not converged
+    for (name_f, r_f, _), (name_a, r_a, _) in zip(fused.svi_check()["spread"], auto.svi_check()["spread"], strict=True):
+        assert name_f == name_a and r_f == pytest.approx(r_a, rel=1e-4)
 
 def test_padding_lanes_cannot_poison_the_gradient():
     """A block's unused lanes (rows beyond n_post) ran the rule from zero weights; a rule that diverges from 0 but

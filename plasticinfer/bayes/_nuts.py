@@ -126,17 +126,17 @@ def _initial_inverse_mass(potential_fn, z0: dict, dense: bool):
     return jnp.where(positive, cov * scale[:, None] * scale[None, :], jnp.diag(var))
 
 
-def second_order_potential(spec: ModelSpec, data: TrialData, latent: dict, key: PRNGKeyArray):
+def unconstrained_potential(spec: ModelSpec, data: TrialData, latent: dict, key: PRNGKeyArray, *, second_order: bool):
     """``(potential_gen, z0)``: NumPyro's potential (negative log posterior over the unconstrained latent
-    sites, as a function of the data) built so that it can be differentiated twice, and ``latent`` in that
-    unconstrained space.
+    sites, as a function of the data) and ``latent`` in that unconstrained space.
 
-    The fused kernels give first-order reverse mode only, so a model with fused rules is built with
-    the JVP instead (the same potential, another derivative).
+    ``second_order``: built so that it can be differentiated twice. The fused kernels give first-order
+    reverse mode only, so a model with fused rules is then built with the JVP instead (the same
+    potential, another derivative).
     """
     from numpyro.infer.util import initialize_model
 
-    if _uses_fused(spec.template):
+    if second_order and _uses_fused(spec.template):
         spec = copy.copy(spec)
         spec.template = forward_mode(spec.template)
     info, potential_gen, _, _ = initialize_model(
@@ -150,36 +150,41 @@ def second_order_potential(spec: ModelSpec, data: TrialData, latent: dict, key: 
 SVI_HESSIAN_MAX_DIMENSION = 1000
 
 
-def conditional_sds(potential_fn, z0: dict) -> dict | None:
-    """``1/sqrt(H_ii)`` per site: the conditional posterior sd of each unconstrained scalar at ``z0``.
-
-    For a Gaussian posterior this is exactly the spread of the best mean-field Gaussian (the optimum of
-    AutoNormal's ELBO), so SVI started there needs only to refine it. Entries where ``H_ii`` is not
-    positive and finite (a start away from the mode, a flat direction) are NaN. ``None`` above
+def flat_hessian(potential, flat: jax.Array) -> jax.Array | None:
+    """The Hessian of ``potential`` (a function of the flat vector) at ``flat``; None above
     ``SVI_HESSIAN_MAX_DIMENSION`` dimensions. One Hessian-vector product per dimension (forward over
     reverse; reverse over reverse where a custom VJP has no forward mode), in batches of 16.
     """
-    flat, unravel = ravel_pytree(z0)
     n = int(flat.size)
     if n == 0 or n > SVI_HESSIAN_MAX_DIMENSION:
         return None
-    grad = jax.grad(lambda f: potential_fn(unravel(f)))
+    grad = jax.grad(potential)
 
     def forward(i):
-        return jax.jvp(grad, (flat,), (jax.nn.one_hot(i, n, dtype=flat.dtype),))[1][i]
+        return jax.jvp(grad, (flat,), (jax.nn.one_hot(i, n, dtype=flat.dtype),))[1]
 
     def reverse(i):
-        return jax.grad(lambda f: jnp.vdot(grad(f), jax.nn.one_hot(i, n, dtype=flat.dtype)))(flat)[i]
+        return jax.grad(lambda f: jnp.vdot(grad(f), jax.nn.one_hot(i, n, dtype=flat.dtype)))(flat)
 
     rows = jnp.arange(n)
     try:
-        h = jax.jit(lambda: jax.lax.map(forward, rows, batch_size=min(n, 16)))()
+        return jax.jit(lambda: jax.lax.map(forward, rows, batch_size=min(n, 16)))()
     except TypeError as err:  # a custom_vjp that forward mode cannot enter even over reverse
         if "forward-mode" not in str(err):
             raise
-        h = jax.jit(lambda: jax.lax.map(reverse, rows, batch_size=min(n, 16)))()
-    good = jnp.isfinite(h) & (h > 0)
-    return unravel(jnp.where(good, 1.0 / jnp.sqrt(jnp.where(good, h, 1.0)), jnp.nan))
+        return jax.jit(lambda: jax.lax.map(reverse, rows, batch_size=min(n, 16)))()
+
+
+def conditional_sds(h: jax.Array) -> jax.Array:
+    """``1/sqrt(H_ii)``: the conditional posterior sd of each unconstrained scalar, from the Hessian ``h``.
+
+    For a Gaussian posterior this is exactly the spread of the best mean-field Gaussian (the optimum of
+    AutoNormal's ELBO), so SVI started there needs only to refine it. Entries where ``H_ii`` is not
+    positive and finite (a start away from the mode, a flat direction) are NaN.
+    """
+    d = jnp.diagonal(h)
+    good = jnp.isfinite(d) & (d > 0)
+    return jnp.where(good, 1.0 / jnp.sqrt(jnp.where(good, d, 1.0)), jnp.nan)
 
 
 #: What must match for a NUTS checkpoint to resume (the text of the mismatch error).
@@ -230,7 +235,7 @@ class NUTSRunner:
             key[None], self.spec.numpyro_model, model_args=(data,), dynamic_args=True, init_strategy=init_to_value(values=latent)
         )
         init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
-        hessian_gen = second_order_potential(self.spec, data, latent, key)[0] if _uses_fused(self.spec.template) else potential_gen
+        hessian_gen = unconstrained_potential(self.spec, data, latent, key, second_order=True)[0] if _uses_fused(self.spec.template) else potential_gen
         config = self.config
         dim = int(ravel_pytree(self._start(data, latent))[0].size)
         dense = config.dense_mass if config.dense_mass is not None else dim <= DENSE_MAX_DIMENSION

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import optax
+from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 from numpyro.infer import SVI as _NumPyroSVI
 from numpyro.infer import Predictive, Trace_ELBO
@@ -26,7 +28,7 @@ from .._model import PlasticityModel, one_float_dtype
 from .._trial_data import TrialData
 from ..distributed import unshard
 from ._numpyro_model import Hierarchical, ModelSpec
-from ._nuts import NUTS, NUTSRunner, _initial_inverse_mass, conditional_sds, second_order_potential  # noqa: F401 - _initial_inverse_mass: tests import it from here
+from ._nuts import NUTS, NUTSRunner, _initial_inverse_mass, conditional_sds, flat_hessian, unconstrained_potential  # noqa: F401 - _initial_inverse_mass: tests import it from here
 from ._posterior import CHECK_MIN_Z, LOCATION_TOLERANCE, SPREAD_TOLERANCE
 from ._priors import Priors
 
@@ -54,17 +56,19 @@ class SVI:
             fills the CPU cores).
         clip_norm: clip each gradient to this global norm. The clip keeps a hierarchical fit converging
             (12 flies × 5 terms: without it, from AutoNormal's 0.1, SVI had not reached its optimum after
-            3000 steps by its own check, and AutoMultivariateNormal ended 2.3× wider than NUTS without a
-            warning) but biases the spreads of narrow posteriors: the gradient of a mean is about ε/σ (σ the
+            3000 steps by its own check, and AutoMultivariateNormal ended 2.3× wider than NUTS, flagged by
+            its check) but biases the spreads of narrow posteriors: the gradient of a mean is about ε/σ (σ the
             posterior sd, ε the draw's noise), so nearly every gradient is clipped, by a factor that
             shrinks as the noise grows, and the scales settle where the clipped gradient averages zero —
             1.06–1.13× the exact sd of 0.0026 (2.3–2.6× with one particle) against 0.97–1.01× with
             ``clip_norm=float("inf")``. For a narrow posterior without a hierarchy, pass ``clip_norm=inf``.
 
-    AutoNormal (the default guide) starts each spread at the conditional posterior sd at the start,
-    ``1/sqrt(H_ii)`` from the Hessian's diagonal (up to ``SVI_HESSIAN_MAX_DIMENSION`` unconstrained scalars;
-    AutoNormal's 0.1 above), and its result is checked against its own optimum by the ELBO's gradient
-    (``Posterior.svi_check``; a warning when a spread is more than 1.2× off or a mean more than 0.5 sd).
+    The Gaussian guides start from the Hessian of the log posterior at the start (up to
+    ``SVI_HESSIAN_MAX_DIMENSION`` unconstrained scalars; their 0.1 above): AutoNormal and AutoDiagonalNormal at
+    the conditional sds ``1/sqrt(H_ii)``, AutoMultivariateNormal at ``H⁻¹``, no sd above 0.1. Their result is
+    checked against their own optimum by potential gradients at 400 draws (``Posterior.svi_check``; a warning
+    when a spread is more than 1.2× off or a mean more than 0.5 sd). Other guides keep their own start and a
+    check of the loss's tail only.
     """
 
     guide: type = AutoNormal
@@ -109,10 +113,9 @@ def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: P
         )
     )
     svi = _NumPyroSVI(spec.numpyro_model, guide, optimiser, Trace_ELBO(num_particles=config.particles))
-    autonormal = isinstance(guide, AutoNormal)
     t0 = time.perf_counter()
     with jax.numpy_dtype_promotion("standard"):
-        start = _initial_spreads(spec, guide, data, latent, k_start) if autonormal else None
+        start, described = _initial_spreads(spec, guide, data, latent, k_start) or (None, None)
         # no bar: NumPyro's progress bar runs the steps one jitted call at a time, not as one scan,
         # which is slower and need not round the same way
         result = svi.run(k_fit, config.steps, data, progress_bar=False, init_params=start)
@@ -129,102 +132,166 @@ def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: P
         jax.block_until_ready(latent_draws)
     seconds = time.perf_counter() - t0
     draws = {k: np.asarray(v)[None] for k, v in latent_draws.items()}  # one "chain"
-    check = None
-    if autonormal:
-        with jax.numpy_dtype_promotion("standard"):
-            check = _optimum_check(spec, svi, result.params, data, k_check, config.particles)
-        check["initial_spread"] = (
-            "Hessian diagonal at the start" if start is not None else f"AutoNormal's init_scale ({guide._init_scale:g})"
-        )
+    with jax.numpy_dtype_promotion("standard"):
+        check = _optimum_check(spec, guide, result.params, data, latent, k_check, config.particles)
+    if check is not None:
+        check["initial_spread"] = described or f"{type(guide).__name__}'s init_scale ({guide._init_scale:g})"
     return draws, {}, seconds, {"loss": losses, "check": check}
 
 
-def _initial_spreads(spec: ModelSpec, guide: AutoNormal, data: TrialData, latent: dict, key: PRNGKeyArray) -> dict | None:
-    """AutoNormal's starting scales: the conditional posterior sds at the start (the Hessian's diagonal),
-    at most the guide's own ``init_scale`` (0.1 by default).
+def _initial_spreads(spec: ModelSpec, guide, data: TrialData, latent: dict, key: PRNGKeyArray) -> tuple[dict, str] | None:
+    """A Gaussian guide's starting spreads (and their description) from the Hessian ``H`` of the log posterior at the start: the
+    conditional sds ``1/sqrt(H_ii)`` for AutoNormal and AutoDiagonalNormal, the Cholesky factor of ``H⁻¹``
+    for AutoMultivariateNormal (of the conditional sds where ``H`` is not positive definite). No spread
+    starts wider than the guide's own ``init_scale`` (0.1 by default; a full one is scaled down by rows).
 
-    AutoNormal starts every scale at 0.1 and Adam moves a log-scale by at most about the learning rate per
+    These guides start every scale at 0.1 and Adam moves a log-scale by at most about the learning rate per
     step; a posterior sd of 0.0026 (one coefficient, 200 precise trials) was still 1.3× too wide after the
     default 3000 steps and 5× after 800. Started at ``1/sqrt(H_ii)`` — exactly the best mean-field spread
-    for a Gaussian posterior — the guide only refines it. Never wider than ``init_scale``: where the data
-    say little at the start, ``H_ii`` comes from the prior alone (a hierarchical spread τ at z = 0: its
-    log-scale started at 3.5, and the first draws overflowed the simulation). ``None`` (the guide's own
-    start) above ``SVI_HESSIAN_MAX_DIMENSION`` unconstrained scalars or when the guide was given another
-    ``init_scale``; ``init_scale`` where ``H_ii`` is not positive.
+    for a Gaussian posterior, as ``H⁻¹`` is the best full covariance — the guide only refines it. Never wider
+    than ``init_scale``: where the data say little at the start, ``H`` comes from the prior alone (a
+    hierarchical spread τ at z = 0: its log-scale started at 3.5, and the first draws overflowed the
+    simulation). ``None`` (the guide's own start) for other guides, above ``SVI_HESSIAN_MAX_DIMENSION``
+    unconstrained scalars, or when the guide was given another ``init_scale``.
     """
+    from numpyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal, _ravel_dict, _unravel_dict
+
+    kinds = {AutoDiagonalNormal: "scale", AutoMultivariateNormal: "scale_tril"}
+    if not (isinstance(guide, AutoNormal) or type(guide) in kinds):
+        return None
     init_scale = float(guide._init_scale)
     if init_scale != 0.1:  # the user chose the guide's start
         return None
-    potential_gen, z0 = second_order_potential(spec, data, latent, key)
-    sds = conditional_sds(potential_gen(data), z0)
-    if sds is None:
+    potential_gen, z0 = unconstrained_potential(spec, data, latent, key, second_order=True)
+    potential_fn = potential_gen(data)
+    if isinstance(guide, AutoNormal):
+        flat, unpack = ravel_pytree(z0)
+    else:  # the flat order of AutoContinuous guides (NumPyro's own helpers: the same trace, the same order)
+        flat, shapes = _ravel_dict(z0)
+        unpack = functools.partial(_unravel_dict, shape_dict=shapes)
+    h = flat_hessian(lambda f: potential_fn(unpack(f)), flat)
+    if h is None:
         return None
-    return {
-        f"{site}_{guide.prefix}_scale": jnp.where(jnp.isnan(sd), init_scale, jnp.clip(sd, 1e-8, init_scale))
-        for site, sd in sds.items()
-    }
+    sd = conditional_sds(h)
+    sd = jnp.where(jnp.isnan(sd), init_scale, jnp.clip(sd, 1e-8, init_scale))
+    diagonal = "Hessian diagonal at the start"
+    if isinstance(guide, AutoNormal):
+        return {f"{site}_{guide.prefix}_scale": v for site, v in unpack(sd).items()}, diagonal
+    name = f"{guide.prefix}_{kinds[type(guide)]}"
+    if type(guide) is AutoDiagonalNormal:
+        return {name: sd}, diagonal
+    h = (h + h.T) / 2
+    cov = jnp.linalg.inv(h)
+    marginal = jnp.sqrt(jnp.diagonal(cov))
+    cov = cov * jnp.outer(*(2 * [jnp.minimum(1.0, init_scale / marginal)]))  # rows and columns scaled: sds ≤ init_scale
+    tril = jnp.linalg.cholesky(cov)
+    positive = bool(jnp.all(jnp.isfinite(tril)) & jnp.all(jnp.linalg.eigvalsh(h) > 0))
+    if not positive:
+        return {name: jnp.diag(sd)}, diagonal + " (the Hessian was not positive definite)"
+    return {name: tril}, "inverse Hessian at the start" + (" (scaled down to sds ≤ init_scale)" if bool(jnp.any(marginal > init_scale)) else "")
 
 
-#: ELBO particles (in batches of ``SVI.particles``) that estimate the ELBO's gradient at the fitted guide.
+#: Draws from the fitted guide (in batches of ``SVI.particles``) whose potential gradients make the optimum check.
 CHECK_PARTICLES = 400
 
 
-def _optimum_check(spec: ModelSpec, svi, params: dict, data: TrialData, key: PRNGKeyArray, particles: int) -> dict:
-    """How far a fitted AutoNormal guide is from its own optimum, read off the ELBO's gradient there.
+def _guide_affine(guide, params: dict):
+    """``(loc, scale, unpack)`` of a Gaussian guide over the flat unconstrained latent (``z = loc + scale ε``,
+    ``scale`` a vector for a diagonal guide, the lower Cholesky factor for a full one; ``unpack`` maps a flat
+    vector to the sites), or None for guides outside those families (their optimum is not ``ΣHΣ = Σ``)."""
+    from numpyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
 
-    For a Gaussian posterior with precision Λ, AutoNormal's loss (−ELBO) has
-    ``∂L/∂log σ_i = Λ_ii σ_i² − 1 = (σ_i/σ*_i)² − 1`` and ``∂L/∂μ_i ≈ (μ_i − μ*_i)/σ*_i²``, with ``σ*, μ*`` the
-    guide's optimum: so the gradient, averaged over ``CHECK_PARTICLES`` particles, estimates how many times too
-    wide (or narrow) each spread is and how many sds each mean is off. Unlike the loss's tail, this does not
-    depend on the step-size schedule (a decayed step size flattens the loss whether or not the guide has
-    converged). On one coefficient with a known posterior sd of 0.0026 it read 14.2×, 5.0× and 1.30× for
-    spreads that were 14.0×, 4.9× and 1.28× too wide. Returns a JSON-able record of the scalars beyond
-    ``SPREAD_TOLERANCE`` / ``LOCATION_TOLERANCE`` (by at least ``CHECK_MIN_Z`` standard errors), and the
-    particles whose gradient was not finite.
+    if isinstance(guide, AutoNormal):
+        suffix = f"_{guide.prefix}_loc"
+        sites = [name[: -len(suffix)] for name in params if name.endswith(suffix)]
+        loc, unpack = ravel_pytree({site: params[f"{site}{suffix}"] for site in sites})
+        scale = ravel_pytree({site: params[f"{site}_{guide.prefix}_scale"] for site in sites})[0]
+        return loc, scale, unpack
+    if type(guide) in (AutoDiagonalNormal, AutoMultivariateNormal):
+        second = "scale" if isinstance(guide, AutoDiagonalNormal) else "scale_tril"
+        return params[f"{guide.prefix}_loc"], params[f"{guide.prefix}_{second}"], guide._unpack_latent
+    return None
+
+
+def gaussian_guide_check(potential, loc, scale, key: PRNGKeyArray, particles: int = CHECK_PARTICLES, batch: int = 4):
+    """How far a Gaussian guide ``N(loc, Σ)`` (``Σ = diag(scale²)`` or ``scale scaleᵀ``) is from its own optimum,
+    from ``particles`` gradients of ``potential`` (the negative log posterior over flat ``z``) at its draws.
+
+    The ELBO's optimum over Gaussians (full or diagonal) has ``E[∇U] = 0`` and, by Stein's identity
+    ``E[∇U (z − loc)ᵀ] = E[H] Σ``, ``(Σ E[H] Σ)_ii = Σ_ii`` — for the diagonal family too (where
+    ``σ_i² H_ii = 1``). So per scalar ``a_i = (Σ∇U)_i (z − loc)_i / Σ_ii`` averages to ``(ΣHΣ)_ii / Σ_ii``,
+    which is ``k²`` for a guide ``k`` times too wide (``(σ_i/σ*_i)²`` for a diagonal guide: the ELBO's
+    gradient ``1 + ∂L/∂log σ_i``), and ``b_i = (Σ∇U)_i / sqrt(Σ_ii)`` averages to the offset of the mean
+    in units of the spread (the Newton step ``Σ*E[∇U]``, at the fitted spread).
+
+    Returns ``{"ratio", "ratio_z", "offset", "offset_z"}`` (arrays over the flat scalars: fitted spread / optimum,
+    its distance from 1 in standard errors; the mean's offset in optimal spreads, in standard errors) and
+    ``"finite"`` (how many draws gave a finite gradient: the others are left out). Fewer than 2 finite: no arrays.
     """
-    batches = max(CHECK_PARTICLES // particles, 2)
-    elbo = Trace_ELBO(num_particles=particles)
-    grad = jax.grad(lambda p, k: elbo.loss(k, p, spec.numpyro_model, svi.guide, data))
-    g = jax.jit(lambda p, keys: jax.lax.map(lambda k: grad(p, k), keys))(params, jax.random.split(key, batches))
-    g = {k: np.asarray(v, dtype=np.float64) for k, v in g.items()}
-    # a batch whose gradient is not finite (draws of a far too wide guide overflow the model) says the guide is
-    # not at its optimum; the estimates below use the finite batches only
-    finite = np.all([np.isfinite(v.reshape(batches, -1)).all(1) for v in g.values()], axis=0)
-    n_finite = int(finite.sum())
-    record = {"particles": batches * particles, "nonfinite_particles": (batches - n_finite) * particles}
-    if n_finite < 2:
+    loc = jnp.asarray(loc)
+    full = jnp.ndim(scale) == 2
+    var = jnp.sum(scale**2, axis=1) if full else scale**2
+    grad = jax.grad(potential)
+
+    def one(k):
+        eps = jax.random.normal(k, loc.shape, loc.dtype)
+        dz = scale @ eps if full else scale * eps
+        g = grad(loc + dz)
+        sg = scale @ (scale.T @ g) if full else var * g
+        a, b = sg * dz / var, sg / jnp.sqrt(var)
+        return a, b, jnp.isfinite(a).all() & jnp.isfinite(b).all()
+
+    keys = jax.random.split(key, particles)
+    a, b, ok = jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=min(batch, particles)))(keys)
+    ok = np.asarray(ok)
+    finite = int(ok.sum())
+    if finite < 2:
+        return {"finite": finite}
+    a, b = np.asarray(a, dtype=np.float64)[ok], np.asarray(b, dtype=np.float64)[ok]
+    m_a, se_a = a.mean(0), a.std(0, ddof=1) / np.sqrt(finite)
+    m_b, se_b = b.mean(0), b.std(0, ddof=1) / np.sqrt(finite)
+    ratio = np.sqrt(np.clip(m_a, 1e-4, None))  # 0.01: the Gaussian reading has broken down (mean a ≤ 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"finite": finite, "ratio": ratio, "ratio_z": np.abs(m_a - 1) / se_a, "offset": m_b / ratio,
+                "offset_z": np.abs(m_b) / se_b}  # fmt: skip
+
+
+def _optimum_check(spec: ModelSpec, guide, params: dict, data: TrialData, latent: dict, key: PRNGKeyArray, particles: int) -> dict | None:
+    """How far a fitted Gaussian guide (AutoNormal, AutoDiagonalNormal, AutoMultivariateNormal) is from its own
+    optimum (:func:`gaussian_guide_check`, ``CHECK_PARTICLES`` draws), or None for other guides.
+
+    Unlike the loss's tail, this does not depend on the step-size schedule (a decayed step size flattens the loss
+    whether or not the guide has converged). On one coefficient with a known posterior sd of 0.0026 it read 16.6×,
+    4.48× and 1.31× for AutoNormal spreads that were 16.4×, 4.44× and 1.30× too wide. Returns a JSON-able record of the scalars
+    beyond ``SPREAD_TOLERANCE`` / ``LOCATION_TOLERANCE`` (by at least ``CHECK_MIN_Z`` standard errors), and the
+    draws whose gradient was not finite.
+    """
+    affine = _guide_affine(guide, params)
+    if affine is None:
+        return None
+    loc, scale, unpack = affine
+    k_potential, k_check = jax.random.split(key)
+    potential_fn = unconstrained_potential(spec, data, latent, k_potential, second_order=False)[0](data)
+    found = gaussian_guide_check(lambda z: potential_fn(unpack(z)), loc, scale, k_check, CHECK_PARTICLES, particles)
+    record = {"particles": CHECK_PARTICLES, "nonfinite_particles": CHECK_PARTICLES - found["finite"]}
+    if "ratio" not in found:
         return {**record, "scalars": 0, "n_spread": 0, "n_wide": 0, "spread": [], "n_location": 0, "location": []}
-    g = {k: v[finite] for k, v in g.items()}
-    suffix = f"_{svi.guide.prefix}_scale"
-    spread, location, n = [], [], 0
-    for name in params:
-        if not name.endswith(suffix):
-            continue
-        site = name[: -len(suffix)]
-        sigma = np.asarray(params[name], dtype=np.float64)
-        g_log = g[name] * sigma  # ∂L/∂log σ per batch
-        m, se = g_log.mean(0), g_log.std(0, ddof=1) / np.sqrt(n_finite)
-        ratio = np.sqrt(np.clip(1.0 + m, 1e-4, None))  # 0.01: the Gaussian reading has broken down (1 + m ≤ 0)
-        sd_opt = sigma / ratio
-        g_mu = g[f"{site}_{svi.guide.prefix}_loc"]
-        m_mu, se_mu = g_mu.mean(0), g_mu.std(0, ddof=1) / np.sqrt(n_finite)
-        offset = m_mu * sd_opt
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z, z_mu = np.abs(m) / se, np.abs(m_mu) / se_mu
-        n += sigma.size
-        for idx in _where((np.maximum(ratio, 1 / ratio) > SPREAD_TOLERANCE) & (z > CHECK_MIN_Z)):
-            spread.append([_scalar_label(spec, site, idx), float(ratio[idx]), float(z[idx])])
-        for idx in _where((np.abs(offset) > LOCATION_TOLERANCE) & (z_mu > CHECK_MIN_Z)):
-            location.append([_scalar_label(spec, site, idx), float(offset[idx]), float(z_mu[idx])])
+    # which site and index each flat scalar is
+    where = unpack(jnp.arange(loc.size, dtype=loc.dtype))
+    labels = [""] * int(loc.size)
+    for site, flat_index in where.items():
+        flat_index = np.rint(np.asarray(flat_index)).astype(int)
+        for idx in np.ndindex(flat_index.shape):
+            labels[flat_index[idx]] = _scalar_label(spec, site, tuple(int(i) for i in idx))
+    ratio, offset = found["ratio"], found["offset"]
+    spread = [[labels[i], float(ratio[i]), float(found["ratio_z"][i])]
+              for i in np.flatnonzero((np.maximum(ratio, 1 / ratio) > SPREAD_TOLERANCE) & (found["ratio_z"] > CHECK_MIN_Z))]  # fmt: skip
+    location = [[labels[i], float(offset[i]), float(found["offset_z"][i])]
+                for i in np.flatnonzero((np.abs(offset) > LOCATION_TOLERANCE) & (found["offset_z"] > CHECK_MIN_Z))]  # fmt: skip
     spread.sort(key=lambda r: -max(r[1], 1 / r[1]))
     location.sort(key=lambda r: -abs(r[1]))
-    return {**record, "scalars": n, "n_spread": len(spread), "n_wide": sum(r[1] > 1 for r in spread), "spread": spread[:10],
-            "n_location": len(location), "location": location[:10]}  # fmt: skip
-
-
-def _where(mask: np.ndarray) -> list[tuple]:
-    """Indices of the True entries of ``mask`` (``()`` for a true 0-d mask)."""
-    return [tuple(int(i) for i in row) for row in np.argwhere(mask)] if mask.ndim else ([()] if mask else [])
+    return {**record, "scalars": int(loc.size), "n_spread": len(spread), "n_wide": sum(r[1] > 1 for r in spread),
+            "spread": spread[:10], "n_location": len(location), "location": location[:10]}  # fmt: skip
 
 
 def _scalar_label(spec: ModelSpec, site: str, idx: tuple) -> str:

@@ -209,6 +209,19 @@ def test_lif_metrics_report_counting_noise(key):
     assert float(m["rate_counting_sd_hz"]) == pytest.approx(np.sqrt(spikes) / 2.0)
 
 
+def test_off_manifold_needs_a_material_residual_as_well_as_a_large_z():
+    """The rate model's runs settle on one rate: a solution still settling 0.009 Hz off ν* = 5 Hz read 9 SE and was
+    counted off the manifold. Counted now: more than 3 SE *and* 1 % of ν* (here 0.2 Hz at 10 SE); not counted:
+    0.009 Hz at 9 SE, or 0.5 Hz at 2 SE."""
+    from plasticinfer.discovery._homeostasis_report import _residual_z_summary
+
+    t = {"residual": np.array([0.009, 0.2, 0.5]), "residual_z": np.array([9.0, 10.0, 2.0]),
+         "nu_star": np.array([5.0, 5.0, 5.0]), "rate_se": np.array([0.001, 0.02, 0.25]), "runs": np.full(3, 8)}  # fmt: skip
+    out = _residual_z_summary(t, np.ones(3, bool))
+    assert out["off_manifold_3se"] == 1 and out["sim_residual_z_max"] == 10.0
+    assert _residual_z_summary(t, np.array([True, False, True]))["off_manifold_3se"] == 0
+
+
 def test_resampled_manifold_reads_residuals_against_their_standard_error(key):
     """A rule whose measured rate is its fixed point plus unit-variance noise: the mean over runs, its standard
     error and the residual in standard errors come out as a hand computation over the same draws says."""

@@ -306,9 +306,10 @@ def test_loading_a_comparison_from_a_missing_folder_or_a_file_says_so(tmp_path):
         pi.compare.ComparisonResult.load(tmp_path / "file.csv")
 
 
-def test_a_calibration_fits_warning_says_it_is_the_calibration():
+def test_a_calibration_fits_warning_says_it_is_the_calibration(tmp_path):
     """Held-out subjects' initial weights fitted on their calibration trials: that fit's convergence warning named
-    only the hypothesis and fold, so it read as a second warning about the training fit."""
+    only the hypothesis and fold, so it read as a second warning about the training fit, and nothing saved said it
+    had not converged. Its verdict is in scores.csv (column calibration_converged) and the convergence note."""
     import warnings
 
     from plasticinfer.errors import ConvergenceWarning
@@ -318,9 +319,25 @@ def test_a_calibration_fits_warning_says_it_is_the_calibration():
                                 key=jax.random.key(1), n_trajectories=3, n_trials=30)  # fmt: skip
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        compare(["x*y"], syn.data, split=pi.compare.SubjectKFold(3, calibration_fraction=0.3), per_subject=False,
-                baselines=False, steps=3, restarts=1, key=jax.random.key(0), progress=False)  # fmt: skip
+        res = compare(["x*y"], syn.data, split=pi.compare.SubjectKFold(3, calibration_fraction=0.3), per_subject=False,
+                      baselines=False, steps=3, restarts=1, key=jax.random.key(0), progress=False)  # fmt: skip
     said = [str(w.message) for w in record if issubclass(w.category, ConvergenceWarning)]
     calibration = [m for m in said if m.startswith("x*y, subjects fold 1/3, the calibration fit of the held-out subjects")]
     training = [m for m in said if m.startswith("x*y, subjects fold 1/3: ")]
     assert len(calibration) == 1 and len(training) == 1, said  # three steps converge neither
+    warned = {m.split(",")[1].strip() for m in said if "the calibration fit" in m}  # the folds whose calibration warned
+    cal = res.unconverged_calibrations()
+    assert set(cal["fold"]) == warned and len(cal) == len(warned)  # one held-out subject per fold here
+    assert set(res.scores["calibration_converged"]) <= {True, False}  # every held-out subject was calibrated
+    note = res.convergence_note()
+    assert f"the calibration fits of {len(cal)} of 3 held-out subjects' initial weights had not converged" in note
+    res.save(tmp_path / "c")
+    assert set(pd.read_csv(tmp_path / "c" / "scores.csv")["calibration_converged"]) <= {True, False}
+    back = pi.compare.ComparisonResult.load(tmp_path / "c")
+    assert back.scores["calibration_converged"].tolist() == res.scores["calibration_converged"].tolist()
+    assert back.convergence_note() == note
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # three steps again
+        plain = compare(["x*y"], syn.data, split=pi.compare.SubjectKFold(3), per_subject=False, baselines=False, steps=3,
+                        restarts=1, key=jax.random.key(0), progress=False)  # fmt: skip
+    assert plain.scores["calibration_converged"].map(lambda v: v is None).all()  # no calibration part: no verdict

@@ -132,7 +132,7 @@ def compare(
         n_trials = trial_valid(fold.test).sum(axis=1)
         for j, subj in enumerate(fold.test_subjects.tolist()):
             rows.append([h.name, fold.name, int(subj), float(s.test_ll[j]), int(s.n_test[j]), int(n_trials[j]),
-                         int(s.n_params), bool(s.per_subject_params)])
+                         int(s.n_params), bool(s.per_subject_params), s.calibration_converged])
         units = fold.train_subjects.tolist() if s.per_subject_params else [SHARED]
         converged = [None] * len(units) if s.converged is None else (s.converged if s.per_subject_params else [all(s.converged)])
         if s.per_subject_params:

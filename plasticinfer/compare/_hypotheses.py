@@ -74,6 +74,8 @@ class FoldScore:
         model: the fitted model (stacked over subjects for per-subject fits), for plots; not saved.
         converged: whether each training fit's loss had settled (one per training subject for
             per-subject fits, one for a shared fit); ``None`` where nothing was optimised to a verdict.
+        calibration_converged: whether the fit of the held-out subjects' initial weights on their
+            calibration trials had settled; ``None`` where the fold has no calibration part.
     """
 
     test_ll: np.ndarray
@@ -85,6 +87,7 @@ class FoldScore:
     coefficients: list[dict[str, float]] | None = None
     model: PlasticityModel | None = None
     converged: list[bool] | None = None
+    calibration_converged: bool | None = None
 
 
 def n_observations(data: TrialData) -> np.ndarray:
@@ -252,14 +255,16 @@ class ModelHypothesis(AbstractHypothesis):
         with jax.numpy_dtype_promotion("standard"):
             train_ll = np.asarray(fitted.log_likelihood(fold.train)).sum(-1)
         k = count_free_parameters(fitted, initial_weights=settings.fit_initial_weights)
+        calibrated = None
         if not fold.new_subjects:
             pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
             test_model = _for_subjects(fitted, [pos[s] for s in fold.test_subjects.tolist()])
         else:
-            test_model = _new_subjects_model(fitted, model, fold, settings)
+            test_model, calibrated = _new_subjects_model(fitted, model, fold, settings)
         with jax.numpy_dtype_promotion("standard"):
             test_ll = np.asarray(test_model.log_likelihood(fold.test)).sum(-1)
-        return FoldScore(test_ll, n_test, train_ll, n_train, k, False, _records(result), fitted, [bool(result.converged)])
+        return FoldScore(test_ll, n_test, train_ll, n_train, k, False, _records(result), fitted, [bool(result.converged)],
+                         calibrated)
 
 
 def _records(result) -> list[dict[str, float]] | None:
@@ -278,8 +283,9 @@ def _records(result) -> list[dict[str, float]] | None:
 _RPE_TOKEN = re.compile(r"(?<![A-Za-z_\[])r(?![A-Za-z_\]])")
 
 
-def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: Fold, settings: FitSettings) -> PlasticityModel:
-    """The fitted rule, observation and network for subjects the fit never saw.
+def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: Fold, settings: FitSettings) -> tuple[PlasticityModel, bool | None]:
+    """The fitted rule, observation and network for subjects the fit never saw, and whether their calibration fit
+    converged (``None``: no calibration part).
 
     They start naive — at the hypothesis's own initial weights for those subjects (for choice models,
     0) — when initial weights were not fitted; when they were (activity data), at the mean of the
@@ -290,16 +296,17 @@ def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: F
         w0 = {name: jnp.broadcast_to(jnp.mean(v, axis=0), (len(fold.test_subjects),) + v.shape[1:]) for name, v in fitted.initial_weights.items()}
     else:
         w0 = {name: v[np.asarray(fold.test_subjects)] for name, v in start.initial_weights.items()}
-    test_model = _with_initial_weights(fitted, w0)
+    test_model, converged = _with_initial_weights(fitted, w0), None
     # calibration fits the held-out subject's own initial weights even when the training fit kept them fixed
     # (choices: 0, a naive animal): that is what a calibration part is for
     if fold.calibration is not None and trial_valid(fold.calibration).any():
         with fit_context("the calibration fit of the held-out subjects' initial weights", within=True):
-            test_model = finished(fit(
+            calibration = finished(fit(
                 test_model, fold.calibration, steps=settings.steps, progress=settings.progress,
                 fit_rule=False, fit_observation=False, fit_network=False,
-            )).model
-    return test_model
+            ))
+        test_model, converged = calibration.model, bool(calibration.converged)
+    return test_model, converged
 
 
 @contextlib.contextmanager

@@ -24,7 +24,8 @@ NULLS = (("coin", COIN_FLIP), ("base_rate", BASE_RATE), ("rw", RESCORLA_WAGNER),
 #: Subject label of a shared fit (one parameter set for all its training subjects) in fits and coefficients.
 SHARED = -1
 
-SCORE_COLUMNS = ["hypothesis", "fold", "subject", "test_ll", "n_test", "n_test_trials", "n_params", "per_subject_params"]
+SCORE_COLUMNS = ["hypothesis", "fold", "subject", "test_ll", "n_test", "n_test_trials", "n_params", "per_subject_params",
+                 "calibration_converged"]
 FIT_COLUMNS = ["hypothesis", "fold", "subject", "train_ll", "n_train", "n_params", "converged"]
 COEFFICIENT_COLUMNS = ["hypothesis", "fold", "subject", "term", "value"]
 
@@ -269,18 +270,34 @@ class ComparisonResult:
         """The training fits (rows of ``fits``) whose loss had not settled: their scores may not be their best."""
         return self.fits[self.fits["converged"].eq(False)]  # None: no verdict
 
+    def unconverged_calibrations(self) -> pd.DataFrame:
+        """The held-out subjects (rows of ``scores``) whose calibration fit — their initial weights fitted on their
+        first trials, everything else fixed — had not settled: their held-out scores may not be their best."""
+        if "calibration_converged" not in self.scores:
+            return self.scores.iloc[:0]
+        return self.scores[self.scores["calibration_converged"].eq(False)]
+
     def convergence_note(self) -> str:
-        bad = self.unconverged_fits()
-        if not len(bad):
-            return ""
         def listed(d):
             names = [self.subject_label(s) if s != SHARED else f"the shared fit of {f}" for s, f in zip(d["subject"], d["fold"])]
             return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
-        which = "; ".join(f"{h}: {listed(d)}" for h, d in bad.groupby("hypothesis", sort=False))
-        return (f"{len(bad)} of {self.fits['converged'].notna().sum()} training fits had not converged ({which}; "
-                "fits.csv, column converged): their scores may not be their best; run more steps (compare's steps=; a GRU "
-                "has its own, GRUHypothesis(steps=...))")
+        def which(bad):
+            return "; ".join(f"{h}: {listed(d)}" for h, d in bad.groupby("hypothesis", sort=False))
+
+        notes = []
+        bad = self.unconverged_fits()
+        if len(bad):
+            notes.append(f"{len(bad)} of {self.fits['converged'].notna().sum()} training fits had not converged ({which(bad)}; "
+                         "fits.csv, column converged)")
+        cal = self.unconverged_calibrations()
+        if len(cal):
+            notes.append(f"the calibration fits of {len(cal)} of {self.scores['calibration_converged'].notna().sum()} held-out "
+                         f"subjects' initial weights had not converged ({which(cal)}; scores.csv, column calibration_converged)")
+        if not notes:
+            return ""
+        return ("; ".join(notes) + ": their scores may not be their best; run more steps (compare's steps=; a GRU has its own, "
+                "GRUHypothesis(steps=...))")
 
     def to_markdown(self) -> str:
         t = self.table()
@@ -333,6 +350,8 @@ class ComparisonResult:
                 "n_heldout_observations": s["n_test"].astype(int),
                 "n_params": s["n_params"].astype(int),
                 "per_subject_params": s["per_subject_params"].astype(bool),
+                # True/False for a held-out subject whose initial weights were fitted on its calibration trials
+                "calibration_converged": s["calibration_converged"] if "calibration_converged" in s else None,
             }
         )
 
@@ -404,7 +423,10 @@ class ComparisonResult:
             {"hypothesis": sc["hypothesis"], "fold": sc["fold"], "subject": sc["subject_index"].astype(int),
              "test_ll": sc["heldout_loglik"].astype(float), "n_test": sc["n_heldout_observations"].astype(int),
              "n_test_trials": sc["n_heldout"].astype(int), "n_params": sc["n_params"].astype(int),
-             "per_subject_params": sc["per_subject_params"].astype(bool)}
+             "per_subject_params": sc["per_subject_params"].astype(bool),
+             # folders saved before the column (or without a calibration part): no verdict
+             "calibration_converged": [None if v == "" or pd.isna(v) else str(v) == "True" for v in sc["calibration_converged"]]
+             if "calibration_converged" in sc else [None] * len(sc)}
         )
         fi = pd.read_csv(folder / "fits.csv", dtype={"subject": str}, **keep)
         fits = pd.DataFrame(

@@ -282,6 +282,11 @@ def test_hierarchical_svi_with_the_default_priors_starts_no_wider_than_autonorma
     post = bayes.sample(start, data, key=jax.random.key(2), hierarchical=bayes.Hierarchical(),
                         method=bayes.SVI(steps=300, draws=50), warn=False)  # fmt: skip
     assert np.isfinite(post.loss_history).all()
+    # a mean-field guide on a hierarchical model: the under-stated spreads its check cannot see are said
+    said = [m for m in post.diagnostics() if "guide is mean-field" in m]
+    assert len(said) == 1 and "SVI's AutoNormal guide" in said[0] and "0.36×" in said[0]
+    post.idata.posterior.attrs["svi_check"] = json.dumps({**post.svi_check(), "guide": "AutoMultivariateNormal"})
+    assert not [m for m in post.diagnostics() if "guide is mean-field" in m]
 
 
 def test_svi_start_and_check_follow_the_guides_prefix_and_init_scale():

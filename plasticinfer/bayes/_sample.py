@@ -135,6 +135,7 @@ def _run_svi(spec: ModelSpec, config: SVI, data: TrialData, latent: dict, key: P
     with jax.numpy_dtype_promotion("standard"):
         check = _optimum_check(spec, guide, result.params, data, latent, k_check, config.particles)
     if check is not None:
+        check["guide"] = type(guide).__name__
         check["initial_spread"] = described or f"{type(guide).__name__}'s init_scale ({guide._init_scale:g})"
     return draws, {}, seconds, {"loss": losses, "check": check}
 

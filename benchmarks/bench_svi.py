@@ -76,7 +76,7 @@ def main():
             _nuts.SVI_HESSIAN_MAX_DIMENSION = cap
         r = sds(post) / ref_sd
         check = post.svi_check()
-        verdict = (f"start: {check['initial_spread']}; check flagged {check['n_spread']} spreads (worst {check['spread'][:1]}) and {check['n_location']} means of "
+        verdict = (f"start: {check['initial_spread']}; check flagged {check['n_spread']} spreads (worst {check['spread'][:1]}), {check['n_location']} means and {check['n_pairs']} pairs (worst {check['pairs'][:1]}) of "
                    f"{check['scalars']} guide scalars" if check is not None
                    else f"no optimum check; warnings: {[m[:60] for m in post.diagnostics()]}")
         print(f"SVI {name}: {seconds:.1f} s; sd / NUTS sd over {r.size} scalars: median {np.median(r):.2f}, "

@@ -178,6 +178,31 @@ def test_gaussian_guide_check_reads_a_full_covariance_guide_against_the_exact_po
         assert (moved["offset_z"] > 4).all()
 
 
+def test_a_full_guide_at_the_mean_field_solution_is_not_read_as_converged():
+    """A full-covariance guide stuck at the mean-field solution (Σ = diag(1/H_ii)) meets every per-scalar condition
+    (ratio 1) while its marginals are too narrow (0.36× here); its whitened curvature W = LᵀHL then carries the
+    posterior's partial correlations H_ij/sqrt(H_ii H_jj) off the diagonal, which must be read (and flagged by the
+    record's rule: beyond COUPLING_TOLERANCE at ≥ 4 SE), and at the exact optimum read 0 and flag nothing."""
+    from plasticinfer.bayes._posterior import CHECK_MIN_Z, COUPLING_TOLERANCE, _svi_check_messages
+    from plasticinfer.bayes._sample import gaussian_guide_check
+
+    potential, m, h, cov = _gaussian_posterior()
+    d = np.diag(1 / np.sqrt(np.diag(h)))
+    stuck = gaussian_guide_check(potential, jnp.asarray(m), jnp.asarray(d), jax.random.key(3), 4000)
+    np.testing.assert_allclose(stuck["ratio"], 1.0, rtol=0.05)  # what the per-scalar reading alone sees
+    partial = d @ h @ d
+    np.fill_diagonal(partial, 0.0)
+    np.testing.assert_allclose(stuck["coupling"], partial, atol=0.05)
+    flagged = (np.abs(stuck["coupling"]) > COUPLING_TOLERANCE) & (stuck["coupling_z"] > CHECK_MIN_Z)
+    assert flagged[0, 1] and abs(partial[0, 1]) > 0.9
+    exact = gaussian_guide_check(potential, jnp.asarray(m), jnp.asarray(np.linalg.cholesky(cov)), jax.random.key(4), 4000)
+    assert np.abs(exact["coupling"]).max() < 0.1 and not ((np.abs(exact["coupling"]) > COUPLING_TOLERANCE) & (exact["coupling_z"] > CHECK_MIN_Z)).any()
+    record = {"particles": 400, "nonfinite_particles": 0, "scalars": 3, "n_spread": 0, "n_wide": 0, "spread": [],
+              "n_location": 0, "location": [], "n_pairs": 1, "pairs": [["theta[x*r]", "theta[w]", -0.93, 30.0]]}  # fmt: skip
+    (message,) = _svi_check_messages(record)
+    assert "1 pair of scalars coupled by more than 0.31" in message and "theta[x*r] – theta[w] -0.93" in message
+
+
 def test_gaussian_guide_check_reads_a_mean_field_guide_against_its_own_optimum():
     """A diagonal guide is at its optimum at σ_i = 1/sqrt(H_ii), narrower than the correlated posterior's marginal
     sds: it must read 1 there (not the marginal's ratio, which is what the family cannot reach) and 2.5 at 2.5 times
@@ -233,29 +258,58 @@ def test_svi_with_an_unchecked_guide_says_so():
     assert post.draws("theta").std() / sd > 2  # the case the warning is for
 
 
-def test_full_covariance_start_keeps_correlations_and_caps_the_spreads():
-    """The inverse Hessian as AutoMultivariateNormal's start, scaled so that no marginal sd exceeds init_scale (0.1)
-    while the correlations stay: on the correlated Gaussian above (sds 1, 0.1, 3), the start's correlations must
-    equal the posterior's, its sds be min(sd, 0.1)."""
-    from numpyro.infer.autoguide import AutoMultivariateNormal
+@pytest.mark.parametrize("guide_name", ["AutoMultivariateNormal", "AutoDiagonalNormal"])
+def test_a_flat_guides_start_lies_on_its_own_sites(guide_name):
+    """The start of the flat-latent guides was laid out in the sites' sorted order (bias, log_inverse_temperature,
+    theta) while the guide's latent follows the model (theta first): the −0.99 correlation of the x·r and w terms
+    and the precise sd of log β landed on other scalars. Against the Hessian computed here by site name: each
+    scalar's start sd must be min(sd, 0.1) — the full guide's from H⁻¹, scaled down with its correlations kept —
+    the diagonal guide's min(1/sqrt(H_ii), 0.1)."""
+    import numpyro
+    import numpyro.infer.autoguide as autoguide
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.initialization import init_to_value
 
     from plasticinfer.bayes import _sample
 
-    potential, m, h, cov = _gaussian_posterior()
-    model, data, priors, mean, sd = _precise_problem()
-    spec, _, data, latent = _sample.prepare(model, data, priors=priors, method=bayes.SVI())
-    guide = AutoMultivariateNormal(spec.numpyro_model)
-    # the model's one site replaced by the Gaussian above, over three unconstrained scalars
-    theta = {"theta": jnp.asarray(m)}
-    fake = lambda *a, **k: ((lambda d: (lambda z: potential(z["theta"]))), theta)  # noqa: E731
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_sample, "unconstrained_potential", fake)
+    # key 5: a fly that keeps choosing both odours (56 % one of them; with most keys the rule locks onto one)
+    data = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.5, "w": -0.05}), key=jax.random.key(5), n_subjects=1,
+                               inverse_temperature=2.0, trials_per_block=100).data  # fmt: skip
+    assert 0.2 < float(np.mean(data.observations)) < 0.8
+    model = pi.PlasticityModel.create(pi.TaylorRule.from_terms({"x*r": 0.0, "w": 0.0}), pi.ChoiceCircuit(2),
+                                      pi.BernoulliChoice(1.0, learn_temperature=True), n_trajectories=1,
+                                      initial_weights={"w": jnp.zeros((1, 2))})  # fmt: skip
+    start = pi.fit(model, data, steps=300, progress=False, fit_initial_weights=False).model
+    spec, _, data, latent = _sample.prepare(start, data, method=bayes.SVI())
+    with jax.numpy_dtype_promotion("standard"):
+        potential_gen, z0 = _sample.unconstrained_potential(spec, data, latent, jax.random.key(0), second_order=True)
+        flat, unravel = ravel_pytree(z0)  # sorted by site name: this test's own order
+        h = np.asarray(jax.hessian(lambda f: potential_gen(data)(unravel(f)))(flat), dtype=np.float64)
+        guide = getattr(autoguide, guide_name)(spec.numpyro_model, init_loc_fn=init_to_value(values=latent))
         (params, described) = _sample._initial_spreads(spec, guide, data, latent, jax.random.key(0))
-    tril = np.asarray(params["auto_scale_tril"])
-    start = tril @ tril.T
-    start_sd = np.sqrt(np.diag(start))
-    np.testing.assert_allclose(start_sd, np.minimum(np.sqrt(np.diag(cov)), 0.1), rtol=1e-6)
-    np.testing.assert_allclose(start / np.outer(start_sd, start_sd), cov / np.outer(*(2 * [np.sqrt(np.diag(cov))])), atol=1e-6)
+        numpyro.handlers.seed(guide, rng_seed=0)(data)
+        # which of this test's scalars each of the guide's is (by site and index)
+        mine = {(site, i): int(k) for site, v in unravel(jnp.arange(flat.size, dtype=flat.dtype)).items()
+                for i, k in enumerate(np.ravel(v))}  # fmt: skip
+        theirs = guide._unpack_latent(jnp.arange(flat.size, dtype=flat.dtype))
+        perm = np.empty(flat.size, int)
+        for site, v in theirs.items():
+            for i, k in enumerate(np.ravel(v)):
+                perm[int(k)] = mine[(site, i)]
+    assert list(theirs)[0] == "theta" and sorted(theirs) != list(theirs)  # the two orders differ here
+    if guide_name == "AutoDiagonalNormal":
+        expected = np.minimum(1 / np.sqrt(np.diag(h)), 0.1)[perm]
+        np.testing.assert_allclose(np.asarray(params["auto_scale"]), expected, rtol=1e-4)
+        return
+    cov = np.linalg.inv(h)[np.ix_(perm, perm)]
+    sd = np.sqrt(np.diag(cov))
+    tril = np.asarray(params["auto_scale_tril"], dtype=np.float64)
+    got = tril @ tril.T
+    got_sd = np.sqrt(np.diag(got))
+    assert (sd > 0.1).any() and (sd < 0.1).any()  # some are scaled down, some not
+    np.testing.assert_allclose(got_sd, np.minimum(sd, 0.1), rtol=1e-3)
+    np.testing.assert_allclose(got / np.outer(got_sd, got_sd), cov / np.outer(sd, sd), atol=1e-3)
+    assert np.abs(cov / np.outer(sd, sd) - np.eye(len(sd))).max() > 0.9  # strongly correlated terms
     assert described == "inverse Hessian at the start (scaled down to sds ≤ init_scale)"
 
 

@@ -109,7 +109,7 @@ print("diagnostics:", post.diagnostics() or "none")
 # %% [markdown]
 # For large rules (above 400 sampled scalars) `sample` uses SVI instead: a Gaussian per scalar fitted by
 # stochastic optimisation. Its spreads start at the curvature of the posterior at the start, and after
-# the run the ELBO's gradient says how far each spread and mean still is from the guide's own optimum
+# the run the posterior's gradients at draws from the guide say how far each spread and mean still is from the guide's own optimum
 # (`svi_check()`, warned about beyond 1.2× or half a spread). It cannot see what a mean-field Gaussian
 # gets wrong by itself (correlated terms): compare its spreads with NUTS's on a small version.
 

@@ -25,6 +25,9 @@ from ._priors import Priors
 SPREAD_TOLERANCE = 1.2
 #: … or a fitted mean more than this many posterior sds from its estimated optimum, …
 LOCATION_TOLERANCE = 0.5
+#: … or, for a full-covariance guide, a pair of scalars coupled by more than this in the guide's whitened
+#: coordinates (its spread along their sum or difference then more than SPREAD_TOLERANCE from the optimum's), …
+COUPLING_TOLERANCE = 1 - 1 / SPREAD_TOLERANCE**2
 #: … where the gradient behind it is this many standard errors from zero.
 CHECK_MIN_Z = 4.0
 
@@ -350,7 +353,7 @@ class Posterior:
                     f"SVI's {check['guide']} guide is mean-field, and on a hierarchical model it under-states the spreads "
                     "where the population means, spreads and subject offsets are correlated, which its optimum check "
                     "cannot see: on a 12-subject benchmark (benchmarks/bench_svi.py) its sds were a median 0.36× NUTS's "
-                    "(0.20–0.76×), a full-covariance guide's 0.75×. Where the intervals matter use method=NUTS() or "
+                    "(0.20–0.76×), a full-covariance guide's 0.67×. Where the intervals matter use method=NUTS() or "
                     "SVI(guide=numpyro.infer.autoguide.AutoMultivariateNormal)."
                 )
         if self.loss_history is not None:
@@ -374,9 +377,10 @@ class Posterior:
             if check is None:
                 msgs.append(
                     "SVI's guide has no optimum check (AutoNormal, AutoDiagonalNormal and AutoMultivariateNormal have "
-                    "one), so nothing here says whether its spreads reached their optimum: on one coefficient with a "
-                    "known posterior, AutoLowRankMultivariateNormal ended 1.3× too wide after the default 3000 steps "
-                    "(3.8× without the clip) with a flat loss. Use one of those guides, or compare with NUTS on a small version of the model."
+                    "one, not their subclasses), so nothing here says whether its spreads reached their optimum: on "
+                    "one coefficient with a known posterior, AutoLowRankMultivariateNormal ended 1.3× too wide after "
+                    "the default 3000 steps (3.8× without the clip) with a flat loss. Use one of those guides, or "
+                    "compare with NUTS on a small version of the model."
                 )
         return msgs
 
@@ -385,11 +389,12 @@ class Posterior:
         against its own optimum (saved with the posterior), or None.
 
         ``{"particles", "nonfinite_particles", "scalars", "n_spread", "n_wide", "spread", "n_location",
-        "location", "guide", "initial_spread"}``: ``spread`` lists up to 10 ``[scalar, fitted spread / estimated
-        optimum, z]`` beyond ``SPREAD_TOLERANCE`` (worst first; 0.01 where the Gaussian reading breaks
-        down), ``location`` up to 10 ``[scalar, offset in units of the optimal spread, z]`` beyond
-        ``LOCATION_TOLERANCE``; ``n_spread``/``n_location`` count them all, ``n_wide`` the spreads too
-        wide. Particles whose gradient was not finite are left out of the estimates and counted. Empty
+        "location", "n_pairs", "pairs", "guide", "initial_spread"}``: ``spread`` lists up to 10 ``[scalar, fitted
+        spread / estimated optimum, z]`` beyond ``SPREAD_TOLERANCE`` (worst first; 0.01 where the Gaussian
+        reading breaks down), ``location`` up to 10 ``[scalar, offset in units of the optimal spread, z]`` beyond
+        ``LOCATION_TOLERANCE``, ``pairs`` (full-covariance guides) up to 10 ``[scalar, scalar, coupling in the
+        guide's whitened coordinates, z]`` beyond ``COUPLING_TOLERANCE``; ``n_spread``/``n_location``/``n_pairs``
+        count them all, ``n_wide`` the spreads too wide. Particles whose gradient was not finite are left out of the estimates and counted. Empty
         lists and no such particles: the guide is at its optimum as far as ``particles`` draws from it can
         tell. See docs/bayes.md, "SVI".
         """
@@ -602,7 +607,7 @@ def _svi_check_messages(check: dict) -> list[str]:
         "Run more SVI(steps=...) or raise SVI(learning_rate=...); starting from a MAP fit (init=fit(...)) also helps"
     )
 
-    def factor(r: float) -> str:  # 0.01 is the floor where the Gaussian reading breaks down (1 + ∂L/∂log σ ≤ 0)
+    def factor(r: float) -> str:  # 0.01 is the floor where the Gaussian reading breaks down (its square ≤ 0)
         return "≤0.01×" if r <= 0.01 * (1 + 1e-9) else f"{r:.2f}×"
 
     bad = check["nonfinite_particles"]
@@ -617,7 +622,7 @@ def _svi_check_messages(check: dict) -> list[str]:
         worst = ", ".join(f"{name} {factor(r)}" for name, r, _ in check["spread"][:5])
         wide = check["n_wide"]
         msgs.append(
-            f"SVI stopped before its guide converged: the ELBO's gradient at the fitted guide ({n} draws) puts "
+            f"SVI stopped before its guide converged: the posterior's gradients at {n} draws from the fitted guide put "
             f"{check['n_spread']} of {check['scalars']} fitted spreads more than {SPREAD_TOLERANCE}× from their "
             f"optimum (fitted / optimum: {worst}{', …' if check['n_spread'] > 5 else ''}), so "
             + ("intervals are too wide" if wide == check["n_spread"] else "intervals are too narrow" if not wide
@@ -627,9 +632,17 @@ def _svi_check_messages(check: dict) -> list[str]:
     if check["n_location"]:
         worst = ", ".join(f"{name} {o:+.2f}" for name, o, _ in check["location"][:5])
         msgs.append(
-            f"SVI stopped before its guide converged: the ELBO's gradient at the fitted guide ({n} draws) puts "
+            f"SVI stopped before its guide converged: the posterior's gradients at {n} draws from the fitted guide put "
             f"{check['n_location']} means more than {LOCATION_TOLERANCE} of their optimal spread from their optimum "
             f"(fitted − optimum, in those spreads: {worst}{', …' if check['n_location'] > 5 else ''}). {advice}."
+        )
+    if check.get("n_pairs"):  # full-covariance guides (records saved before the key: none)
+        worst = ", ".join(f"{a} – {b} {c:+.2f}" for a, b, c, _ in check["pairs"][:5])
+        msgs.append(
+            f"SVI stopped before its guide converged: the posterior's gradients at {n} draws from the fitted guide put "
+            f"{check['n_pairs']} pair{'s' if check['n_pairs'] != 1 else ''} of scalars coupled by more than {COUPLING_TOLERANCE:.2f} in the guide's whitened "
+            f"coordinates, 0 at its optimum ({worst}{', …' if check['n_pairs'] > 5 else ''}): its correlations, and so "
+            f"the spreads of sums and differences of those scalars, are not the posterior's. {advice}."
         )
     return msgs
 

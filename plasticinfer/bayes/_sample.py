@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import PRNGKeyArray
 from numpyro.infer import SVI as _NumPyroSVI
 from numpyro.infer import Predictive, Trace_ELBO
-from numpyro.infer.autoguide import AutoNormal
+from numpyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal, AutoNormal
 from numpyro.infer.initialization import init_to_value
 
 from .._checkpoint import check_checkpoint_options
@@ -29,8 +28,12 @@ from .._trial_data import TrialData
 from ..distributed import unshard
 from ._numpyro_model import Hierarchical, ModelSpec
 from ._nuts import NUTS, NUTSRunner, _initial_inverse_mass, conditional_sds, flat_hessian, unconstrained_potential  # noqa: F401 - _initial_inverse_mass: tests import it from here
-from ._posterior import CHECK_MIN_Z, LOCATION_TOLERANCE, SPREAD_TOLERANCE
+from ._posterior import CHECK_MIN_Z, COUPLING_TOLERANCE, LOCATION_TOLERANCE, SPREAD_TOLERANCE
 from ._priors import Priors
+
+#: The guides whose start comes from the Hessian and whose fit is checked against its optimum (exactly these
+#: classes: a subclass may parameterise its Gaussian otherwise).
+GAUSSIAN_GUIDES = (AutoNormal, AutoDiagonalNormal, AutoMultivariateNormal)
 
 #: NUTS is the default while the sampled block has at most this many scalars; SVI above.
 NUTS_MAX_DIMENSION = 400
@@ -56,8 +59,8 @@ class SVI:
             fills the CPU cores).
         clip_norm: clip each gradient to this global norm. The clip keeps a hierarchical fit converging
             (12 flies × 5 terms: without it, from AutoNormal's 0.1, SVI had not reached its optimum after
-            3000 steps by its own check, and AutoMultivariateNormal ended 2.3× wider than NUTS, flagged by
-            its check) but biases the spreads of narrow posteriors: the gradient of a mean is about ε/σ (σ the
+            3000 steps by its own check, and AutoMultivariateNormal from its own 0.1 ended 2.3× wider than
+            NUTS; from the Hessian start its check flags it as unconverged) but biases the spreads of narrow posteriors: the gradient of a mean is about ε/σ (σ the
             posterior sd, ε the draw's noise), so nearly every gradient is clipped, by a factor that
             shrinks as the noise grows, and the scales settle where the clipped gradient averages zero —
             1.06–1.13× the exact sd of 0.0026 (2.3–2.6× with one particle) against 0.97–1.01× with
@@ -155,32 +158,30 @@ def _initial_spreads(spec: ModelSpec, guide, data: TrialData, latent: dict, key:
     simulation). ``None`` (the guide's own start) for other guides, above ``SVI_HESSIAN_MAX_DIMENSION``
     unconstrained scalars, or when the guide was given another ``init_scale``.
     """
-    from numpyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal, _ravel_dict, _unravel_dict
-
-    kinds = {AutoDiagonalNormal: "scale", AutoMultivariateNormal: "scale_tril"}
-    if not (isinstance(guide, AutoNormal) or type(guide) in kinds):
+    if type(guide) not in GAUSSIAN_GUIDES:
         return None
     init_scale = float(guide._init_scale)
     if init_scale != 0.1:  # the user chose the guide's start
         return None
     potential_gen, z0 = unconstrained_potential(spec, data, latent, key, second_order=True)
     potential_fn = potential_gen(data)
-    if isinstance(guide, AutoNormal):
+    if type(guide) is AutoNormal:  # one scale per site, by name
         flat, unpack = ravel_pytree(z0)
-    else:  # the flat order of AutoContinuous guides (NumPyro's own helpers: the same trace, the same order)
-        flat, shapes = _ravel_dict(z0)
-        unpack = functools.partial(_unravel_dict, shape_dict=shapes)
+    else:  # one flat latent, in the guide's own order (its model trace's, not z0's sorted one): set the guide up
+        numpyro.handlers.seed(guide, rng_seed=key)(data)
+        flat = jnp.concatenate([jnp.ravel(z0[site]) for site in guide._init_locs])
+        unpack = guide._unpack_latent
     h = flat_hessian(lambda f: potential_fn(unpack(f)), flat)
     if h is None:
         return None
     sd = conditional_sds(h)
     sd = jnp.where(jnp.isnan(sd), init_scale, jnp.clip(sd, 1e-8, init_scale))
     diagonal = "Hessian diagonal at the start"
-    if isinstance(guide, AutoNormal):
+    if type(guide) is AutoNormal:
         return {f"{site}_{guide.prefix}_scale": v for site, v in unpack(sd).items()}, diagonal
-    name = f"{guide.prefix}_{kinds[type(guide)]}"
     if type(guide) is AutoDiagonalNormal:
-        return {name: sd}, diagonal
+        return {f"{guide.prefix}_scale": sd}, diagonal
+    name = f"{guide.prefix}_scale_tril"
     h = (h + h.T) / 2
     cov = jnp.linalg.inv(h)
     marginal = jnp.sqrt(jnp.diagonal(cov))
@@ -188,7 +189,7 @@ def _initial_spreads(spec: ModelSpec, guide, data: TrialData, latent: dict, key:
     tril = jnp.linalg.cholesky(cov)
     positive = bool(jnp.all(jnp.isfinite(tril)) & jnp.all(jnp.linalg.eigvalsh(h) > 0))
     if not positive:
-        return {name: jnp.diag(sd)}, diagonal + " (the Hessian was not positive definite)"
+        return {name: jnp.diag(sd)}, diagonal + " (the Hessian was not positive definite, or its inverse not finite)"
     return {name: tril}, "inverse Hessian at the start" + (" (scaled down to sds ≤ init_scale)" if bool(jnp.any(marginal > init_scale)) else "")
 
 
@@ -199,19 +200,18 @@ CHECK_PARTICLES = 400
 def _guide_affine(guide, params: dict):
     """``(loc, scale, unpack)`` of a Gaussian guide over the flat unconstrained latent (``z = loc + scale ε``,
     ``scale`` a vector for a diagonal guide, the lower Cholesky factor for a full one; ``unpack`` maps a flat
-    vector to the sites), or None for guides outside those families (their optimum is not ``ΣHΣ = Σ``)."""
-    from numpyro.infer.autoguide import AutoDiagonalNormal, AutoMultivariateNormal
-
-    if isinstance(guide, AutoNormal):
+    vector to the sites), or None for other guides (their optimum is not ``ΣHΣ = Σ``, or a subclass may
+    parameterise them otherwise)."""
+    if type(guide) not in GAUSSIAN_GUIDES:
+        return None
+    if type(guide) is AutoNormal:
         suffix = f"_{guide.prefix}_loc"
         sites = [name[: -len(suffix)] for name in params if name.endswith(suffix)]
         loc, unpack = ravel_pytree({site: params[f"{site}{suffix}"] for site in sites})
         scale = ravel_pytree({site: params[f"{site}_{guide.prefix}_scale"] for site in sites})[0]
         return loc, scale, unpack
-    if type(guide) in (AutoDiagonalNormal, AutoMultivariateNormal):
-        second = "scale" if isinstance(guide, AutoDiagonalNormal) else "scale_tril"
-        return params[f"{guide.prefix}_loc"], params[f"{guide.prefix}_{second}"], guide._unpack_latent
-    return None
+    second = "scale" if type(guide) is AutoDiagonalNormal else "scale_tril"
+    return params[f"{guide.prefix}_loc"], params[f"{guide.prefix}_{second}"], guide._unpack_latent
 
 
 def gaussian_guide_check(potential, loc, scale, key: PRNGKeyArray, particles: int = CHECK_PARTICLES, batch: int = 4):
@@ -223,7 +223,15 @@ def gaussian_guide_check(potential, loc, scale, key: PRNGKeyArray, particles: in
     ``σ_i² H_ii = 1``). So per scalar ``a_i = (Σ∇U)_i (z − loc)_i / Σ_ii`` averages to ``(ΣHΣ)_ii / Σ_ii``,
     which is ``k²`` for a guide ``k`` times too wide (``(σ_i/σ*_i)²`` for a diagonal guide: the ELBO's
     gradient ``1 + ∂L/∂log σ_i``), and ``b_i = (Σ∇U)_i / sqrt(Σ_ii)`` averages to the offset of the mean
-    in units of the spread (the Newton step ``Σ*E[∇U]``, at the fitted spread).
+    in units of the spread (the Newton step ``Σ*E[∇U]`` at the fitted spread for a full guide; for a diagonal
+    one the step of that scalar alone, which under-reads an offset along a strongly correlated direction).
+
+    Those are n conditions; a full guide's optimum has n(n+1)/2: in its whitened coordinates ``ε``
+    (``z = loc + Lε``) the curvature ``W = E[(Lᵀ∇U) εᵀ] = Lᵀ E[H] L`` is the identity there. A full guide stuck
+    at the mean-field solution reads ratio 1 for every scalar while its marginals are too narrow; its ``W`` has
+    the posterior's partial correlations off the diagonal. So a full guide also returns ``"coupling"`` (the
+    symmetric part of ``W`` off its diagonal, 0 at the optimum; its pairs are labelled by the scalars whose
+    Cholesky coordinates they are) and ``"coupling_z"``.
 
     Returns ``{"ratio", "ratio_z", "offset", "offset_z"}`` (arrays over the flat scalars: fitted spread / optimum,
     its distance from 1 in standard errors; the mean's offset in optimal spreads, in standard errors) and
@@ -238,12 +246,13 @@ def gaussian_guide_check(potential, loc, scale, key: PRNGKeyArray, particles: in
         eps = jax.random.normal(k, loc.shape, loc.dtype)
         dz = scale @ eps if full else scale * eps
         g = grad(loc + dz)
-        sg = scale @ (scale.T @ g) if full else var * g
+        u = scale.T @ g if full else scale * g  # the gradient in whitened coordinates
+        sg = scale @ u if full else var * g
         a, b = sg * dz / var, sg / jnp.sqrt(var)
-        return a, b, jnp.isfinite(a).all() & jnp.isfinite(b).all()
+        return a, b, u, eps, jnp.isfinite(a).all() & jnp.isfinite(b).all() & jnp.isfinite(u).all()
 
     keys = jax.random.split(key, particles)
-    a, b, ok = jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=min(batch, particles)))(keys)
+    a, b, u, eps, ok = jax.jit(lambda ks: jax.lax.map(one, ks, batch_size=min(batch, particles)))(keys)
     ok = np.asarray(ok)
     finite = int(ok.sum())
     if finite < 2:
@@ -253,8 +262,18 @@ def gaussian_guide_check(potential, loc, scale, key: PRNGKeyArray, particles: in
     m_b, se_b = b.mean(0), b.std(0, ddof=1) / np.sqrt(finite)
     ratio = np.sqrt(np.clip(m_a, 1e-4, None))  # 0.01: the Gaussian reading has broken down (mean a ≤ 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return {"finite": finite, "ratio": ratio, "ratio_z": np.abs(m_a - 1) / se_a, "offset": m_b / ratio,
-                "offset_z": np.abs(m_b) / se_b}  # fmt: skip
+        found = {"finite": finite, "ratio": ratio, "ratio_z": np.abs(m_a - 1) / se_a, "offset": m_b / ratio,
+                 "offset_z": np.abs(m_b) / se_b}  # fmt: skip
+    if full:
+        u, eps = np.asarray(u, dtype=np.float64)[ok], np.asarray(eps, dtype=np.float64)[ok]
+        w = u.T @ eps / finite
+        c = (w + w.T) / 2  # per draw (u_i ε_j + u_j ε_i)/2; its second moment from the two products below
+        second = ((u**2).T @ eps**2 + (eps**2).T @ u**2 + 2 * (u * eps).T @ (u * eps)) / (4 * finite)
+        se = np.sqrt(np.clip(second - c**2, 0, None) * finite / (finite - 1) / finite)
+        np.fill_diagonal(c, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            found |= {"coupling": c, "coupling_z": np.where(se > 0, np.abs(c) / se, 0.0)}
+    return found
 
 
 def _optimum_check(spec: ModelSpec, guide, params: dict, data: TrialData, latent: dict, key: PRNGKeyArray, particles: int) -> dict | None:
@@ -264,8 +283,8 @@ def _optimum_check(spec: ModelSpec, guide, params: dict, data: TrialData, latent
     Unlike the loss's tail, this does not depend on the step-size schedule (a decayed step size flattens the loss
     whether or not the guide has converged). On one coefficient with a known posterior sd of 0.0026 it read 16.6×,
     4.48× and 1.31× for AutoNormal spreads that were 16.4×, 4.44× and 1.30× too wide. Returns a JSON-able record of the scalars
-    beyond ``SPREAD_TOLERANCE`` / ``LOCATION_TOLERANCE`` (by at least ``CHECK_MIN_Z`` standard errors), and the
-    draws whose gradient was not finite.
+    beyond ``SPREAD_TOLERANCE`` / ``LOCATION_TOLERANCE`` (by at least ``CHECK_MIN_Z`` standard errors), a full
+    guide's pairs coupled beyond ``COUPLING_TOLERANCE``, and the draws whose gradient was not finite.
     """
     affine = _guide_affine(guide, params)
     if affine is None:
@@ -276,7 +295,8 @@ def _optimum_check(spec: ModelSpec, guide, params: dict, data: TrialData, latent
     found = gaussian_guide_check(lambda z: potential_fn(unpack(z)), loc, scale, k_check, CHECK_PARTICLES, particles)
     record = {"particles": CHECK_PARTICLES, "nonfinite_particles": CHECK_PARTICLES - found["finite"]}
     if "ratio" not in found:
-        return {**record, "scalars": 0, "n_spread": 0, "n_wide": 0, "spread": [], "n_location": 0, "location": []}
+        return {**record, "scalars": 0, "n_spread": 0, "n_wide": 0, "spread": [], "n_location": 0, "location": [],
+                "n_pairs": 0, "pairs": []}  # fmt: skip
     # which site and index each flat scalar is
     where = unpack(jnp.arange(loc.size, dtype=loc.dtype))
     labels = [""] * int(loc.size)
@@ -289,10 +309,17 @@ def _optimum_check(spec: ModelSpec, guide, params: dict, data: TrialData, latent
               for i in np.flatnonzero((np.maximum(ratio, 1 / ratio) > SPREAD_TOLERANCE) & (found["ratio_z"] > CHECK_MIN_Z))]  # fmt: skip
     location = [[labels[i], float(offset[i]), float(found["offset_z"][i])]
                 for i in np.flatnonzero((np.abs(offset) > LOCATION_TOLERANCE) & (found["offset_z"] > CHECK_MIN_Z))]  # fmt: skip
+    pairs = []
+    if "coupling" in found:
+        c, z = found["coupling"], found["coupling_z"]
+        pairs = [[labels[i], labels[j], float(c[i, j]), float(z[i, j])]
+                 for i, j in zip(*np.nonzero(np.triu((np.abs(c) > COUPLING_TOLERANCE) & (z > CHECK_MIN_Z), 1)))]  # fmt: skip
     spread.sort(key=lambda r: -max(r[1], 1 / r[1]))
     location.sort(key=lambda r: -abs(r[1]))
+    pairs.sort(key=lambda r: -abs(r[2]))
     return {**record, "scalars": int(loc.size), "n_spread": len(spread), "n_wide": sum(r[1] > 1 for r in spread),
-            "spread": spread[:10], "n_location": len(location), "location": location[:10]}  # fmt: skip
+            "spread": spread[:10], "n_location": len(location), "location": location[:10], "n_pairs": len(pairs),
+            "pairs": pairs[:10]}  # fmt: skip
 
 
 def _scalar_label(spec: ModelSpec, site: str, idx: tuple) -> str:
@@ -400,7 +427,7 @@ def run_sampler(
     spec, method, data, latent, key, checkpoint=None, checkpoint_every: int = 50, resume: bool = False, progress: bool = False
 ):  # fmt: skip
     """Run ``method`` (all NUTS chains, or SVI): ``(draws, stats, seconds, svi)``; ``svi`` is None for NUTS, else
-    ``{"loss": the loss per step, "check": the optimum check of an AutoNormal guide or None}``."""
+    ``{"loss": the loss per step, "check": the optimum check of a Gaussian guide (``GAUSSIAN_GUIDES``) or None}``."""
     if isinstance(method, NUTS):
         run = NUTSRunner(spec, method).run(
             data, latent, key, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, progress=progress

@@ -181,7 +181,7 @@ def test_gaussian_guide_check_reads_a_full_covariance_guide_against_the_exact_po
 def test_a_full_guide_at_the_mean_field_solution_is_not_read_as_converged():
     """A full-covariance guide stuck at the mean-field solution (Σ = diag(1/H_ii)) meets every per-scalar condition
     (ratio 1) while its marginals are too narrow (0.36× here); its whitened curvature W = LᵀHL then carries the
-    posterior's partial correlations H_ij/sqrt(H_ii H_jj) off the diagonal, which must be read (and flagged by the
+    posterior's partial correlations, negated (H_ij/sqrt(H_ii H_jj)), off the diagonal, which must be read (and flagged by the
     record's rule: beyond COUPLING_TOLERANCE at ≥ 4 SE), and at the exact optimum read 0 and flag nothing."""
     from plasticinfer.bayes._posterior import CHECK_MIN_Z, COUPLING_TOLERANCE, _svi_check_messages
     from plasticinfer.bayes._sample import gaussian_guide_check
@@ -190,17 +190,17 @@ def test_a_full_guide_at_the_mean_field_solution_is_not_read_as_converged():
     d = np.diag(1 / np.sqrt(np.diag(h)))
     stuck = gaussian_guide_check(potential, jnp.asarray(m), jnp.asarray(d), jax.random.key(3), 4000)
     np.testing.assert_allclose(stuck["ratio"], 1.0, rtol=0.05)  # what the per-scalar reading alone sees
-    partial = d @ h @ d
-    np.fill_diagonal(partial, 0.0)
-    np.testing.assert_allclose(stuck["coupling"], partial, atol=0.05)
+    negated_partial = d @ h @ d
+    np.fill_diagonal(negated_partial, 0.0)
+    np.testing.assert_allclose(stuck["coupling"], negated_partial, atol=0.05)
     flagged = (np.abs(stuck["coupling"]) > COUPLING_TOLERANCE) & (stuck["coupling_z"] > CHECK_MIN_Z)
-    assert flagged[0, 1] and abs(partial[0, 1]) > 0.9
+    assert flagged[np.triu_indices(3, 1)].all() and abs(negated_partial[0, 1]) > 0.9  # −0.91, −0.55, 0.40 all beyond 0.31
     exact = gaussian_guide_check(potential, jnp.asarray(m), jnp.asarray(np.linalg.cholesky(cov)), jax.random.key(4), 4000)
     assert np.abs(exact["coupling"]).max() < 0.1 and not ((np.abs(exact["coupling"]) > COUPLING_TOLERANCE) & (exact["coupling_z"] > CHECK_MIN_Z)).any()
     record = {"particles": 400, "nonfinite_particles": 0, "scalars": 3, "n_spread": 0, "n_wide": 0, "spread": [],
               "n_location": 0, "location": [], "n_pairs": 1, "pairs": [["theta[x*r]", "theta[w]", -0.93, 30.0]]}  # fmt: skip
     (message,) = _svi_check_messages(record)
-    assert "1 pair of scalars coupled by more than 0.31" in message and "theta[x*r] – theta[w] -0.93" in message
+    assert "1 pair of the guide's whitened coordinates coupled by more than 0.31" in message and "theta[x*r] – theta[w] -0.93" in message
 
 
 def test_gaussian_guide_check_reads_a_mean_field_guide_against_its_own_optimum():

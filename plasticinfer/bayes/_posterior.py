@@ -25,8 +25,9 @@ from ._priors import Priors
 SPREAD_TOLERANCE = 1.2
 #: … or a fitted mean more than this many posterior sds from its estimated optimum, …
 LOCATION_TOLERANCE = 0.5
-#: … or, for a full-covariance guide, a pair of scalars coupled by more than this in the guide's whitened
-#: coordinates (its spread along their sum or difference then more than SPREAD_TOLERANCE from the optimum's), …
+#: … or, for a full-covariance guide, a pair of its whitened (Cholesky) coordinates coupled by more than this
+#: (where those coordinates' own readings are near 1, the spread along their sum or difference is then more than
+#: SPREAD_TOLERANCE from the optimum's), …
 COUPLING_TOLERANCE = 1 - 1 / SPREAD_TOLERANCE**2
 #: … where the gradient behind it is this many standard errors from zero.
 CHECK_MIN_Z = 4.0
@@ -640,9 +641,10 @@ def _svi_check_messages(check: dict) -> list[str]:
         worst = ", ".join(f"{a} – {b} {c:+.2f}" for a, b, c, _ in check["pairs"][:5])
         msgs.append(
             f"SVI stopped before its guide converged: the posterior's gradients at {n} draws from the fitted guide put "
-            f"{check['n_pairs']} pair{'s' if check['n_pairs'] != 1 else ''} of scalars coupled by more than {COUPLING_TOLERANCE:.2f} in the guide's whitened "
-            f"coordinates, 0 at its optimum ({worst}{', …' if check['n_pairs'] > 5 else ''}): its correlations, and so "
-            f"the spreads of sums and differences of those scalars, are not the posterior's. {advice}."
+            f"{check['n_pairs']} pair{'s' if check['n_pairs'] != 1 else ''} of the guide's whitened coordinates coupled by more than "
+            f"{COUPLING_TOLERANCE:.2f}, 0 at its optimum ({worst}{', …' if check['n_pairs'] > 5 else ''}; each named by "
+            "its scalar, which there means that scalar given the ones before it in the guide's order): its "
+            f"correlations are not yet the posterior's. {advice}."
         )
     return msgs
 

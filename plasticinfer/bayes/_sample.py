@@ -147,7 +147,8 @@ def _initial_spreads(spec: ModelSpec, guide, data: TrialData, latent: dict, key:
     """A Gaussian guide's starting spreads (and their description) from the Hessian ``H`` of the log posterior at the start: the
     conditional sds ``1/sqrt(H_ii)`` for AutoNormal and AutoDiagonalNormal, the Cholesky factor of ``H⁻¹``
     for AutoMultivariateNormal (of the conditional sds where ``H`` is not positive definite). No spread
-    starts wider than the guide's own ``init_scale`` (0.1 by default; a full one is scaled down by rows).
+    starts wider than the guide's own ``init_scale`` (0.1 by default; a full one is scaled down by rows and
+    columns, its correlations kept).
 
     These guides start every scale at 0.1 and Adam moves a log-scale by at most about the learning rate per
     step; a posterior sd of 0.0026 (one coefficient, 200 precise trials) was still 1.3× too wide after the

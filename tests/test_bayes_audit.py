@@ -77,6 +77,7 @@ def _precise_problem():
     return _one_coefficient_problem(0.02, 200, np.linspace(0.75, 0.85, 1601))
 
 
+@pytest.mark.slow  # about 15 s (two SVI runs of 3000 steps)
 def test_svi_starts_at_the_hessian_spread_and_reaches_a_narrow_exact_posterior():
     """Started at AutoNormal's scale of 0.1, the default SVI ended 1.30× too wide on this posterior (sd 0.0033 vs
     0.0026; 5× after 800 steps) with no warning: each log-scale moves about one step size per step. Started at the
@@ -258,6 +259,7 @@ def test_svi_with_an_unchecked_guide_says_so():
     assert post.draws("theta").std() / sd > 2  # the case the warning is for
 
 
+@pytest.mark.slow  # about 15 s each (a MAP fit and a Hessian)
 @pytest.mark.parametrize("guide_name", ["AutoMultivariateNormal", "AutoDiagonalNormal"])
 def test_a_flat_guides_start_lies_on_its_own_sites(guide_name):
     """The start of the flat-latent guides was laid out in the sites' sorted order (bias, log_inverse_temperature,
@@ -313,6 +315,7 @@ def test_a_flat_guides_start_lies_on_its_own_sites(guide_name):
     assert described == "inverse Hessian at the start (scaled down to sds ≤ init_scale)"
 
 
+@pytest.mark.slow  # about 23 s (a hierarchical MAP fit, a Hessian start and 300 SVI steps)
 def test_hierarchical_svi_with_the_default_priors_starts_no_wider_than_autonormal():
     """At z = 0 the likelihood does not depend on a population spread τ, so the Hessian's curvature for log τ is the
     prior's alone: started there (3.5), the first draws overflowed and SVI crashed on 3 of 3 keys with the default

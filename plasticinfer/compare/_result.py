@@ -425,16 +425,14 @@ class ComparisonResult:
              "n_test_trials": sc["n_heldout"].astype(int), "n_params": sc["n_params"].astype(int),
              "per_subject_params": sc["per_subject_params"].astype(bool),
              # folders saved before the column (or without a calibration part): no verdict
-             "calibration_converged": [None if v == "" or pd.isna(v) else str(v) == "True" for v in sc["calibration_converged"]]
-             if "calibration_converged" in sc else [None] * len(sc)}
+             "calibration_converged": _verdicts(sc, "calibration_converged")}
         )
         fi = pd.read_csv(folder / "fits.csv", dtype={"subject": str}, **keep)
         fits = pd.DataFrame(
             {"hypothesis": fi["hypothesis"], "fold": fi["fold"], "subject": fi["subject_index"].astype(int),
              "train_ll": fi["train_loglik"].astype(float), "n_train": fi["n_train"].astype(int), "n_params": fi["n_params"].astype(int),
              # True/False, empty where nothing was optimised (a baseline); folders saved before the column: unknown
-             "converged": [None if v == "" or pd.isna(v) else str(v) == "True" for v in fi["converged"]] if "converged" in fi
-             else [None] * len(fi)}
+             "converged": _verdicts(fi, "converged")}
         )
         co = pd.read_csv(folder / "coefficients.csv", dtype={"subject": str}, **keep)
         coefficients = pd.DataFrame(
@@ -477,6 +475,13 @@ def _has_tabulate() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _verdicts(table: pd.DataFrame, column: str) -> list[bool | None]:
+    """A saved True/False column read back: None where it is empty (no verdict) or the file predates the column."""
+    if column not in table:
+        return [None] * len(table)
+    return [None if v == "" or pd.isna(v) else str(v) == "True" for v in table[column]]
 
 
 __all__ = ["ComparisonResult", "NULLS", "SHARED"]

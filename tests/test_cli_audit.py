@@ -223,7 +223,7 @@ def test_a_repeated_map_is_refused_by_name(inputs):
     err = _one_line(_cli(*base, "--map", "choice=side", "--map", "choice=rewarded", "--map", "reward=rewarded"))
     assert "--map gives 'choice' twice (choice=side and choice=rewarded)" in err
     err = _one_line(_cli(*base, "--map", "choice=side", "--map", "reward=side"))
-    assert "column 'side' is mapped to both 'choice' and 'reward'" in err and "--map" in err and "columns=" not in err
+    assert "column 'side' would be read as both 'choice' and 'reward'" in err and "--map" in err and "columns=" not in err
 
 
 def test_a_numeric_header_gives_a_short_message(inputs):

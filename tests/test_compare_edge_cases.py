@@ -114,7 +114,9 @@ def test_fly_report_holds_its_claims_against_shuffled_rewards_and_leaves_nothing
     # unconverged training fits are flagged in the report exactly when there are some (15 steps: usually there are)
     assert ("training fits had not converged" in text) == bool(len(a.heldout.unconverged_fits()))
     assert pi.compare.ComparisonResult.load(out / "control").hypotheses == a.control.hypotheses
-    assert "control/scores.csv" in json.loads((out / "report_files.json").read_text())
+    manifest = json.loads((out / "report_files.json").read_text())
+    assert "control/scores.csv" in manifest
+    assert {"comparison.csv", "table.csv"} <= set(manifest)  # the fly table once took the comparison table's key
     # a rerun without the control into the same folder: the earlier control/ (listed in the manifest) goes, the
     # user's own files (never listed, even with a report's file names) stay
     (out / "notes.txt").write_text("mine")

@@ -93,8 +93,13 @@ def test_dataframe_index_levels_are_columns(tmp_path):
     # other named levels are row labels, as before: no new metadata
     timed = pi.from_dataframe(df.set_index(pd.Index([0.1, 0.2, 0.3, 0.4], name="time")))
     assert "time" not in timed.coords and _choices(timed) == {"A": [0, 1], "B": [1, 0]}
-    with_nan = df.assign(session=[1.0, np.nan, 2.0, 2.0]).set_index("session", drop=False)
+    # set_index(..., drop=False) with NaN is no clash (NaN != NaN); a column that may hold NaN: reward probabilities
+    with_nan = df.assign(p_reward_0=[0.5, np.nan, 0.2, 0.2]).set_index("p_reward_0", drop=False)
     assert _choices(pi.from_dataframe(with_nan.drop(columns="trial").assign(trial=[1, 2, 1, 2])))["B"] == [1, 0]
+    # a blank session (here from the index) has no place among the others' order: refused by row
+    blank = df.assign(session=[1.0, np.nan, 2.0, 2.0]).set_index("session", drop=False)
+    with pytest.raises(SchemaError, match=r"column 'session', row 1 .*Fill in the session"):
+        pi.from_dataframe(blank.drop(columns="trial").assign(trial=[1, 2, 1, 2]))
 
 
 def test_list_valued_metadata_is_kept_as_text():

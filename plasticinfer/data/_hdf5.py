@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._errors import FileFormatError, SchemaError
-from ._schema import neural_dataset
+from .._errors import FileFormatError, PlasticInferWarning, SchemaError
+from .._errors import warn as _warn
+from ._schema import names_its_file, neural_dataset, one_source_each
 from ._matrices import from_matrices
 from ._tables import id_text
 
@@ -29,6 +30,7 @@ BEHAVIOUR_KEYS = ("choice", "reward", "block", "subject")
 NEURAL_KEYS = ("input", "activity", "recorded", "trial_mask", "subject")
 
 
+@names_its_file
 def load_hdf5(
     path: str | os.PathLike[str],
     mapping: Mapping[str, str],
@@ -64,6 +66,7 @@ def load_hdf5(
     missing = [k for k in required if k not in mapping]
     if missing:
         raise SchemaError(f"{where}: mapping lacks {missing}; it needs dataset paths for {list(required)}.")
+    one_source_each(mapping, where, "dataset path", "Fix the mapping.")
     arrays, units = _read(path, mapping, where)
     base = {"source": str(path)}
     if neural:
@@ -121,12 +124,22 @@ def _neural(arrays: dict[str, np.ndarray], subjects: list[str] | None, attrs: di
                 f"{where}: {name} must be numeric (trial, neuron), (subject, trial, neuron) or (subject, trial, "
                 f"sample, neuron); found dtype {a.dtype}, shape {a.shape}."
             )
+    flat = x.ndim == 2 and y.ndim == 2  # one subject's (trial, neuron): suite2p and others store (neuron, time)
+    layout = (" Two-dimensional arrays are read as (trial, neuron); if yours are stored (neuron, time), write them "
+              "transposed." if flat else "")
+    if flat and x.shape[0] == y.shape[0] and x.shape[0] < x.shape[1] and y.shape[0] < y.shape[1]:
+        _warn(
+            f"{where}: input is {x.shape[0]} × {x.shape[1]} and activity {y.shape[0]} × {y.shape[1]}, read as "
+            f"{x.shape[0]} trials of {x.shape[1]} inputs and {y.shape[1]} neurons (rows are trials).{layout}",
+            PlasticInferWarning,
+        )
     x = x[None] if x.ndim == 2 else x
     y = y[None] if y.ndim == 2 else y
     x, y = x.astype(np.float64), y.astype(np.float64)
     if x.shape[:2] != y.shape[:2]:
         raise SchemaError(
             f"{where}: input has (subject, trial) = {x.shape[:2]} but activity has {y.shape[:2]}; they must match."
+            + layout
         )
     n_subj, n_trials = x.shape[:2]
     if "trial_mask" in arrays:

@@ -9,7 +9,7 @@ from typing import Any
 
 import xarray as xr
 
-from .._errors import DataError, FileFormatError
+from .._errors import FileFormatError
 from ._hdf5 import load_hdf5
 from ._matlab import load_mat
 from ._netcdf import load_netcdf
@@ -74,8 +74,4 @@ def load(path: str | os.PathLike[str], **kwargs: Any) -> xr.Dataset:
     except TypeError as e:
         if "unexpected keyword argument" in str(e):
             raise FileFormatError(f"{loader.__name__} does not take that argument: {e}.") from e
-        raise
-    except DataError as e:  # a check deep in a loader (the validator) names the variable and row, not always the file
-        if path.name not in str(e):
-            raise type(e)(f"file {str(path)!r}: {e}") from e
         raise

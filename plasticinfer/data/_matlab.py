@@ -27,7 +27,7 @@ import xarray as xr
 
 from ._combine import concat_subjects
 from .._errors import FileFormatError, SchemaError
-from ._schema import behaviour_dataset
+from ._schema import behaviour_dataset, names_its_file, one_source_each
 from ._hdf5 import NEURAL_KEYS
 from ._matrices import from_matrices
 from .._errors import AmbiguousCodingWarning, PlasticInferWarning
@@ -125,8 +125,9 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
                     continue
                 value = np.asarray(obj[()]).T  # HDF5 stores MATLAB's column-major arrays transposed
                 cls = obj.attrs.get("MATLAB_class", b"")
-                if (cls.decode() if isinstance(cls, bytes) else str(cls)) == "char":
-                    value = np.array(["".join(map(chr, value.ravel(order="F")))])
+                if (cls.decode() if isinstance(cls, bytes) else str(cls)) == "char":  # one string per row, as v5 reads it
+                    rows = value.reshape(-1, value.shape[-1]) if value.ndim >= 2 else value.reshape(1, -1)
+                    value = np.array(["".join(map(chr, row)) for row in rows])
                 out[name] = value
     except Exception as e:  # h5py raises OSError, KeyError, ... on damaged files
         raise FileFormatError(
@@ -140,6 +141,7 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
 MAT_COLUMNS = ("choice", "reward", "subject", "session", "trial", "block")
 
 
+@names_its_file
 def load_mat(
     path: str | os.PathLike[str],
     *,
@@ -321,6 +323,14 @@ def choice_order_session(
         raise FileFormatError(
             f"{where}: choice_order has shape {co.shape} but reward_order has {ro.shape}; they must match."
         )
+    if co.shape[1] > 1 and co.shape[1] > co.shape[0]:  # (block, trial) read as (trial, block): trials interleaved
+        _warn(
+            f"{where}: choice_order is {co.shape[0]} × {co.shape[1]}, read as {co.shape[1]} blocks of {co.shape[0]} "
+            f"trial{'s' if co.shape[0] != 1 else ''} (rows are trials within a block, columns are blocks). If it is stored "
+            "(block, trial), transpose choice_order and reward_order before loading: read as they are, the trials are "
+            "interleaved across blocks",
+            PlasticInferWarning,
+        )
     codes = {1: 0, 2: 1} if choice_codes is None else {int(k): int(v) for k, v in choice_codes.items()}
     check_choice_codes(codes, 2, where)
     c = co.T.ravel()
@@ -441,6 +451,8 @@ def _generic(
     default_subject: str,
 ) -> xr.Dataset:
     names = {k: columns.get(k, k) for k in MAT_COLUMNS}
+    one_source_each({k: v for k, v in names.items() if k in columns or v in variables}, where, "variable",
+                    "Fix the columns= mapping (a variable read by its own name, e.g. 'reward', counts too).")
     missing = [f"{k!r}" + (f" (mapped to {names[k]!r})" if names[k] != k else "")
                for k in ("choice", "reward") if names[k] not in variables]
     skipped = getattr(variables, "skipped", {})

@@ -46,6 +46,9 @@ def from_matrices(
     text_codes = None  # text choice codes (HDF5 b'L'/b'R', MATLAB char arrays), mapped by choice_codes like a table's
     for name, value in arrays.items():
         raw = np.asarray(value)
+        if name == "choice" and raw.dtype.kind == "O" and raw.size and all(isinstance(v, (str, bytes)) for v in raw.flat):
+            # variable-length strings (how h5py stores Python str): the text codes of a fixed-length array
+            raw = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in raw.flat]).reshape(raw.shape)
         if name == "choice" and raw.dtype.kind in "SU":
             text_codes = np.char.strip(np.char.decode(raw, "utf-8", "replace") if raw.dtype.kind == "S" else raw).astype(object)
             text_codes = text_codes[None, :] if text_codes.ndim == 1 else text_codes
@@ -108,5 +111,14 @@ def from_matrices(
         value = table["choice"].iloc[i]
         if m.group(1) == "choice" and isinstance(value, (int, float, np.number)) and value < 0:
             text += " If negative codes mark padding in your file, store NaN there instead (NaN may only end a row)."
+        elif m.group(1) == "choice" and isinstance(value, (int, float, np.number)) and value == 0 and _zeros_end_rows(c):
+            text += (" Every 0 ends its row: if 0 marks trials that did not happen (padding), store NaN there instead (NaN "
+                     "may only end a row); n_options or choice_codes would read the 0s as choices.")
         raise SchemaError(text) from None
     return ds.drop_vars("trial_number")
+
+
+def _zeros_end_rows(c: np.ndarray) -> bool:
+    """Whether the choice matrix's 0s (there is one) all lie in a run that ends their row: padding, not a code."""
+    zero = c == 0
+    return bool(zero.any()) and not bool((~zero & ~np.isnan(c) & (np.cumsum(zero, axis=1) > 0)).any())

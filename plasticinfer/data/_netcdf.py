@@ -11,7 +11,7 @@ import xarray as xr
 
 from .._errors import SchemaError
 from .._io import read_netcdf, write_netcdf
-from ._schema import FILL
+from ._schema import FILL, names_its_file
 from ._validate import validate
 
 _INTEGER = tuple(k for k, v in FILL.items() if type(v) is int)  # choice, block, trial_number, presented
@@ -40,6 +40,7 @@ def save_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     return write_netcdf(ds, path)
 
 
+@names_its_file
 def load_netcdf(path: str | os.PathLike[str]) -> xr.Dataset:
     """Read a dataset written by `save_netcdf` (or any netCDF file following the schema) and validate it.
 

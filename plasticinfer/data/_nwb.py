@@ -21,10 +21,11 @@ import pandas as pd
 import xarray as xr
 
 from .._errors import FileFormatError, SchemaError
-from ._schema import neural_dataset
+from ._schema import neural_dataset, names_its_file
 from ._tables import from_dataframe
 
 
+@names_its_file
 def load_nwb(
     path: str | os.PathLike[str],
     *,
@@ -161,7 +162,10 @@ def _bin_trials(data: np.ndarray, times: np.ndarray, df: Any, name: str, where: 
 
 def _neural(nwb: Any, activity: str, input: str | None, attrs: dict[str, Any], where: str) -> xr.Dataset:
     if input is None:
-        raise FileFormatError(f"{where}: load_nwb(..., activity={activity!r}) also needs input='<TimeSeries name>'.")
+        raise FileFormatError(
+            f"{where}: the activity {activity!r} also needs the input it is predicted from: the name of its TimeSeries "
+            "(load_nwb(..., input='<TimeSeries name>'); on the command line --map input=<TimeSeries name>)."
+        )
     y, y_t, unit = _series(nwb, activity, where)
     x, x_t, x_unit = _series(nwb, input, where)
     df = _trials_frame(nwb, where)

@@ -7,14 +7,16 @@ and call `validate`. See ``docs/data-format.md`` for the schema itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import xarray as xr
 from numpy.typing import ArrayLike
 
-from .._errors import PlasticInferWarning, SchemaError
+from .._errors import DataError, PlasticInferWarning, SchemaError
 from .._errors import warn as _warn
 from ._validate import validate
 
@@ -144,6 +146,40 @@ def _subject_ids(subjects: Sequence[Any] | None, n: int) -> np.ndarray:
     if len(ids) != n:
         raise SchemaError(f"got {len(ids)} subject ids for {n} subjects; give one id per subject.")
     return np.array(ids, dtype=object)
+
+
+_Loader = TypeVar("_Loader", bound=Callable[..., Any])
+
+
+def names_its_file(loader: _Loader) -> _Loader:
+    """A file loader whose every `DataError` names the file: checks deep inside it (the validator) name the variable
+    and the row, not the file they read. The same wrapping as `plasticinfer.data.load`, for a loader called directly."""
+
+    @functools.wraps(loader)
+    def load(path, *args, **kwargs):
+        try:
+            return loader(path, *args, **kwargs)
+        except DataError as e:
+            name = Path(path).name if isinstance(path, (str, Path)) else ""
+            if name and name not in str(e):
+                raise type(e)(f"file {str(path)!r}: {e}") from e
+            raise
+
+    return load  # type: ignore[return-value]
+
+
+def one_source_each(sources: Mapping[str, str], where: str, what: str, fix: str) -> None:
+    """Refuse a mapping (schema name → the user's column, variable or dataset path) that reads one source as two
+    schema variables: e.g. ``choice`` mapped to the file's ``reward`` while ``reward`` is read by its own name."""
+    by_source: dict[str, list[str]] = {}
+    for schema_name, source in sources.items():
+        by_source.setdefault(source, []).append(schema_name)
+    twice = next(((u, names) for u, names in by_source.items() if len(names) > 1), None)
+    if twice is not None:
+        raise SchemaError(
+            f"{where}: {what} {twice[0]!r} would be read as both {' and '.join(map(repr, twice[1]))}; one {what} can be "
+            f"read as one schema variable only. {fix}"
+        )
 
 
 def warn_if_transposed(where: str, n_subjects: int, n_trials: int, hint: str) -> None:
@@ -378,6 +414,14 @@ def neural_dataset(
                 f"got numbers of dimensions {sorted(ndims)}"
                 + (". Give one array per subject (for one subject: [input] and [activity])." if 1 in ndims else ".")
             )
+    samples = {name: sorted({a.shape[1] for a in arrays}) for name, arrays in (("input", inputs), ("activity", acts))
+               if arrays[0].ndim == 3}
+    if len(samples) == 2 and samples["input"] != samples["activity"] or any(len(v) > 1 for v in samples.values()):
+        raise SchemaError(
+            f"input and activity must have the same number of samples per trial (axis 1 of a (n_trials, sample, "
+            f"neurons) array) in every subject; found {', '.join(f'{k} {v}' for k, v in samples.items())}. Give both "
+            "the same time bins."
+        )
     x = pad_ragged(inputs, FILL["input"])
     y = pad_ragged(acts, FILL["activity"])
     n_trials = x.shape[1]

@@ -33,7 +33,7 @@ import xarray as xr
 
 from .._errors import AmbiguousCodingWarning, FileFormatError, PlasticInferWarning, SchemaError
 from .._errors import warn as _warn
-from ._schema import behaviour_dataset
+from ._schema import behaviour_dataset, names_its_file, one_source_each
 from ._validate import validate
 
 CORE_COLUMNS = ("subject", "session", "trial", "block", "choice", "reward")
@@ -42,6 +42,7 @@ RESERVED = {"trial_mask", "cue", "option", "option_label", "feature", "presentat
 TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": None, ".parquet": "parquet", ".pq": "parquet"}
 
 
+@names_its_file
 def load_table(
     path: str | os.PathLike[str],
     *,
@@ -101,8 +102,14 @@ def read_table(path: Path, text_columns: Sequence[str] = ()) -> pd.DataFrame:
             df = pd.read_parquet(path)
         else:
             df = _read_delimited(path, sep, text_columns)
-    except FileFormatError:
+    except (FileFormatError, SchemaError):
         raise
+    except UnicodeDecodeError as e:
+        raise FileFormatError(
+            f"file {str(path)!r} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at position {e.start}); it "
+            "may be Latin-1, Windows-1252 or UTF-16. Save it as UTF-8 (e.g. Excel: 'CSV UTF-8'; pandas: "
+            "df.to_csv(path, encoding='utf-8'))."
+        ) from e
     except Exception as e:  # third-party parsers raise many types; report them as ours
         raise FileFormatError(
             f"file {str(path)!r} could not be read as a {suffix} table: {type(e).__name__}: {e}. "
@@ -163,6 +170,15 @@ def _read_delimited(path: Path, sep: str | None, text_columns: Sequence[str]) ->
     if sep != r"\s+":
         kw["skipinitialspace"] = True
     header = pd.read_csv(path, nrows=0, **kw).columns
+    # pandas renames a repeated name ("choice", "choice.1") and an empty one ("Unnamed: 0"): read the header line as written
+    first_line = pd.read_csv(path, header=None, nrows=1, dtype=str, **kw).iloc[0].tolist()
+    written = [str(v).strip() for v in first_line if isinstance(v, str)]
+    repeated = sorted({c for c in written if written.count(c) > 1})
+    if repeated and not all(_NUMBER.match(c) for c in written):  # a header of numbers: no header (said further on)
+        raise SchemaError(
+            f"file {str(path)!r}: the header names {', '.join(map(repr, repeated[:5]))} more than once; give each column a "
+            f"unique name (read as it is, the second would become {repeated[0] + '.1'!r} and be ignored)."
+        )
     stripped = {c: c.strip() for c in header if isinstance(c, str)}
     text = {c: str for c, name in stripped.items() if name in set(text_columns)} or None
     df = pd.read_csv(path, dtype=text, **kw)
@@ -185,6 +201,8 @@ def _read_delimited(path: Path, sep: str | None, text_columns: Sequence[str]) ->
                 "not row names and every column would be shifted by one. Name the extra column in the header, or remove it."
             )
         df = df.reset_index(drop=True)
+    elif df.shape[1] > 1 and not (isinstance(first_line[0], str) and first_line[0].strip()) and df.iloc[:, 0].is_unique:
+        df = df.iloc[:, 1:]  # a first column with an empty name and a unique value per row: R's write.csv row names
     return df.rename(columns=stripped)
 
 
@@ -323,13 +341,7 @@ def _rename(df: pd.DataFrame, columns: Mapping[str, str], n_options: int, where:
         dup = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
         raise SchemaError(f"{where}: column names {dup} appear more than once; give each column a unique name.")
     known = set(CORE_COLUMNS) | {f"p_reward_{k}" for k in range(n_options)}
-    twice = sorted({u for u in columns.values() if list(columns.values()).count(u) > 1})
-    if twice:
-        names = [s for s, u in columns.items() if u == twice[0]]
-        raise SchemaError(
-            f"{where}: column {twice[0]!r} is mapped to both {' and '.join(map(repr, names))} (the columns= mapping); a "
-            "column can be read as one schema variable only. Fix the columns= mapping."
-        )
+    one_source_each(columns, where, "column", "Fix the columns= mapping.")
     for schema_name, user_name in columns.items():
         if schema_name not in known:
             raise SchemaError(
@@ -428,6 +440,8 @@ def _normalise_code(value: Any) -> Any:
         return int(value) if np.isfinite(value) and float(value).is_integer() else float(value)
     if isinstance(value, str):
         stripped = value.strip()
+        if stripped.lower() in ("true", "false"):  # pandas reads a TRUE/FALSE column as booleans: the same codes
+            return int(stripped.lower() == "true")
         try:
             return _normalise_code(float(stripped))
         except ValueError:
@@ -476,6 +490,14 @@ def _choice_column(
         i = int(np.flatnonzero(missing)[0])
         raise _bad_row(where, "choice", i, raw.iloc[i], "a choice code", "Drop trials without a choice.")
     codes = [_normalise_code(v) for v in raw.tolist()]
+    unhashable = [i for i, c in enumerate(codes) if isinstance(c, (list, tuple, dict, set, np.ndarray))]
+    if unhashable:
+        i = unhashable[0]
+        raise _bad_row(
+            where, "choice", i, raw.iloc[i], "one choice code per row",
+            "A table needs one row per trial; expand a column of per-session lists into rows first (pandas: "
+            "df.explode(['choice', 'reward'])).",
+        )
     if choice_codes is not None:
         lookup = {_normalise_code(k): int(v) for k, v in choice_codes.items()}
         coding = "mapped by choice_codes"
@@ -565,6 +587,13 @@ def _order(df: pd.DataFrame, subject: np.ndarray, trial: np.ndarray | None, wher
     subj_rank = pd.factorize(subject)[0]
     if "session" in df:
         sess = np.array([id_text(v) for v in df["session"].tolist()], dtype=object)
+        blank = df["session"].isna().to_numpy() | (sess == "")
+        if blank.any():  # a blank session has no place in the order of the others
+            i = int(np.flatnonzero(blank)[0])
+            raise _bad_row(
+                where, "session", i, df["session"].iloc[i], "a session id",
+                "Fill in the session of every row (or drop the session column if the table holds one session per subject).",
+            )
         sess_rank = _session_rank(sess, df["session"])
     else:
         sess, sess_rank = np.zeros(len(df), dtype=object), np.zeros(len(df), np.int64)

@@ -136,7 +136,7 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
     if analysis.control is not None:
         paths.update({f"control_{k}": v for k, v in analysis.control.save(out / "control").items()})
     table = analysis.table()
-    paths["table"] = write_text(table.to_csv(), out / "table.csv")
+    paths["fly_table"] = write_text(table.to_csv(), out / "table.csv")  # "table" is the comparison's comparison.csv
     result = analysis.heldout
     hyps = result.hypotheses
     best = next((h for h in result.ranking() if h in hyps), None)

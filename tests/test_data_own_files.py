@@ -194,3 +194,16 @@ def test_r_write_csv_row_names_are_dropped_as_write_table_ones_are(tmp_path):
     # an unnamed first column whose values repeat is data, not row names: kept
     (tmp_path / "kept.csv").write_text(",subject,choice,reward\nx,a,0,1\nx,a,1,0\n")
     assert pi.load(tmp_path / "kept.csv")["Unnamed: 0"].values.tolist() == ["x"]  # one value per subject: a subject coordinate
+
+
+def test_a_struct_is_named_as_one_and_a_subject_in_two_files_names_both(tmp_path):
+    scipy.io.savemat(tmp_path / "st.mat", {"data": {"choice": np.array([0, 1.0]), "reward": np.array([1, 0.0])}})
+    with pytest.raises(FileFormatError, match=r"holds \['data' \(a struct: its fields cannot be mapped"):
+        pi.load(tmp_path / "st.mat")
+    folder = tmp_path / "flies"
+    folder.mkdir()
+    for name in ("a", "b"):
+        scipy.io.savemat(folder / f"{name}.mat", {"choice": np.array([0, 1.0]), "reward": np.array([1, 0.0]),
+                                                  "subject": np.array(["m1", "m1"])})
+    with pytest.raises(SchemaError, match=r"subject 'm1' is in both '.*a\.mat' and '.*b\.mat'"):
+        pi.load(folder)

@@ -238,6 +238,15 @@ def _load_folder(path: Path, kwargs: dict[str, Any]) -> xr.Dataset:
             f"number of options); read as 0-based. If the first option is coded 1, pass choice_codes={{{one}}}",
             AmbiguousCodingWarning,
         )
+    first: dict[str, Path] = {}
+    for f, p in zip(files, parts):  # name the two files, not two positions in a list
+        for s in map(str, p["subject"].values):
+            if s in first:
+                raise SchemaError(
+                    f"folder {str(path)!r}: subject {s!r} is in both {str(first[s])!r} and {str(f)!r}; each subject "
+                    "must come from one file. Rename one of them (or its subject variable), or load them one at a time."
+                )
+            first[s] = f
     attrs = {"source": str(path)}
     attrs.update(kwargs.get("attrs") or {})
     return concat_subjects(parts, attrs=attrs)
@@ -468,8 +477,12 @@ def _generic(
             "download?). Copy or export it again; MATLAB can check it with load('<file>')."
         )
     if missing:
+        nested = {k: "a struct" if np.asarray(v).dtype.names else "a cell array" for k, v in variables.items()
+                  if np.asarray(v).dtype.names or np.asarray(v).dtype == object}
+        held = ", ".join(repr(k) + (f" ({nested[k]}: its fields cannot be mapped; save each field as a variable of its own)"
+                                    if k in nested else "") for k in sorted(variables))
         raise FileFormatError(
-            f"{where}: variables {', '.join(missing)} not found; the file holds {sorted(variables)}"
+            f"{where}: variables {', '.join(missing)} not found; the file holds [{held}]"
             + (f" (and {', '.join(f'{k!r} ({v})' for k, v in skipped.items())}, skipped: v7.3 cells and structs cannot be read)"
                if skipped else "") + ". "
             "Pass columns={'choice': '<variable>', 'reward': '<variable>'}, or use the Fly{N}.mat (X, Y, R) "

@@ -54,6 +54,21 @@ def test_leave_future_out_trains_only_on_the_past(syn):
     assert tr[1].sum() == round(0.75 * 45)
 
 
+def test_future_and_calibration_cuts_count_valid_trials_not_positions(syn):
+    # a mask with gaps before and among the valid trials (missed trials still step the weights, unscored)
+    mask = np.ones((3, 60), bool)
+    mask[:, :8] = False
+    mask[:, 30:34] = False
+    data = syn.data.with_mask(jnp.asarray(mask))  # 48 valid trials per subject
+    tr, te = _masks(LeaveFutureOut(0.75).folds(data)[0])
+    assert (tr.sum(axis=1) == 36).all() and (te.sum(axis=1) == 12).all()  # counted as positions: 24 and 24
+    for i in range(3):
+        assert np.flatnonzero(tr[i]).max() < np.flatnonzero(te[i]).min() and not (tr[i] & ~mask[i]).any()
+    cal = LeaveOneSubjectOut(calibration_fraction=0.5).folds(data)[0]
+    c, t = np.asarray(cal.calibration.mask)[0], np.asarray(cal.test.mask)[0]
+    assert c.sum() == 24 and t.sum() == 24 and np.flatnonzero(c).max() < np.flatnonzero(t).min()  # as positions: 16 and 32
+
+
 def test_leave_one_subject_out(syn):
     folds = LeaveOneSubjectOut().folds(syn.data)
     assert len(folds) == 3

@@ -139,14 +139,21 @@ class LeaveFutureOut(AbstractSplit):
         if not 0.0 < self.train_fraction < 1.0:
             raise ComparisonError(f"train_fraction must be in (0, 1); got {self.train_fraction}")
         valid = trial_valid(data)
-        before = np.zeros_like(valid)
-        for i in range(valid.shape[0]):
-            n = int(valid[i].sum())
-            cut = min(max(int(round(self.train_fraction * n)), 1), n - 1) if n >= 2 else n
-            before[i, :cut] = True
+        n = valid.sum(axis=1)
+        cuts = [min(max(int(round(self.train_fraction * k)), 1), k - 1) if k >= 2 else k for k in n]
+        before = first_valid(valid, cuts)
         idx = np.arange(data.n_trajectories)
         fold = Fold("future trials", restrict(data, before & valid), restrict(data, ~before & valid), idx, idx)
         return [_check_nonempty(fold)]
+
+
+def first_valid(valid: np.ndarray, counts) -> np.ndarray:
+    """The mask of each row's first ``counts[i]`` valid trials: counted among the valid ones (a mask may have gaps
+    before or between them), not as positions."""
+    out = np.zeros_like(valid, dtype=bool)
+    for i, k in enumerate(counts):
+        out[i, np.flatnonzero(valid[i])[: int(k)]] = True
+    return out
 
 
 def _check_calibration(fraction: float) -> None:
@@ -164,10 +171,7 @@ def subject_fold(data: TrialData, name: str, train_idx, test_idx, calibration_fr
     calibration = None
     if calibration_fraction > 0:
         valid = trial_valid(test)
-        first = np.zeros_like(valid)
-        for j in range(valid.shape[0]):
-            k = int(round(calibration_fraction * valid[j].sum()))
-            first[j, :k] = True
+        first = first_valid(valid, [int(round(calibration_fraction * k)) for k in valid.sum(axis=1)])
         calibration = restrict(test, first & valid)
         test = restrict(test, ~first & valid)
     return _check_nonempty(Fold(name, subjects(data, train_idx), test, train_idx, test_idx, calibration))

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ._errors import DataError, FileFormatError
+from ._errors import DataError, FileFormatError, PlasticInferWarning, warn
 from ._io import read_netcdf, write_netcdf
 from ._rules import Monomial, TaylorRule
 
@@ -167,11 +167,11 @@ def encode_structure(obj, path: str = "", arrays: dict | None = None):
     """
     join = (lambda k: f"{path}.{k}" if path else str(k))  # noqa: E731
     enc = (lambda v, k: encode_structure(v, join(k), arrays))  # noqa: E731
-    if eqx.is_array(obj):
+    if eqx.is_array(obj):  # the shape too: a file edited to another shape is refused when it is read (rebuild)
         if arrays is None:
-            return {"array": path}
+            return {"array": path, "shape": list(np.shape(obj))}
         arrays[path] = np.asarray(obj)
-        return {"numpy" if isinstance(obj, (np.ndarray, np.generic)) else "array": path}
+        return {"numpy" if isinstance(obj, (np.ndarray, np.generic)) else "array": path, "shape": list(np.shape(obj))}
     if isinstance(obj, eqx.Module):
         name = _qualified(type(obj))
         fields = {f.name: enc(getattr(obj, f.name), f.name) for f in dataclasses.fields(obj)}
@@ -250,30 +250,49 @@ def describe(obj) -> str:
     return f"{type(obj).__name__}({', '.join(parts)})"
 
 
-def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file"):
-    """Inverse of :func:`encode_structure`; ``arrays`` maps leaf names to values."""
+def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file", lead: int | None = 0):
+    """Inverse of :func:`encode_structure`; ``arrays`` maps leaf names to values, with ``lead`` leading axes more
+    than the structure's (``None``: shapes checked by the caller). An array whose shape is not the one the structure
+    records (files written since shapes were recorded) is refused: a hand-edited file would otherwise load as another
+    model."""
     kind = "module" if "module" in structure else next(iter(structure))
     spec = structure[kind]
     if kind in ("array", "numpy"):
         if spec not in arrays:
             raise DataError(f"{source}: parameter {spec!r} is described but not stored")
-        return jnp.asarray(arrays[spec]) if kind == "array" else np.asarray(arrays[spec])
+        value = np.asarray(arrays[spec])
+        shape = structure.get("shape")
+        if shape is not None and lead is not None and (value.ndim != lead + len(shape) or value.shape[lead:] != tuple(shape)):
+            raise FileFormatError(
+                f"{source}: parameter {spec!r} is stored with shape {value.shape[lead:]}, but the model the file describes "
+                f"needs {tuple(shape)}; the file was edited or damaged. Re-create it (re-run, or save the result again) "
+                "or restore it from a copy."
+            )
+        if kind == "numpy":
+            return value
+        if value.dtype == np.float64 and not jax.config.jax_enable_x64:
+            warn(
+                f"{source} stores float64 values and JAX runs in float32 in this session: they load rounded to float32 "
+                "(about 1e-7 relative). Call jax.config.update('jax_enable_x64', True) before loading to keep them exact",
+                PlasticInferWarning,
+            )
+        return jnp.asarray(value)
     if kind == "module":
         if ":" not in spec:
             raise DataError(f"{source}: class {spec!r} cannot be imported; load with like= a model built as the fitted one")
         cls = _resolve(spec)
         obj = object.__new__(cls)
         for name, sub in structure["fields"].items():
-            object.__setattr__(obj, name, rebuild(sub, arrays, source))
+            object.__setattr__(obj, name, rebuild(sub, arrays, source, lead))
         return obj
     if kind == "monomial":
         return Monomial.parse(spec)
     if kind == "dict":
-        return {k: rebuild(v, arrays, source) for k, v in spec.items()}
+        return {k: rebuild(v, arrays, source, lead) for k, v in spec.items()}
     if kind == "items":
-        return {rebuild(k, arrays, source): rebuild(v, arrays, source) for k, v in spec}
+        return {rebuild(k, arrays, source, lead): rebuild(v, arrays, source, lead) for k, v in spec}
     if kind in ("tuple", "list"):
-        items = [rebuild(v, arrays, source) for v in spec]
+        items = [rebuild(v, arrays, source, lead) for v in spec]
         return tuple(items) if kind == "tuple" else items
     if kind == "value":
         return spec
@@ -341,19 +360,25 @@ def reading(path, noun: str):
     """Reading the contents of a results file: a variable or attribute that is missing or unreadable (a file
     damaged or cut short, or edited by hand) is one :class:`FileFormatError` naming the file and what is
     missing, not a bare ``KeyError``, ``JSONDecodeError`` or pandas parser error. Only those are caught: other
-    errors (the library's own, or a library's API that changed) pass through as they are."""
+    errors (the library's own, or a library's API that changed) pass through as they are, except a ValueError (a stored
+    text that does not convert to the number it should be)."""
     import pandas as pd
 
     advice = "Re-create it (re-run, or save the result again) or restore it from a copy."
     try:
         yield
+    except DataError:
+        raise
     except KeyError as e:
         text = str(e.args[0]) if e.args else ""
         named = re.search(r"No variable named '([^']+)'", text)
         what = f"variable {named.group(1)!r}" if named else (text if " " in text else repr(text))
         raise FileFormatError(f"{path}: a damaged or incomplete {noun}: {what} is missing. {advice}") from None
-    except (json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.IntCastingNaNError) as e:
+    except (json.JSONDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, pd.errors.IntCastingNaNError,
+            UnicodeDecodeError) as e:
         raise FileFormatError(f"{path}: a damaged or incomplete {noun}: {type(e).__name__}: {e}. {advice}") from None
+    except ValueError as e:  # a stored text that does not convert (int("n/a"), float("abc")): not the library's own
+        raise FileFormatError(f"{path}: a damaged or incomplete {noun}: a stored value does not convert ({e}). {advice}") from None
 
 
 def read_result(path, kind: str) -> xr.Dataset:
@@ -563,19 +588,64 @@ def load_fit_fields(path, like=None) -> dict:
         return _fit_fields(path, ds, like)
 
 
+def flag(path, ds: xr.Dataset, name: str, default: int | None = None) -> bool:
+    """A True/False attribute of a results file (stored as 0 or 1); anything else is a damaged file."""
+    value = ds.attrs[name] if default is None else ds.attrs.get(name, default)
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    shown = value.item() if isinstance(value, np.generic) else value
+    raise FileFormatError(f"{path}: attribute {name!r} is {shown!r}, not 0 or 1: the file was edited or damaged. "
+                          "Re-create it (re-run, or save the result again) or restore it from a copy.")
+
+
+def _check_restarts(path, ds: xr.Dataset, names: list[str], independent: bool) -> None:
+    """Every restart's parameter has the model's shape (the restart axis: first, or after the subject axis of an
+    independent fit); the model's own shapes are checked against the file's structure or the template."""
+    axis = 1 if independent else 0
+    for n in names:
+        r, m = ds["restarts." + n].shape, ds[n].shape
+        if len(r) != len(m) + 1 or r[:axis] + r[axis + 1:] != m:
+            raise FileFormatError(
+                f"{path}: parameter 'restarts.{n}' is stored with shape {r}, which is not the model's {m} with a restart "
+                "axis; the file was edited or damaged. Re-create it (re-run, or save the result again) or restore it "
+                "from a copy."
+            )
+
+
+def _check_labels(path, ds: xr.Dataset, model, independent: bool) -> None:
+    """The file's readable coefficients (``coefficient`` by ``term``) say what its parameters say: an edit to one and
+    not the other (a term renamed, a value changed) would load as a model the file does not show."""
+    rows = coefficient_rows(model, independent)
+    if not rows or "coefficient" not in ds:
+        return
+    names, labels = list(rows[0]), [str(t) for t in ds["term"].values]
+    values = np.array([[row[n] for n in names] for row in rows])
+    stored = np.asarray(ds["coefficient"].values, float).reshape(values.shape) if labels == names else None
+    if stored is None or not np.allclose(stored, values, rtol=1e-6, atol=0, equal_nan=True):
+        what = (f"terms {labels}, while its parameters are those of {names}" if labels != names
+                else "coefficient values that differ from its parameters")
+        raise FileFormatError(
+            f"{path}: the file labels its coefficients with {what}; it was edited or damaged. Re-create it (re-run, or "
+            "save the result again) or restore it from a copy."
+        )
+
+
 def _fit_fields(path, ds: xr.Dataset, like) -> dict:
-    independent = bool(ds.attrs["independent"])
+    independent = flag(path, ds, "independent")
     names = json.loads(ds.attrs["parameters"])
     if like is not None:
         if independent:
             like = like.split_trajectories()
         check_like(path, ds, like, names, lead=0)
+        _check_restarts(path, ds, names, independent)
         model = fill_like(like, ds, "")
         restarts = fill_like(like, ds, "restarts.")
     else:
         structure = json.loads(ds.attrs["model_structure"])
         model = rebuild(structure, {n: ds[n].values for n in names}, path)
-        restarts = rebuild(structure, {n: ds["restarts." + n].values for n in names}, path)
+        _check_restarts(path, ds, names, independent)
+        restarts = rebuild(structure, {n: ds["restarts." + n].values for n in names}, path, lead=None)
+    _check_labels(path, ds, model, independent)
     return dict(
         model=model,
         restarts=restarts,
@@ -584,12 +654,12 @@ def _fit_fields(path, ds: xr.Dataset, like) -> dict:
         validation_steps=ds["evaluation_step"].values if "evaluation_step" in ds else np.zeros(0, int),
         best_restart=ds["best_restart"].values,
         diverged_at=ds["diverged_at"].values,
-        stopped_early=bool(ds.attrs["stopped_early"]),
+        stopped_early=flag(path, ds, "stopped_early"),
         steps_run=int(ds.attrs["steps_run"]),
         independent=independent,
         settings=json.loads(ds.attrs.get("settings", "{}")),
-        interrupted=bool(ds.attrs.get("interrupted", 0)),
-        converged=bool(ds.attrs.get("converged", 1)),
+        interrupted=flag(path, ds, "interrupted", 0),
+        converged=flag(path, ds, "converged", 1),
         convergence_message=str(ds.attrs.get("convergence_message", "")),
         subjects=tuple(str(v) for v in ds["subject"].values) if independent and "subject" in ds.coords else None,
         subject_converged=ds["subject_converged"].values.astype(bool) if "subject_converged" in ds else None,

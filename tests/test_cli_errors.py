@@ -491,8 +491,11 @@ def test_inspect_describes_a_results_file(tmp_path, capsys):
     assert "holds: a plasticinfer fit result" in capsys.readouterr().out
     with pytest.raises(pi.data.SchemaError, match="plasticinfer inspect FILE` says which"):
         pi.data.validate(read_netcdf(path))
-    (tmp_path / "cmp").mkdir()
-    (tmp_path / "cmp" / "comparison.json").write_text("{}")  # a comparison's folder: described, not read as MAT sessions
-    assert run(["inspect", str(tmp_path / "cmp")]) == 0
+    syn = pi.make_choice_data(pi.TaylorRule.from_terms({"x*r": 0.5}), key=jax.random.key(0), n_subjects=2, trials_per_block=10)
+    pi.compare.compare(["x*r"], syn.data, steps=2, restarts=1, progress=False).save(tmp_path / "cmp")
+    assert run(["inspect", str(tmp_path / "cmp")]) == 0  # a comparison's folder: described, not read as MAT sessions
     out = capsys.readouterr().out
     assert "holds: a plasticinfer model comparison" in out and "pi.compare.ComparisonResult.load(path)" in out
+    (tmp_path / "cmp" / "scores.csv").unlink()  # damaged: refused as ComparisonResult.load refuses it, not described
+    assert run(["inspect", str(tmp_path / "cmp")]) == 2
+    assert "missing ['scores.csv']" in capsys.readouterr().err

@@ -225,10 +225,57 @@ def test_a_damaged_comparison_folder_is_refused_by_name(tmp_path):
         "cut_line": (lambda f: (f / "scores.csv").write_text((f / "scores.csv").read_text()[:-30]),
                      r"cut_line.*(damaged or incomplete comparison folder|rows where the comparison saved)"),
     }
+
+    def edit_json(change):
+        def edit(folder):
+            meta = json.loads((folder / "comparison.json").read_text())
+            (folder / "comparison.json").write_text(json.dumps(change(meta)))
+
+        return edit
+
+    def edit_csv(name, change):
+        def edit(folder):
+            table = pd.read_csv(folder / name, keep_default_na=False)
+            change(table)
+            table.to_csv(folder / name, index=False)
+
+        return edit
+
+    # edited by hand or damaged: each gave a bare UnicodeDecodeError, TypeError, AttributeError or IndexError, or
+    # loaded wrong (a term renamed into a second 'w', a converged column read as False)
+    cases |= {
+        "binary_json": (lambda f: (f / "comparison.json").write_bytes(b"\xff\xfe\x00junk"), r"binary_json: a damaged .*UnicodeDecodeError"),
+        "list_json": (edit_json(lambda m: [m]), r"comparison\.json: \[.*\] missing or of the wrong type"),
+        "unknown_setting": (edit_json(lambda m: m | {"settings": m["settings"] | {"stepz": 3}}), r"unknown settings \['stepz'\]"),
+        "subject_beyond": (edit_csv("scores.csv", lambda t: t.__setitem__("subject_index", t["subject_index"] + 7)),
+                           r"scores\.csv: subject_index \d+ where the comparison has 3 subjects"),
+        "term_twice": (edit_csv("coefficients.csv", lambda t: t.__setitem__("term", "w")), r"coefficients\.csv: term 'w' of .* appears twice"),
+        "maybe": (edit_csv("fits.csv", lambda t: t.__setitem__("converged", "maybe")), r"maybe: a damaged .*'converged' holds 'maybe'"),
+        "text_value": (edit_csv("coefficients.csv", lambda t: t.__setitem__("value", "abc")), r"text_value: a damaged .*does not convert"),
+    }
     for name, (edit, message) in cases.items():
         with pytest.raises(FileFormatError, match=message):
             pi.compare.ComparisonResult.load(damaged(name, edit))
     pi.compare.ComparisonResult.load(damaged("old_intact", drop_counts))  # a folder saved before the counts: still read
+    # a save that fails half-way leaves the folder's earlier comparison whole (it once mixed two comparisons' files)
+    import plasticinfer.compare._result as result_module
+
+    before = {p.name: p.read_bytes() for p in good.iterdir()}
+    other = compare(["x*r + w"], _flies(3), steps=3, restarts=1, progress=False)
+    write_text = result_module.write_text
+
+    def failing(text, path):
+        if path.name == "fits.csv":
+            raise OSError("disk full")
+        return write_text(text, path)
+
+    result_module.write_text = failing
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            other.save(good)
+    finally:
+        result_module.write_text = write_text
+    assert {p.name: p.read_bytes() for p in good.iterdir()} == before  # nothing replaced, no temporary file left
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(ComparisonError, match="a_file: exists and is not a folder"):
         res.save(tmp_path / "a_file")

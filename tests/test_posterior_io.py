@@ -8,6 +8,7 @@ import pytest
 
 import plasticinfer as pi
 from plasticinfer import bayes
+from plasticinfer.errors import FileFormatError
 
 
 def _model(terms):
@@ -37,3 +38,27 @@ def test_posterior_round_trip_and_mismatch(tmp_path):
         bayes.Posterior.load(path, _model(("x*y", "y^2*w", "w")))
     with pytest.raises(pi.DataError, match="missing.nc"):
         bayes.Posterior.load(tmp_path / "missing.nc", model)
+    # a file without a group the posterior reads later (post.loo(), log_likelihood): refused at load, by name (it
+    # loaded, and the first use raised a bare AttributeError)
+    import arviz as az
+
+    idata = az.from_netcdf(str(path), engine="h5netcdf")
+    groups = {g: getattr(idata, g) for g in idata.groups() if g != "log_likelihood"}
+    az.InferenceData(**groups).to_netcdf(str(tmp_path / "no_ll.nc"), engine="h5netcdf")
+    with pytest.raises(FileFormatError, match=r"no_ll\.nc: a damaged or incomplete posterior: \['log_likelihood'\] missing"):
+        bayes.Posterior.load(tmp_path / "no_ll.nc", model)
+    # a writer that fails: one FileFormatError, the earlier file intact, no temporary file left
+    before = path.read_bytes()
+    original = az.InferenceData.to_netcdf
+
+    def failing(self, filename, **kw):
+        open(filename, "wb").write(b"partial")
+        raise ValueError("writer failed")
+
+    az.InferenceData.to_netcdf = failing
+    try:
+        with pytest.raises(FileFormatError, match=r"could not write .*post\.nc.*ValueError: writer failed"):
+            post.save(path)
+    finally:
+        az.InferenceData.to_netcdf = original
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["no_ll.nc", "post.nc"]

@@ -175,6 +175,20 @@ class Posterior:
             )
         if idata.posterior.attrs.get("created_by") != "plasticinfer":
             raise DataError(f"{path}: not a plasticinfer posterior (no created_by attribute in its posterior group)")
+        needed = {"log_likelihood": ("observations", "per_subject"), "observed_data": ("observations", "mask"),
+                  "constant_data": ()}
+        gone = []
+        for g, variables in needed.items():
+            if g not in idata.groups():
+                gone.append(g)
+            else:
+                gone += [f"{g}.{v}" for v in variables if v not in getattr(idata, g)]
+        if gone:
+            raise FileFormatError(
+                f"{path}: a damaged or incomplete posterior: {gone} missing (Posterior.save writes the groups "
+                "posterior, log_likelihood, observed_data, constant_data and, for NUTS, sample_stats). Save it again or "
+                "restore it from a copy."
+            )
         spec = ModelSpec(like, priors if priors is not None else Priors(), hierarchical)
         with reading(path, "posterior"):
             stored = _stored_model(path, idata)  # read once, checked twice

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .._io import write_figure, write_text
+from .._io import write_figure, write_text, write_together
 from .._results_io import reading
 from ._baselines import BASE_RATE, COIN_FLIP, MEAN_ACTIVITY, RESCORLA_WAGNER, STATIC_WEIGHTS
 from .._errors import ComparisonError, FileFormatError
@@ -358,15 +358,20 @@ class ComparisonResult:
     def save(self, folder: str | os.PathLike) -> dict[str, Path]:
         """Write comparison.csv (the table), comparison.md, per_subject.csv, comparison.png, scores.csv
         (per hypothesis and held-out subject), coefficients.csv (hypothesis, subject, term, value; subject
-        ``shared`` for shared fits), fits.csv (training fits) and comparison.json (settings), each
-        atomically. :meth:`load` reads them back."""
-        import matplotlib.pyplot as plt
-
+        ``shared`` for shared fits), fits.csv (training fits) and comparison.json (settings): all of them or,
+        when one fails, none (the folder's earlier files stay as they were). :meth:`load` reads them back."""
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise ComparisonError(f"{folder}: exists and is not a folder; a comparison is saved as a folder of files — give a folder path")
         folder.mkdir(parents=True, exist_ok=True)
         paths = {name: folder / file for name, file in RESULT_FILES.items()}
+        with write_together():  # every file or none: a folder half of this comparison and half of an earlier one would load
+            self._write(paths)
+        return paths
+
+    def _write(self, paths: dict[str, Path]) -> None:
+        import matplotlib.pyplot as plt
+
         write_text(self.table().to_csv(), paths["table"])
         write_text(self.to_markdown(), paths["markdown"])
         write_text(self.per_subject().to_csv(index=False), paths["per_subject"])
@@ -396,7 +401,6 @@ class ComparisonResult:
         fig = self.plot()
         write_figure(fig, paths["plot"], dpi=120, bbox_inches="tight")
         plt.close(fig)
-        return paths
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "ComparisonResult":
@@ -417,6 +421,14 @@ class ComparisonResult:
     @classmethod
     def _read(cls, folder: Path) -> "ComparisonResult":
         meta = json.loads((folder / "comparison.json").read_text(encoding="utf-8"))
+        expected = {"hypotheses": list, "baselines": list, "split": str, "settings": dict, "subject_names": list}
+        wrong = [k for k, t in expected.items() if not isinstance(meta, dict) or not isinstance(meta.get(k), t)]
+        unknown = sorted(set(meta.get("settings") or {}) - {f.name for f in fields(FitSettings)}) if isinstance(meta, dict) else []
+        if wrong or unknown:
+            raise FileFormatError(
+                f"{folder / 'comparison.json'}: " + (f"{wrong} missing or of the wrong type" if wrong else f"unknown settings {unknown}")
+                + ": the file was edited or damaged. Save the comparison again (or re-run it)."
+            )
         keep = {"keep_default_na": False, "na_values": [""]}
         sc = pd.read_csv(folder / "scores.csv", dtype={"subject": str}, **keep)
         scores = pd.DataFrame(
@@ -446,6 +458,22 @@ class ComparisonResult:
                     f"{folder / (name + '.csv')}: {len(table)} rows where the comparison saved {int(rows[name])}: the file was "
                     "cut short or edited. Save the comparison again (or re-run it)."
                 )
+        n_names = len(meta["subject_names"])
+        for name, table in (("scores", scores), ("fits", fits), ("coefficients", coefficients)):
+            index = table["subject"].to_numpy()
+            bad = (index < -1) | ((index >= n_names) if n_names else np.zeros(len(index), bool))
+            if bad.any():
+                raise FileFormatError(
+                    f"{folder / (name + '.csv')}: subject_index {int(index[bad][0])} where the comparison has "
+                    f"{n_names} subjects: the file was edited or damaged. Save the comparison again (or re-run it)."
+                )
+        twice = coefficients.duplicated(["hypothesis", "fold", "subject", "term"])
+        if twice.any():
+            r = coefficients[twice].iloc[0]
+            raise FileFormatError(
+                f"{folder / 'coefficients.csv'}: term {r['term']!r} of {r['hypothesis']!r} appears twice for one fit: the "
+                "file was edited or damaged. Save the comparison again (or re-run it)."
+            )
         names = list(meta["hypotheses"]) + list(meta["baselines"])
         for fold, d in scores.groupby("fold", sort=False):
             subjects = set(d["subject"])
@@ -481,7 +509,14 @@ def _verdicts(table: pd.DataFrame, column: str) -> list[bool | None]:
     """A saved True/False column read back: None where it is empty (no verdict) or the file predates the column."""
     if column not in table:
         return [None] * len(table)
-    return [None if v == "" or pd.isna(v) else str(v) == "True" for v in table[column]]
+    def verdict(v):
+        if v == "" or pd.isna(v):
+            return None
+        if str(v) not in ("True", "False"):
+            raise ValueError(f"column {column!r} holds {v!r}, not True, False or empty")
+        return str(v) == "True"
+
+    return [verdict(v) for v in table[column]]
 
 
 __all__ = ["ComparisonResult", "NULLS", "SHARED"]

@@ -146,6 +146,9 @@ def inspect_command(
     if not file.exists() and str(file) in _datasets.names():
         raise DatasetError(f"{file} is a named dataset; inspect reads files. See `plasticinfer datasets info {file}`.")
     if file.is_dir() and (file / "comparison.json").is_file():  # a comparison's folder, not a folder of sessions
+        from ..compare import ComparisonResult
+
+        ComparisonResult.load(file)  # a damaged folder is refused here as it would be when read (exit 2)
         typer.echo(f"folder: {file}\nholds: a plasticinfer model comparison (written by ComparisonResult.save, plasticinfer "
                    "compare or fly; the ranking is in comparison.md)\nnot data: read it in Python with "
                    "pi.compare.ComparisonResult.load(path); give the commands the data it was computed from")

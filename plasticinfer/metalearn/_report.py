@@ -15,7 +15,7 @@ import optax
 from jaxtyping import PRNGKeyArray
 
 from .._errors import ModelError
-from .._io import write_figure, write_text
+from .._io import write_figure, write_text, write_together
 from .._optimise import describe_optimiser
 from ._episodes import DEFAULT_HELDOUT_CLASSES, digits_split
 from ._evaluate import LearnerEvaluation, evaluate_learners
@@ -202,18 +202,19 @@ class FeedbackAlignmentReport:
         return self.meta.to_dataset(self.annotations())
 
     def save(self, folder) -> dict[str, Path]:
-        """Write results.nc, summary.md and learning_curves.png into ``folder`` (each atomically)."""
+        """Write results.nc, summary.md and learning_curves.png into ``folder``: all three or, when one fails, none."""
         import matplotlib.pyplot as plt
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "results": self.meta.save(folder / "results.nc", self.annotations()),
-            "summary": write_text(self.markdown(), folder / "summary.md"),
-        }
-        fig = self.plot()
-        paths["plot"] = write_figure(fig, folder / "learning_curves.png", dpi=110)
-        plt.close(fig)
+        with write_together():
+            paths = {
+                "results": self.meta.save(folder / "results.nc", self.annotations()),
+                "summary": write_text(self.markdown(), folder / "summary.md"),
+            }
+            fig = self.plot()
+            paths["plot"] = write_figure(fig, folder / "learning_curves.png", dpi=110)
+            plt.close(fig)
         return paths
 
 

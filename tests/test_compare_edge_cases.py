@@ -250,7 +250,7 @@ def test_a_damaged_comparison_folder_is_refused_by_name(tmp_path):
         "subject_beyond": (edit_csv("scores.csv", lambda t: t.__setitem__("subject_index", t["subject_index"] + 7)),
                            r"scores\.csv: subject_index \d+ where the comparison has 3 subjects"),
         "term_twice": (edit_csv("coefficients.csv", lambda t: t.__setitem__("term", "w")), r"coefficients\.csv: term 'w' of .* appears twice"),
-        "maybe": (edit_csv("fits.csv", lambda t: t.__setitem__("converged", "maybe")), r"maybe: a damaged .*'converged' holds 'maybe'"),
+        "maybe": (edit_csv("fits.csv", lambda t: t.__setitem__("converged", "maybe")), r"maybe/fits\.csv: a damaged .*'converged' holds 'maybe'"),
         "text_value": (edit_csv("coefficients.csv", lambda t: t.__setitem__("value", "abc")), r"text_value: a damaged .*does not convert"),
     }
     for name, (edit, message) in cases.items():

@@ -437,14 +437,14 @@ class ComparisonResult:
              "n_test_trials": sc["n_heldout"].astype(int), "n_params": sc["n_params"].astype(int),
              "per_subject_params": sc["per_subject_params"].astype(bool),
              # folders saved before the column (or without a calibration part): no verdict
-             "calibration_converged": _verdicts(sc, "calibration_converged")}
+             "calibration_converged": _verdicts(sc, "calibration_converged", folder / "scores.csv")}
         )
         fi = pd.read_csv(folder / "fits.csv", dtype={"subject": str}, **keep)
         fits = pd.DataFrame(
             {"hypothesis": fi["hypothesis"], "fold": fi["fold"], "subject": fi["subject_index"].astype(int),
              "train_ll": fi["train_loglik"].astype(float), "n_train": fi["n_train"].astype(int), "n_params": fi["n_params"].astype(int),
              # True/False, empty where nothing was optimised (a baseline); folders saved before the column: unknown
-             "converged": _verdicts(fi, "converged")}
+             "converged": _verdicts(fi, "converged", folder / "fits.csv")}
         )
         co = pd.read_csv(folder / "coefficients.csv", dtype={"subject": str}, **keep)
         coefficients = pd.DataFrame(
@@ -505,7 +505,7 @@ def _has_tabulate() -> bool:
     return True
 
 
-def _verdicts(table: pd.DataFrame, column: str) -> list[bool | None]:
+def _verdicts(table: pd.DataFrame, column: str, path) -> list[bool | None]:
     """A saved True/False column read back: None where it is empty (no verdict) or the file predates the column."""
     if column not in table:
         return [None] * len(table)
@@ -513,7 +513,8 @@ def _verdicts(table: pd.DataFrame, column: str) -> list[bool | None]:
         if v == "" or pd.isna(v):
             return None
         if str(v) not in ("True", "False"):
-            raise ValueError(f"column {column!r} holds {v!r}, not True, False or empty")
+            raise FileFormatError(f"{path}: a damaged or incomplete comparison folder: column {column!r} holds {v!r}, not True, "
+                                  "False or empty. Save the comparison again (or re-run it).")
         return str(v) == "True"
 
     return [verdict(v) for v in table[column]]

@@ -174,6 +174,17 @@ def output_file(path: Path, option: str = "OUT", also: Any = ()) -> Path:
     return path
 
 
+def check_data_dir_env(*, may_create: bool = False) -> None:
+    """Refuse a ``PLASTICINFER_DATA_DIR`` that is not a folder: a mistyped one would silently fall back to the other
+    places (``may_create``: a folder not there yet is fine, a download creates it; a file in its place is not)."""
+    env = os.environ.get("PLASTICINFER_DATA_DIR")
+    if env and not Path(env).is_dir() and not (may_create and not Path(env).exists()):
+        raise CLIError(
+            f"PLASTICINFER_DATA_DIR={env} is not a folder. Point it at the folder holding the datasets, or unset it "
+            "(or pass --data-dir DIR)."
+        )
+
+
 def remove_created_folders() -> None:
     """After a failure: remove the output folders this run created, if they are still empty."""
     for folder in reversed(_created):
@@ -238,12 +249,8 @@ def load_data(source: str, *, mapping: list[str] | None = None, choice_codes: li
     if source in named.names():
         if mapping or choice_codes:
             raise CLIError(f"{source} is a named dataset, already in the schema: --map and --choice-codes apply to your own files.")
-        env = os.environ.get("PLASTICINFER_DATA_DIR")
-        if data_dir is None and env and not Path(env).is_dir():  # a mistyped folder would silently fall back to the others
-            raise CLIError(
-                f"PLASTICINFER_DATA_DIR={env} is not a folder. Point it at the folder holding the datasets, or unset it "
-                "(or pass --data-dir DIR)."
-            )
+        if data_dir is None:
+            check_data_dir_env()
         try:
             return named.load(source, path=data_dir)
         except PlasticInferError as e:

@@ -63,9 +63,7 @@ def demo(
     report = oja_recovery(key=jax.random.key(seed), steps=steps, progress=show_bars(quiet))
     interrupted = bool(report.fit.interrupted)
     typer.echo("")
-    if interrupted:
-        typer.echo("INTERRUPTED: the figures below are from the best parameters so far, not a finished fit")
-    typer.echo(report.summary())
+    typer.echo(report.summary())  # says INTERRUPTED first when it was, as its summary.md does
     with write_together():
         paths = report.save(out)
     typer.echo(f"\nwrote to {out}/:")

@@ -68,6 +68,10 @@ class RecoveryReport:
             lines.append("  (−inf: the recovered rule blows up on the held-out trajectories; fit longer or check the fit's warnings)")
         if self.timings:
             lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.timings.items()))
+        if not self.fit.converged and self.fit.convergence_message:
+            lines.append(f"not converged: {self.fit.convergence_message}")
+        if self.fit.interrupted:
+            lines.insert(0, "INTERRUPTED: the figures below are from the best parameters so far, not a finished fit\n")
         return "\n".join(lines)
 
     def largest_spurious(self) -> float:
@@ -104,7 +108,8 @@ class RecoveryReport:
         _, w_true = rollout(self.true_rule, net, w0, x)
         _, w_fit = rollout(self.fitted_rule, net, w0, x)
         wt, wf = np.asarray(w_true["w"][0]), np.asarray(w_fit["w"][0])
-        for i, (a, b) in enumerate([(0, 0), (0, 1), (1, 2), (2, 3)]):
+        pairs = dict.fromkeys((a % wt.shape[1], b % wt.shape[2]) for a, b in [(0, 0), (0, 1), (1, 2), (2, 3)])  # small layers too
+        for i, (a, b) in enumerate(pairs):
             color = f"C{i}"
             ax.plot(wt[:, a, b], color=color, lw=2, alpha=0.5, label="true" if i == 0 else None)
             ax.plot(wf[:, a, b], color=color, ls="--", lw=1, label="recovered rule" if i == 0 else None)

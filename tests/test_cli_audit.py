@@ -22,6 +22,7 @@ from helpers import REPO
 from test_cli_errors import _cli
 
 import plasticinfer as pi
+import plasticinfer.errors
 from plasticinfer._cli_common import in_command_line_terms
 from plasticinfer._convert import activity_dataset
 from plasticinfer._errors import ComparisonError, FileFormatError
@@ -333,3 +334,45 @@ def test_a_rule_that_cannot_be_simulated_names_its_cause(tmp_path, rule, code, m
     if "1e400*x*y" == rule:
         with pytest.raises(pi.ModelError, match="must be a finite number"):
             pi.TaylorRule.from_equation(rule)
+
+
+# --- a stranger's CLI audit: a data folder that is a file, a rate that would be ignored, a perfect null, the demo ---------
+
+
+def test_a_data_dir_variable_that_is_not_a_folder_is_refused_by_every_datasets_command(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), PLASTICINFER_DATA_DIR=str(tmp_path / "file.csv"))
+    (tmp_path / "file.csv").write_text("x")
+    for argv in (["datasets", "list"], ["datasets", "info", "rajagopalan2023"], ["datasets", "download", "rajagopalan2023"]):
+        proc = subprocess.run([sys.executable, "-m", "plasticinfer.cli", *argv], capture_output=True, text=True, env=env, timeout=300)
+        err = _one_line(proc)  # download: "internal error ... FileExistsError", exit 1; list/info: "not found", exit 0
+        assert "PLASTICINFER_DATA_DIR=" in err and "is not a folder" in err, argv
+
+
+def test_compare_refuses_a_learning_rate_that_choice_rules_ignore(inputs, tmp_path):
+    err = _one_line(_cli("compare", str(inputs / "good.csv"), *MAP, "-H", "x*r", "--learning-rate", "0.5", *QUICK,
+                         "--out", str(tmp_path / "c")))
+    assert "--learning-rate sets η of activity rules; choice rules use η = 1" in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_deviance_explained_is_nan_where_the_null_predicts_every_choice():
+    from plasticinfer.compare._stats import deviance_explained
+
+    out = deviance_explained([-1.0, -0.5, -0.3], [-1e-22, -1.0, -0.0])  # printed as −1e+20 % before
+    assert np.isnan(out[0]) and out[1] == 0.5 and np.isnan(out[2])
+
+
+def test_the_demo_summary_says_when_it_is_unfinished(tmp_path):
+    import dataclasses
+
+    from plasticinfer._recovery import oja_recovery
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pi.errors.ConvergenceWarning)
+        report = oja_recovery(key=jax.random.key(0), n_pre=4, n_post=2, n_trajectories=2, n_trials=20, steps=2, progress=False)
+    assert not report.fit.converged and "not converged: " + report.fit.convergence_message in report.summary()
+    stopped = dataclasses.replace(report, fit=dataclasses.replace(report.fit, interrupted=True))
+    stopped.save(tmp_path / "demo")
+    text = (tmp_path / "demo" / "summary.md").read_text()
+    assert "INTERRUPTED: the figures below are from the best parameters so far" in text and "not converged" in text
+    assert "INTERRUPTED" not in report.summary()

@@ -224,6 +224,9 @@ def compare_command(
         kind = synthetic
         what = f"{td.n_trajectories} subjects (synthetic {synthetic}, true rule {truth})"
     equations = hypothesis or DEFAULT_HYPOTHESES[kind]
+    if kind == "choice":  # known once the data are read: choice rules learn at η = 1 (θ carries the rate)
+        refuse_unused(ctx, {"learning_rate": "--learning-rate sets η of activity rules; choice rules use η = 1 (their "
+                                             "coefficients carry the rate), so it would be ignored here"})
     rate = 1.0 if kind == "choice" else learning_rate
     hyps = {eq: parse_hypothesis(eq, learning_rate=rate) for eq in equations}
     if kind != "choice" and (agent or gru):

@@ -320,6 +320,9 @@ class ComparisonResult:
             else "- activity: log-likelihood gain per held-out observation over each null (densities: no deviance ratio).",
             "- AIC/BIC: of the training fits, each fit's log-likelihood and parameters counted once (a shared fit once, "
             "per-subject fits summed over subjects), averaged over folds.",
+            "- p_best_better: one-sided Wilcoxon signed-rank p-value across subjects that the best hypothesis beats this "
+            "one (held-out log-lik per observation); empty for the best itself and with one subject. A deviance explained "
+            "is empty where the null predicts every held-out choice (nothing left to explain).",
             f"- **{note}**" if note else None,
             "",
             body,

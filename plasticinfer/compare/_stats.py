@@ -14,13 +14,19 @@ def deviance_explained(ll_model, ll_null):
 
     0 for the null itself; 1 for a perfect model; negative when the model is worse than the null.
     Defined for discrete observations (choices), whose log-likelihood is ≤ 0; for densities
-    (activity) it is NaN — compare log-likelihood gains instead.
+    (activity) it is NaN — compare log-likelihood gains instead. NaN too where the null's deviance is
+    (numerically) 0: a null that predicts every held-out choice leaves nothing to explain, and the ratio
+    would be a huge number (−10²⁰ %) from rounding.
     """
     ll_model = np.asarray(ll_model, dtype=float)
     ll_null = np.asarray(ll_null, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = 1.0 - ll_model / ll_null
-    return np.where((ll_null < 0) & (ll_model <= 0), out, np.nan)
+    return np.where((ll_null < -NULL_DEVIANCE_FLOOR) & (ll_model <= 0), out, np.nan)
+
+
+#: a null log-likelihood above −this (nats) leaves no deviance to explain (:func:`deviance_explained` is NaN)
+NULL_DEVIANCE_FLOOR = 1e-6
 
 
 def aic(ll, n_params):

@@ -27,6 +27,9 @@ datasets_app = typer.Typer(help="Named datasets: list them, show their licence, 
 @datasets_app.command("list")
 def datasets_list() -> None:
     """List the named datasets and whether their files are found on this machine."""
+    from .._cli_common import check_data_dir_env
+
+    check_data_dir_env()
     for name in _datasets.names():
         meta = _datasets.info(name)
         try:
@@ -40,7 +43,10 @@ def datasets_list() -> None:
 @datasets_app.command("info")
 def datasets_info(name: str = typer.Argument(..., help="dataset name, see `plasticinfer datasets list`")) -> None:
     """Show a dataset's description, licence, citation, provenance and files."""
+    from .._cli_common import check_data_dir_env
+
     meta = _datasets.info(name)
+    check_data_dir_env()
     try:
         where = str(_datasets.locate(name))
     except DatasetError as e:
@@ -71,10 +77,12 @@ def datasets_download(
 ) -> None:
     """Download a named dataset from its public source, checking every file's SHA-256."""
     _datasets.info(name)  # unknown names fail before any network access
-    if to is not None:
-        from .._cli_common import output_folder
+    from .._cli_common import check_data_dir_env, output_folder
 
+    if to is not None:
         output_folder(to, "--to")
+    else:
+        check_data_dir_env(may_create=True)
     typer.echo(f"downloading {name} …", err=True)
     folder = _datasets.download(name, to)
     typer.echo(f"{name}: files in {folder}")

@@ -130,10 +130,16 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     for name, var in ds.variables.items():
         check_attrs(f"variable {name!r}", dict(var.attrs))
 
+    return atomic_netcdf(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def atomic_netcdf(path: str | os.PathLike, to_netcdf) -> Path:
+    """:func:`atomic_write` of a netCDF writer ``to_netcdf(tmp)`` (xarray's, ArviZ's), its failures one FileFormatError."""
+
     def write(tmp: Path) -> None:
         try:
-            ds.to_netcdf(tmp, engine="h5netcdf")
-        except Exception as e:  # xarray/h5netcdf raise several types
+            to_netcdf(tmp)
+        except Exception as e:  # xarray/h5netcdf/ArviZ raise several types
             raise FileFormatError(f"could not write {str(path)!r} as netCDF: {type(e).__name__}: {e}") from e
 
     return atomic_write(path, write)

@@ -250,6 +250,10 @@ def describe(obj) -> str:
     return f"{type(obj).__name__}({', '.join(parts)})"
 
 
+#: what a message about a damaged or hand-edited results file tells the user to do
+RECREATE = "Re-create it (re-run, or save the result again) or restore it from a copy."
+
+
 def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file", lead: int | None = 0):
     """Inverse of :func:`encode_structure`; ``arrays`` maps leaf names to values, with ``lead`` leading axes more
     than the structure's (``None``: shapes checked by the caller). An array whose shape is not the one the structure
@@ -265,8 +269,7 @@ def rebuild(structure, arrays: Mapping[str, np.ndarray], source="the file", lead
         if shape is not None and lead is not None and (value.ndim != lead + len(shape) or value.shape[lead:] != tuple(shape)):
             raise FileFormatError(
                 f"{source}: parameter {spec!r} is stored with shape {value.shape[lead:]}, but the model the file describes "
-                f"needs {tuple(shape)}; the file was edited or damaged. Re-create it (re-run, or save the result again) "
-                "or restore it from a copy."
+                f"needs {tuple(shape)}; the file was edited or damaged. {RECREATE}"
             )
         if kind == "numpy":
             return value
@@ -364,7 +367,7 @@ def reading(path, noun: str):
     text that does not convert to the number it should be)."""
     import pandas as pd
 
-    advice = "Re-create it (re-run, or save the result again) or restore it from a copy."
+    advice = RECREATE
     try:
         yield
     except DataError:
@@ -595,7 +598,7 @@ def flag(path, ds: xr.Dataset, name: str, default: int | None = None) -> bool:
         return bool(value)
     shown = value.item() if isinstance(value, np.generic) else value
     raise FileFormatError(f"{path}: attribute {name!r} is {shown!r}, not 0 or 1: the file was edited or damaged. "
-                          "Re-create it (re-run, or save the result again) or restore it from a copy.")
+                          + RECREATE)
 
 
 def _check_restarts(path, ds: xr.Dataset, names: list[str], independent: bool) -> None:
@@ -607,8 +610,7 @@ def _check_restarts(path, ds: xr.Dataset, names: list[str], independent: bool) -
         if len(r) != len(m) + 1 or r[:axis] + r[axis + 1:] != m:
             raise FileFormatError(
                 f"{path}: parameter 'restarts.{n}' is stored with shape {r}, which is not the model's {m} with a restart "
-                "axis; the file was edited or damaged. Re-create it (re-run, or save the result again) or restore it "
-                "from a copy."
+                f"axis; the file was edited or damaged. {RECREATE}"
             )
 
 
@@ -625,8 +627,7 @@ def _check_labels(path, ds: xr.Dataset, model, independent: bool) -> None:
         what = (f"terms {labels}, while its parameters are those of {names}" if labels != names
                 else "coefficient values that differ from its parameters")
         raise FileFormatError(
-            f"{path}: the file labels its coefficients with {what}; it was edited or damaged. Re-create it (re-run, or "
-            "save the result again) or restore it from a copy."
+            f"{path}: the file labels its coefficients with {what}; it was edited or damaged. {RECREATE}"
         )
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._errors import FileFormatError
-from .._io import atomic_write
+from .._io import atomic_netcdf
 
 
 class _LazyArviZ:
@@ -77,14 +76,7 @@ def save(idata: az.InferenceData, path: str | os.PathLike) -> Path:
         groups[name] = ds.copy()  # shallow: the arrays are shared
         groups[name].attrs = {k: v for k, v in ds.attrs.items() if k not in UNSTABLE_ATTRS}
     stable = az.InferenceData(**groups)
-
-    def write(tmp) -> None:
-        try:
-            stable.to_netcdf(str(tmp), engine="h5netcdf")
-        except Exception as e:  # ArviZ/xarray/h5netcdf raise several types
-            raise FileFormatError(f"could not write {str(path)!r} as netCDF: {type(e).__name__}: {e}") from e
-
-    return atomic_write(path, write)
+    return atomic_netcdf(path, lambda tmp: stable.to_netcdf(str(tmp), engine="h5netcdf"))
 
 
 def load(path: str | os.PathLike) -> az.InferenceData:

@@ -512,6 +512,7 @@ def _verdicts(table: pd.DataFrame, column: str, path) -> list[bool | None]:
     """A saved True/False column read back: None where it is empty (no verdict) or the file predates the column."""
     if column not in table:
         return [None] * len(table)
+
     def verdict(v):
         if v == "" or pd.isna(v):
             return None

@@ -323,6 +323,18 @@ _PYTHON_TO_CLI = [
      lambda m: f"--split kfold needs 2 ≤ --folds ≤ the number of subjects ({m.group(1)}); got --folds {m.group(2)}"),
     (re.compile(r"Point load_mat at a file, or at a folder of sessions\."), lambda m: "Give a .mat file, or a folder of sessions."),
     (re.compile(r"Rename the file, or call a loader directly \([^)]*\)\."), lambda m: "Rename the file to one of these suffixes."),
+    # the sampler's and the fit's advice (a hierarchical fly fit, `plasticinfer fit`)
+    (re.compile(r"Raise NUTS\(target_accept=([\d.]+)\)"), lambda m: f"Raise --target-accept to {m.group(1)}"),
+    (re.compile(r"Run longer \(NUTS\(warmup=(\d+), samples=(\d+)\)\), start from a MAP fit \(init=fit\(\.\.\.\)\),"),
+     lambda m: f"Run longer (--warmup {m.group(1)} --draws {m.group(2)}),"),  # the command line starts at MAP fits already
+    (re.compile(r"Run identifiability\(\) and remove or constrain terms the data cannot separate"),
+     lambda m: "Remove or constrain terms the data cannot separate (in Python, Posterior.identifiability() finds them)"),
+    (re.compile(r"check identifiability\(\)"), lambda m: "check identifiability (in Python: Posterior.identifiability())"),
+    (re.compile(r"or use NUTS\(dense_mass=True, max_tree_depth=12\)"), lambda m: "or (in Python) NUTS(max_tree_depth=12)"),
+    (re.compile(r"\(Priors\(population_scale=HalfNormal\(\.\.\.\)\) with a smaller scale\)"),
+     lambda m: "(in Python: hierarchical_fit(..., priors=Priors(population_scale=HalfNormal(...))) with a smaller scale)"),
+    (re.compile(r"; to fit only the other parts, pass fit_rule=False"), lambda m: ""),  # the command line always fits the rule
+    (re.compile(r"\bn_patterns must be"), lambda m: "--patterns must be"),
     (re.compile(r"add the coordinate: ds = ds\.assign_coords\((\w+)=\('subject', labels\)\)"),
      lambda m: f"add a column {m.group(1)!r} to your table (the subject's label, as above, on each of its rows)"),
 ]

@@ -457,15 +457,18 @@ def choice_data():
     return syn.data
 
 
-def _posterior_with_divergences(data, hierarchical):
-    """A Posterior of prior draws with NUTS sample statistics in which 3 of 20 transitions diverged."""
+def _posterior_with_divergences(data, hierarchical, stuck=False):
+    """A Posterior of prior draws with NUTS sample statistics in which 3 of 20 transitions diverged (``stuck``: and
+    every draw hit the tree depth, and the second chain sits 5 away from the first)."""
     spec = ModelSpec(_choice_model(2), bayes.Priors(), hierarchical)
     with jax.numpy_dtype_promotion("standard"):
         draws = Predictive(spec.numpyro_model, num_samples=20)(jax.random.key(3), None)
     draws = {k: np.asarray(v).reshape((2, 10) + np.shape(v)[1:]) for k, v in draws.items()}
+    if stuck:
+        draws = {k: v + np.where(np.arange(2) == 1, 5.0, 0.0).reshape((2,) + (1,) * (v.ndim - 1)) for k, v in draws.items()}
     diverging = np.zeros((2, 10), bool)
     diverging[0, :3] = True
-    stats = {"diverging": diverging, "reached_max_treedepth": np.zeros((2, 10), bool), "step_size": np.full((2, 10), 0.1)}
+    stats = {"diverging": diverging, "reached_max_treedepth": np.full((2, 10), stuck), "step_size": np.full((2, 10), 0.1)}
     ll = np.zeros((2, 10) + tuple(data.observations.shape[:2]))
     return bayes.Posterior.build(spec, bayes.NUTS(), data, draws, stats, ll, 1.0)
 
@@ -479,6 +482,24 @@ def test_divergence_advice_fits_a_hierarchical_fit(choice_data):
     flat = _posterior_with_divergences(choice_data, None)
     msg = next(m for m in flat.diagnostics() if "divergent" in m)
     assert "use a hierarchical (non-centred) fit" in msg and "target_accept=0.95" in msg
+
+
+def test_sampler_advice_on_the_command_line_names_its_options(choice_data):
+    """`plasticinfer fly --hierarchical` printed the sampler's Python advice (\"Raise NUTS(target_accept=0.95)\",
+    \"NUTS(warmup=1000, samples=1000)\") to a user with no Python session; the command line now has --target-accept,
+    and every remedy reads as its option, or is marked as Python."""
+    import re
+
+    from plasticinfer._cli_common import in_command_line_terms
+
+    hier = _posterior_with_divergences(choice_data, bayes.Hierarchical(rule=True, observation=False), stuck=True)
+    said = hier.diagnostics()
+    assert [any(w in m for m in said) for w in ("divergent", "tree depth", "R-hat")] == [True, True, True], said
+    for m in map(in_command_line_terms, said):
+        python = [c for c in re.findall(r"\w+\([^()]*", m) if not re.search(r"in Python[:,]? [^;]*" + re.escape(c), m)]
+        assert not [c for c in python if c.split("(")[0] in ("NUTS", "Priors", "fit", "identifiability")], m
+    text = " ".join(map(in_command_line_terms, said))
+    assert "Raise --target-accept to 0.95" in text and "--warmup 1000 --draws 1000" in text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -288,6 +288,7 @@ UNUSED = [
     (["compare", "--synthetic", "choice", "--gru-steps", "5"], "--gru-steps applies to the --gru rows"),
     (["fly", "--warmup", "10"], "--warmup applies to the hierarchical NUTS fit"),
     (["fly", "--draws", "10"], "--draws applies to the hierarchical NUTS fit"),
+    (["fly", "--target-accept", "0.95"], "--target-accept applies to the hierarchical NUTS fit"),
     (["fly", "--folds", "3"], "--folds applies to --split kfold"),
     (["fly", "--split", "kfold", "--heldout", "0.3"], "--heldout applies to --split heldout; dataset and kfold hold out whole flies"),
     (["discover", "homeostasis", "--model", "lif", "--method", "cma", "--correlated", "0.5"], "--correlated applies to the rate model"),

@@ -72,6 +72,7 @@ USAGE = [
     (["fly", "--heldout", "0"], "'--heldout'"),
     (["fly", "--restarts", "0"], "'--restarts'"),
     (["fly", "--warmup", "0"], "'--warmup'"),
+    (["fly", "--target-accept", "1"], "'--target-accept'"),
     (["fly", "--checkpoint-every", "0"], "'--checkpoint-every'"),
     (["discover", "pc1", "--lr", "0"], "'--lr'"),
     (["discover", "pc1", "--n-pre", "0"], "'--n-pre'"),

@@ -82,8 +82,9 @@ def test_fly_nuts_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkey
     )  # fmt: skip
     write_netcdf(ds, tmp_path / "flies.nc")
     argv = ["fly", str(tmp_path / "flies.nc"), "-H", "x*r + w", "--hierarchical", "x*r + w", "--warmup", "10", "--draws", "6",
-            "--steps", "5", "--restarts", "1", "--no-in-sample", "--quiet"]  # fmt: skip
+            "--target-accept", "0.85", "--steps", "5", "--restarts", "1", "--no-in-sample", "--quiet"]  # fmt: skip
     assert run([*argv, "--out", str(tmp_path / "reference")]) == 0
+    assert "target_accept=0.85" in xr.load_dataset(tmp_path / "reference" / "posterior.nc", group="posterior").attrs["method"]
 
     out = tmp_path / "resumed"
     interrupt_nuts_chunk(monkeypatch, 2)

@@ -390,3 +390,26 @@ def test_a_calibration_fits_warning_says_it_is_the_calibration(tmp_path):
         plain = compare(["x*y"], syn.data, split=pi.compare.SubjectKFold(3), per_subject=False, baselines=False, steps=3,
                         restarts=1, key=jax.random.key(0), progress=False)  # fmt: skip
     assert plain.scores["calibration_converged"].map(lambda v: v is None).all()  # no calibration part: no verdict
+
+
+def test_mean_activity_counts_only_recorded_neurons():
+    """The mean-activity baseline has a mean and an sd per *recorded* neuron: it counted 2 per output neuron, so a
+    layer with 1 of 3 neurons recorded was charged 6 parameters in AIC/BIC instead of 2. Checked against a plain
+    Gaussian log-likelihood of the recorded neuron's training mean and sd."""
+    from plasticinfer.compare._baselines import MEAN_ACTIVITY, BaseRate
+    from plasticinfer.compare._hypotheses import FitSettings
+    from plasticinfer.compare._splits import HeldOutTrials
+
+    syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 3), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
+                                n_trajectories=2, n_trials=20, recorded_fraction=1 / 3)
+    mask = np.broadcast_to(np.asarray(syn.data.mask), np.shape(syn.data.observations))
+    assert mask.reshape(-1, 3).any(0).sum() == 1  # one neuron recorded
+    (fold,) = HeldOutTrials(0.25).folds(syn.data)
+    score = BaseRate(name=MEAN_ACTIVITY).score(fold, FitSettings())
+    assert score.n_params == 2
+    # oracle: subject 0's training log-likelihood under its recorded neuron's training mean and (ML) sd
+    obs = np.asarray(fold.train.observations)[0]
+    m = np.broadcast_to(np.asarray(fold.train.mask), np.shape(fold.train.observations))[0]
+    x = obs[m]
+    expected = np.sum(-0.5 * ((x - x.mean()) / x.std()) ** 2 - np.log(x.std()) - 0.5 * np.log(2 * np.pi))
+    np.testing.assert_allclose(score.train_ll[0], expected, rtol=1e-10)

@@ -19,6 +19,7 @@ from .._cli_common import (
     note,
     output_folder,
     show_bars,
+    in_command_line_terms,
     open_unit_interval,
     refuse_unused,
 )
@@ -55,6 +56,7 @@ def fly(
     ] = None,
     warmup: Annotated[int, Size("NUTS warmup steps per chain (with --hierarchical).")] = 500,
     draws: Annotated[int, Size("NUTS draws per chain (with --hierarchical).")] = 500,
+    target_accept: Annotated[float, typer.Option(help="NUTS target acceptance probability, in (0, 1) (with --hierarchical); raise it (e.g. 0.95) if the report warns of divergences.", callback=open_unit_interval)] = 0.9,
     checkpoint_every: Annotated[Optional[int], Size("With --hierarchical: save the NUTS state to OUT/nuts-checkpoint.npz every N iterations.")] = None,
     resume: Annotated[bool, typer.Option(help="With --hierarchical: continue the NUTS run from OUT/nuts-checkpoint.npz.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress lines or bars.")] = False,
@@ -65,6 +67,7 @@ def fly(
         "folds": (split != "kfold", "--folds applies to --split kfold"),
         "warmup": (hierarchical is None, "--warmup applies to the hierarchical NUTS fit; add --hierarchical HYPOTHESIS"),
         "draws": (hierarchical is None, "--draws applies to the hierarchical NUTS fit; add --hierarchical HYPOTHESIS"),
+        "target_accept": (hierarchical is None, "--target-accept applies to the hierarchical NUTS fit; add --hierarchical HYPOTHESIS"),
         "gru_steps": (not gru, "--gru-steps applies to the --gru rows; add --gru UNITS"),
     }
     refuse_unused(ctx, {name: message for name, (ignored, message) in unused.items() if ignored})
@@ -131,7 +134,7 @@ def fly(
         try:
             posterior = hierarchical_fit(
                 ds, hierarchical, key=jax.random.key(seed + 1),
-                method=bayes.NUTS(warmup=warmup, samples=draws, chains=2, target_accept=0.9, dense_mass=True), **nuts_extra,
+                method=bayes.NUTS(warmup=warmup, samples=draws, chains=2, target_accept=target_accept, dense_mass=True), **nuts_extra,
             )  # fmt: skip
         except KeyboardInterrupt:
             if saving:
@@ -140,12 +143,12 @@ def fly(
     from .._io import write_together
 
     with write_together():  # every file of the report, or none
-        paths = write_report(analysis, out, title=f"Choice-learning analysis: {dataset}", posterior=posterior)
+        paths = write_report(analysis, out, title=f"Choice-learning analysis: {dataset}", posterior=posterior, advice=in_command_line_terms)
     from ._report import _short
 
     typer.echo(_short(analysis.table()).to_string())  # the report's own table (p-values to 4 decimals, not 0.00)
     if posterior is not None:
-        typer.echo("\n" + str(posterior))
+        typer.echo("\n" + in_command_line_terms(str(posterior)))
     typer.echo(f"\n{time.perf_counter() - t0:.0f} s; wrote {paths['report']} and figures in {out}/")
 
 

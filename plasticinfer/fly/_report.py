@@ -4,6 +4,7 @@ Everything in it is computed from the analysis's comparison results (:class:`~pl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +125,14 @@ def _describe_split(analysis: ChoiceAnalysis) -> str:
     return f"held out by {analysis.heldout.split_description}"
 
 
-def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, posterior=None) -> dict[str, Path]:
+def write_report(
+    analysis: ChoiceAnalysis, out, *, title: str | None = None, posterior=None, advice: Callable[[str], str] | None = None
+) -> dict[str, Path]:
     """Write report.md, table.csv, the held-out comparison's files (scores.csv, coefficients.csv, …;
-    :meth:`ComparisonResult.save`), the in-sample comparison in ``in_sample/`` and figures into ``out``."""
+    :meth:`ComparisonResult.save`), the in-sample comparison in ``in_sample/`` and figures into ``out``.
+
+    ``advice`` rewrites the hierarchical posterior's text (its sampler warnings) for the report's reader; the
+    command line passes one that names its options instead of Python calls."""
     plt = _plt()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +220,8 @@ def write_report(analysis: ChoiceAnalysis, out, *, title: str | None = None, pos
     if analysis.control is not None:
         lines += _control_lines(analysis, best)
     if posterior is not None:
-        lines += ["", "## Hierarchical posterior", "", "```", str(posterior), "```", ""]
+        text = str(posterior) if advice is None else advice(str(posterior))
+        lines += ["", "## Hierarchical posterior", "", "```", text, "```", ""]
         if hasattr(posterior, "per_subject"):
             lines += ["Per-fly posteriors (90 % intervals):", "", "```", posterior.per_subject().round(3).to_string(), "```"]
         if hasattr(posterior, "plot"):

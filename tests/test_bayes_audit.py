@@ -81,11 +81,15 @@ def _precise_problem():
 def test_svi_starts_at_the_hessian_spread_and_reaches_a_narrow_exact_posterior():
     """Started at AutoNormal's scale of 0.1, the default SVI ended 1.30× too wide on this posterior (sd 0.0033 vs
     0.0026; 5× after 800 steps) with no warning: each log-scale moves about one step size per step. Started at the
-    conditional sd of the Hessian at the start it must end within 15 % of the exact sd (the clip's bias, see
-    SVI.clip_norm), and within 5 % without the clip; its check must agree that it converged."""
+    conditional sd of the Hessian at the start it must end within 5 % of the exact sd without the clip, and with the
+    default clip within the check's own 1.2× (a wider spread the check must flag): the clip's bias (SVI.clip_norm)
+    was 1.06–1.13× over keys 12–14 on the machine that first set this bound at 15 %, and 1.09–1.17× on another with
+    the same package versions (key 12: 1.17×, and 1.13× with the same clip written with other rounding), so 15 % was
+    inside the rounding noise of a 3000-step run. The start itself is told apart by the clip-free bound (from 0.1:
+    4.3× too wide) and the recorded start."""
     model, data, priors, mean, sd = _precise_problem()
     assert sd == pytest.approx(0.00257, rel=0.01)
-    for method, rel in ((bayes.SVI(draws=4000), 0.15), (bayes.SVI(draws=4000, clip_norm=np.inf), 0.05)):
+    for method, rel in ((bayes.SVI(draws=4000), 0.2), (bayes.SVI(draws=4000, clip_norm=np.inf), 0.05)):
         post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, method=method, warn=False)
         s = post.draws("theta").ravel()
         assert s.std() == pytest.approx(sd, rel=rel), (method, s.std(), sd)
@@ -354,11 +358,13 @@ def test_svi_start_and_check_follow_the_guides_prefix_and_init_scale():
     from numpyro.infer.autoguide import AutoNormal
 
     model, data, priors, mean, sd = _precise_problem()
+    # without the clip (whose bias, 1.06–1.19× here, blurs the comparison; see the test above): from the Hessian start
+    # 1.01× the exact sd, from AutoNormal's 0.1 start 4.3×
     post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, warn=False,
-                        method=bayes.SVI(guide=functools.partial(AutoNormal, prefix="q"), draws=2000))  # fmt: skip
+                        method=bayes.SVI(guide=functools.partial(AutoNormal, prefix="q"), draws=2000, clip_norm=np.inf))  # fmt: skip
     check = post.svi_check()
     assert check["initial_spread"] == "Hessian diagonal at the start" and check["scalars"] == 1
-    assert post.draws("theta").std() == pytest.approx(sd, rel=0.15)
+    assert post.draws("theta").std() == pytest.approx(sd, rel=0.05)
     own = bayes.sample(model, data, key=jax.random.key(12), priors=priors, warn=False,
                        method=bayes.SVI(guide=functools.partial(AutoNormal, init_scale=0.05), steps=300, draws=2000))  # fmt: skip
     assert own.svi_check()["initial_spread"] == "AutoNormal's init_scale (0.05)"

@@ -330,7 +330,13 @@ _PYTHON_TO_CLI = [
     (re.compile(r"Run identifiability\(\) and remove or constrain terms the data cannot separate"),
      lambda m: "Remove or constrain terms the data cannot separate (in Python, Posterior.identifiability() finds them)"),
     (re.compile(r"check identifiability\(\)"), lambda m: "check identifiability (in Python: Posterior.identifiability())"),
-    (re.compile(r"or use NUTS\(dense_mass=True, max_tree_depth=12\)"), lambda m: "or (in Python) NUTS(max_tree_depth=12)"),
+    (re.compile(r"or use NUTS\(dense_mass=True, max_tree_depth=12\)"),  # the command line's sampler is dense already
+     lambda m: "or (in Python) hierarchical_fit(..., method=NUTS(chains=2, target_accept=0.9, dense_mass=True, max_tree_depth=12))"),
+    (re.compile(r"start from a MAP fit \(init=\.\.\.\), "), lambda m: ""),  # the command line's NUTS starts at MAP fits
+    (re.compile(r"pass checkpoint=PATH to make a long run resumable"), lambda m: "--checkpoint-every N makes a long run resumable"),
+    (re.compile(r"Pass drop_incomplete=True to drop them\."),
+     lambda m: "Remove them from the file (in Python, load_mat(..., drop_incomplete=True) drops them)."),
+    (re.compile(r"\(or pass verify=False at your own risk\)"), lambda m: "(or, in Python, load it with verify=False at your own risk)"),
     (re.compile(r"\(Priors\(population_scale=HalfNormal\(\.\.\.\)\) with a smaller scale\)"),
      lambda m: "(in Python: hierarchical_fit(..., priors=Priors(population_scale=HalfNormal(...))) with a smaller scale)"),
     (re.compile(r"; to fit only the other parts, pass fit_rule=False"), lambda m: ""),  # the command line always fits the rule

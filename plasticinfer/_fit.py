@@ -517,7 +517,7 @@ def _report_divergence(diverged_at, score, what):
         raise FitDivergedError(
             f"every {what} produced a non-finite loss or gradient (first at step {int(diverged_at[bad].min())}) before "
             "any finite step. Lower the learning rate, start the rule's coefficients nearer zero, add an L1 penalty "
-            "(l1=...), or drop high-power terms such as w^2."
+            "(l1=...; `plasticinfer fit --l1`), or drop high-power terms such as w^2."
         )
     if len(bad):
         _warn(

@@ -82,21 +82,30 @@ def test_svi_starts_at_the_hessian_spread_and_reaches_a_narrow_exact_posterior()
     """Started at AutoNormal's scale of 0.1, the default SVI ended 1.30× too wide on this posterior (sd 0.0033 vs
     0.0026; 5× after 800 steps) with no warning: each log-scale moves about one step size per step. Started at the
     conditional sd of the Hessian at the start it must end within 5 % of the exact sd without the clip, and with the
-    default clip within the check's own 1.2× (a wider spread the check must flag): the clip's bias (SVI.clip_norm)
+    default clip within 1.3×, its check saying so beyond 1.25× and not below 1.15×: the clip's bias (SVI.clip_norm)
     was 1.06–1.13× over keys 12–14 on the machine that first set this bound at 15 %, and 1.09–1.17× on another with
     the same package versions (key 12: 1.17×, and 1.13× with the same clip written with other rounding), so 15 % was
     inside the rounding noise of a 3000-step run. The start itself is told apart by the clip-free bound (from 0.1:
     4.3× too wide) and the recorded start."""
     model, data, priors, mean, sd = _precise_problem()
     assert sd == pytest.approx(0.00257, rel=0.01)
-    for method, rel in ((bayes.SVI(draws=4000), 0.2), (bayes.SVI(draws=4000, clip_norm=np.inf), 0.05)):
+    for method, clipped in ((bayes.SVI(draws=4000), True), (bayes.SVI(draws=4000, clip_norm=np.inf), False)):
         post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, method=method, warn=False)
         s = post.draws("theta").ravel()
-        assert s.std() == pytest.approx(sd, rel=rel), (method, s.std(), sd)
-        assert s.mean() == pytest.approx(mean, abs=0.2 * sd)
+        ratio = s.std() / sd
         check = post.svi_check()
-        assert check["initial_spread"] == "Hessian diagonal at the start"
-        assert check["n_spread"] == check["n_location"] == 0 and check["scalars"] == 1, check
+        assert check["initial_spread"] == "Hessian diagonal at the start" and check["scalars"] == 1, check
+        assert s.mean() == pytest.approx(mean, abs=0.2 * sd)
+        assert check["n_location"] == 0, check
+        if clipped:  # the clip's bias, read honestly: near 1.2x the check may say either; beyond it, it must flag
+            assert 0.95 < ratio < 1.3, ratio
+            if ratio > 1.25:
+                assert check["n_spread"] == 1, (ratio, check)
+            elif ratio < 1.15:
+                assert check["n_spread"] == 0, (ratio, check)
+        else:
+            assert ratio == pytest.approx(1.0, abs=0.05), ratio
+            assert check["n_spread"] == 0, check
         assert not [m for m in post.diagnostics() if "SVI" in m]
 
 
@@ -358,7 +367,7 @@ def test_svi_start_and_check_follow_the_guides_prefix_and_init_scale():
     from numpyro.infer.autoguide import AutoNormal
 
     model, data, priors, mean, sd = _precise_problem()
-    # without the clip (whose bias, 1.06–1.19× here, blurs the comparison; see the test above): from the Hessian start
+    # without the clip (whose bias, 1.06–1.19×, blurs the comparison; see the test above): from the Hessian start
     # 1.01× the exact sd, from AutoNormal's 0.1 start 4.3×
     post = bayes.sample(model, data, key=jax.random.key(12), priors=priors, warn=False,
                         method=bayes.SVI(guide=functools.partial(AutoNormal, prefix="q"), draws=2000, clip_norm=np.inf))  # fmt: skip
@@ -502,10 +511,13 @@ def test_sampler_advice_on_the_command_line_names_its_options(choice_data):
     said = hier.diagnostics()
     assert [any(w in m for m in said) for w in ("divergent", "tree depth", "R-hat")] == [True, True, True], said
     for m in map(in_command_line_terms, said):
-        python = [c for c in re.findall(r"\w+\([^()]*", m) if not re.search(r"in Python[:,]? [^;]*" + re.escape(c), m)]
-        assert not [c for c in python if c.split("(")[0] in ("NUTS", "Priors", "fit", "identifiability")], m
+        for call in re.finditer(r"\b(NUTS|Priors|fit|init|identifiability|hierarchical_fit|checkpoint)[(=]", m):
+            before = m[: call.start()]
+            marker = before.rfind("in Python")  # the call must sit in the clause that the marker opens
+            assert marker >= 0 and not re.search(r"[.;]\s|\)\s*[,.;]", before[marker:]), (call.group(0), m)
     text = " ".join(map(in_command_line_terms, said))
     assert "Raise --target-accept to 0.95" in text and "--warmup 1000 --draws 1000" in text
+    assert "dense_mass=True, max_tree_depth=12" in text  # the advice keeps the fly sampler's other settings
 
 
 # ---------------------------------------------------------------------------------------------

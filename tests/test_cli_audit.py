@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -268,6 +269,25 @@ def test_messages_name_the_options(inputs, tmp_path):
     # the library's Python advice, as the command line prints it
     assert in_command_line_terms("(state saved to o/checkpoint.nc; resume=True continues it)") == "(state saved to o/checkpoint.nc; --resume continues it)"
     assert "Use another --out" in in_command_line_terms("belongs to a different fit. Use another checkpoint path, delete")
+
+
+# the library's messages that reach the command line with Python advice: each phrase is still in its source (a rewording
+# would silently end its translation) and reads, translated, without the Python call
+ADVICE = [
+    ("bayes/_nuts.py", "pass checkpoint=PATH to make a long run resumable", "--checkpoint-every N", "checkpoint="),
+    ("data/_matlab.py", "Pass drop_incomplete=True to drop them.", "Remove them from the file (in Python", "Pass drop_"),
+    ("data/_datasets.py", "(or pass verify=False at your own risk)", "in Python, load it with verify=False", "pass verify"),
+    ("bayes/_sample.py", "start from a MAP fit (init=...), ", "", "init="),
+    ("_fit.py", "to fit only the other parts, pass fit_rule=False", "", "fit_rule"),
+]
+
+
+@pytest.mark.parametrize("source, phrase, becomes, gone", ADVICE, ids=[a[0] for a in ADVICE])
+def test_python_advice_reaching_the_command_line_is_translated(source, phrase, becomes, gone):
+    text = (REPO / "plasticinfer" / source).read_text()
+    assert phrase in " ".join(re.sub(r'"\s*\n\s*f?"', "", text).split()), f"{source} no longer says {phrase!r}"
+    said = in_command_line_terms(f"error: x; {phrase} y")
+    assert becomes in said and gone not in said, said
 
 
 def test_a_missing_data_dir_variable_is_refused(tmp_path):

@@ -85,6 +85,9 @@ def test_fly_nuts_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkey
             "--target-accept", "0.85", "--steps", "5", "--restarts", "1", "--no-in-sample", "--quiet"]  # fmt: skip
     assert run([*argv, "--out", str(tmp_path / "reference")]) == 0
     assert "target_accept=0.85" in xr.load_dataset(tmp_path / "reference" / "posterior.nc", group="posterior").attrs["method"]
+    report = (tmp_path / "reference" / "report.md").read_text()
+    assert "WARNING: the sampler has not converged" in report  # 6 draws: R-hat and ESS fail, and the advice follows
+    assert "NUTS(warmup=" not in report and "--warmup 1000 --draws 1000" in report  # in command-line terms
 
     out = tmp_path / "resumed"
     interrupt_nuts_chunk(monkeypatch, 2)

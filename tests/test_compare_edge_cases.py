@@ -394,22 +394,35 @@ def test_a_calibration_fits_warning_says_it_is_the_calibration(tmp_path):
 
 def test_mean_activity_counts_only_recorded_neurons():
     """The mean-activity baseline has a mean and an sd per *recorded* neuron: it counted 2 per output neuron, so a
-    layer with 1 of 3 neurons recorded was charged 6 parameters in AIC/BIC instead of 2. Checked against a plain
-    Gaussian log-likelihood of the recorded neuron's training mean and sd."""
+    subject with 1 of 3 neurons recorded was charged 6 parameters in AIC/BIC instead of 2. Each subject its own count
+    (subject 0 records neuron 0, subject 1 all three); a new subject's pooled fit the union's. Checked against a plain
+    Gaussian log-likelihood of the recorded neuron's training mean and sd, and through compare's tables."""
     from plasticinfer.compare._baselines import MEAN_ACTIVITY, BaseRate
     from plasticinfer.compare._hypotheses import FitSettings
     from plasticinfer.compare._splits import HeldOutTrials
 
     syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 3), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
-                                n_trajectories=2, n_trials=20, recorded_fraction=1 / 3)
-    mask = np.broadcast_to(np.asarray(syn.data.mask), np.shape(syn.data.observations))
-    assert mask.reshape(-1, 3).any(0).sum() == 1  # one neuron recorded
-    (fold,) = HeldOutTrials(0.25).folds(syn.data)
+                                n_trajectories=2, n_trials=20)
+    mask = np.broadcast_to(np.asarray(syn.data.mask), np.shape(syn.data.observations)).copy()
+    mask[0, ..., 1:] = False
+    data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
+    (fold,) = HeldOutTrials(0.25).folds(data)
     score = BaseRate(name=MEAN_ACTIVITY).score(fold, FitSettings())
-    assert score.n_params == 2
+    assert score.per_subject_params and list(score.n_params) == [2, 6]
     # oracle: subject 0's training log-likelihood under its recorded neuron's training mean and (ML) sd
-    obs = np.asarray(fold.train.observations)[0]
     m = np.broadcast_to(np.asarray(fold.train.mask), np.shape(fold.train.observations))[0]
-    x = obs[m]
+    x = np.asarray(fold.train.observations)[0][m]
     expected = np.sum(-0.5 * ((x - x.mean()) / x.std()) ** 2 - np.log(x.std()) - 0.5 * np.log(2 * np.pi))
     np.testing.assert_allclose(score.train_ll[0], expected, rtol=1e-10)
+    for train, k in ((0, 2), (1, 6)):  # a new subject: the pooled fit of the training subjects' recorded neurons
+        new = LeaveOneSubjectOut().folds(data)[1 - train]
+        assert new.train_subjects.tolist() == [train]
+        assert BaseRate(name=MEAN_ACTIVITY).score(new, FitSettings()).n_params == k
+    # compare's tables: each subject's own count, and AIC with it
+    res = compare({"x*y": "x*y"}, data, split=HeldOutTrials(0.25), baselines=[BaseRate(name=MEAN_ACTIVITY)], steps=1,
+                  restarts=1, progress=False, key=jax.random.key(1))
+    ps = res.per_subject().query("hypothesis == @MEAN_ACTIVITY").set_index("subject")
+    assert ps["n_params"].to_dict() == {0: 2, 1: 6}
+    np.testing.assert_allclose(ps["aic"], -2 * ps["train_ll"] + 2 * np.array([2, 6]), rtol=1e-12)
+    fits = res.fits.query("hypothesis == @MEAN_ACTIVITY").set_index("subject")
+    assert fits["n_params"].to_dict() == {0: 2, 1: 6}

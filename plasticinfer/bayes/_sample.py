@@ -63,7 +63,7 @@ class SVI:
             NUTS; from the Hessian start its check flags it as unconverged) but biases the spreads of narrow posteriors: the gradient of a mean is about ε/σ (σ the
             posterior sd, ε the draw's noise), so nearly every gradient is clipped, by a factor that
             shrinks as the noise grows, and the scales settle where the clipped gradient averages zero —
-            1.06–1.13× the exact sd of 0.0026 over three keys (1.09–1.17× on another machine: rounding moves
+            1.06–1.13× the exact sd of 0.0026 over three keys (1.09–1.19× on another machine: rounding moves
             it), 2.3–2.6× with one particle, against 0.97–1.01× with ``clip_norm=float("inf")``. For a narrow posterior without a hierarchy, pass ``clip_norm=inf``.
 
     The Gaussian guides start from the Hessian of the log posterior at the start (up to

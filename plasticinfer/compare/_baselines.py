@@ -55,7 +55,7 @@ class BaseRate(AbstractHypothesis):
     Choice data: P(option k) = (count_k + ½) / (n + ½·K) on the subject's training trials. This is
     the one base rate of the package (the fly analysis uses it too). Activity
     data ("mean activity"): each recorded neuron Gaussian with its training mean and sd (2 parameters
-    per neuron with a training observation; where subjects record different neurons, the largest count).
+    per neuron with a training observation: each subject's own count, or the pooled count for new subjects).
     """
 
     name: str = BASE_RATE
@@ -107,7 +107,7 @@ class BaseRate(AbstractHypothesis):
                 test_ll.append(ll(obs_te[j], m_te[j], *(pooled if new else moments([pos[s]]))))
             # a mean and an sd for each neuron with a training observation: an unrecorded neuron has no parameter
             recorded = np.asarray(m_tr).reshape(m_tr.shape[0], -1, m_tr.shape[-1]).any(axis=1)  # (subject, neuron)
-            n_params = 2 * int(recorded.any(axis=0).sum() if new else recorded.sum(axis=1).max())
+            n_params = 2 * (int(recorded.any(axis=0).sum()) if new else recorded.sum(axis=1))  # pooled; or per subject
         # for subjects never seen, one pooled rate of all training subjects: a shared fit
         return FoldScore(
             np.asarray(test_ll), n_observations(fold.test), np.asarray(train_ll), n_observations(fold.train), n_params, not new

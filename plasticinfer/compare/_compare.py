@@ -130,16 +130,19 @@ def compare(
         with fit_context(f"{h.name}" + (f", {where}" if len(folds) > 1 else ""), subjects=names):
             s = h.score(fold, settings)  # its fits' convergence warnings name the hypothesis, fold and subjects
         n_trials = trial_valid(fold.test).sum(axis=1)
+        train_pos = {u: i for i, u in enumerate(fold.train_subjects.tolist())}
+        k = np.broadcast_to(np.asarray(s.n_params, int), (len(train_pos),) if s.per_subject_params else ())  # per subject
         for j, subj in enumerate(fold.test_subjects.tolist()):
+            k_j = k[train_pos[subj]] if s.per_subject_params and subj in train_pos else k.max()
             rows.append([h.name, fold.name, int(subj), float(s.test_ll[j]), int(s.n_test[j]), int(n_trials[j]),
-                         int(s.n_params), bool(s.per_subject_params), s.calibration_converged])
+                         int(k_j), bool(s.per_subject_params), s.calibration_converged])
         units = fold.train_subjects.tolist() if s.per_subject_params else [SHARED]
         converged = [None] * len(units) if s.converged is None else (s.converged if s.per_subject_params else [all(s.converged)])
         if s.per_subject_params:
-            fit_rows += [[h.name, fold.name, int(u), float(s.train_ll[i]), int(s.n_train[i]), int(s.n_params), converged[i]]
+            fit_rows += [[h.name, fold.name, int(u), float(s.train_ll[i]), int(s.n_train[i]), int(k[i]), converged[i]]
                          for i, u in enumerate(units)]
         else:
-            fit_rows.append([h.name, fold.name, SHARED, float(np.sum(s.train_ll)), int(np.sum(s.n_train)), int(s.n_params), converged[0]])
+            fit_rows.append([h.name, fold.name, SHARED, float(np.sum(s.train_ll)), int(np.sum(s.n_train)), int(k), converged[0]])
         for u, record in zip(units, s.coefficients or []):
             coef_rows += [[h.name, fold.name, int(u), term, float(v)] for term, v in record.items()]
         if s.model is not None:
@@ -149,7 +152,7 @@ def compare(
     if len(bad):
         raise ComparisonError(
             f"non-finite held-out log-likelihood for {sorted(set(bad['hypothesis']))}; the fit diverged — lower the "
-            "learning rate of those rules, add l1=..., or drop unstable terms (w^2)"
+            "learning rate of those rules, add an L1 penalty (in Python, compare(..., l1=...)), or drop unstable terms (w^2)"
         )
     used_base = [b.name for b in base if b.applies_to(data)]
     return ComparisonResult(

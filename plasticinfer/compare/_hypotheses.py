@@ -67,7 +67,8 @@ class FoldScore:
         n_test: held-out observations per test subject.
         train_ll: summed training log-likelihood per training subject.
         n_train: training observations per training subject.
-        n_params: free parameters — per subject if ``per_subject_params``, else in total.
+        n_params: free parameters — per subject if ``per_subject_params``, else in total; for per-subject
+            fits an array (one per training subject) where the subjects' counts differ.
         per_subject_params: one fit per training subject (``True``) or one shared fit.
         coefficients: fitted rule coefficients (term → value): one dict per training subject for
             per-subject fits, a single dict for a shared fit; ``None`` when the hypothesis has none.
@@ -82,7 +83,7 @@ class FoldScore:
     n_test: np.ndarray
     train_ll: np.ndarray
     n_train: np.ndarray
-    n_params: int
+    n_params: int | np.ndarray
     per_subject_params: bool
     coefficients: list[dict[str, float]] | None = None
     model: PlasticityModel | None = None

@@ -296,8 +296,8 @@ class ComparisonResult:
                          f"subjects' initial weights had not converged ({which(cal)}; scores.csv, column calibration_converged)")
         if not notes:
             return ""
-        return ("; ".join(notes) + ": their scores may not be their best; run more steps (compare's steps=; a GRU has its own, "
-                "GRUHypothesis(steps=...))")
+        return ("; ".join(notes) + ": their scores may not be their best; run more steps (compare's steps=, --steps on the "
+                "command line; a GRU has its own, GRUHypothesis(steps=...), --gru-steps)")
 
     def to_markdown(self) -> str:
         t = self.table()

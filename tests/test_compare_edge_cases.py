@@ -426,3 +426,28 @@ def test_mean_activity_counts_only_recorded_neurons():
     np.testing.assert_allclose(ps["aic"], -2 * ps["train_ll"] + 2 * np.array([2, 6]), rtol=1e-12)
     fits = res.fits.query("hypothesis == @MEAN_ACTIVITY").set_index("subject")
     assert fits["n_params"].to_dict() == {0: 2, 1: 6}
+
+
+def test_mean_activity_refuses_a_neuron_held_out_but_never_trained():
+    """A neuron recorded only in a subject's held-out trials got mean 0 and sd 1e-6 from the mean-activity baseline:
+    a held-out log-likelihood of order -1e12 that made any hypothesis look far better than 'no learning', silently."""
+    from plasticinfer.compare._baselines import MEAN_ACTIVITY, BaseRate
+    from plasticinfer.compare._hypotheses import FitSettings
+    from plasticinfer.compare._splits import HeldOutTrials
+
+    syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 3), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
+                                n_trajectories=2, n_trials=20)
+    mask = np.broadcast_to(np.asarray(syn.data.mask), np.shape(syn.data.observations)).copy()
+    mask[1, :15, 2] = False  # subject 1's neuron 2: only in its last 5 trials, the held-out quarter
+    data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
+    (fold,) = HeldOutTrials(0.25).folds(data)
+    with pytest.raises(ComparisonError, match=r"neuron\(s\) \[2\] of subject 1 have held-out observations but none in its own"):
+        BaseRate(name=MEAN_ACTIVITY).score(fold, FitSettings())
+    # a new subject is predicted from every training subject's neurons: subject 0 records neuron 2, so that is fine
+    new = LeaveOneSubjectOut().folds(data)[1]
+    assert new.train_subjects.tolist() == [0]
+    assert np.isfinite(BaseRate(name=MEAN_ACTIVITY).score(new, FitSettings()).test_ll).all()
+    mask[0, :, 2] = False  # and with nobody recording it in training, refused
+    data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
+    with pytest.raises(ComparisonError, match="none in any training subject's"):
+        BaseRate(name=MEAN_ACTIVITY).score(LeaveOneSubjectOut().folds(data)[1], FitSettings())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
+from .._errors import ComparisonError
 from .._model import PlasticityModel
 from .._rules import TaylorRule
 from .._trial_data import TrialData
@@ -100,18 +101,37 @@ class BaseRate(AbstractHypothesis):
                 lp = -0.5 * z**2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
                 return float(np.sum(np.where(mask, lp, 0.0)))
 
+            recorded = np.asarray(m_tr).reshape(m_tr.shape[0], -1, m_tr.shape[-1]).any(axis=1)  # (subject, neuron)
+            _check_trained_neurons(fold, recorded, np.asarray(m_te).reshape(m_te.shape[0], -1, m_te.shape[-1]).any(axis=1))
             pooled = moments(list(range(len(fold.train_subjects))))
             for i in range(len(fold.train_subjects)):
                 train_ll.append(ll(obs_tr[i], m_tr[i], *(pooled if new else moments([i]))))
             for j, s in enumerate(fold.test_subjects.tolist()):
                 test_ll.append(ll(obs_te[j], m_te[j], *(pooled if new else moments([pos[s]]))))
             # a mean and an sd for each neuron with a training observation: an unrecorded neuron has no parameter
-            recorded = np.asarray(m_tr).reshape(m_tr.shape[0], -1, m_tr.shape[-1]).any(axis=1)  # (subject, neuron)
             n_params = 2 * (int(recorded.any(axis=0).sum()) if new else recorded.sum(axis=1))  # pooled; or per subject
         # for subjects never seen, one pooled rate of all training subjects: a shared fit
         return FoldScore(
             np.asarray(test_ll), n_observations(fold.test), np.asarray(train_ll), n_observations(fold.train), n_params, not new
         )
+
+
+def _check_trained_neurons(fold: Fold, recorded: np.ndarray, tested: np.ndarray) -> None:
+    """Refuse a neuron held out for a subject but never observed in the training trials the baseline's mean and sd
+    come from (the subject's own, or every training subject's for new subjects): it had mean 0 and sd 1e-6, a
+    held-out log-likelihood of order -1e12 that made every hypothesis look far better than 'no learning'."""
+    pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
+    for j, s in enumerate(fold.test_subjects.tolist()):
+        have = recorded.any(axis=0) if fold.new_subjects else recorded[pos[s]]
+        missing = np.flatnonzero(tested[j] & ~have)
+        if missing.size:
+            whose = "any training subject's" if fold.new_subjects else "its own"
+            raise ComparisonError(
+                f"{MEAN_ACTIVITY} baseline, fold {fold.name}: neuron(s) {missing.tolist()} of subject {s} have held-out "
+                f"observations but none in {whose} training trials, so the baseline has no mean or sd to predict them with. "
+                "Drop those neurons (or mask their held-out trials), use a split whose training part records them, or "
+                "compare without baselines (baselines=False; --no-baselines on the command line)."
+            )
 
 
 def rescorla_wagner_model(data: TrialData) -> PlasticityModel:

@@ -395,37 +395,38 @@ def test_a_calibration_fits_warning_says_it_is_the_calibration(tmp_path):
 def test_mean_activity_counts_only_recorded_neurons():
     """The mean-activity baseline has a mean and an sd per *recorded* neuron: it counted 2 per output neuron, so a
     subject with 1 of 3 neurons recorded was charged 6 parameters in AIC/BIC instead of 2. Each subject its own count
-    (subject 0 records neuron 0, subject 1 all three); a new subject's pooled fit the union's. Checked against a plain
-    Gaussian log-likelihood of the recorded neuron's training mean and sd, and through compare's tables."""
+    (subject 0 records neuron 0, subject 1 neurons 1 and 2, subject 2 all three); a new subject's pooled fit the
+    union's (not the largest subject's). Checked against a plain Gaussian log-likelihood of the recorded neuron's
+    training mean and sd, and through compare's tables."""
     from plasticinfer.compare._baselines import MEAN_ACTIVITY, BaseRate
     from plasticinfer.compare._hypotheses import FitSettings
     from plasticinfer.compare._splits import HeldOutTrials
 
     syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 3), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
-                                n_trajectories=2, n_trials=20)
+                                n_trajectories=3, n_trials=20)
     mask = np.broadcast_to(np.asarray(syn.data.mask), np.shape(syn.data.observations)).copy()
     mask[0, ..., 1:] = False
+    mask[1, ..., 0] = False
     data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
     (fold,) = HeldOutTrials(0.25).folds(data)
     score = BaseRate(name=MEAN_ACTIVITY).score(fold, FitSettings())
-    assert score.per_subject_params and list(score.n_params) == [2, 6]
+    assert score.per_subject_params and list(score.n_params) == [2, 4, 6]
     # oracle: subject 0's training log-likelihood under its recorded neuron's training mean and (ML) sd
     m = np.broadcast_to(np.asarray(fold.train.mask), np.shape(fold.train.observations))[0]
     x = np.asarray(fold.train.observations)[0][m]
     expected = np.sum(-0.5 * ((x - x.mean()) / x.std()) ** 2 - np.log(x.std()) - 0.5 * np.log(2 * np.pi))
     np.testing.assert_allclose(score.train_ll[0], expected, rtol=1e-10)
-    for train, k in ((0, 2), (1, 6)):  # a new subject: the pooled fit of the training subjects' recorded neurons
-        new = LeaveOneSubjectOut().folds(data)[1 - train]
-        assert new.train_subjects.tolist() == [train]
-        assert BaseRate(name=MEAN_ACTIVITY).score(new, FitSettings()).n_params == k
+    new = LeaveOneSubjectOut().folds(data)[2]  # subject 2 held out: subjects 0 and 1 together record all three
+    assert new.train_subjects.tolist() == [0, 1]
+    assert BaseRate(name=MEAN_ACTIVITY).score(new, FitSettings()).n_params == 6
     # compare's tables: each subject's own count, and AIC with it
     res = compare({"x*y": "x*y"}, data, split=HeldOutTrials(0.25), baselines=[BaseRate(name=MEAN_ACTIVITY)], steps=1,
                   restarts=1, progress=False, key=jax.random.key(1))
     ps = res.per_subject().query("hypothesis == @MEAN_ACTIVITY").set_index("subject")
-    assert ps["n_params"].to_dict() == {0: 2, 1: 6}
-    np.testing.assert_allclose(ps["aic"], -2 * ps["train_ll"] + 2 * np.array([2, 6]), rtol=1e-12)
+    assert ps["n_params"].to_dict() == {0: 2, 1: 4, 2: 6}
+    np.testing.assert_allclose(ps["aic"], -2 * ps["train_ll"] + 2 * np.array([2, 4, 6]), rtol=1e-12)
     fits = res.fits.query("hypothesis == @MEAN_ACTIVITY").set_index("subject")
-    assert fits["n_params"].to_dict() == {0: 2, 1: 6}
+    assert fits["n_params"].to_dict() == {0: 2, 1: 4, 2: 6}
 
 
 def test_mean_activity_refuses_a_neuron_held_out_but_never_trained():
@@ -451,3 +452,37 @@ def test_mean_activity_refuses_a_neuron_held_out_but_never_trained():
     data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
     with pytest.raises(ComparisonError, match="none in any training subject's"):
         BaseRate(name=MEAN_ACTIVITY).score(LeaveOneSubjectOut().folds(data)[1], FitSettings())
+
+
+def test_mean_activity_refuses_a_held_out_neuron_with_no_training_spread():
+    """One training value, or a neuron silent (all 0) in training, gave an sd of 1e-6 and a held-out log-likelihood of
+    order -1e11 (against about -15 for the clean data): refused by name, like a neuron never trained."""
+    from plasticinfer.compare._baselines import MEAN_ACTIVITY, BaseRate
+    from plasticinfer.compare._hypotheses import FitSettings
+    from plasticinfer.compare._splits import HeldOutTrials
+
+    syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 3), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
+                                n_trajectories=2, n_trials=20)
+    clean = BaseRate(name=MEAN_ACTIVITY).score(HeldOutTrials(0.25).folds(syn.data)[0], FitSettings())
+    assert np.all(clean.test_ll > -100)  # 15 held-out observations each
+    mask = np.broadcast_to(np.asarray(syn.data.mask), np.shape(syn.data.observations)).copy()
+    mask[0, 1:15, 2] = False  # one training value
+    one = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
+    obs = np.asarray(syn.data.observations).copy()
+    obs[0, :15, 2] = 0.0  # silent in training
+    silent = pi.TrialData(inputs=syn.data.inputs, observations=jnp.asarray(obs), mask=syn.data.mask)
+    for data in (one, silent):
+        with pytest.raises(ComparisonError, match=r"neuron\(s\) \[2\] of subject 0 .* only one value, or only equal values"):
+            BaseRate(name=MEAN_ACTIVITY).score(HeldOutTrials(0.25).folds(data)[0], FitSettings())
+
+
+def test_calibration_leaves_a_trial_to_score():
+    """3 valid trials at calibration_fraction=0.9 calibrated on all 3, and the fold was then refused with advice to
+    hold out more (or, under SubjectKFold, the subject went unscored): at least one trial is left to score."""
+    from plasticinfer.compare._splits import subject_fold, trial_valid
+
+    data = pi.TrialData.from_dataset(_flies(2))
+    short = pi.TrialData(inputs=data.inputs, observations=data.observations,
+                         mask=jnp.asarray(np.asarray(data.mask) & (np.arange(data.mask.shape[1]) < 3)[None, :]))
+    fold = subject_fold(short, "f", [0], [1], calibration_fraction=0.9)
+    assert trial_valid(fold.calibration).sum() == 2 and trial_valid(fold.test).sum() == 1

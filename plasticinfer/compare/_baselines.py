@@ -56,7 +56,8 @@ class BaseRate(AbstractHypothesis):
     Choice data: P(option k) = (count_k + ½) / (n + ½·K) on the subject's training trials. This is
     the one base rate of the package (the fly analysis uses it too). Activity
     data ("mean activity"): each recorded neuron Gaussian with its training mean and sd (2 parameters
-    per neuron with a training observation: each subject's own count, or the pooled count for new subjects).
+    per neuron with a training observation: each subject's own count, or the pooled count for new subjects); a
+    held-out neuron with fewer than 2 training values, or only equal ones, is refused (it has no density).
     """
 
     name: str = BASE_RATE
@@ -96,13 +97,24 @@ class BaseRate(AbstractHypothesis):
                 var = np.where(m, (o - mu) ** 2, 0.0).sum(axes) / cnt
                 return mu, np.sqrt(np.maximum(var, 1e-12))
 
+            def degenerate(rows):  # per neuron: fewer than 2 training values, or all equal (an sd of 0: no density)
+                o, m = obs_tr[rows], m_tr[rows]
+                axes = tuple(range(o.ndim - 1))
+                hi = np.where(m, o, -np.inf).max(axes)
+                lo = np.where(m, o, np.inf).min(axes)
+                return (m.sum(axes) < 2) | (hi - lo <= 1e-12 * np.maximum(1.0, np.abs(hi)))
+
             def ll(obs, mask, mu, sd):
                 z = (np.where(mask, obs, mu) - mu) / sd
                 lp = -0.5 * z**2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
                 return float(np.sum(np.where(mask, lp, 0.0)))
 
             recorded = np.asarray(m_tr).reshape(m_tr.shape[0], -1, m_tr.shape[-1]).any(axis=1)  # (subject, neuron)
-            _check_trained_neurons(fold, recorded, np.asarray(m_te).reshape(m_te.shape[0], -1, m_te.shape[-1]).any(axis=1))
+            everyone = list(range(len(fold.train_subjects)))
+            _check_trained_neurons(
+                fold, recorded, np.asarray(m_te).reshape(m_te.shape[0], -1, m_te.shape[-1]).any(axis=1),
+                degenerate(everyone) if new else np.stack([degenerate([i]) for i in everyone]),
+            )
             pooled = moments(list(range(len(fold.train_subjects))))
             for i in range(len(fold.train_subjects)):
                 train_ll.append(ll(obs_tr[i], m_tr[i], *(pooled if new else moments([i]))))
@@ -116,22 +128,24 @@ class BaseRate(AbstractHypothesis):
         )
 
 
-def _check_trained_neurons(fold: Fold, recorded: np.ndarray, tested: np.ndarray) -> None:
-    """Refuse a neuron held out for a subject but never observed in the training trials the baseline's mean and sd
-    come from (the subject's own, or every training subject's for new subjects): it had mean 0 and sd 1e-6, a
-    held-out log-likelihood of order -1e12 that made every hypothesis look far better than 'no learning'."""
+def _check_trained_neurons(fold: Fold, recorded: np.ndarray, tested: np.ndarray, degenerate: np.ndarray) -> None:
+    """Refuse a neuron held out for a subject whose training values (the subject's own, or every training subject's
+    for new subjects) give the baseline no density: none at all, one, or all equal. Each had an sd of 1e-6 and a
+    held-out log-likelihood of order -1e11 that made every hypothesis look far better than 'no learning'."""
     pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
+    whose = "any training subject's" if fold.new_subjects else "its own"
     for j, s in enumerate(fold.test_subjects.tolist()):
         have = recorded.any(axis=0) if fold.new_subjects else recorded[pos[s]]
-        missing = np.flatnonzero(tested[j] & ~have)
-        if missing.size:
-            whose = "any training subject's" if fold.new_subjects else "its own"
-            raise ComparisonError(
-                f"{MEAN_ACTIVITY} baseline, fold {fold.name}: neuron(s) {missing.tolist()} of subject {s} have held-out "
-                f"observations but none in {whose} training trials, so the baseline has no mean or sd to predict them with. "
-                "Drop those neurons (or mask their held-out trials), use a split whose training part records them, or "
-                "compare without baselines (baselines=False; --no-baselines on the command line)."
-            )
+        flat = degenerate if fold.new_subjects else degenerate[pos[s]]
+        for bad, why in ((tested[j] & ~have, f"none in {whose} training trials"),
+                         (tested[j] & have & flat, f"only one value, or only equal values (an sd of 0), in {whose} training trials")):
+            if bad.any():
+                raise ComparisonError(
+                    f"{MEAN_ACTIVITY} baseline, fold {fold.name}: neuron(s) {np.flatnonzero(bad).tolist()} of subject {s} "
+                    f"have held-out observations but {why}, so the baseline has no mean and sd to predict them with. Drop "
+                    "those neurons (or mask their held-out trials), use a split whose training part records them with some "
+                    "variation, or compare without baselines (baselines=False; --no-baselines on the command line)."
+                )
 
 
 def rescorla_wagner_model(data: TrialData) -> PlasticityModel:

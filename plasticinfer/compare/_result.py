@@ -312,8 +312,11 @@ class ComparisonResult:
             f"{self.settings.steps} L-BFGS steps × {self.settings.restarts} starts, l1 = {self.settings.l1}, initial weights "
             f"{'fitted' if self.settings.fit_initial_weights else 'fixed'}",
             f"- ranking by held-out log-likelihood: {' > '.join(self.ranking())}",
-            "- log-likelihoods in nats; normalized likelihood = exp(held-out log-likelihood per trial), the geometric "
-            "mean probability of the observed choices (mean ± standard error over subjects)" + self._unscored_note(),
+            "- log-likelihoods in nats; normalized likelihood = exp(held-out log-likelihood per trial), "
+            + ("the geometric mean probability of the observed choices" if self.discrete
+               else "a density per trial over its recorded neurons, not a probability (compare it only between subjects "
+                    "recording the same neurons)")
+            + " (mean ± standard error over subjects)" + self._unscored_note(),
             "- deviance explained = 1 − D_model/D_null on the held-out trials, D = −2·log-lik; the coin-flip null is "
             "for comparability with published numbers only."
             if self.discrete

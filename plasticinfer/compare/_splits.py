@@ -171,7 +171,9 @@ def subject_fold(data: TrialData, name: str, train_idx, test_idx, calibration_fr
     calibration = None
     if calibration_fraction > 0:
         valid = trial_valid(test)
-        first = first_valid(valid, [int(round(calibration_fraction * k)) for k in valid.sum(axis=1)])
+        # at least one trial left to score where there are 2 (3 trials at 0.9 calibrated on all 3, then refused with
+        # advice to hold out more)
+        first = first_valid(valid, [min(int(round(calibration_fraction * k)), max(int(k) - 1, 1)) for k in valid.sum(axis=1)])
         calibration = restrict(test, first & valid)
         test = restrict(test, ~first & valid)
     return _check_nonempty(Fold(name, subjects(data, train_idx), test, train_idx, test_idx, calibration))

@@ -44,7 +44,7 @@ def demo(
         "plasticinfer-demo"
     ),
     seed: Annotated[int, Seed("Root random seed (data, model start and evaluation keys are split from it).")] = 0,
-    steps: Annotated[int, Size("L-BFGS steps.")] = 300,
+    steps: Annotated[int, Size("L-BFGS steps (at 300 the loss is still falling by about 1e-4 relative).")] = 500,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Recover Oja's rule from synthetic recordings: 20 → 5 layer, 2 of the 5 output neurons recorded, 10 % noise.

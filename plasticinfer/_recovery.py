@@ -162,7 +162,7 @@ def oja_recovery(
     init_scale: float = 0.3,
     variables=("x", "y", "w"),
     max_power: int = 2,
-    steps: int = 300,
+    steps: int = 500,
     l1: float = 0.01,
     optimiser=None,
     progress: bool = True,

@@ -486,3 +486,91 @@ def test_calibration_leaves_a_trial_to_score():
                          mask=jnp.asarray(np.asarray(data.mask) & (np.arange(data.mask.shape[1]) < 3)[None, :]))
     fold = subject_fold(short, "f", [0], [1], calibration_fraction=0.9)
     assert trial_valid(fold.calibration).sum() == 2 and trial_valid(fold.test).sum() == 1
+
+
+def _partly_recorded(n_trajectories=3, n_trials=20):
+    """A 3 → 3 layer where subject 0 records neuron 0, subject 1 neurons 1 and 2, subject 2 all three."""
+    syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 3), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
+                                n_trajectories=n_trajectories, n_trials=n_trials)
+    mask = np.broadcast_to(np.asarray(syn.data.mask), np.shape(syn.data.observations)).copy()
+    mask[0, ..., 1:] = False
+    mask[1, ..., 0] = False
+    return syn, mask
+
+
+def test_model_hypotheses_count_only_initial_weights_their_training_data_reach():
+    """AIC/BIC of a model hypothesis counted every initial weight, also those onto an output neuron a subject never
+    recorded, which in a feed-forward layer never reach the likelihood (the fit leaves them where they started): 3
+    per unrecorded neuron per subject too many. Oracle: the gradient of the training log-likelihood with respect to
+    those rows is exactly zero, and the fitted rows equal the start; counts per subject follow the recorded neurons."""
+    from plasticinfer.bayes import count_free_parameters
+    from plasticinfer.compare._splits import HeldOutTrials
+
+    syn, mask = _partly_recorded()
+    data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
+    model = pi.PlasticityModel.create(pi.TaylorRule.from_terms({"x*y": 0.0}, learning_rate=0.05), pi.FeedForward(3, 3),
+                                      pi.GaussianActivity(0.5), n_trajectories=3, key=jax.random.key(2))
+    base = count_free_parameters(model, initial_weights=False)
+    assert count_free_parameters(model) == base + 27  # without data: every entry
+    assert count_free_parameters(model, data=data) == base + 3 * (1 + 2 + 3)
+    assert count_free_parameters(model, data=data, per_trajectory=True).tolist() == [base + 3, base + 6, base + 9]
+    fitted = pi.fit(model, data, steps=20, progress=False).model
+    g = jax.grad(lambda w: eqx.tree_at(lambda m: m.initial_weights["w"], fitted, w).log_likelihood(data).sum())(
+        fitted.initial_weights["w"])
+    assert np.all(np.asarray(g)[0, 1:] == 0) and np.all(np.asarray(g)[1, 0] == 0) and np.all(np.asarray(g)[0, 0] != 0)
+    np.testing.assert_array_equal(np.asarray(fitted.initial_weights["w"])[0, 1:], np.asarray(model.initial_weights["w"])[0, 1:])
+    for per_subject, expected in ((True, {0: 3, 1: 6, 2: 9}), (False, None)):
+        res = compare({"x*y": model}, data, split=HeldOutTrials(0.25), baselines=False, per_subject=per_subject,
+                      steps=2, restarts=1, progress=False, key=jax.random.key(1))
+        k = res.fits.set_index("subject")["n_params"].to_dict()
+        if per_subject:
+            assert {s: v - base for s, v in k.items()} == expected
+            assert res.table().loc["x*y", "n_params"] == base + 6  # the mean of the subjects' counts (was subject 0's)
+        else:
+            assert set(k.values()) == {base + 18}  # the shared fit's total, 18 of the 27 initial weights reached
+
+
+def test_model_hypotheses_refuse_a_neuron_held_out_but_never_trained():
+    """With baselines=False nothing refused a neuron recorded only in held-out trials: a model hypothesis scored it on
+    initial weights the fit never set (where it started). Refused by name, as the mean-activity baseline does; a new
+    subject is fine when some training subject or its own calibration trials reach the neuron's weights."""
+    from plasticinfer.compare._splits import HeldOutTrials
+
+    syn, mask = _partly_recorded(n_trajectories=2)
+    mask[1, :15, 2] = False  # subject 1's neuron 2 only in its last 5 trials, the held-out quarter
+    data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
+    for per_subject in (False, True):
+        with pytest.raises(ComparisonError, match=r"held-out trials of subject 1 depend on initial weights that its own "
+                                                  r"training trials never reached \(initial w, rows \[2\]"):
+            compare({"x*y": "x*y"}, data, split=HeldOutTrials(0.25), baselines=False, per_subject=per_subject, steps=2,
+                    restarts=1, progress=False, key=jax.random.key(1))
+    # subject 0 held out whole (the first fold): subject 1 never records neuron 0
+    with pytest.raises(ComparisonError, match=r"fold subject 0: .* subject 0 depend .* the training subjects' trials never reached \(initial w, rows \[0\]"):
+        compare({"x*y": "x*y"}, data, split=LeaveOneSubjectOut(), baselines=False, per_subject=False, steps=2, restarts=1,
+                progress=False, key=jax.random.key(1))
+    # with calibration trials that record each subject's neurons (neuron 2 of subject 1 throughout again), scored
+    _, mask = _partly_recorded(n_trajectories=2)
+    data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
+    res = compare({"x*y": "x*y"}, data, split=SubjectKFold(2, calibration_fraction=0.25),
+                  baselines=False, per_subject=False, steps=2, restarts=1, progress=False, key=jax.random.key(1))
+    assert set(res.scores["subject"]) == {0, 1} and np.isfinite(res.scores["test_ll"]).all()
+
+
+def test_a_new_subject_starts_from_the_mean_of_the_weights_training_reached():
+    """A new subject's initial weights were the mean over every training subject's fitted initial weights, including
+    rows a subject never recorded (still at their random start). Now the mean over the subjects that reached each row."""
+    from plasticinfer.bayes import reachable_initial_weights
+    from plasticinfer.compare._hypotheses import FitSettings, _new_subjects_model
+
+    syn, mask = _partly_recorded()
+    data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
+    fold = LeaveOneSubjectOut().folds(data)[2]  # subjects 0 (neuron 0) and 1 (neurons 1, 2) train
+    model = pi.PlasticityModel.create(pi.TaylorRule.from_terms({"x*y": 0.0}, learning_rate=0.05), pi.FeedForward(3, 3),
+                                      pi.GaussianActivity(0.5), n_trajectories=2, key=jax.random.key(2))
+    reach = reachable_initial_weights(model, fold.train)
+    w = np.asarray(model.initial_weights["w"])
+    test_model, _ = _new_subjects_model(model, model, fold, FitSettings(), reach, "x*y")
+    got = np.asarray(test_model.initial_weights["w"])[0]
+    np.testing.assert_allclose(got[0], w[0, 0], rtol=1e-12)  # only subject 0 recorded neuron 0
+    np.testing.assert_allclose(got[1:], w[1, 1:], rtol=1e-12)  # only subject 1 recorded neurons 1 and 2
+    assert not np.allclose(got, w.mean(0))  # what it was

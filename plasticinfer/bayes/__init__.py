@@ -2,7 +2,12 @@
 
 from ._calibration import CalibrationResult as CalibrationResult, simulation_based_calibration as simulation_based_calibration
 from .._errors import PosteriorWarning as PosteriorWarning, PriorError as PriorError, SamplingError as SamplingError
-from ._groups import ParameterGroup as ParameterGroup, count_free_parameters as count_free_parameters, parameter_groups as parameter_groups
+from ._groups import (
+    ParameterGroup as ParameterGroup,
+    count_free_parameters as count_free_parameters,
+    parameter_groups as parameter_groups,
+    reachable_initial_weights as reachable_initial_weights,
+)
 from ._identifiability import (
     IdentifiabilityReport as IdentifiabilityReport,
     aliased_terms as aliased_terms,
@@ -49,6 +54,7 @@ __all__ = [
     "parameter_groups",
     "plot_pairs",
     "plot_ranks",
+    "reachable_initial_weights",
     "sample",
     "simulation_based_calibration",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array
@@ -196,20 +197,57 @@ def parameter_groups(
     return tuple(groups)
 
 
-def count_free_parameters(model: PlasticityModel, *, initial_weights: bool = True, per_trajectory: bool = False) -> int:
+def reachable_initial_weights(model: PlasticityModel, data, *, log_likelihood: Callable | None = None) -> dict[str, np.ndarray]:
+    """Which initial-weight entries the log-likelihood of ``data`` depends on: booleans shaped like each array.
+
+    An entry is reachable where the gradient of the summed log-likelihood is non-zero (or not finite) at the
+    model's values or at a randomly perturbed copy, so a coincidental zero at an optimum does not hide one. In a
+    feed-forward layer the rows onto an output neuron a trajectory never records are not reachable: nothing
+    downstream of that neuron is observed, and a fit leaves them where they started.
+
+    ``log_likelihood(model, data)`` replaces ``model.log_likelihood(data)`` (e.g. for a stack of per-subject
+    models).
+    """
+    log_likelihood = log_likelihood or (lambda m, d: m.log_likelihood(d))
+
+    def total(w0):
+        with jax.numpy_dtype_promotion("standard"):
+            return jnp.sum(log_likelihood(eqx.tree_at(lambda m: m.initial_weights, model, w0), data))
+
+    grad = jax.jit(jax.grad(total))
+    w = dict(model.initial_weights)
+    keys = jax.random.split(jax.random.key(0), len(w))
+    moved = {n: v + 0.05 * (jnp.std(v) + 1e-3) * jax.random.normal(k, v.shape, v.dtype) for (n, v), k in zip(sorted(w.items()), keys)}
+    g0, g1 = grad(w), grad(moved)
+    return {n: np.asarray((g0[n] != 0) | (g1[n] != 0) | ~jnp.isfinite(g0[n]) | ~jnp.isfinite(g1[n])) for n in w}
+
+
+def count_free_parameters(model: PlasticityModel, *, initial_weights: bool = True, per_trajectory: bool = False,
+                          data=None, reachable: dict | None = None) -> int | np.ndarray:
     """Number of free scalar parameters a fit changes (for AIC/BIC).
 
     With ``per_trajectory`` the initial weights of one trajectory are counted (a per-subject fit);
-    otherwise all of them.
+    otherwise all of them. With ``data`` (the data the model was fitted to), only the initial-weight entries
+    its likelihood reaches count (:func:`reachable_initial_weights`: not the weights onto an output neuron
+    never recorded); with ``per_trajectory`` as well, the result is one count per trajectory. ``reachable``: the
+    result of :func:`reachable_initial_weights` when already at hand, in place of ``data``.
     """
     total = 0
-    for g in parameter_groups(model, initial_weights=initial_weights):
-        total += g.size // g.shape[0] if (per_trajectory and g.part == INITIAL_WEIGHTS) else g.size
+    for g in parameter_groups(model, initial_weights=False):
+        total += g.size
     # a subclass's own fitted arrays (a population model's log σ) count too
     for f in dataclasses.fields(model):
         if f.name not in ("rule", "network", "observation", "initial_weights"):
             total += sum(int(a.size) for a in jax.tree_util.tree_leaves(getattr(model, f.name)) if eqx.is_inexact_array(a))
-    return total
+    if not initial_weights:
+        return total
+    if data is None and reachable is None:
+        for g in _initial_weight_groups(model):
+            total += g.size // g.shape[0] if per_trajectory else g.size
+        return total
+    reach = reachable if reachable is not None else reachable_initial_weights(model, data)
+    per_traj = sum(r.reshape(r.shape[0], -1).sum(1) for r in reach.values())
+    return total + per_traj.astype(int) if per_trajectory else total + int(per_traj.sum())
 
 
-__all__ = ["ParameterGroup", "parameter_groups", "count_free_parameters", "held_fields"]
+__all__ = ["ParameterGroup", "parameter_groups", "count_free_parameters", "reachable_initial_weights", "held_fields"]

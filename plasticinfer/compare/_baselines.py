@@ -115,7 +115,7 @@ class BaseRate(AbstractHypothesis):
                 fold, recorded, np.asarray(m_te).reshape(m_te.shape[0], -1, m_te.shape[-1]).any(axis=1),
                 degenerate(everyone) if new else np.stack([degenerate([i]) for i in everyone]),
             )
-            pooled = moments(list(range(len(fold.train_subjects))))
+            pooled = moments(everyone)
             for i in range(len(fold.train_subjects)):
                 train_ll.append(ll(obs_tr[i], m_tr[i], *(pooled if new else moments([i]))))
             for j, s in enumerate(fold.test_subjects.tolist()):

@@ -23,7 +23,7 @@ from .._networks import ChoiceCircuit, FeedForward
 from .._observation import BernoulliChoice, GaussianActivity
 from .._rules import AbstractRule
 from .._trial_data import TrialData
-from ..bayes._groups import count_free_parameters
+from ..bayes._groups import count_free_parameters, reachable_initial_weights
 from .._errors import ComparisonError
 from ._splits import Fold, trial_valid
 
@@ -166,12 +166,16 @@ def _for_subjects(model: PlasticityModel, index: np.ndarray) -> PlasticityModel:
     return _with_initial_weights(model, {k: v[np.asarray(index)] for k, v in model.initial_weights.items()})
 
 
-def per_subject_ll(stacked: PlasticityModel, data: TrialData) -> np.ndarray:
-    """Summed log-likelihood per subject for a stack of one-trajectory models (``fit_independent``)."""
+def _stacked_log_likelihood(stacked: PlasticityModel, data: TrialData):
+    """Log-likelihood per subject and trial for a stack of one-trajectory models (``fit_independent``)."""
     data_1 = jax.tree_util.tree_map(lambda a: a[:, None], data)
     with jax.numpy_dtype_promotion("standard"):
-        ll = eqx.filter_vmap(lambda m, d: m.log_likelihood(d)[0])(stacked, data_1)
-    return np.asarray(ll).sum(-1)
+        return eqx.filter_vmap(lambda m, d: m.log_likelihood(d)[0])(stacked, data_1)
+
+
+def per_subject_ll(stacked: PlasticityModel, data: TrialData) -> np.ndarray:
+    """Summed log-likelihood per subject for a stack of one-trajectory models (``fit_independent``)."""
+    return np.asarray(_stacked_log_likelihood(stacked, data)).sum(-1)
 
 
 def _index(stacked, index):
@@ -247,7 +251,15 @@ class ModelHypothesis(AbstractHypothesis):
             pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
             rows = [pos[s] for s in fold.test_subjects.tolist()]
             test_ll = per_subject_ll(_index(result.model, rows), fold.test)
-            k = count_free_parameters(result.subject(0), initial_weights=settings.fit_initial_weights, per_trajectory=True)
+            # per subject: the rule, observation and network, and the initial weights its own training data reach
+            # (not those onto an output neuron it never recorded in training: they never touch its likelihood)
+            k = count_free_parameters(result.subject(0), initial_weights=False)
+            if settings.fit_initial_weights:
+                reach = reachable_initial_weights(result.model, fold.train, log_likelihood=_stacked_log_likelihood)
+                k = k + sum(r.reshape(r.shape[0], -1).sum(1) for r in reach.values()).astype(int)
+                tested = reachable_initial_weights(_index(result.model, rows), fold.test, log_likelihood=_stacked_log_likelihood)
+                _check_trained_weights(self.name, fold, {n: r[rows, 0] for n, r in reach.items()},  # (subject, 1, …)
+                                       {n: r[:, 0] for n, r in tested.items()}, "its own training trials")
             coeffs = _records(result)
             return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model, result.subject_converged.tolist())
         with _quiet_jitter():
@@ -255,13 +267,18 @@ class ModelHypothesis(AbstractHypothesis):
         fitted = result.model
         with jax.numpy_dtype_promotion("standard"):
             train_ll = np.asarray(fitted.log_likelihood(fold.train)).sum(-1)
-        k = count_free_parameters(fitted, initial_weights=settings.fit_initial_weights)
+        reach = reachable_initial_weights(fitted, fold.train) if settings.fit_initial_weights else None
+        k = count_free_parameters(fitted, initial_weights=settings.fit_initial_weights, reachable=reach)
         calibrated = None
         if not fold.new_subjects:
             pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
-            test_model = _for_subjects(fitted, [pos[s] for s in fold.test_subjects.tolist()])
+            rows = [pos[s] for s in fold.test_subjects.tolist()]
+            test_model = _for_subjects(fitted, rows)
+            if reach is not None:
+                _check_trained_weights(self.name, fold, {n: r[rows] for n, r in reach.items()},
+                                       reachable_initial_weights(test_model, fold.test), "its own training trials")
         else:
-            test_model, calibrated = _new_subjects_model(fitted, model, fold, settings)
+            test_model, calibrated = _new_subjects_model(fitted, model, fold, settings, reach, self.name)
         with jax.numpy_dtype_promotion("standard"):
             test_ll = np.asarray(test_model.log_likelihood(fold.test)).sum(-1)
         return FoldScore(test_ll, n_test, train_ll, n_train, k, False, _records(result), fitted, [bool(result.converged)],
@@ -284,7 +301,28 @@ def _records(result) -> list[dict[str, float]] | None:
 _RPE_TOKEN = re.compile(r"(?<![A-Za-z_\[])r(?![A-Za-z_\]])")
 
 
-def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: Fold, settings: FitSettings) -> tuple[PlasticityModel, bool | None]:
+def _check_trained_weights(name: str, fold: Fold, trained: dict, tested: dict, where: str) -> None:
+    """Refuse a held-out subject whose likelihood depends on initial weights no training (or calibration) trial
+    reached: in a feed-forward layer, an output neuron recorded in held-out trials only. The fit never set those
+    weights, so the subject would be scored on weights where the fit happened to start.
+
+    ``trained`` and ``tested``: per initial-weight array, booleans stacked over the test subjects."""
+    for j, s in enumerate(fold.test_subjects.tolist()):
+        bad = {n: np.argwhere(np.asarray(tested[n][j]) & ~np.asarray(trained[n][j])) for n in tested}
+        bad = {n: sorted({int(i[0]) for i in b}) for n, b in bad.items() if len(b)}
+        if bad:
+            which = "; ".join(f"initial {n}, rows {rows}" for n, rows in bad.items())
+            raise ComparisonError(
+                f"hypothesis {name!r}, fold {fold.name}: the held-out trials of subject {s} depend on initial weights "
+                f"that {where} never reached ({which}; in a feed-forward layer a row is one output neuron, recorded in "
+                "held-out trials but never in training), so the fit never set them and the score would rest on where it "
+                "started. Drop those neurons (or mask their held-out trials), or use a split whose training part "
+                "records them."
+            )
+
+
+def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: Fold, settings: FitSettings,
+                        reach: dict | None = None, name: str = "") -> tuple[PlasticityModel, bool | None]:
     """The fitted rule, observation and network for subjects the fit never saw, and whether their calibration fit
     converged (``None``: no calibration part).
 
@@ -293,8 +331,16 @@ def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: F
     training subjects' fitted initial weights. With a calibration part, their own initial weights are
     then fitted on it with everything else held fixed.
     """
+    n_test = len(fold.test_subjects)
     if settings.fit_initial_weights:
-        w0 = {name: jnp.broadcast_to(jnp.mean(v, axis=0), (len(fold.test_subjects),) + v.shape[1:]) for name, v in fitted.initial_weights.items()}
+        # the mean over the training subjects whose data reached each entry (the others still hold their start);
+        # an entry no training subject reached keeps the mean start
+        w0 = {}
+        for key, v in fitted.initial_weights.items():
+            r = jnp.asarray(reach[key]) if reach is not None else jnp.ones(v.shape, bool)
+            n = r.sum(0).astype(v.dtype)
+            mean = jnp.where(n > 0, jnp.where(r, v, jnp.zeros((), v.dtype)).sum(0) / jnp.maximum(n, 1.0), v.mean(0))
+            w0[key] = jnp.broadcast_to(mean, (n_test,) + v.shape[1:])
     else:
         w0 = {name: v[np.asarray(fold.test_subjects)] for name, v in start.initial_weights.items()}
     test_model, converged = _with_initial_weights(fitted, w0), None
@@ -307,6 +353,14 @@ def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: F
                 fit_rule=False, fit_observation=False, fit_network=False,
             ))
         test_model, converged = calibration.model, bool(calibration.converged)
+    if reach is not None:  # what held-out trials depend on: reached in some training subject, or in the calibration
+        trained = {n: np.broadcast_to(r.any(0), (n_test,) + r.shape[1:]) for n, r in reach.items()}
+        where = "the training subjects' trials"
+        if fold.calibration is not None and trial_valid(fold.calibration).any():
+            by_calibration = reachable_initial_weights(test_model, fold.calibration)
+            trained = {n: t | by_calibration[n] for n, t in trained.items()}
+            where += " and the subject's calibration trials"
+        _check_trained_weights(name, fold, trained, reachable_initial_weights(test_model, fold.test), where)
     return test_model, converged
 
 

@@ -215,7 +215,7 @@ class ComparisonResult:
             row = {
                 "hypothesis": name,
                 "kind": "hypothesis" if name in self.hypotheses else "baseline",
-                "n_params": float(d["n_params"].iloc[0]),
+                "n_params": float(d["n_params"].mean()),  # per fit: a subject's (their mean), or the shared fit's
                 "heldout_ll": float(d["heldout_ll"].sum()),
                 "heldout_ll_per_obs": float(d["heldout_ll"].sum() / d["n_heldout"].sum()),
                 "delta_ll_vs_best": float(d["heldout_ll"].sum() - tot_best),

@@ -540,12 +540,23 @@ def test_model_hypotheses_refuse_a_neuron_held_out_but_never_trained():
     mask[1, :15, 2] = False  # subject 1's neuron 2 only in its last 5 trials, the held-out quarter
     data = pi.TrialData(inputs=syn.data.inputs, observations=syn.data.observations, mask=jnp.asarray(mask))
     for per_subject in (False, True):
-        with pytest.raises(ComparisonError, match=r"held-out trials of subject 1 depend on initial weights that its own "
-                                                  r"training trials never reached \(initial w, rows \[2\]"):
+        fits = []
+        with pytest.raises(ComparisonError, match=r"held-out trials of subject 1 depend on initial weights that none of its "
+                                                  r"own training trials reach \(initial w at \[\(2, 0\), \(2, 1\), \(2, 2\)\]\)"):
             compare({"x*y": "x*y"}, data, split=HeldOutTrials(0.25), baselines=False, per_subject=per_subject, steps=2,
-                    restarts=1, progress=False, key=jax.random.key(1))
+                    restarts=1, progress=False, key=jax.random.key(1), log=fits.append)
+        assert fits == []  # refused before the first fit
+    # an input that is 0 in every training trial of subject 0 and not in its held-out ones: column 1, neuron 0
+    _, mask = _partly_recorded(n_trajectories=2)
+    x = np.asarray(syn.data.inputs["x"]).copy()
+    x[0, :15, 1] = 0.0
+    quiet_input = pi.TrialData(inputs={"x": jnp.asarray(x)}, observations=syn.data.observations, mask=jnp.asarray(mask))
+    with pytest.raises(ComparisonError, match=r"subject 0 depend .* \(initial w at \[\(0, 1\)\]\)"):
+        compare({"x*y": "x*y"}, quiet_input, split=HeldOutTrials(0.25), baselines=False, steps=2, restarts=1,
+                progress=False, key=jax.random.key(1))
     # subject 0 held out whole (the first fold): subject 1 never records neuron 0
-    with pytest.raises(ComparisonError, match=r"fold subject 0: .* subject 0 depend .* the training subjects' trials never reached \(initial w, rows \[0\]"):
+    with pytest.raises(ComparisonError, match=r"fold subject 0: .* subject 0 depend .* that no training subject's trials reach "
+                                              r"\(initial w at \[\(0, 0\), \(0, 1\), \(0, 2\)\]\)"):
         compare({"x*y": "x*y"}, data, split=LeaveOneSubjectOut(), baselines=False, per_subject=False, steps=2, restarts=1,
                 progress=False, key=jax.random.key(1))
     # with calibration trials that record each subject's neurons (neuron 2 of subject 1 throughout again), scored
@@ -569,7 +580,7 @@ def test_a_new_subject_starts_from_the_mean_of_the_weights_training_reached():
                                       pi.GaussianActivity(0.5), n_trajectories=2, key=jax.random.key(2))
     reach = reachable_initial_weights(model, fold.train)
     w = np.asarray(model.initial_weights["w"])
-    test_model, _ = _new_subjects_model(model, model, fold, FitSettings(), reach, "x*y")
+    test_model, _ = _new_subjects_model(model, model, fold, FitSettings(), reach)
     got = np.asarray(test_model.initial_weights["w"])[0]
     np.testing.assert_allclose(got[0], w[0, 0], rtol=1e-12)  # only subject 0 recorded neuron 0
     np.testing.assert_allclose(got[1:], w[1, 1:], rtol=1e-12)  # only subject 1 recorded neurons 1 and 2

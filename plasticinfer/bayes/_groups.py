@@ -197,29 +197,44 @@ def parameter_groups(
     return tuple(groups)
 
 
-def reachable_initial_weights(model: PlasticityModel, data, *, log_likelihood: Callable | None = None) -> dict[str, np.ndarray]:
+def _model_log_likelihood(model, data):
+    return model.log_likelihood(data)
+
+
+def _summed_log_likelihood(w0, model, data, log_likelihood):
+    with jax.numpy_dtype_promotion("standard"):
+        return jnp.sum(log_likelihood(eqx.tree_at(lambda m: m.initial_weights, model, w0), data))
+
+
+#: compiled once per model structure and data shape (folds of one comparison share it)
+_initial_weight_gradient = eqx.filter_jit(jax.grad(_summed_log_likelihood))
+
+
+def reachable_initial_weights(model: PlasticityModel, data, *, log_likelihood: Callable | None = None,
+                              count_nonfinite: bool = True) -> dict[str, np.ndarray]:
     """Which initial-weight entries the log-likelihood of ``data`` depends on: booleans shaped like each array.
 
-    An entry is reachable where the gradient of the summed log-likelihood is non-zero (or not finite) at the
-    model's values or at a randomly perturbed copy, so a coincidental zero at an optimum does not hide one. In a
-    feed-forward layer the rows onto an output neuron a trajectory never records are not reachable: nothing
-    downstream of that neuron is observed, and a fit leaves them where they started.
+    An entry is reachable where the gradient of the summed log-likelihood is non-zero at the model's values or
+    at a randomly perturbed copy, so a coincidental zero at an optimum does not hide one; a non-finite gradient
+    counts as reached unless ``count_nonfinite=False``. In a feed-forward layer the rows onto an output neuron a
+    trajectory never records are not reachable (nothing downstream of that neuron is observed, and a fit leaves
+    them where they started), nor the columns of an input that is 0 in every trial.
 
     ``log_likelihood(model, data)`` replaces ``model.log_likelihood(data)`` (e.g. for a stack of per-subject
-    models).
+    models; pass a module-level function so that the compiled gradient is reused).
     """
-    log_likelihood = log_likelihood or (lambda m, d: m.log_likelihood(d))
-
-    def total(w0):
-        with jax.numpy_dtype_promotion("standard"):
-            return jnp.sum(log_likelihood(eqx.tree_at(lambda m: m.initial_weights, model, w0), data))
-
-    grad = jax.jit(jax.grad(total))
+    log_likelihood = log_likelihood or _model_log_likelihood
     w = dict(model.initial_weights)
     keys = jax.random.split(jax.random.key(0), len(w))
     moved = {n: v + 0.05 * (jnp.std(v) + 1e-3) * jax.random.normal(k, v.shape, v.dtype) for (n, v), k in zip(sorted(w.items()), keys)}
-    g0, g1 = grad(w), grad(moved)
-    return {n: np.asarray((g0[n] != 0) | (g1[n] != 0) | ~jnp.isfinite(g0[n]) | ~jnp.isfinite(g1[n])) for n in w}
+    g0, g1 = (_initial_weight_gradient(x, model, data, log_likelihood) for x in (w, moved))
+    out = {}
+    for n in w:
+        a, b = np.asarray(g0[n]), np.asarray(g1[n])
+        out[n] = (np.isfinite(a) & (a != 0)) | (np.isfinite(b) & (b != 0))
+        if count_nonfinite:
+            out[n] |= ~np.isfinite(a) | ~np.isfinite(b)
+    return out
 
 
 def count_free_parameters(model: PlasticityModel, *, initial_weights: bool = True, per_trajectory: bool = False,

@@ -233,6 +233,8 @@ class ModelHypothesis(AbstractHypothesis):
         model.check_data(data, f"the data of hypothesis {self.name!r}")
         for fold in folds:
             self._check_fold(fold, settings)
+            if settings.fit_initial_weights:
+                _check_trained_weights(self.name, fold, self._for_all(data.n_trajectories))
 
     def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
         n_total = int(max(fold.train_subjects.max(), fold.test_subjects.max())) + 1
@@ -257,9 +259,6 @@ class ModelHypothesis(AbstractHypothesis):
             if settings.fit_initial_weights:
                 reach = reachable_initial_weights(result.model, fold.train, log_likelihood=_stacked_log_likelihood)
                 k = k + sum(r.reshape(r.shape[0], -1).sum(1) for r in reach.values()).astype(int)
-                tested = reachable_initial_weights(_index(result.model, rows), fold.test, log_likelihood=_stacked_log_likelihood)
-                _check_trained_weights(self.name, fold, {n: r[rows, 0] for n, r in reach.items()},  # (subject, 1, …)
-                                       {n: r[:, 0] for n, r in tested.items()}, "its own training trials")
             coeffs = _records(result)
             return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model, result.subject_converged.tolist())
         with _quiet_jitter():
@@ -274,11 +273,8 @@ class ModelHypothesis(AbstractHypothesis):
             pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
             rows = [pos[s] for s in fold.test_subjects.tolist()]
             test_model = _for_subjects(fitted, rows)
-            if reach is not None:
-                _check_trained_weights(self.name, fold, {n: r[rows] for n, r in reach.items()},
-                                       reachable_initial_weights(test_model, fold.test), "its own training trials")
         else:
-            test_model, calibrated = _new_subjects_model(fitted, model, fold, settings, reach, self.name)
+            test_model, calibrated = _new_subjects_model(fitted, model, fold, settings, reach)
         with jax.numpy_dtype_promotion("standard"):
             test_ll = np.asarray(test_model.log_likelihood(fold.test)).sum(-1)
         return FoldScore(test_ll, n_test, train_ll, n_train, k, False, _records(result), fitted, [bool(result.converged)],
@@ -301,28 +297,45 @@ def _records(result) -> list[dict[str, float]] | None:
 _RPE_TOKEN = re.compile(r"(?<![A-Za-z_\[])r(?![A-Za-z_\]])")
 
 
-def _check_trained_weights(name: str, fold: Fold, trained: dict, tested: dict, where: str) -> None:
-    """Refuse a held-out subject whose likelihood depends on initial weights no training (or calibration) trial
-    reached: in a feed-forward layer, an output neuron recorded in held-out trials only. The fit never set those
-    weights, so the subject would be scored on weights where the fit happened to start.
+def _check_trained_weights(name: str, fold: Fold, model: PlasticityModel) -> None:
+    """Refuse, before any fit, a held-out subject whose likelihood depends on initial weights that no training
+    trial reaches (nor, for a subject the fit never saw, its own calibration trials): the fit could not set them, so
+    the subject would be scored on weights where the fit happened to start. In a feed-forward layer these are the
+    weights onto an output neuron recorded only in held-out trials, or from an input active only there.
 
-    ``trained`` and ``tested``: per initial-weight array, booleans stacked over the test subjects."""
+    ``model``: the hypothesis's starting model for every subject (what the fit starts from)."""
+    train = reachable_initial_weights(_for_subjects(model, fold.train_subjects), fold.train)
+    test_model = _for_subjects(model, fold.test_subjects)
+    tested = reachable_initial_weights(test_model, fold.test, count_nonfinite=False)
+    pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
+    if fold.new_subjects:
+        trained = {n: np.broadcast_to(r.any(0), (len(fold.test_subjects),) + r.shape[1:]) for n, r in train.items()}
+        where = "no training subject's trials"
+        if fold.calibration is not None and trial_valid(fold.calibration).any():
+            by_calibration = reachable_initial_weights(test_model, fold.calibration)
+            trained = {n: t | by_calibration[n] for n, t in trained.items()}
+            where += " and none of the subject's calibration trials"
+    else:
+        trained = {n: r[[pos[s] for s in fold.test_subjects.tolist()]] for n, r in train.items()}
+        where = "none of its own training trials"
     for j, s in enumerate(fold.test_subjects.tolist()):
-        bad = {n: np.argwhere(np.asarray(tested[n][j]) & ~np.asarray(trained[n][j])) for n in tested}
-        bad = {n: sorted({int(i[0]) for i in b}) for n, b in bad.items() if len(b)}
+        bad = {n: np.argwhere(tested[n][j] & ~trained[n][j]) for n in tested}
+        bad = {n: b for n, b in bad.items() if len(b)}
         if bad:
-            which = "; ".join(f"initial {n}, rows {rows}" for n, rows in bad.items())
+            which = "; ".join(f"initial {n} at {[tuple(int(i) for i in e) for e in b[:8]]}" + (f" and {len(b) - 8} more" if len(b) > 8 else "")
+                              for n, b in bad.items())
             raise ComparisonError(
                 f"hypothesis {name!r}, fold {fold.name}: the held-out trials of subject {s} depend on initial weights "
-                f"that {where} never reached ({which}; in a feed-forward layer a row is one output neuron, recorded in "
-                "held-out trials but never in training), so the fit never set them and the score would rest on where it "
-                "started. Drop those neurons (or mask their held-out trials), or use a split whose training part "
-                "records them."
+                f"that {where} reach ({which}), so the fit cannot set them and the score would rest on where it "
+                "started. In a feed-forward layer an entry (i, j) is the weight onto output neuron i from input j: "
+                "neuron i recorded (or active) in held-out trials only, or input j non-zero in held-out trials only. "
+                "Drop those neurons or inputs (or mask their held-out trials), or use a split whose training part "
+                "covers them."
             )
 
 
 def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: Fold, settings: FitSettings,
-                        reach: dict | None = None, name: str = "") -> tuple[PlasticityModel, bool | None]:
+                        reach: dict | None = None) -> tuple[PlasticityModel, bool | None]:
     """The fitted rule, observation and network for subjects the fit never saw, and whether their calibration fit
     converged (``None``: no calibration part).
 
@@ -353,14 +366,6 @@ def _new_subjects_model(fitted: PlasticityModel, start: PlasticityModel, fold: F
                 fit_rule=False, fit_observation=False, fit_network=False,
             ))
         test_model, converged = calibration.model, bool(calibration.converged)
-    if reach is not None:  # what held-out trials depend on: reached in some training subject, or in the calibration
-        trained = {n: np.broadcast_to(r.any(0), (n_test,) + r.shape[1:]) for n, r in reach.items()}
-        where = "the training subjects' trials"
-        if fold.calibration is not None and trial_valid(fold.calibration).any():
-            by_calibration = reachable_initial_weights(test_model, fold.calibration)
-            trained = {n: t | by_calibration[n] for n, t in trained.items()}
-            where += " and the subject's calibration trials"
-        _check_trained_weights(name, fold, trained, reachable_initial_weights(test_model, fold.test), where)
     return test_model, converged
 
 

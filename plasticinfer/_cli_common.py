@@ -160,6 +160,39 @@ def output_folder(path: Path, option: str = "--out", files: Any = ()) -> Path:
     return path
 
 
+def echo_written(out: Path, paths: dict, *, own: Any = ()) -> None:
+    """Print what a run wrote into the folder ``out`` (name, path), then any other entries there (``own``: names
+    this run used without writing them, e.g. its checkpoint): left by an earlier run, perhaps of another command,
+    they are not this run's results, and a reader of the folder should not take them for them."""
+    out = Path(out)
+    typer.echo(f"\nwrote to {out}/:")
+    width = max((len(str(name)) for name in paths), default=0) + 1
+    for name, p in paths.items():
+        typer.echo(f"  {str(name):<{width}} {p}")
+    def resolved(p: Path) -> Path | None:
+        try:
+            return p.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            return None
+
+    written = [w for w in (resolved(Path(p)) for p in paths.values()) if w is not None]
+    try:
+        entries = sorted(out.iterdir())
+    except OSError:
+        return
+    others = []
+    for e in entries:
+        r = resolved(e)
+        if e.name.startswith(".") or e.name in set(own) or (r is not None and any(w == r or r in w.parents for w in written)):
+            continue
+        others.append(e.name + ("/" if r is not None and r.is_dir() else ""))
+    if others:
+        typer.echo(
+            f"also in {out}/, not written by this run (left by an earlier one; move them away or choose another --out): "
+            + ", ".join(others)
+        )
+
+
 def output_file(path: Path, option: str = "OUT", also: Any = ()) -> Path:
     """Check an output file's location before any work: refuse a folder or an unwritable place, for ``path`` and
     for the files ``also`` written beside it."""
@@ -330,8 +363,8 @@ _PYTHON_TO_CLI = [
     (re.compile(r"Run identifiability\(\) and remove or constrain terms the data cannot separate"),
      lambda m: "Remove or constrain terms the data cannot separate (in Python, Posterior.identifiability() finds them)"),
     (re.compile(r"check identifiability\(\)"), lambda m: "check identifiability (in Python: Posterior.identifiability())"),
-    (re.compile(r"or use NUTS\(dense_mass=True, max_tree_depth=12\)"),  # the command line's sampler is dense already
-     lambda m: "or (in Python) hierarchical_fit(..., method=NUTS(chains=2, target_accept=0.9, dense_mass=True, max_tree_depth=12))"),
+    (re.compile(r"or use NUTS\(target_accept=([\d.]+), dense_mass=True, max_tree_depth=12\)"),  # the command line's sampler is dense already
+     lambda m: f"or (in Python) hierarchical_fit(..., method=NUTS(chains=2, target_accept={m.group(1)}, dense_mass=True, max_tree_depth=12))"),
     (re.compile(r"start from a MAP fit \(init=\.\.\.\), "), lambda m: ""),  # the command line's NUTS starts at MAP fits
     (re.compile(r"pass checkpoint=PATH to make a long run resumable"), lambda m: "--checkpoint-every N makes a long run resumable"),
     (re.compile(r"Pass drop_incomplete=True to drop them\."),

@@ -19,6 +19,7 @@ from ._cli_common import (
     Rate,
     Seed,
     Size,
+    echo_written,
     load_data,
     note,
     output_file,
@@ -32,11 +33,6 @@ from ._errors import DataError, FitDivergedError, ModelError
 
 FIT_FILES = ("results.nc", "summary.md", "coefficients.png")
 DEMO_FILES = ("results.nc", "coefficients.csv", "summary.md", "recovery.png")
-
-
-def _echo_paths(paths: dict) -> None:
-    for name, p in paths.items():
-        typer.echo(f"  {name:<13} {p}")
 
 
 def demo(
@@ -66,8 +62,7 @@ def demo(
     typer.echo(report.summary())  # says INTERRUPTED first when it was, as its summary.md does
     with write_together():
         paths = report.save(out)
-    typer.echo(f"\nwrote to {out}/:")
-    _echo_paths(paths)
+    echo_written(out, paths)
     if interrupted:  # as `plasticinfer fit`: what there is, saved; then the exit status of a Ctrl-C
         typer.echo(f"interrupted: saved the best parameters so far to {out}", err=True)
         raise typer.Exit(130)
@@ -298,7 +293,8 @@ def fit_cmd(
     typer.echo(equation)
     if "true_equation" in ds.attrs:
         typer.echo(f"true rule (from the file's attrs): {ds.attrs['true_equation']}")
-    typer.echo(f"wrote {out / 'results.nc'}, {out / 'summary.md'} and {out / 'coefficients.png'}")
+    echo_written(out, {"results": out / "results.nc", "summary": out / "summary.md", "plot": out / "coefficients.png"},
+                 own=("checkpoint.nc",) if checkpoint_every is not None or resume else ())
     if interrupted:
         typer.echo(f"interrupted: saved the best parameters so far to {out}", err=True)
         raise typer.Exit(130)

@@ -472,7 +472,7 @@ def choice_data():
     return syn.data
 
 
-def _posterior_with_divergences(data, hierarchical, stuck=False):
+def _posterior_with_divergences(data, hierarchical, stuck=False, method=None):
     """A Posterior of prior draws with NUTS sample statistics in which 3 of 20 transitions diverged (``stuck``: and
     every draw hit the tree depth, and the second chain sits 5 away from the first)."""
     spec = ModelSpec(_choice_model(2), bayes.Priors(), hierarchical)
@@ -485,7 +485,7 @@ def _posterior_with_divergences(data, hierarchical, stuck=False):
     diverging[0, :3] = True
     stats = {"diverging": diverging, "reached_max_treedepth": np.full((2, 10), stuck), "step_size": np.full((2, 10), 0.1)}
     ll = np.zeros((2, 10) + tuple(data.observations.shape[:2]))
-    return bayes.Posterior.build(spec, bayes.NUTS(), data, draws, stats, ll, 1.0)
+    return bayes.Posterior.build(spec, method or bayes.NUTS(), data, draws, stats, ll, 1.0)
 
 
 def test_divergence_advice_fits_a_hierarchical_fit(choice_data):
@@ -497,6 +497,26 @@ def test_divergence_advice_fits_a_hierarchical_fit(choice_data):
     flat = _posterior_with_divergences(choice_data, None)
     msg = next(m for m in flat.diagnostics() if "divergent" in m)
     assert "use a hierarchical (non-centred) fit" in msg and "target_accept=0.95" in msg
+
+
+def test_sampler_advice_starts_from_the_runs_own_settings(choice_data):
+    """The advice said "Raise NUTS(target_accept=0.95)" and "NUTS(warmup=1000, samples=1000)" whatever the run had
+    used, so a run at 0.95 with 1000 + 1000 was told to do what it had done. Now: the next target (0.95, then 0.99;
+    none past it) and at least twice the run's warmup and draws; a loaded posterior (settings as text) too."""
+    import dataclasses
+
+    hier = bayes.Hierarchical(rule=True, observation=False)
+    said = " ".join(_posterior_with_divergences(choice_data, hier, stuck=True).diagnostics())  # NUTS(): 0.8, 500 + 500
+    assert "Raise NUTS(target_accept=0.95)," in said and "NUTS(warmup=1000, samples=1000)" in said
+    run = bayes.NUTS(warmup=800, samples=1000, target_accept=0.95)
+    post = _posterior_with_divergences(choice_data, hier, stuck=True, method=run)
+    for p in (post, dataclasses.replace(post, method=repr(run), _summary_cache={})):  # as loaded: the repr
+        said = " ".join(p.diagnostics())
+        assert "Raise NUTS(target_accept=0.99) (this run: 0.95)," in said and "NUTS(warmup=1600, samples=2000)" in said
+        assert "NUTS(target_accept=0.95, dense_mass=True, max_tree_depth=12)" in said  # tree depth: keeps the run's target
+    assert bayes.NUTS(target_accept=np.float64(0.95)).target_accept.__class__ is float  # so its repr reads back
+    said = " ".join(_posterior_with_divergences(choice_data, None, method=bayes.NUTS(target_accept=0.99)).diagnostics())
+    assert "Raise NUTS(target_accept" not in said and "With the acceptance target already at 0.99, tighten the priors" in said
 
 
 def test_sampler_advice_on_the_command_line_names_its_options(choice_data):
@@ -517,7 +537,7 @@ def test_sampler_advice_on_the_command_line_names_its_options(choice_data):
             assert marker >= 0 and not re.search(r"[.;]\s|\)\s*[,.;]", before[marker:]), (call.group(0), m)
     text = " ".join(map(in_command_line_terms, said))
     assert "Raise --target-accept to 0.95" in text and "--warmup 1000 --draws 1000" in text
-    assert "dense_mass=True, max_tree_depth=12" in text  # the advice keeps the fly sampler's other settings
+    assert "target_accept=0.8, dense_mass=True, max_tree_depth=12" in text  # keeps the run's settings (NUTS() here)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,3 +48,38 @@ def test_errors_are_one_line_and_nonzero(tmp_path):
     assert proc.returncode == 2 and "junk.nc" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "plasticinfer.cli", "simulate", str(tmp_path / "x.nc"), "--rule", "x*q"], capture_output=True, text=True)
     assert proc.returncode == 2 and "x*q" in proc.stderr
+
+
+def test_files_an_earlier_run_left_in_the_folder_are_named_not_taken_for_this_runs(tmp_path):
+    """A second command into the same --out left the first one's files beside its own, silently: a reader of the
+    folder took the demo's results.nc for the fit's, or a stale plot for the new one. Each command now lists what it
+    wrote and names the rest (nothing is deleted)."""
+    out = tmp_path / "o"
+    first = runner.invoke(app, ["demo", "--steps", "2", "--out", str(out), "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert "also in" not in first.output  # a new folder: nothing else there
+    data = tmp_path / "sim.nc"
+    assert runner.invoke(app, ["simulate", str(data), "--trajectories", "2", "--trials", "20", "--no-plot"]).exit_code == 0
+    second = runner.invoke(app, ["fit", str(data), "--out", str(out), "--steps", "2", "--restarts", "1", "--quiet"])
+    assert second.exit_code == 0, second.output
+    line = next(s for s in second.output.splitlines() if s.startswith("also in"))
+    assert line.endswith(": coefficients.csv, recovery.png")  # the demo's own files; results.nc and summary.md rewritten
+    assert {"results.nc", "coefficients.csv", "recovery.png"} <= {p.name for p in out.iterdir()}  # nothing deleted
+    for name in ("results.nc", "summary.md", "coefficients.png"):
+        assert f"{out / name}" in second.output
+
+
+def test_the_list_of_other_files_survives_a_symlink_loop_and_skips_a_commands_manifest(tmp_path, capsys):
+    """Names only what an earlier run left: not the run's own files, its manifest or its checkpoint; a symlink loop
+    in the folder (resolve() raises RuntimeError) does not crash a run whose results are already written."""
+    from plasticinfer._cli_common import echo_written
+
+    (tmp_path / "results.nc").write_text("x")
+    (tmp_path / "report_files.json").write_text("[]")
+    (tmp_path / "old.png").write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.csv").write_text("x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    echo_written(tmp_path, {"results": tmp_path / "results.nc", "nested": tmp_path / "sub" / "a.csv"}, own=("report_files.json",))
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1].endswith("another --out): loop, old.png")

@@ -72,6 +72,7 @@ class NUTS:
             object.__setattr__(self, name, check_count(getattr(self, name), f"NUTS.{name}", minimum=minimum))
         check_real(self.target_accept, "NUTS.target_accept (a probability, e.g. 0.8 or 0.95)", minimum=0, maximum=1,
                    open_low=True, open_high=True)
+        object.__setattr__(self, "target_accept", float(self.target_accept))  # its repr, saved with a posterior, reads back
         check_real(self.init_jitter, "NUTS.init_jitter", minimum=0)
 
     def resolved_chain_method(self) -> str:

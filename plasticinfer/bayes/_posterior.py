@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -300,9 +301,23 @@ class Posterior:
             self._summary_cache[key] = _arviz.summary_table(self.idata, var_names, interval)
         return self._summary_cache[key].copy()
 
+    def _setting(self, name: str, default: float) -> float:
+        """A sampler setting of this run (``method`` is the settings object, or its repr for a loaded posterior)."""
+        value = getattr(self.method, name, None)
+        if value is None:
+            m = re.search(rf"\b{name}=([0-9.eE+-]+)", str(self.method))
+            value = float(m.group(1)) if m else default
+        return float(value)
+
     def diagnostics(self) -> list[str]:
-        """Messages for failed checks (R-hat > 1.01, divergences, low ESS, tree depth, SVI convergence)."""
+        """Messages for failed checks (R-hat > 1.01, divergences, low ESS, tree depth, SVI convergence).
+
+        The remedies start from this run's settings: a higher ``target_accept`` than it used (0.95, then 0.99),
+        and at least twice its warmup and draws."""
         msgs = []
+        accept = self._setting("target_accept", 0.8)
+        raise_accept = (f"Raise NUTS(target_accept={0.95 if accept < 0.95 else 0.99})" + ("" if accept == 0.8 else f" (this run: {accept:g})")
+                        if accept < 0.99 else f"With the acceptance target already at {accept:g}")
         stats = _arviz.group(self.idata, "sample_stats")
         if stats is not None and "diverging" in stats:
             n_div = int(stats["diverging"].values.sum())
@@ -318,13 +333,13 @@ class Posterior:
                         head + f"This hierarchical fit is already non-centred (θ_s = μ + τ·z_s for {pooled}); divergences "
                         "here come from the funnel where the population spread τ is small, which the sampler "
                         f"under-explores, so the intervals of the population means {[n + '_mu' for n in pooled]} and "
-                        f"spreads {[n + '_tau' for n in pooled]} may be too narrow. Raise NUTS(target_accept=0.95), "
+                        f"spreads {[n + '_tau' for n in pooled]} may be too narrow. {raise_accept}, "
                         "add subjects, or give the spread a tighter prior (Priors(population_scale=HalfNormal(...)) "
                         "with a smaller scale); drop terms that can make the rule unstable (e.g. w^2)."
                     )
                 else:
                     msgs.append(
-                        head + "Raise NUTS(target_accept=0.95), tighten the priors, use a hierarchical (non-centred) "
+                        head + f"{raise_accept}, tighten the priors, use a hierarchical (non-centred) "
                         "fit for per-subject parameters, or drop terms that can make the rule unstable (e.g. w^2)."
                     )
         if stats is not None and "reached_max_treedepth" in stats:
@@ -333,7 +348,7 @@ class Posterior:
                 msgs.append(
                     f"{100 * frac:.0f} % of draws hit the maximum tree depth: the posterior is long and thin (often "
                     "near-degenerate terms). Run identifiability() and remove or constrain terms the data cannot "
-                    "separate, or use NUTS(dense_mass=True, max_tree_depth=12)."
+                    f"separate, or use NUTS(target_accept={accept:g}, dense_mass=True, max_tree_depth=12)."
                 )
         table = self.summary()
         mcmc = stats is not None and "diverging" in stats  # NUTS; SVI's draws are independent by construction
@@ -345,10 +360,11 @@ class Posterior:
         if self.n_chains > 1:
             rhat = table["r_hat"].to_numpy(dtype=float)
             bad = table.index[np.nan_to_num(rhat, nan=np.inf) > RHAT_MAX]
+            longer = [max(1000, 2 * int(self._setting(k, 500))) for k in ("warmup", "samples")]
             if len(bad):
                 msgs.append(
                     f"R-hat > {RHAT_MAX} (max {np.nanmax(rhat):.3f}) for {len(bad)} parameters, e.g. "
-                    f"{list(bad[:5])}: the chains disagree. Run longer (NUTS(warmup=1000, samples=1000)), start "
+                    f"{list(bad[:5])}: the chains disagree. Run longer (NUTS(warmup={longer[0]}, samples={longer[1]})), start "
                     "from a MAP fit (init=fit(...)), or check identifiability() — terms the data cannot separate "
                     "need to be removed or given tighter priors."
                 )

@@ -17,6 +17,7 @@ from .._cli_common import (
     Rate,
     Seed,
     Size,
+    echo_written,
     note,
     output_folder,
     show_bars,
@@ -256,9 +257,7 @@ def compare_command(
         paths = result.save(out)
     typer.echo("")
     typer.echo(result.summary())
-    typer.echo(f"\nwrote to {out}/:")
-    for name, p in paths.items():
-        typer.echo(f"  {name:<12} {p}")
+    echo_written(out, paths)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,10 @@ from typing import Annotated
 
 import typer
 
-from .._cli_common import Fraction, NonNegative, PathOption, Rate, Seed, Size, non_negative, output_folder, refuse_unused, show_bars
+from ._report import MANIFEST
+from .._cli_common import (
+    Fraction, NonNegative, PathOption, Rate, Seed, Size, echo_written, non_negative, output_folder, refuse_unused, show_bars,
+)
 
 _OUT_HELP = "Folder for results (netCDF), summary.md (equations) and PNG figures; created if missing."
 
@@ -42,11 +45,6 @@ def _check_diverged(res, lr: float) -> None:
         raise DiscoveryError(
             f"the search diverged: {what} with --lr {lr:g}; nothing was written. Lower --lr (e.g. 10x smaller) or --steps."
         )
-
-
-def _echo_paths(paths) -> None:
-    for name, p in paths.items():
-        typer.echo(f"  {name:<18} {p}")
 
 
 def pc1(
@@ -116,8 +114,7 @@ def pc1(
     )
     typer.echo(res.summary())
     typer.echo("\n" + oja_table)
-    typer.echo(f"\nwrote to {out}/:")
-    _echo_paths(paths)
+    echo_written(out, paths, own=(MANIFEST,))  # save_report's list of what it wrote
 
 
 def pca_network(
@@ -170,8 +167,7 @@ def pca_network(
     )
     typer.echo(res.summary())
     typer.echo(f"max principal angle per restart (deg): {[round(float(a), 1) for a in res.metrics['max_angle_deg']]}")
-    typer.echo(f"\nwrote to {out}/:")
-    _echo_paths(paths)
+    echo_written(out, paths, own=(MANIFEST,))  # save_report's list of what it wrote
 
 
 class Model(str, Enum):
@@ -281,8 +277,7 @@ def homeostasis(
         out, markdown=md, searches=searches, families=families, reference="alpha", description=f"B3 {model.value} model", figures=figures
     )
     typer.echo("\n" + analysis.markdown())
-    typer.echo(f"\nwrote to {out}/:")
-    _echo_paths(paths)
+    echo_written(out, paths, own=(MANIFEST,))  # save_report's list of what it wrote
 
 
 def register(discover_app: typer.Typer) -> None:

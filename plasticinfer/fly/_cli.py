@@ -15,6 +15,7 @@ from .._cli_common import (
     PathOption,
     Seed,
     Size,
+    echo_written,
     load_data,
     note,
     output_folder,
@@ -149,7 +150,10 @@ def fly(
     typer.echo(_short(analysis.table()).to_string())  # the report's own table (p-values to 4 decimals, not 0.00)
     if posterior is not None:
         typer.echo("\n" + in_command_line_terms(str(posterior)))
-    typer.echo(f"\n{time.perf_counter() - t0:.0f} s; wrote {paths['report']} and figures in {out}/")
+    typer.echo(f"\n{time.perf_counter() - t0:.0f} s; the report is {paths['report']}")
+    from ._report import MANIFEST  # write_report's list of what it wrote
+
+    echo_written(out, paths, own=(MANIFEST,) + (("nuts-checkpoint.npz",) if checkpoint_every is not None or resume else ()))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .._cli_common import NonNegative, PathOption, Rate, Seed, Size, non_negative, output_folder, show_bars
+from .._cli_common import NonNegative, PathOption, Rate, Seed, Size, echo_written, non_negative, output_folder, show_bars
 from .._errors import ModelError
 
 
@@ -99,9 +99,7 @@ def feedback_alignment_cmd(
     typer.echo(report.summary())
     with write_together():  # every file, or none
         paths = report.save(out)
-    typer.echo(f"\nwrote to {out}/:")
-    for name, p in paths.items():
-        typer.echo(f"  {name:<8} {p}")
+    echo_written(out, paths)
 
 
 def register(discover_app: typer.Typer) -> None:

@@ -161,9 +161,10 @@ def output_folder(path: Path, option: str = "--out", files: Any = ()) -> Path:
 
 
 def echo_written(out: Path, paths: dict, *, own: Any = ()) -> None:
-    """Print what a run wrote into the folder ``out`` (name, path), then any other entries there (``own``: names
-    this run used without writing them, e.g. its checkpoint): left by an earlier run, perhaps of another command,
-    they are not this run's results, and a reader of the folder should not take them for them."""
+    """Print what a run wrote into the folder ``out`` (name, path), then the first 8 other entries there (``own``:
+    names this run used without writing them, e.g. its checkpoint): an earlier run's files, perhaps of another
+    command, or the user's own, they are not this run's results, and a reader of the folder should not take them
+    for them."""
     out = Path(out)
     typer.echo(f"\nwrote to {out}/:")
     width = max((len(str(name)) for name in paths), default=0) + 1
@@ -187,10 +188,8 @@ def echo_written(out: Path, paths: dict, *, own: Any = ()) -> None:
             continue
         others.append(e.name + ("/" if r is not None and r.is_dir() else ""))
     if others:
-        typer.echo(
-            f"also in {out}/, not written by this run (left by an earlier one; move them away or choose another --out): "
-            + ", ".join(others)
-        )
+        shown = ", ".join(others[:8]) + (f" and {len(others) - 8} more" if len(others) > 8 else "")
+        typer.echo(f"also in {out}/, not written by this run (not its results): {shown}")
 
 
 def output_file(path: Path, option: str = "OUT", also: Any = ()) -> Path:

@@ -515,6 +515,8 @@ def test_sampler_advice_starts_from_the_runs_own_settings(choice_data):
         assert "Raise NUTS(target_accept=0.99) (this run: 0.95)," in said and "NUTS(warmup=1600, samples=2000)" in said
         assert "NUTS(target_accept=0.95, dense_mass=True, max_tree_depth=12)" in said  # tree depth: keeps the run's target
     assert bayes.NUTS(target_accept=np.float64(0.95)).target_accept.__class__ is float  # so its repr reads back
+    older = dataclasses.replace(post, method="NUTS(warmup=800, samples=1000, target_accept=np.float64(0.95))", _summary_cache={})
+    assert "Raise NUTS(target_accept=0.99) (this run: 0.95)," in " ".join(older.diagnostics())  # a file saved before that
     said = " ".join(_posterior_with_divergences(choice_data, None, method=bayes.NUTS(target_accept=0.99)).diagnostics())
     assert "Raise NUTS(target_accept" not in said and "With the acceptance target already at 0.99, tighten the priors" in said
 

@@ -82,4 +82,8 @@ def test_the_list_of_other_files_survives_a_symlink_loop_and_skips_a_commands_ma
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     echo_written(tmp_path, {"results": tmp_path / "results.nc", "nested": tmp_path / "sub" / "a.csv"}, own=("report_files.json",))
     out = capsys.readouterr().out
-    assert out.strip().splitlines()[-1].endswith("another --out): loop, old.png")
+    assert out.strip().splitlines()[-1].endswith("not written by this run (not its results): loop, old.png")
+    for i in range(10):
+        (tmp_path / f"f{i}.txt").write_text("x")
+    echo_written(tmp_path, {"results": tmp_path / "results.nc"})
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(": f0.txt, f1.txt, f2.txt, f3.txt, f4.txt, f5.txt, f6.txt, f7.txt and 6 more")

@@ -585,3 +585,30 @@ def test_a_new_subject_starts_from_the_mean_of_the_weights_training_reached():
     np.testing.assert_allclose(got[0], w[0, 0], rtol=1e-12)  # only subject 0 recorded neuron 0
     np.testing.assert_allclose(got[1:], w[1, 1:], rtol=1e-12)  # only subject 1 recorded neurons 1 and 2
     assert not np.allclose(got, w.mean(0))  # what it was
+
+
+def test_the_pre_fit_check_sees_plastic_paths_of_a_rule_starting_at_zero_and_drops_a_static_baseline_it_refuses():
+    """An input active only in held-out trials that come *before* training trials reaches the training likelihood
+    through learning: the check judged reachability at the start, where a rule at 0 has no plastic path, and refused
+    the rule; the same rule started at 0.05 passed. It now also looks at a copy with every parameter perturbed. The
+    static-weights baseline has no plastic path, so it is truly refused there; as a standard baseline the user did
+    not name, it is left out with a warning instead of refusing the whole comparison."""
+    from plasticinfer.compare._hypotheses import FitSettings, ModelHypothesis
+    from plasticinfer.compare._splits import HeldOutTrials
+
+    syn = pi.make_activity_data(pi.oja(0.05), pi.FeedForward(3, 3), pi.GaussianInputs.isotropic(3), key=jax.random.key(0),
+                                n_trajectories=2, n_trials=40)
+    x = np.asarray(syn.data.inputs["x"]).copy()
+    x[:, :, 1] = 0.0
+    x[:, 15:20, 1] = 1.0  # input 1 only in block 0's held-out quarter, trials 15-19, before block 1's training trials
+    data = pi.TrialData(inputs={"x": jnp.asarray(x)}, observations=syn.data.observations, mask=syn.data.mask)
+    blocks = np.repeat((np.arange(40) >= 20)[None].astype(int), 2, 0)
+    folds = HeldOutTrials(0.25).folds(data, blocks=blocks)
+    for theta in (0.0, 0.05):
+        model = pi.PlasticityModel.create(pi.TaylorRule.from_terms({"x*y": theta}, learning_rate=1.0), pi.FeedForward(3, 3),
+                                          pi.GaussianActivity(0.5), n_trajectories=2, key=jax.random.key(2))
+        ModelHypothesis("x*y", model).check(data, FitSettings(), folds)  # passes at either start
+    with pytest.warns(pi.PlasticInferWarning, match=r"'static weights' baseline cannot be scored on this split and was left out"):
+        res = compare({"x*y": model}, data, split=HeldOutTrials(0.25), blocks=blocks, steps=2, restarts=1, progress=False,
+                      key=jax.random.key(1))
+    assert "static weights" not in set(res.scores["hypothesis"]) and "x*y" in set(res.scores["hypothesis"])

@@ -215,7 +215,8 @@ def reachable_initial_weights(model: PlasticityModel, data, *, log_likelihood: C
     """Which initial-weight entries the log-likelihood of ``data`` depends on: booleans shaped like each array.
 
     An entry is reachable where the gradient of the summed log-likelihood is non-zero at the model's values or
-    at a randomly perturbed copy, so a coincidental zero at an optimum does not hide one; a non-finite gradient
+    at a copy with every free parameter randomly perturbed (rule, observation, network, initial weights), so a
+    coincidental zero at an optimum or at a rule starting from 0 does not hide one; a non-finite gradient
     counts as reached unless ``count_nonfinite=False``. In a feed-forward layer the rows onto an output neuron a
     trajectory never records are not reachable (nothing downstream of that neuron is observed, and a fit leaves
     them where they started), nor the columns of an input that is 0 in every trial.
@@ -225,9 +226,15 @@ def reachable_initial_weights(model: PlasticityModel, data, *, log_likelihood: C
     """
     log_likelihood = log_likelihood or _model_log_likelihood
     w = dict(model.initial_weights)
-    keys = jax.random.split(jax.random.key(0), len(w))
-    moved = {n: v + 0.05 * (jnp.std(v) + 1e-3) * jax.random.normal(k, v.shape, v.dtype) for (n, v), k in zip(sorted(w.items()), keys)}
-    g0, g1 = (_initial_weight_gradient(x, model, data, log_likelihood) for x in (w, moved))
+    # the copy moves every free parameter (parameter_groups: not a fixed term, not a held field), not only the
+    # initial weights: a rule whose coefficients start at 0 has no plastic path at its start, and an entry reached
+    # only through learning would look unreached there; a rule fixed at 0 (static weights) keeps none
+    moved = model
+    for g, k in zip(parameter_groups(model), jax.random.split(jax.random.key(0), len(parameter_groups(model)) or 1)):
+        v = jnp.asarray(g.get(moved))
+        moved = g.set(moved, v + 0.05 * (jnp.std(v) + 1e-3) * jax.random.normal(k, v.shape, v.dtype))
+    g0 = _initial_weight_gradient(w, model, data, log_likelihood)
+    g1 = _initial_weight_gradient(dict(moved.initial_weights), moved, data, log_likelihood)
     out = {}
     for n in w:
         a, b = np.asarray(g0[n]), np.asarray(g1[n])

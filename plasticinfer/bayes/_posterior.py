@@ -305,7 +305,7 @@ class Posterior:
         """A sampler setting of this run (``method`` is the settings object, or its repr for a loaded posterior)."""
         value = getattr(self.method, name, None)
         if value is None:
-            m = re.search(rf"\b{name}=([0-9.eE+-]+)", str(self.method))
+            m = re.search(rf"\b{name}=(?:np\.float64\()?([0-9.eE+-]+)", str(self.method))  # also an older file's repr
             value = float(m.group(1)) if m else default
         return float(value)
 

@@ -40,7 +40,7 @@ from .._observation import AbstractObservationModel, BernoulliChoice
 from .._rules import AbstractRule, TaylorRule, all_monomials
 from .._trial_data import TrialData
 from .._errors import ComparisonError
-from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, ModelHypothesis, _quiet_jitter, is_choice_data
+from ._hypotheses import AbstractHypothesis, FitSettings, FoldScore, ModelHypothesis, _check_trained_weights, _quiet_jitter, is_choice_data
 from ._splits import Fold, trial_valid
 
 _LOG3 = float(np.log(3.0))
@@ -462,6 +462,8 @@ class SparseRuleHypothesis(AbstractHypothesis):
             log_scale = on_train.with_finite_draws(fold.train).log_scale  # the fit must start where every draw is finite
             final_model = eqx.tree_at(lambda m: m.log_scale, PopulationModel.from_model(final_model, n_draws=self.population, key=pop_key), log_scale)
         final = ModelHypothesis(self.name, final_model)
+        if settings.fit_initial_weights:  # what compare's pre-fit check does for a ModelHypothesis
+            _check_trained_weights(self.name, fold, final._for_all(int(max(fold.train_subjects.max(), fold.test_subjects.max())) + 1))
         out = final.score(fold, dataclasses.replace(settings, l1=0.0, per_subject=False))
         fitted = getattr(out, "model", None)  # FoldScore carries the fitted model where compare keeps it
         shown = fitted.rule if isinstance(getattr(fitted, "rule", None), OptionTaylorRule) else pruned

@@ -117,9 +117,17 @@ def compare(
         hyps = [h for h in hyps if h.name not in skipped]
     folds = split.folds(data, blocks=blocks)
     _check_heldout_trials(folds, data.n_trajectories, subject_names, split)
-    for h in hyps + base:  # what a fit would refuse, refused before the first fit (not after hours of others)
+    for h in hyps + list(base):  # what a fit would refuse, refused before the first fit (not after hours of others)
         if h.applies_to(data):
-            h.check(data, settings, folds)
+            try:
+                h.check(data, settings, folds)
+            except ComparisonError as e:
+                if baselines is not True or h not in base:
+                    raise
+                # a standard baseline the user did not name (e.g. static weights, whose unfitted weights an input seen
+                # only in held-out trials would reach): said and left out rather than refusing the comparison
+                _warn(f"the {h.name!r} baseline cannot be scored on this split and was left out: {e}", PlasticInferWarning)
+                base = [b for b in base if b is not h]
     rows, fit_rows, coef_rows, fitted = [], [], [], {}
     todo = [(h, fold) for h in hyps + base if h.applies_to(data) for fold in folds]
     for done, (h, fold) in enumerate(todo, 1):

@@ -234,7 +234,7 @@ class ModelHypothesis(AbstractHypothesis):
         for fold in folds:
             self._check_fold(fold, settings)
             if settings.fit_initial_weights:
-                _check_trained_weights(self.name, fold, self._for_all(data.n_trajectories))
+                _check_trained_weights(self.name, fold, model)
 
     def score(self, fold: Fold, settings: FitSettings) -> FoldScore:
         n_total = int(max(fold.train_subjects.max(), fold.test_subjects.max())) + 1
@@ -303,11 +303,12 @@ def _check_trained_weights(name: str, fold: Fold, model: PlasticityModel) -> Non
     the subject would be scored on weights where the fit happened to start. In a feed-forward layer these are the
     weights onto an output neuron recorded only in held-out trials, or from an input active only there.
 
-    ``model``: the hypothesis's starting model for every subject (what the fit starts from)."""
+    ``model``: the hypothesis's starting model for every subject (what the fit starts from; reachability is
+    judged there and at a copy with every parameter perturbed, so a rule starting at 0 still has its plastic
+    paths)."""
     train = reachable_initial_weights(_for_subjects(model, fold.train_subjects), fold.train)
     test_model = _for_subjects(model, fold.test_subjects)
     tested = reachable_initial_weights(test_model, fold.test, count_nonfinite=False)
-    pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
     if fold.new_subjects:
         trained = {n: np.broadcast_to(r.any(0), (len(fold.test_subjects),) + r.shape[1:]) for n, r in train.items()}
         where = "no training subject's trials"
@@ -316,6 +317,7 @@ def _check_trained_weights(name: str, fold: Fold, model: PlasticityModel) -> Non
             trained = {n: t | by_calibration[n] for n, t in trained.items()}
             where += " and none of the subject's calibration trials"
     else:
+        pos = {s: i for i, s in enumerate(fold.train_subjects.tolist())}
         trained = {n: r[[pos[s] for s in fold.test_subjects.tolist()]] for n, r in train.items()}
         where = "none of its own training trials"
     for j, s in enumerate(fold.test_subjects.tolist()):
@@ -328,7 +330,8 @@ def _check_trained_weights(name: str, fold: Fold, model: PlasticityModel) -> Non
                 f"hypothesis {name!r}, fold {fold.name}: the held-out trials of subject {s} depend on initial weights "
                 f"that {where} reach ({which}), so the fit cannot set them and the score would rest on where it "
                 "started. In a feed-forward layer an entry (i, j) is the weight onto output neuron i from input j: "
-                "neuron i recorded (or active) in held-out trials only, or input j non-zero in held-out trials only. "
+                "neuron i recorded (or active) in held-out trials only, or input j non-zero in held-out trials only "
+                "with no plastic path from there into the training trials. "
                 "Drop those neurons or inputs (or mask their held-out trials), or use a split whose training part "
                 "covers them."
             )

@@ -133,8 +133,11 @@ def _bounded_jax_caches_per_test():
 
 @pytest.fixture(autouse=True)
 def _full_optimisation_for_slow_tests(request):
-    """Tests marked slow are long runs of few programs: compile them fully optimised (see the top)."""
-    if _USER_CHOSE_OPTIMISATION or request.node.get_closest_marker("slow") is None:
+    """Tests marked slow are long runs of few programs: compile them fully optimised (see the top). Those also marked
+    compile_bound spend their time compiling many programs that each run briefly (the documented commands at 3
+    steps, a tutorial's small size): they keep the fast tier's setting, measured faster for each of them."""
+    if (_USER_CHOSE_OPTIMISATION or request.node.get_closest_marker("slow") is None
+            or request.node.get_closest_marker("compile_bound") is not None):
         yield
         return
     os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "0"  # for the subprocesses the test starts

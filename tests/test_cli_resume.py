@@ -65,6 +65,7 @@ def test_fly_nuts_resume_without_checkpoint_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.slow  # three small fly analyses with a hierarchical NUTS fit each
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_fly_nuts_interrupted_then_resumed_equals_uninterrupted(tmp_path, monkeypatch, capsys):
     """`plasticinfer fly --hierarchical … --checkpoint-every 5`, Ctrl-C in its third chunk, then `--resume`:
     the posterior written equals the one of a run never interrupted (and never checkpointed)."""

@@ -70,6 +70,7 @@ def test_cli_doc_states_exit_codes():
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_documented_commands_run(tmp_path):
     # the lab table of docs/cli.md's compare example: own column names, L/R choice codes
     pd.DataFrame(

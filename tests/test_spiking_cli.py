@@ -13,6 +13,7 @@ def _app():
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_cli_families_tiny(tmp_path):
     args = ["discover", "families", "--n-exc", "16", "--n-inh", "4", "--p", "0.5", "--duration", "0.2", "--transient", "0.05", "--segment", "0.05",
             "--simulations", "24", "--predictive", "8", "--memory", "2", "--patterns", "4", "--delay", "0.05", "--batch", "8", "--out", str(tmp_path)]  # fmt: skip

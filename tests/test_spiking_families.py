@@ -64,6 +64,7 @@ def test_task_errors(getkey):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_family_posterior_end_to_end_small(tiny_task, getkey):
     """Wiring: NPE on the network simulator, then the predictive check counts what it should."""
     res = run_npe(getkey(), tiny_task.simulator, tiny_task.prior(), n_simulations=48, batch_size=16, flow_layers=2, nn_width=16, max_epochs=20)

@@ -1,7 +1,7 @@
 """The suite's own settings (tests/conftest.py) reach every test process, xdist workers included.
 
-Slow tests are long runs of few programs and compile fully optimised; the fast tier compiles with JAX's
-"most optimisations off". Under ``pytest -n 2`` the workers inherit the controller's
+Slow tests are long runs of few programs and compile fully optimised (unless also marked compile_bound); the
+fast tier compiles with JAX's "most optimisations off". Under ``pytest -n 2`` the workers inherit the controller's
 JAX_DISABLE_MOST_OPTIMIZATIONS=1 and once took it for the user's choice, so every slow test ran
 unoptimised (the CLI fit test: 159 s instead of 28). These tests run the suite's conftest in a pytest of
 their own, with and without xdist workers.
@@ -39,10 +39,22 @@ def test_fast():
     _check(False)
 '''
 
+INNER_COMPILE_BOUND = '''
+import pytest
+from test_inner import _check
+
+
+@pytest.mark.slow
+@pytest.mark.compile_bound
+def test_slow_compile_bound():
+    _check(False)  # the suite's choice: unoptimised, as the fast tier
+'''
+
 
 def _inner_run(tmp_path, workers, expect, user_value=None, options=("--slow",), summary="2 passed"):
     shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
     (tmp_path / "test_inner.py").write_text(INNER)
+    (tmp_path / "test_inner_compile_bound.py").write_text(INNER_COMPILE_BOUND)
     env = {k: v for k, v in os.environ.items() if k not in ("JAX_DISABLE_MOST_OPTIMIZATIONS", "PLASTICINFER_TEST_SUITE_SET_OPTIMISATION")}
     env.pop("PYTEST_XDIST_WORKER", None)
     env.pop("PYTEST_XDIST_WORKER_COUNT", None)
@@ -58,11 +70,11 @@ def _inner_run(tmp_path, workers, expect, user_value=None, options=("--slow",), 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_slow_tests_compile_optimised_and_fast_tests_not(tmp_path, workers):
-    _inner_run(tmp_path, workers, "suite", options=("--slow", "test_inner.py"))
+    _inner_run(tmp_path, workers, "suite", options=("--slow", "test_inner.py", "test_inner_compile_bound.py"), summary="3 passed")
 
 
 def test_the_users_choice_applies_to_every_test_in_every_worker(tmp_path):
-    _inner_run(tmp_path, 2, "0", user_value="0", options=("--slow", "test_inner.py"))
+    _inner_run(tmp_path, 2, "0", user_value="0", options=("--slow", "test_inner.py", "test_inner_compile_bound.py"), summary="3 passed")
 
 
 @pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # xdist: 5 s each, in the whole suite

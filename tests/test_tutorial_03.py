@@ -6,6 +6,7 @@ from helpers import run_tutorial
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_tutorial_03_runs(tmp_path):
     out = run_tutorial("03_bayes_and_comparison.py", tmp_path)
     for name in ("posterior.nc", "pairs.png", "comparison/comparison.csv", "comparison/comparison.png"):

@@ -8,6 +8,7 @@ TUTORIAL = REPO / "tutorials" / "05_rule_discovery.py"
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_tutorial_05_runs_small(tmp_path):
     out = run_tutorial("05_rule_discovery.py", tmp_path, timeout=300)
     losses = {l.split("loss =")[0].strip(): float(l.split("loss =")[1]) for l in out.splitlines() if "loss =" in l and l[:1].isalpha()}

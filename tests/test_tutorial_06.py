@@ -8,6 +8,7 @@ TUTORIAL = REPO / "tutorials" / "06_feedback_alignment.py"
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_tutorial_06_runs_small(tmp_path):
     out = run_tutorial("06_feedback_alignment.py", tmp_path, timeout=300)
     # the backprop oracle printed by the tutorial is at rounding level in every layer

@@ -6,6 +6,7 @@ from helpers import run_tutorial
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_tutorial_09_runs(tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("PLASTICINFER_DATA_DIR", str(shared_data))  # reads the real fly data: skipped on a clone without it
     out = run_tutorial("09_behaviour_comparison.py", tmp_path, timeout=1200)

@@ -6,6 +6,7 @@ from helpers import REPO, run_tutorial
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound  # measured: faster compiled unoptimised (tests/conftest.py)
 def test_tutorial_10_runs_small(tmp_path):
     out = run_tutorial("10_rule_families.py", tmp_path, timeout=1200)
     assert "static network: E" in out and "meet every constraint" in out and "Verdict" in out

@@ -229,8 +229,8 @@ def reachable_initial_weights(model: PlasticityModel, data, *, log_likelihood: C
     # the copy moves every free parameter (parameter_groups: not a fixed term, not a held field), not only the
     # initial weights: a rule whose coefficients start at 0 has no plastic path at its start, and an entry reached
     # only through learning would look unreached there; a rule fixed at 0 (static weights) keeps none
-    moved = model
-    for g, k in zip(parameter_groups(model), jax.random.split(jax.random.key(0), len(parameter_groups(model)) or 1)):
+    moved, groups = model, parameter_groups(model)
+    for g, k in zip(groups, jax.random.split(jax.random.key(0), len(groups) or 1)):
         v = jnp.asarray(g.get(moved))
         moved = g.set(moved, v + 0.05 * (jnp.std(v) + 1e-3) * jax.random.normal(k, v.shape, v.dtype))
     g0 = _initial_weight_gradient(w, model, data, log_likelihood)

@@ -255,10 +255,10 @@ class ModelHypothesis(AbstractHypothesis):
             test_ll = per_subject_ll(_index(result.model, rows), fold.test)
             # per subject: the rule, observation and network, and the initial weights its own training data reach
             # (not those onto an output neuron it never recorded in training: they never touch its likelihood)
-            k = count_free_parameters(result.subject(0), initial_weights=False)
-            if settings.fit_initial_weights:
-                reach = reachable_initial_weights(result.model, fold.train, log_likelihood=_stacked_log_likelihood)
-                k = k + sum(r.reshape(r.shape[0], -1).sum(1) for r in reach.values()).astype(int)
+            reach = (reachable_initial_weights(result.model, fold.train, log_likelihood=_stacked_log_likelihood)
+                     if settings.fit_initial_weights else None)
+            k = count_free_parameters(result.subject(0), initial_weights=settings.fit_initial_weights,
+                                      per_trajectory=True, reachable=reach)
             coeffs = _records(result)
             return FoldScore(test_ll, n_test, train_ll, n_train, k, True, coeffs, result.model, result.subject_converged.tolist())
         with _quiet_jitter():
